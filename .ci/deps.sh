@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what jobgate's integration tests need: redis-server, podman and runc.
+# On Debian as root it installs them; elsewhere it says exactly what is missing.
+set -euo pipefail
+missing=()
+for bin in redis-server podman runc; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=()
+for bin in "${missing[@]}"; do
+  case "$bin" in
+    redis-server) pkgs+=(redis-server) ;;
+    *) pkgs+=("$bin") ;;
+  esac
+done
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${pkgs[*]} with apt-get" >&2
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
+else
+  echo "missing: ${missing[*]}; install them, e.g. sudo apt-get install -y ${pkgs[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,43 @@
+# jobgate — `make dev` runs it, `make test` runs every test (what CI runs).
+
+# The podman v4 bindings need these tags to build without btrfs/devicemapper/gpgme headers.
+TAGS    := remote exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper containers_image_openpgp
+GO      ?= go
+export CGO_CFLAGS ?= -Wno-deprecated-declarations
+IMAGE   ?= localhost/jobgate-examples:latest
+BIN     := bin/jobgate
+
+.PHONY: build dev images test test-unit deps vet clean
+
+build:
+	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
+
+dev: build images
+	./$(BIN) dev
+
+# The example image: static Go programs from examples/ on FROM scratch, built
+# offline with podman (no registry is needed).
+images:
+	@mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/toolbox ./examples/toolbox
+	cp examples/Containerfile bin/image/Containerfile
+	podman build -q -t $(IMAGE) bin/image
+
+# deps installs what the integration tests need on Debian (as root), or says
+# exactly what to install.
+deps:
+	@./.ci/deps.sh
+
+# test runs every test against a real redis-server and real podman; here an
+# integration test that would skip fails instead.
+test: deps
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 15m ./...
+
+test-unit:
+	$(GO) test -tags '$(TAGS)' -short ./...
+
+vet:
+	$(GO) vet -tags '$(TAGS)' ./...
+
+clean:
+	rm -rf bin .jobgate

@@ -1,0 +1,128 @@
+// Package api holds the public JSON shapes of jobgate's REST API: the job spec a
+// client submits, the job record it reads back, and the error body every 4xx/5xx
+// carries. The gateway serves them, the client package and the CLI consume them,
+// and the worker reads the spec it runs.
+package api
+
+import "time"
+
+// Status is a job's lifecycle state: queued → running → succeeded | failed | canceled.
+type Status string
+
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusCanceled  Status = "canceled"
+)
+
+// Terminal reports whether s is an end state; a job in one never changes again.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Valid reports whether s is one of the five states.
+func (s Status) Valid() bool {
+	return s == StatusQueued || s == StatusRunning || s.Terminal()
+}
+
+// Priority orders queued jobs: high before normal before low.
+type Priority string
+
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
+
+// Mode says how a job runs: in a podman container, or as a host process
+// (Batch AI's "VM mode"), which a worker must allow explicitly.
+type Mode string
+
+const (
+	ModeContainer Mode = "container"
+	ModeProcess   Mode = "process"
+)
+
+// Reasons a job ended or why it is waiting. Reason strings in records may add
+// detail after these words ("image_not_found: localhost/x:latest").
+const (
+	ReasonExitCode      = "exit_code"
+	ReasonTimeout       = "timeout"
+	ReasonCanceled      = "canceled"
+	ReasonImageNotFound = "image_not_found"
+	ReasonStartFailed   = "start_failed"
+	ReasonModeRefused   = "mode_not_allowed"
+	ReasonWorkerLost    = "worker_lost"
+	ReasonWorkerStopped = "worker_stopped"
+)
+
+// Resources is what a job asks of the worker it runs on.
+type Resources struct {
+	// CPUs is a CPU limit in cores (0.5 = half a core); 0 means no limit.
+	CPUs float64 `json:"cpus,omitempty"`
+	// MemoryMB is a hard memory limit in MiB; 0 means the worker's default.
+	MemoryMB int64 `json:"memory_mb,omitempty"`
+	// GPUs is the number of GPUs the job needs.
+	GPUs int `json:"gpus,omitempty"`
+}
+
+// JobSpec is what a client submits. Zero values get the defaults documented per
+// field when the gateway accepts the job; the stored spec has them filled in.
+type JobSpec struct {
+	Name       string `json:"name,omitempty"`
+	Experiment string `json:"experiment,omitempty"`
+	// Image is the container image; required in container mode.
+	Image string `json:"image,omitempty"`
+	// Command is the argv to run, never passed through a shell.
+	Command   []string          `json:"command"`
+	Env       map[string]string `json:"env,omitempty"`
+	Resources Resources         `json:"resources,omitempty"`
+	// TimeoutSeconds bounds one attempt; default 3600.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// MaxRetries is how many times a failed attempt is retried; default 0.
+	MaxRetries int `json:"max_retries,omitempty"`
+	// Priority defaults to normal.
+	Priority Priority `json:"priority,omitempty"`
+	// Mode defaults to container.
+	Mode Mode `json:"mode,omitempty"`
+}
+
+// Job is a job record as the API returns it.
+type Job struct {
+	ID         string     `json:"id"`
+	Workspace  string     `json:"workspace"`
+	Name       string     `json:"name"`
+	Experiment string     `json:"experiment"`
+	Status     Status     `json:"status"`
+	Reason     string     `json:"reason,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Attempt    int        `json:"attempt"`
+	Worker     string     `json:"worker,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// CancelRequested is set once a cancel was asked for a running job and the
+	// worker has not yet stopped it.
+	CancelRequested bool    `json:"cancel_requested,omitempty"`
+	Spec            JobSpec `json:"spec"`
+}
+
+// JobList is one page of GET /v1/jobs, newest first.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
+	// NextCursor fetches the next page; empty on the last one.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a stable machine code and a message meant for a person.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

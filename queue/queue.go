@@ -1,0 +1,81 @@
+// Package queue is the wire contract between the gateway and the workers: task
+// type names, payloads, queue names, enqueue options and the wake-up channels.
+// Both sides import it and never import each other.
+//
+// Placement works like this: the gateway's scheduler (one leader among the
+// gateways) keeps queued jobs in its own pending set, picks a worker with a free
+// slot, and enqueues a TypeRunJob task on that worker's own asynq queue
+// (WorkerQueue). asynq then does delivery, leases and redelivery after a crash.
+// Because asynq polls an empty queue, both sides also use Redis pub/sub wake-ups
+// (Notify, Waker), so an idle worker starts a new job in milliseconds.
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// TypeRunJob runs one attempt of a job.
+const TypeRunJob = "job:run"
+
+// RunJobPayload names the job and the attempt a task is for. The job record in
+// the store is the source of truth; a task whose attempt is no longer the job's
+// current attempt is stale and is dropped.
+type RunJobPayload struct {
+	JobID   string `json:"job_id"`
+	Attempt int    `json:"attempt"`
+}
+
+// WorkerQueue is the asynq queue a worker consumes; only the scheduler enqueues on it.
+func WorkerQueue(workerID string) string { return "worker:" + workerID }
+
+// TaskID makes a task unique per job attempt, so enqueueing twice after a
+// scheduler crash is harmless (asynq answers ErrTaskIDConflict).
+func TaskID(p RunJobPayload) string { return fmt.Sprintf("%s-%d", p.JobID, p.Attempt) }
+
+// NewRunJobTask builds the task for one attempt. deadline bounds the handler:
+// the job's own timeout plus the stop grace and a margin, never asynq's silent
+// 30-minute default.
+func NewRunJobTask(p RunJobPayload, deadline time.Duration) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode run-job payload: %w", err)
+	}
+	return asynq.NewTask(TypeRunJob, b,
+		asynq.TaskID(TaskID(p)),
+		asynq.Timeout(deadline),
+		// asynq retries only infrastructure failures (Redis down mid-run); job
+		// failures and max_retries are the scheduler's business.
+		asynq.MaxRetry(10),
+		asynq.Retention(time.Hour),
+	), nil
+}
+
+// ParseRunJobPayload decodes a TypeRunJob payload.
+func ParseRunJobPayload(b []byte) (RunJobPayload, error) {
+	var p RunJobPayload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("decode run-job payload: %w", err)
+	}
+	if p.JobID == "" || p.Attempt < 1 {
+		return p, fmt.Errorf("run-job payload: job_id and attempt are required")
+	}
+	return p, nil
+}
+
+// Wake-up channels (Redis pub/sub). A message carries no data: it only says
+// "look again". Waiters also look on a timer, so a lost message costs latency,
+// never a job.
+const (
+	// ChannelScheduler wakes the scheduler: a job was submitted, a slot freed up,
+	// a worker joined.
+	ChannelScheduler = "jobgate:wake:scheduler"
+	// ChannelCancel carries the ID of a running job whose cancel was requested.
+	ChannelCancel = "jobgate:cancel"
+)
+
+// WorkerChannel wakes one worker: a task was put on its queue.
+func WorkerChannel(workerID string) string { return "jobgate:wake:worker:" + workerID }

@@ -1,0 +1,88 @@
+package queue
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Notify publishes a wake-up on channel. Failure only delays the waiter until its
+// next timed look, so callers may ignore the error.
+func Notify(ctx context.Context, rdb redis.UniversalClient, channel string) error {
+	return rdb.Publish(ctx, channel, "").Err()
+}
+
+// Waker turns wake-up messages on one channel into a generation counter that
+// goroutines can wait on without missing a message: take Gen before looking for
+// work, and if there was none, Wait(ctx, gen, max) returns as soon as a message
+// arrived after that look.
+type Waker struct {
+	sub *redis.PubSub
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	gen     uint64
+	changed chan struct{}
+}
+
+// NewWaker subscribes to channel and waits until the subscription is live, so a
+// Notify after NewWaker returns is never missed. Close releases it.
+func NewWaker(ctx context.Context, rdb redis.UniversalClient, channel string) (*Waker, error) {
+	sub := rdb.Subscribe(ctx, channel)
+	if _, err := sub.Receive(ctx); err != nil {
+		sub.Close()
+		return nil, err
+	}
+	w := &Waker{sub: sub, changed: make(chan struct{})}
+	go w.loop()
+	return w, nil
+}
+
+func (w *Waker) loop() {
+	for range w.sub.Channel() {
+		w.Poke()
+	}
+}
+
+// Poke wakes the waiters as a message would; used for local events.
+func (w *Waker) Poke() {
+	w.mu.Lock()
+	w.gen++
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// Gen is the current generation.
+func (w *Waker) Gen() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gen
+}
+
+// Wait returns true once the generation moved past gen, false after max or when
+// ctx is done.
+func (w *Waker) Wait(ctx context.Context, gen uint64, max time.Duration) bool {
+	w.mu.Lock()
+	if w.gen != gen {
+		w.mu.Unlock()
+		return true
+	}
+	ch := w.changed
+	w.mu.Unlock()
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close ends the subscription.
+func (w *Waker) Close() error { return w.sub.Close() }

@@ -1,0 +1,59 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"jobgate/api"
+)
+
+// Attempt is everything an executor needs to run one attempt of a job.
+type Attempt struct {
+	JobID     string
+	Workspace string
+	// Number is the 1-based attempt number.
+	Number int
+	Spec   api.JobSpec
+	// Env is the full environment for the workload: the spec's env with
+	// jobgate's own variables (JOBGATE_JOB_ID, ...) set over it.
+	Env map[string]string
+}
+
+// Outcome is how an attempt's workload ended.
+type Outcome struct {
+	// ExitCode is the workload's exit status; for a process killed by a signal
+	// it is 128+signal, as a shell reports it.
+	ExitCode int
+}
+
+// ErrImageNotFound means the image is not present locally and cannot be pulled;
+// retrying will not help. Executors wrap it with the image name.
+var ErrImageNotFound = errors.New("image not found")
+
+// ErrStart means the workload could not be created or started (bad command,
+// bad option); retrying will not help. Executors wrap it with the cause.
+var ErrStart = errors.New("start failed")
+
+// Executor runs one attempt of a job to completion.
+//
+// Run writes the workload's stdout and stderr to the given writers, in order,
+// and returns after the workload ended and all its output was written. When
+// ctx is done before the workload ends, Run stops it gracefully: SIGTERM, then
+// SIGKILL once the executor's grace period has passed; it then returns the
+// Outcome it observed and a nil error. Every container or process group Run
+// created is gone when it returns (unless the executor is configured to keep
+// failed containers). An error means the workload could not be run at all:
+// ErrImageNotFound and ErrStart are permanent, anything else may be retried.
+type Executor interface {
+	Run(ctx context.Context, a Attempt, stdout, stderr io.Writer) (Outcome, error)
+	// Cleanup removes whatever an earlier run of jobID (for example in a worker
+	// process that crashed) left behind. It is safe to call when there is none.
+	Cleanup(ctx context.Context, jobID string) error
+	// Name says which executor this is, for logs and the worker registry.
+	Name() string
+}
+
+// DefaultStopGrace is how long a stopped workload gets between SIGTERM and SIGKILL.
+const DefaultStopGrace = 5 * time.Second
