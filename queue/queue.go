@@ -27,14 +27,17 @@ const TypeRunJob = "job:run"
 type RunJobPayload struct {
 	JobID   string `json:"job_id"`
 	Attempt int    `json:"attempt"`
+	// Placement numbers the scheduler's reservations of an attempt; a task of
+	// an older placement (the job was handed back and placed again) is stale.
+	Placement int64 `json:"placement"`
 }
 
 // WorkerQueue is the asynq queue a worker consumes; only the scheduler enqueues on it.
 func WorkerQueue(workerID string) string { return "worker:" + workerID }
 
-// TaskID makes a task unique per job attempt, so enqueueing twice after a
-// scheduler crash is harmless (asynq answers ErrTaskIDConflict).
-func TaskID(p RunJobPayload) string { return fmt.Sprintf("%s-%d", p.JobID, p.Attempt) }
+// TaskID makes a task unique per placement of a job attempt, so enqueueing
+// twice after a scheduler crash is harmless (asynq answers ErrTaskIDConflict).
+func TaskID(p RunJobPayload) string { return fmt.Sprintf("%s-%d-%d", p.JobID, p.Attempt, p.Placement) }
 
 // NewRunJobTask builds the task for one attempt. deadline bounds the handler:
 // the job's own timeout plus the stop grace and a margin, never asynq's silent
@@ -50,7 +53,6 @@ func NewRunJobTask(p RunJobPayload, deadline time.Duration) (*asynq.Task, error)
 		// asynq retries only infrastructure failures (Redis down mid-run); job
 		// failures and max_retries are the scheduler's business.
 		asynq.MaxRetry(10),
-		asynq.Retention(time.Hour),
 	), nil
 }
 

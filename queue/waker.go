@@ -25,6 +25,7 @@ type Waker struct {
 	mu      sync.Mutex
 	gen     uint64
 	changed chan struct{}
+	closed  bool
 }
 
 // NewWaker subscribes to channel and waits until the subscription is live, so a
@@ -49,6 +50,10 @@ func (w *Waker) loop() {
 // Poke wakes the waiters as a message would; used for local events.
 func (w *Waker) Poke() {
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
 	w.gen++
 	close(w.changed)
 	w.changed = make(chan struct{})
@@ -62,13 +67,17 @@ func (w *Waker) Gen() uint64 {
 	return w.gen
 }
 
-// Wait returns true once the generation moved past gen, false after max or when
-// ctx is done.
+// Wait returns true once the generation moved past gen, false after max, when
+// ctx is done, or at once when the Waker is closed.
 func (w *Waker) Wait(ctx context.Context, gen uint64, max time.Duration) bool {
 	w.mu.Lock()
 	if w.gen != gen {
 		w.mu.Unlock()
 		return true
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return false
 	}
 	ch := w.changed
 	w.mu.Unlock()
@@ -84,5 +93,17 @@ func (w *Waker) Wait(ctx context.Context, gen uint64, max time.Duration) bool {
 	}
 }
 
-// Close ends the subscription.
-func (w *Waker) Close() error { return w.sub.Close() }
+// Close ends the subscription and releases every waiter; later Waits return
+// at once. Closing twice is harmless.
+func (w *Waker) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+	return w.sub.Close()
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,14 +25,17 @@ type Service struct {
 	// URL is how to reach it: redis://127.0.0.1:PORT/0 or unix:///path.sock.
 	URL  string
 	stop func() error
+	once sync.Once
+	err  error
 }
 
-// Stop ends the service.
+// Stop ends the service; later calls return the first call's result.
 func (s *Service) Stop() error {
 	if s == nil || s.stop == nil {
 		return nil
 	}
-	return s.stop()
+	s.once.Do(func() { s.err = s.stop() })
+	return s.err
 }
 
 // FreePort asks the kernel for a free loopback TCP port.

@@ -1,0 +1,818 @@
+// Package store keeps jobgate's metadata in Redis: job records and their
+// indexes, the scheduler's pending set, the worker registry, live log streams
+// and the scheduler lease.
+//
+// Every change of a job's status goes through one Lua script that checks the
+// state it expects (status and attempt) before it writes, so concurrent actors
+// — a worker finishing, a user canceling, the scheduler recovering a lost
+// worker — cannot end a job twice or resurrect an ended one.
+package store
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"jobgate/api"
+)
+
+// Errors the store returns; the gateway maps them to HTTP status codes.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the record is not in the state the caller expected.
+	ErrConflict = errors.New("conflict")
+)
+
+// Config tunes the store. The zero value works.
+type Config struct {
+	// LogStreamCap bounds each job's live log stream (entries, approximately).
+	// Older lines stay in the at-rest log. Default 100000.
+	LogStreamCap int64
+	// EndedStreamTTL is how long a live log stream is kept after its job ended;
+	// the at-rest log remains. Default 7 days.
+	EndedStreamTTL time.Duration
+}
+
+// Store is the Redis-backed metadata store. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	cfg Config
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient, cfg Config) *Store {
+	cfg.LogStreamCap = cmp.Or(cfg.LogStreamCap, 100_000)
+	cfg.EndedStreamTTL = cmp.Or(cfg.EndedStreamTTL, 7*24*time.Hour)
+	return &Store{rdb: rdb, cfg: cfg}
+}
+
+// Redis exposes the client, for components that share the connection.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+const prefix = "jobgate:"
+
+func jobKey(id string) string          { return prefix + "job:" + id }
+func logKey(id string) string          { return prefix + "job:" + id + ":log" }
+func historyKey(id string) string      { return prefix + "job:" + id + ":attempts" }
+func wsJobsKey(ws string) string       { return prefix + "ws:" + ws + ":jobs" }
+func statusIdxPrefix(ws string) string { return prefix + "ws:" + ws + ":jobs:status:" }
+func expIdxKey(ws, exp string) string  { return prefix + "ws:" + ws + ":jobs:exp:" + exp }
+func workerKey(id string) string       { return prefix + "worker:" + id }
+func workerJobsKey(id string) string   { return prefix + "worker:" + id + ":jobs" }
+
+const (
+	pendingKey     = prefix + "pending"
+	workersKey     = prefix + "workers"
+	experimentsKey = prefix + "experiments:"
+	leaderKey      = prefix + "scheduler:leader"
+	workerJobsPfx  = prefix + "worker:"
+)
+
+// priorityRank orders the pending set: high first, then normal, then low;
+// within a rank, oldest first.
+func priorityRank(p api.Priority) int64 {
+	switch p {
+	case api.PriorityHigh:
+		return 0
+	case api.PriorityLow:
+		return 2
+	default:
+		return 1
+	}
+}
+
+// pendingScore fits in a float64 exactly: rank*1e14 + unix ms (~1.8e12).
+func pendingScore(p api.Priority, created time.Time) float64 {
+	return float64(priorityRank(p)*100_000_000_000_000 + created.UnixMilli())
+}
+
+// CreateJob stores a new queued job and puts it in the pending set.
+func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, jobKey(j.ID), map[string]any{
+			"id":         j.ID,
+			"workspace":  j.Workspace,
+			"name":       j.Name,
+			"experiment": j.Experiment,
+			"status":     string(api.StatusQueued),
+			"reason":     j.Reason,
+			"attempt":    1,
+			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
+			"priority":   string(j.Spec.Priority),
+			"spec":       spec,
+		})
+		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
+		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(api.StatusQueued), redis.Z{Member: j.ID})
+		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
+		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
+		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		return nil
+	})
+	return err
+}
+
+// GetJob returns job id of workspace ws; a job of another workspace is
+// ErrNotFound, as if it did not exist.
+func (s *Store) GetJob(ctx context.Context, ws, id string) (*api.Job, error) {
+	j, err := s.GetJobByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j.Workspace != ws {
+		return nil, ErrNotFound
+	}
+	return j, nil
+}
+
+// GetJobByID returns a job whatever its workspace; for workers and the scheduler.
+func (s *Store) GetJobByID(ctx context.Context, id string) (*api.Job, error) {
+	if !validID(id) {
+		return nil, ErrNotFound
+	}
+	m, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return decodeJob(m)
+}
+
+// validID keeps arbitrary client input out of key names.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeJob(m map[string]string) (*api.Job, error) {
+	j := &api.Job{
+		ID:              m["id"],
+		Workspace:       m["workspace"],
+		Name:            m["name"],
+		Experiment:      m["experiment"],
+		Status:          api.Status(m["status"]),
+		Reason:          m["reason"],
+		Worker:          m["worker"],
+		CancelRequested: m["cancel_requested"] == "1",
+	}
+	j.Attempt, _ = strconv.Atoi(m["attempt"])
+	if v, ok := m["exit_code"]; ok && v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			j.ExitCode = &n
+		}
+	}
+	var err error
+	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, m["created_at"]); err != nil {
+		return nil, fmt.Errorf("job %s: bad created_at: %w", j.ID, err)
+	}
+	j.StartedAt = parseTimePtr(m["started_at"])
+	j.FinishedAt = parseTimePtr(m["finished_at"])
+	if err := json.Unmarshal([]byte(m["spec"]), &j.Spec); err != nil {
+		return nil, fmt.Errorf("job %s: bad spec: %w", j.ID, err)
+	}
+	return j, nil
+}
+
+func parseTimePtr(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil
+	}
+	return &t
+}
+
+// ListFilter selects jobs for ListJobs.
+type ListFilter struct {
+	Status     api.Status
+	Experiment string
+	// Limit is the page size; default 50.
+	Limit int
+	// Cursor is the last job ID of the previous page.
+	Cursor string
+}
+
+// ListJobs returns a page of ws's jobs, newest first, and the cursor of the
+// next page ("" on the last). Job IDs are ULIDs, so lexical order is creation
+// order and the indexes are sorted sets with score 0 read by lex range.
+func (s *Store) ListJobs(ctx context.Context, ws string, f ListFilter) ([]api.Job, string, error) {
+	limit := cmp.Or(f.Limit, 50)
+	index := wsJobsKey(ws)
+	switch {
+	case f.Status != "":
+		index = statusIdxPrefix(ws) + string(f.Status)
+	case f.Experiment != "":
+		index = expIdxKey(ws, f.Experiment)
+	}
+	max := "+"
+	if f.Cursor != "" {
+		max = "(" + f.Cursor
+	}
+	var out []api.Job
+	for len(out) < limit {
+		ids, err := s.rdb.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1 - len(out))}).Result()
+		if err != nil {
+			return nil, "", err
+		}
+		if len(ids) == 0 {
+			return out, "", nil
+		}
+		jobs, err := s.getMany(ctx, ids)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, j := range jobs {
+			if j == nil || (f.Experiment != "" && j.Experiment != f.Experiment) || (f.Status != "" && j.Status != f.Status) {
+				continue
+			}
+			if len(out) == limit {
+				// One more matching job exists: the page is full.
+				return out, out[len(out)-1].ID, nil
+			}
+			out = append(out, *j)
+		}
+		max = "(" + ids[len(ids)-1]
+	}
+	// Full page: look ahead for one more match to decide on a cursor.
+	more, _, err := s.ListJobs(ctx, ws, ListFilter{Status: f.Status, Experiment: f.Experiment, Limit: 1, Cursor: out[len(out)-1].ID})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(more) == 0 {
+		return out, "", nil
+	}
+	return out, out[len(out)-1].ID, nil
+}
+
+func (s *Store) getMany(ctx context.Context, ids []string) ([]*api.Job, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, jobKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*api.Job, len(ids))
+	for i, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue
+		}
+		j, err := decodeJob(m)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = j
+	}
+	return out, nil
+}
+
+// --- status transitions --------------------------------------------------
+
+// setStatus is shared Lua: move id between the status indexes and set the field.
+const luaPrelude = `
+local function setstatus(job, id, idx, old, new)
+  redis.call('ZREM', idx .. old, id)
+  redis.call('ZADD', idx .. new, 0, id)
+  redis.call('HSET', job, 'status', new)
+end
+local function terminal(st)
+  return st == 'succeeded' or st == 'failed' or st == 'canceled'
+end
+`
+
+// KEYS: job. ARGV: attempt, worker, now, idxprefix, placement.
+var startScript = redis.NewScript(luaPrelude + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st ~= 'queued' then return st end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
+if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 'stale' end
+if redis.call('HGET', KEYS[1], 'placement') ~= ARGV[5] then return 'stale' end
+setstatus(KEYS[1], redis.call('HGET', KEYS[1], 'id'), ARGV[4], st, 'running')
+redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'worker', ARGV[2], 'reason', '')
+redis.call('HDEL', KEYS[1], 'exit_code', 'finished_at')
+return 'ok'
+`)
+
+// Start moves a placed, queued attempt to running on workerID. It returns
+// ErrConflict when the job is no longer that queued attempt with that
+// placement on that worker (canceled, re-placed, already running).
+func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID string, placement int64, now time.Time) error {
+	res, err := startScript.Run(ctx, s.rdb, []string{jobKey(id)},
+		attempt, workerID, now.UTC().Format(time.RFC3339Nano), statusIdxPrefix(ws), placement).Text()
+	if err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("start job %s attempt %d: job is %s: %w", id, attempt, res, ErrConflict)
+	}
+	return nil
+}
+
+// KEYS: job, pending, log, history. ARGV: attempt ("" = any), status, reason,
+// exit code ("" = none), now, idxprefix, worker-key prefix, stream cap,
+// stream ttl seconds, only-if-status ("" = any non-terminal), history record.
+var finishScript = redis.NewScript(luaPrelude + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if terminal(st) then return st end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
+if ARGV[10] ~= '' and st ~= ARGV[10] then return st end
+local id = redis.call('HGET', KEYS[1], 'id')
+local w = redis.call('HGET', KEYS[1], 'placed_on')
+if w then redis.call('SREM', ARGV[7] .. w .. ':jobs', id) end
+redis.call('ZREM', KEYS[2], id)
+setstatus(KEYS[1], id, ARGV[6], st, ARGV[2])
+redis.call('HSET', KEYS[1], 'reason', ARGV[3], 'finished_at', ARGV[5])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'exit_code', ARGV[4]) end
+redis.call('HDEL', KEYS[1], 'cancel_requested', 'placed_on')
+if ARGV[11] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[11]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'end', ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[9])
+return 'ok'
+`)
+
+// Outcome is how an attempt or a job ended, for Finish and Requeue.
+type Outcome struct {
+	Status   api.Status
+	Reason   string
+	ExitCode *int
+	// Worker ran the attempt ("" if none did).
+	Worker    string
+	StartedAt *time.Time
+}
+
+// AttemptRecord is one line of a job's attempt history.
+type AttemptRecord struct {
+	Attempt    int        `json:"attempt"`
+	Worker     string     `json:"worker,omitempty"`
+	Status     api.Status `json:"status"`
+	Reason     string     `json:"reason,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt time.Time  `json:"finished_at"`
+}
+
+func historyRecord(attempt int, o Outcome, now time.Time) string {
+	b, _ := json.Marshal(AttemptRecord{Attempt: attempt, Worker: o.Worker, Status: o.Status, Reason: o.Reason,
+		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC()})
+	return string(b)
+}
+
+func exitArg(c *int) string {
+	if c == nil {
+		return ""
+	}
+	return strconv.Itoa(*c)
+}
+
+// Finish ends attempt of job id with o (a terminal status). It returns
+// ErrConflict when the job already ended or moved on to another attempt: a
+// job ends exactly once.
+func (s *Store) Finish(ctx context.Context, ws, id string, attempt int, o Outcome, now time.Time) error {
+	return s.finish(ctx, ws, id, strconv.Itoa(attempt), "", o, now)
+}
+
+func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Outcome, now time.Time) error {
+	if !o.Status.Terminal() {
+		return fmt.Errorf("finish job %s: status %q is not terminal", id, o.Status)
+	}
+	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id)},
+		attempt, string(o.Status), o.Reason, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
+		statusIdxPrefix(ws), workerJobsPfx, s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
+		historyRecord(atoiOr(attempt, 0), o, now)).Text()
+	if err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("finish job %s: job is %s: %w", id, res, ErrConflict)
+	}
+	return nil
+}
+
+func atoiOr(s string, d int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return d
+}
+
+// KEYS: job, pending, history. ARGV: attempt, reason, now, idxprefix, worker-key prefix, history record.
+var requeueScript = redis.NewScript(luaPrelude + `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if terminal(st) then return st end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
+local id = redis.call('HGET', KEYS[1], 'id')
+local w = redis.call('HGET', KEYS[1], 'placed_on')
+if w then redis.call('SREM', ARGV[5] .. w .. ':jobs', id) end
+setstatus(KEYS[1], id, ARGV[4], st, 'queued')
+redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'reason', ARGV[2])
+redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'started_at')
+local prio = redis.call('HGET', KEYS[1], 'priority')
+local rank = 1
+if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
+redis.call('ZADD', KEYS[2], rank * 100000000000000 + tonumber(ARGV[3]), id)
+if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[6]) end
+return 'ok'
+`)
+
+// Requeue ends attempt of job id without ending the job: it goes back to the
+// pending set as attempt+1, ahead of newer jobs of its priority. o records why
+// in the attempt history (its Status is what the attempt came to).
+func (s *Store) Requeue(ctx context.Context, ws, id string, attempt int, o Outcome, now time.Time) error {
+	res, err := requeueScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, historyKey(id)},
+		attempt, o.Reason, now.UnixMilli(), statusIdxPrefix(ws), workerJobsPfx, historyRecord(attempt, o, now)).Text()
+	if err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("requeue job %s: job is %s: %w", id, res, ErrConflict)
+	}
+	return nil
+}
+
+// Attempts returns the attempt history of job id, oldest first.
+func (s *Store) Attempts(ctx context.Context, id string) ([]AttemptRecord, error) {
+	raw, err := s.rdb.LRange(ctx, historyKey(id), 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AttemptRecord, 0, len(raw))
+	for _, r := range raw {
+		var a AttemptRecord
+		if json.Unmarshal([]byte(r), &a) == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// CancelResult says what Cancel did.
+type CancelResult int
+
+const (
+	// CancelDone: the job was queued and is now canceled.
+	CancelDone CancelResult = iota
+	// CancelRequested: the job is running; its worker was asked to stop it.
+	CancelRequested
+	// CancelAlreadyEnded: the job had already ended; nothing changed.
+	CancelAlreadyEnded
+)
+
+// Cancel cancels a queued job at once, or marks a running one so its worker
+// stops it (the caller publishes queue.ChannelCancel).
+func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (CancelResult, error) {
+	for range 5 {
+		j, err := s.GetJob(ctx, ws, id)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case j.Status.Terminal():
+			return CancelAlreadyEnded, nil
+		case j.Status == api.StatusQueued:
+			err := s.finish(ctx, ws, id, "", string(api.StatusQueued),
+				Outcome{Status: api.StatusCanceled, Reason: api.ReasonCanceled + ": canceled while queued"}, now)
+			if errors.Is(err, ErrConflict) {
+				continue // it started meanwhile; look again
+			}
+			return CancelDone, err
+		default:
+			ok, err := s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') == 'running' then
+				redis.call('HSET', KEYS[1], 'cancel_requested', '1') return 1 end return 0`,
+				[]string{jobKey(id)}).Int()
+			if err != nil {
+				return 0, err
+			}
+			if ok == 1 {
+				return CancelRequested, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("cancel job %s: status kept changing: %w", id, ErrConflict)
+}
+
+// SetReason records why a queued job waits (scheduler) without changing its state.
+func (s *Store) SetReason(ctx context.Context, id, reason string) error {
+	return s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') == 'queued' then
+		redis.call('HSET', KEYS[1], 'reason', ARGV[1]) end return 0`, []string{jobKey(id)}, reason).Err()
+}
+
+// --- scheduling ----------------------------------------------------------
+
+// Pending returns up to n pending job IDs in dispatch order.
+func (s *Store) Pending(ctx context.Context, n int64) ([]string, error) {
+	return s.rdb.ZRange(ctx, pendingKey, 0, n-1).Result()
+}
+
+// PendingPosition is the 0-based place of id in the pending set, or -1.
+func (s *Store) PendingPosition(ctx context.Context, id string) int64 {
+	n, err := s.rdb.ZRank(ctx, pendingKey, id).Result()
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Reserve records that attempt of queued job id goes to workerID, under a new
+// placement number that the task carries. It is written before the task is
+// enqueued, so a scheduler that dies between the two re-enqueues the same
+// placement (asynq drops the duplicate by task ID) instead of running the
+// attempt twice; a task of any other placement is stale and is dropped.
+// An existing reservation wins: Reserve returns its worker and number.
+// ErrConflict: the job is no longer that queued attempt.
+var reserveScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return false end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
+local w = redis.call('HGET', KEYS[1], 'placed_on')
+if w then return {w, redis.call('HGET', KEYS[1], 'placement')} end
+local n = redis.call('HINCRBY', KEYS[1], 'placement', 1)
+redis.call('HSET', KEYS[1], 'placed_on', ARGV[2], 'reason', ARGV[3])
+return {ARGV[2], tostring(n)}
+`)
+
+// Reserve: see reserveScript.
+func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, reason string) (string, int64, error) {
+	res, err := reserveScript.Run(ctx, s.rdb, []string{jobKey(id)}, attempt, workerID, reason).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return "", 0, fmt.Errorf("reserve job %s: %w", id, ErrConflict)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	n, _ := strconv.ParseInt(res[1], 10, 64)
+	return res[0], n, nil
+}
+
+// Unreserve puts a placed but not started attempt back in the pending set: its
+// worker went away before starting it. The attempt number stays.
+func (s *Store) Unreserve(ctx context.Context, id string, attempt int, workerID, reason string) error {
+	return s.rdb.Eval(ctx, `
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'placed_on')
+redis.call('HSET', KEYS[1], 'reason', ARGV[4])
+redis.call('SREM', KEYS[3], ARGV[3])
+local prio = redis.call('HGET', KEYS[1], 'priority')
+local rank = 1
+if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
+redis.call('ZADD', KEYS[2], rank * 100000000000000 + tonumber(ARGV[5]), ARGV[3])
+return 1`, []string{jobKey(id), pendingKey, workerJobsKey(workerID)}, attempt, workerID, id, reason, s.createdMillis(ctx, id)).Err()
+}
+
+func (s *Store) createdMillis(ctx context.Context, id string) int64 {
+	v, _ := s.rdb.HGet(ctx, jobKey(id), "created_at").Result()
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Now().UnixMilli()
+	}
+	return t.UnixMilli()
+}
+
+// Placed takes a reserved job out of the pending set once its task is on the
+// worker's queue, and counts it against the worker's slots.
+func (s *Store) Placed(ctx context.Context, id string, attempt int, workerID string) error {
+	return s.rdb.Eval(ctx, `
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1`, []string{jobKey(id), pendingKey, workerJobsKey(workerID)}, attempt, workerID, id).Err()
+}
+
+// DropPending removes id from the pending set (it ended or was lost track of).
+func (s *Store) DropPending(ctx context.Context, id string) error {
+	return s.rdb.ZRem(ctx, pendingKey, id).Err()
+}
+
+// ForgetWorkerJob removes id from a worker's placed jobs (it ended elsewhere).
+func (s *Store) ForgetWorkerJob(ctx context.Context, workerID, id string) error {
+	return s.rdb.SRem(ctx, workerJobsKey(workerID), id).Err()
+}
+
+// --- workers -------------------------------------------------------------
+
+// Worker is a worker's entry in the registry.
+type Worker struct {
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	Executor string `json:"executor"`
+	Slots    int    `json:"slots"`
+	// Status is "up" while registered, "stopped" after a clean shutdown.
+	Status           string    `json:"status"`
+	AllowHostProcess bool      `json:"allow_host_process"`
+	StartedAt        time.Time `json:"started_at"`
+	LastHeartbeat    time.Time `json:"last_heartbeat"`
+	// Jobs are the IDs placed on it and not yet ended.
+	Jobs []string `json:"jobs"`
+}
+
+// RegisterWorker adds or refreshes w in the registry.
+func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, workerKey(w.ID), map[string]any{
+			"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
+			"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
+			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
+			"status":             "up",
+		})
+		p.ZAdd(ctx, workersKey, redis.Z{Member: w.ID, Score: float64(now.UnixMilli())})
+		return nil
+	})
+	return err
+}
+
+// Heartbeat marks workerID alive at now.
+func (s *Store) Heartbeat(ctx context.Context, workerID string, now time.Time) error {
+	return s.rdb.ZAdd(ctx, workersKey, redis.Z{Member: workerID, Score: float64(now.UnixMilli())}).Err()
+}
+
+// StopWorker marks a worker that shut down cleanly; the scheduler hands the
+// jobs still placed on it to other workers.
+func (s *Store) StopWorker(ctx context.Context, workerID string) error {
+	return s.rdb.HSet(ctx, workerKey(workerID), "status", "stopped").Err()
+}
+
+// RemoveWorker drops a worker from the registry.
+func (s *Store) RemoveWorker(ctx context.Context, workerID string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, workersKey, workerID)
+		p.Del(ctx, workerKey(workerID), workerJobsKey(workerID))
+		return nil
+	})
+	return err
+}
+
+// Workers lists the registry with each worker's placed jobs.
+func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, workersKey, 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]*redis.MapStringStringCmd, len(zs))
+	js := make([]*redis.StringSliceCmd, len(zs))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, z := range zs {
+			id := z.Member.(string)
+			hs[i] = p.HGetAll(ctx, workerKey(id))
+			js[i] = p.SMembers(ctx, workerJobsKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Worker, 0, len(zs))
+	for i, z := range zs {
+		m := hs[i].Val()
+		w := Worker{ID: z.Member.(string), Hostname: m["hostname"], Executor: m["executor"], Status: m["status"],
+			AllowHostProcess: m["allow_host_process"] == "true",
+			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
+		w.Slots, _ = strconv.Atoi(m["slots"])
+		if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
+			w.StartedAt = t
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// --- scheduler lease -----------------------------------------------------
+
+// AcquireLeadership takes or renews the scheduler lease for holder; true while
+// holder leads. Exactly one holder leads per lease period.
+func (s *Store) AcquireLeadership(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	n, err := s.rdb.Eval(ctx, `
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`, []string{leaderKey}, holder, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+// ReleaseLeadership gives the lease up if holder has it.
+func (s *Store) ReleaseLeadership(ctx context.Context, holder string) error {
+	return s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+		[]string{leaderKey}, holder).Err()
+}
+
+// --- logs ----------------------------------------------------------------
+
+// Stream names an output stream of a workload.
+type Stream byte
+
+const (
+	Stdout Stream = 'o'
+	Stderr Stream = 'e'
+)
+
+// LogLine is one line of output, without its newline.
+type LogLine struct {
+	Stream Stream
+	Line   []byte
+}
+
+// AppendLogs adds lines to the live log stream of job id, in order.
+func (s *Store) AppendLogs(ctx context.Context, id string, lines []LogLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, l := range lines {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: logKey(id), MaxLen: s.cfg.LogStreamCap, Approx: true,
+				Values: []any{string([]byte{byte(l.Stream)}), l.Line}})
+		}
+		return nil
+	})
+	return err
+}
+
+// LogEntry is a line from the live stream, or the end marker (End set).
+type LogEntry struct {
+	ID   string
+	Line []byte
+	// End is the job's final status on the marker written when it ended.
+	End api.Status
+}
+
+// ReadLogs returns entries after stream ID after ("0" = from the start), up to
+// count, waiting up to block for new ones when there are none (0 = no wait).
+func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, block time.Duration) ([]LogEntry, error) {
+	var res []redis.XMessage
+	if block <= 0 {
+		start := "(" + after
+		if after == "0" || after == "" {
+			start = "-"
+		}
+		var err error
+		res, err = s.rdb.XRangeN(ctx, logKey(id), start, "+", count).Result()
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{logKey(id), cmp.Or(after, "0")}, Count: count, Block: block}).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range streams {
+			res = append(res, st.Messages...)
+		}
+	}
+	out := make([]LogEntry, 0, len(res))
+	for _, m := range res {
+		e := LogEntry{ID: m.ID}
+		for k, v := range m.Values {
+			str, _ := v.(string)
+			switch k {
+			case "end":
+				e.End = api.Status(str)
+			default:
+				e.Line = []byte(str)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Experiments lists ws's experiments with their latest submission time.
+func (s *Store) Experiments(ctx context.Context, ws string) (map[string]string, error) {
+	return s.rdb.HGetAll(ctx, experimentsKey+ws).Result()
+}
+
+// IsRedisNil reports whether err is go-redis's "no such key".
+func IsRedisNil(err error) bool { return errors.Is(err, redis.Nil) }

@@ -1,0 +1,78 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"jobgate/internal/testenv"
+	"jobgate/queue"
+)
+
+func TestWakerSeesANotifySentAfterGen(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	w, err := queue.NewWaker(ctx, rdb, "test:wake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+
+	// No message: Wait gives up after its bound.
+	if w.Wait(ctx, w.Gen(), 10*time.Millisecond) {
+		t.Fatal("Wait returned true with no message")
+	}
+	// A message published after Gen but before Wait is not lost. The bound is
+	// an hour: only the message can end the wait.
+	gen := w.Gen()
+	if err := queue.Notify(ctx, rdb, "test:wake"); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Wait(ctx, gen, time.Hour) {
+		t.Fatal("Wait missed the message")
+	}
+}
+
+func TestRunJobPayloadRoundTrip(t *testing.T) {
+	p := queue.RunJobPayload{JobID: "01abc", Attempt: 2, Placement: 5}
+	task, err := queue.NewRunJobTask(p, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := queue.ParseRunJobPayload(task.Payload())
+	if err != nil || got != p {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, p)
+	}
+	if _, err := queue.ParseRunJobPayload([]byte(`{"job_id":""}`)); err == nil {
+		t.Fatal("empty payload accepted")
+	}
+}
+
+func TestCloseReleasesWaiters(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	w, err := queue.NewWaker(context.Background(), rdb, "test:close")
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan bool)
+	go func() { released <- w.Wait(context.Background(), w.Gen(), time.Hour) }()
+	w.Close()
+	if <-released {
+		t.Fatal("Wait reported a wake-up on close")
+	}
+	if w.Wait(context.Background(), w.Gen(), time.Hour) {
+		t.Fatal("Wait after Close reported a wake-up")
+	}
+}
