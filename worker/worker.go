@@ -1,0 +1,430 @@
+// Package worker runs jobs: it registers in the worker registry, consumes its
+// own asynq queue (on which the scheduler places jobs), runs each attempt
+// through an Executor (podman containers, or host processes when allowed),
+// ships logs, and records how each attempt ended.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"jobgate/api"
+	"jobgate/internal/artifact"
+	"jobgate/internal/store"
+	"jobgate/queue"
+)
+
+// Config configures a Worker. The zero value works once ID-less defaults are
+// filled in by New.
+type Config struct {
+	// ID names the worker in the registry and its queue. Keep it stable across
+	// restarts (the default is the hostname) so tasks placed on the worker while
+	// it was down are picked up when it comes back.
+	ID string
+	// Slots is how many jobs run at once; default 4.
+	Slots int
+	// AllowHostProcess lets this worker run mode=process jobs on the host.
+	AllowHostProcess bool
+	// HeartbeatInterval; default 2s. The scheduler calls a worker lost after
+	// several missed beats.
+	HeartbeatInterval time.Duration
+	// IdleWait bounds how long an idle worker waits for a wake-up before it
+	// looks at its queue anyway; default 2s.
+	IdleWait time.Duration
+	// ShutdownTimeout is how long running jobs may take to finish on shutdown
+	// before they are stopped and requeued; default 10s.
+	ShutdownTimeout time.Duration
+	// SpoolDir holds log files of running attempts; default os.TempDir()/jobgate-spool.
+	SpoolDir string
+}
+
+// Worker is one worker process's job runner.
+type Worker struct {
+	cfg       Config
+	rdb       redis.UniversalClient
+	store     *store.Store
+	artifacts artifact.Store
+	executors map[api.Mode]Executor
+	logger    *slog.Logger
+	now       func() time.Time
+
+	// mu guards the field below.
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+}
+
+// errCancelRequested and errTimeout are the causes a run's context ends with.
+var (
+	errCancelRequested = errors.New("cancel requested")
+	errTimeout         = errors.New("timeout")
+)
+
+// New returns a Worker. executors maps each mode it can run to its executor; a
+// mode without one is refused.
+func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, executors map[api.Mode]Executor, logger *slog.Logger) *Worker {
+	host, _ := os.Hostname()
+	cfg.ID = cmp.Or(cfg.ID, host, "worker")
+	cfg.Slots = cmp.Or(cfg.Slots, 4)
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 2*time.Second)
+	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
+	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
+	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors,
+		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}}
+}
+
+// ID is the worker's registry ID.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Run serves until ctx is done, then shuts down in this order: stop taking
+// tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest,
+// leave the registry.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("spool dir: %w", err)
+	}
+	execName := "none"
+	if e := w.executors[api.ModeContainer]; e != nil {
+		execName = e.Name()
+	}
+	_, allowProc := w.executors[api.ModeProcess]
+	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
+		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now()}
+	reg.Hostname, _ = os.Hostname()
+	if err := w.store.RegisterWorker(ctx, reg, w.now()); err != nil {
+		return fmt.Errorf("register worker: %w", err)
+	}
+
+	w.recoverOwn(ctx)
+
+	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
+	if err != nil {
+		return fmt.Errorf("subscribe to wake-ups: %w", err)
+	}
+	defer waker.Close()
+	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel)
+	if _, err := cancels.Receive(ctx); err != nil {
+		return fmt.Errorf("subscribe to cancels: %w", err)
+	}
+	defer cancels.Close()
+
+	// asynq polls an empty queue; this client's hook turns that poll into a
+	// wait on the wake-up channel (see dequeueWaitHook).
+	srvRedis, err := secondClient(w.rdb)
+	if err != nil {
+		return err
+	}
+	srvRedis.AddHook(dequeueWaitHook{pendingKey: "asynq:{" + queue.WorkerQueue(w.cfg.ID) + "}:pending", waker: waker, max: w.cfg.IdleWait})
+	defer srvRedis.Close()
+	srv := asynq.NewServerFromRedisClient(srvRedis, asynq.Config{
+		Concurrency:       w.cfg.Slots,
+		Queues:            map[string]int{queue.WorkerQueue(w.cfg.ID): 1},
+		TaskCheckInterval: time.Millisecond,
+		ShutdownTimeout:   w.cfg.ShutdownTimeout,
+		Logger:            asynqLogger{w.logger},
+		LogLevel:          asynq.WarnLevel,
+		RetryDelayFunc:    func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 10)) * time.Second },
+		BaseContext:       func() context.Context { return context.WithoutCancel(ctx) },
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(queue.TypeRunJob, w.handleRunJob)
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+	w.logger.InfoContext(ctx, "worker started", slog.String("executor", execName), slog.Int("slots", w.cfg.Slots),
+		slog.Bool("host_process", reg.AllowHostProcess))
+	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { w.heartbeat(gctx); return nil })
+	g.Go(func() error {
+		ch := cancels.Channel()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case m := <-ch:
+				w.cancelRunning(m.Payload)
+			}
+		}
+	})
+	<-ctx.Done()
+	// Stop taking tasks (closing the waker releases a dequeue held by the
+	// hook); Shutdown waits ShutdownTimeout for running handlers, then cancels
+	// them (they stop their workloads and requeue the attempts).
+	waker.Close()
+	srv.Stop()
+	srv.Shutdown()
+	g.Wait()
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.store.StopWorker(cleanup, w.cfg.ID); err != nil {
+		w.logger.WarnContext(cleanup, "leave registry", slog.Any("error", err))
+	}
+	_ = queue.Notify(cleanup, w.rdb, queue.ChannelScheduler)
+	return nil
+}
+
+// recoverOwn requeues the attempts an earlier life of this worker was running
+// when it died, at once rather than when asynq's lease on them expires; their
+// old tasks become stale.
+func (w *Worker) recoverOwn(ctx context.Context) {
+	regs, err := w.store.Workers(ctx)
+	if err != nil {
+		return
+	}
+	for _, r := range regs {
+		if r.ID != w.cfg.ID {
+			continue
+		}
+		for _, id := range r.Jobs {
+			job, err := w.store.GetJobByID(ctx, id)
+			if err != nil || job.Status != api.StatusRunning || job.Worker != w.cfg.ID {
+				continue
+			}
+			w.cleanupLeftovers(ctx, job)
+			err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, store.Outcome{Status: api.StatusFailed,
+				Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
+			if err == nil {
+				w.logger.InfoContext(ctx, "requeued attempt of earlier run", slog.String("job_id", id), slog.Int("attempt", job.Attempt))
+			}
+		}
+	}
+}
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.store.Heartbeat(ctx, w.cfg.ID, w.now()); err != nil && ctx.Err() == nil {
+				w.logger.WarnContext(ctx, "heartbeat", slog.Any("error", err))
+			}
+		}
+	}
+}
+
+func (w *Worker) cancelRunning(jobID string) {
+	w.mu.Lock()
+	cancel := w.running[jobID]
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel(errCancelRequested)
+	}
+}
+
+// handleRunJob runs one attempt. Job outcomes (success, failure, timeout,
+// cancel) are recorded in the store and the task completes; only an
+// infrastructure error (Redis unreachable) is returned so asynq retries it.
+func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
+	p, err := queue.ParseRunJobPayload(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	log := w.logger.With(slog.String("job_id", p.JobID), slog.Int("attempt", p.Attempt))
+	job, err := w.store.GetJobByID(ctx, p.JobID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("job %s: %w: %w", p.JobID, err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	if job.Status.Terminal() || job.Attempt != p.Attempt {
+		return nil // canceled meanwhile, or a stale task of an earlier attempt
+	}
+	if job.Status == api.StatusRunning {
+		// We are running this attempt already per the store, but not in this
+		// process: an earlier life of this worker died mid-run. Clean up what it
+		// left and run the job again as a new attempt.
+		if job.Worker != w.cfg.ID {
+			return nil
+		}
+		w.cleanupLeftovers(ctx, job)
+		err := w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt,
+			store.Outcome{Status: api.StatusFailed, Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+		return nil
+	}
+
+	exec := w.executors[job.Spec.Mode]
+	if job.Spec.Mode == api.ModeProcess && !w.cfg.AllowHostProcess {
+		exec = nil
+	}
+	if exec == nil {
+		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
+			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
+	}
+
+	if err := w.store.Start(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, p.Placement, w.now()); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return err
+	}
+	started := w.now()
+	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w.mu.Lock()
+	w.running[job.ID] = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, job.ID)
+		w.mu.Unlock()
+	}()
+	// A cancel published between Start and registering above is not lost: the
+	// flag is in the record.
+	if j, err := w.store.GetJobByID(ctx, job.ID); err == nil && j.CancelRequested {
+		cancel(errCancelRequested)
+	}
+	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
+	defer cancelTimeout()
+
+	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt)
+	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
+
+	cause := context.Cause(runCtx)
+	switch {
+	case runErr != nil && errors.Is(runErr, ErrImageNotFound):
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonImageNotFound+": "+detail(runErr, ErrImageNotFound)
+		return w.finish(ctx, job, outcome)
+	case runErr != nil && errors.Is(runErr, ErrStart):
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonStartFailed+": "+detail(runErr, ErrStart)
+		return w.finish(ctx, job, outcome)
+	case errors.Is(cause, errCancelRequested):
+		outcome.Status, outcome.Reason = api.StatusCanceled, api.ReasonCanceled
+		return w.finish(ctx, job, outcome)
+	case ctx.Err() != nil:
+		// The worker is shutting down: the attempt did not fail on its own.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonWorkerStopped+": worker shut down during the attempt"
+		return w.requeue(ctx, job, outcome)
+	case errors.Is(cause, errTimeout):
+		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
+	case runErr != nil:
+		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
+		outcome.Status, outcome.Reason = api.StatusFailed, "executor_error: "+runErr.Error()
+	case outcome.ExitCode != nil && *outcome.ExitCode == 0:
+		outcome.Status = api.StatusSucceeded
+		return w.finish(ctx, job, outcome)
+	default:
+		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exited with %d", api.ReasonExitCode, derefOr(outcome.ExitCode, -1))
+	}
+	if p.Attempt <= job.Spec.MaxRetries {
+		return w.requeue(ctx, job, outcome)
+	}
+	return w.finish(ctx, job, outcome)
+}
+
+// detail is err's message without the sentinel's own words, which the reason
+// code already says.
+func detail(err, sentinel error) string {
+	msg := err.Error()
+	for _, cut := range []string{sentinel.Error() + ": ", ": " + sentinel.Error()} {
+		msg = strings.Replace(msg, cut, "", 1)
+	}
+	return msg
+}
+
+func derefOr(p *int, d int) int {
+	if p == nil {
+		return d
+	}
+	return *p
+}
+
+// runAttempt runs the workload with its logs shipped and stored at rest.
+func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int) (store.Outcome, error) {
+	spool, err := os.CreateTemp(w.cfg.SpoolDir, job.ID+"-*.log")
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("spool log: %w", err)
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	ship := newLogShipper(job.ID, w.store, spool)
+	env := make(map[string]string, len(job.Spec.Env)+3)
+	for k, v := range job.Spec.Env {
+		env[k] = v
+	}
+	env["JOBGATE_JOB_ID"] = job.ID
+	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
+	env["JOBGATE_WORKSPACE"] = job.Workspace
+	res, runErr := exec.Run(ctx, Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env},
+		ship.stdout, ship.stderr)
+	if runErr != nil {
+		// Say why in the job's own log too, where the user looks first.
+		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
+	}
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := ship.Close(); err != nil {
+		w.logger.WarnContext(cleanup, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+	if _, err := spool.Seek(0, 0); err == nil {
+		if err := w.artifacts.Put(cleanup, artifact.LogKey(job.ID, attempt), spool); err != nil {
+			w.logger.ErrorContext(cleanup, "store log at rest", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}
+	var out store.Outcome
+	if runErr == nil {
+		code := res.ExitCode
+		out.ExitCode = &code
+	}
+	return out, runErr
+}
+
+func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
+	if exec := w.executors[job.Spec.Mode]; exec != nil {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := exec.Cleanup(cleanup, job.ID); err != nil {
+			w.logger.WarnContext(ctx, "clean up after earlier run", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}
+}
+
+// finish records the end of the job; a conflict means someone else ended it
+// first (a cancel of a queued job racing the start), which is fine.
+func (w *Worker) finish(ctx context.Context, job *api.Job, o store.Outcome) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := w.store.Finish(ctx, job.Workspace, job.ID, job.Attempt, o, w.now())
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", job.ID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason))
+	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+	return nil
+}
+
+func (w *Worker) requeue(ctx context.Context, job *api.Job, o store.Outcome) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, o, w.now())
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	w.logger.InfoContext(ctx, "attempt requeued", slog.String("job_id", job.ID), slog.Int("attempt", job.Attempt), slog.String("reason", o.Reason))
+	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+	return nil
+}

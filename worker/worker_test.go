@@ -1,0 +1,87 @@
+package worker_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+
+	"jobgate/api"
+	"jobgate/internal/artifact"
+	"jobgate/internal/store"
+	"jobgate/internal/testenv"
+	"jobgate/queue"
+	"jobgate/worker"
+)
+
+// place does what the scheduler does, through the queue contract.
+func place(t *testing.T, ctx context.Context, rdb *redis.Client, st *store.Store, spec api.JobSpec, workerID string) *api.Job {
+	t.Helper()
+	j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: "default", Name: "t", Experiment: "default",
+		Status: api.StatusQueued, Attempt: 1, CreatedAt: time.Now().UTC(), Spec: spec}
+	if err := st.CreateJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	_, n, err := st.Reserve(ctx, j.ID, 1, workerID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := queue.NewRunJobTask(queue.RunJobPayload{JobID: j.ID, Attempt: 1, Placement: n}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asynq.NewClientFromRedisClient(rdb).EnqueueContext(ctx, task, asynq.Queue(queue.WorkerQueue(workerID))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Placed(ctx, j.ID, 1, workerID); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.Notify(ctx, rdb, queue.WorkerChannel(workerID)); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// TestIdleWorkerIsWokenNotPolled gives the worker an idle wait of an hour:
+// asynq's own poll would not look again for that long, so a job placed after
+// the worker went idle only runs if the wake-up reaches the dequeue.
+func TestIdleWorkerIsWokenNotPolled(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	st := store.New(rdb, store.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := worker.New(worker.Config{ID: "idle", Slots: 1, AllowHostProcess: true, IdleWait: time.Hour, SpoolDir: t.TempDir()},
+		rdb, st, artifact.Dir{Root: t.TempDir()},
+		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
+		slog.Default())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// Let the worker go idle: it registered and has looked at its empty queue.
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		ws, _ := st.Workers(ctx)
+		return len(ws) == 1
+	}, "worker did not register")
+	for i := range 3 {
+		j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/echo", "woken", string(rune('a' + i))}, TimeoutSeconds: 30}, "idle")
+		var got *api.Job
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			got, _ = st.GetJobByID(ctx, j.ID)
+			return got != nil && got.Status.Terminal()
+		}, "job %d was not picked up: the idle worker did not wake", i)
+		if got.Status != api.StatusSucceeded {
+			t.Fatalf("job %d: %s (%s)", i, got.Status, got.Reason)
+		}
+	}
+}
