@@ -1,0 +1,180 @@
+// Package gateway is jobgate's REST API (labstack/echo): authentication,
+// validation, job submission and queries, log streaming, and the scheduler
+// that places queued jobs on workers. Any number of gateways may run against
+// one Redis; one of them at a time leads the scheduler.
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"jobgate/internal/artifact"
+	"jobgate/internal/store"
+)
+
+// Config configures a Gateway. Zero values get the defaults on each field.
+type Config struct {
+	// Addr to listen on; default 127.0.0.1:8080. Ignored when Listener is set.
+	Addr string
+	// Listener, when set, is served instead of listening on Addr (tests, port 0).
+	Listener net.Listener
+	// AdminToken authenticates the default workspace's admin. Required.
+	AdminToken string
+	// MaxBodyBytes caps request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// DefaultTimeoutSeconds for jobs that set none; default 3600.
+	DefaultTimeoutSeconds int
+	// MaxTimeoutSeconds a job may ask for; default 7 days.
+	MaxTimeoutSeconds int
+	// MaxRetries a job may ask for; default 10.
+	MaxRetries int
+	// SchedulerID names this gateway in the scheduler election; default host-pid.
+	SchedulerID string
+	// WorkerLostAfter is the heartbeat silence after which a worker's jobs are
+	// recovered; default 15s.
+	WorkerLostAfter time.Duration
+	// ShutdownTimeout for in-flight requests (log followers are cut); default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Validate says what is wrong with cfg in words a person can act on.
+func (c Config) Validate() error {
+	if c.AdminToken == "" {
+		return errors.New("gateway: an admin token is required (set JOBGATE_TOKEN)")
+	}
+	if len(c.AdminToken) < 16 {
+		return errors.New("gateway: the admin token must be at least 16 characters")
+	}
+	return nil
+}
+
+// Gateway serves the REST API and runs the scheduler.
+type Gateway struct {
+	cfg       Config
+	rdb       redis.UniversalClient
+	store     *store.Store
+	artifacts artifact.Store
+	logger    *slog.Logger
+	echo      *echo.Echo
+	sched     *Scheduler
+	now       func() time.Time
+}
+
+// New returns a Gateway; Run serves it.
+func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, logger *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:8080")
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	cfg.DefaultTimeoutSeconds = cmp.Or(cfg.DefaultTimeoutSeconds, 3600)
+	cfg.MaxTimeoutSeconds = cmp.Or(cfg.MaxTimeoutSeconds, 7*24*3600)
+	cfg.MaxRetries = cmp.Or(cfg.MaxRetries, 10)
+	cfg.SchedulerID = cmp.Or(cfg.SchedulerID, fmt.Sprintf("%s-%d", host, os.Getpid()))
+	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
+	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, logger: logger, now: time.Now}
+	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
+		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
+	g.echo = g.routes()
+	return g, nil
+}
+
+// Handler is the HTTP handler, for tests that drive it in-process.
+func (g *Gateway) Handler() http.Handler { return g.echo }
+
+func (g *Gateway) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = g.errorHandler
+	e.Use(middleware.Recover())
+	e.Use(g.limitBody)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", g.readyz)
+
+	v1 := e.Group("/v1", g.authenticate)
+	v1.POST("/jobs", g.submitJob)
+	v1.GET("/jobs", g.listJobs)
+	v1.GET("/jobs/:id", g.getJob)
+	v1.POST("/jobs/:id/cancel", g.cancelJob)
+	v1.GET("/jobs/:id/logs", g.jobLogs)
+	v1.GET("/workers", g.listWorkers)
+	return e
+}
+
+// limitBody caps every request body; reading past the cap yields a 413.
+func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > g.cfg.MaxBodyBytes {
+			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", g.cfg.MaxBodyBytes)
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, g.cfg.MaxBodyBytes)
+		return next(c)
+	}
+}
+
+func (g *Gateway) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := g.store.Ping(ctx); err != nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "redis is not reachable")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Run serves HTTP and runs the scheduler until ctx is done. Shutdown order:
+// stop accepting requests and let in-flight ones finish (ShutdownTimeout),
+// then stop the scheduler and give up its lease.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln := g.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", g.cfg.Addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", g.cfg.Addr, err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           g.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// No WriteTimeout: log follows stream for as long as a job runs.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSched()
+	g2 := errgroup.Group{}
+	g2.Go(func() error { return g.sched.Run(schedCtx) })
+	g2.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))
+	<-ctx.Done()
+	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		srv.Close()
+	}
+	stopSched()
+	return g2.Wait()
+}

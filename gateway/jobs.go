@@ -1,0 +1,254 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/oklog/ulid/v2"
+
+	"jobgate/api"
+	"jobgate/internal/artifact"
+	"jobgate/internal/store"
+	"jobgate/queue"
+)
+
+func (g *Gateway) submitJob(c echo.Context) error {
+	ctx := c.Request().Context()
+	p := principalOf(c)
+	spec, err := decodeSpec(c.Request().Body)
+	if err != nil {
+		return err
+	}
+	if err := normalize(&spec, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
+		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
+		return err
+	}
+	if err := g.sched.Admissible(ctx, spec); err != nil {
+		return err
+	}
+	now := g.now().UTC()
+	job := &api.Job{
+		ID:         strings.ToLower(ulid.Make().String()),
+		Workspace:  p.Workspace,
+		Name:       spec.Name,
+		Experiment: spec.Experiment,
+		Status:     api.StatusQueued,
+		Reason:     "waiting for the scheduler",
+		Attempt:    1,
+		CreatedAt:  now,
+		Spec:       spec,
+	}
+	if err := g.store.CreateJob(ctx, job); err != nil {
+		return err
+	}
+	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
+	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
+	return c.JSON(http.StatusCreated, job)
+}
+
+func (g *Gateway) getJob(c echo.Context) error {
+	ctx := c.Request().Context()
+	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, g.withPosition(ctx, j))
+}
+
+// jobView adds what the record does not hold: where a queued job stands.
+type jobView struct {
+	*api.Job
+	QueuePosition *int64 `json:"queue_position,omitempty"`
+}
+
+func (g *Gateway) withPosition(ctx context.Context, j *api.Job) jobView {
+	v := jobView{Job: j}
+	if j.Status == api.StatusQueued {
+		if n := g.store.PendingPosition(ctx, j.ID); n >= 0 {
+			v.QueuePosition = &n
+		}
+	}
+	return v
+}
+
+func (g *Gateway) listJobs(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		switch k {
+		case "status", "experiment", "limit", "cursor":
+		default:
+			return errorf(http.StatusBadRequest, CodeBadRequest, "unknown query parameter %q (use status, experiment, limit, cursor)", k)
+		}
+	}
+	f := store.ListFilter{Status: api.Status(q.Get("status")), Experiment: q.Get("experiment"), Cursor: q.Get("cursor")}
+	if f.Status != "" && !f.Status.Valid() {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "status must be one of queued, running, succeeded, failed, canceled")
+	}
+	if f.Experiment != "" && !nameRE.MatchString(f.Experiment) {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "experiment %q is not a valid experiment name", f.Experiment)
+	}
+	if f.Cursor != "" {
+		if _, err := ulid.ParseStrict(strings.ToUpper(f.Cursor)); err != nil {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 500")
+		}
+		f.Limit = n
+	}
+	jobs, next, err := g.store.ListJobs(c.Request().Context(), principalOf(c).Workspace, f)
+	if err != nil {
+		return err
+	}
+	if jobs == nil {
+		jobs = []api.Job{}
+	}
+	return c.JSON(http.StatusOK, api.JobList{Jobs: jobs, NextCursor: next})
+}
+
+func (g *Gateway) cancelJob(c echo.Context) error {
+	ctx := c.Request().Context()
+	ws, id := principalOf(c).Workspace, c.Param("id")
+	res, err := g.store.Cancel(ctx, ws, id, g.now())
+	if err != nil {
+		return err
+	}
+	switch res {
+	case store.CancelRequested:
+		if err := g.rdb.Publish(ctx, queue.ChannelCancel, id).Err(); err != nil {
+			return err
+		}
+	case store.CancelDone:
+		_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
+	}
+	j, err := g.store.GetJob(ctx, ws, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, j)
+}
+
+// jobLogs serves the whole log as text: from the at-rest copies once the job
+// ended, else from the live stream; with follow=true it keeps streaming new
+// lines until the job ends.
+func (g *Gateway) jobLogs(c echo.Context) error {
+	ctx := c.Request().Context()
+	follow := false
+	if s := c.QueryParam("follow"); s != "" {
+		var err error
+		if follow, err = strconv.ParseBool(s); err != nil {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "follow must be true or false")
+		}
+	}
+	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if j.Status.Terminal() {
+		if keys, err := g.artifacts.List(ctx, artifact.LogPrefix(j.ID)); err == nil && len(keys) > 0 {
+			w.WriteHeader(http.StatusOK)
+			for _, k := range keys {
+				if err := g.copyArtifact(ctx, w, k); err != nil {
+					return nil // the client sees a short body; the status is already out
+				}
+			}
+			return nil
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	after := "0"
+	for {
+		block := time.Duration(0)
+		if follow {
+			block = time.Second
+		}
+		entries, err := g.store.ReadLogs(ctx, j.ID, after, 1000, block)
+		if err != nil {
+			return nil
+		}
+		for _, e := range entries {
+			after = e.ID
+			if e.End != "" {
+				bw.Flush()
+				return nil
+			}
+			bw.Write(e.Line)
+			bw.WriteByte('\n')
+		}
+		if len(entries) > 0 {
+			if follow {
+				bw.Flush()
+				w.Flush()
+			}
+			continue
+		}
+		// Caught up.
+		if !follow {
+			bw.Flush()
+			return nil
+		}
+		bw.Flush()
+		w.Flush()
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The end marker is written when a job ends; a job canceled before it
+		// ever ran may have no stream at all, so look at the record too.
+		if cur, err := g.store.GetJobByID(ctx, j.ID); err == nil && cur.Status.Terminal() {
+			rest, err := g.store.ReadLogs(ctx, j.ID, after, 100000, 0)
+			if err == nil {
+				for _, e := range rest {
+					if e.End == "" {
+						bw.Write(e.Line)
+						bw.WriteByte('\n')
+					}
+				}
+			}
+			bw.Flush()
+			return nil
+		}
+	}
+}
+
+func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) error {
+	r, err := g.artifacts.Open(ctx, key)
+	if errors.Is(err, artifact.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(w, r)
+	return err
+}
+
+func (g *Gateway) listWorkers(c echo.Context) error {
+	ws, err := g.store.Workers(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	type view struct {
+		store.Worker
+		State string `json:"state"`
+	}
+	out := make([]view, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, view{Worker: w, State: g.sched.workerState(w, g.now())})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+}

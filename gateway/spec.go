@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"jobgate/api"
+)
+
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	imageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:(?::[0-9]+)?/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
+)
+
+const (
+	maxCommandArgs = 4096
+	maxEnvVars     = 512
+	maxEnvBytes    = 256 << 10
+)
+
+// decodeSpec reads a job spec strictly: malformed JSON is a 400, unknown
+// fields and wrong types are a 422 naming the field.
+func decodeSpec(r io.Reader) (api.JobSpec, error) {
+	var spec api.JobSpec
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return spec, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+		}
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty: send a JSON job spec")
+	}
+	if !json.Valid(body) {
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return spec, specErr("%s must be %s, not a JSON %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()), te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return spec, specErr("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return spec, specErr("%v", err)
+	}
+	if dec.More() {
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body holds more than one JSON value")
+	}
+	return spec, nil
+}
+
+func cmpField(f string) string {
+	if f == "" {
+		return "the body"
+	}
+	return f
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "float64":
+		return "a number"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	}
+	return goKind
+}
+
+func specErr(format string, args ...any) *Error {
+	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec, format, args...)
+}
+
+// SpecLimits bounds what a spec may ask for.
+type SpecLimits struct {
+	DefaultTimeoutSeconds int
+	MaxTimeoutSeconds     int
+	MaxRetries            int
+}
+
+// normalize fills defaults and validates every field, naming the first one
+// that is wrong.
+func normalize(s *api.JobSpec, lim SpecLimits) error {
+	if s.Mode == "" {
+		s.Mode = api.ModeContainer
+	}
+	if s.Mode != api.ModeContainer && s.Mode != api.ModeProcess {
+		return specErr("mode must be %q or %q, not %q", api.ModeContainer, api.ModeProcess, s.Mode)
+	}
+	if len(s.Command) == 0 {
+		return specErr("command must be a non-empty array of strings (argv), e.g. [\"python\", \"train.py\"]")
+	}
+	if len(s.Command) > maxCommandArgs {
+		return specErr("command has %d elements; at most %d", len(s.Command), maxCommandArgs)
+	}
+	if s.Command[0] == "" {
+		return specErr("command[0] must name the program to run")
+	}
+	for i, a := range s.Command {
+		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
+			return specErr("command[%d] must be valid UTF-8 without NUL bytes", i)
+		}
+	}
+	switch s.Mode {
+	case api.ModeContainer:
+		if s.Image == "" {
+			return specErr("image is required in container mode")
+		}
+		if len(s.Image) > 512 || !imageRE.MatchString(s.Image) {
+			return specErr("image %q is not a valid image reference (like localhost/name:tag or registry.example.com/team/name:tag)", s.Image)
+		}
+	case api.ModeProcess:
+		if s.Image != "" && (len(s.Image) > 512 || !imageRE.MatchString(s.Image)) {
+			return specErr("image %q is not a valid image reference", s.Image)
+		}
+	}
+	if s.Name == "" {
+		s.Name = defaultName(s)
+	}
+	if !nameRE.MatchString(s.Name) {
+		return specErr("name %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
+	}
+	if s.Experiment == "" {
+		s.Experiment = "default"
+	}
+	if !nameRE.MatchString(s.Experiment) {
+		return specErr("experiment %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", s.Experiment)
+	}
+	if len(s.Env) > maxEnvVars {
+		return specErr("env has %d variables; at most %d", len(s.Env), maxEnvVars)
+	}
+	size := 0
+	for k, v := range s.Env {
+		if !envRE.MatchString(k) {
+			return specErr("env key %q must match [A-Za-z_][A-Za-z0-9_]*", k)
+		}
+		if strings.HasPrefix(k, "JOBGATE_") {
+			return specErr("env key %q: the JOBGATE_ prefix is reserved for variables jobgate sets", k)
+		}
+		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return specErr("env %s must be valid UTF-8 without NUL bytes", k)
+		}
+		size += len(k) + len(v)
+	}
+	if size > maxEnvBytes {
+		return specErr("env totals %d bytes; at most %d", size, maxEnvBytes)
+	}
+	r := s.Resources
+	if r.CPUs < 0 || r.CPUs > 1024 {
+		return specErr("resources.cpus must be between 0 and 1024, not %g", r.CPUs)
+	}
+	if r.MemoryMB < 0 || (r.MemoryMB > 0 && r.MemoryMB < 6) || r.MemoryMB > 16<<20 {
+		return specErr("resources.memory_mb must be 0 (worker default) or between 6 and %d, not %d", 16<<20, r.MemoryMB)
+	}
+	if r.GPUs < 0 || r.GPUs > 64 {
+		return specErr("resources.gpus must be between 0 and 64, not %d", r.GPUs)
+	}
+	if s.TimeoutSeconds == 0 {
+		s.TimeoutSeconds = lim.DefaultTimeoutSeconds
+	}
+	if s.TimeoutSeconds < 0 {
+		return specErr("timeout_seconds must be > 0")
+	}
+	if s.TimeoutSeconds > lim.MaxTimeoutSeconds {
+		return specErr("timeout_seconds must be at most %d (this gateway's limit), not %d", lim.MaxTimeoutSeconds, s.TimeoutSeconds)
+	}
+	if s.MaxRetries < 0 || s.MaxRetries > lim.MaxRetries {
+		return specErr("max_retries must be between 0 and %d, not %d", lim.MaxRetries, s.MaxRetries)
+	}
+	switch s.Priority {
+	case "":
+		s.Priority = api.PriorityNormal
+	case api.PriorityHigh, api.PriorityNormal, api.PriorityLow:
+	default:
+		return specErr("priority must be %q, %q or %q, not %q", api.PriorityHigh, api.PriorityNormal, api.PriorityLow, s.Priority)
+	}
+	return nil
+}
+
+// defaultName names a job after its image's repository, else its program.
+func defaultName(s *api.JobSpec) string {
+	base := s.Image
+	if base == "" {
+		base = s.Command[0]
+	}
+	if i := strings.LastIndexAny(base, "/"); i >= 0 {
+		base = base[i+1:]
+	}
+	if i := strings.IndexAny(base, ":@"); i >= 0 {
+		base = base[:i]
+	}
+	if nameRE.MatchString(base) {
+		return base
+	}
+	return "job"
+}
+
+var _ = fmt.Sprintf
