@@ -1,0 +1,736 @@
+package main
+
+// The client half of the jobgate binary: submit, get, list, logs and cancel,
+// thin commands over the client package. Everything a script needs is stable:
+// human output is line-oriented, --json prints the API's own JSON, and
+// `submit --follow` exits with the job's own exit code.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"jobgate/api"
+	"jobgate/client"
+)
+
+const (
+	defaultGatewayURL = "http://127.0.0.1:8080"
+	// devTokenFile is where `jobgate dev` saves the token it generates, relative
+	// to the directory it runs in; the CLI falls back to it so a laptop user
+	// needs no configuration.
+	devTokenFile = ".jobgate/token"
+
+	// exitInterrupted is what a shell reports for a process stopped by SIGINT,
+	// and what `submit --follow` exits with when the job was canceled.
+	exitInterrupted = 130
+)
+
+// exitError ends the process with a specific exit status. main prints msg as
+// it is, without the "error: " prefix, when it is not empty: for `submit
+// --follow` it is the job's one-line summary, which is a result, not an error.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// ExitCode is the status the process should exit with.
+func (e *exitError) ExitCode() int { return e.code }
+
+// cli holds what every command writes to and reads its defaults from.
+type cli struct {
+	env            func(string) string
+	stdout, stderr io.Writer
+}
+
+// connFlags are the flags every command takes: where the gateway is, how to
+// authenticate, and whether to print the API's JSON instead of text.
+type connFlags struct {
+	url   string
+	token string
+	json  bool
+}
+
+// cliCommands returns the CLI commands (submit, get, list, logs, cancel) for
+// main to add to the root command. Defaults come from env (JOBGATE_URL,
+// JOBGATE_TOKEN); output goes to stdout and stderr. The commands print no
+// errors themselves: main prints `error: <err>`, or for an error with an
+// ExitCode method its bare message, and exits with that code.
+func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Command {
+	if env == nil {
+		env = func(string) string { return "" }
+	}
+	c := &cli{env: env, stdout: stdout, stderr: stderr}
+	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd()}
+	for _, cmd := range cmds {
+		cmd.SetOut(stdout)
+		cmd.SetErr(stderr)
+		cmd.SilenceErrors = true
+	}
+	return cmds
+}
+
+func (c *cli) addConnFlags(cmd *cobra.Command, f *connFlags) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", cmp.Or(c.env("JOBGATE_URL"), defaultGatewayURL), "gateway base URL (env JOBGATE_URL)")
+	// The token has no visible default: --help must not print a secret.
+	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else ./"+devTokenFile+")")
+	fl.BoolVar(&f.json, "json", false, "print the API's JSON instead of text")
+}
+
+// client builds an API client from the flags. The token comes from --token,
+// then JOBGATE_TOKEN, then the file `jobgate dev` writes; with none of them,
+// requests go out without one and the gateway says 401.
+func (c *cli) client(f *connFlags) (*client.Client, error) {
+	token := cmp.Or(f.token, c.env("JOBGATE_TOKEN"))
+	if token == "" {
+		b, err := os.ReadFile(devTokenFile)
+		switch {
+		case err == nil:
+			token = strings.TrimSpace(string(b))
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("read token: %w", err)
+		}
+	}
+	return client.New(f.url, token), nil
+}
+
+// runE wraps a command's work: once cobra has parsed the arguments, a failure
+// is no longer a usage error, so no usage text follows it; errors get the
+// command's name in front, except an exitError, whose message stands alone.
+func runE(name string, fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cmd.SilenceUsage = true
+		err := fn(cmd.Context(), args)
+		if ee := (*exitError)(nil); err == nil || errors.As(err, &ee) {
+			return err
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+}
+
+func (c *cli) submitCmd() *cobra.Command {
+	var (
+		f       connFlags
+		file    string
+		follow  bool
+		idemKey string
+	)
+	cmd := &cobra.Command{
+		Use:   "submit -f FILE",
+		Short: "Submit a job from a YAML or JSON spec",
+		Long: `Submit a job from a YAML or JSON job spec (-f - reads standard input).
+Unknown fields are an error, so a typo never silently drops a setting.
+
+With --follow the job's log streams to stdout until the job ends, a summary
+line goes to stderr, and the exit status is the job's: 0 if it succeeded, its
+exit code if it failed with one, 130 if it was canceled, 1 otherwise.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.RunE = runE("submit", func(ctx context.Context, _ []string) error {
+		spec, err := readSpec(file, cmd.InOrStdin())
+		if err != nil {
+			return err
+		}
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		job, err := cl.Submit(ctx, spec, idemKey)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, job)
+		}
+		if !follow {
+			_, err := fmt.Fprintf(c.stdout, "submitted job %s (%s)\n", job.ID, job.Status)
+			return err
+		}
+		// stdout carries the job's log and nothing else, so this goes to stderr.
+		fmt.Fprintf(c.stderr, "submitted job %s (%s)\n", job.ID, job.Status)
+		return c.follow(ctx, cl, job.ID)
+	})
+	fl := cmd.Flags()
+	fl.StringVarP(&file, "file", "f", "", "job spec file, YAML or JSON; - for stdin")
+	fl.BoolVar(&follow, "follow", false, "stream the log until the job ends and exit with its status")
+	fl.StringVar(&idemKey, "idempotency-key", "", "submit at most once per key; a retry returns the first job")
+	c.addConnFlags(cmd, &f)
+	_ = cmd.MarkFlagRequired("file")
+	// With --follow stdout is the job's log; JSON mixed into it would parse as neither.
+	cmd.MarkFlagsMutuallyExclusive("json", "follow")
+	return cmd
+}
+
+// follow streams a job's log to stdout until the job ends, then reports how it
+// ended and turns that into the process's exit status.
+func (c *cli) follow(ctx context.Context, cl *client.Client, id string) error {
+	err := c.copyLogs(ctx, cl, id, true)
+	if err == nil {
+		// The stream ends when the job does; Wait covers a gateway that closes
+		// it a moment before the record says so.
+		var job *api.Job
+		if job, err = cl.Wait(ctx, id); err == nil {
+			return c.finish(job)
+		}
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: exitInterrupted,
+			msg: fmt.Sprintf("stopped following job %s; it was not canceled (jobgate cancel %s stops it)", id, id)}
+	}
+	return fmt.Errorf("follow job %s: %w", id, err)
+}
+
+// finish reports how a job ended, as a one-line summary on stderr, and
+// returns the exit status it maps to: nil for success, else an exitError that
+// carries the summary for main to print.
+func (c *cli) finish(job *api.Job) error {
+	code, msg := jobExit(job)
+	if code == 0 {
+		fmt.Fprintln(c.stderr, msg)
+		return nil
+	}
+	return &exitError{code: code, msg: msg}
+}
+
+// jobExit maps a terminal job to an exit status and a one-line summary. A
+// workload's own exit code passes through, so `jobgate submit --follow` in a
+// script behaves like running the command locally.
+func jobExit(job *api.Job) (int, string) {
+	switch job.Status {
+	case api.StatusSucceeded:
+		return 0, fmt.Sprintf("job %s succeeded", job.ID)
+	case api.StatusCanceled:
+		return exitInterrupted, fmt.Sprintf("job %s canceled", job.ID)
+	}
+	msg := fmt.Sprintf("job %s %s", job.ID, job.Status)
+	if job.Reason != "" {
+		msg += ": " + job.Reason
+	}
+	code := 1
+	if job.ExitCode != nil {
+		msg += fmt.Sprintf(" (exit code %d)", *job.ExitCode)
+		if ec := *job.ExitCode; ec >= 1 && ec <= 255 {
+			code = ec
+		}
+	}
+	return code, msg
+}
+
+func (c *cli) copyLogs(ctx context.Context, cl *client.Client, id string, follow bool) error {
+	rc, err := cl.Logs(ctx, id, follow)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(c.stdout, rc); err != nil {
+		return fmt.Errorf("read log: %w", err)
+	}
+	return nil
+}
+
+func (c *cli) getCmd() *cobra.Command {
+	var f connFlags
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a job",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("get", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		job, err := cl.Get(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, job)
+		}
+		return writeJob(c.stdout, job)
+	})
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+// writeJob prints a job as an aligned key/value block; empty values show as
+// "-" so every line has two fields.
+func writeJob(w io.Writer, j *api.Job) error {
+	exit := "-"
+	if j.ExitCode != nil {
+		exit = strconv.Itoa(*j.ExitCode)
+	}
+	status := string(j.Status)
+	if j.CancelRequested && !j.Status.Terminal() {
+		status += " (cancel requested)"
+	}
+	rows := [][2]string{
+		{"id", j.ID},
+		{"name", j.Name},
+		{"experiment", j.Experiment},
+		{"status", status},
+		{"reason", j.Reason},
+		{"exit code", exit},
+		{"attempt", strconv.Itoa(j.Attempt)},
+		{"worker", j.Worker},
+		{"created", formatTime(&j.CreatedAt)},
+		{"started", formatTime(j.StartedAt)},
+		{"finished", formatTime(j.FinishedAt)},
+		{"image", j.Spec.Image},
+		{"command", shellJoin(j.Spec.Command)},
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], cmp.Or(r[1], "-"))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) listCmd() *cobra.Command {
+	var (
+		f    connFlags
+		opts client.ListOptions
+		stat string
+		all  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Args:  cobra.NoArgs,
+	}
+	cmd.RunE = runE("list", func(ctx context.Context, _ []string) error {
+		if stat != "" && !api.Status(stat).Valid() {
+			return fmt.Errorf("unknown status %q: want queued, running, succeeded, failed or canceled", stat)
+		}
+		opts.Status = api.Status(stat)
+		if opts.Limit < 0 {
+			return fmt.Errorf("--limit must be >= 0, got %d", opts.Limit)
+		}
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		list, err := fetchJobs(ctx, cl, opts, all)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, list)
+		}
+		if err := writeJobTable(c.stdout, list.Jobs, time.Now()); err != nil {
+			return err
+		}
+		if list.NextCursor != "" {
+			// stderr, so the table on stdout stays a table.
+			fmt.Fprintf(c.stderr, "more jobs: run again with --cursor %s, or --all for every page\n", list.NextCursor)
+		}
+		return nil
+	})
+	fl := cmd.Flags()
+	fl.StringVar(&stat, "status", "", "only jobs in this state: queued, running, succeeded, failed, canceled")
+	fl.StringVar(&opts.Experiment, "experiment", "", "only jobs of this experiment")
+	fl.IntVar(&opts.Limit, "limit", 0, "jobs per page (0: the gateway's default)")
+	fl.StringVar(&opts.Cursor, "cursor", "", "start at this page (a previous list's next cursor)")
+	fl.BoolVar(&all, "all", false, "follow the cursor through every page")
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+// fetchJobs gets one page, or with all every page from opts.Cursor on,
+// joined into one list with no next cursor.
+func fetchJobs(ctx context.Context, cl *client.Client, opts client.ListOptions, all bool) (*api.JobList, error) {
+	out := &api.JobList{Jobs: []api.Job{}}
+	for {
+		page, err := cl.List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		out.Jobs = append(out.Jobs, page.Jobs...)
+		if !all || page.NextCursor == "" {
+			out.NextCursor = page.NextCursor
+			return out, nil
+		}
+		// A gateway that hands back the cursor it was given would loop forever.
+		if page.NextCursor == opts.Cursor {
+			return nil, fmt.Errorf("gateway returned cursor %q again; stopping", page.NextCursor)
+		}
+		opts.Cursor = page.NextCursor
+	}
+}
+
+func writeJobTable(w io.Writer, jobs []api.Job, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tEXIT\tAGE\tEXPERIMENT")
+	for _, j := range jobs {
+		exit := "-"
+		if j.ExitCode != nil {
+			exit = strconv.Itoa(*j.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			j.ID, cmp.Or(j.Name, "-"), j.Status, exit, age(now, j.CreatedAt), cmp.Or(j.Experiment, "-"))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) logsCmd() *cobra.Command {
+	var (
+		f      connFlags
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Print a job's log",
+		Long:  "Print a job's log, byte for byte. With --follow, keep printing until the job ends.",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("logs", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		err = c.copyLogs(ctx, cl, args[0], follow)
+		if err != nil && follow && ctx.Err() != nil {
+			// Ctrl-C is how one stops following; it is not an error worth a message.
+			return &exitError{code: exitInterrupted}
+		}
+		return err
+	})
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "stream new output until the job ends")
+	c.addConnFlags(cmd, &f)
+	// A log is raw bytes; --json is accepted, so scripts can pass the same
+	// flags to every command, but has nothing to change and is not advertised.
+	_ = cmd.Flags().MarkHidden("json")
+	return cmd
+}
+
+func (c *cli) cancelCmd() *cobra.Command {
+	var f connFlags
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a job",
+		Long: `Cancel a job. A queued job is canceled at once; a running one is stopped
+by its worker shortly after, and "jobgate get" shows when it has ended.`,
+		Args: cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("cancel", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		job, err := cl.Cancel(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, job)
+		}
+		switch {
+		case job.Status == api.StatusCanceled:
+			_, err = fmt.Fprintf(c.stdout, "canceled job %s\n", job.ID)
+		case job.Status.Terminal():
+			_, err = fmt.Fprintf(c.stdout, "job %s already %s; nothing to cancel\n", job.ID, job.Status)
+		default:
+			_, err = fmt.Fprintf(c.stdout, "cancel requested for job %s (%s)\n", job.ID, job.Status)
+		}
+		return err
+	})
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+// readSpec reads and strictly parses a job spec file; "-" is stdin. Errors
+// name the file.
+func readSpec(name string, stdin io.Reader) (api.JobSpec, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if name == "-" {
+		name = "stdin"
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return api.JobSpec{}, fmt.Errorf("read job spec: %w", err)
+	}
+	spec, err := parseSpec(data)
+	if err != nil {
+		return api.JobSpec{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return spec, nil
+}
+
+// parseSpec turns YAML or JSON (JSON is YAML) into a JobSpec. Any field the
+// spec does not have is an error, so `imgae:` fails here instead of
+// submitting a job with no image.
+func parseSpec(data []byte) (api.JobSpec, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return api.JobSpec{}, errors.New(strings.TrimPrefix(err.Error(), "error converting YAML to JSON: "))
+	}
+	if t := bytes.TrimSpace(js); bytes.Equal(t, []byte("null")) {
+		return api.JobSpec{}, errors.New("job spec is empty")
+	}
+	// encoding/json reports an unknown field without its path and matches
+	// names case-insensitively; checkFields names the path and insists on the
+	// exact snake_case names the API documents.
+	var tree any
+	if err := json.Unmarshal(js, &tree); err != nil {
+		return api.JobSpec{}, fmt.Errorf("decode job spec: %w", err)
+	}
+	if err := checkFields(tree, reflect.TypeFor[api.JobSpec](), ""); err != nil {
+		return api.JobSpec{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var spec api.JobSpec
+	if err := dec.Decode(&spec); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field == "" {
+				return api.JobSpec{}, fmt.Errorf("job spec must be a mapping of fields, got %s", te.Value)
+			}
+			return api.JobSpec{}, fmt.Errorf("field %s: got %s, want %s", te.Field, te.Value, kindName(te.Type))
+		}
+		return api.JobSpec{}, fmt.Errorf("decode job spec: %w", err)
+	}
+	return spec, nil
+}
+
+// checkFields reports the first key in v (decoded JSON) that type t has no
+// JSON field for, with its dotted path and, when one is close, the field that
+// was probably meant. Values of the wrong kind are left to the decoder.
+func checkFields(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		// encoding/json names only the map for a bad map value ("env"), not
+		// the key; and YAML's `SEED: 1` or `DEBUG: true` is a classic slip.
+		switch v.(type) {
+		case float64, bool:
+			return fmt.Errorf("field %s: got %s, want a string (quote it: \"%v\")", path, jsonKind(v), v)
+		case []any, map[string]any:
+			return fmt.Errorf("field %s: got %s, want a string", path, jsonKind(v))
+		}
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // the first unknown field in a stable order
+		for _, k := range keys {
+			ft, ok := fields[k]
+			p := joinPath(path, k)
+			if !ok {
+				return unknownField(p, k, fields)
+			}
+			if err := checkFields(obj[k], ft, p); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if obj, ok := v.(map[string]any); ok {
+			for k, e := range obj {
+				if err := checkFields(e, t.Elem(), joinPath(path, k)); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if arr, ok := v.([]any); ok {
+			for i, e := range arr {
+				if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// jsonKind names a decoded JSON value's kind the way encoding/json's type
+// errors do.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return "string"
+}
+
+func unknownField(path, key string, fields map[string]reflect.Type) error {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if s := closest(key, names); s != "" {
+		return fmt.Errorf("unknown field %q (did you mean %q?)", path, s)
+	}
+	return fmt.Errorf("unknown field %q (known fields: %s)", path, strings.Join(names, ", "))
+}
+
+// jsonFields maps a struct's JSON field names to their types, as
+// encoding/json names them.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	m := make(map[string]reflect.Type, t.NumField())
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		m[cmp.Or(name, sf.Name)] = sf.Type
+	}
+	return m
+}
+
+// closest is the name a mistyped key most likely meant: the same name in
+// another case, or one at most two edits away; "" if none is close.
+func closest(key string, names []string) string {
+	best, bestDist := "", 3
+	for _, n := range names {
+		if strings.EqualFold(n, key) {
+			return n
+		}
+		if d := editDistance(strings.ToLower(key), n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, sub)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// kindName says in YAML's words what a Go type wants, for a type error.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(kindName(t.Elem()), "a "), "an ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+// writeJSON prints v as indented JSON, the API's own shape.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// formatTime is RFC 3339 in UTC, the same on every machine; "" for no time.
+func formatTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// age is how long ago t was, in the largest whole unit: 45s, 12m, 3h, 5d.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := max(now.Sub(t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+// shellJoin writes an argv the way a shell would need it typed, so a
+// command with spaces in an argument reads unambiguously.
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,340 @@
+// Command jobgate is one binary for every part of jobgate: `jobgate dev` runs
+// the gateway and a worker in one process for a laptop; `jobgate gateway` and
+// `jobgate worker` run the parts separately against one Redis; the other
+// subcommands are the CLI. This file only wires: flags and environment are
+// read here and nowhere else.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"jobgate/api"
+	"jobgate/gateway"
+	"jobgate/internal/artifact"
+	"jobgate/internal/devenv"
+	"jobgate/internal/store"
+	"jobgate/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: an end-to-end test calls it with its own
+// arguments, environment and outputs.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	root := &cobra.Command{
+		Use:           "jobgate",
+		Short:         "A self-hosted job gateway for machine learning",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(devCommand(getenv, stdout, stderr), gatewayCommand(getenv, stderr), workerCommand(getenv, stderr))
+	root.AddCommand(cliCommands(getenv, stdout, stderr)...)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, "error:", err)
+	return 1
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// connectRedis opens a client for a redis:// or rediss:// URL (password and
+// database included) and checks that it answers.
+func connectRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s does not answer: %w", opts.Addr, err)
+	}
+	return rdb, nil
+}
+
+// executorFlags are the worker's executor settings, shared by dev and worker.
+type executorFlags struct {
+	podmanURL  string
+	network    string
+	keepFailed bool
+	stopGrace  time.Duration
+	nofile     uint64
+	nproc      uint64
+	slots      int
+}
+
+func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.podmanURL, "podman-url", worker.DefaultPodmanURL, "podman API service socket")
+	fl.StringVar(&f.network, "network", defaultNetwork, `network mode of job containers: "host", "none", or "" for podman's default bridge`)
+	fl.BoolVar(&f.keepFailed, "keep-failed", false, "keep containers of failed attempts for debugging")
+	fl.DurationVar(&f.stopGrace, "stop-grace", worker.DefaultStopGrace, "time between SIGTERM and SIGKILL when a job is stopped")
+	fl.Uint64Var(&f.nofile, "rlimit-nofile", 0, "RLIMIT_NOFILE in containers (default: this process's soft limit)")
+	fl.Uint64Var(&f.nproc, "rlimit-nproc", 0, "RLIMIT_NPROC in containers (default: this process's soft limit, at most pid_max)")
+	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
+}
+
+func (f *executorFlags) podman(ctx context.Context, logger *slog.Logger) (*worker.PodmanExecutor, error) {
+	return worker.NewPodmanExecutor(ctx, worker.PodmanConfig{URL: f.podmanURL, Network: f.network, KeepFailed: f.keepFailed,
+		StopGrace: f.stopGrace, NofileLimit: f.nofile, NprocLimit: f.nproc}, logger)
+}
+
+func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	var (
+		addr, dataDir, redisURL, logLevel string
+		ex                                executorFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the gateway and a worker in one process, for a laptop",
+		Long: `Runs the gateway and a worker in one process. Without --redis-url it starts
+redis-server (AOF on, files in the data dir), or an in-process Redis that keeps
+nothing when redis-server is not installed. Jobs run in podman containers when a
+podman service answers (one is started when podman is installed), else as host
+processes. The admin token is $JOBGATE_TOKEN, else the one saved in
+<data-dir>/token, else a new one that is printed once and saved there.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			logger, err := newLogger(stderr, logLevel)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return fmt.Errorf("data dir: %w", err)
+			}
+			token, err := devToken(getenv, dataDir, stdout)
+			if err != nil {
+				return err
+			}
+			if redisURL == "" {
+				svc, err := devenv.StartRedisServer(ctx, filepath.Join(dataDir, "redis"))
+				switch {
+				case err == nil:
+					logger.InfoContext(ctx, "started redis-server", slog.String("url", svc.URL), slog.String("dir", filepath.Join(dataDir, "redis")))
+				default:
+					logger.WarnContext(ctx, "redis-server unavailable, using an IN-PROCESS REDIS: NOTHING PERSISTS when jobgate stops; install redis-server to keep jobs and logs", slog.Any("reason", err))
+					if svc, err = devenv.StartMiniredis(); err != nil {
+						return err
+					}
+				}
+				defer svc.Stop()
+				redisURL = svc.URL
+			}
+			rdb, err := connectRedis(ctx, redisURL)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+
+			executors := map[api.Mode]worker.Executor{
+				api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: ex.stopGrace, WorkDir: filepath.Join(dataDir, "work")}, logger),
+			}
+			podmanSvc, pod := devPodman(ctx, &ex, dataDir, logger)
+			if podmanSvc != nil {
+				defer podmanSvc.Stop()
+			}
+			if pod != nil {
+				executors[api.ModeContainer] = pod
+				logger.InfoContext(ctx, "container jobs run in podman", slog.String("url", ex.podmanURL), slog.String("network", ex.network))
+			} else {
+				logger.WarnContext(ctx, "no podman service: container jobs cannot run here; host-process jobs (mode: process) run directly on this machine")
+			}
+
+			st := store.New(rdb, store.Config{})
+			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token}, rdb, st, arts, logger)
+			if err != nil {
+				return err
+			}
+			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true,
+				SpoolDir: filepath.Join(dataDir, "spool")}, rdb, st, arts, executors, logger)
+			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
+			// Shutdown: the gateway stops taking requests while the worker
+			// drains its jobs; then Redis and podman (deferred above) stop.
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return gw.Run(gctx) })
+			g.Go(func() error { return wk.Run(gctx) })
+			return g.Wait()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
+	fl.StringVar(&dataDir, "data-dir", "./.jobgate", "folder for Redis files, logs, artifacts and the token")
+	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis to use instead of starting one (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	ex.register(cmd, "host")
+	return cmd
+}
+
+// devPodman connects to podman, starting its API service when podman is
+// installed and nothing answers. Both results are nil when podman cannot be had.
+func devPodman(ctx context.Context, ex *executorFlags, dataDir string, logger *slog.Logger) (*devenv.Service, *worker.PodmanExecutor) {
+	var svc *devenv.Service
+	if !devenv.PodmanSocketAnswers(ctx, ex.podmanURL) {
+		var err error
+		svc, err = devenv.StartPodmanService(ctx, ex.podmanURL, filepath.Join(dataDir, "podman-service.log"))
+		if err != nil {
+			logger.InfoContext(ctx, "podman service not available", slog.Any("reason", err))
+			return nil, nil
+		}
+		logger.InfoContext(ctx, "started podman service", slog.String("url", ex.podmanURL))
+	}
+	pod, err := ex.podman(ctx, logger)
+	if err != nil {
+		logger.WarnContext(ctx, "podman service does not work", slog.Any("error", err))
+		svc.Stop()
+		return nil, nil
+	}
+	return svc, pod
+}
+
+// devToken returns the admin token: $JOBGATE_TOKEN, else the saved one, else
+// a new one printed once and saved with mode 0600.
+func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (string, error) {
+	if t := getenv("JOBGATE_TOKEN"); t != "" {
+		return t, nil
+	}
+	path := filepath.Join(dataDir, "token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		fmt.Fprintf(stdout, "jobgate dev: admin token in %s\n", path)
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	token := "jg_" + hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save token: %w", err)
+	}
+	fmt.Fprintf(stdout, "jobgate dev: admin token (saved in %s, shown once):\n  %s\n", path, token)
+	return token, nil
+}
+
+func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
+	var addr, redisURL, artifactsDir, logLevel string
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the REST API and the scheduler (any number, one Redis)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			logger, err := newLogger(stderr, logLevel)
+			if err != nil {
+				return err
+			}
+			if redisURL == "" {
+				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
+			}
+			rdb, err := connectRedis(ctx, redisURL)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN")}, rdb,
+				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, logger)
+			if err != nil {
+				return err
+			}
+			return gw.Run(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
+	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss:// (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
+	var (
+		id, redisURL, artifactsDir, spoolDir, logLevel string
+		allowHost                                      bool
+		ex                                             executorFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run jobs placed on this machine (any number, one Redis)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			logger, err := newLogger(stderr, logLevel)
+			if err != nil {
+				return err
+			}
+			if redisURL == "" {
+				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
+			}
+			rdb, err := connectRedis(ctx, redisURL)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			executors := map[api.Mode]worker.Executor{}
+			pod, err := ex.podman(ctx, logger)
+			if err != nil {
+				return fmt.Errorf("podman: %w (start it with: podman --runtime runc system service --time=0 %s)", err, ex.podmanURL)
+			}
+			executors[api.ModeContainer] = pod
+			if allowHost {
+				executors[api.ModeProcess] = worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: ex.stopGrace}, logger)
+				logger.WarnContext(ctx, "host-process jobs allowed: they run as this user on this machine")
+			}
+			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir},
+				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, logger)
+			return wk.Run(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&id, "id", "", "worker ID, stable across restarts (default: the hostname)")
+	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss:// (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
+	fl.StringVar(&spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
+	fl.BoolVar(&allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	ex.register(cmd, "")
+	return cmd
+}
