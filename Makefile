@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps vet clean
+.PHONY: build dev images test test-unit deps vet clean bench-dispatch
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -41,3 +41,7 @@ vet:
 
 clean:
 	rm -rf bin .jobgate
+
+# Dispatch latency at idle, jobgate side by side with plain asynq (BENCHMARKS.md).
+bench-dispatch:
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'DispatchIdle|AsynqDefaultIdle' -benchtime 30x ./cmd/jobgate

@@ -28,7 +28,7 @@ const testToken = "test-token-0123456789abcdef"
 // and `jobgate worker` started through run() as separate components, sharing
 // one artifact folder.
 type cluster struct {
-	t         *testing.T
+	t         testing.TB
 	redisDir  string
 	redis     *devenv.Service
 	artifacts string
@@ -39,7 +39,16 @@ type cluster struct {
 	api       *client.Client
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
+
+// newBenchCluster is a cluster with one worker, for benchmarks.
+func newBenchCluster(b *testing.B) *cluster {
+	c := newClusterTB(b)
+	c.startWorker("bench")
+	return c
+}
+
+func newClusterTB(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}}
 	c.redis = testenv.RedisIn(t, c.redisDir)

@@ -141,6 +141,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			// Absolute, because redis-server changes into its --dir before it
+			// opens files named relative to where it was started.
+			if dataDir, err = filepath.Abs(dataDir); err != nil {
+				return fmt.Errorf("data dir: %w", err)
+			}
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}

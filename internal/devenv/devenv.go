@@ -55,6 +55,10 @@ func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not on PATH: %w", err)
 	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -86,12 +90,19 @@ func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
 		}
 		return nil
 	}}
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer rdb.Close()
+	// Wait for the port with plain dials (go-redis would log every refused
+	// dial), then check that Redis answers.
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := rdb.Ping(ctx).Err(); err == nil {
-			return svc, nil
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			rdb := redis.NewClient(&redis.Options{Addr: addr})
+			err := rdb.Ping(ctx).Err()
+			rdb.Close()
+			if err == nil {
+				return svc, nil
+			}
 		}
 		select {
 		case err := <-done:
