@@ -56,6 +56,8 @@ const (
 	ReasonModeRefused   = "mode_not_allowed"
 	ReasonWorkerLost    = "worker_lost"
 	ReasonWorkerStopped = "worker_stopped"
+	// ReasonSecretUnavailable: a secret the job names could not be opened.
+	ReasonSecretUnavailable = "secret_unavailable"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -87,6 +89,14 @@ type JobSpec struct {
 	Priority Priority `json:"priority,omitempty"`
 	// Mode defaults to container.
 	Mode Mode `json:"mode,omitempty"`
+	// Secrets maps environment variable names to secret names of the job's
+	// workspace; the values are put in the environment when the job starts
+	// and are never returned by the API.
+	Secrets map[string]string `json:"secrets,omitempty"`
+	// User runs the container as this user (name, uid or uid:gid).
+	User string `json:"user,omitempty"`
+	// ReadOnlyRootfs mounts the image read-only; /tmp stays writable.
+	ReadOnlyRootfs bool `json:"read_only_rootfs,omitempty"`
 }
 
 // Job is a job record as the API returns it.
@@ -125,4 +135,61 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// Scope is a permission of a token within its workspace.
+type Scope string
+
+const (
+	ScopeRead   Scope = "read"
+	ScopeSubmit Scope = "submit"
+	ScopeScore  Scope = "score"
+	// ScopeAdmin manages the workspace's tokens, secrets and datastores.
+	ScopeAdmin Scope = "admin"
+)
+
+// Scopes lists every scope, in order.
+var Scopes = []Scope{ScopeRead, ScopeSubmit, ScopeScore, ScopeAdmin}
+
+// Quotas bound what a workspace may use; zero means unlimited.
+type Quotas struct {
+	MaxRunningJobs    int `json:"max_running_jobs,omitempty"`
+	MaxGPUs           int `json:"max_gpus,omitempty"`
+	RequestsPerSecond int `json:"requests_per_second,omitempty"`
+}
+
+// Workspace is a tenant: its tokens, secrets, jobs and quotas.
+type Workspace struct {
+	Name   string `json:"name"`
+	Quotas Quotas `json:"quotas"`
+	// ImageAllowlist holds registry/repository prefixes jobs may use, e.g.
+	// "localhost/" or "registry.example.com/team-a/"; empty allows any.
+	ImageAllowlist []string  `json:"image_allowlist,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Token describes an API token; the secret itself is shown once, at creation.
+type Token struct {
+	ID         string     `json:"id"`
+	Workspace  string     `json:"workspace"`
+	Name       string     `json:"name"`
+	Scopes     []Scope    `json:"scopes"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}
+
+// NewToken is the answer to creating a token: the only time Token is shown.
+type NewToken struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// AuditEntry records who did what, when, in which workspace.
+type AuditEntry struct {
+	Time      time.Time `json:"time"`
+	Workspace string    `json:"workspace"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target,omitempty"`
 }

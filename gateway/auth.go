@@ -1,45 +1,222 @@
 package gateway
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v4"
+
+	"jobgate/api"
+	"jobgate/internal/store"
 )
+
+// DefaultWorkspace holds everything the system admin token creates.
+const DefaultWorkspace = "default"
+
+// TokenPrefix starts every token jobgate issues, so secret scanners can find
+// leaked ones.
+const TokenPrefix = "jgt_"
 
 // principal is who a request acts as.
 type principal struct {
 	Workspace string
-	TokenName string
+	// Actor names the token in the audit log.
+	Actor   string
+	TokenID string
+	Scopes  []api.Scope
+	// System is the system admin (JOBGATE_TOKEN): every scope in every
+	// workspace, and the only one who creates workspaces.
+	System bool
+}
+
+// can reports whether p holds scope; admin implies every other scope.
+func (p principal) can(s api.Scope) bool {
+	return p.System || slices.Contains(p.Scopes, s) || slices.Contains(p.Scopes, api.ScopeAdmin)
 }
 
 const principalKey = "jobgate.principal"
 
-// DefaultWorkspace holds everything the admin token creates.
-const DefaultWorkspace = "default"
+func principalOf(c echo.Context) principal {
+	p, _ := c.Get(principalKey).(principal)
+	return p
+}
 
-// authenticate checks the bearer token. Hashes are compared in constant time,
-// so the comparison leaks neither the token nor its length.
+// access is the rule of one route: who may call it.
+type access struct {
+	// Scope the caller's token needs in its workspace.
+	Scope api.Scope
+	// System: only the system admin.
+	System bool
+	// Public: no token at all.
+	Public bool
+}
+
+// route registers a handler with its access rule; every route under /v1 goes
+// through here, and the isolation test fails for a route without a rule.
+func (g *Gateway) route(method, path string, rule access, h echo.HandlerFunc) {
+	g.rules[method+" "+path] = rule
+	if rule.Public {
+		g.echo.Add(method, path, h)
+		return
+	}
+	g.echo.Add(method, path, h, g.authenticate, g.authorize(rule), g.rateLimit)
+}
+
+// authenticate resolves the bearer token to a principal. The system token is
+// compared by hash in constant time; issued tokens are looked up by the hash
+// of their secret (only hashes are stored).
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	want := sha256.Sum256([]byte(g.cfg.AdminToken))
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
+		tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		tok = strings.TrimSpace(tok)
 		if !ok || tok == "" {
 			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
 		}
-		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		got := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+			c.Set(principalKey, principal{Workspace: DefaultWorkspace, Actor: "system-admin", System: true})
+			return next(c)
+		}
+		ctx := c.Request().Context()
+		t, err := g.store.TokenBySecret(ctx, tok)
+		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
 		}
-		c.Set(principalKey, principal{Workspace: DefaultWorkspace, TokenName: "admin"})
+		if err != nil {
+			return err
+		}
+		now := g.now()
+		if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
+			return errorf(http.StatusUnauthorized, CodeUnauthorized, "token %s expired at %s", t.Name, t.ExpiresAt.Format(time.RFC3339))
+		}
+		g.touch(ctx, t.ID, now)
+		c.Set(principalKey, principal{Workspace: t.Workspace, Actor: t.Name, TokenID: t.ID, Scopes: t.Scopes})
 		return next(c)
 	}
 }
 
-func principalOf(c echo.Context) principal {
-	p, _ := c.Get(principalKey).(principal)
-	return p
+// touch records a token's last use at most once a minute per gateway, so
+// authentication does not add a write to every request.
+func (g *Gateway) touch(ctx context.Context, id string, now time.Time) {
+	g.touchMu.Lock()
+	last, ok := g.touched[id]
+	if ok && now.Sub(last) < time.Minute {
+		g.touchMu.Unlock()
+		return
+	}
+	g.touched[id] = now
+	g.touchMu.Unlock()
+	_ = g.store.TouchToken(ctx, id, now)
+}
+
+func (g *Gateway) authorize(rule access) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p := principalOf(c)
+			switch {
+			case rule.System && !p.System:
+				return errorf(http.StatusForbidden, CodeForbidden, "only the system admin token may do this")
+			case rule.Scope != "" && !p.can(rule.Scope):
+				return errorf(http.StatusForbidden, CodeForbidden, "this token lacks the %q scope", rule.Scope)
+			}
+			return next(c)
+		}
+	}
+}
+
+// rateLimit enforces the workspace's requests_per_second across all gateways
+// (GCRA in Redis), answering 429 with Retry-After.
+func (g *Gateway) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := principalOf(c)
+		if p.System {
+			return next(c)
+		}
+		ctx := c.Request().Context()
+		ws, err := g.workspaceCached(ctx, p.Workspace)
+		if err != nil || ws.Quotas.RequestsPerSecond <= 0 {
+			return next(c)
+		}
+		res, err := g.limiter.Allow(ctx, "jobgate:ratelimit:"+p.Workspace, redis_rate.PerSecond(ws.Quotas.RequestsPerSecond))
+		if err != nil {
+			return err
+		}
+		if res.Allowed == 0 {
+			secs := int(math.Ceil(res.RetryAfter.Seconds()))
+			c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			return errorf(http.StatusTooManyRequests, CodeRateLimited,
+				"workspace %s is limited to %d requests per second; retry after %s", p.Workspace, ws.Quotas.RequestsPerSecond, res.RetryAfter.Round(time.Millisecond))
+		}
+		return next(c)
+	}
+}
+
+// workspaceCache keeps workspace records for a second: quotas are read on
+// every request, and a change may take that long to apply.
+type workspaceCache struct {
+	// mu guards the field below.
+	mu      sync.Mutex
+	entries map[string]cachedWorkspace
+}
+
+type cachedWorkspace struct {
+	ws *api.Workspace
+	at time.Time
+}
+
+func (g *Gateway) workspaceCached(ctx context.Context, name string) (*api.Workspace, error) {
+	now := g.now()
+	g.wsCache.mu.Lock()
+	e, ok := g.wsCache.entries[name]
+	g.wsCache.mu.Unlock()
+	if ok && now.Sub(e.at) < time.Second {
+		return e.ws, nil
+	}
+	ws, err := g.store.Workspace(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	g.wsCache.mu.Lock()
+	g.wsCache.entries[name] = cachedWorkspace{ws: ws, at: now}
+	g.wsCache.mu.Unlock()
+	return ws, nil
+}
+
+// newTokenSecret is TokenPrefix and 160 random bits, lower-case base32.
+func newTokenSecret() (string, error) {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return TokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)), nil
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s%x", prefix, b)
+}
+
+// audit records an action of the request's principal in ws. A failure to
+// record is logged, not returned: the action already happened.
+func (g *Gateway) audit(c echo.Context, ws, action, target string) {
+	p := principalOf(c)
+	e := api.AuditEntry{Time: g.now().UTC(), Workspace: ws, Actor: p.Actor, Action: action, Target: target}
+	if err := g.store.Audit(c.Request().Context(), e); err != nil {
+		g.logger.ErrorContext(c.Request().Context(), "audit", "action", action, "error", err)
+	}
 }

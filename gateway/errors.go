@@ -28,17 +28,18 @@ func errorf(status int, code, format string, args ...any) *Error {
 
 // Stable error codes.
 const (
-	CodeBadRequest    = "bad_request"
-	CodeInvalidSpec   = "invalid_spec"
-	CodeUnauthorized  = "unauthorized"
-	CodeForbidden     = "forbidden"
-	CodeNotFound      = "not_found"
-	CodeConflict      = "conflict"
-	CodeTooLarge      = "request_too_large"
-	CodeUnavailable   = "unavailable"
-	CodeInternal      = "internal"
-	CodeMethod        = "method_not_allowed"
-	CodeUnprocessable = "unprocessable"
+	CodeBadRequest   = "bad_request"
+	CodeInvalidSpec  = "invalid_spec"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeTooLarge     = "request_too_large"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+	CodeMethod       = "method_not_allowed"
+	CodeInvalid      = "invalid_request"
+	CodeRateLimited  = "rate_limited"
 )
 
 // errorHandler is the one place errors become HTTP responses. Causes of 5xx

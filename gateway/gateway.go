@@ -13,15 +13,19 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"jobgate/api"
 	"jobgate/internal/artifact"
+	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
 )
 
@@ -48,6 +52,8 @@ type Config struct {
 	WorkerLostAfter time.Duration
 	// ShutdownTimeout for in-flight requests (log followers are cut); default 10s.
 	ShutdownTimeout time.Duration
+	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -57,6 +63,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AdminToken) < 16 {
 		return errors.New("gateway: the admin token must be at least 16 characters")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("gateway: --tls-cert and --tls-key go together")
 	}
 	return nil
 }
@@ -70,11 +79,23 @@ type Gateway struct {
 	logger    *slog.Logger
 	echo      *echo.Echo
 	sched     *Scheduler
-	now       func() time.Time
+	limiter   *redis_rate.Limiter
+	// secrets encrypts workspace secrets; nil disables the secrets API.
+	secrets *secretbox.Box
+	now     func() time.Time
+	// rules holds every route's access rule, keyed "METHOD /path".
+	rules   map[string]access
+	wsCache workspaceCache
+
+	// touchMu guards the field below.
+	touchMu sync.Mutex
+	touched map[string]time.Time
 }
 
 // New returns a Gateway; Run serves it.
-func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, logger *slog.Logger) (*Gateway, error) {
+// secrets may be nil: the secrets API then answers 503 and jobs that use
+// secrets are refused.
+func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, secrets *secretbox.Box, logger *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -87,34 +108,47 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.SchedulerID = cmp.Or(cfg.SchedulerID, fmt.Sprintf("%s-%d", host, os.Getpid()))
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
-	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, logger: logger, now: time.Now}
+	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
+		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
+		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
 	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
-	g.echo = g.routes()
+	g.routes()
 	return g, nil
 }
 
 // Handler is the HTTP handler, for tests that drive it in-process.
 func (g *Gateway) Handler() http.Handler { return g.echo }
 
-func (g *Gateway) routes() *echo.Echo {
+func (g *Gateway) routes() {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.errorHandler
 	e.Use(middleware.Recover())
 	e.Use(g.limitBody)
+	g.echo = e
 
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", g.readyz)
+	public := access{Public: true}
+	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	g.route(http.MethodGet, "/readyz", public, g.readyz)
 
-	v1 := e.Group("/v1", g.authenticate)
-	v1.POST("/jobs", g.submitJob)
-	v1.GET("/jobs", g.listJobs)
-	v1.GET("/jobs/:id", g.getJob)
-	v1.POST("/jobs/:id/cancel", g.cancelJob)
-	v1.GET("/jobs/:id/logs", g.jobLogs)
-	v1.GET("/workers", g.listWorkers)
-	return e
+	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
+	g.route(http.MethodPost, "/v1/jobs", submit, g.submitJob)
+	g.route(http.MethodGet, "/v1/jobs", read, g.listJobs)
+	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
+	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
+	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
+	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
+
+	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
+	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)
+	g.route(http.MethodPost, "/v1/workspaces/:ws/tokens", admin, g.createToken)
+	g.route(http.MethodGet, "/v1/workspaces/:ws/tokens", admin, g.listTokens)
+	g.route(http.MethodDelete, "/v1/workspaces/:ws/tokens/:id", admin, g.deleteToken)
+	g.route(http.MethodPost, "/v1/secrets", admin, g.putSecret)
+	g.route(http.MethodGet, "/v1/secrets", admin, g.listSecrets)
+	g.route(http.MethodDelete, "/v1/secrets/:name", admin, g.deleteSecret)
+	g.route(http.MethodGet, "/v1/audit", admin, g.auditLog)
 }
 
 // limitBody caps every request body; reading past the cap yields a 413.
@@ -158,12 +192,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// No WriteTimeout: log follows stream for as long as a job runs.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	if err := g.store.EnsureWorkspace(ctx, api.Workspace{Name: DefaultWorkspace, CreatedAt: g.now().UTC()}); err != nil {
+		return fmt.Errorf("create default workspace: %w", err)
+	}
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSched()
 	g2 := errgroup.Group{}
 	g2.Go(func() error { return g.sched.Run(schedCtx) })
 	g2.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if g.cfg.TLSCertFile != "" {
+			serve = func() error { return srv.ServeTLS(ln, g.cfg.TLSCertFile, g.cfg.TLSKeyFile) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

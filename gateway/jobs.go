@@ -33,6 +33,9 @@ func (g *Gateway) submitJob(c echo.Context) error {
 	if err := g.sched.Admissible(ctx, spec); err != nil {
 		return err
 	}
+	if err := g.checkWorkspaceRules(ctx, p.Workspace, spec); err != nil {
+		return err
+	}
 	now := g.now().UTC()
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -49,8 +52,39 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		return err
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
+	g.audit(c, p.Workspace, "job.submit", job.ID)
 	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
 	return c.JSON(http.StatusCreated, job)
+}
+
+// checkWorkspaceRules applies what the workspace decides about a spec: the
+// image allow-list, and that every secret it names exists.
+func (g *Gateway) checkWorkspaceRules(ctx context.Context, ws string, spec api.JobSpec) error {
+	w, err := g.store.Workspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if spec.Mode == api.ModeContainer && len(w.ImageAllowlist) > 0 {
+		ok := false
+		for _, prefix := range w.ImageAllowlist {
+			ok = ok || strings.HasPrefix(spec.Image, prefix)
+		}
+		if !ok {
+			return specErr("image %q is not allowed in workspace %s (allowed prefixes: %s)", spec.Image, ws, strings.Join(w.ImageAllowlist, ", "))
+		}
+	}
+	if len(spec.Secrets) > 0 && g.secrets == nil {
+		return specErr("secrets: this gateway has no secrets key (start it with --secrets-key-file)")
+	}
+	for env, name := range spec.Secrets {
+		if _, err := g.store.Secret(ctx, ws, name); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return specErr("secrets.%s: no secret named %q in workspace %s", env, name, ws)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (g *Gateway) getJob(c echo.Context) error {
@@ -122,6 +156,9 @@ func (g *Gateway) cancelJob(c echo.Context) error {
 	res, err := g.store.Cancel(ctx, ws, id, g.now())
 	if err != nil {
 		return err
+	}
+	if res != store.CancelAlreadyEnded {
+		g.audit(c, ws, "job.cancel", id)
 	}
 	switch res {
 	case store.CancelRequested:

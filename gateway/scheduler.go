@@ -161,6 +161,7 @@ func (s *Scheduler) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	quotas := map[string]*wsQuota{}
 	for _, id := range ids {
 		job, err := s.store.GetJobByID(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -172,6 +173,17 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		}
 		if job.Status != api.StatusQueued {
 			_ = s.store.DropPending(ctx, id)
+			continue
+		}
+		q, err := s.quotaOf(ctx, quotas, job.Workspace)
+		if err != nil {
+			return err
+		}
+		if q.max > 0 && q.holding >= q.max {
+			reason := fmt.Sprintf("workspace quota: %d of %d jobs running", q.holding, q.max)
+			if job.Reason != reason {
+				_ = s.store.SetReason(ctx, id, reason)
+			}
 			continue
 		}
 		target, reason := s.choose(live, free, job.Spec)
@@ -187,8 +199,34 @@ func (s *Scheduler) pass(ctx context.Context) error {
 			continue
 		}
 		free[placedOn]--
+		q.holding++
 	}
 	return nil
+}
+
+// wsQuota is a workspace's running-jobs quota during one pass.
+type wsQuota struct{ max, holding int }
+
+func (s *Scheduler) quotaOf(ctx context.Context, seen map[string]*wsQuota, ws string) (*wsQuota, error) {
+	if q, ok := seen[ws]; ok {
+		return q, nil
+	}
+	q := &wsQuota{}
+	w, err := s.store.Workspace(ctx, ws)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		q.max = w.Quotas.MaxRunningJobs
+	}
+	if q.max > 0 {
+		if q.holding, err = s.store.RunningCount(ctx, ws); err != nil {
+			return nil, err
+		}
+	}
+	seen[ws] = q
+	return q, nil
 }
 
 // choose picks the live worker with the most free slots that can run spec, or

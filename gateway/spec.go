@@ -17,6 +17,7 @@ import (
 var (
 	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE  = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(:([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$`)
 	imageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:(?::[0-9]+)?/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
 )
 
@@ -162,6 +163,20 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 	}
 	if size > maxEnvBytes {
 		return specErr("env totals %d bytes; at most %d", size, maxEnvBytes)
+	}
+	for k, name := range s.Secrets {
+		if !envRE.MatchString(k) || strings.HasPrefix(k, "JOBGATE_") {
+			return specErr("secrets key %q must be an environment variable name outside the JOBGATE_ prefix", k)
+		}
+		if _, dup := s.Env[k]; dup {
+			return specErr("secrets.%s: %s is also set in env; set it in one place", k, k)
+		}
+		if !secretNameRE.MatchString(name) {
+			return specErr("secrets.%s: %q is not a secret name", k, name)
+		}
+	}
+	if s.User != "" && !userRE.MatchString(s.User) {
+		return specErr("user %q must be a user name, a uid, or uid:gid", s.User)
 	}
 	r := s.Resources
 	if r.CPUs < 0 || r.CPUs > 1024 {

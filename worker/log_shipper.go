@@ -25,6 +25,8 @@ type logShipper struct {
 	stdout *lineWriter
 	stderr *lineWriter
 	done   chan struct{}
+	// redact masks secrets in a line; nil when the job has none.
+	redact func([]byte) []byte
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -40,8 +42,8 @@ const (
 	batchLines       = 512
 )
 
-func newLogShipper(jobID string, st *store.Store, file *os.File) *logShipper {
-	s := &logShipper{jobID: jobID, store: st, file: file, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{})}
+func newLogShipper(jobID string, st *store.Store, file *os.File, redact func([]byte) []byte) *logShipper {
+	s := &logShipper{jobID: jobID, store: st, file: file, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}), redact: redact}
 	s.cond = sync.NewCond(&s.mu)
 	s.stdout = &lineWriter{ship: s, stream: store.Stdout}
 	s.stderr = &lineWriter{ship: s, stream: store.Stderr}
@@ -50,6 +52,9 @@ func newLogShipper(jobID string, st *store.Store, file *os.File) *logShipper {
 }
 
 func (s *logShipper) add(l store.LogLine) {
+	if s.redact != nil {
+		l.Line = s.redact(l.Line)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.bytes > maxBufferedBytes && !s.closed {

@@ -7,12 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containers/podman/v4/libpod/define"
 	"github.com/containers/podman/v4/pkg/bindings"
 	"github.com/containers/podman/v4/pkg/bindings/containers"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 
 	"jobgate/api"
 	"jobgate/internal/testenv"
@@ -245,33 +251,33 @@ func TestPodmanExecutorCommandNotFound(t *testing.T) {
 	}
 }
 
-// The resource limits of the spec reach the container: look at it while it
-// runs.
-func TestPodmanExecutorLimits(t *testing.T) {
-	t.Parallel()
-	pt := newPodmanTest(t, nil)
-	a := pt.attempt(t, nil, "sleep", "60")
-	a.Spec.Resources = api.Resources{CPUs: 0.5, MemoryMB: 64}
+// whileRunning runs a (a toolbox sleep) and, once the workload is up, calls
+// check with podman's inspect of its container; then it stops the attempt and
+// checks that Run went well and left no container.
+func (pt podmanTest) whileRunning(t *testing.T, a Attempt, check func(info *define.InspectContainerData)) {
+	t.Helper()
 	name := ContainerName(a.JobID, a.Number)
-
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout execBuffer
+	var stdout, stderr execBuffer
 	var runErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, runErr = pt.exec.Run(ctx, a, &stdout, nil)
+		_, runErr = pt.exec.Run(ctx, a, &stdout, &stderr)
 	}()
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		select {
 		case <-done:
-			t.Fatalf("Run ended before the check: %v", runErr)
+			t.Fatalf("Run ended before the check: %v\nstderr: %s", runErr, stderr.String())
 		default:
 		}
 		return strings.Contains(stdout.String(), "sleeping")
 	}, "workload never started")
 	info, err := containers.Inspect(pt.conn, name, nil)
+	if err == nil {
+		check(info)
+	}
 	cancel()
 	<-done
 	if err != nil {
@@ -280,27 +286,242 @@ func TestPodmanExecutorLimits(t *testing.T) {
 	if runErr != nil {
 		t.Fatal(runErr)
 	}
-	hc := info.HostConfig
-	if hc.Memory != 64<<20 || hc.MemorySwap != 64<<20 || hc.CpuQuota != 50_000 || hc.CpuPeriod != 100_000 {
-		t.Errorf("memory %d, cpu quota %d / period %d; want %d, 50000 / 100000", hc.Memory, hc.CpuQuota, hc.CpuPeriod, 64<<20)
-	}
-	ulimits := map[string]int64{}
-	for _, u := range hc.Ulimits {
-		ulimits[u.Name] = u.Hard
-	}
-	if ulimits["RLIMIT_NOFILE"] != int64(pt.exec.cfg.NofileLimit) || ulimits["RLIMIT_NPROC"] != int64(pt.exec.cfg.NprocLimit) {
-		t.Errorf("ulimits %v, want NOFILE %d, NPROC %d", ulimits, pt.exec.cfg.NofileLimit, pt.exec.cfg.NprocLimit)
-	}
-	if info.Path != "/bin/toolbox" || strings.Join(info.Args, " ") != "sleep 60" {
-		t.Errorf("argv %s %q, want /bin/toolbox [sleep 60]", info.Path, info.Args)
-	}
-	if hc.NetworkMode != "host" || hc.Privileged {
-		t.Errorf("network %q, privileged %v; want host, false", hc.NetworkMode, hc.Privileged)
-	}
-	if got := info.Config.Labels; got[LabelJob] != a.JobID || got[LabelWorkspace] != "test" || got[LabelAttempt] != "1" {
-		t.Errorf("labels %v", got)
-	}
 	pt.wantNoContainer(t, name)
+}
+
+// The resource limits of the spec reach the container: look at it while it
+// runs.
+func TestPodmanExecutorLimits(t *testing.T) {
+	t.Parallel()
+	pt := newPodmanTest(t, nil)
+	a := pt.attempt(t, nil, "sleep", "60")
+	a.Spec.Resources = api.Resources{CPUs: 0.5, MemoryMB: 64}
+	pt.whileRunning(t, a, func(info *define.InspectContainerData) {
+		hc := info.HostConfig
+		if hc.Memory != 64<<20 || hc.MemorySwap != 64<<20 || hc.CpuQuota != 50_000 || hc.CpuPeriod != 100_000 {
+			t.Errorf("memory %d, cpu quota %d / period %d; want %d, 50000 / 100000", hc.Memory, hc.CpuQuota, hc.CpuPeriod, 64<<20)
+		}
+		ulimits := map[string]int64{}
+		for _, u := range hc.Ulimits {
+			ulimits[u.Name] = u.Hard
+		}
+		if ulimits["RLIMIT_NOFILE"] != int64(pt.exec.cfg.NofileLimit) || ulimits["RLIMIT_NPROC"] != int64(pt.exec.cfg.NprocLimit) {
+			t.Errorf("ulimits %v, want NOFILE %d, NPROC %d", ulimits, pt.exec.cfg.NofileLimit, pt.exec.cfg.NprocLimit)
+		}
+		if info.Path != "/bin/toolbox" || strings.Join(info.Args, " ") != "sleep 60" {
+			t.Errorf("argv %s %q, want /bin/toolbox [sleep 60]", info.Path, info.Args)
+		}
+		if hc.NetworkMode != "host" || hc.Privileged {
+			t.Errorf("network %q, privileged %v; want host, false", hc.NetworkMode, hc.Privileged)
+		}
+		if got := info.Config.Labels; got[LabelJob] != a.JobID || got[LabelWorkspace] != "test" || got[LabelAttempt] != "1" {
+			t.Errorf("labels %v", got)
+		}
+	})
+}
+
+// Every container is hardened whatever the job asks: no new privileges, a
+// short capability set (none for a user other than root), a pids limit and a
+// memory limit. Each property is checked twice: as podman reports it, and as
+// the kernel applied it to the workload (/proc/PID of the container's
+// process, seen from the host).
+func TestPodmanExecutorHardening(t *testing.T) {
+	t.Parallel()
+	wantCaps := []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+		"CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID",
+	}
+	var wantCapMask uint64
+	for _, c := range []int{
+		unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID, unix.CAP_KILL,
+		unix.CAP_NET_BIND_SERVICE, unix.CAP_SETGID, unix.CAP_SETPCAP, unix.CAP_SETUID,
+	} {
+		wantCapMask |= 1 << c
+	}
+	tests := []struct {
+		name       string
+		cfg        func(*PodmanConfig)
+		spec       func(*api.JobSpec)
+		wantPids   int64
+		wantMemory int64
+		// noCaps: the workload runs as a user other than root.
+		noCaps bool
+		check  func(t *testing.T, info *define.InspectContainerData, proc procStatus)
+	}{
+		{
+			name:       "defaults",
+			wantPids:   DefaultPidsLimit,
+			wantMemory: DefaultMemoryMB << 20,
+			check: func(t *testing.T, info *define.InspectContainerData, proc procStatus) {
+				if info.HostConfig.ReadonlyRootfs || info.Config.User != "" {
+					t.Errorf("read-only rootfs %v, user %q; want false, the image's (none)", info.HostConfig.ReadonlyRootfs, info.Config.User)
+				}
+				if proc["Uid"] != "0\t0\t0\t0" {
+					t.Errorf("Uid: %q, want root", proc["Uid"])
+				}
+			},
+		},
+		{
+			name:       "configured limits",
+			cfg:        func(c *PodmanConfig) { c.PidsLimit = 100; c.DefaultMemoryMB = 256 },
+			wantPids:   100,
+			wantMemory: 256 << 20,
+		},
+		{
+			name:       "memory asked for",
+			spec:       func(s *api.JobSpec) { s.Resources.MemoryMB = 128 },
+			wantPids:   DefaultPidsLimit,
+			wantMemory: 128 << 20,
+		},
+		{
+			name:       "user and read-only rootfs",
+			spec:       func(s *api.JobSpec) { s.User = "1234:1234"; s.ReadOnlyRootfs = true },
+			wantPids:   DefaultPidsLimit,
+			wantMemory: DefaultMemoryMB << 20,
+			noCaps:     true,
+			check: func(t *testing.T, info *define.InspectContainerData, proc procStatus) {
+				if info.Config.User != "1234:1234" || !info.HostConfig.ReadonlyRootfs {
+					t.Errorf("user %q, read-only rootfs %v; want 1234:1234, true", info.Config.User, info.HostConfig.ReadonlyRootfs)
+				}
+				if proc["Uid"] != "1234\t1234\t1234\t1234" || proc["Gid"] != "1234\t1234\t1234\t1234" {
+					t.Errorf("Uid: %q, Gid: %q; want 1234 throughout", proc["Uid"], proc["Gid"])
+				}
+				// The workload's mounts, seen through its root: root cannot
+				// write a read-only mount either.
+				root := fmt.Sprintf("/proc/%d/root", info.State.Pid)
+				if err := os.WriteFile(root+"/tmp/jobgate-probe", []byte("x"), 0o644); err != nil {
+					t.Errorf("/tmp not writable: %v", err)
+				}
+				if err := os.WriteFile(root+"/jobgate-probe", []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
+					t.Errorf("writing / = %v, want EROFS", err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pt := newPodmanTest(t, tt.cfg)
+			a := pt.attempt(t, nil, "sleep", "60")
+			if tt.spec != nil {
+				tt.spec(&a.Spec)
+			}
+			pt.whileRunning(t, a, func(info *define.InspectContainerData) {
+				hc := info.HostConfig
+				t.Logf("inspect: SecurityOpt %q, CapAdd %q, CapDrop %q, EffectiveCaps %q, BoundingCaps %q, PidsLimit %d, Memory %d, User %q, ReadonlyRootfs %v, Tmpfs %v",
+					hc.SecurityOpt, hc.CapAdd, hc.CapDrop, info.EffectiveCaps, info.BoundingCaps, hc.PidsLimit, hc.Memory, info.Config.User, hc.ReadonlyRootfs, hc.Tmpfs)
+				if !slices.Contains(hc.SecurityOpt, "no-new-privileges") || hc.Privileged {
+					t.Errorf("security options %q, privileged %v; want no-new-privileges, false", hc.SecurityOpt, hc.Privileged)
+				}
+				wantCaps, wantCapMask := wantCaps, wantCapMask
+				if tt.noCaps {
+					wantCaps, wantCapMask = nil, 0
+				}
+				if diff := cmp.Diff(wantCaps, sorted(info.BoundingCaps), cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("bounding capabilities (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(wantCaps, sorted(info.EffectiveCaps), cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("effective capabilities (-want +got):\n%s", diff)
+				}
+				if hc.PidsLimit != tt.wantPids || hc.Memory != tt.wantMemory || hc.MemorySwap != tt.wantMemory {
+					t.Errorf("pids limit %d, memory %d, memory+swap %d; want %d, %d, %d", hc.PidsLimit, hc.Memory, hc.MemorySwap, tt.wantPids, tt.wantMemory, tt.wantMemory)
+				}
+				proc := readProcStatus(t, info.State.Pid)
+				if proc["NoNewPrivs"] != "1" {
+					t.Errorf("NoNewPrivs: %q, want 1", proc["NoNewPrivs"])
+				}
+				for field, want := range map[string]uint64{"CapBnd": wantCapMask, "CapEff": wantCapMask, "CapPrm": wantCapMask, "CapAmb": 0, "CapInh": 0} {
+					if got := proc.hex(t, field); got != want {
+						t.Errorf("%s %#x, want %#x", field, got, want)
+					}
+				}
+				if tt.check != nil {
+					tt.check(t, info, proc)
+				}
+			})
+		})
+	}
+}
+
+// A hardened container still runs ordinary work: as another user, on a
+// read-only image.
+func TestPodmanExecutorHardenedRuns(t *testing.T) {
+	t.Parallel()
+	pt := newPodmanTest(t, nil)
+	tests := []struct {
+		name string
+		spec func(*api.JobSpec)
+	}{
+		{name: "user", spec: func(s *api.JobSpec) { s.User = "1234:1234" }},
+		{name: "read-only rootfs", spec: func(s *api.JobSpec) { s.ReadOnlyRootfs = true }},
+		{name: "both", spec: func(s *api.JobSpec) { s.User = "1234:1234"; s.ReadOnlyRootfs = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := pt.attempt(t, nil, "echo", "hello", "hardened")
+			tt.spec(&a.Spec)
+			out, stdout, stderr, err := pt.run(t, t.Context(), a)
+			if err != nil || out.ExitCode != 0 || stdout != "hello hardened\n" {
+				t.Fatalf("Run = %+v, %v, stdout %q; want exit 0, nil, hello hardened\nstderr: %s", out, err, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestRunsAsRoot(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		user string
+		want bool
+	}{
+		{user: "", want: true},
+		{user: "root", want: true},
+		{user: "0", want: true},
+		{user: "0:1234", want: true},
+		{user: "root:root", want: true},
+		{user: "1234", want: false},
+		{user: "1234:0", want: false},
+		{user: "nobody", want: false},
+	}
+	for _, tt := range tests {
+		if got := runsAsRoot(tt.user); got != tt.want {
+			t.Errorf("runsAsRoot(%q) = %v, want %v", tt.user, got, tt.want)
+		}
+	}
+}
+
+// procStatus is /proc/PID/status: field name to value.
+type procStatus map[string]string
+
+func readProcStatus(t *testing.T, pid int) procStatus {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read the workload's status: %v", err)
+	}
+	st := procStatus{}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), ":"); ok {
+			st[k] = strings.TrimSpace(v)
+		}
+	}
+	return st
+}
+
+func (st procStatus) hex(t *testing.T, field string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(st[field], 16, 64)
+	if err != nil {
+		t.Fatalf("%s: %q: %v", field, st[field], err)
+	}
+	return n
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }
 
 // Cleanup removes what a crashed worker left: here a running container and
@@ -373,6 +594,9 @@ func TestPodmanConfigValidate(t *testing.T) {
 		{name: "bad network", cfg: PodmanConfig{Network: "bridge0"}, wantErr: true},
 		{name: "bad pull policy", cfg: PodmanConfig{PullPolicy: "always"}, wantErr: true},
 		{name: "negative grace", cfg: PodmanConfig{StopGrace: -time.Second}, wantErr: true},
+		{name: "limits", cfg: PodmanConfig{PidsLimit: 1, DefaultMemoryMB: 1}},
+		{name: "negative pids limit", cfg: PodmanConfig{PidsLimit: -1}, wantErr: true},
+		{name: "negative default memory", cfg: PodmanConfig{DefaultMemoryMB: -1}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -382,7 +606,8 @@ func TestPodmanConfigValidate(t *testing.T) {
 		})
 	}
 	d := PodmanConfig{}.withDefaults()
-	if d.URL != DefaultPodmanURL || d.PullPolicy != PullMissing || d.StopGrace != DefaultStopGrace || d.NofileLimit == 0 || d.NprocLimit == 0 {
+	if d.URL != DefaultPodmanURL || d.PullPolicy != PullMissing || d.StopGrace != DefaultStopGrace || d.NofileLimit == 0 || d.NprocLimit == 0 ||
+		d.PidsLimit != DefaultPidsLimit || d.DefaultMemoryMB != DefaultMemoryMB {
 		t.Errorf("defaults %+v", d)
 	}
 }

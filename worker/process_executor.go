@@ -79,6 +79,10 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 	if strings.ContainsRune(a.JobID, os.PathSeparator) {
 		return Outcome{}, fmt.Errorf("%w: job id %q holds a path separator", ErrStart, a.JobID)
 	}
+	// The base may not exist yet on a fresh data dir.
+	if err := os.MkdirAll(p.cfg.WorkDir, 0o700); err != nil {
+		return Outcome{}, fmt.Errorf("make working directory base: %w", err)
+	}
 	dir, err := os.MkdirTemp(p.cfg.WorkDir, workDirPrefix(a.JobID)+strconv.Itoa(a.Number)+"-")
 	if err != nil {
 		return Outcome{}, fmt.Errorf("make working directory: %w", err)

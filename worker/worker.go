@@ -5,6 +5,7 @@
 package worker
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,7 @@ import (
 
 	"jobgate/api"
 	"jobgate/internal/artifact"
+	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
 	"jobgate/queue"
 )
@@ -58,6 +61,7 @@ type Worker struct {
 	store     *store.Store
 	artifacts artifact.Store
 	executors map[api.Mode]Executor
+	secrets   *secretbox.Box
 	logger    *slog.Logger
 	now       func() time.Time
 
@@ -73,8 +77,9 @@ var (
 )
 
 // New returns a Worker. executors maps each mode it can run to its executor; a
-// mode without one is refused.
-func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, executors map[api.Mode]Executor, logger *slog.Logger) *Worker {
+// mode without one is refused. secrets opens workspace secrets for jobs that
+// use them; with nil such jobs fail with the reason secret_unavailable.
+func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, executors map[api.Mode]Executor, secrets *secretbox.Box, logger *slog.Logger) *Worker {
 	host, _ := os.Hostname()
 	cfg.ID = cmp.Or(cfg.ID, host, "worker")
 	cfg.Slots = cmp.Or(cfg.Slots, 4)
@@ -82,7 +87,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
-	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors,
+	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}}
 }
 
@@ -274,6 +279,11 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
 	}
 
+	secretEnv, err := w.openSecrets(ctx, job)
+	if err != nil {
+		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: api.ReasonSecretUnavailable + ": " + err.Error()})
+	}
+
 	if err := w.store.Start(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, p.Placement, w.now()); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil
@@ -301,7 +311,7 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
 	defer cancelTimeout()
 
-	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt)
+	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv)
 	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
 
 	cause := context.Cause(runCtx)
@@ -354,16 +364,19 @@ func derefOr(p *int, d int) int {
 }
 
 // runAttempt runs the workload with its logs shipped and stored at rest.
-func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int) (store.Outcome, error) {
+func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string) (store.Outcome, error) {
 	spool, err := os.CreateTemp(w.cfg.SpoolDir, job.ID+"-*.log")
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("spool log: %w", err)
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	ship := newLogShipper(job.ID, w.store, spool)
-	env := make(map[string]string, len(job.Spec.Env)+3)
+	ship := newLogShipper(job.ID, w.store, spool, redactor(secretEnv))
+	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+3)
 	for k, v := range job.Spec.Env {
+		env[k] = v
+	}
+	for k, v := range secretEnv {
 		env[k] = v
 	}
 	env["JOBGATE_JOB_ID"] = job.ID
@@ -391,6 +404,60 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		out.ExitCode = &code
 	}
 	return out, runErr
+}
+
+// openSecrets decrypts the secrets the job names into env var → value.
+func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]string, error) {
+	if len(job.Spec.Secrets) == 0 {
+		return nil, nil
+	}
+	if w.secrets == nil {
+		return nil, fmt.Errorf("worker %s has no secrets key (start it with --secrets-key-file)", w.cfg.ID)
+	}
+	out := make(map[string]string, len(job.Spec.Secrets))
+	for env, name := range job.Spec.Secrets {
+		sealed, err := w.store.Secret(ctx, job.Workspace, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("secret %q was deleted", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		v, err := w.secrets.Open(job.Workspace, name, sealed)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w (is this worker's key the gateway's?)", name, err)
+		}
+		out[env] = string(v)
+	}
+	return out, nil
+}
+
+// redactor replaces every secret value in a log line with ***, longest
+// first so a secret containing another is masked whole.
+func redactor(secretEnv map[string]string) func([]byte) []byte {
+	vals := make([]string, 0, len(secretEnv))
+	for _, v := range secretEnv {
+		if v != "" {
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) == 0 {
+		return nil
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(vals))
+	for _, v := range vals {
+		pairs = append(pairs, v, "***")
+	}
+	r := strings.NewReplacer(pairs...)
+	return func(line []byte) []byte {
+		for _, v := range vals {
+			if bytes.Contains(line, []byte(v)) {
+				return []byte(r.Replace(string(line)))
+			}
+		}
+		return line
+	}
 }
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {

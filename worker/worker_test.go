@@ -63,7 +63,7 @@ func TestIdleWorkerIsWokenNotPolled(t *testing.T) {
 	w := worker.New(worker.Config{ID: "idle", Slots: 1, AllowHostProcess: true, IdleWait: time.Hour, SpoolDir: t.TempDir()},
 		rdb, st, artifact.Dir{Root: t.TempDir()},
 		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
-		slog.Default())
+		nil, slog.Default())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	defer func() { cancel(); <-done }()

@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"jobgate/api"
 	"jobgate/client"
 	"jobgate/internal/devenv"
+	"jobgate/internal/secretbox"
 	"jobgate/internal/testenv"
 )
 
@@ -37,6 +40,10 @@ type cluster struct {
 	gwStop    func()
 	workers   map[string]func()
 	api       *client.Client
+	// secretsKey is shared by the gateway and the workers.
+	secretsKey string
+	// token is what do and api act with.
+	token string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
@@ -51,6 +58,10 @@ func newBenchCluster(b *testing.B) *cluster {
 func newClusterTB(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}}
+	c.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
+	if _, err := secretbox.EnsureKeyFile(c.secretsKey); err != nil {
+		t.Fatal(err)
+	}
 	c.redis = testenv.RedisIn(t, c.redisDir)
 	c.podman = testenv.Podman(t)
 	testenv.BuildExampleImage(t)
@@ -111,8 +122,10 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start("gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts, "--log-level", "warn")
-	c.api = client.New(c.gwURL, testToken)
+	c.gwStop = c.start("gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+		"--secrets-key-file", c.secretsKey, "--log-level", "warn")
+	c.token = cmpOr(c.token, testToken)
+	c.api = client.New(c.gwURL, c.token)
 	testenv.Eventually(c.t, 20*time.Second, func() bool {
 		resp, err := http.Get(c.gwURL + "/readyz")
 		if err != nil {
@@ -132,7 +145,7 @@ func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
 	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
-		"--spool-dir", c.t.TempDir(), "--log-level", "warn"}, extra...)
+		"--spool-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)
 	c.workers[id] = c.start(args...)
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }
@@ -169,7 +182,7 @@ func (c *cluster) do(method, path, body string, out any) int {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
@@ -578,4 +591,135 @@ func TestListPagesNewestFirst(t *testing.T) {
 	if err != nil || len(q.Jobs) != 2 || q.NextCursor == "" {
 		t.Fatalf("status=queued&experiment=a&limit=2: %+v, %v", q, err)
 	}
+}
+
+// asToken returns a client of the same cluster acting with another token.
+func (c *cluster) asToken(token string) *cluster {
+	cc := *c
+	cc.token = token
+	cc.api = client.New(c.gwURL, token)
+	return &cc
+}
+
+// workspaceAdmin creates workspace ws and returns an admin token of it.
+func (c *cluster) workspaceAdmin(ws string, quotas api.Quotas) string {
+	c.t.Helper()
+	b, _ := json.Marshal(api.Workspace{Name: ws, Quotas: quotas})
+	if code := c.do("POST", "/v1/workspaces", string(b), nil); code != http.StatusCreated {
+		c.t.Fatalf("create workspace %s: %d", ws, code)
+	}
+	var tok api.NewToken
+	if code := c.do("POST", "/v1/workspaces/"+ws+"/tokens", `{"name":"ci","scopes":["admin"]}`, &tok); code != http.StatusCreated {
+		c.t.Fatalf("create token: %d", code)
+	}
+	return tok.Secret
+}
+
+func TestSecretReachesTheJobAndNothingElse(t *testing.T) {
+	c := newCluster(t)
+	c.startWorker("w1")
+	const value = "s3cr3t-Value-4711"
+	tc := c.asToken(c.workspaceAdmin("team-a", api.Quotas{}))
+	if code := tc.do("POST", "/v1/secrets", `{"name":"db_pass","value":"`+value+`"}`, nil); code != http.StatusCreated {
+		t.Fatalf("put secret: %d", code)
+	}
+
+	// The job prints the variable twice: once as is, once reversed, which
+	// proves it got the value without the value itself reaching the log.
+	j := tc.submit(api.JobSpec{Mode: api.ModeProcess, Secrets: map[string]string{"DB_PASS": "db_pass"},
+		Command: []string{"/bin/sh", "-c", `echo "pass=$DB_PASS"; echo "$DB_PASS" | rev`}})
+	done := tc.waitEnded(j.ID)
+	if done.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", done.Status, done.Reason)
+	}
+	logs := tc.logs(j.ID)
+	if want := "pass=***\n" + reverse(value) + "\n"; logs != want {
+		t.Fatalf("logs = %q, want %q", logs, want)
+	}
+	var followed strings.Builder
+	r, err := tc.api.Logs(context.Background(), j.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(&followed, r)
+	r.Close()
+
+	var audit, secrets, job, jobs map[string]any
+	for path, out := range map[string]*map[string]any{"/v1/audit": &audit, "/v1/secrets": &secrets, "/v1/jobs/" + j.ID: &job, "/v1/jobs": &jobs} {
+		if code := tc.do("GET", path, "", out); code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, code)
+		}
+	}
+	everything, _ := json.Marshal([]any{audit, secrets, job, jobs, followed.String()})
+	if strings.Contains(string(everything), value) {
+		t.Fatalf("the secret value appears in the API: %s", everything)
+	}
+	// Nor in Redis in clear (live logs, records, the sealed secret).
+	opts, _ := redis.ParseURL(c.redis.URL)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	if strings.Contains(testenv.RedisValues(t, rdb), value) {
+		t.Fatal("the secret value is stored in Redis in clear")
+	}
+	// Nor in the at-rest log files.
+	filepath.WalkDir(c.artifacts, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(path); strings.Contains(string(b), value) {
+				t.Errorf("%s holds the secret value", path)
+			}
+		}
+		return nil
+	})
+}
+
+func TestQuotaHoldsJobsWithoutLosingThem(t *testing.T) {
+	c := newCluster(t)
+	c.startWorker("w1")
+	tc := c.asToken(c.workspaceAdmin("team-q", api.Quotas{MaxRunningJobs: 1}))
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, tc.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", fmt.Sprintf("sleep 0.5; echo job %d", i)}}).ID)
+	}
+	sawQuotaReason := false
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		running, ended := 0, 0
+		for _, id := range ids {
+			j := tc.get(id)
+			switch {
+			case j.Status == api.StatusRunning:
+				running++
+			case j.Status.Terminal():
+				ended++
+			case strings.HasPrefix(j.Reason, "workspace quota: 1 of 1 jobs running"):
+				sawQuotaReason = true
+			}
+		}
+		if running > 1 {
+			t.Fatalf("%d jobs of a workspace with max_running_jobs=1 run at once", running)
+		}
+		return ended == len(ids)
+	}, "jobs under quota did not all end")
+	for i, id := range ids {
+		if j := tc.get(id); j.Status != api.StatusSucceeded || tc.logs(id) != fmt.Sprintf("job %d\n", i) {
+			t.Fatalf("job %d: %s (%s)", i, j.Status, j.Reason)
+		}
+	}
+	if !sawQuotaReason {
+		t.Fatal("no waiting job said it waits for the workspace quota")
+	}
+}
+
+func reverse(s string) string {
+	r := []rune(s)
+	for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+		r[i], r[j] = r[j], r[i]
+	}
+	return string(r)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

@@ -6,8 +6,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"jobgate/gateway"
 	"jobgate/internal/artifact"
 	"jobgate/internal/devenv"
+	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
 	"jobgate/worker"
 )
@@ -77,11 +80,27 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // connectRedis opens a client for a redis:// or rediss:// URL (password and
-// database included) and checks that it answers.
-func connectRedis(ctx context.Context, url string) (*redis.Client, error) {
+// database included) and checks that it answers. caFile, for rediss://,
+// holds the CA that signed the server's certificate, when it is not one the
+// system trusts.
+func connectRedis(ctx context.Context, url, caFile string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	if caFile != "" {
+		if opts.TLSConfig == nil {
+			return nil, errors.New("--redis-ca-file needs a rediss:// URL")
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis CA %s: no PEM certificate in it", caFile)
+		}
+		opts.TLSConfig.RootCAs = pool
 	}
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -123,6 +142,8 @@ func (f *executorFlags) podman(ctx context.Context, logger *slog.Logger) (*worke
 func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
 	var (
 		addr, dataDir, redisURL, logLevel string
+		secretsKeyFile, tlsCert, tlsKey   string
+		redisCA                           string
 		ex                                executorFlags
 	)
 	cmd := &cobra.Command{
@@ -167,7 +188,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				defer svc.Stop()
 				redisURL = svc.URL
 			}
-			rdb, err := connectRedis(ctx, redisURL)
+			rdb, err := connectRedis(ctx, redisURL, redisCA)
 			if err != nil {
 				return err
 			}
@@ -187,14 +208,22 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				logger.WarnContext(ctx, "no podman service: container jobs cannot run here; host-process jobs (mode: process) run directly on this machine")
 			}
 
+			key, err := secretbox.EnsureKeyFile(cmp.Or(secretsKeyFile, filepath.Join(dataDir, "secrets.key")))
+			if err != nil {
+				return err
+			}
+			box, err := secretbox.New(key)
+			if err != nil {
+				return err
+			}
 			st := store.New(rdb, store.Config{})
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token}, rdb, st, arts, logger)
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey}, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true,
-				SpoolDir: filepath.Join(dataDir, "spool")}, rdb, st, arts, executors, logger)
+				SpoolDir: filepath.Join(dataDir, "spool")}, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
 			// drains its jobs; then Redis and podman (deferred above) stop.
@@ -208,9 +237,36 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
 	fl.StringVar(&dataDir, "data-dir", "./.jobgate", "folder for Redis files, logs, artifacts and the token")
 	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis to use instead of starting one (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
+	tlsFlags(cmd, &tlsCert, &tlsKey)
 	ex.register(cmd, "host")
 	return cmd
+}
+
+func tlsFlags(cmd *cobra.Command, cert, key *string) {
+	cmd.Flags().StringVar(cert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
+	cmd.Flags().StringVar(key, "tls-key", "", "private key file for --tls-cert (PEM)")
+}
+
+// loadSecrets opens the secrets key from --secrets-key-file or
+// JOBGATE_SECRETS_KEY (base64); nil when neither is given.
+func loadSecrets(path string, getenv func(string) string) (*secretbox.Box, error) {
+	var key []byte
+	var err error
+	switch {
+	case path != "":
+		key, err = secretbox.LoadKeyFile(path)
+	case getenv("JOBGATE_SECRETS_KEY") != "":
+		key, err = secretbox.ParseKey(getenv("JOBGATE_SECRETS_KEY"))
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return secretbox.New(key)
 }
 
 // devPodman connects to podman, starting its API service when podman is
@@ -250,7 +306,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 	if _, err := rand.Read(buf); err != nil {
 		return "", err
 	}
-	token := "jg_" + hex.EncodeToString(buf)
+	token := gateway.TokenPrefix + hex.EncodeToString(buf)
 	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("save token: %w", err)
 	}
@@ -259,7 +315,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 }
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
-	var addr, redisURL, artifactsDir, logLevel string
+	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -273,13 +329,20 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if redisURL == "" {
 				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
 			}
-			rdb, err := connectRedis(ctx, redisURL)
+			rdb, err := connectRedis(ctx, redisURL, redisCA)
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN")}, rdb,
-				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, logger)
+			box, err := loadSecrets(secretsKeyFile, getenv)
+			if err != nil {
+				return err
+			}
+			if box == nil {
+				logger.WarnContext(ctx, "no secrets key (--secrets-key-file or JOBGATE_SECRETS_KEY): the secrets API is off")
+			}
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey}, rdb,
+				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
 			}
@@ -288,15 +351,19 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
-	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss:// (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
+	tlsFlags(cmd, &tlsCert, &tlsKey)
 	return cmd
 }
 
 func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var (
 		id, redisURL, artifactsDir, spoolDir, logLevel string
+		secretsKeyFile, redisCA                        string
 		allowHost                                      bool
 		ex                                             executorFlags
 	)
@@ -313,7 +380,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if redisURL == "" {
 				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
 			}
-			rdb, err := connectRedis(ctx, redisURL)
+			rdb, err := connectRedis(ctx, redisURL, redisCA)
 			if err != nil {
 				return err
 			}
@@ -328,17 +395,23 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				executors[api.ModeProcess] = worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: ex.stopGrace}, logger)
 				logger.WarnContext(ctx, "host-process jobs allowed: they run as this user on this machine")
 			}
+			box, err := loadSecrets(secretsKeyFile, getenv)
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir},
-				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, logger)
+				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&id, "id", "", "worker ID, stable across restarts (default: the hostname)")
-	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss:// (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
 	fl.StringVar(&spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
 	fl.BoolVar(&allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
+	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	ex.register(cmd, "")
 	return cmd

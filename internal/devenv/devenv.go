@@ -5,6 +5,7 @@ package devenv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -48,9 +49,23 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// RedisOptions secure a redis-server: a password, and TLS instead of plain TCP.
+type RedisOptions struct {
+	Password        string
+	TLSCert, TLSKey string
+	// TLSCA verifies clients' certificates when set; else clients need none.
+	TLSCA string
+}
+
 // StartRedisServer runs redis-server on a free loopback port with its files
 // (AOF on, fsync every second) in dir, and waits until it answers PING.
 func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
+	return StartSecureRedisServer(ctx, dir, RedisOptions{})
+}
+
+// StartSecureRedisServer is StartRedisServer with a password and TLS; the
+// URL it returns is rediss:// when TLS is on.
+func StartSecureRedisServer(ctx context.Context, dir string, o RedisOptions) (*Service, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not on PATH: %w", err)
@@ -66,11 +81,25 @@ func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec",
 		"--save", "", "--protected-mode", "yes", "--daemonize", "no",
-		"--logfile", filepath.Join(dir, "redis.log"))
+		"--logfile", filepath.Join(dir, "redis.log")}
+	scheme, auth := "redis", ""
+	if o.Password != "" {
+		args = append(args, "--requirepass", o.Password)
+		auth = ":" + o.Password + "@"
+	}
+	if o.TLSCert != "" {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", o.TLSCert, "--tls-key-file", o.TLSKey)
+		if o.TLSCA != "" {
+			args = append(args, "--tls-ca-cert-file", o.TLSCA)
+		} else {
+			args = append(args, "--tls-auth-clients", "no")
+		}
+		scheme = "rediss"
+	}
+	cmd := exec.Command(bin, args...)
 	// Its own process group, so a Ctrl-C to jobgate does not kill Redis before
 	// jobgate has drained into it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -79,7 +108,7 @@ func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	url := fmt.Sprintf("%s://%s127.0.0.1:%d/0", scheme, auth, port)
 	svc := &Service{URL: url, stop: func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -93,11 +122,15 @@ func StartRedisServer(ctx context.Context, dir string) (*Service, error) {
 	// Wait for the port with plain dials (go-redis would log every refused
 	// dial), then check that Redis answers.
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ropts := &redis.Options{Addr: addr, Password: o.Password}
+	if o.TLSCert != "" {
+		ropts.TLSConfig = &tls.Config{InsecureSkipVerify: true} // only our own child, on loopback
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			rdb := redis.NewClient(&redis.Options{Addr: addr})
+			rdb := redis.NewClient(ropts)
 			err := rdb.Ping(ctx).Err()
 			rdb.Close()
 			if err == nil {

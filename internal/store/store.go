@@ -305,6 +305,12 @@ end
 local function terminal(st)
   return st == 'succeeded' or st == 'failed' or st == 'canceled'
 end
+-- The set of a workspace's jobs that hold a worker slot (placed or running),
+-- for the max_running_jobs quota. Key layout as in wsRunningKey.
+local function release(job, id)
+  local ws = redis.call('HGET', job, 'workspace')
+  redis.call('SREM', 'jobgate:ws:' .. ws .. ':running', id)
+end
 `
 
 // KEYS: job. ARGV: attempt, worker, now, idxprefix, placement.
@@ -348,6 +354,7 @@ if ARGV[10] ~= '' and st ~= ARGV[10] then return st end
 local id = redis.call('HGET', KEYS[1], 'id')
 local w = redis.call('HGET', KEYS[1], 'placed_on')
 if w then redis.call('SREM', ARGV[7] .. w .. ':jobs', id) end
+release(KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
 setstatus(KEYS[1], id, ARGV[6], st, ARGV[2])
 redis.call('HSET', KEYS[1], 'reason', ARGV[3], 'finished_at', ARGV[5])
@@ -433,6 +440,7 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
 local id = redis.call('HGET', KEYS[1], 'id')
 local w = redis.call('HGET', KEYS[1], 'placed_on')
 if w then redis.call('SREM', ARGV[5] .. w .. ':jobs', id) end
+release(KEYS[1], id)
 setstatus(KEYS[1], id, ARGV[4], st, 'queued')
 redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'reason', ARGV[2])
@@ -576,13 +584,14 @@ func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, r
 // Unreserve puts a placed but not started attempt back in the pending set: its
 // worker went away before starting it. The attempt number stays.
 func (s *Store) Unreserve(ctx context.Context, id string, attempt int, workerID, reason string) error {
-	return s.rdb.Eval(ctx, `
+	return s.rdb.Eval(ctx, luaPrelude+`
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], 'placed_on')
 redis.call('HSET', KEYS[1], 'reason', ARGV[4])
 redis.call('SREM', KEYS[3], ARGV[3])
+release(KEYS[1], ARGV[3])
 local prio = redis.call('HGET', KEYS[1], 'priority')
 local rank = 1
 if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
@@ -608,6 +617,7 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('SADD', 'jobgate:ws:' .. redis.call('HGET', KEYS[1], 'workspace') .. ':running', ARGV[3])
 return 1`, []string{jobKey(id), pendingKey, workerJobsKey(workerID)}, attempt, workerID, id).Err()
 }
 

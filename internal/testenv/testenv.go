@@ -9,14 +9,25 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"jobgate/internal/devenv"
 )
@@ -47,6 +58,21 @@ func Redis(t testing.TB) string {
 	}
 	t.Cleanup(func() { svc.Stop() })
 	return svc.URL
+}
+
+// SecureRedis starts a redis-server with a password and/or TLS (see
+// devenv.RedisOptions), stopped when the test ends.
+func SecureRedis(t testing.TB, o devenv.RedisOptions) *devenv.Service {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		skipOrFail(t, "redis-server not found: apt-get install -y redis-server (or run make test)")
+	}
+	svc, err := devenv.StartSecureRedisServer(context.Background(), t.TempDir(), o)
+	if err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return svc
 }
 
 // RedisIn is Redis with its files in dir, so a test can stop it and start a new
@@ -161,4 +187,75 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, format str
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// RedisValues returns every key and value in Redis as text, read by type
+// (DUMP output may be compressed, which would hide a value from a search).
+func RedisValues(t testing.TB, rdb *redis.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		typ, _ := rdb.Type(ctx, k).Result()
+		var v any
+		switch typ {
+		case "string":
+			v, _ = rdb.Get(ctx, k).Result()
+		case "hash":
+			v, _ = rdb.HGetAll(ctx, k).Result()
+		case "list":
+			v, _ = rdb.LRange(ctx, k, 0, -1).Result()
+		case "set":
+			v, _ = rdb.SMembers(ctx, k).Result()
+		case "zset":
+			v, _ = rdb.ZRange(ctx, k, 0, -1).Result()
+		case "stream":
+			v, _ = rdb.XRange(ctx, k, "-", "+").Result()
+		}
+		fmt.Fprintf(&b, "%s (%s) = %v\n", k, typ, v)
+	}
+	return b.String()
+}
+
+// TLSFiles writes a self-signed certificate for 127.0.0.1 and localhost (its
+// own CA) and its key to a temporary folder, and returns both paths.
+func TLSFiles(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "jobgate test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

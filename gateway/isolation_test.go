@@ -1,0 +1,388 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"jobgate/api"
+	"jobgate/internal/artifact"
+	"jobgate/internal/secretbox"
+	"jobgate/internal/store"
+	"jobgate/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+const systemToken = "system-token-0123456789"
+
+type fixture struct {
+	t  *testing.T
+	g  *Gateway
+	st *store.Store
+	ts *httptest.Server
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	box, err := secretbox.New(make([]byte, secretbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{AdminToken: systemToken}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: DefaultWorkspace}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(g.Handler())
+	t.Cleanup(ts.Close)
+	return &fixture{t: t, g: g, st: st, ts: ts}
+}
+
+func (f *fixture) call(method, path, token, body string) (int, string) {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// mustCall is call that expects a 2xx and decodes the JSON answer.
+func (f *fixture) mustCall(method, path, token, body string, out any) {
+	f.t.Helper()
+	code, b := f.call(method, path, token, body)
+	if code/100 != 2 {
+		f.t.Fatalf("%s %s: %d %s", method, path, code, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			f.t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+func (f *fixture) workspace(name string, quotas api.Quotas) {
+	f.t.Helper()
+	b, _ := json.Marshal(api.Workspace{Name: name, Quotas: quotas})
+	f.mustCall("POST", "/v1/workspaces", systemToken, string(b), nil)
+}
+
+func (f *fixture) token(ws string, scopes ...api.Scope) api.NewToken {
+	f.t.Helper()
+	b, _ := json.Marshal(map[string]any{"name": "t-" + strings.Join(scopeNames(scopes), "-"), "scopes": scopes})
+	var nt api.NewToken
+	f.mustCall("POST", "/v1/workspaces/"+ws+"/tokens", systemToken, string(b), &nt)
+	return nt
+}
+
+func scopeNames(ss []api.Scope) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+const jobBody = `{"image":"localhost/x:1","command":["x"]}`
+
+// objects are one workspace's things a route can name.
+type objects struct {
+	ws, job, token, secret string
+}
+
+func (f *fixture) objectsIn(ws string, admin string) objects {
+	f.t.Helper()
+	var j api.Job
+	f.mustCall("POST", "/v1/jobs", admin, jobBody, &j)
+	name := fmt.Sprintf("s%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/secrets", admin, `{"name":"`+name+`","value":"v-`+ws+`"}`, nil)
+	tok := f.token(ws, api.ScopeRead)
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name}
+}
+
+func fill(path string, o objects) string {
+	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret)
+	if strings.Contains(path, "/tokens/:id") {
+		r = strings.NewReplacer(":ws", o.ws, ":id", o.token)
+	}
+	return r.Replace(path)
+}
+
+func bodyFor(method, path string) string {
+	switch {
+	case method != http.MethodPost:
+		return ""
+	case path == "/v1/jobs":
+		return jobBody
+	case path == "/v1/workspaces":
+		return fmt.Sprintf(`{"name":"ws-%d"}`, time.Now().UnixNano())
+	case strings.HasSuffix(path, "/tokens"):
+		return `{"name":"new","scopes":["read"]}`
+	case path == "/v1/secrets":
+		return `{"name":"made","value":"x"}`
+	}
+	return ""
+}
+
+// TestIsolationMatrix walks every route × every scope × own and other
+// workspace. A route added without an access rule fails here.
+func TestIsolationMatrix(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	f.workspace("team-b", api.Quotas{})
+	adminA, adminB := f.token("team-a", api.ScopeAdmin), f.token("team-b", api.ScopeAdmin)
+
+	for _, r := range f.g.echo.Routes() {
+		if _, ok := f.g.rules[r.Method+" "+r.Path]; !ok {
+			t.Errorf("route %s %s has no access rule: register it with Gateway.route", r.Method, r.Path)
+		}
+	}
+
+	principals := []struct {
+		name   string
+		scopes []api.Scope
+	}{
+		{"read", []api.Scope{api.ScopeRead}},
+		{"submit", []api.Scope{api.ScopeSubmit}},
+		{"score", []api.Scope{api.ScopeScore}},
+		{"admin", []api.Scope{api.ScopeAdmin}},
+	}
+	for key, rule := range f.g.rules {
+		method, path, _ := strings.Cut(key, " ")
+		if rule.Public {
+			continue
+		}
+		for _, p := range principals {
+			tok := f.token("team-a", p.scopes...)
+			allowed := !rule.System && (slices_contains(p.scopes, rule.Scope) || slices_contains(p.scopes, api.ScopeAdmin))
+			for _, target := range []string{"own", "other"} {
+				t.Run(fmt.Sprintf("%s %s/%s/%s", method, path, p.name, target), func(t *testing.T) {
+					o := f.objectsIn("team-a", adminA.Secret)
+					if target == "other" {
+						o = f.objectsIn("team-b", adminB.Secret)
+					}
+					names := strings.Contains(path, ":")
+					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path))
+					switch {
+					case !allowed:
+						if code != http.StatusForbidden {
+							t.Fatalf("got %d %s, want 403 (token lacks the scope)", code, body)
+						}
+					case target == "other" && names:
+						if code != http.StatusNotFound {
+							t.Fatalf("got %d %s, want 404 (another workspace's object)", code, body)
+						}
+					default:
+						if code/100 != 2 {
+							t.Fatalf("got %d %s, want 2xx", code, body)
+						}
+						if method == http.MethodGet && !names {
+							other := f.objectsIn("team-b", adminB.Secret)
+							for _, leak := range []string{other.job, other.secret, other.token, `"team-b"`} {
+								if strings.Contains(body, leak) {
+									t.Fatalf("list shows %s of team-b: %s", leak, body)
+								}
+							}
+						}
+					}
+					if target == "other" {
+						f.assertIntact(o, adminB.Secret)
+					}
+				})
+			}
+		}
+	}
+}
+
+// assertIntact checks that a refused call changed nothing in o's workspace.
+func (f *fixture) assertIntact(o objects, admin string) {
+	f.t.Helper()
+	var j api.Job
+	f.mustCall("GET", "/v1/jobs/"+o.job, admin, "", &j)
+	if j.Status != api.StatusQueued {
+		f.t.Fatalf("other workspace's job is %s after a refused call", j.Status)
+	}
+	_, body := f.call("GET", "/v1/secrets", admin, "")
+	if !strings.Contains(body, o.secret) {
+		f.t.Fatalf("other workspace's secret %s is gone: %s", o.secret, body)
+	}
+	_, body = f.call("GET", "/v1/workspaces/"+o.ws+"/tokens", admin, "")
+	if !strings.Contains(body, o.token) {
+		f.t.Fatalf("other workspace's token %s is gone: %s", o.token, body)
+	}
+}
+
+func slices_contains(ss []api.Scope, s api.Scope) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBadTokensAreUnauthorizedEverywhere(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	revoked := f.token("team-a", api.ScopeAdmin)
+	f.mustCall("DELETE", "/v1/workspaces/team-a/tokens/"+revoked.ID, systemToken, "", nil)
+	soon := time.Now().Add(time.Second)
+	b, _ := json.Marshal(map[string]any{"name": "short", "scopes": []string{"admin"}, "expires_at": soon})
+	var expiring api.NewToken
+	f.mustCall("POST", "/v1/workspaces/team-a/tokens", systemToken, string(b), &expiring)
+	f.g.now = func() time.Time { return soon.Add(time.Minute) }
+	defer func() { f.g.now = time.Now }()
+
+	for key, rule := range f.g.rules {
+		if rule.Public {
+			continue
+		}
+		method, path, _ := strings.Cut(key, " ")
+		for name, tok := range map[string]string{"none": "", "garbage": "jgt_garbage", "revoked": revoked.Secret, "expired": expiring.Secret} {
+			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path))
+			var e api.ErrorBody
+			if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeUnauthorized {
+				t.Errorf("%s %s with %s token: %d %s, want 401 unauthorized", method, path, name, code, body)
+			}
+		}
+	}
+}
+
+func TestTokenSecretsAreShownOnceAndStoredHashed(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	nt := f.token("team-a", api.ScopeRead)
+	if !strings.HasPrefix(nt.Secret, TokenPrefix) {
+		t.Fatalf("token %q lacks the %s prefix", nt.Secret, TokenPrefix)
+	}
+	_, body := f.call("GET", "/v1/workspaces/team-a/tokens", systemToken, "")
+	if strings.Contains(body, nt.Secret) {
+		t.Fatal("token list shows a secret")
+	}
+	if strings.Contains(testenv.RedisValues(t, f.st.Redis().(*redis.Client)), nt.Secret) {
+		t.Fatal("redis holds the token in clear")
+	}
+	// It works, and last_used_at is recorded.
+	f.mustCall("GET", "/v1/jobs", nt.Secret, "", nil)
+	var list struct{ Tokens []api.Token }
+	f.mustCall("GET", "/v1/workspaces/team-a/tokens", systemToken, "", &list)
+	if len(list.Tokens) != 1 || list.Tokens[0].LastUsedAt == nil {
+		t.Fatalf("tokens: %+v; want one with last_used_at", list.Tokens)
+	}
+}
+
+func TestWorkspaceRateLimit(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("slow", api.Quotas{RequestsPerSecond: 2})
+	f.workspace("other", api.Quotas{})
+	tok, other := f.token("slow", api.ScopeRead), f.token("other", api.ScopeRead)
+	jobsBefore, _, _ := f.st.ListJobs(context.Background(), "slow", store.ListFilter{})
+	limited := 0
+	var retryAfter string
+	for range 20 {
+		req, _ := http.NewRequest("GET", f.ts.URL+"/v1/jobs", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			retryAfter = resp.Header.Get("Retry-After")
+		}
+	}
+	if limited == 0 || retryAfter == "" {
+		t.Fatalf("20 quick requests at 2/s: %d limited, Retry-After %q; want some 429 with Retry-After", limited, retryAfter)
+	}
+	// Another workspace is not affected.
+	if code, body := f.call("GET", "/v1/jobs", other.Secret, ""); code != 200 {
+		t.Fatalf("other workspace: %d %s", code, body)
+	}
+	jobsAfter, _, _ := f.st.ListJobs(context.Background(), "slow", store.ListFilter{})
+	if len(jobsAfter) != len(jobsBefore) {
+		t.Fatal("rate-limited requests changed something")
+	}
+}
+
+func TestSubmitChecksWorkspaceRules(t *testing.T) {
+	f := newFixture(t)
+	b, _ := json.Marshal(api.Workspace{Name: "strict", ImageAllowlist: []string{"registry.example.com/strict/"}})
+	f.mustCall("POST", "/v1/workspaces", systemToken, string(b), nil)
+	tok := f.token("strict", api.ScopeAdmin)
+	tests := []struct {
+		name, body, mentions string
+	}{
+		{"image not allowed", `{"image":"localhost/x:1","command":["x"]}`, "not allowed"},
+		{"unknown secret", `{"image":"registry.example.com/strict/x:1","command":["x"],"secrets":{"DB":"nope"}}`, "no secret named"},
+		{"secret also in env", `{"image":"registry.example.com/strict/x:1","command":["x"],"env":{"DB":"1"},"secrets":{"DB":"db"}}`, "also set in env"},
+		{"bad user", `{"image":"registry.example.com/strict/x:1","command":["x"],"user":"root; rm"}`, "user"},
+	}
+	for _, tt := range tests {
+		code, body := f.call("POST", "/v1/jobs", tok.Secret, tt.body)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(body, tt.mentions) {
+			t.Errorf("%s: %d %s, want 422 mentioning %q", tt.name, code, body, tt.mentions)
+		}
+	}
+	f.mustCall("POST", "/v1/jobs", tok.Secret, `{"image":"registry.example.com/strict/x:1","command":["x"]}`, nil)
+	if code, body := f.call("POST", "/v1/workspaces", tok.Secret, `{"name":"mine"}`); code != http.StatusForbidden {
+		t.Fatalf("workspace admin created a workspace: %d %s", code, body)
+	}
+}
+
+func TestAuditLog(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	admin := f.token("team-a", api.ScopeAdmin)
+	var j api.Job
+	f.mustCall("POST", "/v1/jobs", admin.Secret, jobBody, &j)
+	f.mustCall("POST", "/v1/jobs/"+j.ID+"/cancel", admin.Secret, "", nil)
+	f.mustCall("POST", "/v1/secrets", admin.Secret, `{"name":"db_pass","value":"hunter2-secret"}`, nil)
+	var out struct{ Entries []api.AuditEntry }
+	f.mustCall("GET", "/v1/audit", admin.Secret, "", &out)
+	var got []string
+	for _, e := range out.Entries {
+		got = append(got, e.Action+" by "+e.Actor)
+	}
+	want := []string{"secret.put by t-admin", "job.cancel by t-admin", "job.submit by t-admin", "token.create by system-admin", "workspace.create by system-admin"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("audit (newest first) = %v\nwant %v", got, want)
+	}
+	raw, _ := json.Marshal(out)
+	if strings.Contains(string(raw), "hunter2-secret") {
+		t.Fatal("audit log shows a secret value")
+	}
+	_, body := f.call("GET", "/v1/secrets", admin.Secret, "")
+	if strings.Contains(body, "hunter2-secret") {
+		t.Fatal("secret list shows a value")
+	}
+}

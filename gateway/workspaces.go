@@ -1,0 +1,265 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"jobgate/api"
+	"jobgate/internal/store"
+)
+
+var (
+	wsNameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	secretNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
+)
+
+const maxSecretBytes = 64 << 10
+
+// decodeBody reads a JSON request body strictly into v.
+func decodeBody(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+		case errors.As(err, &te):
+			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "%s must be %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) *Error {
+	return errorf(http.StatusUnprocessableEntity, CodeInvalid, format, args...)
+}
+
+// wsParam is the :ws of the path, as the principal may see it: another
+// workspace than its own is 404, as if it did not exist.
+func (g *Gateway) wsParam(c echo.Context) (string, error) {
+	ws, p := c.Param("ws"), principalOf(c)
+	if !p.System && ws != p.Workspace {
+		return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+	}
+	if _, err := g.store.Workspace(c.Request().Context(), ws); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+		}
+		return "", err
+	}
+	return ws, nil
+}
+
+func (g *Gateway) createWorkspace(c echo.Context) error {
+	var w api.Workspace
+	if err := decodeBody(c, &w); err != nil {
+		return err
+	}
+	if !wsNameRE.MatchString(w.Name) {
+		return invalid("name %q must be 1-63 lower-case letters, digits or '-', starting with a letter or digit", w.Name)
+	}
+	q := w.Quotas
+	if q.MaxRunningJobs < 0 || q.MaxGPUs < 0 || q.RequestsPerSecond < 0 {
+		return invalid("quotas must not be negative (0 means unlimited)")
+	}
+	for i, p := range w.ImageAllowlist {
+		if p == "" || strings.ContainsAny(p, " \t\n") {
+			return invalid("image_allowlist[%d] must be a registry/repository prefix like \"localhost/\"", i)
+		}
+	}
+	if !w.CreatedAt.IsZero() {
+		return invalid("created_at is set by the server")
+	}
+	w.CreatedAt = g.now().UTC()
+	if err := g.store.CreateWorkspace(c.Request().Context(), w); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errorf(http.StatusConflict, CodeConflict, "workspace %q exists", w.Name)
+		}
+		return err
+	}
+	g.audit(c, DefaultWorkspace, "workspace.create", w.Name)
+	g.audit(c, w.Name, "workspace.create", w.Name)
+	return c.JSON(http.StatusCreated, w)
+}
+
+func (g *Gateway) listWorkspaces(c echo.Context) error {
+	ctx := c.Request().Context()
+	p := principalOf(c)
+	var out []api.Workspace
+	if p.System {
+		all, err := g.store.Workspaces(ctx)
+		if err != nil {
+			return err
+		}
+		out = all
+	} else {
+		w, err := g.store.Workspace(ctx, p.Workspace)
+		if err != nil {
+			return err
+		}
+		out = []api.Workspace{*w}
+	}
+	slices.SortFunc(out, func(a, b api.Workspace) int { return strings.Compare(a.Name, b.Name) })
+	return c.JSON(http.StatusOK, map[string]any{"workspaces": out})
+}
+
+type tokenRequest struct {
+	Name      string      `json:"name"`
+	Scopes    []api.Scope `json:"scopes"`
+	ExpiresAt *time.Time  `json:"expires_at,omitempty"`
+}
+
+func (g *Gateway) createToken(c echo.Context) error {
+	ws, err := g.wsParam(c)
+	if err != nil {
+		return err
+	}
+	var req tokenRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if !nameRE.MatchString(req.Name) {
+		return invalid("name %q must be 1-128 letters, digits, '.', '_' or '-'", req.Name)
+	}
+	if len(req.Scopes) == 0 {
+		return invalid("scopes must list at least one of read, submit, score, admin")
+	}
+	for _, s := range req.Scopes {
+		if !slices.Contains(api.Scopes, s) {
+			return invalid("scopes: %q is not one of read, submit, score, admin", s)
+		}
+	}
+	now := g.now().UTC()
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
+		return invalid("expires_at must be in the future")
+	}
+	secret, err := newTokenSecret()
+	if err != nil {
+		return err
+	}
+	t := api.Token{ID: newID("tok_"), Workspace: ws, Name: req.Name, Scopes: slices.Compact(slices.Sorted(slices.Values(req.Scopes))),
+		CreatedAt: now, ExpiresAt: req.ExpiresAt}
+	if err := g.store.CreateToken(c.Request().Context(), t, secret); err != nil {
+		return err
+	}
+	g.audit(c, ws, "token.create", t.ID+" ("+t.Name+")")
+	return c.JSON(http.StatusCreated, api.NewToken{Token: t, Secret: secret})
+}
+
+func (g *Gateway) listTokens(c echo.Context) error {
+	ws, err := g.wsParam(c)
+	if err != nil {
+		return err
+	}
+	ts, err := g.store.Tokens(c.Request().Context(), ws)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(ts, func(a, b api.Token) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return c.JSON(http.StatusOK, map[string]any{"tokens": ts})
+}
+
+func (g *Gateway) deleteToken(c echo.Context) error {
+	ws, err := g.wsParam(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if err := g.store.DeleteToken(c.Request().Context(), ws, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, CodeNotFound, "no token %q in workspace %s", id, ws)
+		}
+		return err
+	}
+	g.audit(c, ws, "token.revoke", id)
+	return c.NoContent(http.StatusNoContent)
+}
+
+type secretRequest struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+func (g *Gateway) putSecret(c echo.Context) error {
+	if g.secrets == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "secrets are not enabled on this gateway (start it with --secrets-key-file)")
+	}
+	var req secretRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if !secretNameRE.MatchString(req.Name) {
+		return invalid("name %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'", req.Name)
+	}
+	if req.Value == "" || len(req.Value) > maxSecretBytes {
+		return invalid("value must be 1 to %d bytes", maxSecretBytes)
+	}
+	ws := principalOf(c).Workspace
+	sealed, err := g.secrets.Seal(ws, req.Name, []byte(req.Value))
+	if err != nil {
+		return err
+	}
+	if err := g.store.PutSecret(c.Request().Context(), ws, req.Name, sealed); err != nil {
+		return err
+	}
+	g.audit(c, ws, "secret.put", req.Name)
+	return c.JSON(http.StatusCreated, map[string]string{"name": req.Name})
+}
+
+func (g *Gateway) listSecrets(c echo.Context) error {
+	names, err := g.store.SecretNames(c.Request().Context(), principalOf(c).Workspace)
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	out := make([]map[string]string, 0, len(names))
+	for _, n := range names {
+		out = append(out, map[string]string{"name": n})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"secrets": out})
+}
+
+func (g *Gateway) deleteSecret(c echo.Context) error {
+	ws, name := principalOf(c).Workspace, c.Param("name")
+	if err := g.store.DeleteSecret(c.Request().Context(), ws, name); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, CodeNotFound, "no secret %q", name)
+		}
+		return err
+	}
+	g.audit(c, ws, "secret.delete", name)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) auditLog(c echo.Context) error {
+	limit := int64(100)
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+		}
+		limit = int64(n)
+	}
+	cursor := c.QueryParam("cursor")
+	if cursor != "" && !regexp.MustCompile(`^\d+-\d+$`).MatchString(cursor) {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+	}
+	entries, next, err := g.store.AuditLog(c.Request().Context(), principalOf(c).Workspace, limit, cursor)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"entries": entries, "next_cursor": next})
+}
