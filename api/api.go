@@ -58,6 +58,8 @@ const (
 	ReasonWorkerStopped = "worker_stopped"
 	// ReasonSecretUnavailable: a secret the job names could not be opened.
 	ReasonSecretUnavailable = "secret_unavailable"
+	// ReasonPreempted: a high-priority job needed the GPUs of this low one.
+	ReasonPreempted = "preempted"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -68,6 +70,11 @@ type Resources struct {
 	MemoryMB int64 `json:"memory_mb,omitempty"`
 	// GPUs is the number of GPUs the job needs.
 	GPUs int `json:"gpus,omitempty"`
+	// GPUModel, when set, must appear in the GPU's model name
+	// (case-insensitive), e.g. "H100".
+	GPUModel string `json:"gpu_model,omitempty"`
+	// GPUMemoryMB is the least memory each GPU must have.
+	GPUMemoryMB int64 `json:"gpu_memory_mb,omitempty"`
 }
 
 // JobSpec is what a client submits. Zero values get the defaults documented per
@@ -115,8 +122,10 @@ type Job struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// CancelRequested is set once a cancel was asked for a running job and the
 	// worker has not yet stopped it.
-	CancelRequested bool    `json:"cancel_requested,omitempty"`
-	Spec            JobSpec `json:"spec"`
+	CancelRequested bool `json:"cancel_requested,omitempty"`
+	// GPUs are the indexes of the GPUs on Worker given to the current attempt.
+	GPUs []int   `json:"gpus,omitempty"`
+	Spec JobSpec `json:"spec"`
 }
 
 // JobList is one page of GET /v1/jobs, newest first.

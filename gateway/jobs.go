@@ -96,10 +96,12 @@ func (g *Gateway) getJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, g.withPosition(ctx, j))
 }
 
-// jobView adds what the record does not hold: where a queued job stands.
+// jobView adds what the record does not hold: where a queued job stands,
+// and how its earlier attempts ended.
 type jobView struct {
 	*api.Job
-	QueuePosition *int64 `json:"queue_position,omitempty"`
+	QueuePosition *int64                `json:"queue_position,omitempty"`
+	Attempts      []store.AttemptRecord `json:"attempts,omitempty"`
 }
 
 func (g *Gateway) withPosition(ctx context.Context, j *api.Job) jobView {
@@ -109,6 +111,7 @@ func (g *Gateway) withPosition(ctx context.Context, j *api.Job) jobView {
 			v.QueuePosition = &n
 		}
 	}
+	v.Attempts, _ = g.store.Attempts(ctx, j.ID)
 	return v
 }
 

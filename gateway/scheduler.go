@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -106,10 +108,10 @@ func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
 	return "up"
 }
 
-// canRun says whether worker w could run spec at all (ignoring free slots).
+// canRun says whether worker w could run spec at all (ignoring what is busy).
 func canRun(w store.Worker, spec api.JobSpec) bool {
-	if spec.Resources.GPUs > 0 {
-		return false // GPU inventory arrives with the GPU scheduler
+	if spec.Resources.GPUs > len(matchingGPUs(w, spec.Resources, false)) {
+		return false
 	}
 	if spec.Mode == api.ModeProcess {
 		return w.AllowHostProcess
@@ -117,18 +119,62 @@ func canRun(w store.Worker, spec api.JobSpec) bool {
 	return w.Executor != "" && w.Executor != "none"
 }
 
+// gpuMatches reports whether g meets the model and memory asked for.
+func gpuMatches(g store.WorkerGPU, r api.Resources) bool {
+	return (r.GPUModel == "" || strings.Contains(strings.ToLower(g.Model), strings.ToLower(r.GPUModel))) &&
+		g.MemoryMB >= r.GPUMemoryMB
+}
+
+// matchingGPUs lists w's GPUs that meet r, only the free ones if freeOnly.
+func matchingGPUs(w store.Worker, r api.Resources, freeOnly bool) []store.WorkerGPU {
+	var out []store.WorkerGPU
+	for _, g := range w.GPUs {
+		if gpuMatches(g, r) && (!freeOnly || g.JobID == "") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// describeGPUs says what a request asks for, e.g. "2 GPUs H100 with >= 40000 MB".
+func describeGPUs(r api.Resources) string {
+	d := fmt.Sprintf("%d GPU", r.GPUs)
+	if r.GPUs != 1 {
+		d += "s"
+	}
+	if r.GPUModel != "" {
+		d += " " + r.GPUModel
+	}
+	if r.GPUMemoryMB > 0 {
+		d += fmt.Sprintf(" with >= %d MB", r.GPUMemoryMB)
+	}
+	return d
+}
+
 // Admissible refuses at submit what no registered worker could ever run, with
 // what exists. A job for capacity that is only busy or down is accepted and waits.
 func (s *Scheduler) Admissible(ctx context.Context, spec api.JobSpec) error {
-	if spec.Resources.GPUs > 0 {
-		return specErr("resources.gpus: no worker offers GPUs (GPU scheduling is not enabled on this cluster)")
-	}
-	if spec.Mode != api.ModeProcess {
+	if spec.Resources.GPUs == 0 && spec.Mode != api.ModeProcess {
 		return nil
 	}
 	workers, err := s.store.Workers(ctx)
 	if err != nil {
 		return err
+	}
+	if spec.Resources.GPUs > 0 {
+		var have []string
+		for _, w := range workers {
+			if canRun(w, spec) {
+				return nil
+			}
+			if len(w.GPUs) > 0 {
+				have = append(have, fmt.Sprintf("%s: %d× %s (%d MB)", w.ID, len(w.GPUs), w.GPUs[0].Model, w.GPUs[0].MemoryMB))
+			}
+		}
+		if len(have) == 0 {
+			return specErr("resources.gpus: needs %s, but no registered worker has GPUs", describeGPUs(spec.Resources))
+		}
+		return specErr("resources.gpus: needs %s on one worker; workers have %s", describeGPUs(spec.Resources), strings.Join(have, "; "))
 	}
 	for _, w := range workers {
 		if w.AllowHostProcess {
@@ -157,6 +203,7 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		live = append(live, w)
 		free[w.ID] = w.Slots - len(w.Jobs)
 	}
+	// live holds the registry as read; placements below mark GPUs taken in it.
 	ids, err := s.store.Pending(ctx, 1000)
 	if err != nil {
 		return err
@@ -179,33 +226,138 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if q.max > 0 && q.holding >= q.max {
-			reason := fmt.Sprintf("workspace quota: %d of %d jobs running", q.holding, q.max)
-			if job.Reason != reason {
-				_ = s.store.SetReason(ctx, id, reason)
-			}
-			continue
+		wait := ""
+		switch {
+		case q.max > 0 && q.holding >= q.max:
+			wait = fmt.Sprintf("workspace quota: %d of %d jobs running", q.holding, q.max)
+		case q.maxGPUs > 0 && q.gpus+job.Spec.Resources.GPUs > q.maxGPUs:
+			wait = fmt.Sprintf("workspace quota: %d of %d GPUs in use, needs %d more", q.gpus, q.maxGPUs, job.Spec.Resources.GPUs)
 		}
-		target, reason := s.choose(live, free, job.Spec)
+		var target string
+		var gpus []int
+		if wait == "" {
+			target, gpus, wait = s.choose(live, free, job.Spec)
+		}
 		if target == "" {
-			if job.Reason != reason {
-				_ = s.store.SetReason(ctx, id, reason)
+			if job.Spec.Priority == api.PriorityHigh && job.Spec.Resources.GPUs > 0 && !strings.HasPrefix(wait, "workspace quota") {
+				if why := s.preemptFor(ctx, job, live); why != "" {
+					wait = why
+				}
+			}
+			if job.Reason != wait {
+				_ = s.store.SetReason(ctx, id, wait)
 			}
 			continue
 		}
-		placedOn, err := s.place(ctx, job, target, live)
+		placedOn, err := s.place(ctx, job, target, gpus, live)
 		if err != nil {
 			s.logger.WarnContext(ctx, "place job", slog.String("job_id", id), slog.Any("error", err))
 			continue
 		}
 		free[placedOn]--
+		takeGPUs(live, placedOn, gpus, job.ID)
 		q.holding++
+		q.gpus += len(gpus)
 	}
 	return nil
 }
 
-// wsQuota is a workspace's running-jobs quota during one pass.
-type wsQuota struct{ max, holding int }
+// takeGPUs marks gpus of worker as held by jobID in this pass's view.
+func takeGPUs(live []store.Worker, worker string, gpus []int, jobID string) {
+	for i := range live {
+		if live[i].ID != worker {
+			continue
+		}
+		for k := range live[i].GPUs {
+			if slices.Contains(gpus, live[i].GPUs[k].Index) {
+				live[i].GPUs[k].JobID = jobID
+			}
+		}
+	}
+}
+
+// preemptFor asks low-priority jobs to give their GPUs to high-priority job,
+// on the one worker where that frees enough, and says why job waits; "" when
+// preemption cannot help. Victims are stopped by their workers (SIGTERM, the
+// grace period, SIGKILL) and requeued; the GPUs free up when they have ended.
+func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) string {
+	need := job.Spec.Resources.GPUs
+	for _, w := range live {
+		if !canRun(w, job.Spec) {
+			continue
+		}
+		freeNow := len(matchingGPUs(w, job.Spec.Resources, true))
+		// GPUs held by low-priority jobs, per job, newest start first: the
+		// least work is lost by stopping those.
+		type holder struct {
+			job     *api.Job
+			gpus    int
+			pending bool
+		}
+		held := map[string]*holder{}
+		for _, g := range matchingGPUs(w, job.Spec.Resources, false) {
+			if g.JobID == "" {
+				continue
+			}
+			if h, ok := held[g.JobID]; ok {
+				h.gpus++
+				continue
+			}
+			v, err := s.store.GetJobByID(ctx, g.JobID)
+			if err != nil || v.Spec.Priority != api.PriorityLow || v.Status != api.StatusRunning {
+				continue
+			}
+			held[g.JobID] = &holder{job: v, gpus: 1, pending: s.store.PreemptRequested(ctx, v.ID) != ""}
+		}
+		victims := make([]*holder, 0, len(held))
+		soon := 0
+		for _, h := range held {
+			if h.pending {
+				soon += h.gpus
+			} else {
+				victims = append(victims, h)
+			}
+		}
+		if freeNow+soon >= need {
+			return fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", describeGPUs(job.Spec.Resources), w.ID)
+		}
+		total := freeNow + soon
+		for _, h := range victims {
+			total += h.gpus
+		}
+		if total < need {
+			continue
+		}
+		slices.SortFunc(victims, func(a, b *holder) int { return timeOf(b.job.StartedAt).Compare(timeOf(a.job.StartedAt)) })
+		got := freeNow + soon
+		var stopped []string
+		for _, h := range victims {
+			if got >= need {
+				break
+			}
+			ok, err := s.store.RequestPreemption(ctx, h.job.ID, h.job.Attempt, job.ID)
+			if err != nil || !ok {
+				continue
+			}
+			_ = s.rdb.Publish(ctx, queue.ChannelPreempt, h.job.ID).Err()
+			s.logger.InfoContext(ctx, "preempting low-priority job", slog.String("job_id", h.job.ID), slog.String("for_job", job.ID), slog.String("worker_id", w.ID))
+			got += h.gpus
+			stopped = append(stopped, h.job.ID)
+		}
+		return fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", describeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)
+	}
+	return ""
+}
+
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// wsQuota is a workspace's quotas and use during one pass.
+type wsQuota struct{ max, holding, maxGPUs, gpus int }
 
 func (s *Scheduler) quotaOf(ctx context.Context, seen map[string]*wsQuota, ws string) (*wsQuota, error) {
 	if q, ok := seen[ws]; ok {
@@ -218,10 +370,10 @@ func (s *Scheduler) quotaOf(ctx context.Context, seen map[string]*wsQuota, ws st
 	case err != nil:
 		return nil, err
 	default:
-		q.max = w.Quotas.MaxRunningJobs
+		q.max, q.maxGPUs = w.Quotas.MaxRunningJobs, w.Quotas.MaxGPUs
 	}
-	if q.max > 0 {
-		if q.holding, err = s.store.RunningCount(ctx, ws); err != nil {
+	if q.max > 0 || q.maxGPUs > 0 {
+		if q.holding, q.gpus, err = s.store.RunningUse(ctx, ws); err != nil {
 			return nil, err
 		}
 	}
@@ -229,39 +381,66 @@ func (s *Scheduler) quotaOf(ctx context.Context, seen map[string]*wsQuota, ws st
 	return q, nil
 }
 
-// choose picks the live worker with the most free slots that can run spec, or
-// says why none can.
-func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.JobSpec) (string, string) {
-	best, capable, freeSlots, slots := "", 0, 0, 0
-	for _, w := range live {
-		if !canRun(w, spec) {
+// choose picks a live worker that can run spec now, and its GPUs, or says why
+// none can. Jobs without GPUs go to the worker with the most free slots; GPU
+// jobs to the one with the fewest free matching GPUs that still fit (best
+// fit keeps big blocks of GPUs free for big jobs).
+func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.JobSpec) (string, []int, string) {
+	need := spec.Resources.GPUs
+	var best *store.Worker
+	var bestGPUs []store.WorkerGPU
+	capable, freeSlots, slots, freeGPUs, gpus := 0, 0, 0, 0, 0
+	for i := range live {
+		w := &live[i]
+		if !canRun(*w, spec) {
 			continue
 		}
 		capable++
 		freeSlots += max(free[w.ID], 0)
 		slots += w.Slots
-		if free[w.ID] > 0 && (best == "" || free[w.ID] > free[best]) {
-			best = w.ID
+		fg := matchingGPUs(*w, spec.Resources, true)
+		freeGPUs += len(fg)
+		gpus += len(matchingGPUs(*w, spec.Resources, false))
+		if free[w.ID] <= 0 || len(fg) < need {
+			continue
+		}
+		better := best == nil
+		if !better && need > 0 {
+			better = len(fg) < len(bestGPUs)
+		}
+		if !better && need == 0 {
+			better = free[w.ID] > free[best.ID]
+		}
+		if better {
+			best, bestGPUs = w, fg
 		}
 	}
 	switch {
-	case best != "":
-		return best, ""
+	case best != nil:
+		idx := make([]int, 0, need)
+		for _, g := range bestGPUs[:need] {
+			idx = append(idx, g.Index)
+		}
+		return best.ID, idx, ""
 	case len(live) == 0:
-		return "", "waiting for a worker: none is running (start one with `jobgate worker`)"
+		return "", nil, "waiting for a worker: none is running (start one with `jobgate worker`)"
+	case capable == 0 && need > 0:
+		return "", nil, fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))
 	case capable == 0 && spec.Mode == api.ModeProcess:
-		return "", fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))
+		return "", nil, fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))
 	case capable == 0:
-		return "", fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))
+		return "", nil, fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))
+	case need > 0 && freeSlots > 0:
+		return "", nil, fmt.Sprintf("needs %s; %d of %d free on %d workers", describeGPUs(spec.Resources), freeGPUs, gpus, capable)
 	}
-	return "", fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)
+	return "", nil, fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)
 }
 
 // place reserves the attempt on worker, enqueues its task on the worker's
 // queue and wakes the worker. It returns the worker the job went to (an
 // earlier reservation wins over target).
-func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, live []store.Worker) (string, error) {
-	workerID, placement, err := s.store.Reserve(ctx, job.ID, job.Attempt, target, "placed on worker "+target)
+func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus []int, live []store.Worker) (string, error) {
+	workerID, placement, err := s.store.Reserve(ctx, job.ID, job.Attempt, target, "placed on worker "+target, gpus...)
 	if err != nil {
 		return "", err
 	}

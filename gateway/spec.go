@@ -188,6 +188,15 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 	if r.GPUs < 0 || r.GPUs > 64 {
 		return specErr("resources.gpus must be between 0 and 64, not %d", r.GPUs)
 	}
+	if r.GPUs == 0 && (r.GPUModel != "" || r.GPUMemoryMB != 0) {
+		return specErr("resources.gpu_model and resources.gpu_memory_mb need resources.gpus >= 1")
+	}
+	if len(r.GPUModel) > 64 || strings.ContainsAny(r.GPUModel, "\x00\n") {
+		return specErr("resources.gpu_model must be a short part of a GPU name, like \"H100\"")
+	}
+	if r.GPUMemoryMB < 0 {
+		return specErr("resources.gpu_memory_mb must not be negative")
+	}
 	if s.TimeoutSeconds == 0 {
 		s.TimeoutSeconds = lim.DefaultTimeoutSeconds
 	}

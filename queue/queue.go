@@ -77,6 +77,9 @@ const (
 	ChannelScheduler = "jobgate:wake:scheduler"
 	// ChannelCancel carries the ID of a running job whose cancel was requested.
 	ChannelCancel = "jobgate:cancel"
+	// ChannelPreempt carries the ID of a running low-priority job the
+	// scheduler wants stopped and requeued, to free its GPUs.
+	ChannelPreempt = "jobgate:preempt"
 )
 
 // WorkerChannel wakes one worker: a task was put on its queue.

@@ -19,6 +19,18 @@ type Attempt struct {
 	// Env is the full environment for the workload: the spec's env with
 	// jobgate's own variables (JOBGATE_JOB_ID, ...) set over it.
 	Env map[string]string
+	// Devices are CDI device names to inject into a container, such as
+	// "nvidia.com/gpu=0". Process executors ignore them.
+	Devices []string
+	// Mounts are host folders to bind into a container. Process executors
+	// ignore them (the workload sees the host's paths through Env).
+	Mounts []Mount
+}
+
+// Mount binds a host folder into a container.
+type Mount struct {
+	Source, Target string
+	ReadOnly       bool
 }
 
 // Outcome is how an attempt's workload ended.

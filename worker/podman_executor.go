@@ -344,6 +344,16 @@ func (p *PodmanExecutor) spec(a Attempt, name string) *specgen.SpecGenerator {
 	case "none":
 		s.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
 	}
+	for _, d := range a.Devices {
+		s.Devices = append(s.Devices, spec.LinuxDevice{Path: d})
+	}
+	for _, m := range a.Mounts {
+		opt := "rw"
+		if m.ReadOnly {
+			opt = "ro"
+		}
+		s.Mounts = append(s.Mounts, spec.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: []string{"rbind", opt}})
+	}
 	// Short names: the service prefixes "RLIMIT_" itself.
 	s.Rlimits = []spec.POSIXRlimit{
 		{Type: "nofile", Soft: p.cfg.NofileLimit, Hard: p.cfg.NofileLimit},

@@ -25,6 +25,7 @@ import (
 
 	"jobgate/api"
 	"jobgate/internal/artifact"
+	"jobgate/internal/gpu"
 	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
 	"jobgate/queue"
@@ -52,6 +53,13 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SpoolDir holds log files of running attempts; default os.TempDir()/jobgate-spool.
 	SpoolDir string
+	// CheckpointDir holds one folder per job that survives its attempts
+	// (JOBGATE_CHECKPOINT_DIR), so a preempted or retried job can resume.
+	// Share it between workers for resuming on another machine. Default
+	// os.TempDir()/jobgate-checkpoints.
+	CheckpointDir string
+	// GPUs is the worker's GPU inventory; nil means none.
+	GPUs gpu.Inventory
 }
 
 // Worker is one worker process's job runner.
@@ -73,6 +81,7 @@ type Worker struct {
 // errCancelRequested and errTimeout are the causes a run's context ends with.
 var (
 	errCancelRequested = errors.New("cancel requested")
+	errPreempted       = errors.New("preempted")
 	errTimeout         = errors.New("timeout")
 )
 
@@ -87,6 +96,11 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
+	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
+	// Absolute: jobs run in folders of their own, and containers bind them.
+	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
+		cfg.CheckpointDir = abs
+	}
 	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}}
 }
@@ -109,6 +123,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
 		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now()}
 	reg.Hostname, _ = os.Hostname()
+	if w.cfg.GPUs != nil {
+		for _, d := range w.cfg.GPUs.Devices() {
+			reg.GPUs = append(reg.GPUs, store.WorkerGPU{Index: d.Index, UUID: d.UUID, Model: d.Model, MemoryMB: d.MemoryMB, Simulated: d.Simulated})
+		}
+	}
 	if err := w.store.RegisterWorker(ctx, reg, w.now()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
 	}
@@ -120,7 +139,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to wake-ups: %w", err)
 	}
 	defer waker.Close()
-	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel)
+	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel, queue.ChannelPreempt)
 	if _, err := cancels.Receive(ctx); err != nil {
 		return fmt.Errorf("subscribe to cancels: %w", err)
 	}
@@ -162,7 +181,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			case <-gctx.Done():
 				return nil
 			case m := <-ch:
-				w.cancelRunning(m.Payload)
+				cause := errCancelRequested
+				if m.Channel == queue.ChannelPreempt {
+					cause = errPreempted
+				}
+				w.cancelRunning(m.Payload, cause)
 			}
 		}
 	})
@@ -225,12 +248,12 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
-func (w *Worker) cancelRunning(jobID string) {
+func (w *Worker) cancelRunning(jobID string, cause error) {
 	w.mu.Lock()
 	cancel := w.running[jobID]
 	w.mu.Unlock()
 	if cancel != nil {
-		cancel(errCancelRequested)
+		cancel(cause)
 	}
 }
 
@@ -283,6 +306,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: api.ReasonSecretUnavailable + ": " + err.Error()})
 	}
+	devices, gpuEnv, err := w.gpusFor(job)
+	if err != nil {
+		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: "gpu_unavailable: " + err.Error()})
+	}
 
 	if err := w.store.Start(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, p.Placement, w.now()); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -308,10 +335,13 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if j, err := w.store.GetJobByID(ctx, job.ID); err == nil && j.CancelRequested {
 		cancel(errCancelRequested)
 	}
+	if w.store.PreemptRequested(ctx, job.ID) != "" {
+		cancel(errPreempted)
+	}
 	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
 	defer cancelTimeout()
 
-	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv)
+	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv, devices, gpuEnv)
 	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
 
 	cause := context.Cause(runCtx)
@@ -325,6 +355,11 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(cause, errCancelRequested):
 		outcome.Status, outcome.Reason = api.StatusCanceled, api.ReasonCanceled
 		return w.finish(ctx, job, outcome)
+	case errors.Is(cause, errPreempted):
+		// Not the job's failure: back to the queue, retries untouched.
+		outcome.Status = api.StatusFailed
+		outcome.Reason = fmt.Sprintf("%s: its GPUs went to high-priority job %s", api.ReasonPreempted, w.store.PreemptRequested(ctx, job.ID))
+		return w.requeue(ctx, job, outcome)
 	case ctx.Err() != nil:
 		// The worker is shutting down: the attempt did not fail on its own.
 		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonWorkerStopped+": worker shut down during the attempt"
@@ -364,7 +399,7 @@ func derefOr(p *int, d int) int {
 }
 
 // runAttempt runs the workload with its logs shipped and stored at rest.
-func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string) (store.Outcome, error) {
+func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string, devices []string, gpuEnv map[string]string) (store.Outcome, error) {
 	spool, err := os.CreateTemp(w.cfg.SpoolDir, job.ID+"-*.log")
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("spool log: %w", err)
@@ -379,11 +414,26 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	for k, v := range secretEnv {
 		env[k] = v
 	}
+	for k, v := range gpuEnv {
+		env[k] = v
+	}
 	env["JOBGATE_JOB_ID"] = job.ID
 	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
 	env["JOBGATE_WORKSPACE"] = job.Workspace
-	res, runErr := exec.Run(ctx, Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env},
-		ship.stdout, ship.stderr)
+	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices}
+	// The checkpoint folder outlives the attempt: a preempted or retried job
+	// resumes from what it saved there.
+	ckpt := filepath.Join(w.cfg.CheckpointDir, job.ID)
+	if err := os.MkdirAll(ckpt, 0o777); err == nil {
+		_ = os.Chmod(ckpt, 0o777) // the job may run as any user
+		if job.Spec.Mode == api.ModeContainer {
+			a.Mounts = append(a.Mounts, Mount{Source: ckpt, Target: "/checkpoint"})
+			env["JOBGATE_CHECKPOINT_DIR"] = "/checkpoint"
+		} else {
+			env["JOBGATE_CHECKPOINT_DIR"] = ckpt
+		}
+	}
+	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
@@ -404,6 +454,41 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		out.ExitCode = &code
 	}
 	return out, runErr
+}
+
+// gpusFor turns the GPU indexes the scheduler gave the attempt into what the
+// workload needs. Real GPUs in a container come through CDI when a CDI spec
+// is installed, and the container sees them numbered from 0; otherwise (host
+// processes, simulated GPUs, no CDI) only the visibility variables are set,
+// with the host's indexes.
+func (w *Worker) gpusFor(job *api.Job) (devices []string, env map[string]string, err error) {
+	if len(job.GPUs) == 0 {
+		if w.cfg.GPUs != nil {
+			return nil, gpu.EnvFor(nil), nil // hide every GPU from jobs that asked for none
+		}
+		return nil, nil, nil
+	}
+	if w.cfg.GPUs == nil {
+		return nil, nil, fmt.Errorf("worker %s has no GPUs, but the job was given %v", w.cfg.ID, job.GPUs)
+	}
+	all := w.cfg.GPUs.Devices()
+	var devs []gpu.Device
+	for _, idx := range job.GPUs {
+		i := slices.IndexFunc(all, func(d gpu.Device) bool { return d.Index == idx })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("worker %s has no GPU %d", w.cfg.ID, idx)
+		}
+		devs = append(devs, all[i])
+	}
+	if job.Spec.Mode == api.ModeContainer && !devs[0].Simulated && gpu.CDISpecPresent() {
+		inside := make([]gpu.Device, len(devs))
+		for i, d := range devs {
+			inside[i] = d
+			inside[i].Index = i
+		}
+		return gpu.CDIDevices(devs), gpu.EnvFor(inside), nil
+	}
+	return nil, gpu.EnvFor(devs), nil
 }
 
 // openSecrets decrypts the secrets the job names into env var → value.

@@ -145,7 +145,7 @@ func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
 	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
-		"--spool-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)
+		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)
 	c.workers[id] = c.start(args...)
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }
@@ -225,7 +225,9 @@ func (c *cluster) get(id string) *api.Job {
 func (c *cluster) waitFor(id string, within time.Duration, what string, cond func(*api.Job) bool) *api.Job {
 	c.t.Helper()
 	var j *api.Job
-	testenv.Eventually(c.t, within, func() bool { j = c.get(id); return cond(j) }, "job %s never %s; last: %+v", id, what, j)
+	testenv.Eventually(c.t, within, func() bool { j = c.get(id); return cond(j) }, "job %s never %s; last: %s", id, what, lazy(func() string {
+		return fmt.Sprintf("%s (%s) attempt %d", j.Status, j.Reason, j.Attempt)
+	}))
 	return j
 }
 
@@ -723,3 +725,8 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// lazy formats as f() at the moment it is printed, not when it is passed.
+type lazy func() string
+
+func (l lazy) String() string { return l() }

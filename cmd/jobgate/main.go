@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"jobgate/gateway"
 	"jobgate/internal/artifact"
 	"jobgate/internal/devenv"
+	"jobgate/internal/gpu"
 	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
 	"jobgate/worker"
@@ -121,6 +123,7 @@ type executorFlags struct {
 	nofile     uint64
 	nproc      uint64
 	slots      int
+	simulate   string
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -132,6 +135,34 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.Uint64Var(&f.nofile, "rlimit-nofile", 0, "RLIMIT_NOFILE in containers (default: this process's soft limit)")
 	fl.Uint64Var(&f.nproc, "rlimit-nproc", 0, "RLIMIT_NPROC in containers (default: this process's soft limit, at most pid_max)")
 	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
+	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
+}
+
+// gpus opens the GPU inventory: simulated ones when asked, else the real
+// ones through NVML, else none (a machine without an NVIDIA driver).
+func (f *executorFlags) gpus(ctx context.Context, logger *slog.Logger) (gpu.Inventory, error) {
+	if f.simulate != "" {
+		n, model, err := gpu.ParseSimulate(f.simulate)
+		if err != nil {
+			return nil, fmt.Errorf("--simulate-gpus: %w", err)
+		}
+		inv, err := gpu.Simulated(n, model, 0)
+		if err != nil {
+			return nil, err
+		}
+		logger.InfoContext(ctx, "simulated GPUs: jobs get visibility variables but no device", slog.Int("count", n))
+		return inv, nil
+	}
+	inv, err := gpu.Open(logger)
+	if errors.Is(err, gpu.ErrNoDriver) {
+		logger.InfoContext(ctx, "no GPUs", slog.Any("reason", err))
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	logger.InfoContext(ctx, "GPUs", slog.Int("count", len(inv.Devices())))
+	return inv, nil
 }
 
 func (f *executorFlags) podman(ctx context.Context, logger *slog.Logger) (*worker.PodmanExecutor, error) {
@@ -222,8 +253,15 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
-			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true,
-				SpoolDir: filepath.Join(dataDir, "spool")}, rdb, st, arts, executors, box, logger)
+			gpus, err := ex.gpus(ctx, logger)
+			if err != nil {
+				return err
+			}
+			if gpus != nil {
+				defer gpus.Close()
+			}
+			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus,
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints")}, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
 			// drains its jobs; then Redis and podman (deferred above) stop.
@@ -363,8 +401,8 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var (
 		id, redisURL, artifactsDir, spoolDir, logLevel string
-		secretsKeyFile, redisCA                        string
-		allowHost                                      bool
+		secretsKeyFile, redisCA, checkpointDir         string
+		allowHost, listGPUs, listJSON                  bool
 		ex                                             executorFlags
 	)
 	cmd := &cobra.Command{
@@ -377,6 +415,9 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			if listGPUs {
+				return printGPUs(ctx, &ex, listJSON, cmd.OutOrStdout())
+			}
 			if redisURL == "" {
 				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
 			}
@@ -385,6 +426,13 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			defer rdb.Close()
+			gpus, err := ex.gpus(ctx, logger)
+			if err != nil {
+				return err
+			}
+			if gpus != nil {
+				defer gpus.Close()
+			}
 			executors := map[api.Mode]worker.Executor{}
 			pod, err := ex.podman(ctx, logger)
 			if err != nil {
@@ -399,7 +447,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir},
+			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
+				CheckpointDir: checkpointDir, GPUs: gpus},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
@@ -411,8 +460,50 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
 	fl.StringVar(&spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
 	fl.BoolVar(&allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
+	fl.BoolVar(&listGPUs, "list-gpus", false, "print this machine's GPUs and exit")
+	fl.BoolVar(&listJSON, "json", false, "with --list-gpus: print JSON")
+	fl.StringVar(&checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	ex.register(cmd, "")
 	return cmd
+}
+
+// printGPUs is `jobgate worker --list-gpus`: the inventory with live use, or
+// one line saying there is no NVIDIA driver (exit 0 either way).
+func printGPUs(ctx context.Context, ex *executorFlags, asJSON bool, out io.Writer) error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	inv, err := ex.gpus(ctx, quiet)
+	if err != nil {
+		return err
+	}
+	if inv == nil {
+		if asJSON {
+			fmt.Fprintln(out, `{"gpus": [], "driver": false}`)
+			return nil
+		}
+		fmt.Fprintln(out, "no NVIDIA driver on this machine: no GPUs")
+		return nil
+	}
+	defer inv.Close()
+	usage, _ := inv.Usage(ctx)
+	if asJSON {
+		type row struct {
+			gpu.Device
+			UtilizationPct *int   `json:"utilization_pct,omitempty"`
+			MemoryUsedMB   *int64 `json:"memory_used_mb,omitempty"`
+		}
+		rows := []row{}
+		for _, d := range inv.Devices() {
+			r := row{Device: d}
+			for _, u := range usage {
+				if u.Index == d.Index {
+					r.UtilizationPct, r.MemoryUsedMB = &u.UtilizationPct, &u.MemoryUsedMB
+				}
+			}
+			rows = append(rows, r)
+		}
+		return json.NewEncoder(out).Encode(map[string]any{"gpus": rows, "driver": true})
+	}
+	return gpu.FormatTable(out, inv.Devices(), usage)
 }

@@ -36,7 +36,7 @@ func TestSecureTransport(t *testing.T) {
 	defer stopGW()
 	stopW := c.start("worker", "--id", "tls", "--redis-url", redisSvc.URL, "--redis-ca-file", cert,
 		"--artifacts-dir", c.artifacts, "--allow-host-process", "--podman-url", testenv.Podman(t),
-		"--spool-dir", t.TempDir(), "--log-level", "warn")
+		"--spool-dir", t.TempDir(), "--checkpoint-dir", t.TempDir(), "--log-level", "warn")
 	defer stopW()
 
 	pem, _ := os.ReadFile(cert)

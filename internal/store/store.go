@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,6 +69,7 @@ func statusIdxPrefix(ws string) string { return prefix + "ws:" + ws + ":jobs:sta
 func expIdxKey(ws, exp string) string  { return prefix + "ws:" + ws + ":jobs:exp:" + exp }
 func workerKey(id string) string       { return prefix + "worker:" + id }
 func workerJobsKey(id string) string   { return prefix + "worker:" + id + ":jobs" }
+func workerGPUsKey(id string) string   { return prefix + "worker:" + id + ":gpus" }
 
 const (
 	pendingKey     = prefix + "pending"
@@ -177,6 +179,11 @@ func decodeJob(m map[string]string) (*api.Job, error) {
 		CancelRequested: m["cancel_requested"] == "1",
 	}
 	j.Attempt, _ = strconv.Atoi(m["attempt"])
+	for _, f := range strings.Split(m["gpus"], ",") {
+		if n, err := strconv.Atoi(f); err == nil {
+			j.GPUs = append(j.GPUs, n)
+		}
+	}
 	if v, ok := m["exit_code"]; ok && v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
 			j.ExitCode = &n
@@ -307,9 +314,20 @@ local function terminal(st)
 end
 -- The set of a workspace's jobs that hold a worker slot (placed or running),
 -- for the max_running_jobs quota. Key layout as in wsRunningKey.
+-- It also frees the GPUs the attempt holds on its worker (key layout as in
+-- workerGPUsKey), and only those still held by this job.
 local function release(job, id)
   local ws = redis.call('HGET', job, 'workspace')
   redis.call('SREM', 'jobgate:ws:' .. ws .. ':running', id)
+  local w = redis.call('HGET', job, 'placed_on')
+  local g = redis.call('HGET', job, 'gpus')
+  if w and g then
+    local alloc = 'jobgate:worker:' .. w .. ':gpus'
+    for idx in string.gmatch(g, '%d+') do
+      if redis.call('HGET', alloc, idx) == id then redis.call('HDEL', alloc, idx) end
+    end
+  end
+  redis.call('HDEL', job, 'preempt_requested')
 end
 `
 
@@ -444,7 +462,7 @@ release(KEYS[1], id)
 setstatus(KEYS[1], id, ARGV[4], st, 'queued')
 redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'reason', ARGV[2])
-redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'started_at')
+redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'started_at', 'gpus', 'cancel_requested')
 local prio = redis.call('HGET', KEYS[1], 'priority')
 local rank = 1
 if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
@@ -529,6 +547,22 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 	return 0, fmt.Errorf("cancel job %s: status kept changing: %w", id, ErrConflict)
 }
 
+// RequestPreemption marks a running attempt to be stopped and requeued; true
+// when this call marked it (the caller then tells its worker).
+func (s *Store) RequestPreemption(ctx context.Context, id string, attempt int, by string) (bool, error) {
+	n, err := s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'preempt_requested') then return 0 end
+redis.call('HSET', KEYS[1], 'preempt_requested', ARGV[2]) return 1`, []string{jobKey(id)}, attempt, by).Int()
+	return n == 1, err
+}
+
+// PreemptRequested returns the job that asked to preempt id, or "".
+func (s *Store) PreemptRequested(ctx context.Context, id string) string {
+	v, _ := s.rdb.HGet(ctx, jobKey(id), "preempt_requested").Result()
+	return v
+}
+
 // SetReason records why a queued job waits (scheduler) without changing its state.
 func (s *Store) SetReason(ctx context.Context, id, reason string) error {
 	return s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') == 'queued' then
@@ -558,21 +592,45 @@ func (s *Store) PendingPosition(ctx context.Context, id string) int64 {
 // attempt twice; a task of any other placement is stale and is dropped.
 // An existing reservation wins: Reserve returns its worker and number.
 // ErrConflict: the job is no longer that queued attempt.
+//
+// gpus are the worker's GPU indexes for the attempt: each is taken only if no
+// other job holds it, all or none, so a GPU is never given to two jobs.
+// KEYS: job, worker GPU allocations. ARGV: attempt, worker, reason, id, gpus...
 var reserveScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return false end
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
 local w = redis.call('HGET', KEYS[1], 'placed_on')
 if w then return {w, redis.call('HGET', KEYS[1], 'placement')} end
+for i = 5, #ARGV do
+  local holder = redis.call('HGET', KEYS[2], ARGV[i])
+  if holder and holder ~= ARGV[4] then return {'', '0', 'gpu'} end
+end
+local gpus = {}
+for i = 5, #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[4])
+  table.insert(gpus, ARGV[i])
+end
 local n = redis.call('HINCRBY', KEYS[1], 'placement', 1)
 redis.call('HSET', KEYS[1], 'placed_on', ARGV[2], 'reason', ARGV[3])
+if #gpus > 0 then redis.call('HSET', KEYS[1], 'gpus', table.concat(gpus, ',')) end
 return {ARGV[2], tostring(n)}
 `)
 
+// ErrGPUTaken means a GPU asked for in Reserve is held by another job.
+var ErrGPUTaken = errors.New("gpu already allocated")
+
 // Reserve: see reserveScript.
-func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, reason string) (string, int64, error) {
-	res, err := reserveScript.Run(ctx, s.rdb, []string{jobKey(id)}, attempt, workerID, reason).StringSlice()
+func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, reason string, gpus ...int) (string, int64, error) {
+	args := []any{attempt, workerID, reason, id}
+	for _, g := range gpus {
+		args = append(args, g)
+	}
+	res, err := reserveScript.Run(ctx, s.rdb, []string{jobKey(id), workerGPUsKey(workerID)}, args...).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return "", 0, fmt.Errorf("reserve job %s: %w", id, ErrConflict)
+	}
+	if err == nil && len(res) == 3 {
+		return "", 0, fmt.Errorf("reserve job %s on %s: %w", id, workerID, ErrGPUTaken)
 	}
 	if err != nil {
 		return "", 0, err
@@ -588,10 +646,10 @@ func (s *Store) Unreserve(ctx context.Context, id string, attempt int, workerID,
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], 'placed_on')
+release(KEYS[1], ARGV[3])
+redis.call('HDEL', KEYS[1], 'placed_on', 'gpus')
 redis.call('HSET', KEYS[1], 'reason', ARGV[4])
 redis.call('SREM', KEYS[3], ARGV[3])
-release(KEYS[1], ARGV[3])
 local prio = redis.call('HGET', KEYS[1], 'priority')
 local rank = 1
 if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
@@ -646,16 +704,37 @@ type Worker struct {
 	LastHeartbeat    time.Time `json:"last_heartbeat"`
 	// Jobs are the IDs placed on it and not yet ended.
 	Jobs []string `json:"jobs"`
+	// GPUs the worker offers, with the job holding each.
+	GPUs []WorkerGPU `json:"gpus"`
+}
+
+// WorkerGPU is one GPU of a worker.
+type WorkerGPU struct {
+	Index     int    `json:"index"`
+	UUID      string `json:"uuid"`
+	Model     string `json:"model"`
+	MemoryMB  int64  `json:"memory_mb"`
+	Simulated bool   `json:"simulated"`
+	// JobID holds the GPU; empty when it is free.
+	JobID string `json:"job_id,omitempty"`
 }
 
 // RegisterWorker adds or refreshes w in the registry.
 func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	for i := range w.GPUs {
+		w.GPUs[i].JobID = ""
+	}
+	gpus, err := json.Marshal(w.GPUs)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, workerKey(w.ID), map[string]any{
 			"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
 			"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
 			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
 			"status":             "up",
+			"gpus":               gpus,
 		})
 		p.ZAdd(ctx, workersKey, redis.Z{Member: w.ID, Score: float64(now.UnixMilli())})
 		return nil
@@ -678,7 +757,7 @@ func (s *Store) StopWorker(ctx context.Context, workerID string) error {
 func (s *Store) RemoveWorker(ctx context.Context, workerID string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, workersKey, workerID)
-		p.Del(ctx, workerKey(workerID), workerJobsKey(workerID))
+		p.Del(ctx, workerKey(workerID), workerJobsKey(workerID), workerGPUsKey(workerID))
 		return nil
 	})
 	return err
@@ -692,11 +771,13 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 	}
 	hs := make([]*redis.MapStringStringCmd, len(zs))
 	js := make([]*redis.StringSliceCmd, len(zs))
+	gs := make([]*redis.MapStringStringCmd, len(zs))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, z := range zs {
 			id := z.Member.(string)
 			hs[i] = p.HGetAll(ctx, workerKey(id))
 			js[i] = p.SMembers(ctx, workerJobsKey(id))
+			gs[i] = p.HGetAll(ctx, workerGPUsKey(id))
 		}
 		return nil
 	})
@@ -710,6 +791,13 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 			AllowHostProcess: m["allow_host_process"] == "true",
 			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
 		w.Slots, _ = strconv.Atoi(m["slots"])
+		if m["gpus"] != "" {
+			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
+		}
+		alloc := gs[i].Val()
+		for k := range w.GPUs {
+			w.GPUs[k].JobID = alloc[strconv.Itoa(w.GPUs[k].Index)]
+		}
 		if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
 			w.StartedAt = t
 		}

@@ -232,3 +232,40 @@ func TestLeadershipHasOneHolder(t *testing.T) {
 		t.Fatal("b did not take over after a released the lease")
 	}
 }
+
+func TestAGPUIsNeverReservedTwice(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, b := newJob(t, s), newJob(t, s)
+	if _, _, err := s.Reserve(ctx, a.ID, 1, "w1", "", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Reserve(ctx, b.ID, 1, "w1", "", 1); !errors.Is(err, store.ErrGPUTaken) {
+		t.Fatalf("second reservation of GPU 1: %v, want ErrGPUTaken", err)
+	}
+	// All or nothing: b took neither GPU.
+	if got, _ := s.GetJobByID(ctx, b.ID); got.GPUs != nil || got.Status != api.StatusQueued {
+		t.Fatalf("refused job holds %v", got.GPUs)
+	}
+	// Ending a frees its GPUs for b.
+	if err := s.Finish(ctx, a.Workspace, a.ID, 1, store.Outcome{Status: api.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Reserve(ctx, b.ID, 1, "w1", "", 1); err != nil {
+		t.Fatalf("reserve after release: %v", err)
+	}
+	if got, _ := s.GetJobByID(ctx, b.ID); fmt.Sprint(got.GPUs) != "[1]" {
+		t.Fatalf("b holds %v, want [1]", got.GPUs)
+	}
+	// A requeue frees them too.
+	if err := s.Placed(ctx, b.ID, 1, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Requeue(ctx, b.Workspace, b.ID, 1, store.Outcome{Status: api.StatusFailed}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c := newJob(t, s)
+	if _, _, err := s.Reserve(ctx, c.ID, 1, "w1", "", 0, 1); err != nil {
+		t.Fatalf("GPUs not freed by requeue: %v", err)
+	}
+}

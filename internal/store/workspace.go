@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -235,8 +236,27 @@ func (s *Store) AuditLog(ctx context.Context, ws string, limit int64, before str
 	return out, next, nil
 }
 
-// RunningCount is how many of ws's jobs hold a worker slot (placed or running).
-func (s *Store) RunningCount(ctx context.Context, ws string) (int, error) {
-	n, err := s.rdb.SCard(ctx, wsRunningKey(ws)).Result()
-	return int(n), err
+// RunningUse is how many of ws's jobs hold a worker slot (placed or
+// running), and how many GPUs they hold.
+func (s *Store) RunningUse(ctx context.Context, ws string) (jobs, gpus int, err error) {
+	ids, err := s.rdb.SMembers(ctx, wsRunningKey(ws)).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, jobKey(id), "gpus")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, err
+	}
+	for _, c := range cmds {
+		if v := c.Val(); v != "" {
+			gpus += strings.Count(v, ",") + 1
+		}
+	}
+	return len(ids), gpus, nil
 }
