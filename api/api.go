@@ -104,6 +104,19 @@ type JobSpec struct {
 	User string `json:"user,omitempty"`
 	// ReadOnlyRootfs mounts the image read-only; /tmp stays writable.
 	ReadOnlyRootfs bool `json:"read_only_rootfs,omitempty"`
+	// Notify is called back when the job ends.
+	Notify *Notify `json:"notify,omitempty"`
+}
+
+// Notify is a completion callback: a POST of {"type": "job.succeeded",
+// "job": {...}} to URL, signed the Standard Webhooks way with Secret.
+type Notify struct {
+	URL string `json:"url"`
+	// Secret is a whsec_ secret; the API shows it as *** after submit.
+	Secret string `json:"secret"`
+	// Events limits the callbacks to these types: job.succeeded,
+	// job.failed, job.canceled; empty means all three.
+	Events []string `json:"events,omitempty"`
 }
 
 // Job is a job record as the API returns it.

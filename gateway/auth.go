@@ -214,9 +214,13 @@ func newID(prefix string) string {
 // audit records an action of the request's principal in ws. A failure to
 // record is logged, not returned: the action already happened.
 func (g *Gateway) audit(c echo.Context, ws, action, target string) {
-	p := principalOf(c)
-	e := api.AuditEntry{Time: g.now().UTC(), Workspace: ws, Actor: p.Actor, Action: action, Target: target}
-	if err := g.store.Audit(c.Request().Context(), e); err != nil {
-		g.logger.ErrorContext(c.Request().Context(), "audit", "action", action, "error", err)
+	g.auditAs(c.Request().Context(), ws, principalOf(c).Actor, action, target)
+}
+
+// auditAs records an action of actor in ws.
+func (g *Gateway) auditAs(ctx context.Context, ws, actor, action, target string) {
+	e := api.AuditEntry{Time: g.now().UTC(), Workspace: ws, Actor: actor, Action: action, Target: target}
+	if err := g.store.Audit(ctx, e); err != nil {
+		g.logger.ErrorContext(ctx, "audit", "action", action, "error", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"jobgate/internal/artifact"
 	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
+	"jobgate/internal/webhook"
 )
 
 // Config configures a Gateway. Zero values get the defaults on each field.
@@ -54,6 +55,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS.
 	TLSCertFile, TLSKeyFile string
+	// CallbackPolicy says which addresses completion callbacks and other
+	// outbound calls may reach; the zero value refuses loopback, link-local
+	// and private addresses (`jobgate dev` allows loopback).
+	CallbackPolicy webhook.AddressPolicy
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -79,6 +84,7 @@ type Gateway struct {
 	logger    *slog.Logger
 	echo      *echo.Echo
 	sched     *Scheduler
+	notify    *notifier
 	limiter   *redis_rate.Limiter
 	// secrets encrypts workspace secrets; nil disables the secrets API.
 	secrets *secretbox.Box
@@ -100,6 +106,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 		return nil, err
 	}
 	host, _ := os.Hostname()
+	var err error
 	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:8080")
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
 	cfg.DefaultTimeoutSeconds = cmp.Or(cfg.DefaultTimeoutSeconds, 3600)
@@ -113,6 +120,9 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
 	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
+	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {
+		return nil, err
+	}
 	g.routes()
 	return g, nil
 }
@@ -149,6 +159,10 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/secrets", admin, g.listSecrets)
 	g.route(http.MethodDelete, "/v1/secrets/:name", admin, g.deleteSecret)
 	g.route(http.MethodGet, "/v1/audit", admin, g.auditLog)
+
+	// -- triggers (issue 6) --
+
+	// -- schedules (issue 6) --
 }
 
 // limitBody caps every request body; reading past the cap yields a 413.
@@ -199,6 +213,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopSched()
 	g2 := errgroup.Group{}
 	g2.Go(func() error { return g.sched.Run(schedCtx) })
+	g2.Go(func() error { return g.notify.Run(schedCtx) })
 	g2.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
 		if g.cfg.TLSCertFile != "" {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,45 +17,90 @@ import (
 	"jobgate/api"
 	"jobgate/internal/artifact"
 	"jobgate/internal/store"
+	"jobgate/internal/webhook"
 	"jobgate/queue"
 )
 
 func (g *Gateway) submitJob(c echo.Context) error {
 	ctx := c.Request().Context()
 	p := principalOf(c)
-	spec, err := decodeSpec(c.Request().Body)
+	body, err := readBody(c)
 	if err != nil {
 		return err
 	}
+	spec, err := decodeSpec(bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	key := c.Request().Header.Get("Idempotency-Key")
+	if key == "" {
+		job, err := g.createJob(ctx, p.Workspace, p.Actor, spec)
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
+		return c.JSON(http.StatusCreated, g.view(ctx, job))
+	}
+	job, replayed, err := g.createIdempotent(ctx, p, key, body, spec)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
+	if replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return c.JSON(http.StatusCreated, g.view(ctx, job))
+}
+
+// readBody reads the whole (size-capped) request body.
+func readBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+		}
+		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+	}
+	return body, nil
+}
+
+// createJob validates spec for workspace ws and queues it, on behalf of
+// actor (a token name, or "trigger:NAME" / "schedule:NAME"). Every way a job
+// is made goes through here: the API, webhook triggers and schedules.
+func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
 	if err := normalize(&spec, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
 		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := g.sched.Admissible(ctx, spec); err != nil {
-		return err
+		return nil, err
 	}
-	if err := g.checkWorkspaceRules(ctx, p.Workspace, spec); err != nil {
-		return err
+	if err := g.checkWorkspaceRules(ctx, ws, spec); err != nil {
+		return nil, err
 	}
-	now := g.now().UTC()
+	if spec.Notify != nil {
+		if err := webhook.ValidateURL(spec.Notify.URL, g.cfg.CallbackPolicy); err != nil {
+			return nil, specErr("notify.url: %v", err)
+		}
+	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
-		Workspace:  p.Workspace,
+		Workspace:  ws,
 		Name:       spec.Name,
 		Experiment: spec.Experiment,
 		Status:     api.StatusQueued,
 		Reason:     "waiting for the scheduler",
 		Attempt:    1,
-		CreatedAt:  now,
+		CreatedAt:  g.now().UTC(),
 		Spec:       spec,
 	}
 	if err := g.store.CreateJob(ctx, job); err != nil {
-		return err
+		return nil, err
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
-	g.audit(c, p.Workspace, "job.submit", job.ID)
-	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
-	return c.JSON(http.StatusCreated, job)
+	g.auditAs(ctx, ws, actor, "job.submit", job.ID)
+	return job, nil
 }
 
 // checkWorkspaceRules applies what the workspace decides about a spec: the
@@ -93,19 +139,23 @@ func (g *Gateway) getJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, g.withPosition(ctx, j))
+	return c.JSON(http.StatusOK, g.view(ctx, j))
 }
 
 // jobView adds what the record does not hold: where a queued job stands,
-// and how its earlier attempts ended.
+// how its earlier attempts ended, and its completion callbacks.
 type jobView struct {
 	*api.Job
 	QueuePosition *int64                `json:"queue_position,omitempty"`
 	Attempts      []store.AttemptRecord `json:"attempts,omitempty"`
+	Notifications []store.Notification  `json:"notifications,omitempty"`
 }
 
-func (g *Gateway) withPosition(ctx context.Context, j *api.Job) jobView {
+// view is the job as the API shows it, its callback secret hidden.
+func (g *Gateway) view(ctx context.Context, j *api.Job) jobView {
+	redactSpec(&j.Spec)
 	v := jobView{Job: j}
+	v.Notifications, _ = g.store.Notifications(ctx, j.ID)
 	if j.Status == api.StatusQueued {
 		if n := g.store.PendingPosition(ctx, j.ID); n >= 0 {
 			v.QueuePosition = &n
@@ -150,6 +200,9 @@ func (g *Gateway) listJobs(c echo.Context) error {
 	if jobs == nil {
 		jobs = []api.Job{}
 	}
+	for i := range jobs {
+		redactSpec(&jobs[i].Spec)
+	}
 	return c.JSON(http.StatusOK, api.JobList{Jobs: jobs, NextCursor: next})
 }
 
@@ -175,7 +228,16 @@ func (g *Gateway) cancelJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, j)
+	return c.JSON(http.StatusOK, g.view(ctx, j))
+}
+
+// redactSpec hides what a spec holds that the API never shows again.
+func redactSpec(s *api.JobSpec) {
+	if s.Notify != nil && s.Notify.Secret != "" {
+		n := *s.Notify
+		n.Secret = "***"
+		s.Notify = &n
+	}
 }
 
 // jobLogs serves the whole log as text: from the at-rest copies once the job

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"jobgate/api"
+	"jobgate/internal/webhook"
 )
 
 var (
@@ -177,6 +178,23 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 	}
 	if s.User != "" && !userRE.MatchString(s.User) {
 		return specErr("user %q must be a user name, a uid, or uid:gid", s.User)
+	}
+	if n := s.Notify; n != nil {
+		if n.URL == "" {
+			return specErr("notify.url is required")
+		}
+		key, err := webhook.ParseSecret(n.Secret)
+		if err != nil {
+			return specErr("notify.secret must be a Standard Webhooks secret (whsec_ and base64): %v", err)
+		}
+		if len(key) < 16 {
+			return specErr("notify.secret is too short: at least 16 bytes of key (whsec_ plus 24 random bytes in base64 is usual)")
+		}
+		for i, e := range n.Events {
+			if e != "job.succeeded" && e != "job.failed" && e != "job.canceled" {
+				return specErr("notify.events[%d] must be job.succeeded, job.failed or job.canceled, not %q", i, e)
+			}
+		}
 	}
 	r := s.Resources
 	if r.CPUs < 0 || r.CPUs > 1024 {

@@ -34,6 +34,7 @@ import (
 	"jobgate/internal/gpu"
 	"jobgate/internal/secretbox"
 	"jobgate/internal/store"
+	"jobgate/internal/webhook"
 	"jobgate/worker"
 )
 
@@ -249,7 +250,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			st := store.New(rdb, store.Config{})
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey}, rdb, st, arts, box, logger)
+			// On a laptop, callbacks to a local receiver are the normal case.
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
+				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}}, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
@@ -354,6 +357,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
+	var allowCallbacks []string
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -379,7 +383,19 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if box == nil {
 				logger.WarnContext(ctx, "no secrets key (--secrets-key-file or JOBGATE_SECRETS_KEY): the secrets API is off")
 			}
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey}, rdb,
+			var policy webhook.AddressPolicy
+			for _, a := range allowCallbacks {
+				switch a {
+				case "loopback":
+					policy.AllowLoopback = true
+				case "private":
+					policy.AllowPrivate = true
+				default:
+					return fmt.Errorf("--allow-callbacks-to %q: want loopback or private", a)
+				}
+			}
+			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
+				CallbackPolicy: policy}, rdb,
 				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
@@ -394,6 +410,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
+	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
 	return cmd
 }

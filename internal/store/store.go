@@ -115,6 +115,7 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
 			"priority":   string(j.Spec.Priority),
 			"spec":       spec,
+			"notify":     strconv.FormatBool(j.Spec.Notify != nil),
 		})
 		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
 		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(api.StatusQueued), redis.Z{Member: j.ID})
@@ -360,7 +361,7 @@ func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID 
 	return nil
 }
 
-// KEYS: job, pending, log, history. ARGV: attempt ("" = any), status, reason,
+// KEYS: job, pending, log, history, ended events. ARGV: attempt ("" = any), status, reason,
 // exit code ("" = none), now, idxprefix, worker-key prefix, stream cap,
 // stream ttl seconds, only-if-status ("" = any non-terminal), history record.
 var finishScript = redis.NewScript(luaPrelude + `
@@ -381,6 +382,9 @@ redis.call('HDEL', KEYS[1], 'cancel_requested', 'placed_on')
 if ARGV[11] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[11]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'end', ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
+if redis.call('HGET', KEYS[1], 'notify') == 'true' then
+  redis.call('XADD', KEYS[5], '*', 'job', id, 'status', ARGV[2])
+end
 return 'ok'
 `)
 
@@ -429,7 +433,7 @@ func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Ou
 	if !o.Status.Terminal() {
 		return fmt.Errorf("finish job %s: status %q is not terminal", id, o.Status)
 	}
-	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id)},
+	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey},
 		attempt, string(o.Status), o.Reason, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
 		statusIdxPrefix(ws), workerJobsPfx, s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
 		historyRecord(atoiOr(attempt, 0), o, now)).Text()
