@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os/signal"
+	"syscall"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,7 +25,18 @@ import (
 	"jobgate/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+// TestMain doubles as the jobgate binary: with JOBGATE_TEST_AS_MAIN=1 the
+// test binary runs `jobgate <args>`, so a test can start a real jobgate
+// process and kill it with SIGKILL.
+func TestMain(m *testing.M) {
+	if os.Getenv("JOBGATE_TEST_AS_MAIN") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(testenv.Main(m))
+}
 
 const testToken = "test-token-0123456789abcdef"
 

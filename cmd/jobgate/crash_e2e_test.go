@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"jobgate/api"
+	"jobgate/internal/testenv"
+)
+
+// startWorkerProcess runs `jobgate worker` as a real child process (the test
+// binary re-executed, see TestMain).
+func (c *cluster) startWorkerProcess(id, spool, ckpt string) *exec.Cmd {
+	c.t.Helper()
+	cmd := exec.Command(os.Args[0], "worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+		"--podman-url", c.podman, "--network", "host", "--allow-host-process", "--stop-grace", "2s",
+		"--spool-dir", spool, "--checkpoint-dir", ckpt, "--secrets-key-file", c.secretsKey, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker process %s did not register", id)
+	return cmd
+}
+
+// TestWorkerKilledMidJobLosesNothing kills a worker process with SIGKILL while
+// its job runs, starts it again under the same ID, and checks that the job is
+// run again as a new attempt and ends exactly once.
+func TestWorkerKilledMidJobLosesNothing(t *testing.T) {
+	c := newCluster(t)
+	spool, ckpt := t.TempDir(), t.TempDir()
+	w := c.startWorkerProcess("crashy", spool, ckpt)
+
+	// Attempt 1 runs until killed; attempt 2 finishes.
+	j := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",
+		`echo "attempt $JOBGATE_ATTEMPT"; if [ "$JOBGATE_ATTEMPT" = 1 ]; then while true; do sleep 0.1; done; fi; echo done`}})
+	c.waitFor(j.ID, 30*time.Second, "started", func(j *api.Job) bool { return j.Status == api.StatusRunning })
+	testenv.Eventually(t, 10*time.Second, func() bool { return strings.Contains(c.logs(j.ID), "attempt 1") }, "job never printed")
+
+	if err := w.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait()
+	if got := c.get(j.ID); got.Status != api.StatusRunning {
+		t.Fatalf("after the worker died the job is %s; the record should still say running until recovery", got.Status)
+	}
+
+	c.startWorkerProcess("crashy", spool, ckpt)
+	done := c.waitEnded(j.ID)
+	if done.Status != api.StatusSucceeded || done.Attempt != 2 {
+		t.Fatalf("job after the crash: %s (%s) attempt %d; want succeeded on attempt 2", done.Status, done.Reason, done.Attempt)
+	}
+	h := c.history(j.ID)
+	if len(h.Attempts) != 2 || !strings.HasPrefix(h.Attempts[0].Reason, api.ReasonWorkerLost) || h.Attempts[1].Status != api.StatusSucceeded {
+		t.Fatalf("history: %+v; want attempt 1 worker_lost, attempt 2 succeeded", h.Attempts)
+	}
+	if logs := c.logs(j.ID); !strings.Contains(logs, "attempt 2\ndone\n") {
+		t.Fatalf("logs: %q", logs)
+	}
+}
