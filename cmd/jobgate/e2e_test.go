@@ -2,17 +2,17 @@ package main
 
 import (
 	"bytes"
-	"os/signal"
-	"syscall"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 

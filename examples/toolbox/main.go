@@ -17,6 +17,8 @@
 //	toolbox stderr MSG               print MSG to stderr
 //	toolbox mixed N                  print N lines, alternating "out i" on stdout
 //	                                 and "err i" on stderr
+//	toolbox now                      print the current time as Unix nanoseconds
+//	                                 (benchmarks: when did the workload start?)
 package main
 
 import (
@@ -32,7 +34,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: toolbox echo|env|exit|sleep|lines|bigline|stderr|mixed ARGS...")
+		fail("usage: toolbox echo|env|exit|sleep|lines|bigline|stderr|mixed|now ARGS...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	switch cmd {
@@ -66,6 +68,8 @@ func main() {
 				fmt.Fprintf(os.Stderr, "err %d\n", i)
 			}
 		}
+	case "now":
+		fmt.Println(time.Now().UnixNano())
 	default:
 		fail("unknown subcommand %q", cmd)
 	}
