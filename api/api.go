@@ -139,6 +139,9 @@ type Job struct {
 	// GPUs are the indexes of the GPUs on Worker given to the current attempt.
 	GPUs []int   `json:"gpus,omitempty"`
 	Spec JobSpec `json:"spec"`
+	// Metrics holds the last reported value of each of the job's metrics
+	// (GET /v1/jobs/{id}/metrics has every point).
+	Metrics map[string]float64 `json:"metrics,omitempty"`
 }
 
 // JobList is one page of GET /v1/jobs, newest first.
@@ -214,4 +217,19 @@ type AuditEntry struct {
 	Actor     string    `json:"actor"`
 	Action    string    `json:"action"`
 	Target    string    `json:"target,omitempty"`
+}
+
+// JobMetrics is GET /v1/jobs/{id}/metrics: each metric's points in step order.
+// A job reports a point by printing a line such as
+// "::metric name=loss value=0.31 step=12" on its stdout.
+type JobMetrics struct {
+	Metrics map[string][]MetricPoint `json:"metrics"`
+}
+
+// MetricPoint is one value of a metric: at most one per step, the latest
+// reported one.
+type MetricPoint struct {
+	Step      int64     `json:"step"`
+	Value     float64   `json:"value"`
+	Timestamp time.Time `json:"timestamp"`
 }

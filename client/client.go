@@ -223,6 +223,29 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool) (io.ReadClose
 	return resp.Body, nil
 }
 
+// Metrics returns a job's metrics (GET /v1/jobs/{id}/metrics): every point
+// of each metric, in step order. With names, only those metrics come back; a
+// name the job never reported is absent from the map. The job record (Get)
+// carries just the last value of each, in Job.Metrics.
+func (c *Client) Metrics(ctx context.Context, id string, names ...string) (*api.JobMetrics, error) {
+	p, err := jobPath(id, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	var q url.Values
+	if len(names) > 0 {
+		q = url.Values{"name": names}
+	}
+	var m api.JobMetrics
+	if err := c.doJSON(ctx, http.MethodGet, p, q, nil, nil, &m); err != nil {
+		return nil, err
+	}
+	if m.Metrics == nil {
+		m.Metrics = map[string][]api.MetricPoint{}
+	}
+	return &m, nil
+}
+
 // Wait polls Get, backing off between polls, until the job is in a terminal
 // state (succeeded, failed or canceled), and returns it. It returns the first
 // error Get returns, or the context's error, wrapped, when ctx ends first.

@@ -148,6 +148,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
 	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
 	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
+	g.route(http.MethodGet, "/v1/jobs/:id/metrics", read, g.jobMetrics)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
@@ -161,8 +162,22 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/audit", admin, g.auditLog)
 
 	// -- triggers (issue 6) --
+	g.route(http.MethodPost, "/v1/triggers", admin, g.createTrigger)
+	g.route(http.MethodGet, "/v1/triggers", read, g.listTriggers)
+	g.route(http.MethodGet, "/v1/triggers/:name", read, g.getTrigger)
+	g.route(http.MethodDelete, "/v1/triggers/:name", admin, g.deleteTrigger)
+	g.route(http.MethodGet, "/v1/triggers/:name/deliveries", read, g.triggerDeliveries)
+	g.route(http.MethodPost, "/hooks/:id", public, g.receiveHook) // authenticated by signature
 
 	// -- schedules (issue 6) --
+	g.route(http.MethodPost, "/v1/schedules", submit, g.createSchedule)
+	g.route(http.MethodGet, "/v1/schedules", read, g.listSchedules)
+	g.route(http.MethodGet, "/v1/schedules/:name", read, g.getSchedule)
+	g.route(http.MethodDelete, "/v1/schedules/:name", submit, g.deleteSchedule)
+	g.route(http.MethodPost, "/v1/schedules/:name/pause", submit, g.pauseSchedule)
+	g.route(http.MethodPost, "/v1/schedules/:name/resume", submit, g.resumeSchedule)
+	g.route(http.MethodPost, "/v1/schedules/:name/run", submit, g.runSchedule)
+	g.route(http.MethodGet, "/v1/schedules/:name/history", read, g.scheduleHistory)
 }
 
 // limitBody caps every request body; reading past the cap yields a 413.
@@ -214,6 +229,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g2 := errgroup.Group{}
 	g2.Go(func() error { return g.sched.Run(schedCtx) })
 	g2.Go(func() error { return g.notify.Run(schedCtx) })
+	g2.Go(func() error { return g.runSchedules(schedCtx) })
 	g2.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
 		if g.cfg.TLSCertFile != "" {

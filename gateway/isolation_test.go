@@ -117,6 +117,8 @@ const jobBody = `{"image":"localhost/x:1","command":["x"]}`
 // objects are one workspace's things a route can name.
 type objects struct {
 	ws, job, token, secret string
+	trigger                string
+	schedule               string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -126,13 +128,23 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	name := fmt.Sprintf("s%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/secrets", admin, `{"name":"`+name+`","value":"v-`+ws+`"}`, nil)
 	tok := f.token(ws, api.ScopeRead)
-	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name}
+	trg := fmt.Sprintf("trg-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/triggers", admin, triggerBody(trg), nil)
+	sch := fmt.Sprintf("sch-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/schedules", admin, scheduleBody(sch), nil)
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch}
 }
 
 func fill(path string, o objects) string {
 	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret)
 	if strings.Contains(path, "/tokens/:id") {
 		r = strings.NewReplacer(":ws", o.ws, ":id", o.token)
+	}
+	if strings.HasPrefix(path, "/v1/triggers") {
+		r = strings.NewReplacer(":name", o.trigger)
+	}
+	if strings.HasPrefix(path, "/v1/schedules") {
+		r = strings.NewReplacer(":name", o.schedule)
 	}
 	return r.Replace(path)
 }
@@ -149,6 +161,10 @@ func bodyFor(method, path string) string {
 		return `{"name":"new","scopes":["read"]}`
 	case path == "/v1/secrets":
 		return `{"name":"made","value":"x"}`
+	case path == "/v1/triggers":
+		return triggerBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
+	case path == "/v1/schedules":
+		return scheduleBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	}
 	return ""
 }
@@ -207,7 +223,7 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, `"team-b"`} {
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}
@@ -238,6 +254,16 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	_, body = f.call("GET", "/v1/workspaces/"+o.ws+"/tokens", admin, "")
 	if !strings.Contains(body, o.token) {
 		f.t.Fatalf("other workspace's token %s is gone: %s", o.token, body)
+	}
+	if code, body := f.call("GET", "/v1/triggers/"+o.trigger, admin, ""); code != http.StatusOK {
+		f.t.Fatalf("other workspace's trigger %s is gone: %d %s", o.trigger, code, body)
+	}
+	var sch struct{ Paused bool }
+	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)
+	var hist struct{ History []json.RawMessage }
+	f.mustCall("GET", "/v1/schedules/"+o.schedule+"/history", admin, "", &hist)
+	if sch.Paused || len(hist.History) != 0 {
+		f.t.Fatalf("other workspace's schedule %s changed after a refused call: paused %v, history %d", o.schedule, sch.Paused, len(hist.History))
 	}
 }
 

@@ -69,20 +69,8 @@ func readBody(c echo.Context) ([]byte, error) {
 // actor (a token name, or "trigger:NAME" / "schedule:NAME"). Every way a job
 // is made goes through here: the API, webhook triggers and schedules.
 func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
-	if err := normalize(&spec, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
-		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
+	if err := g.checkSpec(ctx, ws, &spec); err != nil {
 		return nil, err
-	}
-	if err := g.sched.Admissible(ctx, spec); err != nil {
-		return nil, err
-	}
-	if err := g.checkWorkspaceRules(ctx, ws, spec); err != nil {
-		return nil, err
-	}
-	if spec.Notify != nil {
-		if err := webhook.ValidateURL(spec.Notify.URL, g.cfg.CallbackPolicy); err != nil {
-			return nil, specErr("notify.url: %v", err)
-		}
 	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -101,6 +89,29 @@ func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobS
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	g.auditAs(ctx, ws, actor, "job.submit", job.ID)
 	return job, nil
+}
+
+// checkSpec fills spec's defaults and checks everything a job must pass in
+// workspace ws: the fields, that some worker could run it, the workspace's
+// rules, and where its callback may go. Jobs, schedules and triggers all
+// check their specs here.
+func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) error {
+	if err := normalize(spec, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
+		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
+		return err
+	}
+	if err := g.sched.Admissible(ctx, *spec); err != nil {
+		return err
+	}
+	if err := g.checkWorkspaceRules(ctx, ws, *spec); err != nil {
+		return err
+	}
+	if spec.Notify != nil {
+		if err := webhook.ValidateURL(spec.Notify.URL, g.cfg.CallbackPolicy); err != nil {
+			return specErr("notify.url: %v", err)
+		}
+	}
+	return nil
 }
 
 // checkWorkspaceRules applies what the workspace decides about a spec: the
@@ -208,27 +219,36 @@ func (g *Gateway) listJobs(c echo.Context) error {
 
 func (g *Gateway) cancelJob(c echo.Context) error {
 	ctx := c.Request().Context()
-	ws, id := principalOf(c).Workspace, c.Param("id")
+	p := principalOf(c)
+	id := c.Param("id")
+	if err := g.cancel(ctx, p.Workspace, p.Actor, id); err != nil {
+		return err
+	}
+	j, err := g.store.GetJob(ctx, p.Workspace, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, g.view(ctx, j))
+}
+
+// cancel cancels job id of ws on behalf of actor: a queued job at once, a
+// running one by asking its worker to stop it. Canceling an ended job does
+// nothing. The API and schedules (Replace) cancel through here.
+func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
 	res, err := g.store.Cancel(ctx, ws, id, g.now())
 	if err != nil {
 		return err
 	}
 	if res != store.CancelAlreadyEnded {
-		g.audit(c, ws, "job.cancel", id)
+		g.auditAs(ctx, ws, actor, "job.cancel", id)
 	}
 	switch res {
 	case store.CancelRequested:
-		if err := g.rdb.Publish(ctx, queue.ChannelCancel, id).Err(); err != nil {
-			return err
-		}
+		return g.rdb.Publish(ctx, queue.ChannelCancel, id).Err()
 	case store.CancelDone:
 		_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	}
-	j, err := g.store.GetJob(ctx, ws, id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, g.view(ctx, j))
+	return nil
 }
 
 // redactSpec hides what a spec holds that the API never shows again.

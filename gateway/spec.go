@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -254,5 +253,3 @@ func defaultName(s *api.JobSpec) string {
 	}
 	return "job"
 }
-
-var _ = fmt.Sprintf

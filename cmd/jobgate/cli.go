@@ -1,9 +1,9 @@
 package main
 
-// The client half of the jobgate binary: submit, get, list, logs and cancel,
-// thin commands over the client package. Everything a script needs is stable:
-// human output is line-oriented, --json prints the API's own JSON, and
-// `submit --follow` exits with the job's own exit code.
+// The client half of the jobgate binary: submit, get, list, logs, cancel and
+// metrics, thin commands over the client package. Everything a script needs
+// is stable: human output is line-oriented, --json prints the API's own JSON,
+// and `submit --follow` exits with the job's own exit code.
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -68,8 +69,8 @@ type connFlags struct {
 	json  bool
 }
 
-// cliCommands returns the CLI commands (submit, get, list, logs, cancel) for
-// main to add to the root command. Defaults come from env (JOBGATE_URL,
+// cliCommands returns the CLI commands (submit, get, list, logs, cancel,
+// metrics) for main to add to the root command. Defaults come from env (JOBGATE_URL,
 // JOBGATE_TOKEN); output goes to stdout and stderr. The commands print no
 // errors themselves: main prints `error: <err>`, or for an error with an
 // ExitCode method its bare message, and exits with that code.
@@ -78,7 +79,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 		env = func(string) string { return "" }
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
-	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd()}
+	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd()}
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)
@@ -297,11 +298,24 @@ func writeJob(w io.Writer, j *api.Job) error {
 		{"image", j.Spec.Image},
 		{"command", shellJoin(j.Spec.Command)},
 	}
+	if len(j.Metrics) > 0 {
+		rows = append(rows, [2]string{"metrics", formatLastMetrics(j.Metrics)})
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], cmp.Or(r[1], "-"))
 	}
 	return tw.Flush()
+}
+
+// formatLastMetrics is "acc=0.9 loss=0.31", names sorted.
+func formatLastMetrics(m map[string]float64) string {
+	names := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + "=" + formatFloat(m[n])
+	}
+	return strings.Join(parts, " ")
 }
 
 func (c *cli) listCmd() *cobra.Command {
@@ -455,6 +469,91 @@ by its worker shortly after, and "jobgate get" shows when it has ended.`,
 	c.addConnFlags(cmd, &f)
 	return cmd
 }
+
+func (c *cli) metricsCmd() *cobra.Command {
+	var (
+		f      connFlags
+		names  []string
+		points bool
+	)
+	cmd := &cobra.Command{
+		Use:   "metrics ID",
+		Short: "Show a job's metrics",
+		Long: `Show the metrics a job reported with lines like
+"::metric name=loss value=0.31 step=12" on its stdout.
+
+By default one line per metric: the last value reported, the lowest and
+highest value, the number of points and the steps they span. --points prints
+every point instead (metric, step, value, time), in step order.`,
+		Args: cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("metrics", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		m, err := cl.Metrics(ctx, args[0], names...)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, m)
+		}
+		if len(m.Metrics) == 0 {
+			// stderr, so stdout stays a table (an empty one).
+			fmt.Fprintf(c.stderr, "job %s has no metrics\n", args[0])
+			return nil
+		}
+		if points {
+			return writeMetricPoints(c.stdout, m)
+		}
+		return writeMetricSummary(c.stdout, m)
+	})
+	fl := cmd.Flags()
+	fl.StringArrayVar(&names, "name", nil, "only this metric (repeat for more)")
+	fl.BoolVar(&points, "points", false, "print every point instead of a summary per metric")
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+// writeMetricSummary prints a line per metric, names sorted. LAST is the
+// value reported last, as in the job record, which is the one at the highest
+// step unless the job went back to earlier steps.
+func writeMetricSummary(w io.Writer, m *api.JobMetrics) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tLAST\tMIN\tMAX\tPOINTS\tSTEPS")
+	for _, name := range slices.Sorted(maps.Keys(m.Metrics)) {
+		pts := m.Metrics[name]
+		if len(pts) == 0 {
+			continue
+		}
+		last, lo, hi := pts[0], pts[0].Value, pts[0].Value
+		for _, p := range pts[1:] {
+			if !p.Timestamp.Before(last.Timestamp) {
+				last = p
+			}
+			lo, hi = min(lo, p.Value), max(hi, p.Value)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d-%d\n", name, formatFloat(last.Value), formatFloat(lo), formatFloat(hi),
+			len(pts), pts[0].Step, pts[len(pts)-1].Step)
+	}
+	return tw.Flush()
+}
+
+// writeMetricPoints prints every point, metrics by name, each in step order.
+func writeMetricPoints(w io.Writer, m *api.JobMetrics) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tSTEP\tVALUE\tTIME")
+	for _, name := range slices.Sorted(maps.Keys(m.Metrics)) {
+		for _, p := range m.Metrics[name] {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", name, p.Step, formatFloat(p.Value), formatTime(&p.Timestamp))
+		}
+	}
+	return tw.Flush()
+}
+
+// formatFloat is the shortest form that reads back as the same value.
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // readSpec reads and strictly parses a job spec file; "-" is stdin. Errors
 // name the file.

@@ -145,14 +145,14 @@ func (s *Store) GetJobByID(ctx context.Context, id string) (*api.Job, error) {
 	if !validID(id) {
 		return nil, ErrNotFound
 	}
-	m, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	jobs, err := s.getMany(ctx, []string{id})
 	if err != nil {
 		return nil, err
 	}
-	if len(m) == 0 {
+	if jobs[0] == nil {
 		return nil, ErrNotFound
 	}
-	return decodeJob(m)
+	return jobs[0], nil
 }
 
 // validID keeps arbitrary client input out of key names.
@@ -277,10 +277,12 @@ func (s *Store) ListJobs(ctx context.Context, ws string, f ListFilter) ([]api.Jo
 
 func (s *Store) getMany(ctx context.Context, ids []string) ([]*api.Job, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	var metrics []*redis.MapStringStringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, jobKey(id))
 		}
+		metrics = lastMetricsCmds(ctx, p, ids)
 		return nil
 	})
 	if err != nil {
@@ -298,6 +300,7 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]*api.Job, error) {
 		}
 		out[i] = j
 	}
+	fillLastMetrics(out, metrics)
 	return out, nil
 }
 

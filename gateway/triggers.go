@@ -1,0 +1,495 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"jobgate/api"
+	"jobgate/internal/store"
+	"jobgate/internal/tmpl"
+	"jobgate/internal/webhook"
+)
+
+// Webhook triggers: POST /hooks/{id} deliveries, authenticated by their
+// signature alone, start a job made from the trigger's job template.
+//
+// A delivery goes: find the trigger (404) → read the body (413) → verify the
+// signature (401; nothing is recorded, so forged deliveries cannot flood the
+// history) → GitHub ping (200) → decode the payload (400) → filter (200
+// ignored) → claim the delivery id with SET NX (a redelivery gets the first
+// job back, 200) → render the template (422) → createJob (422) → 202. Every
+// authenticated delivery is recorded in the trigger's history.
+
+const (
+	providerGitHub   = "github"
+	providerStandard = "standard"
+
+	hookIDPrefix = "trg_"
+	// deliveryTTL is how long a delivery id keeps answering with its job.
+	deliveryTTL = 24 * time.Hour
+	// deliveryClaimHold bounds how long a delivery stays "being processed"
+	// if the gateway handling it dies.
+	deliveryClaimHold = time.Minute
+	// duplicateWait is how long a concurrent duplicate waits for the first
+	// delivery of its id to make its job before answering 409.
+	duplicateWait = 10 * time.Second
+	// minTriggerSecretBytes: shorter HMAC keys can be guessed offline from
+	// one captured delivery.
+	minTriggerSecretBytes = 16
+	maxTriggerSecretBytes = 1024
+	maxDeliveryIDBytes    = 256
+)
+
+// hookIDRE matches what newHookID makes: the prefix and 128 random bits in
+// lower-case base32.
+var hookIDRE = regexp.MustCompile(`^trg_[a-z2-7]{26}$`)
+
+// newHookID is hookIDPrefix and 128 random bits: the hook URL is not a
+// credential (deliveries are signed), but an unguessable one keeps strangers
+// from probing triggers.
+func newHookID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never returns an error; it crashes the program instead
+	return hookIDPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+type triggerRequest struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	// Secret signs deliveries: any string of 16+ bytes for GitHub, a whsec_
+	// secret for Standard Webhooks.
+	Secret string `json:"secret"`
+	// PreviousSecret is also accepted, while the sender moves to Secret.
+	PreviousSecret string              `json:"previous_secret,omitempty"`
+	Filter         store.TriggerFilter `json:"filter"`
+	Job            *api.JobSpec        `json:"job"`
+}
+
+// triggerView is a trigger as the API shows it: no secrets.
+type triggerView struct {
+	ID        string              `json:"id"`
+	Name      string              `json:"name"`
+	Provider  string              `json:"provider"`
+	HookURL   string              `json:"hook_url"`
+	Filter    store.TriggerFilter `json:"filter"`
+	Job       api.JobSpec         `json:"job"`
+	CreatedAt time.Time           `json:"created_at"`
+}
+
+func viewTrigger(t store.Trigger) triggerView {
+	redactSpec(&t.Job)
+	return triggerView{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
+		Filter: t.Filter, Job: t.Job, CreatedAt: t.CreatedAt}
+}
+
+// triggerSecretName binds a trigger's sealed secrets to its workspace and
+// name; secret names cannot hold ':', so it never meets a workspace secret.
+func triggerSecretName(name string) string { return "trigger:" + name }
+
+func (g *Gateway) createTrigger(c echo.Context) error {
+	if g.secrets == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "triggers need the secrets key to store their signing secrets (start the gateway with --secrets-key-file)")
+	}
+	var req triggerRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	ctx, ws := c.Request().Context(), principalOf(c).Workspace
+	if err := g.checkTrigger(ctx, ws, req); err != nil {
+		return err
+	}
+	secrets := []string{req.Secret}
+	if req.PreviousSecret != "" {
+		secrets = append(secrets, req.PreviousSecret)
+	}
+	plain, err := json.Marshal(secrets)
+	if err != nil {
+		return err
+	}
+	sealed, err := g.secrets.Seal(ws, triggerSecretName(req.Name), plain)
+	if err != nil {
+		return err
+	}
+	t := store.Trigger{ID: newHookID(), Workspace: ws, Name: req.Name, Provider: req.Provider,
+		Filter: req.Filter, Job: *req.Job, CreatedAt: g.now().UTC(), SealedSecrets: sealed}
+	if err := g.store.CreateTrigger(ctx, t); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errorf(http.StatusConflict, CodeConflict, "trigger %q exists; delete it first to replace it", req.Name)
+		}
+		return err
+	}
+	g.audit(c, ws, "trigger.create", t.Name)
+	c.Response().Header().Set("Location", "/v1/triggers/"+t.Name)
+	return c.JSON(http.StatusCreated, viewTrigger(t))
+}
+
+// checkTrigger validates a trigger request. The job template is checked
+// without a payload: env values and command arguments must be templates
+// tmpl.Check accepts, and the spec, with those templates left as they are,
+// must pass normalize and the workspace's rules. That catches every fault
+// that does not depend on a payload (a bad image, a bad name, an unknown
+// secret); what a rendering produces is checked again by createJob on each
+// delivery, which answers 422 if it is wrong.
+func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerRequest) error {
+	if !nameRE.MatchString(req.Name) {
+		return invalid("name %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	}
+	secrets := []struct{ field, value string }{{"secret", req.Secret}, {"previous_secret", req.PreviousSecret}}
+	switch req.Provider {
+	case providerGitHub:
+		for _, s := range secrets {
+			if s.value == "" && s.field == "previous_secret" {
+				continue
+			}
+			if len(s.value) < minTriggerSecretBytes || len(s.value) > maxTriggerSecretBytes {
+				return invalid("%s must be %d to %d characters, the same as in GitHub's webhook settings (e.g. from `openssl rand -hex 32`)",
+					s.field, minTriggerSecretBytes, maxTriggerSecretBytes)
+			}
+		}
+	case providerStandard:
+		for _, s := range secrets {
+			if s.value == "" && s.field == "previous_secret" {
+				continue
+			}
+			key, err := webhook.ParseSecret(s.value)
+			if err != nil || len(key) < minTriggerSecretBytes || len(s.value) > maxTriggerSecretBytes {
+				return invalid("%s must be a Standard Webhooks secret: whsec_ and the base64 of %d or more random bytes", s.field, minTriggerSecretBytes)
+			}
+		}
+	default:
+		return invalid("provider must be %q or %q, not %q", providerGitHub, providerStandard, req.Provider)
+	}
+	if f := req.Filter; len(f.Event) > 128 || len(f.Ref) > 1024 || strings.ContainsFunc(f.Event+f.Ref, isControl) {
+		return invalid("filter.event and filter.ref must be short text without control characters")
+	}
+	if req.Job == nil {
+		return invalid("job is required: the job spec to submit on each delivery, with templates like {{ .payload.after }} in env values and command arguments")
+	}
+	spec := *req.Job
+	for i, a := range spec.Command {
+		if err := tmpl.Check(a); err != nil {
+			return specErr("job.command[%d]: %v", i, err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		if err := tmpl.Check(spec.Env[k]); err != nil {
+			return specErr("job.env.%s: %v", k, err)
+		}
+	}
+	literal := map[string]string{"image": spec.Image, "name": spec.Name, "experiment": spec.Experiment, "user": spec.User}
+	if spec.Notify != nil {
+		literal["notify.url"] = spec.Notify.URL
+	}
+	for _, k := range slices.Sorted(maps.Keys(literal)) {
+		if strings.Contains(literal[k], "{{") {
+			return specErr("job.%s is not a template: only env values and command arguments are rendered from the payload", k)
+		}
+	}
+	return inJob(g.checkSpec(ctx, ws, &spec))
+}
+
+// inJob says that a refused spec is the job of a trigger or schedule.
+func inJob(err error) error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return &Error{Status: ae.Status, Code: ae.Code, Message: "job: " + ae.Message}
+	}
+	return err
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func (g *Gateway) listTriggers(c echo.Context) error {
+	ts, err := g.store.Triggers(c.Request().Context(), principalOf(c).Workspace)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(ts, func(a, b store.Trigger) int { return strings.Compare(a.Name, b.Name) })
+	out := make([]triggerView, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, viewTrigger(t))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"triggers": out})
+}
+
+// triggerParam is the trigger :name of the principal's workspace; another
+// workspace's trigger is 404, as if it did not exist.
+func (g *Gateway) triggerParam(c echo.Context) (*store.Trigger, error) {
+	name := c.Param("name")
+	t, err := g.store.Trigger(c.Request().Context(), principalOf(c).Workspace, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+	}
+	return t, err
+}
+
+func (g *Gateway) getTrigger(c echo.Context) error {
+	t, err := g.triggerParam(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewTrigger(*t))
+}
+
+func (g *Gateway) deleteTrigger(c echo.Context) error {
+	ws, name := principalOf(c).Workspace, c.Param("name")
+	if err := g.store.DeleteTrigger(c.Request().Context(), ws, name); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+		}
+		return err
+	}
+	g.audit(c, ws, "trigger.delete", name)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (g *Gateway) triggerDeliveries(c echo.Context) error {
+	t, err := g.triggerParam(c)
+	if err != nil {
+		return err
+	}
+	ds, err := g.store.Deliveries(c.Request().Context(), t.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds})
+}
+
+// receiveHook handles POST /hooks/:id, authenticated by signature only.
+func (g *Gateway) receiveHook(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	if !hookIDRE.MatchString(id) {
+		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+	}
+	t, err := g.store.TriggerByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+	}
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if g.secrets == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "this gateway has no secrets key to check signatures with")
+	}
+	plain, err := g.secrets.Open(t.Workspace, triggerSecretName(t.Name), t.SealedSecrets)
+	if err != nil {
+		return fmt.Errorf("open secrets of trigger %s: %w", t.ID, err)
+	}
+	var secrets []string
+	if err := json.Unmarshal(plain, &secrets); err != nil {
+		return fmt.Errorf("decode secrets of trigger %s: %w", t.ID, err)
+	}
+
+	h := c.Request().Header
+	var event, deliveryID string
+	switch t.Provider {
+	case providerGitHub:
+		err = verifyGitHub(secrets, body, h.Get(webhook.HeaderGitHubSignature))
+		event, deliveryID = h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery")
+	case providerStandard:
+		err = webhook.VerifyStandard(secrets, h, body, g.now(), webhook.DefaultTolerance)
+		deliveryID = h.Get(webhook.HeaderID)
+	default:
+		err = fmt.Errorf("trigger %s has unknown provider %q", t.ID, t.Provider)
+	}
+	if errors.Is(err, webhook.ErrBadSignature) || errors.Is(err, webhook.ErrStale) {
+		// Not recorded: anyone can send these, and they must not push real
+		// deliveries out of the history.
+		g.logger.InfoContext(ctx, "webhook delivery refused", slog.String("trigger_id", t.ID),
+			slog.String("workspace", t.Workspace), slog.String("reason", err.Error()))
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+
+	// From here on the sender holds the secret: every outcome is recorded.
+	d := store.Delivery{ID: deliveryID, ReceivedAt: g.now().UTC(), Event: event}
+	res, err := g.deliver(ctx, t, &d, body)
+	d.ID, d.Event = truncate(d.ID, maxDeliveryIDBytes), truncate(d.Event, 128)
+	if err != nil {
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Status >= 500 {
+			d.Reason = "internal error"
+		} else {
+			d.Reason = ae.Message
+		}
+		d.Outcome = store.OutcomeRejected
+	}
+	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if rerr := g.store.RecordDelivery(rec, t.ID, d); rerr != nil {
+		g.logger.ErrorContext(ctx, "record webhook delivery", slog.String("trigger_id", t.ID), slog.Any("error", rerr))
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(res.status, res.body)
+}
+
+type hookResult struct {
+	status int
+	body   any
+}
+
+// deliver acts on an authenticated delivery and fills in d's outcome. An
+// error means the delivery is rejected.
+func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delivery, body []byte) (hookResult, error) {
+	if t.Provider == providerGitHub {
+		if d.Event == "" {
+			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Event header")
+		}
+		if d.Event == "ping" {
+			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
+			return hookResult{http.StatusOK, map[string]bool{"pong": true}}, nil
+		}
+		if d.ID == "" {
+			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Delivery header")
+		}
+	}
+	if len(d.ID) > maxDeliveryIDBytes {
+		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
+	}
+	payload, err := tmpl.DecodePayload(body)
+	if err != nil {
+		hint := ""
+		if t.Provider == providerGitHub {
+			hint = " (set the GitHub webhook's content type to application/json)"
+		}
+		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "payload is not a JSON object%s", hint)
+	}
+	if t.Provider == providerStandard {
+		d.Event, _ = payload["type"].(string)
+	}
+	if why := filterMismatch(t.Filter, d.Event, payload); why != "" {
+		d.Outcome, d.Reason = store.OutcomeIgnored, why
+		return hookResult{http.StatusOK, map[string]string{"ignored": why}}, nil
+	}
+
+	// Claim the delivery id, so a redelivery, or the same delivery reaching
+	// two gateways at once, makes one job.
+	token := rand.Text()
+	wait, stop := context.WithTimeout(ctx, duplicateWait)
+	defer stop()
+	for {
+		jobID, claimed, err := g.store.ClaimDelivery(ctx, t.ID, d.ID, token, deliveryClaimHold)
+		if err != nil {
+			return hookResult{}, err
+		}
+		if claimed {
+			break
+		}
+		if jobID != "" {
+			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, "delivery already made job "+jobID
+			return hookResult{http.StatusOK, map[string]any{"job_id": jobID, "duplicate": true}}, nil
+		}
+		select {
+		case <-wait.Done():
+			return hookResult{}, errorf(http.StatusConflict, CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	// The job is made and the claim settled even if the sender hangs up.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	job, err := g.jobFromDelivery(work, t, d, payload)
+	if err != nil {
+		if rerr := g.store.ReleaseDelivery(work, t.ID, d.ID, token); rerr != nil {
+			g.logger.ErrorContext(ctx, "release webhook delivery", slog.String("trigger_id", t.ID), slog.Any("error", rerr))
+		}
+		return hookResult{}, err
+	}
+	if err := g.store.CompleteDelivery(work, t.ID, d.ID, token, job.ID, deliveryTTL); err != nil {
+		// The job exists; a redelivery within deliveryClaimHold still finds
+		// the claim, later ones would make a second job.
+		g.logger.ErrorContext(ctx, "complete webhook delivery", slog.String("trigger_id", t.ID),
+			slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
+	return hookResult{http.StatusAccepted, map[string]string{"job_id": job.ID}}, nil
+}
+
+// jobFromDelivery renders the trigger's template over the delivery and
+// submits the job as "trigger:NAME". Rendered values become whole env values
+// and argv elements; nothing is passed through a shell.
+func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *store.Delivery, payload map[string]any) (*api.Job, error) {
+	data := map[string]any{"payload": payload, "event": d.Event, "delivery": d.ID}
+	spec := t.Job
+	var err error
+	if len(spec.Env) > 0 {
+		if spec.Env, err = tmpl.RenderMap(t.Job.Env, data); err != nil {
+			return nil, invalid("job template: env: %v", err)
+		}
+	}
+	if len(spec.Command) > 0 {
+		if spec.Command, err = tmpl.RenderArgs(t.Job.Command, data); err != nil {
+			return nil, invalid("job template: command: %v", err)
+		}
+	}
+	job, err := g.createJob(ctx, t.Workspace, "trigger:"+t.Name, spec)
+	var ae *Error
+	if errors.As(err, &ae) && ae.Status < 500 {
+		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: ae.Code, Message: "rendered job: " + ae.Message}
+	}
+	return job, err
+}
+
+// filterMismatch says why a delivery does not pass filter, or "" when it
+// does. The event is GitHub's X-GitHub-Event header, or a Standard Webhooks
+// payload's "type"; the ref is the payload's "ref", for either provider.
+func filterMismatch(f store.TriggerFilter, event string, payload map[string]any) string {
+	if f.Event != "" && event != f.Event {
+		if event == "" {
+			return fmt.Sprintf("the delivery names no event; the trigger wants %q", f.Event)
+		}
+		return fmt.Sprintf("event %q is not %q", event, f.Event)
+	}
+	if f.Ref != "" {
+		ref, _ := payload["ref"].(string)
+		if ref != f.Ref {
+			if ref == "" {
+				return fmt.Sprintf("the payload has no ref; the trigger wants %q", f.Ref)
+			}
+			return fmt.Sprintf("ref %q is not %q", truncate(ref, 256), f.Ref)
+		}
+	}
+	return ""
+}
+
+// verifyGitHub accepts a signature made with any of secrets (the second
+// during a rotation).
+func verifyGitHub(secrets []string, body []byte, sig string) error {
+	err := webhook.ErrBadSignature
+	for _, s := range secrets {
+		if err = webhook.VerifyGitHub([]byte(s), body, sig); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
