@@ -27,7 +27,6 @@ import (
 type logShipper struct {
 	jobID  string
 	store  *store.Store
-	file   *os.File
 	fileW  *bufio.Writer
 	stdout *lineWriter
 	stderr *lineWriter
@@ -59,7 +58,7 @@ const (
 )
 
 func newLogShipper(jobID string, st *store.Store, file *os.File, redact func([]byte) []byte) *logShipper {
-	s := &logShipper{jobID: jobID, store: st, file: file, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
+	s := &logShipper{jobID: jobID, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
 		redact: redact, seen: map[string]int64{}}
 	s.cond = sync.NewCond(&s.mu)
 	s.stdout = &lineWriter{ship: s, stream: store.Stdout}

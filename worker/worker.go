@@ -60,6 +60,9 @@ type Config struct {
 	CheckpointDir string
 	// GPUs is the worker's GPU inventory; nil means none.
 	GPUs gpu.Inventory
+	// GPUSampleEvery is how often GPU utilization and memory are sampled
+	// into the registry and the metrics of the jobs using them; default 10s.
+	GPUSampleEvery time.Duration
 }
 
 // Worker is one worker process's job runner.
@@ -73,9 +76,10 @@ type Worker struct {
 	logger    *slog.Logger
 	now       func() time.Time
 
-	// mu guards the field below.
+	// mu guards the fields below.
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
+	gpuJobs map[string]*gpuJob
 }
 
 // errCancelRequested and errTimeout are the causes a run's context ends with.
@@ -97,12 +101,13 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
+	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
 	}
 	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
-		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}}
+		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{}}
 }
 
 // ID is the worker's registry ID.
@@ -174,6 +179,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { w.heartbeat(gctx); return nil })
+	if w.cfg.GPUs != nil {
+		g.Go(func() error { w.sampleGPUs(gctx); return nil })
+	}
 	g.Go(func() error {
 		ch := cancels.Channel()
 		for {
@@ -338,6 +346,7 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if w.store.PreemptRequested(ctx, job.ID) != "" {
 		cancel(errPreempted)
 	}
+	defer w.trackGPUs(job.ID, job.GPUs)()
 	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
 	defer cancelTimeout()
 

@@ -240,3 +240,31 @@ func TestTwoOneGPUWorkersBothBusy(t *testing.T) {
 }
 
 func asClientError(err error, target **client.Error) bool { return errors.As(err, target) }
+
+// TestGPUTelemetry: while a GPU job runs, its GPUs' utilization and memory
+// are sampled into its metrics and into the worker registry.
+func TestGPUTelemetry(t *testing.T) {
+	c := newCluster(t)
+	c.startWorker("g1", "--simulate-gpus", "2", "--gpu-sample-every", "50ms")
+	j := c.submit(gpuJob(2, "sleep 1"))
+	done := c.waitEnded(j.ID)
+	if done.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", done.Status, done.Reason)
+	}
+	var m api.JobMetrics
+	if code := c.do("GET", "/v1/jobs/"+j.ID+"/metrics", "", &m); code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, name := range []string{"gpu_utilization", "gpu_memory_used_mb"} {
+		if len(m.Metrics[name]) < 2 {
+			t.Fatalf("%s has %d samples over a 1 s job sampled every 50 ms: %+v", name, len(m.Metrics[name]), m.Metrics)
+		}
+	}
+	var reg struct {
+		Workers []store.Worker `json:"workers"`
+	}
+	c.do("GET", "/v1/workers", "", &reg)
+	if g := reg.Workers[0].GPUs[0]; g.UtilizationPct == nil || g.MemoryUsedMB == nil {
+		t.Fatalf("worker GPU shows no usage: %+v", g)
+	}
+}

@@ -125,6 +125,7 @@ type executorFlags struct {
 	nproc      uint64
 	slots      int
 	simulate   string
+	gpuSample  time.Duration
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -137,6 +138,7 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.Uint64Var(&f.nproc, "rlimit-nproc", 0, "RLIMIT_NPROC in containers (default: this process's soft limit, at most pid_max)")
 	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
 	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
+	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
 }
 
 // gpus opens the GPU inventory: simulated ones when asked, else the real
@@ -263,7 +265,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if gpus != nil {
 				defer gpus.Close()
 			}
-			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus,
+			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
 				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints")}, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
@@ -465,7 +467,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus},
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},

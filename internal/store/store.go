@@ -724,12 +724,21 @@ type WorkerGPU struct {
 	Simulated bool   `json:"simulated"`
 	// JobID holds the GPU; empty when it is free.
 	JobID string `json:"job_id,omitempty"`
+	// UtilizationPct and MemoryUsedMB are the worker's last sample.
+	UtilizationPct *int   `json:"utilization_pct,omitempty"`
+	MemoryUsedMB   *int64 `json:"memory_used_mb,omitempty"`
+}
+
+// SetWorkerGPUUsage records a worker's last GPU sample (a JSON list of
+// {index, utilization_pct, memory_used_mb}).
+func (s *Store) SetWorkerGPUUsage(ctx context.Context, workerID string, usage []byte) error {
+	return s.rdb.HSet(ctx, workerKey(workerID), "gpu_usage", usage).Err()
 }
 
 // RegisterWorker adds or refreshes w in the registry.
 func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
 	for i := range w.GPUs {
-		w.GPUs[i].JobID = ""
+		w.GPUs[i].JobID, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", nil, nil
 	}
 	gpus, err := json.Marshal(w.GPUs)
 	if err != nil {
@@ -802,8 +811,20 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
 		}
 		alloc := gs[i].Val()
+		var usage []struct {
+			Index          int   `json:"index"`
+			UtilizationPct int   `json:"utilization_pct"`
+			MemoryUsedMB   int64 `json:"memory_used_mb"`
+		}
+		_ = json.Unmarshal([]byte(m["gpu_usage"]), &usage)
 		for k := range w.GPUs {
 			w.GPUs[k].JobID = alloc[strconv.Itoa(w.GPUs[k].Index)]
+			for _, u := range usage {
+				if u.Index == w.GPUs[k].Index {
+					pct, mem := u.UtilizationPct, u.MemoryUsedMB
+					w.GPUs[k].UtilizationPct, w.GPUs[k].MemoryUsedMB = &pct, &mem
+				}
+			}
 		}
 		if t, err := time.Parse(time.RFC3339Nano, m["started_at"]); err == nil {
 			w.StartedAt = t
@@ -918,6 +939,3 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 func (s *Store) Experiments(ctx context.Context, ws string) (map[string]string, error) {
 	return s.rdb.HGetAll(ctx, experimentsKey+ws).Result()
 }
-
-// IsRedisNil reports whether err is go-redis's "no such key".
-func IsRedisNil(err error) bool { return errors.Is(err, redis.Nil) }
