@@ -12,7 +12,7 @@ BIN     := bin/jobgate
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
 
-dev: build images
+dev: deps build images
 	./$(BIN) dev
 
 # The example image: static Go programs from examples/ on FROM scratch, built

@@ -216,10 +216,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Handler:           g.echo,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		// No WriteTimeout: log follows stream for as long as a job runs.
-		BaseContext: func(net.Listener) context.Context { return ctx },
+		// Log follows lift this for themselves (they stream for as long as
+		// the job runs); every other answer must be written within it.
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	if err := g.store.EnsureWorkspace(ctx, api.Workspace{Name: DefaultWorkspace, CreatedAt: g.now().UTC()}); err != nil {
 		return fmt.Errorf("create default workspace: %w", err)

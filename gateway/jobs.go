@@ -277,6 +277,10 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		return err
 	}
 	w := c.Response()
+	if follow {
+		// A follow streams until the job ends, past the server's WriteTimeout.
+		_ = http.NewResponseController(w.Writer).SetWriteDeadline(time.Time{})
+	}
 	w.Header().Set(echo.HeaderContentType, "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if j.Status.Terminal() {
