@@ -695,25 +695,7 @@ func TestQuotaHoldsJobsWithoutLosingThem(t *testing.T) {
 	for i := range 3 {
 		ids = append(ids, tc.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", fmt.Sprintf("sleep 0.5; echo job %d", i)}}).ID)
 	}
-	sawQuotaReason := false
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		running, ended := 0, 0
-		for _, id := range ids {
-			j := tc.get(id)
-			switch {
-			case j.Status == api.StatusRunning:
-				running++
-			case j.Status.Terminal():
-				ended++
-			case strings.HasPrefix(j.Reason, "workspace quota: 1 of 1 jobs running"):
-				sawQuotaReason = true
-			}
-		}
-		if running > 1 {
-			t.Fatalf("%d jobs of a workspace with max_running_jobs=1 run at once", running)
-		}
-		return ended == len(ids)
-	}, "jobs under quota did not all end")
+	sawQuotaReason := tc.runUnderQuota(ids, 1, "workspace quota: 1 of 1 jobs running")
 	for i, id := range ids {
 		if j := tc.get(id); j.Status != api.StatusSucceeded || tc.logs(id) != fmt.Sprintf("job %d\n", i) {
 			t.Fatalf("job %d: %s (%s)", i, j.Status, j.Reason)
@@ -743,3 +725,30 @@ func cmpOr(a, b string) string {
 type lazy func() string
 
 func (l lazy) String() string { return l() }
+
+// runUnderQuota waits until every job ended, failing the test if more than
+// limit of them ever run at once; it reports whether a waiting job gave
+// reason as why it waits.
+func (c *cluster) runUnderQuota(ids []string, limit int, reason string) bool {
+	c.t.Helper()
+	sawReason := false
+	testenv.Eventually(c.t, 60*time.Second, func() bool {
+		running, ended := 0, 0
+		for _, id := range ids {
+			j := c.get(id)
+			switch {
+			case j.Status == api.StatusRunning:
+				running++
+			case j.Status.Terminal():
+				ended++
+			case strings.Contains(j.Reason, reason):
+				sawReason = true
+			}
+		}
+		if running > limit {
+			c.t.Fatalf("%d jobs run at once under a quota of %d", running, limit)
+		}
+		return ended == len(ids)
+	}, "jobs under the quota did not all end")
+	return sawReason
+}

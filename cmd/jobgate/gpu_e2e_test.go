@@ -168,25 +168,7 @@ func TestGPUQuotaHoldsJobs(t *testing.T) {
 	for range 2 {
 		ids = append(ids, tc.submit(gpuJob(1, "sleep 0.5; echo ok")).ID)
 	}
-	sawReason := false
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		running, ended := 0, 0
-		for _, id := range ids {
-			j := tc.get(id)
-			switch {
-			case j.Status == api.StatusRunning:
-				running++
-			case j.Status.Terminal():
-				ended++
-			case strings.Contains(j.Reason, "workspace quota: 1 of 1 GPUs in use"):
-				sawReason = true
-			}
-		}
-		if running > 1 {
-			t.Fatal("a workspace with max_gpus=1 holds 2 GPUs")
-		}
-		return ended == 2
-	}, "jobs under the GPU quota did not end")
+	sawReason := tc.runUnderQuota(ids, 1, "workspace quota: 1 of 1 GPUs in use")
 	for _, id := range ids {
 		if j := tc.get(id); j.Status != api.StatusSucceeded {
 			t.Fatalf("job %s: %s (%s)", id, j.Status, j.Reason)

@@ -82,6 +82,23 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// startRedisComponent is the start of `jobgate gateway` and `worker`: a
+// logger, and a checked connection to the Redis they share.
+func startRedisComponent(ctx context.Context, stderr io.Writer, logLevel, redisURL, redisCA string) (*slog.Logger, *redis.Client, error) {
+	logger, err := newLogger(stderr, logLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	if redisURL == "" {
+		return nil, nil, errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
+	}
+	rdb, err := connectRedis(ctx, redisURL, redisCA)
+	if err != nil {
+		return nil, nil, err
+	}
+	return logger, rdb, nil
+}
+
 // connectRedis opens a client for a redis:// or rediss:// URL (password and
 // database included) and checks that it answers. caFile, for rediss://,
 // holds the CA that signed the server's certificate, when it is not one the
@@ -366,14 +383,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			logger, err := newLogger(stderr, logLevel)
-			if err != nil {
-				return err
-			}
-			if redisURL == "" {
-				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
-			}
-			rdb, err := connectRedis(ctx, redisURL, redisCA)
+			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err
 			}
@@ -430,17 +440,10 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			logger, err := newLogger(stderr, logLevel)
-			if err != nil {
-				return err
-			}
 			if listGPUs {
 				return printGPUs(ctx, &ex, listJSON, cmd.OutOrStdout())
 			}
-			if redisURL == "" {
-				return errors.New("--redis-url (or JOBGATE_REDIS_URL) is required")
-			}
-			rdb, err := connectRedis(ctx, redisURL, redisCA)
+			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err
 			}
