@@ -119,6 +119,7 @@ type objects struct {
 	ws, job, token, secret string
 	trigger                string
 	schedule               string
+	experiment             string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -132,7 +133,9 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/triggers", admin, triggerBody(trg), nil)
 	sch := fmt.Sprintf("sch-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/schedules", admin, scheduleBody(sch), nil)
-	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch}
+	exp := fmt.Sprintf("exp-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/jobs", admin, `{"image":"localhost/x:1","command":["x"],"experiment":"`+exp+`"}`, nil)
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp}
 }
 
 func fill(path string, o objects) string {
@@ -145,6 +148,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/schedules") {
 		r = strings.NewReplacer(":name", o.schedule)
+	}
+	if strings.HasPrefix(path, "/v1/experiments") {
+		r = strings.NewReplacer(":name", o.experiment)
 	}
 	return r.Replace(path)
 }
@@ -223,7 +229,7 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`} {
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}

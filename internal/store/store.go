@@ -939,3 +939,8 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 func (s *Store) Experiments(ctx context.Context, ws string) (map[string]string, error) {
 	return s.rdb.HGetAll(ctx, experimentsKey+ws).Result()
 }
+
+// ExperimentJobCount is how many jobs experiment exp of ws holds.
+func (s *Store) ExperimentJobCount(ctx context.Context, ws, exp string) (int64, error) {
+	return s.rdb.ZCard(ctx, expIdxKey(ws, exp)).Result()
+}

@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"cmp"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"jobgate/api"
+	"jobgate/internal/store"
+)
+
+// experimentsScanCap bounds how many of an experiment's jobs are read to sort
+// them by a metric.
+const experimentsScanCap = 10_000
+
+// Experiment is one row of GET /v1/experiments.
+type Experiment struct {
+	Name         string    `json:"name"`
+	JobCount     int64     `json:"job_count"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+func (g *Gateway) listExperiments(c echo.Context) error {
+	ctx := c.Request().Context()
+	ws := principalOf(c).Workspace
+	exps, err := g.store.Experiments(ctx, ws)
+	if err != nil {
+		return err
+	}
+	out := make([]Experiment, 0, len(exps))
+	for name, last := range exps {
+		e := Experiment{Name: name}
+		e.LastActivity, _ = time.Parse(time.RFC3339Nano, last)
+		if e.JobCount, err = g.store.ExperimentJobCount(ctx, ws, name); err != nil {
+			return err
+		}
+		out = append(out, e)
+	}
+	// Most recently active first.
+	slices.SortFunc(out, func(a, b Experiment) int {
+		return cmp.Or(b.LastActivity.Compare(a.LastActivity), strings.Compare(a.Name, b.Name))
+	})
+	return c.JSON(http.StatusOK, map[string]any{"experiments": out})
+}
+
+// experimentJobs is the "which run was best" view: the experiment's jobs with
+// their status and last metric values, newest first, or sorted by a metric
+// with ?sort=accuracy (ascending) or ?sort=-accuracy (descending); jobs
+// without that metric come last.
+func (g *Gateway) experimentJobs(c echo.Context) error {
+	ctx := c.Request().Context()
+	ws, name := principalOf(c).Workspace, c.Param("name")
+	if !nameRE.MatchString(name) {
+		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+	}
+	limit := 100
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+		}
+		limit = n
+	}
+	sortBy := c.QueryParam("sort")
+	desc := strings.HasPrefix(sortBy, "-")
+	metric := strings.TrimPrefix(sortBy, "-")
+	if sortBy != "" && !store.ValidMetricName(metric) {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "sort must be a metric name, with - in front for descending (e.g. -accuracy)")
+	}
+	exps, err := g.store.Experiments(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if _, ok := exps[name]; !ok {
+		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+	}
+	var jobs []api.Job
+	cursor := ""
+	for len(jobs) < experimentsScanCap {
+		page, next, err := g.store.ListJobs(ctx, ws, store.ListFilter{Experiment: name, Limit: 500, Cursor: cursor})
+		if err != nil {
+			return err
+		}
+		jobs = append(jobs, page...)
+		if next == "" || (metric == "" && len(jobs) >= limit) {
+			break
+		}
+		cursor = next
+	}
+	if metric != "" {
+		slices.SortStableFunc(jobs, func(a, b api.Job) int {
+			av, aok := a.Metrics[metric]
+			bv, bok := b.Metrics[metric]
+			switch {
+			case !aok && !bok:
+				return 0
+			case !aok:
+				return 1
+			case !bok:
+				return -1
+			case desc:
+				return cmp.Compare(bv, av)
+			}
+			return cmp.Compare(av, bv)
+		})
+	}
+	jobs = jobs[:min(limit, len(jobs))]
+	for i := range jobs {
+		redactSpec(&jobs[i].Spec)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"experiment": name, "jobs": jobs})
+}
