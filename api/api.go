@@ -60,6 +60,9 @@ const (
 	ReasonSecretUnavailable = "secret_unavailable"
 	// ReasonPreempted: a high-priority job needed the GPUs of this low one.
 	ReasonPreempted = "preempted"
+	// ReasonOutputsTooLarge: the job wrote more to JOBGATE_OUTPUTS than the
+	// worker's cap (--max-output-mb); nothing of that attempt was collected.
+	ReasonOutputsTooLarge = "outputs_too_large"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -106,6 +109,9 @@ type JobSpec struct {
 	ReadOnlyRootfs bool `json:"read_only_rootfs,omitempty"`
 	// Notify is called back when the job ends.
 	Notify *Notify `json:"notify,omitempty"`
+	// ParentID makes this job a child of another job of the same workspace
+	// (sweeps, pipelines); canceling the parent cancels its children.
+	ParentID string `json:"parent_id,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",
@@ -217,6 +223,19 @@ type AuditEntry struct {
 	Actor     string    `json:"actor"`
 	Action    string    `json:"action"`
 	Target    string    `json:"target,omitempty"`
+}
+
+// ArtifactList is GET /v1/jobs/{id}/artifacts: the files the job wrote to
+// its outputs folder (JOBGATE_OUTPUTS), sorted by path.
+type ArtifactList struct {
+	Artifacts []Artifact `json:"artifacts"`
+}
+
+// Artifact is one output file; Path is relative to the outputs folder and
+// slash-separated ("model/weights.bin").
+type Artifact struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
 }
 
 // JobMetrics is GET /v1/jobs/{id}/metrics: each metric's points in step order.

@@ -150,6 +150,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
 	g.route(http.MethodGet, "/v1/jobs/:id/metrics", read, g.jobMetrics)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
+	g.route(http.MethodGet, "/v1/jobs/:id/children", read, g.jobChildren)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
 	g.route(http.MethodGet, "/v1/experiments/:name/jobs", read, g.experimentJobs)
 

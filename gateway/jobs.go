@@ -111,6 +111,18 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 			return specErr("notify.url: %v", err)
 		}
 	}
+	if spec.ParentID != "" {
+		parent, err := g.store.GetJob(ctx, ws, spec.ParentID)
+		if errors.Is(err, store.ErrNotFound) {
+			return specErr("parent_id: no job %q in this workspace", spec.ParentID)
+		}
+		if err != nil {
+			return err
+		}
+		if parent.Status == api.StatusCanceled {
+			return specErr("parent_id: job %s was canceled; it takes no new children", parent.ID)
+		}
+	}
 	return nil
 }
 
@@ -231,10 +243,38 @@ func (g *Gateway) cancelJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, g.view(ctx, j))
 }
 
-// cancel cancels job id of ws on behalf of actor: a queued job at once, a
-// running one by asking its worker to stop it. Canceling an ended job does
-// nothing. The API and schedules (Replace) cancel through here.
+// maxCancelTree bounds how many descendants one cancel reaches.
+const maxCancelTree = 10_000
+
+// cancel cancels job id of ws on behalf of actor, and its children, theirs,
+// and so on: a queued job at once, a running one by asking its worker to stop
+// it. Canceling an ended job does nothing (its children are still canceled).
+// The API and schedules (Replace) cancel through here.
 func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
+	if err := g.cancelOne(ctx, ws, actor, id); err != nil {
+		return err
+	}
+	todo := []string{id}
+	for seen := 0; len(todo) > 0 && seen < maxCancelTree; {
+		kids, err := g.store.Children(ctx, todo[0], maxCancelTree)
+		if err != nil {
+			return err
+		}
+		todo = todo[1:]
+		for _, k := range kids {
+			seen++
+			if !k.Status.Terminal() {
+				if err := g.cancelOne(ctx, ws, actor, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+			todo = append(todo, k.ID)
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) cancelOne(ctx context.Context, ws, actor, id string) error {
 	res, err := g.store.Cancel(ctx, ws, id, g.now())
 	if err != nil {
 		return err
@@ -249,6 +289,22 @@ func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
 		_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	}
 	return nil
+}
+
+func (g *Gateway) jobChildren(c echo.Context) error {
+	ctx := c.Request().Context()
+	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	kids, err := g.store.Children(ctx, j.ID, 1000)
+	if err != nil {
+		return err
+	}
+	for i := range kids {
+		redactSpec(&kids[i].Spec)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": kids})
 }
 
 // redactSpec hides what a spec holds that the API never shows again.

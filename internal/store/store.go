@@ -122,9 +122,33 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
 		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
 		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		if j.Spec.ParentID != "" {
+			p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
+		}
 		return nil
 	})
 	return err
+}
+
+func childrenKey(id string) string { return prefix + "job:" + id + ":children" }
+
+// Children returns up to limit child jobs of id, oldest first.
+func (s *Store) Children(ctx context.Context, id string, limit int64) ([]api.Job, error) {
+	ids, err := s.rdb.ZRangeByLex(ctx, childrenKey(id), &redis.ZRangeBy{Min: "-", Max: "+", Count: limit}).Result()
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Job, 0, len(jobs))
+	for _, j := range jobs {
+		if j != nil {
+			out = append(out, *j)
+		}
+	}
+	return out, nil
 }
 
 // GetJob returns job id of workspace ws; a job of another workspace is
