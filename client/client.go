@@ -223,6 +223,43 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool) (io.ReadClose
 	return resp.Body, nil
 }
 
+// Artifacts lists the files a job left in its outputs folder
+// (GET /v1/jobs/{id}/artifacts), sorted by path; an empty list when it left
+// none or is still running. The log is not among them (see Logs).
+func (c *Client) Artifacts(ctx context.Context, id string) ([]api.Artifact, error) {
+	p, err := jobPath(id, "/artifacts")
+	if err != nil {
+		return nil, err
+	}
+	var l api.ArtifactList
+	if err := c.doJSON(ctx, http.MethodGet, p, nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Artifacts, nil
+}
+
+// Artifact downloads one output file of a job (GET /v1/jobs/{id}/artifacts/
+// {path}); path is slash-separated and relative to the outputs folder, as
+// Artifacts lists it. The caller must close the returned body.
+func (c *Client) Artifact(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	if path == "" {
+		return nil, errors.New("artifact path is empty")
+	}
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	p, err := jobPath(id, "/artifacts/"+strings.Join(segs, "/"))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil, http.Header{"Accept": {"*/*"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // Metrics returns a job's metrics (GET /v1/jobs/{id}/metrics): every point
 // of each metric, in step order. With names, only those metrics come back; a
 // name the job never reported is absent from the map. The job record (Get)

@@ -148,6 +148,8 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
 	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
 	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", read, g.listArtifacts)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", read, g.getArtifact)
 	g.route(http.MethodGet, "/v1/jobs/:id/metrics", read, g.jobMetrics)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
 	g.route(http.MethodGet, "/v1/jobs/:id/children", read, g.jobChildren)

@@ -135,11 +135,14 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/schedules", admin, scheduleBody(sch), nil)
 	exp := fmt.Sprintf("exp-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/jobs", admin, `{"image":"localhost/x:1","command":["x"],"experiment":"`+exp+`"}`, nil)
+	if err := f.g.artifacts.Put(context.Background(), artifact.OutputPrefix(j.ID)+"out.txt", strings.NewReader("out")); err != nil {
+		f.t.Fatal(err)
+	}
 	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp}
 }
 
 func fill(path string, o objects) string {
-	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret)
+	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret, "/artifacts/*", "/artifacts/out.txt")
 	if strings.Contains(path, "/tokens/:id") {
 		r = strings.NewReplacer(":ws", o.ws, ":id", o.token)
 	}

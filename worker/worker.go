@@ -63,6 +63,11 @@ type Config struct {
 	// GPUSampleEvery is how often GPU utilization and memory are sampled
 	// into the registry and the metrics of the jobs using them; default 10s.
 	GPUSampleEvery time.Duration
+	// MaxOutputBytes caps what one attempt may leave in its outputs folder
+	// (JOBGATE_OUTPUTS); a job over it fails with the reason
+	// outputs_too_large and none of that attempt's outputs are collected.
+	// Default 10 GiB.
+	MaxOutputBytes int64
 }
 
 // Worker is one worker process's job runner.
@@ -102,9 +107,13 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
+	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
+	}
+	if abs, err := filepath.Abs(cfg.SpoolDir); err == nil {
+		cfg.SpoolDir = abs
 	}
 	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{}}
@@ -373,6 +382,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		// The worker is shutting down: the attempt did not fail on its own.
 		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonWorkerStopped+": worker shut down during the attempt"
 		return w.requeue(ctx, job, outcome)
+	case errors.Is(runErr, errOutputsTooLarge):
+		// Retrying would write the same again.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonOutputsTooLarge+": "+detail(runErr, errOutputsTooLarge)
+		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
 		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
 	case runErr != nil:
@@ -442,10 +455,34 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 			env["JOBGATE_CHECKPOINT_DIR"] = ckpt
 		}
 	}
+	// The outputs folder lives for one attempt; what the attempt left in it
+	// is collected into the artifact store when it ends.
+	outDir, err := w.outputsDir(job.ID, attempt)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	defer func() {
+		if err := os.RemoveAll(outDir); err != nil {
+			w.logger.WarnContext(ctx, "remove outputs folder", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}()
+	if job.Spec.Mode == api.ModeContainer {
+		a.Mounts = append(a.Mounts, Mount{Source: outDir, Target: "/outputs"})
+		env["JOBGATE_OUTPUTS"] = "/outputs"
+	} else {
+		env["JOBGATE_OUTPUTS"] = outDir
+	}
 	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
+	}
+	// Collecting a large model may take longer than the rest of the cleanup.
+	collect, cancelCollect := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
+	defer cancelCollect()
+	outErr := w.collectOutputs(collect, job.ID, outDir, ship.stderr)
+	if outErr != nil {
+		fmt.Fprintf(ship.stderr, "jobgate: %v\n", outErr)
 	}
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -461,6 +498,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	if runErr == nil {
 		code := res.ExitCode
 		out.ExitCode = &code
+		runErr = outErr
 	}
 	return out, runErr
 }
@@ -555,6 +593,7 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 }
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
+	w.removeOutputsDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

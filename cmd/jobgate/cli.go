@@ -1,7 +1,7 @@
 package main
 
-// The client half of the jobgate binary: submit, get, list, logs, cancel and
-// metrics, thin commands over the client package. Everything a script needs
+// The client half of the jobgate binary: submit, get, list, logs, cancel,
+// metrics and artifacts, thin commands over the client package. Everything a script needs
 // is stable: human output is line-oriented, --json prints the API's own JSON,
 // and `submit --follow` exits with the job's own exit code.
 
@@ -70,7 +70,7 @@ type connFlags struct {
 }
 
 // cliCommands returns the CLI commands (submit, get, list, logs, cancel,
-// metrics) for main to add to the root command. Defaults come from env (JOBGATE_URL,
+// metrics, artifacts) for main to add to the root command. Defaults come from env (JOBGATE_URL,
 // JOBGATE_TOKEN); output goes to stdout and stderr. The commands print no
 // errors themselves: main prints `error: <err>`, or for an error with an
 // ExitCode method its bare message, and exits with that code.
@@ -79,7 +79,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 		env = func(string) string { return "" }
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
-	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd()}
+	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd()}
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)

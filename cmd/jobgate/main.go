@@ -143,6 +143,7 @@ type executorFlags struct {
 	slots      int
 	simulate   string
 	gpuSample  time.Duration
+	maxOutMB   int64
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -156,6 +157,15 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
 	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
+	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
+}
+
+// maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
+func (f *executorFlags) maxOutputBytes() (int64, error) {
+	if f.maxOutMB <= 0 || f.maxOutMB > 1<<40 {
+		return 0, fmt.Errorf("--max-output-mb must be between 1 and %d, not %d", int64(1<<40), f.maxOutMB)
+	}
+	return f.maxOutMB << 20, nil
 }
 
 // gpus opens the GPU inventory: simulated ones when asked, else the real
@@ -282,8 +292,13 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if gpus != nil {
 				defer gpus.Close()
 			}
+			maxOut, err := ex.maxOutputBytes()
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints")}, rdb, st, arts, executors, box, logger)
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut},
+				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
 			// drains its jobs; then Redis and podman (deferred above) stop.
@@ -469,8 +484,12 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			maxOut, err := ex.maxOutputBytes()
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample},
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},

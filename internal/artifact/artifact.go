@@ -1,9 +1,11 @@
-// Package artifact stores what jobs leave behind — logs at rest now, outputs
-// and models later — under slash-separated keys. Dir keeps them in a folder;
-// an S3-compatible bucket can implement Store for fleets of workers.
+// Package artifact stores what jobs leave behind — logs at rest, and the
+// files a job writes to its outputs folder — under slash-separated keys. Dir
+// keeps them in a folder; an S3-compatible bucket can implement Store for
+// fleets of workers.
 package artifact
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is returned for a key that holds nothing.
@@ -25,13 +28,32 @@ type Store interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// List returns the keys under prefix, sorted.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Stat describes the blob at key; ErrNotFound when there is none.
+	Stat(ctx context.Context, key string) (Info, error)
+}
+
+// Info describes one blob.
+type Info struct {
+	Size    int64
+	ModTime time.Time
+}
+
+// Seeker is a Store that can open a blob for random access, so that HTTP
+// range requests can be answered. A Store without it is streamed whole.
+type Seeker interface {
+	// OpenSeeker opens key for reading at any offset; ErrNotFound when it
+	// holds nothing.
+	OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Info, error)
 }
 
 // Dir is a Store in a local folder. Writes go to a temporary file first and
 // are renamed into place, so a reader never sees half a blob.
 type Dir struct{ Root string }
 
-var _ Store = Dir{}
+var (
+	_ Store  = Dir{}
+	_ Seeker = Dir{}
+)
 
 // cleanKey rejects keys that could leave Root.
 func cleanKey(key string) (string, error) {
@@ -80,6 +102,43 @@ func (d Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, err
 }
 
+// Stat describes key; a folder is not a blob (ErrNotFound).
+func (d Dir) Stat(ctx context.Context, key string) (Info, error) {
+	k, err := cleanKey(key)
+	if err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(filepath.Join(d.Root, filepath.FromSlash(k)))
+	if errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular() {
+		return Info{}, ErrNotFound
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// OpenSeeker opens key for random access; a folder is not a blob (ErrNotFound).
+func (d Dir) OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Info, error) {
+	k, err := cleanKey(key)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	f, err := os.Open(filepath.Join(d.Root, filepath.FromSlash(k)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Info{}, ErrNotFound
+	}
+	if err != nil {
+		return nil, Info{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, Info{}, cmp.Or(err, ErrNotFound)
+	}
+	return f, Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
 // List returns the keys below prefix (a folder key ending in "/"), sorted.
 func (d Dir) List(ctx context.Context, prefix string) ([]string, error) {
 	p, err := cleanKey(strings.TrimSuffix(prefix, "/"))
@@ -116,3 +175,7 @@ func LogKey(jobID string, attempt int) string {
 
 // LogPrefix holds all attempts' logs of a job.
 func LogPrefix(jobID string) string { return "jobs/" + jobID + "/logs/" }
+
+// OutputPrefix holds the files a job wrote to its outputs folder
+// (JOBGATE_OUTPUTS), each under its path relative to that folder.
+func OutputPrefix(jobID string) string { return "jobs/" + jobID + "/outputs/" }
