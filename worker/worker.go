@@ -448,12 +448,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	ckpt := filepath.Join(w.cfg.CheckpointDir, job.ID)
 	if err := os.MkdirAll(ckpt, 0o777); err == nil {
 		_ = os.Chmod(ckpt, 0o777) // the job may run as any user
-		if job.Spec.Mode == api.ModeContainer {
-			a.Mounts = append(a.Mounts, Mount{Source: ckpt, Target: "/checkpoint"})
-			env["JOBGATE_CHECKPOINT_DIR"] = "/checkpoint"
-		} else {
-			env["JOBGATE_CHECKPOINT_DIR"] = ckpt
-		}
+		giveFolder(&a, "JOBGATE_CHECKPOINT_DIR", ckpt, "/checkpoint")
 	}
 	// The outputs folder lives for one attempt; what the attempt left in it
 	// is collected into the artifact store when it ends.
@@ -466,12 +461,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 			w.logger.WarnContext(ctx, "remove outputs folder", slog.String("job_id", job.ID), slog.Any("error", err))
 		}
 	}()
-	if job.Spec.Mode == api.ModeContainer {
-		a.Mounts = append(a.Mounts, Mount{Source: outDir, Target: "/outputs"})
-		env["JOBGATE_OUTPUTS"] = "/outputs"
-	} else {
-		env["JOBGATE_OUTPUTS"] = outDir
-	}
+	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
 	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
@@ -501,6 +491,17 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		runErr = outErr
 	}
 	return out, runErr
+}
+
+// giveFolder gives the workload host folder dir under the variable name: a
+// container gets it bind-mounted at target, a host process its own path.
+func giveFolder(a *Attempt, name, dir, target string) {
+	if a.Spec.Mode == api.ModeContainer {
+		a.Mounts = append(a.Mounts, Mount{Source: dir, Target: target})
+		a.Env[name] = target
+		return
+	}
+	a.Env[name] = dir
 }
 
 // gpusFor turns the GPU indexes the scheduler gave the attempt into what the
