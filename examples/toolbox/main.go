@@ -19,13 +19,19 @@
 //	                                 and "err i" on stderr
 //	toolbox now                      print the current time as Unix nanoseconds
 //	                                 (benchmarks: when did the workload start?)
+//	toolbox write PATH TEXT...       write TEXT (joined by spaces) and a newline to PATH
+//	toolbox cat PATH                 print the file at PATH
+//	toolbox ls DIR                   print every file under DIR as "path size", sorted
+//	toolbox pwd                      print the working folder
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: toolbox echo|env|exit|sleep|lines|bigline|stderr|mixed|now ARGS...")
+		fail("usage: toolbox echo|env|exit|sleep|lines|bigline|stderr|mixed|now|write|cat|ls|pwd ARGS...")
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	switch cmd {
@@ -70,8 +76,45 @@ func main() {
 		}
 	case "now":
 		fmt.Println(time.Now().UnixNano())
+	case "write":
+		if err := os.WriteFile(arg(args, 0), []byte(strings.Join(args[1:], " ")+"\n"), 0o644); err != nil {
+			fail("write: %v", err)
+		}
+	case "cat":
+		b, err := os.ReadFile(arg(args, 0))
+		if err != nil {
+			fail("cat: %v", err)
+		}
+		os.Stdout.Write(b)
+	case "ls":
+		list(arg(args, 0))
+	case "pwd":
+		dir, err := os.Getwd()
+		if err != nil {
+			fail("pwd: %v", err)
+		}
+		fmt.Println(dir)
 	default:
 		fail("unknown subcommand %q", cmd)
+	}
+}
+
+// list prints every regular file under root, relative to it, with its size.
+func list(root string) {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		fmt.Printf("%s %d\n", filepath.ToSlash(rel), info.Size())
+		return nil
+	})
+	if err != nil {
+		fail("ls: %v", err)
 	}
 }
 
