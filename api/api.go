@@ -43,6 +43,10 @@ type Mode string
 const (
 	ModeContainer Mode = "container"
 	ModeProcess   Mode = "process"
+	// ModeTracked is a run created through the tracking API (MLflow's
+	// runs/create) that jobgate records but does not execute: it is running
+	// from creation until its client ends it. It cannot be submitted.
+	ModeTracked Mode = "tracked"
 )
 
 // Reasons a job ended or why it is waiting. Reason strings in records may add
@@ -112,6 +116,9 @@ type JobSpec struct {
 	// ParentID makes this job a child of another job of the same workspace
 	// (sweeps, pipelines); canceling the parent cancels its children.
 	ParentID string `json:"parent_id,omitempty"`
+	// Tags label the job (key → value); the job and the API may add more
+	// while it runs (POST /v1/jobs/{id}/tags, MLflow set-tag).
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",
@@ -148,6 +155,11 @@ type Job struct {
 	// Metrics holds the last reported value of each of the job's metrics
 	// (GET /v1/jobs/{id}/metrics has every point).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Params are what the job logged as its parameters (learning rate, ...);
+	// a param never changes once logged.
+	Params map[string]string `json:"params,omitempty"`
+	// Tags are the spec's tags and those added since.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // JobList is one page of GET /v1/jobs, newest first.
@@ -251,4 +263,48 @@ type MetricPoint struct {
 	Step      int64     `json:"step"`
 	Value     float64   `json:"value"`
 	Timestamp time.Time `json:"timestamp"`
+}
+
+// MetricsInput is the body of POST /v1/jobs/{id}/metrics.
+type MetricsInput struct {
+	Metrics []MetricInput `json:"metrics"`
+}
+
+// MetricInput is one reported value. Without Step, the point gets the next
+// step of its metric (0, 1, 2, ...), as a "::metric" line without step does.
+type MetricInput struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Step  *int64  `json:"step,omitempty"`
+	// Timestamp defaults to when the gateway received the point.
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+}
+
+// ParamsInput is the body of POST /v1/jobs/{id}/params.
+type ParamsInput struct {
+	Params map[string]string `json:"params"`
+}
+
+// TagsInput is the body of POST /v1/jobs/{id}/tags.
+type TagsInput struct {
+	Tags map[string]string `json:"tags"`
+}
+
+// ExperimentList is GET /v1/experiments, most recently active first.
+type ExperimentList struct {
+	Experiments []Experiment `json:"experiments"`
+}
+
+// Experiment is a name jobs are grouped under, with how many it holds.
+type Experiment struct {
+	Name         string    `json:"name"`
+	JobCount     int64     `json:"job_count"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+// ExperimentJobs is GET /v1/experiments/{name}/jobs: the experiment's jobs
+// with their last metric values, newest first or sorted by a metric.
+type ExperimentJobs struct {
+	Experiment string `json:"experiment"`
+	Jobs       []Job  `json:"jobs"`
 }

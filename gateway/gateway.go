@@ -143,16 +143,22 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
 
 	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
-	g.route(http.MethodPost, "/v1/jobs", submit, g.submitJob)
+	// What a job's own token (JOBGATE_JOB_TOKEN) may do, in its job tree.
+	jobRead, jobSubmit := access{Scope: api.ScopeRead, Job: true}, access{Scope: api.ScopeSubmit, Job: true}
+	g.route(http.MethodPost, "/v1/jobs", jobSubmit, g.submitJob)
 	g.route(http.MethodGet, "/v1/jobs", read, g.listJobs)
-	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
-	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
-	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
-	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", read, g.listArtifacts)
-	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", read, g.getArtifact)
-	g.route(http.MethodGet, "/v1/jobs/:id/metrics", read, g.jobMetrics)
+	g.route(http.MethodGet, "/v1/jobs/:id", jobRead, g.getJob)
+	g.route(http.MethodPost, "/v1/jobs/:id/cancel", jobSubmit, g.cancelJob)
+	g.route(http.MethodGet, "/v1/jobs/:id/logs", jobRead, g.jobLogs)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", jobRead, g.listArtifacts)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", jobRead, g.getArtifact)
+	g.route(http.MethodGet, "/v1/jobs/:id/metrics", jobRead, g.jobMetrics)
+	g.route(http.MethodPost, "/v1/jobs/:id/metrics", jobSubmit, g.postMetrics)
+	g.route(http.MethodPost, "/v1/jobs/:id/params", jobSubmit, g.postParams)
+	g.route(http.MethodPost, "/v1/jobs/:id/tags", jobSubmit, g.postTags)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
-	g.route(http.MethodGet, "/v1/jobs/:id/children", read, g.jobChildren)
+	g.route(http.MethodGet, "/v1/jobs/:id/children", jobRead, g.jobChildren)
+	g.mlflowRoutes(jobRead, jobSubmit)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
 	g.route(http.MethodGet, "/v1/experiments/:name/jobs", read, g.experimentJobs)
 

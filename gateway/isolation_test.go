@@ -155,13 +155,55 @@ func fill(path string, o objects) string {
 	if strings.HasPrefix(path, "/v1/experiments") {
 		r = strings.NewReplacer(":name", o.experiment)
 	}
+	switch path {
+	case mlflowPrefix + "runs/get":
+		return path + "?run_id=" + o.job
+	case mlflowPrefix + "experiments/get-by-name":
+		return path + "?experiment_name=" + o.experiment
+	case mlflowPrefix + "experiments/get":
+		return path + "?experiment_id=" + o.experiment
+	}
 	return r.Replace(path)
 }
 
-func bodyFor(method, path string) string {
+// namesObject reports whether a route names one object of a workspace, so
+// that another workspace's is a 404: by a path parameter, or (MLflow) by a
+// run or experiment in its query or body.
+func namesObject(path string) bool {
+	if strings.HasPrefix(path, mlflowPrefix) {
+		return path != mlflowPrefix+"runs/create" && path != mlflowPrefix+"experiments/create"
+	}
+	return strings.Contains(path, ":")
+}
+
+func bodyFor(method, path string, o objects) string {
+	if strings.HasPrefix(path, mlflowPrefix) && method == http.MethodPost {
+		switch strings.TrimPrefix(path, mlflowPrefix) {
+		case "experiments/create":
+			return fmt.Sprintf(`{"name":"made-%d"}`, time.Now().UnixNano())
+		case "runs/create":
+			return `{"experiment_id":"0","run_name":"r"}`
+		case "runs/update":
+			return `{"run_id":"` + o.job + `","status":"RUNNING"}`
+		case "runs/log-metric":
+			return `{"run_id":"` + o.job + `","key":"m","value":1,"timestamp":1700000000000,"step":0}`
+		case "runs/log-batch":
+			return `{"run_id":"` + o.job + `","metrics":[{"key":"m","value":1,"timestamp":1700000000000,"step":1}]}`
+		case "runs/log-parameter":
+			return `{"run_id":"` + o.job + `","key":"p","value":"1"}`
+		case "runs/set-tag":
+			return `{"run_id":"` + o.job + `","key":"t","value":"1"}`
+		}
+	}
 	switch {
 	case method != http.MethodPost:
 		return ""
+	case strings.HasSuffix(path, "/:id/metrics"):
+		return `{"metrics":[{"name":"m","value":1}]}`
+	case strings.HasSuffix(path, "/:id/params"):
+		return `{"params":{"p":"1"}}`
+	case strings.HasSuffix(path, "/:id/tags"):
+		return `{"tags":{"t":"1"}}`
 	case path == "/v1/jobs":
 		return jobBody
 	case path == "/v1/workspaces":
@@ -215,8 +257,8 @@ func TestIsolationMatrix(t *testing.T) {
 					if target == "other" {
 						o = f.objectsIn("team-b", adminB.Secret)
 					}
-					names := strings.Contains(path, ":")
-					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path))
+					names := namesObject(path)
+					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
 					case !allowed:
 						if code != http.StatusForbidden {
@@ -303,8 +345,15 @@ func TestBadTokensAreUnauthorizedEverywhere(t *testing.T) {
 		}
 		method, path, _ := strings.Cut(key, " ")
 		for name, tok := range map[string]string{"none": "", "garbage": "jgt_garbage", "revoked": revoked.Secret, "expired": expiring.Secret} {
-			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path))
+			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path, objects{job: "x"}))
 			var e api.ErrorBody
+			var me mlflowError
+			if strings.HasPrefix(path, mlflowPrefix) {
+				if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &me) != nil || me.ErrorCode != "UNAUTHENTICATED" {
+					t.Errorf("%s %s with %s token: %d %s, want 401 UNAUTHENTICATED", method, path, name, code, body)
+				}
+				continue
+			}
 			if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeUnauthorized {
 				t.Errorf("%s %s with %s token: %d %s, want 401 unauthorized", method, path, name, code, body)
 			}

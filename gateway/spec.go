@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"jobgate/api"
+	"jobgate/internal/store"
 	"jobgate/internal/webhook"
 )
 
@@ -86,6 +87,9 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// maxSpecTags bounds the tags a spec carries; more may be set later.
+const maxSpecTags = 100
+
 func specErr(format string, args ...any) *Error {
 	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec, format, args...)
 }
@@ -102,6 +106,12 @@ type SpecLimits struct {
 func normalize(s *api.JobSpec, lim SpecLimits) error {
 	if s.Mode == "" {
 		s.Mode = api.ModeContainer
+	}
+	if len(s.Tags) > maxSpecTags {
+		return specErr("tags: at most %d, not %d", maxSpecTags, len(s.Tags))
+	}
+	if err := store.CheckKV("tags", s.Tags, store.MaxTagValueLen); err != nil {
+		return specErr("%v", err)
 	}
 	if s.Mode != api.ModeContainer && s.Mode != api.ModeProcess {
 		return specErr("mode must be %q or %q, not %q", api.ModeContainer, api.ModeProcess, s.Mode)

@@ -68,6 +68,11 @@ type Config struct {
 	// outputs_too_large and none of that attempt's outputs are collected.
 	// Default 10 GiB.
 	MaxOutputBytes int64
+	// GatewayURL is the API address jobs are given (JOBGATE_URL, and
+	// MLFLOW_TRACKING_URI unless the job sets its own) with a token for their
+	// own job; it must be reachable from inside the job. Default
+	// http://127.0.0.1:8080.
+	GatewayURL string
 }
 
 // Worker is one worker process's job runner.
@@ -108,6 +113,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
+	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -428,8 +434,26 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	ship := newLogShipper(job.ID, w.store, spool, redactor(secretEnv))
-	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+3)
+	// The job's own token, for the API and MLflow: it reaches only this job
+	// and its children, and dies with the attempt (or its TTL, if the worker
+	// dies first).
+	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, time.Duration(job.Spec.TimeoutSeconds)*time.Second+time.Hour)
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("job token: %w", err)
+	}
+	defer func() {
+		revoke, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := w.store.RevokeJobToken(revoke, token); err != nil {
+			w.logger.WarnContext(ctx, "revoke job token", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}()
+	hidden := map[string]string{"JOBGATE_JOB_TOKEN": token}
+	for k, v := range secretEnv {
+		hidden[k] = v
+	}
+	ship := newLogShipper(job.ID, w.store, spool, redactor(hidden))
+	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
 	for k, v := range job.Spec.Env {
 		env[k] = v
 	}
@@ -442,6 +466,15 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	env["JOBGATE_JOB_ID"] = job.ID
 	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
 	env["JOBGATE_WORKSPACE"] = job.Workspace
+	env["JOBGATE_URL"] = w.cfg.GatewayURL
+	env["JOBGATE_JOB_TOKEN"] = token
+	// An unchanged MLflow script logs into this job, unless the job points
+	// MLflow at a server of its own.
+	if _, own := job.Spec.Env["MLFLOW_TRACKING_URI"]; !own {
+		env["MLFLOW_TRACKING_URI"] = w.cfg.GatewayURL
+		env["MLFLOW_TRACKING_TOKEN"] = token
+		env["MLFLOW_RUN_ID"] = job.ID
+	}
 	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
 	// resumes from what it saved there.

@@ -296,8 +296,13 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			scheme := "http"
+			if tlsCert != "" {
+				scheme = "https"
+			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut},
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut,
+				GatewayURL: scheme + "://" + addr},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
@@ -446,6 +451,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	var (
 		id, redisURL, artifactsDir, spoolDir, logLevel string
 		secretsKeyFile, redisCA, checkpointDir         string
+		gatewayURL                                     string
 		allowHost, listGPUs, listJSON                  bool
 		ex                                             executorFlags
 	)
@@ -489,7 +495,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut},
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, GatewayURL: gatewayURL},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
@@ -505,6 +511,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.BoolVar(&listJSON, "json", false, "with --list-gpus: print JSON")
 	fl.StringVar(&checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
+	fl.StringVar(&gatewayURL, "gateway-url", cmp.Or(getenv("JOBGATE_URL"), "http://127.0.0.1:8080"),
+		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	ex.register(cmd, "")
 	return cmd

@@ -97,11 +97,17 @@ func pendingScore(p api.Priority, created time.Time) float64 {
 	return float64(priorityRank(p)*100_000_000_000_000 + created.UnixMilli())
 }
 
-// CreateJob stores a new queued job and puts it in the pending set.
+// CreateJob stores a new queued job and puts it in the pending set. A
+// tracked run (mode tracked: a run logged through the tracking API, which
+// jobgate does not execute) is stored running instead, and never pending.
 func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 	spec, err := json.Marshal(j.Spec)
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
+	}
+	status := api.StatusQueued
+	if j.Spec.Mode == api.ModeTracked {
+		status = api.StatusRunning
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, jobKey(j.ID), map[string]any{
@@ -109,19 +115,28 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 			"workspace":  j.Workspace,
 			"name":       j.Name,
 			"experiment": j.Experiment,
-			"status":     string(api.StatusQueued),
+			"status":     string(status),
 			"reason":     j.Reason,
 			"attempt":    1,
 			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
 			"priority":   string(j.Spec.Priority),
 			"spec":       spec,
 			"notify":     strconv.FormatBool(j.Spec.Notify != nil),
+			// Its own field so job tokens can walk up a job tree cheaply.
+			"parent_id": j.Spec.ParentID,
 		})
 		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(api.StatusQueued), redis.Z{Member: j.ID})
+		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
 		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
 		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		if status == api.StatusRunning {
+			p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
+		} else {
+			p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		}
+		if len(j.Spec.Tags) > 0 {
+			p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
+		}
 		if j.Spec.ParentID != "" {
 			p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
 		}
@@ -967,4 +982,24 @@ func (s *Store) Experiments(ctx context.Context, ws string) (map[string]string, 
 // ExperimentJobCount is how many jobs experiment exp of ws holds.
 func (s *Store) ExperimentJobCount(ctx context.Context, ws, exp string) (int64, error) {
 	return s.rdb.ZCard(ctx, expIdxKey(ws, exp)).Result()
+}
+
+// CreateExperiment registers experiment exp of ws before it has jobs (the
+// MLflow API creates experiments first); false when it exists already.
+func (s *Store) CreateExperiment(ctx context.Context, ws, exp string, now time.Time) (bool, error) {
+	return s.rdb.HSetNX(ctx, experimentsKey+ws, exp, now.UTC().Format(time.RFC3339Nano)).Result()
+}
+
+// ExperimentActivity is when experiment exp of ws last got a job, or
+// ErrNotFound when ws has no such experiment.
+func (s *Store) ExperimentActivity(ctx context.Context, ws, exp string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, experimentsKey+ws, exp).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, _ := time.Parse(time.RFC3339Nano, v)
+	return t, nil
 }
