@@ -13,7 +13,7 @@
 //   - It writes the model to JOBGATE_OUTPUTS, which jobgate collects as the
 //     job's artifacts.
 //
-// Usage: train [-epochs N] [-lr RATE] [-data DIR] [-file NAME]
+// Usage: train [-epochs N] [-lr RATE] [-data DIR] [-file NAME] [-hold-until FILE]
 package main
 
 import (
@@ -35,6 +35,7 @@ func main() {
 	epochs := flag.Int("epochs", 30, "passes over the data")
 	lr := flag.Float64("lr", 0.5, "learning rate")
 	file := flag.String("file", "blobs.csv", "CSV file in the data folder: x1,x2,label")
+	holdUntil := flag.String("hold-until", "", "after writing the model, wait until this file exists (to look around with jobgate exec)")
 	data := flag.String("data", cmpOr(os.Getenv("JOBGATE_INPUT_DATA"), "/inputs/data"), "data folder (default: the job's input named data)")
 	flag.Parse()
 
@@ -66,6 +67,15 @@ func main() {
 		fail("write model: %v", err)
 	}
 	fmt.Println("model written to", filepath.Join(out, "model.json"))
+	if *holdUntil != "" {
+		fmt.Println("holding until", *holdUntil, "exists")
+		for {
+			if _, err := os.Stat(*holdUntil); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	ml.endRun()
 }
 
