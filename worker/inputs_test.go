@@ -47,9 +47,9 @@ func inputTree(t *testing.T) (root, ds, outside string) {
 		t.Fatal(err)
 	}
 	for link, target := range map[string]string{
-		filepath.Join(ds, "link-in"):  "sets",
-		filepath.Join(ds, "link-out"): outside,
-		filepath.Join(ds, "secret"):   filepath.Join(outside, "secret"),
+		filepath.Join(ds, "link-in"):   "sets",
+		filepath.Join(ds, "link-out"):  outside,
+		filepath.Join(ds, "secret"):    filepath.Join(outside, "secret"),
 		filepath.Join(root, "ds-link"): outside,
 	} {
 		if err := os.Symlink(target, link); err != nil {
