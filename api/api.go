@@ -67,6 +67,10 @@ const (
 	// ReasonOutputsTooLarge: the job wrote more to JOBGATE_OUTPUTS than the
 	// worker's cap (--max-output-mb); nothing of that attempt was collected.
 	ReasonOutputsTooLarge = "outputs_too_large"
+	// ReasonInputUnavailable: an input could not be given to the job (its
+	// datastore was deleted, the path is missing on the worker or leads out
+	// of the datastore); retrying would not help.
+	ReasonInputUnavailable = "input_unavailable"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -119,6 +123,34 @@ type JobSpec struct {
 	// Tags label the job (key → value); the job and the API may add more
 	// while it runs (POST /v1/jobs/{id}/tags, MLflow set-tag).
 	Tags map[string]string `json:"tags,omitempty"`
+	// Inputs maps input names (lower-case letters, digits, '_') to data of
+	// the workspace's datastores; input NAME appears at /inputs/NAME in a
+	// container, and its path is in JOBGATE_INPUT_<NAME>.
+	Inputs map[string]Input `json:"inputs,omitempty"`
+}
+
+// InputMode says how an input reaches the job.
+type InputMode string
+
+const (
+	// InputReadOnlyMount binds the datastore's folder into the container
+	// read-only (a host-process job gets the host path, which cannot be made
+	// read-only for it).
+	InputReadOnlyMount InputMode = "ro_mount"
+	// InputDownload copies the data into a folder of the attempt's own,
+	// writable and removed when the attempt ends.
+	InputDownload InputMode = "download"
+)
+
+// Input is one piece of data a job reads: Path below datastore Datastore.
+type Input struct {
+	// Datastore names a datastore of the job's workspace.
+	Datastore string `json:"datastore"`
+	// Path is relative to the datastore's folder, slash-separated, without
+	// "." or ".." segments; empty means the whole datastore.
+	Path string `json:"path,omitempty"`
+	// Mode defaults to ro_mount.
+	Mode InputMode `json:"mode,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",
@@ -235,6 +267,23 @@ type AuditEntry struct {
 	Actor     string    `json:"actor"`
 	Action    string    `json:"action"`
 	Target    string    `json:"target,omitempty"`
+}
+
+// Datastore is a named host folder of a workspace that jobs read as inputs.
+// The system admin may register any absolute path; a workspace admin only a
+// folder below one of the roots the gateway's operator configured.
+type Datastore struct {
+	Name string `json:"name"`
+	// Path is the absolute, clean path of the folder on the workers.
+	Path      string    `json:"path"`
+	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy names the token that registered it.
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// DatastoreList is GET /v1/datastores, sorted by name.
+type DatastoreList struct {
+	Datastores []Datastore `json:"datastores"`
 }
 
 // ArtifactList is GET /v1/jobs/{id}/artifacts: the files the job wrote to

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +61,10 @@ type Config struct {
 	// outbound calls may reach; the zero value refuses loopback, link-local
 	// and private addresses (`jobgate dev` allows loopback).
 	CallbackPolicy webhook.AddressPolicy
+	// DatastoreRoots are the absolute folders below which workspace admins
+	// may register datastores; the system admin may register any absolute
+	// path. Empty: only the system admin registers datastores.
+	DatastoreRoots []string
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -71,6 +77,11 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("gateway: --tls-cert and --tls-key go together")
+	}
+	for _, r := range c.DatastoreRoots {
+		if !filepath.IsAbs(r) || strings.IndexByte(r, 0) >= 0 {
+			return fmt.Errorf("gateway: datastore root %q must be an absolute path (--datastore-root /srv/data)", r)
+		}
 	}
 	return nil
 }
@@ -115,6 +126,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.SchedulerID = cmp.Or(cfg.SchedulerID, fmt.Sprintf("%s-%d", host, os.Getpid()))
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
+	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
@@ -171,6 +183,10 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/secrets", admin, g.listSecrets)
 	g.route(http.MethodDelete, "/v1/secrets/:name", admin, g.deleteSecret)
 	g.route(http.MethodGet, "/v1/audit", admin, g.auditLog)
+	g.route(http.MethodPost, "/v1/datastores", admin, g.createDatastore)
+	g.route(http.MethodGet, "/v1/datastores", read, g.listDatastores)
+	g.route(http.MethodGet, "/v1/datastores/:name", read, g.getDatastore)
+	g.route(http.MethodDelete, "/v1/datastores/:name", admin, g.deleteDatastore)
 
 	// -- triggers (issue 6) --
 	g.route(http.MethodPost, "/v1/triggers", admin, g.createTrigger)

@@ -26,6 +26,10 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 const systemToken = "system-token-0123456789"
 
+// testDatastoreRoot is the fixture gateway's datastore root; it need not
+// exist (paths that do not exist are checked as written).
+const testDatastoreRoot = "/srv/jobgate-test/datastores"
+
 type fixture struct {
 	t  *testing.T
 	g  *Gateway
@@ -46,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Config{AdminToken: systemToken}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := New(Config{AdminToken: systemToken, DatastoreRoots: []string{testDatastoreRoot}}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +124,7 @@ type objects struct {
 	trigger                string
 	schedule               string
 	experiment             string
+	datastore              string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -133,12 +138,14 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/triggers", admin, triggerBody(trg), nil)
 	sch := fmt.Sprintf("sch-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/schedules", admin, scheduleBody(sch), nil)
+	ds := fmt.Sprintf("ds-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/datastores", admin, datastoreBody(ds), nil)
 	exp := fmt.Sprintf("exp-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/jobs", admin, `{"image":"localhost/x:1","command":["x"],"experiment":"`+exp+`"}`, nil)
 	if err := f.g.artifacts.Put(context.Background(), artifact.OutputPrefix(j.ID)+"out.txt", strings.NewReader("out")); err != nil {
 		f.t.Fatal(err)
 	}
-	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp}
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds}
 }
 
 func fill(path string, o objects) string {
@@ -154,6 +161,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/experiments") {
 		r = strings.NewReplacer(":name", o.experiment)
+	}
+	if strings.HasPrefix(path, "/v1/datastores") {
+		r = strings.NewReplacer(":name", o.datastore)
 	}
 	switch path {
 	case mlflowPrefix + "runs/get":
@@ -216,6 +226,8 @@ func bodyFor(method, path string, o objects) string {
 		return triggerBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/schedules":
 		return scheduleBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
+	case path == "/v1/datastores":
+		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	}
 	return ""
 }
@@ -274,7 +286,7 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment} {
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}
@@ -308,6 +320,9 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	}
 	if code, body := f.call("GET", "/v1/triggers/"+o.trigger, admin, ""); code != http.StatusOK {
 		f.t.Fatalf("other workspace's trigger %s is gone: %d %s", o.trigger, code, body)
+	}
+	if code, body := f.call("GET", "/v1/datastores/"+o.datastore, admin, ""); code != http.StatusOK {
+		f.t.Fatalf("other workspace's datastore %s is gone: %d %s", o.datastore, code, body)
 	}
 	var sch struct{ Paused bool }
 	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)

@@ -115,6 +115,9 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 	if err := g.checkWorkspaceRules(ctx, ws, *spec); err != nil {
 		return err
 	}
+	if err := g.checkInputs(ctx, ws, *spec); err != nil {
+		return err
+	}
 	if spec.Notify != nil {
 		if err := webhook.ValidateURL(spec.Notify.URL, g.cfg.CallbackPolicy); err != nil {
 			return specErr("notify.url: %v", err)

@@ -185,6 +185,9 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 			return specErr("secrets.%s: %q is not a secret name", k, name)
 		}
 	}
+	if err := normalizeInputs(s); err != nil {
+		return err
+	}
 	if s.ParentID != "" && (len(s.ParentID) > 64 || strings.ContainsAny(s.ParentID, "/ \x00")) {
 		return specErr("parent_id %q is not a job id", s.ParentID)
 	}

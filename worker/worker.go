@@ -73,6 +73,10 @@ type Config struct {
 	// own job; it must be reachable from inside the job. Default
 	// http://127.0.0.1:8080.
 	GatewayURL string
+	// Mounts are cluster-level mounts, name → absolute host folder: every
+	// container job on this worker gets each read-only at /mounts/NAME, and
+	// every job its path in JOBGATE_MOUNT_NAME. Validate checks them.
+	Mounts map[string]string
 }
 
 // Worker is one worker process's job runner.
@@ -132,6 +136,9 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest,
 // leave the registry.
 func (w *Worker) Run(ctx context.Context) error {
+	if err := w.cfg.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("spool dir: %w", err)
 	}
@@ -141,7 +148,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	_, allowProc := w.executors[api.ModeProcess]
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
-		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now()}
+		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames()}
 	reg.Hostname, _ = os.Hostname()
 	if w.cfg.GPUs != nil {
 		for _, d := range w.cfg.GPUs.Devices() {
@@ -392,6 +399,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		// Retrying would write the same again.
 		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonOutputsTooLarge+": "+detail(runErr, errOutputsTooLarge)
 		return w.finish(ctx, job, outcome)
+	case errors.Is(runErr, errInputUnavailable):
+		// The data will not be there for another attempt either.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonInputUnavailable+": "+detail(runErr, errInputUnavailable)
+		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
 		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
 	case runErr != nil:
@@ -495,7 +506,14 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		}
 	}()
 	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
-	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
+	// Inputs last: a download may take long, and runs under the attempt's
+	// timeout and cancel as the workload does.
+	dropInputs, runErr := w.giveInputs(ctx, &a, job, attempt, ship.stderr)
+	defer dropInputs()
+	var res Outcome
+	if runErr == nil {
+		res, runErr = exec.Run(ctx, a, ship.stdout, ship.stderr)
+	}
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
@@ -628,6 +646,7 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
+	w.removeInputsDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

@@ -80,6 +80,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
 	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.experimentsCmd()}
+	cmds = append(cmds, c.datastoresCmd())
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)

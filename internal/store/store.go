@@ -752,6 +752,9 @@ type Worker struct {
 	Jobs []string `json:"jobs"`
 	// GPUs the worker offers, with the job holding each.
 	GPUs []WorkerGPU `json:"gpus"`
+	// Mounts names the cluster-level mounts (worker --mount) every job on
+	// this worker gets at /mounts/NAME.
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // WorkerGPU is one GPU of a worker.
@@ -790,6 +793,7 @@ func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) err
 			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
 			"status":             "up",
 			"gpus":               gpus,
+			"mounts":             strings.Join(w.Mounts, ","),
 		})
 		p.ZAdd(ctx, workersKey, redis.Z{Member: w.ID, Score: float64(now.UnixMilli())})
 		return nil
@@ -848,6 +852,9 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 		w.Slots, _ = strconv.Atoi(m["slots"])
 		if m["gpus"] != "" {
 			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
+		}
+		if m["mounts"] != "" {
+			w.Mounts = strings.Split(m["mounts"], ",")
 		}
 		alloc := gs[i].Val()
 		var usage []struct {
