@@ -63,6 +63,9 @@ const (
 	// ReasonOutputsTooLarge: the job wrote more to JOBGATE_OUTPUTS than the
 	// worker's cap (--max-output-mb); nothing of that attempt was collected.
 	ReasonOutputsTooLarge = "outputs_too_large"
+	// ReasonPreparationFailed: the job's preparation exited non-zero, so
+	// its command did not run ("preparation_failed: exited with 3").
+	ReasonPreparationFailed = "preparation_failed"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -112,6 +115,12 @@ type JobSpec struct {
 	// ParentID makes this job a child of another job of the same workspace
 	// (sweeps, pipelines); canceling the parent cancels its children.
 	ParentID string `json:"parent_id,omitempty"`
+	// Preparation is an argv run before Command, in the same image with the
+	// same environment, mounts, user and working folder (JOBGATE_WORKDIR),
+	// never through a shell. Its output goes to the job's log. When it exits
+	// non-zero the attempt fails with the reason preparation_failed (retried
+	// like a failed command, up to MaxRetries) and Command does not run.
+	Preparation []string `json:"preparation,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",

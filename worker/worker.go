@@ -388,6 +388,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
 		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
+	case errors.Is(runErr, errPreparationFailed):
+		// Retried like a failed command: a preparation may fail for a
+		// passing reason, such as a download.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonPreparationFailed+": "+detail(runErr, errPreparationFailed)
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
 		outcome.Status, outcome.Reason = api.StatusFailed, "executor_error: "+runErr.Error()
@@ -462,7 +466,12 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		}
 	}()
 	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
-	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
+	removeWorkDir, err := w.giveWorkDir(&a)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	defer removeWorkDir(ctx)
+	res, runErr := runSteps(ctx, exec, a, ship.stdout, ship.stderr)
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
@@ -595,6 +604,7 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
+	w.removeWorkDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
