@@ -68,6 +68,17 @@ type Config struct {
 	// outputs_too_large and none of that attempt's outputs are collected.
 	// Default 10 GiB.
 	MaxOutputBytes int64
+	// NodePrep is an executable run once on the host when the worker starts,
+	// before it takes any job (node preparation: drivers, caches, images). It
+	// runs as the worker's user with the worker's environment and
+	// JOBGATE_WORKER_ID, its output in the worker's log. Until it exits 0 the
+	// worker is registered as preparing and given no jobs; when it fails
+	// (non-zero exit, not executable, NodePrepTimeout) the worker stays
+	// registered as out_of_service with the reason, takes no jobs and waits
+	// to be stopped; a fixed NodePrep is run at the next start. Empty: none.
+	NodePrep string
+	// NodePrepTimeout bounds NodePrep; default 10 minutes.
+	NodePrepTimeout time.Duration
 }
 
 // Worker is one worker process's job runner.
@@ -108,6 +119,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
+	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -126,6 +138,9 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest,
 // leave the registry.
 func (w *Worker) Run(ctx context.Context) error {
+	if err := w.cfg.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("spool dir: %w", err)
 	}
@@ -136,6 +151,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	_, allowProc := w.executors[api.ModeProcess]
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
 		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now()}
+	if w.cfg.NodePrep != "" {
+		reg.Status = store.WorkerPreparing
+	}
 	reg.Hostname, _ = os.Hostname()
 	if w.cfg.GPUs != nil {
 		for _, d := range w.cfg.GPUs.Devices() {
@@ -147,6 +165,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.recoverOwn(ctx)
+	if ok, err := w.prepareNode(ctx); !ok {
+		return err // out of service, or stopped during node preparation
+	}
 
 	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
 	if err != nil {
