@@ -84,7 +84,7 @@ func (w *Worker) runNodePrep(ctx context.Context, log *slog.Logger) string {
 	path := w.cfg.NodePrep
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.NodePrepTimeout)
 	defer cancel()
-	out := &lineLog{ctx: ctx, log: log}
+	out := &lineLog{log: log}
 	cmd := exec.CommandContext(rctx, path)
 	cmd.Env = append(os.Environ(), "JOBGATE_WORKER_ID="+w.cfg.ID)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -117,7 +117,6 @@ func (w *Worker) runNodePrep(ctx context.Context, log *slog.Logger) string {
 
 // lineLog logs a process's output line by line and keeps its last lines.
 type lineLog struct {
-	ctx context.Context
 	log *slog.Logger
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -156,7 +155,7 @@ func (l *lineLog) flush() {
 // line logs one line; mu is held.
 func (l *lineLog) line(b []byte) {
 	s := strings.TrimRight(string(b[:min(len(b), nodePrepLineMax)]), "\r")
-	l.log.InfoContext(l.ctx, "node preparation output", slog.String("line", s))
+	l.log.Info("node preparation output", slog.String("line", s))
 	if strings.TrimSpace(s) == "" {
 		return
 	}
