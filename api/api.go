@@ -71,6 +71,9 @@ const (
 	// datastore was deleted, the path is missing on the worker or leads out
 	// of the datastore); retrying would not help.
 	ReasonInputUnavailable = "input_unavailable"
+	// ReasonPreparationFailed: the job's preparation exited non-zero, so
+	// its command did not run ("preparation_failed: exited with 3").
+	ReasonPreparationFailed = "preparation_failed"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -127,6 +130,12 @@ type JobSpec struct {
 	// the workspace's datastores; input NAME appears at /inputs/NAME in a
 	// container, and its path is in JOBGATE_INPUT_<NAME>.
 	Inputs map[string]Input `json:"inputs,omitempty"`
+	// Preparation is an argv run before Command, in the same image with the
+	// same environment, mounts, user and working folder (JOBGATE_WORKDIR),
+	// never through a shell. Its output goes to the job's log. When it exits
+	// non-zero the attempt fails with the reason preparation_failed (retried
+	// like a failed command, up to MaxRetries) and Command does not run.
+	Preparation []string `json:"preparation,omitempty"`
 }
 
 // InputMode says how an input reaches the job.

@@ -130,6 +130,9 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 			return specErr("command[%d] must be valid UTF-8 without NUL bytes", i)
 		}
 	}
+	if err := checkPreparation(s); err != nil {
+		return err
+	}
 	switch s.Mode {
 	case api.ModeContainer:
 		if s.Image == "" {

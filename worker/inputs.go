@@ -37,8 +37,9 @@ var errInputUnavailable = errors.New("input unavailable")
 // names: each becomes part of an environment variable's name.
 var mountNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
-// Validate says what is wrong with cfg in words a person can act on.
-func (c Config) Validate() error {
+// validateMounts checks the cluster-level mounts: names, and folders that
+// exist on this machine.
+func (c Config) validateMounts() error {
 	for _, name := range slices.Sorted(maps.Keys(c.Mounts)) {
 		p := c.Mounts[name]
 		if !mountNameRE.MatchString(name) {

@@ -77,6 +77,25 @@ type Config struct {
 	// container job on this worker gets each read-only at /mounts/NAME, and
 	// every job its path in JOBGATE_MOUNT_NAME. Validate checks them.
 	Mounts map[string]string
+	// NodePrep is an executable run once on the host when the worker starts,
+	// before it takes any job (node preparation: drivers, caches, images). It
+	// runs as the worker's user with the worker's environment and
+	// JOBGATE_WORKER_ID, its output in the worker's log. Until it exits 0 the
+	// worker is registered as preparing and given no jobs; when it fails
+	// (non-zero exit, not executable, NodePrepTimeout) the worker stays
+	// registered as out_of_service with the reason, takes no jobs and waits
+	// to be stopped; a fixed NodePrep is run at the next start. Empty: none.
+	NodePrep string
+	// NodePrepTimeout bounds NodePrep; default 10 minutes.
+	NodePrepTimeout time.Duration
+}
+
+// Validate says what is wrong with cfg in words a person can act on.
+func (c Config) Validate() error {
+	if c.NodePrepTimeout < 0 {
+		return fmt.Errorf("worker: node preparation timeout %s: must not be negative (0 means the default, 10m)", c.NodePrepTimeout)
+	}
+	return c.validateMounts()
 }
 
 // Worker is one worker process's job runner.
@@ -118,6 +137,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
 	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
+	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -149,6 +169,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	_, allowProc := w.executors[api.ModeProcess]
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
 		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames()}
+	if w.cfg.NodePrep != "" {
+		reg.Status = store.WorkerPreparing
+	}
 	reg.Hostname, _ = os.Hostname()
 	if w.cfg.GPUs != nil {
 		for _, d := range w.cfg.GPUs.Devices() {
@@ -160,6 +183,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.recoverOwn(ctx)
+	if ok, err := w.prepareNode(ctx); !ok {
+		return err // out of service, or stopped during node preparation
+	}
 
 	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
 	if err != nil {
@@ -405,6 +431,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
 		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
+	case errors.Is(runErr, errPreparationFailed):
+		// Retried like a failed command: a preparation may fail for a
+		// passing reason, such as a download.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonPreparationFailed+": "+detail(runErr, errPreparationFailed)
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
 		outcome.Status, outcome.Reason = api.StatusFailed, "executor_error: "+runErr.Error()
@@ -506,13 +536,18 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		}
 	}()
 	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
+	removeWorkDir, err := w.giveWorkDir(&a)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	defer removeWorkDir(ctx)
 	// Inputs last: a download may take long, and runs under the attempt's
 	// timeout and cancel as the workload does.
 	dropInputs, runErr := w.giveInputs(ctx, &a, job, attempt, ship.stderr)
 	defer dropInputs()
 	var res Outcome
 	if runErr == nil {
-		res, runErr = exec.Run(ctx, a, ship.stdout, ship.stderr)
+		res, runErr = runSteps(ctx, exec, a, ship.stdout, ship.stderr)
 	}
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
@@ -647,6 +682,7 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
 	w.removeInputsDirs(ctx, job.ID)
+	w.removeWorkDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

@@ -145,6 +145,10 @@ type executorFlags struct {
 	gpuSample  time.Duration
 	maxOutMB   int64
 	mounts     []string
+	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
+	// NodePrepTimeout.
+	nodePrep        string
+	nodePrepTimeout time.Duration
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -160,6 +164,8 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
+	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
+	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
 }
 
 // mountMap is --mount as name → host folder, checked before anything starts.
@@ -325,7 +331,8 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
 				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut,
-				GatewayURL: scheme + "://" + addr, Mounts: mounts},
+				GatewayURL: scheme + "://" + addr, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
@@ -528,7 +535,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, GatewayURL: gatewayURL, Mounts: mounts},
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, GatewayURL: gatewayURL, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},

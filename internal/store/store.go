@@ -743,8 +743,11 @@ type Worker struct {
 	Hostname string `json:"hostname"`
 	Executor string `json:"executor"`
 	Slots    int    `json:"slots"`
-	// Status is "up" while registered, "stopped" after a clean shutdown.
-	Status           string    `json:"status"`
+	// Status is "up" while registered, "stopped" after a clean shutdown;
+	// WorkerPreparing and WorkerOutOfService keep a live worker from jobs.
+	Status string `json:"status"`
+	// Problem says why a worker is out of service.
+	Problem          string    `json:"problem,omitempty"`
 	AllowHostProcess bool      `json:"allow_host_process"`
 	StartedAt        time.Time `json:"started_at"`
 	LastHeartbeat    time.Time `json:"last_heartbeat"`
@@ -791,7 +794,8 @@ func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) err
 			"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
 			"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
 			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
-			"status":             "up",
+			"status":             cmp.Or(w.Status, WorkerUp),
+			"problem":            w.Problem,
 			"gpus":               gpus,
 			"mounts":             strings.Join(w.Mounts, ","),
 		})
@@ -846,7 +850,7 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 	out := make([]Worker, 0, len(zs))
 	for i, z := range zs {
 		m := hs[i].Val()
-		w := Worker{ID: z.Member.(string), Hostname: m["hostname"], Executor: m["executor"], Status: m["status"],
+		w := Worker{ID: z.Member.(string), Hostname: m["hostname"], Executor: m["executor"], Status: m["status"], Problem: m["problem"],
 			AllowHostProcess: m["allow_host_process"] == "true",
 			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
 		w.Slots, _ = strconv.Atoi(m["slots"])
