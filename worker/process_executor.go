@@ -45,6 +45,11 @@ type ProcessConfig struct {
 type ProcessExecutor struct {
 	cfg    ProcessConfig
 	logger *slog.Logger
+
+	// mu guards the field below.
+	mu sync.Mutex
+	// attempts are the running attempts Exec may run beside, by procKey.
+	attempts map[string]*procAttempt
 }
 
 var _ Executor = (*ProcessExecutor)(nil)
@@ -95,6 +100,7 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 
 	env := map[string]string{"PATH": defaultPath, "HOME": dir, "JOBGATE_JOB_ID": a.JobID}
 	maps.Copy(env, a.Env)
+	defer p.track(a.JobID, a.Number, dir, env)()
 	argv := a.Spec.Command
 	path, err := lookPath(argv[0], env["PATH"], dir)
 	if err != nil {
