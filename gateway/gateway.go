@@ -147,6 +147,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/jobs", read, g.listJobs)
 	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
 	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
+	g.route(http.MethodPost, "/v1/jobs/:id/exec", submit, g.execJob)
 	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
 	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", read, g.listArtifacts)
 	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", read, g.getArtifact)
