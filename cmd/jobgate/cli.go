@@ -79,7 +79,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 		env = func(string) string { return "" }
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
-	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd()}
+	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.execCmd()}
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)
