@@ -154,6 +154,10 @@ func (g *Gateway) awaitExecStart(ctx context.Context, session string) (*queue.Ex
 		if len(events) > 0 {
 			return &events[0], nil
 		}
+		// The client still waits: the worker must not take it for gone.
+		if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil && ctx.Err() == nil {
+			return nil, err
+		}
 	}
 }
 
@@ -220,7 +224,9 @@ func (s *execStream) run(ctx context.Context) bool {
 		send(api.ExecLine{Error: &api.ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
 	}
 
-	renewed, heard, checked := time.Now(), time.Now(), time.Now()
+	// The lease is renewed at once: the start may have taken a while.
+	var renewed time.Time
+	heard, checked := time.Now(), time.Now()
 	for {
 		events, err := queue.ReadExec(ctx, s.g.rdb, s.session, s.after, time.Second)
 		if ctx.Err() != nil {

@@ -196,7 +196,9 @@ func ReadExec(ctx context.Context, rdb redis.UniversalClient, session, after str
 			str := func(k string) string { s, _ := m.Values[k].(string); return s }
 			e.Kind = ExecEventKind(str("k"))
 			e.Seq, _ = strconv.ParseInt(str("n"), 10, 64)
-			e.Data = []byte(str("d"))
+			if d, ok := m.Values["d"].(string); ok {
+				e.Data = []byte(d)
+			}
 			e.ExitCode, _ = strconv.Atoi(str("x"))
 			e.Code, e.Message = str("c"), str("m")
 			out = append(out, e)

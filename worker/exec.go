@@ -169,7 +169,7 @@ func (w *Worker) runExec(ctx context.Context, r queue.ExecRequest) {
 	}
 	switch {
 	case errors.Is(err, ErrNotRunning) && w.isRunning(r.JobID):
-		fail(queue.ExecCodeNotRunning, "job %s is running, but its workload is not up yet (%s); retry in a moment", r.JobID, detail(err, ErrNotRunning))
+		fail(queue.ExecCodeNotRunning, "job %s has no running workload on worker %s right now (%s): it is starting or stopping", r.JobID, w.cfg.ID, detail(err, ErrNotRunning))
 	case errors.Is(err, ErrNotRunning):
 		fail(queue.ExecCodeNotRunning, "job %s is no longer running (%s)", r.JobID, detail(err, ErrNotRunning))
 	case errors.Is(err, ErrStart):
