@@ -30,11 +30,11 @@ no terminal. Ctrl-C stops the command. Needs a token with the submit scope.`,
   jobgate exec --timeout 30s 01jd2x4g9k5v0a8m3r7c6b1n2p -- nvidia-smi`,
 		Args: cobra.MinimumNArgs(2),
 	}
-	// Everything after the job ID is the command's, flags included.
-	cmd.Flags().SetInterspersed(false)
 	cmd.RunE = runE("exec", func(ctx context.Context, args []string) error {
-		if dash := cmd.ArgsLenAtDash(); dash != -1 && dash != 1 {
-			return fmt.Errorf("usage: jobgate exec ID -- COMMAND [ARGS...] (one job ID before --)")
+		// After --, flags are the command's: `exec ID -- ls -l` is never
+		// read as jobgate's own -l.
+		if cmd.ArgsLenAtDash() != 1 {
+			return fmt.Errorf("usage: jobgate exec ID -- COMMAND [ARGS...]: one job ID, then -- and the command")
 		}
 		req := api.ExecRequest{Command: args[1:]}
 		if timeout != 0 {
