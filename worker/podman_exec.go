@@ -56,7 +56,6 @@ func (p *PodmanExecutor) Exec(ctx context.Context, jobID string, number int, arg
 	if err := conns.install(conn); err != nil {
 		return 0, err
 	}
-	defer conns.closeAll()
 	out, errOut := &streamWriter{w: o.Stdout}, &streamWriter{w: o.Stderr}
 	opts := new(containers.ExecStartAndAttachOptions).WithOutputStream(out).WithErrorStream(errOut).
 		WithAttachOutput(true).WithAttachError(true)
@@ -64,8 +63,13 @@ func (p *PodmanExecutor) Exec(ctx context.Context, jobID string, number int, arg
 	// A command that is not in the image fails later, as runc does: exit
 	// code 127 and its message on stderr.
 	o.started()
-	done := make(chan error, 1)
-	go func() { done <- containers.ExecStartAndAttach(actx, session, opts) }()
+	done, attached := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(attached)
+		done <- containers.ExecStartAndAttach(actx, session, opts)
+	}()
+	// Nothing is written to o's writers after Exec returns.
+	defer func() { conns.closeAll(); <-attached }()
 
 	select {
 	case err = <-done:
@@ -75,6 +79,10 @@ func (p *PodmanExecutor) Exec(ctx context.Context, jobID string, number int, arg
 		if err, stopErr = p.stopExec(ctx, jobID, session, done); stopErr != nil {
 			return 0, stopErr
 		}
+	}
+	var apiErr *errorhandling.ErrorModel
+	if errors.As(err, &apiErr) && apiErr.ResponseCode == http.StatusConflict {
+		return 0, fmt.Errorf("%w: container %s stopped: %v", ErrNotRunning, name, err)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", name, err)
