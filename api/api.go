@@ -43,6 +43,10 @@ type Mode string
 const (
 	ModeContainer Mode = "container"
 	ModeProcess   Mode = "process"
+	// ModeTracked is a run created through the tracking API (MLflow's
+	// runs/create) that jobgate records but does not execute: it is running
+	// from creation until its client ends it. It cannot be submitted.
+	ModeTracked Mode = "tracked"
 )
 
 // Reasons a job ended or why it is waiting. Reason strings in records may add
@@ -63,6 +67,13 @@ const (
 	// ReasonOutputsTooLarge: the job wrote more to JOBGATE_OUTPUTS than the
 	// worker's cap (--max-output-mb); nothing of that attempt was collected.
 	ReasonOutputsTooLarge = "outputs_too_large"
+	// ReasonInputUnavailable: an input could not be given to the job (its
+	// datastore was deleted, the path is missing on the worker or leads out
+	// of the datastore); retrying would not help.
+	ReasonInputUnavailable = "input_unavailable"
+	// ReasonPreparationFailed: the job's preparation exited non-zero, so
+	// its command did not run ("preparation_failed: exited with 3").
+	ReasonPreparationFailed = "preparation_failed"
 )
 
 // Resources is what a job asks of the worker it runs on.
@@ -112,6 +123,43 @@ type JobSpec struct {
 	// ParentID makes this job a child of another job of the same workspace
 	// (sweeps, pipelines); canceling the parent cancels its children.
 	ParentID string `json:"parent_id,omitempty"`
+	// Tags label the job (key → value); the job and the API may add more
+	// while it runs (POST /v1/jobs/{id}/tags, MLflow set-tag).
+	Tags map[string]string `json:"tags,omitempty"`
+	// Inputs maps input names (lower-case letters, digits, '_') to data of
+	// the workspace's datastores; input NAME appears at /inputs/NAME in a
+	// container, and its path is in JOBGATE_INPUT_<NAME>.
+	Inputs map[string]Input `json:"inputs,omitempty"`
+	// Preparation is an argv run before Command, in the same image with the
+	// same environment, mounts, user and working folder (JOBGATE_WORKDIR),
+	// never through a shell. Its output goes to the job's log. When it exits
+	// non-zero the attempt fails with the reason preparation_failed (retried
+	// like a failed command, up to MaxRetries) and Command does not run.
+	Preparation []string `json:"preparation,omitempty"`
+}
+
+// InputMode says how an input reaches the job.
+type InputMode string
+
+const (
+	// InputReadOnlyMount binds the datastore's folder into the container
+	// read-only (a host-process job gets the host path, which cannot be made
+	// read-only for it).
+	InputReadOnlyMount InputMode = "ro_mount"
+	// InputDownload copies the data into a folder of the attempt's own,
+	// writable and removed when the attempt ends.
+	InputDownload InputMode = "download"
+)
+
+// Input is one piece of data a job reads: Path below datastore Datastore.
+type Input struct {
+	// Datastore names a datastore of the job's workspace.
+	Datastore string `json:"datastore"`
+	// Path is relative to the datastore's folder, slash-separated, without
+	// "." or ".." segments; empty means the whole datastore.
+	Path string `json:"path,omitempty"`
+	// Mode defaults to ro_mount.
+	Mode InputMode `json:"mode,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",
@@ -148,6 +196,11 @@ type Job struct {
 	// Metrics holds the last reported value of each of the job's metrics
 	// (GET /v1/jobs/{id}/metrics has every point).
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// Params are what the job logged as its parameters (learning rate, ...);
+	// a param never changes once logged.
+	Params map[string]string `json:"params,omitempty"`
+	// Tags are the spec's tags and those added since.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // JobList is one page of GET /v1/jobs, newest first.
@@ -225,6 +278,23 @@ type AuditEntry struct {
 	Target    string    `json:"target,omitempty"`
 }
 
+// Datastore is a named host folder of a workspace that jobs read as inputs.
+// The system admin may register any absolute path; a workspace admin only a
+// folder below one of the roots the gateway's operator configured.
+type Datastore struct {
+	Name string `json:"name"`
+	// Path is the absolute, clean path of the folder on the workers.
+	Path      string    `json:"path"`
+	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy names the token that registered it.
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// DatastoreList is GET /v1/datastores, sorted by name.
+type DatastoreList struct {
+	Datastores []Datastore `json:"datastores"`
+}
+
 // ArtifactList is GET /v1/jobs/{id}/artifacts: the files the job wrote to
 // its outputs folder (JOBGATE_OUTPUTS), sorted by path.
 type ArtifactList struct {
@@ -251,6 +321,50 @@ type MetricPoint struct {
 	Step      int64     `json:"step"`
 	Value     float64   `json:"value"`
 	Timestamp time.Time `json:"timestamp"`
+}
+
+// MetricsInput is the body of POST /v1/jobs/{id}/metrics.
+type MetricsInput struct {
+	Metrics []MetricInput `json:"metrics"`
+}
+
+// MetricInput is one reported value. Without Step, the point gets the next
+// step of its metric (0, 1, 2, ...), as a "::metric" line without step does.
+type MetricInput struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Step  *int64  `json:"step,omitempty"`
+	// Timestamp defaults to when the gateway received the point.
+	Timestamp *time.Time `json:"timestamp,omitempty"`
+}
+
+// ParamsInput is the body of POST /v1/jobs/{id}/params.
+type ParamsInput struct {
+	Params map[string]string `json:"params"`
+}
+
+// TagsInput is the body of POST /v1/jobs/{id}/tags.
+type TagsInput struct {
+	Tags map[string]string `json:"tags"`
+}
+
+// ExperimentList is GET /v1/experiments, most recently active first.
+type ExperimentList struct {
+	Experiments []Experiment `json:"experiments"`
+}
+
+// Experiment is a name jobs are grouped under, with how many it holds.
+type Experiment struct {
+	Name         string    `json:"name"`
+	JobCount     int64     `json:"job_count"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+// ExperimentJobs is GET /v1/experiments/{name}/jobs: the experiment's jobs
+// with their last metric values, newest first or sorted by a metric.
+type ExperimentJobs struct {
+	Experiment string `json:"experiment"`
+	Jobs       []Job  `json:"jobs"`
 }
 
 // ExecRequest is the body of POST /v1/jobs/{id}/exec: run Command (an argv,

@@ -283,6 +283,66 @@ func (c *Client) Metrics(ctx context.Context, id string, names ...string) (*api.
 	return &m, nil
 }
 
+// LogMetrics records metric points of a job (POST /v1/jobs/{id}/metrics).
+// Inside a job, New(os.Getenv("JOBGATE_URL"), os.Getenv("JOBGATE_JOB_TOKEN"))
+// reports into the job itself.
+func (c *Client) LogMetrics(ctx context.Context, id string, points ...api.MetricInput) error {
+	p, err := jobPath(id, "/metrics")
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, http.MethodPost, p, nil, nil, api.MetricsInput{Metrics: points}, nil)
+}
+
+// LogParams records params of a job (POST /v1/jobs/{id}/params); a param
+// keeps its first value, and logging another is an error (409).
+func (c *Client) LogParams(ctx context.Context, id string, params map[string]string) error {
+	p, err := jobPath(id, "/params")
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, http.MethodPost, p, nil, nil, api.ParamsInput{Params: params}, nil)
+}
+
+// SetTags sets tags of a job (POST /v1/jobs/{id}/tags).
+func (c *Client) SetTags(ctx context.Context, id string, tags map[string]string) error {
+	p, err := jobPath(id, "/tags")
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, http.MethodPost, p, nil, nil, api.TagsInput{Tags: tags}, nil)
+}
+
+// Experiments lists the workspace's experiments (GET /v1/experiments).
+func (c *Client) Experiments(ctx context.Context) ([]api.Experiment, error) {
+	var l api.ExperimentList
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/experiments", nil, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Experiments, nil
+}
+
+// ExperimentJobs lists an experiment's jobs (GET /v1/experiments/{name}/jobs);
+// sort is a metric name, "-" in front for descending ("-accuracy"), or ""
+// for newest first; limit 0 is the server's default.
+func (c *Client) ExperimentJobs(ctx context.Context, name, sort string, limit int) ([]api.Job, error) {
+	if name == "" {
+		return nil, errors.New("experiment name is empty")
+	}
+	q := url.Values{}
+	if sort != "" {
+		q.Set("sort", sort)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var l api.ExperimentJobs
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/experiments/"+url.PathEscape(name)+"/jobs", q, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Jobs, nil
+}
+
 // Wait polls Get, backing off between polls, until the job is in a terminal
 // state (succeeded, failed or canceled), and returns it. It returns the first
 // error Get returns, or the context's error, wrapped, when ctx ends first.

@@ -40,6 +40,9 @@ type principal struct {
 	// System is the system admin (JOBGATE_TOKEN): every scope in every
 	// workspace, and the only one who creates workspaces.
 	System bool
+	// JobID is set for a job token (JOBGATE_JOB_TOKEN): it reaches only
+	// routes that allow job tokens, and only that job and its descendants.
+	JobID string
 }
 
 // can reports whether p holds scope; admin implies every other scope.
@@ -62,6 +65,8 @@ type access struct {
 	System bool
 	// Public: no token at all.
 	Public bool
+	// Job: a job's own token may call it too (for that job's tree only).
+	Job bool
 }
 
 // route registers a handler with its access rule; every route under /v1 goes
@@ -92,6 +97,18 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		ctx := c.Request().Context()
+		if strings.HasPrefix(tok, store.JobTokenPrefix) {
+			jt, err := g.store.JobTokenBySecret(ctx, tok)
+			if errors.Is(err, store.ErrNotFound) {
+				return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid or expired job token (a job token works only while its attempt runs)")
+			}
+			if err != nil {
+				return err
+			}
+			c.Set(principalKey, principal{Workspace: jt.Workspace, Actor: "job:" + jt.JobID, JobID: jt.JobID,
+				Scopes: []api.Scope{api.ScopeRead, api.ScopeSubmit}})
+			return next(c)
+		}
 		t, err := g.store.TokenBySecret(ctx, tok)
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
@@ -132,10 +149,33 @@ func (g *Gateway) authorize(rule access) echo.MiddlewareFunc {
 				return errorf(http.StatusForbidden, CodeForbidden, "only the system admin token may do this")
 			case rule.Scope != "" && !p.can(rule.Scope):
 				return errorf(http.StatusForbidden, CodeForbidden, "this token lacks the %q scope", rule.Scope)
+			case p.JobID != "" && !rule.Job:
+				return errorf(http.StatusForbidden, CodeForbidden, "a job token may not do this (it reaches only its own job and the jobs it started)")
+			}
+			if id := c.Param("id"); p.JobID != "" && id != "" {
+				if err := g.checkJobTree(c.Request().Context(), p, id); err != nil {
+					return err
+				}
 			}
 			return next(c)
 		}
 	}
+}
+
+// checkJobTree lets a job token reach job id only when it is the token's
+// job or one of its descendants; any other principal passes.
+func (g *Gateway) checkJobTree(ctx context.Context, p principal, id string) error {
+	if p.JobID == "" {
+		return nil
+	}
+	ok, err := g.store.IsInJobTree(ctx, p.JobID, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errorf(http.StatusForbidden, CodeForbidden, "job %s is not this job token's job (%s) or one of its descendants", id, p.JobID)
+	}
+	return nil
 }
 
 // rateLimit enforces the workspace's requests_per_second across all gateways

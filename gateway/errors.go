@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -69,6 +70,11 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(ae.Status)
+		return
+	}
+	if strings.HasPrefix(c.Request().URL.Path, mlflowPrefix) {
+		// MLflow's clients read MLflow's error shape.
+		_ = c.JSON(ae.Status, mlflowError{ErrorCode: mlflowCode(ae), Message: ae.Message})
 		return
 	}
 	_ = c.JSON(ae.Status, api.ErrorBody{Error: api.ErrorDetail{Code: ae.Code, Message: ae.Message}})

@@ -86,6 +86,9 @@ func (g *Gateway) execJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if job.Spec.Mode == api.ModeTracked {
+		return errorf(http.StatusConflict, queue.ExecCodeUnsupported, "job %s is a tracked run, which jobgate records but does not execute: there is nothing to exec into", job.ID)
+	}
 	if job.Status != api.StatusRunning || job.Worker == "" {
 		return errorf(http.StatusConflict, queue.ExecCodeNotRunning, "job %s is %s; exec needs a running job", job.ID, job.Status)
 	}

@@ -266,6 +266,14 @@ func TestExecRelaysTheWorker(t *testing.T) {
 			t.Fatalf("got %d %q, want 409 saying the job is queued", code, lines)
 		}
 	})
+	t.Run("a tracked run", func(t *testing.T) {
+		run := f.mlflowOK("POST", "runs/create", systemToken, `{"experiment_id": "0", "run_name": "notebook"}`)["run"].(map[string]any)
+		id := run["info"].(map[string]any)["run_id"].(string)
+		code, _, lines := f.execCall(id, systemToken, body)
+		if code != http.StatusConflict || len(lines) != 1 || !strings.Contains(lines[0], queue.ExecCodeUnsupported) {
+			t.Fatalf("got %d %q, want 409 %s: nothing runs it", code, lines, queue.ExecCodeUnsupported)
+		}
+	})
 	t.Run("bad requests", func(t *testing.T) {
 		for b, status := range map[string]int{`{`: 400, `{"command":[]}`: 422, `{"command":["ls"],"tty":true}`: 422, `{"command":["ls"],"timeout_seconds":7200}`: 422} {
 			if code, _, lines := f.execCall(j.ID, systemToken, b); code != status {

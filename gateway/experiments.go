@@ -18,13 +18,6 @@ import (
 // them by a metric.
 const experimentsScanCap = 10_000
 
-// Experiment is one row of GET /v1/experiments.
-type Experiment struct {
-	Name         string    `json:"name"`
-	JobCount     int64     `json:"job_count"`
-	LastActivity time.Time `json:"last_activity"`
-}
-
 func (g *Gateway) listExperiments(c echo.Context) error {
 	ctx := c.Request().Context()
 	ws := principalOf(c).Workspace
@@ -32,9 +25,9 @@ func (g *Gateway) listExperiments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]Experiment, 0, len(exps))
+	out := make([]api.Experiment, 0, len(exps))
 	for name, last := range exps {
-		e := Experiment{Name: name}
+		e := api.Experiment{Name: name}
 		e.LastActivity, _ = time.Parse(time.RFC3339Nano, last)
 		if e.JobCount, err = g.store.ExperimentJobCount(ctx, ws, name); err != nil {
 			return err
@@ -42,10 +35,10 @@ func (g *Gateway) listExperiments(c echo.Context) error {
 		out = append(out, e)
 	}
 	// Most recently active first.
-	slices.SortFunc(out, func(a, b Experiment) int {
+	slices.SortFunc(out, func(a, b api.Experiment) int {
 		return cmp.Or(b.LastActivity.Compare(a.LastActivity), strings.Compare(a.Name, b.Name))
 	})
-	return c.JSON(http.StatusOK, map[string]any{"experiments": out})
+	return c.JSON(http.StatusOK, api.ExperimentList{Experiments: out})
 }
 
 // experimentJobs is the "which run was best" view: the experiment's jobs with
@@ -113,5 +106,5 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 	for i := range jobs {
 		redactSpec(&jobs[i].Spec)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"experiment": name, "jobs": jobs})
+	return c.JSON(http.StatusOK, api.ExperimentJobs{Experiment: name, Jobs: jobs})
 }

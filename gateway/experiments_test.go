@@ -28,7 +28,7 @@ func TestExperimentsSortByMetric(t *testing.T) {
 	}
 	f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"experiment":"other"}`, nil)
 
-	var list struct{ Experiments []Experiment }
+	var list struct{ Experiments []api.Experiment }
 	f.mustCall("GET", "/v1/experiments", systemToken, "", &list)
 	if len(list.Experiments) != 2 || list.Experiments[0].Name != "other" || list.Experiments[1].JobCount != 4 {
 		t.Fatalf("experiments: %+v; want other (newest) and resnet with 4 jobs", list.Experiments)

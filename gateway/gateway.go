@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +61,10 @@ type Config struct {
 	// outbound calls may reach; the zero value refuses loopback, link-local
 	// and private addresses (`jobgate dev` allows loopback).
 	CallbackPolicy webhook.AddressPolicy
+	// DatastoreRoots are the absolute folders below which workspace admins
+	// may register datastores; the system admin may register any absolute
+	// path. Empty: only the system admin registers datastores.
+	DatastoreRoots []string
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -71,6 +77,11 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("gateway: --tls-cert and --tls-key go together")
+	}
+	for _, r := range c.DatastoreRoots {
+		if !filepath.IsAbs(r) || strings.IndexByte(r, 0) >= 0 {
+			return fmt.Errorf("gateway: datastore root %q must be an absolute path (--datastore-root /srv/data)", r)
+		}
 	}
 	return nil
 }
@@ -115,6 +126,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.SchedulerID = cmp.Or(cfg.SchedulerID, fmt.Sprintf("%s-%d", host, os.Getpid()))
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
+	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
@@ -143,17 +155,23 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
 
 	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
-	g.route(http.MethodPost, "/v1/jobs", submit, g.submitJob)
+	// What a job's own token (JOBGATE_JOB_TOKEN) may do, in its job tree.
+	jobRead, jobSubmit := access{Scope: api.ScopeRead, Job: true}, access{Scope: api.ScopeSubmit, Job: true}
+	g.route(http.MethodPost, "/v1/jobs", jobSubmit, g.submitJob)
 	g.route(http.MethodGet, "/v1/jobs", read, g.listJobs)
-	g.route(http.MethodGet, "/v1/jobs/:id", read, g.getJob)
-	g.route(http.MethodPost, "/v1/jobs/:id/cancel", submit, g.cancelJob)
+	g.route(http.MethodGet, "/v1/jobs/:id", jobRead, g.getJob)
+	g.route(http.MethodPost, "/v1/jobs/:id/cancel", jobSubmit, g.cancelJob)
 	g.route(http.MethodPost, "/v1/jobs/:id/exec", submit, g.execJob)
-	g.route(http.MethodGet, "/v1/jobs/:id/logs", read, g.jobLogs)
-	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", read, g.listArtifacts)
-	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", read, g.getArtifact)
-	g.route(http.MethodGet, "/v1/jobs/:id/metrics", read, g.jobMetrics)
+	g.route(http.MethodGet, "/v1/jobs/:id/logs", jobRead, g.jobLogs)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", jobRead, g.listArtifacts)
+	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", jobRead, g.getArtifact)
+	g.route(http.MethodGet, "/v1/jobs/:id/metrics", jobRead, g.jobMetrics)
+	g.route(http.MethodPost, "/v1/jobs/:id/metrics", jobSubmit, g.postMetrics)
+	g.route(http.MethodPost, "/v1/jobs/:id/params", jobSubmit, g.postParams)
+	g.route(http.MethodPost, "/v1/jobs/:id/tags", jobSubmit, g.postTags)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
-	g.route(http.MethodGet, "/v1/jobs/:id/children", read, g.jobChildren)
+	g.route(http.MethodGet, "/v1/jobs/:id/children", jobRead, g.jobChildren)
+	g.mlflowRoutes(jobRead, jobSubmit)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
 	g.route(http.MethodGet, "/v1/experiments/:name/jobs", read, g.experimentJobs)
 
@@ -166,6 +184,10 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/secrets", admin, g.listSecrets)
 	g.route(http.MethodDelete, "/v1/secrets/:name", admin, g.deleteSecret)
 	g.route(http.MethodGet, "/v1/audit", admin, g.auditLog)
+	g.route(http.MethodPost, "/v1/datastores", admin, g.createDatastore)
+	g.route(http.MethodGet, "/v1/datastores", read, g.listDatastores)
+	g.route(http.MethodGet, "/v1/datastores/:name", read, g.getDatastore)
+	g.route(http.MethodDelete, "/v1/datastores/:name", admin, g.deleteDatastore)
 
 	// -- triggers (issue 6) --
 	g.route(http.MethodPost, "/v1/triggers", admin, g.createTrigger)

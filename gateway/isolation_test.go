@@ -26,6 +26,10 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 const systemToken = "system-token-0123456789"
 
+// testDatastoreRoot is the fixture gateway's datastore root; it need not
+// exist (paths that do not exist are checked as written).
+const testDatastoreRoot = "/srv/jobgate-test/datastores"
+
 type fixture struct {
 	t  *testing.T
 	g  *Gateway
@@ -46,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Config{AdminToken: systemToken}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := New(Config{AdminToken: systemToken, DatastoreRoots: []string{testDatastoreRoot}}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +124,7 @@ type objects struct {
 	trigger                string
 	schedule               string
 	experiment             string
+	datastore              string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -133,12 +138,14 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/triggers", admin, triggerBody(trg), nil)
 	sch := fmt.Sprintf("sch-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/schedules", admin, scheduleBody(sch), nil)
+	ds := fmt.Sprintf("ds-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/datastores", admin, datastoreBody(ds), nil)
 	exp := fmt.Sprintf("exp-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/jobs", admin, `{"image":"localhost/x:1","command":["x"],"experiment":"`+exp+`"}`, nil)
 	if err := f.g.artifacts.Put(context.Background(), artifact.OutputPrefix(j.ID)+"out.txt", strings.NewReader("out")); err != nil {
 		f.t.Fatal(err)
 	}
-	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp}
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds}
 }
 
 func fill(path string, o objects) string {
@@ -155,13 +162,58 @@ func fill(path string, o objects) string {
 	if strings.HasPrefix(path, "/v1/experiments") {
 		r = strings.NewReplacer(":name", o.experiment)
 	}
+	if strings.HasPrefix(path, "/v1/datastores") {
+		r = strings.NewReplacer(":name", o.datastore)
+	}
+	switch path {
+	case mlflowPrefix + "runs/get":
+		return path + "?run_id=" + o.job
+	case mlflowPrefix + "experiments/get-by-name":
+		return path + "?experiment_name=" + o.experiment
+	case mlflowPrefix + "experiments/get":
+		return path + "?experiment_id=" + o.experiment
+	}
 	return r.Replace(path)
 }
 
-func bodyFor(method, path string) string {
+// namesObject reports whether a route names one object of a workspace, so
+// that another workspace's is a 404: by a path parameter, or (MLflow) by a
+// run or experiment in its query or body.
+func namesObject(path string) bool {
+	if strings.HasPrefix(path, mlflowPrefix) {
+		return path != mlflowPrefix+"runs/create" && path != mlflowPrefix+"experiments/create"
+	}
+	return strings.Contains(path, ":")
+}
+
+func bodyFor(method, path string, o objects) string {
+	if strings.HasPrefix(path, mlflowPrefix) && method == http.MethodPost {
+		switch strings.TrimPrefix(path, mlflowPrefix) {
+		case "experiments/create":
+			return fmt.Sprintf(`{"name":"made-%d"}`, time.Now().UnixNano())
+		case "runs/create":
+			return `{"experiment_id":"0","run_name":"r"}`
+		case "runs/update":
+			return `{"run_id":"` + o.job + `","status":"RUNNING"}`
+		case "runs/log-metric":
+			return `{"run_id":"` + o.job + `","key":"m","value":1,"timestamp":1700000000000,"step":0}`
+		case "runs/log-batch":
+			return `{"run_id":"` + o.job + `","metrics":[{"key":"m","value":1,"timestamp":1700000000000,"step":1}]}`
+		case "runs/log-parameter":
+			return `{"run_id":"` + o.job + `","key":"p","value":"1"}`
+		case "runs/set-tag":
+			return `{"run_id":"` + o.job + `","key":"t","value":"1"}`
+		}
+	}
 	switch {
 	case method != http.MethodPost:
 		return ""
+	case strings.HasSuffix(path, "/:id/metrics"):
+		return `{"metrics":[{"name":"m","value":1}]}`
+	case strings.HasSuffix(path, "/:id/params"):
+		return `{"params":{"p":"1"}}`
+	case strings.HasSuffix(path, "/:id/tags"):
+		return `{"tags":{"t":"1"}}`
 	case path == "/v1/jobs":
 		return jobBody
 	case path == "/v1/workspaces":
@@ -174,6 +226,8 @@ func bodyFor(method, path string) string {
 		return triggerBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/schedules":
 		return scheduleBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
+	case path == "/v1/datastores":
+		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case strings.HasSuffix(path, "/exec"):
 		return `{"command":["x"]}`
 	}
@@ -217,8 +271,8 @@ func TestIsolationMatrix(t *testing.T) {
 					if target == "other" {
 						o = f.objectsIn("team-b", adminB.Secret)
 					}
-					names := strings.Contains(path, ":")
-					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path))
+					names := namesObject(path)
+					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
 					case !allowed:
 						if code != http.StatusForbidden {
@@ -240,7 +294,7 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment} {
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}
@@ -274,6 +328,9 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	}
 	if code, body := f.call("GET", "/v1/triggers/"+o.trigger, admin, ""); code != http.StatusOK {
 		f.t.Fatalf("other workspace's trigger %s is gone: %d %s", o.trigger, code, body)
+	}
+	if code, body := f.call("GET", "/v1/datastores/"+o.datastore, admin, ""); code != http.StatusOK {
+		f.t.Fatalf("other workspace's datastore %s is gone: %d %s", o.datastore, code, body)
 	}
 	var sch struct{ Paused bool }
 	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)
@@ -311,8 +368,15 @@ func TestBadTokensAreUnauthorizedEverywhere(t *testing.T) {
 		}
 		method, path, _ := strings.Cut(key, " ")
 		for name, tok := range map[string]string{"none": "", "garbage": "jgt_garbage", "revoked": revoked.Secret, "expired": expiring.Secret} {
-			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path))
+			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path, objects{job: "x"}))
 			var e api.ErrorBody
+			var me mlflowError
+			if strings.HasPrefix(path, mlflowPrefix) {
+				if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &me) != nil || me.ErrorCode != "UNAUTHENTICATED" {
+					t.Errorf("%s %s with %s token: %d %s, want 401 UNAUTHENTICATED", method, path, name, code, body)
+				}
+				continue
+			}
 			if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeUnauthorized {
 				t.Errorf("%s %s with %s token: %d %s, want 401 unauthorized", method, path, name, code, body)
 			}

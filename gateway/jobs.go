@@ -32,6 +32,15 @@ func (g *Gateway) submitJob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.JobID != "" {
+		// A job's token submits children of its own tree; a job that
+		// names no parent gets itself.
+		if spec.ParentID == "" {
+			spec.ParentID = p.JobID
+		} else if err := g.checkJobTree(ctx, p, spec.ParentID); err != nil {
+			return err
+		}
+	}
 	key := c.Request().Header.Get("Idempotency-Key")
 	if key == "" {
 		job, err := g.createJob(ctx, p.Workspace, p.Actor, spec)
@@ -104,6 +113,9 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		return err
 	}
 	if err := g.checkWorkspaceRules(ctx, ws, *spec); err != nil {
+		return err
+	}
+	if err := g.checkInputs(ctx, ws, *spec); err != nil {
 		return err
 	}
 	if spec.Notify != nil {
@@ -185,6 +197,7 @@ func (g *Gateway) view(ctx context.Context, j *api.Job) jobView {
 		}
 	}
 	v.Attempts, _ = g.store.Attempts(ctx, j.ID)
+	j.Params, j.Tags, _ = g.store.ParamsAndTags(ctx, j.ID)
 	return v
 }
 
@@ -275,6 +288,17 @@ func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
 }
 
 func (g *Gateway) cancelOne(ctx context.Context, ws, actor, id string) error {
+	if j, err := g.store.GetJob(ctx, ws, id); err == nil && j.Spec.Mode == api.ModeTracked {
+		// No worker runs a tracked run: canceling ends it here.
+		err := g.endTrackedRun(ctx, j, api.StatusCanceled, api.ReasonCanceled)
+		if err == nil {
+			g.auditAs(ctx, ws, actor, "job.cancel", id)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return nil // it ended meanwhile
+		}
+		return err
+	}
 	res, err := g.store.Cancel(ctx, ws, id, g.now())
 	if err != nil {
 		return err

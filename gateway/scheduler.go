@@ -104,8 +104,16 @@ func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
 		return "stopped"
 	case !s.alive(w, now):
 		return "lost"
+	case !inService(w):
+		return w.Status
 	}
 	return "up"
+}
+
+// inService reports whether a worker may be given jobs, as far as its own
+// status goes: not while its node preparation runs or after it failed.
+func inService(w store.Worker) bool {
+	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService
 }
 
 // canRun says whether worker w could run spec at all (ignoring what is busy).
@@ -195,9 +203,14 @@ func (s *Scheduler) pass(ctx context.Context) error {
 	}
 	free := map[string]int{}
 	var live []store.Worker
+	var held []string // live workers not in service, as "id state"
 	for _, w := range workers {
-		if !s.alive(w, now) {
+		if !s.alive(w, now) || !inService(w) {
+			// A worker out of service hands its placed jobs to others.
 			s.recoverWorker(ctx, w, now)
+			if s.alive(w, now) {
+				held = append(held, w.ID+" "+w.Status)
+			}
 			continue
 		}
 		live = append(live, w)
@@ -237,6 +250,9 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		var gpus []int
 		if wait == "" {
 			target, gpus, wait = s.choose(live, free, job.Spec)
+		}
+		if target == "" && len(live) == 0 && len(held) > 0 && wait == noWorkerWait {
+			wait = fmt.Sprintf("waiting for a worker: none is in service (%s; GET /v1/workers says why)", listSome(held, 3))
 		}
 		if target == "" {
 			if job.Spec.Priority == api.PriorityHigh && job.Spec.Resources.GPUs > 0 && !strings.HasPrefix(wait, "workspace quota") {
@@ -381,6 +397,17 @@ func (s *Scheduler) quotaOf(ctx context.Context, seen map[string]*wsQuota, ws st
 	return q, nil
 }
 
+// listSome joins the first n of items, and says how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// noWorkerWait is why a job waits when no worker is up.
+const noWorkerWait = "waiting for a worker: none is running (start one with `jobgate worker`)"
+
 // choose picks a live worker that can run spec now, and its GPUs, or says why
 // none can. Jobs without GPUs go to the worker with the most free slots; GPU
 // jobs to the one with the fewest free matching GPUs that still fit (best
@@ -423,7 +450,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 		}
 		return best.ID, idx, ""
 	case len(live) == 0:
-		return "", nil, "waiting for a worker: none is running (start one with `jobgate worker`)"
+		return "", nil, noWorkerWait
 	case capable == 0 && need > 0:
 		return "", nil, fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))
 	case capable == 0 && spec.Mode == api.ModeProcess:
@@ -472,9 +499,10 @@ func isLive(live []store.Worker, id string) bool {
 	return false
 }
 
-// recoverWorker hands the jobs of a stopped or lost worker to others: placed
-// but not started ones go back to the pending set as they were; running ones
-// (only on a lost worker: a stopping worker requeues its own) are requeued as a
+// recoverWorker hands the jobs of a stopped, lost or out-of-service worker to
+// others: placed but not started ones go back to the pending set as they were;
+// running ones (only on a lost worker: a stopping worker requeues its own, and
+// one that is preparing or out of service runs none) are requeued as a
 // new attempt with the reason worker_lost. A worker that comes back later
 // finds its old tasks stale.
 func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.Time) {
@@ -489,7 +517,7 @@ func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.
 		switch {
 		case job.Status == api.StatusQueued:
 			err = s.store.Unreserve(ctx, id, job.Attempt, w.ID, fmt.Sprintf("worker %s is %s; waiting to be placed again", w.ID, s.workerState(w, now)))
-		case job.Status == api.StatusRunning && job.Worker == w.ID && w.Status != "stopped":
+		case job.Status == api.StatusRunning && job.Worker == w.ID && s.workerState(w, now) == "lost":
 			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, store.Outcome{Status: api.StatusFailed,
 				Reason: fmt.Sprintf("%s: worker %s stopped heartbeating", api.ReasonWorkerLost, w.ID), Worker: w.ID, StartedAt: job.StartedAt}, now)
 			s.logger.WarnContext(ctx, "recovered job of lost worker", slog.String("job_id", id), slog.String("worker_id", w.ID))

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"jobgate/api"
+	"jobgate/internal/store"
 	"jobgate/internal/webhook"
 )
 
@@ -86,6 +87,9 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// maxSpecTags bounds the tags a spec carries; more may be set later.
+const maxSpecTags = 100
+
 func specErr(format string, args ...any) *Error {
 	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec, format, args...)
 }
@@ -103,6 +107,12 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 	if s.Mode == "" {
 		s.Mode = api.ModeContainer
 	}
+	if len(s.Tags) > maxSpecTags {
+		return specErr("tags: at most %d, not %d", maxSpecTags, len(s.Tags))
+	}
+	if err := store.CheckKV("tags", s.Tags, store.MaxTagValueLen); err != nil {
+		return specErr("%v", err)
+	}
 	if s.Mode != api.ModeContainer && s.Mode != api.ModeProcess {
 		return specErr("mode must be %q or %q, not %q", api.ModeContainer, api.ModeProcess, s.Mode)
 	}
@@ -119,6 +129,9 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
 			return specErr("command[%d] must be valid UTF-8 without NUL bytes", i)
 		}
+	}
+	if err := checkPreparation(s); err != nil {
+		return err
 	}
 	switch s.Mode {
 	case api.ModeContainer:
@@ -174,6 +187,9 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 		if !secretNameRE.MatchString(name) {
 			return specErr("secrets.%s: %q is not a secret name", k, name)
 		}
+	}
+	if err := normalizeInputs(s); err != nil {
+		return err
 	}
 	if s.ParentID != "" && (len(s.ParentID) > 64 || strings.ContainsAny(s.ParentID, "/ \x00")) {
 		return specErr("parent_id %q is not a job id", s.ParentID)

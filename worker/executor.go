@@ -25,6 +25,32 @@ type Attempt struct {
 	// Mounts are host folders to bind into a container. Process executors
 	// ignore them (the workload sees the host's paths through Env).
 	Mounts []Mount
+	// WorkDir is the workload's working directory as the workload sees it
+	// (a container path, or a host path for a process); empty leaves it to
+	// the executor. The worker gives every attempt one (JOBGATE_WORKDIR).
+	WorkDir string
+	// Step says which of the spec's argvs this run is: StepCommand or
+	// StepPreparation.
+	Step Step
+}
+
+// Step is one run of an attempt: its preparation, then its command.
+type Step string
+
+const (
+	// StepCommand runs Spec.Command; the zero Step.
+	StepCommand Step = ""
+	// StepPreparation runs Spec.Preparation.
+	StepPreparation Step = "preparation"
+)
+
+// Argv is the argv this run executes: Spec.Preparation for StepPreparation,
+// else Spec.Command.
+func (a Attempt) Argv() []string {
+	if a.Step == StepPreparation {
+		return a.Spec.Preparation
+	}
+	return a.Spec.Command
 }
 
 // Mount binds a host folder into a container.

@@ -31,6 +31,9 @@ const (
 	LabelJob       = "jobgate.job"
 	LabelWorkspace = "jobgate.workspace"
 	LabelAttempt   = "jobgate.attempt"
+	// LabelStep is set to "preparation" on the container of a job's
+	// preparation.
+	LabelStep = "jobgate.step"
 )
 
 // Pull policies for PodmanConfig.PullPolicy.
@@ -233,14 +236,23 @@ func ContainerName(jobID string, number int) string {
 	return fmt.Sprintf("jobgate-%s-%d", jobID, number)
 }
 
+// PreparationContainerName is the name of the container running the
+// preparation of attempt number of jobID.
+func PreparationContainerName(jobID string, number int) string {
+	return ContainerName(jobID, number) + "-prep"
+}
+
 // Run runs the attempt in a new container and removes it afterwards (unless
 // KeepFailed and it failed). See Executor for the contract; a missing image
 // wraps ErrImageNotFound, a container podman cannot create or start (an
 // unknown command, a bad option) wraps ErrStart with podman's message.
 func (p *PodmanExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.Writer) (out Outcome, err error) {
 	name := ContainerName(a.JobID, a.Number)
+	if a.Step == StepPreparation {
+		name = PreparationContainerName(a.JobID, a.Number)
+	}
 	log := p.logger.With(slog.String("job_id", a.JobID), slog.Int("attempt", a.Number), slog.String("container", name))
-	if len(a.Spec.Command) == 0 {
+	if len(a.Argv()) == 0 {
 		return Outcome{}, fmt.Errorf("%w: empty command", ErrStart)
 	}
 	if err := p.ensureImage(ctx, a.Spec.Image); err != nil {
@@ -300,13 +312,19 @@ func (p *PodmanExecutor) spec(a Attempt, name string) *specgen.SpecGenerator {
 	s.Name = name
 	// The argv replaces the image's ENTRYPOINT and CMD both, as a
 	// Kubernetes command does: with an entrypoint set, podman ignores CMD.
-	s.Entrypoint = a.Spec.Command[:1]
-	s.Command = a.Spec.Command[1:]
+	argv := a.Argv()
+	s.Entrypoint = argv[:1]
+	s.Command = argv[1:]
 	s.Env = a.Env
+	// Empty is the image's own working directory.
+	s.WorkDir = a.WorkDir
 	s.Labels = map[string]string{
 		LabelJob:       a.JobID,
 		LabelWorkspace: a.Workspace,
 		LabelAttempt:   strconv.Itoa(a.Number),
+	}
+	if a.Step != StepCommand {
+		s.Labels[LabelStep] = string(a.Step)
 	}
 	s.Privileged = false
 	s.NoNewPrivileges = true

@@ -32,15 +32,16 @@ type ProcessConfig struct {
 	// StopGrace is how long a stopped workload gets between SIGTERM and
 	// SIGKILL. Default DefaultStopGrace.
 	StopGrace time.Duration
-	// WorkDir is the folder under which each attempt gets a fresh working
-	// directory (also its HOME), removed when the attempt ends. Default
-	// os.TempDir().
+	// WorkDir is the folder under which each attempt that brings no working
+	// directory of its own (Attempt.WorkDir) gets a fresh one (also its
+	// HOME), removed when the attempt ends. Default os.TempDir().
 	WorkDir string
 }
 
 // ProcessExecutor runs each attempt as a host process (Batch AI's "VM
-// mode"): the spec's command, without a shell, in its own process group, in a
-// fresh working directory. The image is ignored. It is safe for concurrent
+// mode"): the spec's command (or preparation), without a shell, in its own
+// process group, in the attempt's working directory or else a fresh one. The
+// image is ignored. It is safe for concurrent
 // use.
 type ProcessExecutor struct {
 	cfg    ProcessConfig
@@ -78,30 +79,34 @@ func workDirPrefix(jobID string) string { return "jobgate-" + jobID + "-" }
 // process group when the command exits is killed.
 func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.Writer) (Outcome, error) {
 	log := p.logger.With(slog.String("job_id", a.JobID), slog.Int("attempt", a.Number))
-	if len(a.Spec.Command) == 0 {
+	argv := a.Argv()
+	if len(argv) == 0 {
 		return Outcome{}, fmt.Errorf("%w: empty command", ErrStart)
 	}
 	if strings.ContainsRune(a.JobID, os.PathSeparator) {
 		return Outcome{}, fmt.Errorf("%w: job id %q holds a path separator", ErrStart, a.JobID)
 	}
-	// The base may not exist yet on a fresh data dir.
-	if err := os.MkdirAll(p.cfg.WorkDir, 0o700); err != nil {
-		return Outcome{}, fmt.Errorf("make working directory base: %w", err)
-	}
-	dir, err := os.MkdirTemp(p.cfg.WorkDir, workDirPrefix(a.JobID)+strconv.Itoa(a.Number)+"-")
-	if err != nil {
-		return Outcome{}, fmt.Errorf("make working directory: %w", err)
-	}
-	defer func() {
-		if err := os.RemoveAll(dir); err != nil {
-			log.WarnContext(ctx, "remove working directory", slog.String("dir", dir), slog.Any("error", err))
+	// The attempt's own folder belongs to the worker, which shares it
+	// between the preparation and the command and removes it afterwards.
+	dir := a.WorkDir
+	if dir == "" {
+		var err error
+		if dir, err = p.tempWorkDir(a); err != nil {
+			return Outcome{}, err
 		}
-	}()
+		defer func() {
+			if err := os.RemoveAll(dir); err != nil {
+				log.WarnContext(ctx, "remove working directory", slog.String("dir", dir), slog.Any("error", err))
+			}
+		}()
+	}
 
 	env := map[string]string{"PATH": defaultPath, "HOME": dir, "JOBGATE_JOB_ID": a.JobID}
 	maps.Copy(env, a.Env)
-	defer p.track(a.JobID, a.Number, dir, env)()
-	argv := a.Spec.Command
+	if a.Step == StepCommand {
+		// Exec runs beside the command, as it does in a container.
+		defer p.track(a.JobID, a.Number, dir, env)()
+	}
 	path, err := lookPath(argv[0], env["PATH"], dir)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%w: %v", ErrStart, err)
@@ -160,6 +165,20 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 		return Outcome{}, fmt.Errorf("wait for process %d: %w", pgid, waitErr)
 	}
 	return Outcome{ExitCode: exitCode(cmd.ProcessState)}, nil
+}
+
+// tempWorkDir makes a fresh working directory for an attempt that brings
+// none.
+func (p *ProcessExecutor) tempWorkDir(a Attempt) (string, error) {
+	// The base may not exist yet on a fresh data dir.
+	if err := os.MkdirAll(p.cfg.WorkDir, 0o700); err != nil {
+		return "", fmt.Errorf("make working directory base: %w", err)
+	}
+	dir, err := os.MkdirTemp(p.cfg.WorkDir, workDirPrefix(a.JobID)+strconv.Itoa(a.Number)+"-")
+	if err != nil {
+		return "", fmt.Errorf("make working directory: %w", err)
+	}
+	return dir, nil
 }
 
 // exitCode is the process's exit status, or 128+signal when a signal ended it.

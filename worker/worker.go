@@ -68,6 +68,34 @@ type Config struct {
 	// outputs_too_large and none of that attempt's outputs are collected.
 	// Default 10 GiB.
 	MaxOutputBytes int64
+	// GatewayURL is the API address jobs are given (JOBGATE_URL, and
+	// MLFLOW_TRACKING_URI unless the job sets its own) with a token for their
+	// own job; it must be reachable from inside the job. Default
+	// http://127.0.0.1:8080.
+	GatewayURL string
+	// Mounts are cluster-level mounts, name → absolute host folder: every
+	// container job on this worker gets each read-only at /mounts/NAME, and
+	// every job its path in JOBGATE_MOUNT_NAME. Validate checks them.
+	Mounts map[string]string
+	// NodePrep is an executable run once on the host when the worker starts,
+	// before it takes any job (node preparation: drivers, caches, images). It
+	// runs as the worker's user with the worker's environment and
+	// JOBGATE_WORKER_ID, its output in the worker's log. Until it exits 0 the
+	// worker is registered as preparing and given no jobs; when it fails
+	// (non-zero exit, not executable, NodePrepTimeout) the worker stays
+	// registered as out_of_service with the reason, takes no jobs and waits
+	// to be stopped; a fixed NodePrep is run at the next start. Empty: none.
+	NodePrep string
+	// NodePrepTimeout bounds NodePrep; default 10 minutes.
+	NodePrepTimeout time.Duration
+}
+
+// Validate says what is wrong with cfg in words a person can act on.
+func (c Config) Validate() error {
+	if c.NodePrepTimeout < 0 {
+		return fmt.Errorf("worker: node preparation timeout %s: must not be negative (0 means the default, 10m)", c.NodePrepTimeout)
+	}
+	return c.validateMounts()
 }
 
 // Worker is one worker process's job runner.
@@ -109,6 +137,8 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
+	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
+	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -127,6 +157,9 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest,
 // leave the registry.
 func (w *Worker) Run(ctx context.Context) error {
+	if err := w.cfg.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("spool dir: %w", err)
 	}
@@ -136,7 +169,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	_, allowProc := w.executors[api.ModeProcess]
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
-		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now()}
+		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames()}
+	if w.cfg.NodePrep != "" {
+		reg.Status = store.WorkerPreparing
+	}
 	reg.Hostname, _ = os.Hostname()
 	if w.cfg.GPUs != nil {
 		for _, d := range w.cfg.GPUs.Devices() {
@@ -148,6 +184,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	w.recoverOwn(ctx)
+	if ok, err := w.prepareNode(ctx); !ok {
+		return err // out of service, or stopped during node preparation
+	}
 
 	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
 	if err != nil {
@@ -393,8 +432,16 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		// Retrying would write the same again.
 		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonOutputsTooLarge+": "+detail(runErr, errOutputsTooLarge)
 		return w.finish(ctx, job, outcome)
+	case errors.Is(runErr, errInputUnavailable):
+		// The data will not be there for another attempt either.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonInputUnavailable+": "+detail(runErr, errInputUnavailable)
+		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
 		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
+	case errors.Is(runErr, errPreparationFailed):
+		// Retried like a failed command: a preparation may fail for a
+		// passing reason, such as a download.
+		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonPreparationFailed+": "+detail(runErr, errPreparationFailed)
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
 		outcome.Status, outcome.Reason = api.StatusFailed, "executor_error: "+runErr.Error()
@@ -435,8 +482,26 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	ship := newLogShipper(job.ID, w.store, spool, redactor(secretEnv))
-	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+3)
+	// The job's own token, for the API and MLflow: it reaches only this job
+	// and its children, and dies with the attempt (or its TTL, if the worker
+	// dies first).
+	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, time.Duration(job.Spec.TimeoutSeconds)*time.Second+time.Hour)
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("job token: %w", err)
+	}
+	defer func() {
+		revoke, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := w.store.RevokeJobToken(revoke, token); err != nil {
+			w.logger.WarnContext(ctx, "revoke job token", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}()
+	hidden := map[string]string{"JOBGATE_JOB_TOKEN": token}
+	for k, v := range secretEnv {
+		hidden[k] = v
+	}
+	ship := newLogShipper(job.ID, w.store, spool, redactor(hidden))
+	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
 	for k, v := range job.Spec.Env {
 		env[k] = v
 	}
@@ -449,6 +514,15 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	env["JOBGATE_JOB_ID"] = job.ID
 	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
 	env["JOBGATE_WORKSPACE"] = job.Workspace
+	env["JOBGATE_URL"] = w.cfg.GatewayURL
+	env["JOBGATE_JOB_TOKEN"] = token
+	// An unchanged MLflow script logs into this job, unless the job points
+	// MLflow at a server of its own.
+	if _, own := job.Spec.Env["MLFLOW_TRACKING_URI"]; !own {
+		env["MLFLOW_TRACKING_URI"] = w.cfg.GatewayURL
+		env["MLFLOW_TRACKING_TOKEN"] = token
+		env["MLFLOW_RUN_ID"] = job.ID
+	}
 	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
 	// resumes from what it saved there.
@@ -469,7 +543,19 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		}
 	}()
 	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
-	res, runErr := exec.Run(ctx, a, ship.stdout, ship.stderr)
+	removeWorkDir, err := w.giveWorkDir(&a)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	defer removeWorkDir(ctx)
+	// Inputs last: a download may take long, and runs under the attempt's
+	// timeout and cancel as the workload does.
+	dropInputs, runErr := w.giveInputs(ctx, &a, job, attempt, ship.stderr)
+	defer dropInputs()
+	var res Outcome
+	if runErr == nil {
+		res, runErr = runSteps(ctx, exec, a, ship.stdout, ship.stderr)
+	}
 	if runErr != nil {
 		// Say why in the job's own log too, where the user looks first.
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", runErr)
@@ -602,6 +688,8 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
+	w.removeInputsDirs(ctx, job.ID)
+	w.removeWorkDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

@@ -79,7 +79,9 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 		env = func(string) string { return "" }
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
-	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.execCmd()}
+	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.experimentsCmd()}
+	cmds = append(cmds, c.datastoresCmd())
+	cmds = append(cmds, c.execCmd())
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)
@@ -92,7 +94,7 @@ func (c *cli) addConnFlags(cmd *cobra.Command, f *connFlags) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "url", cmp.Or(c.env("JOBGATE_URL"), defaultGatewayURL), "gateway base URL (env JOBGATE_URL)")
 	// The token has no visible default: --help must not print a secret.
-	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else ./"+devTokenFile+")")
+	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else JOBGATE_JOB_TOKEN inside a job, else ./"+devTokenFile+")")
 	fl.BoolVar(&f.json, "json", false, "print the API's JSON instead of text")
 }
 
@@ -100,7 +102,8 @@ func (c *cli) addConnFlags(cmd *cobra.Command, f *connFlags) {
 // then JOBGATE_TOKEN, then the file `jobgate dev` writes; with none of them,
 // requests go out without one and the gateway says 401.
 func (c *cli) client(f *connFlags) (*client.Client, error) {
-	token := cmp.Or(f.token, c.env("JOBGATE_TOKEN"))
+	// Inside a job, its own token works too (for its job and children).
+	token := cmp.Or(f.token, c.env("JOBGATE_TOKEN"), c.env("JOBGATE_JOB_TOKEN"))
 	if token == "" {
 		b, err := os.ReadFile(devTokenFile)
 		switch {
@@ -300,6 +303,12 @@ func writeJob(w io.Writer, j *api.Job) error {
 	}
 	if len(j.Metrics) > 0 {
 		rows = append(rows, [2]string{"metrics", formatLastMetrics(j.Metrics)})
+	}
+	if len(j.Params) > 0 {
+		rows = append(rows, [2]string{"params", formatKV(j.Params)})
+	}
+	if len(j.Tags) > 0 {
+		rows = append(rows, [2]string{"tags", formatKV(j.Tags)})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, r := range rows {

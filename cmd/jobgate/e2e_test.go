@@ -158,7 +158,8 @@ func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
 	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
-		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)
+		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
+		"--gateway-url", c.gwURL}, extra...)
 	c.workers[id] = c.start(args...)
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }

@@ -58,6 +58,7 @@ func TestExecIntoRunningContainerJob(t *testing.T) {
 	}{
 		{name: "the job's environment", argv: toolbox("env", "JOBGATE_JOB_ID"), wantStdout: j.ID + "\n"},
 		{name: "its outputs folder", argv: toolbox("env", "JOBGATE_OUTPUTS"), wantStdout: "/outputs\n"},
+		{name: "its working folder", argv: toolbox("pwd"), wantStdout: worker.ContainerWorkDir + "\n"},
 		{name: "exit code", argv: toolbox("exit", "3"), wantCode: 3},
 		{name: "stderr", argv: toolbox("stderr", "oops"), wantStderr: "oops\n"},
 		{name: "found in the image's PATH", argv: []string{"toolbox", "echo", "hi"}, wantStdout: "hi\n"},
@@ -203,9 +204,9 @@ func TestExecIntoHostProcessJob(t *testing.T) {
 	j := c.runningJob(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "echo sleeping; exec sleep 300"}})
 	ctx := context.Background()
 
-	code, stdout, stderr, err := c.exec(ctx, j.ID, api.ExecRequest{Command: []string{"/bin/sh", "-c", `echo "$JOBGATE_JOB_ID"; pwd; [ "$(pwd)" = "$HOME" ]`}})
+	code, stdout, stderr, err := c.exec(ctx, j.ID, api.ExecRequest{Command: []string{"/bin/sh", "-c", `echo "$JOBGATE_JOB_ID"; pwd; [ "$(pwd)" = "$JOBGATE_WORKDIR" ]`}})
 	lines := strings.Split(stdout, "\n")
-	if err != nil || code != 0 || len(lines) < 2 || lines[0] != j.ID || !strings.Contains(lines[1], "jobgate-"+j.ID) {
+	if err != nil || code != 0 || len(lines) < 2 || lines[0] != j.ID || !strings.Contains(lines[1], j.ID) {
 		t.Fatalf("exec = %d, %v, stdout %q, stderr %q; want the job's ID and its working folder", code, err, stdout, stderr)
 	}
 

@@ -144,6 +144,11 @@ type executorFlags struct {
 	simulate   string
 	gpuSample  time.Duration
 	maxOutMB   int64
+	mounts     []string
+	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
+	// NodePrepTimeout.
+	nodePrep        string
+	nodePrepTimeout time.Duration
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -158,6 +163,25 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
+	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
+	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
+}
+
+// mountMap is --mount as name → host folder, checked before anything starts.
+func (f *executorFlags) mountMap() (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range f.mounts {
+		name, path, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || path == "" {
+			return nil, fmt.Errorf("--mount %q: want NAME=/host/folder", kv)
+		}
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("--mount: %s is given twice", name)
+		}
+		m[name] = path
+	}
+	return m, worker.Config{Mounts: m}.Validate()
 }
 
 // maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
@@ -205,6 +229,7 @@ func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 		addr, dataDir, redisURL, logLevel string
 		secretsKeyFile, tlsCert, tlsKey   string
 		redisCA                           string
+		datastoreRoots                    []string
 		ex                                executorFlags
 	)
 	cmd := &cobra.Command{
@@ -220,6 +245,10 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			logger, err := newLogger(stderr, logLevel)
+			if err != nil {
+				return err
+			}
+			mounts, err := ex.mountMap()
 			if err != nil {
 				return err
 			}
@@ -281,7 +310,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
 			// On a laptop, callbacks to a local receiver are the normal case.
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}}, rdb, st, arts, box, logger)
+				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots}, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
@@ -296,8 +325,14 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			scheme := "http"
+			if tlsCert != "" {
+				scheme = "https"
+			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut},
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut,
+				GatewayURL: scheme + "://" + addr, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// Shutdown: the gateway stops taking requests while the worker
@@ -316,8 +351,13 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
+	datastoreRootFlag(cmd, &datastoreRoots)
 	ex.register(cmd, "host")
 	return cmd
+}
+
+func datastoreRootFlag(cmd *cobra.Command, roots *[]string) {
+	cmd.Flags().StringArrayVar(roots, "datastore-root", nil, "folder below which workspace admins may register datastores (repeatable; the system admin token may register any path)")
 }
 
 func tlsFlags(cmd *cobra.Command, cert, key *string) {
@@ -391,7 +431,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
-	var allowCallbacks []string
+	var allowCallbacks, datastoreRoots []string
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -422,7 +462,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				}
 			}
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: policy}, rdb,
+				CallbackPolicy: policy, DatastoreRoots: datastoreRoots}, rdb,
 				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
@@ -439,6 +479,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
+	datastoreRootFlag(cmd, &datastoreRoots)
 	return cmd
 }
 
@@ -446,6 +487,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	var (
 		id, redisURL, artifactsDir, spoolDir, logLevel string
 		secretsKeyFile, redisCA, checkpointDir         string
+		gatewayURL                                     string
 		allowHost, listGPUs, listJSON                  bool
 		ex                                             executorFlags
 	)
@@ -457,6 +499,10 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			ctx := cmd.Context()
 			if listGPUs {
 				return printGPUs(ctx, &ex, listJSON, cmd.OutOrStdout())
+			}
+			mounts, err := ex.mountMap()
+			if err != nil {
+				return err
 			}
 			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
@@ -489,7 +535,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut},
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, GatewayURL: gatewayURL, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
@@ -505,6 +552,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.BoolVar(&listJSON, "json", false, "with --list-gpus: print JSON")
 	fl.StringVar(&checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
+	fl.StringVar(&gatewayURL, "gateway-url", cmp.Or(getenv("JOBGATE_URL"), "http://127.0.0.1:8080"),
+		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	ex.register(cmd, "")
 	return cmd

@@ -31,6 +31,10 @@ const (
 	metricsChunk = 1000
 )
 
+// NextStep as a point's Step records it at the step after its metric's
+// highest (0 for the first point), decided in the same step as the write.
+const NextStep = -1
+
 // ErrMetricLimit means points were dropped because the job already has
 // MaxMetricNames metric names.
 var ErrMetricLimit = errors.New("metric name limit reached")
@@ -107,8 +111,15 @@ for i = 4, #ARGV, 4 do
     dropped = dropped + 1
   else
     local key = ARGV[1] .. name
+    local member = ARGV[i+2]
+    if step == 'next' then
+      local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+      step = '0'
+      if top[2] then step = string.format('%d', tonumber(top[2]) + 1) end
+      member = step .. ' ' .. member
+    end
     redis.call('ZREMRANGEBYSCORE', key, step, step)
-    redis.call('ZADD', key, step, ARGV[i+2])
+    redis.call('ZADD', key, step, member)
     redis.call('HSET', KEYS[1], name, ARGV[i+3])
     touched[key] = true
   end
@@ -137,7 +148,7 @@ func (s *Store) AppendMetrics(ctx context.Context, id string, pts []MetricPoint)
 		switch {
 		case !ValidMetricName(p.Name):
 			return fmt.Errorf("append metrics of job %s: invalid metric name %q", id, p.Name)
-		case p.Step < 0 || p.Step > MaxMetricStep:
+		case (p.Step < 0 && p.Step != NextStep) || p.Step > MaxMetricStep:
 			return fmt.Errorf("append metrics of job %s: metric %s: step %d is out of range [0, 2^53]", id, p.Name, p.Step)
 		case math.IsNaN(p.Value) || math.IsInf(p.Value, 0):
 			return fmt.Errorf("append metrics of job %s: metric %s: value %v is not finite", id, p.Name, p.Value)
@@ -149,6 +160,12 @@ func (s *Store) AppendMetrics(ctx context.Context, id string, pts []MetricPoint)
 		args := make([]any, 0, 3+4*len(chunk))
 		args = append(args, metricKeyPrefix(id), MaxMetricNames, MaxMetricPoints)
 		for _, p := range chunk {
+			if p.Step == NextStep {
+				// The script picks the step and puts it in front.
+				member := encodeMetricMember(p)
+				args = append(args, p.Name, "next", member[strings.IndexByte(member, ' ')+1:], strconv.FormatFloat(p.Value, 'g', -1, 64))
+				continue
+			}
 			args = append(args, p.Name, p.Step, encodeMetricMember(p), strconv.FormatFloat(p.Value, 'g', -1, 64))
 		}
 		n, err := appendMetricsScript.Run(ctx, s.rdb, []string{metricsLastKey(id)}, args...).Int()
@@ -251,4 +268,35 @@ func fillLastMetrics(jobs []*api.Job, cmds []*redis.MapStringStringCmd) {
 			j.Metrics = decodeLastMetrics(m)
 		}
 	}
+}
+
+// LatestPoints returns the point at the highest step of each of job id's
+// metrics (what MLflow calls a run's latest metrics).
+func (s *Store) LatestPoints(ctx context.Context, id string) (map[string]MetricPoint, error) {
+	out := map[string]MetricPoint{}
+	if !validID(id) {
+		return out, nil
+	}
+	names, err := s.rdb.HKeys(ctx, metricsLastKey(id)).Result()
+	if err != nil || len(names) == 0 {
+		return out, err
+	}
+	cmds := make([]*redis.StringSliceCmd, len(names))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.ZRange(ctx, metricKey(id, n), -1, -1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		if m := cmds[i].Val(); len(m) == 1 {
+			if p, err := decodeMetricMember(n, m[0]); err == nil {
+				out[n] = p
+			}
+		}
+	}
+	return out, nil
 }

@@ -123,7 +123,7 @@ func TestAppendMetricsRefusesInvalidPoints(t *testing.T) {
 	}{
 		{name: "bad name", bad: store.MetricPoint{Name: "1loss", Value: 1}},
 		{name: "empty name", bad: store.MetricPoint{Value: 1}},
-		{name: "negative step", bad: store.MetricPoint{Name: "x", Step: -1, Value: 1}},
+		{name: "negative step", bad: store.MetricPoint{Name: "x", Step: -2, Value: 1}},
 		{name: "step over 2^53", bad: store.MetricPoint{Name: "x", Step: 1<<53 + 1, Value: 1}},
 		{name: "NaN", bad: store.MetricPoint{Name: "x", Value: math.NaN()}},
 		{name: "Inf", bad: store.MetricPoint{Name: "x", Value: math.Inf(-1)}},
@@ -195,4 +195,32 @@ func TestMetricLimits(t *testing.T) {
 			t.Fatalf("last value %v, want 0 (the last reported)", j.Metrics["loss"])
 		}
 	})
+}
+
+// TestAppendMetricsNextStep: a point with NextStep lands one step above its
+// metric's highest, 0 for the first.
+func TestAppendMetricsNextStep(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	id := "01jnextstep"
+	now := time.Now().UTC()
+	pts := []store.MetricPoint{
+		{Name: "loss", Step: store.NextStep, Value: 3, Time: now},
+		{Name: "loss", Step: 7, Value: 2, Time: now},
+		{Name: "loss", Step: store.NextStep, Value: 1, Time: now},
+	}
+	if err := st.AppendMetrics(ctx, id, pts); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Metrics(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int64
+	for _, p := range got["loss"] {
+		steps = append(steps, p.Step)
+	}
+	if fmt.Sprint(steps) != "[0 7 8]" || got["loss"][2].Value != 1 {
+		t.Fatalf("steps = %v (%+v), want [0 7 8] ending with 1", steps, got["loss"])
+	}
 }

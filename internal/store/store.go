@@ -97,11 +97,17 @@ func pendingScore(p api.Priority, created time.Time) float64 {
 	return float64(priorityRank(p)*100_000_000_000_000 + created.UnixMilli())
 }
 
-// CreateJob stores a new queued job and puts it in the pending set.
+// CreateJob stores a new queued job and puts it in the pending set. A
+// tracked run (mode tracked: a run logged through the tracking API, which
+// jobgate does not execute) is stored running instead, and never pending.
 func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 	spec, err := json.Marshal(j.Spec)
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
+	}
+	status := api.StatusQueued
+	if j.Spec.Mode == api.ModeTracked {
+		status = api.StatusRunning
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, jobKey(j.ID), map[string]any{
@@ -109,19 +115,28 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 			"workspace":  j.Workspace,
 			"name":       j.Name,
 			"experiment": j.Experiment,
-			"status":     string(api.StatusQueued),
+			"status":     string(status),
 			"reason":     j.Reason,
 			"attempt":    1,
 			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
 			"priority":   string(j.Spec.Priority),
 			"spec":       spec,
 			"notify":     strconv.FormatBool(j.Spec.Notify != nil),
+			// Its own field so job tokens can walk up a job tree cheaply.
+			"parent_id": j.Spec.ParentID,
 		})
 		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(api.StatusQueued), redis.Z{Member: j.ID})
+		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
 		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
 		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		if status == api.StatusRunning {
+			p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
+		} else {
+			p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+		}
+		if len(j.Spec.Tags) > 0 {
+			p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
+		}
 		if j.Spec.ParentID != "" {
 			p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
 		}
@@ -728,8 +743,11 @@ type Worker struct {
 	Hostname string `json:"hostname"`
 	Executor string `json:"executor"`
 	Slots    int    `json:"slots"`
-	// Status is "up" while registered, "stopped" after a clean shutdown.
-	Status           string    `json:"status"`
+	// Status is "up" while registered, "stopped" after a clean shutdown;
+	// WorkerPreparing and WorkerOutOfService keep a live worker from jobs.
+	Status string `json:"status"`
+	// Problem says why a worker is out of service.
+	Problem          string    `json:"problem,omitempty"`
 	AllowHostProcess bool      `json:"allow_host_process"`
 	StartedAt        time.Time `json:"started_at"`
 	LastHeartbeat    time.Time `json:"last_heartbeat"`
@@ -737,6 +755,9 @@ type Worker struct {
 	Jobs []string `json:"jobs"`
 	// GPUs the worker offers, with the job holding each.
 	GPUs []WorkerGPU `json:"gpus"`
+	// Mounts names the cluster-level mounts (worker --mount) every job on
+	// this worker gets at /mounts/NAME.
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // WorkerGPU is one GPU of a worker.
@@ -773,8 +794,10 @@ func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) err
 			"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
 			"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
 			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
-			"status":             "up",
+			"status":             cmp.Or(w.Status, WorkerUp),
+			"problem":            w.Problem,
 			"gpus":               gpus,
+			"mounts":             strings.Join(w.Mounts, ","),
 		})
 		p.ZAdd(ctx, workersKey, redis.Z{Member: w.ID, Score: float64(now.UnixMilli())})
 		return nil
@@ -827,12 +850,15 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 	out := make([]Worker, 0, len(zs))
 	for i, z := range zs {
 		m := hs[i].Val()
-		w := Worker{ID: z.Member.(string), Hostname: m["hostname"], Executor: m["executor"], Status: m["status"],
+		w := Worker{ID: z.Member.(string), Hostname: m["hostname"], Executor: m["executor"], Status: m["status"], Problem: m["problem"],
 			AllowHostProcess: m["allow_host_process"] == "true",
 			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
 		w.Slots, _ = strconv.Atoi(m["slots"])
 		if m["gpus"] != "" {
 			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
+		}
+		if m["mounts"] != "" {
+			w.Mounts = strings.Split(m["mounts"], ",")
 		}
 		alloc := gs[i].Val()
 		var usage []struct {
@@ -967,4 +993,24 @@ func (s *Store) Experiments(ctx context.Context, ws string) (map[string]string, 
 // ExperimentJobCount is how many jobs experiment exp of ws holds.
 func (s *Store) ExperimentJobCount(ctx context.Context, ws, exp string) (int64, error) {
 	return s.rdb.ZCard(ctx, expIdxKey(ws, exp)).Result()
+}
+
+// CreateExperiment registers experiment exp of ws before it has jobs (the
+// MLflow API creates experiments first); false when it exists already.
+func (s *Store) CreateExperiment(ctx context.Context, ws, exp string, now time.Time) (bool, error) {
+	return s.rdb.HSetNX(ctx, experimentsKey+ws, exp, now.UTC().Format(time.RFC3339Nano)).Result()
+}
+
+// ExperimentActivity is when experiment exp of ws last got a job, or
+// ErrNotFound when ws has no such experiment.
+func (s *Store) ExperimentActivity(ctx context.Context, ws, exp string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, experimentsKey+ws, exp).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, _ := time.Parse(time.RFC3339Nano, v)
+	return t, nil
 }

@@ -1,0 +1,675 @@
+package gateway
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/oklog/ulid/v2"
+
+	"jobgate/api"
+	"jobgate/internal/store"
+)
+
+// The MLflow tracking REST API, the subset an unchanged training script uses
+// (mlflow.start_run/end_run, log_metric(s), log_param(s), set_tag(s),
+// set_experiment): same paths, JSON shapes and error format as an MLflow
+// tracking server. A jobgate job is an MLflow run whose run_id is the job ID;
+// inside a job MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN and MLFLOW_RUN_ID
+// point the client at its own job. An experiment's ID is its name ("0" is
+// the "default" experiment, MLflow's Default). runs/create makes a tracked
+// run: a job record jobgate does not execute, running until runs/update ends
+// it.
+const mlflowPrefix = "/api/2.0/mlflow/"
+
+// MLflow's error codes (databricks.ErrorCode), the ones this API answers.
+const (
+	mlflowInvalidParameter = "INVALID_PARAMETER_VALUE"
+	mlflowNotFound         = "RESOURCE_DOES_NOT_EXIST"
+	mlflowAlreadyExists    = "RESOURCE_ALREADY_EXISTS"
+)
+
+// MLflow's limits on one log-batch call.
+const (
+	mlflowMaxBatchMetrics = 1000
+	mlflowMaxBatchParams  = 100
+	mlflowMaxBatchTags    = 100
+)
+
+func (g *Gateway) mlflowRoutes(read, submit access) {
+	p := mlflowPrefix
+	g.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
+	g.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
+	g.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
+	g.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
+	g.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
+	g.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
+	g.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
+	g.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
+	g.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
+	g.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
+}
+
+// mlflowCode is the MLflow error_code of an API error: handlers here set
+// MLflow codes themselves; the shared middleware's codes map by status.
+func mlflowCode(e *Error) string {
+	if e.Code != "" && e.Code == strings.ToUpper(e.Code) {
+		return e.Code
+	}
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
+		return mlflowInvalidParameter
+	case http.StatusUnauthorized:
+		return "UNAUTHENTICATED"
+	case http.StatusForbidden:
+		return "PERMISSION_DENIED"
+	case http.StatusNotFound:
+		return mlflowNotFound
+	case http.StatusConflict:
+		return "INVALID_STATE"
+	case http.StatusTooManyRequests:
+		return "REQUEST_LIMIT_EXCEEDED"
+	case http.StatusServiceUnavailable:
+		return "TEMPORARILY_UNAVAILABLE"
+	}
+	return "INTERNAL_ERROR"
+}
+
+// mlflowError is MLflow's error body.
+type mlflowError struct {
+	ErrorCode string `json:"error_code"`
+	Message   string `json:"message"`
+}
+
+func mlflowErrorf(status int, code, format string, args ...any) *Error {
+	return errorf(status, code, format, args...)
+}
+
+func mlflowInvalid(format string, args ...any) *Error {
+	return mlflowErrorf(http.StatusBadRequest, mlflowInvalidParameter, format, args...)
+}
+
+// flexInt64 is a proto3 int64 in JSON: MLflow's clients send a number, and
+// older ones (and proto3's canonical form) a string.
+type flexInt64 struct {
+	V   int64
+	Set bool
+}
+
+func (f *flexInt64) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "null" {
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s is not an integer", b)
+	}
+	f.V, f.Set = n, true
+	return nil
+}
+
+// flexFloat is a proto3 double in JSON: a number, or a string such as "NaN".
+type flexFloat struct {
+	V   float64
+	Set bool
+}
+
+func (f *flexFloat) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "null" {
+		return nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("%s is not a number", b)
+	}
+	f.V, f.Set = v, true
+	return nil
+}
+
+// decodeMLflow reads an MLflow request body. Unknown fields are ignored, as
+// an MLflow server does, so newer clients that send more still work.
+func decodeMLflow(c echo.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return mlflowInvalid("request body is empty: send a JSON object")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return mlflowInvalid("request body: %v", err)
+	}
+	return nil
+}
+
+type mlflowKV struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+type mlflowMetric struct {
+	Key       string    `json:"key"`
+	Value     flexFloat `json:"value"`
+	Timestamp flexInt64 `json:"timestamp"`
+	Step      flexInt64 `json:"step"`
+}
+
+type mlflowMetricOut struct {
+	Key       string  `json:"key"`
+	Value     float64 `json:"value"`
+	Timestamp int64   `json:"timestamp"`
+	Step      int64   `json:"step"`
+}
+
+type mlflowRunInfo struct {
+	RunID          string `json:"run_id"`
+	RunUUID        string `json:"run_uuid"`
+	RunName        string `json:"run_name"`
+	ExperimentID   string `json:"experiment_id"`
+	UserID         string `json:"user_id"`
+	Status         string `json:"status"`
+	StartTime      int64  `json:"start_time,omitempty"`
+	EndTime        int64  `json:"end_time,omitempty"`
+	ArtifactURI    string `json:"artifact_uri"`
+	LifecycleStage string `json:"lifecycle_stage"`
+}
+
+type mlflowRunData struct {
+	Metrics []mlflowMetricOut `json:"metrics"`
+	Params  []mlflowKV        `json:"params"`
+	Tags    []mlflowKV        `json:"tags"`
+}
+
+type mlflowRun struct {
+	Info mlflowRunInfo `json:"info"`
+	Data mlflowRunData `json:"data"`
+}
+
+type mlflowExperiment struct {
+	ExperimentID     string     `json:"experiment_id"`
+	Name             string     `json:"name"`
+	ArtifactLocation string     `json:"artifact_location"`
+	LifecycleStage   string     `json:"lifecycle_stage"`
+	LastUpdateTime   int64      `json:"last_update_time"`
+	CreationTime     int64      `json:"creation_time"`
+	Tags             []mlflowKV `json:"tags"`
+}
+
+// defaultExperiment is the experiment jobs get when they name none; to
+// MLflow it is experiment "0".
+const defaultExperiment = "default"
+
+func experimentID(name string) string {
+	if name == defaultExperiment {
+		return "0"
+	}
+	return name
+}
+
+// experimentName maps an MLflow experiment ID (or name, for get-by-name)
+// to jobgate's experiment name.
+func experimentName(id string) string {
+	if id == "0" || id == "Default" {
+		return defaultExperiment
+	}
+	return id
+}
+
+func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflowExperiment, error) {
+	if !nameRE.MatchString(name) {
+		return mlflowExperiment{}, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+	}
+	last, err := g.store.ExperimentActivity(ctx, ws, name)
+	if errors.Is(err, store.ErrNotFound) && name == defaultExperiment {
+		last, err = time.Time{}, nil // the default experiment always exists
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return mlflowExperiment{}, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+	}
+	if err != nil {
+		return mlflowExperiment{}, err
+	}
+	display := name
+	if name == defaultExperiment {
+		display = "Default"
+	}
+	return mlflowExperiment{ExperimentID: experimentID(name), Name: display, LifecycleStage: "active",
+		LastUpdateTime: last.UnixMilli(), CreationTime: last.UnixMilli(), Tags: []mlflowKV{}}, nil
+}
+
+func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	name := experimentName(in.Name)
+	if in.Name == "" {
+		return mlflowInvalid("Missing value for required parameter 'name'")
+	}
+	if !nameRE.MatchString(name) {
+		return mlflowInvalid("Invalid experiment name '%s': jobgate experiment names are 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", in.Name)
+	}
+	ctx := c.Request().Context()
+	created, err := g.store.CreateExperiment(ctx, principalOf(c).Workspace, name, g.now())
+	if err != nil {
+		return err
+	}
+	if !created {
+		return mlflowErrorf(http.StatusBadRequest, mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
+	}
+	g.audit(c, principalOf(c).Workspace, "experiment.create", name)
+	return c.JSON(http.StatusOK, map[string]string{"experiment_id": experimentID(name)})
+}
+
+func (g *Gateway) mlflowExperimentByName(c echo.Context) error {
+	name := c.QueryParam("experiment_name")
+	if name == "" {
+		return mlflowInvalid("Missing value for required parameter 'experiment_name'")
+	}
+	e, err := g.mlflowExperiment(c.Request().Context(), principalOf(c).Workspace, experimentName(name))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"experiment": e})
+}
+
+func (g *Gateway) mlflowGetExperiment(c echo.Context) error {
+	id := c.QueryParam("experiment_id")
+	if id == "" {
+		return mlflowInvalid("Missing value for required parameter 'experiment_id'")
+	}
+	e, err := g.mlflowExperiment(c.Request().Context(), principalOf(c).Workspace, experimentName(id))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"experiment": e})
+}
+
+// mlflowJob is the run (job) a request names with run_id (or the older
+// run_uuid), in the caller's workspace and, for a job token, its tree.
+func (g *Gateway) mlflowJob(c echo.Context, runID, runUUID string) (*api.Job, error) {
+	id := cmp.Or(runID, runUUID)
+	if id == "" {
+		return nil, mlflowInvalid("Missing value for required parameter 'run_id'")
+	}
+	ctx := c.Request().Context()
+	p := principalOf(c)
+	j, err := g.store.GetJob(ctx, p.Workspace, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Run with id=%s not found", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := g.checkJobTree(ctx, p, j.ID); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// mlflowStatus is a job's status in MLflow's words.
+func mlflowStatus(s api.Status) string {
+	switch s {
+	case api.StatusQueued:
+		return "SCHEDULED"
+	case api.StatusRunning:
+		return "RUNNING"
+	case api.StatusSucceeded:
+		return "FINISHED"
+	case api.StatusCanceled:
+		return "KILLED"
+	}
+	return "FAILED"
+}
+
+func (g *Gateway) runInfo(j *api.Job) mlflowRunInfo {
+	info := mlflowRunInfo{RunID: j.ID, RunUUID: j.ID, RunName: j.Name, ExperimentID: experimentID(j.Experiment),
+		UserID: j.Workspace, Status: mlflowStatus(j.Status), LifecycleStage: "active",
+		// Where the job's outputs end up; MLflow's artifact API is not served.
+		ArtifactURI: "/v1/jobs/" + j.ID + "/artifacts"}
+	switch {
+	case j.StartedAt != nil:
+		info.StartTime = j.StartedAt.UnixMilli()
+	default:
+		info.StartTime = j.CreatedAt.UnixMilli()
+	}
+	if j.FinishedAt != nil {
+		info.EndTime = j.FinishedAt.UnixMilli()
+	}
+	return info
+}
+
+func (g *Gateway) mlflowRunOf(ctx context.Context, j *api.Job) (mlflowRun, error) {
+	run := mlflowRun{Info: g.runInfo(j), Data: mlflowRunData{Metrics: []mlflowMetricOut{}, Params: []mlflowKV{}, Tags: []mlflowKV{}}}
+	latest, err := g.store.LatestPoints(ctx, j.ID)
+	if err != nil {
+		return run, err
+	}
+	for name, p := range latest {
+		run.Data.Metrics = append(run.Data.Metrics, mlflowMetricOut{Key: name, Value: p.Value, Timestamp: p.Time.UnixMilli(), Step: p.Step})
+	}
+	params, tags, err := g.store.ParamsAndTags(ctx, j.ID)
+	if err != nil {
+		return run, err
+	}
+	for k, v := range params {
+		run.Data.Params = append(run.Data.Params, mlflowKV{k, v})
+	}
+	for k, v := range tags {
+		run.Data.Tags = append(run.Data.Tags, mlflowKV{k, v})
+	}
+	if _, ok := tags["mlflow.runName"]; !ok && j.Name != "" {
+		run.Data.Tags = append(run.Data.Tags, mlflowKV{"mlflow.runName", j.Name})
+	}
+	return run, nil
+}
+
+func (g *Gateway) mlflowGetRun(c echo.Context) error {
+	j, err := g.mlflowJob(c, c.QueryParam("run_id"), c.QueryParam("run_uuid"))
+	if err != nil {
+		return err
+	}
+	run, err := g.mlflowRunOf(c.Request().Context(), j)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"run": run})
+}
+
+// mlflowCreateRun makes a tracked run. With a job token it becomes a child
+// of the token's job (or of the run named by the mlflow.parentRunId tag, if
+// that is in the job's tree), so nested runs land under the job.
+func (g *Gateway) mlflowCreateRun(c echo.Context) error {
+	var in struct {
+		ExperimentID string     `json:"experiment_id"`
+		RunName      string     `json:"run_name"`
+		StartTime    flexInt64  `json:"start_time"`
+		Tags         []mlflowKV `json:"tags"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principalOf(c)
+	exp := experimentName(cmp.Or(in.ExperimentID, "0"))
+	if !nameRE.MatchString(exp) {
+		return mlflowErrorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+	}
+	tags := map[string]string{}
+	for _, t := range in.Tags {
+		tags[t.Key] = t.Value
+	}
+	if in.RunName == "" {
+		in.RunName = tags["mlflow.runName"]
+	}
+	if len(in.RunName) > 200 {
+		return mlflowInvalid("run_name is longer than 200 characters")
+	}
+	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
+		return mlflowInvalid("%v", err)
+	}
+	spec := api.JobSpec{Name: in.RunName, Experiment: exp, Mode: api.ModeTracked, Command: []string{}, Tags: tags}
+	if parent := tags["mlflow.parentRunId"]; parent != "" {
+		if _, err := g.mlflowJob(c, parent, ""); err != nil {
+			return err
+		}
+		spec.ParentID = parent
+	} else if p.JobID != "" {
+		spec.ParentID = p.JobID
+	}
+	started := g.now().UTC()
+	if in.StartTime.Set && in.StartTime.V > 0 {
+		started = time.UnixMilli(in.StartTime.V).UTC()
+	}
+	j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: p.Workspace, Name: spec.Name, Experiment: exp,
+		Status: api.StatusRunning, Attempt: 1, CreatedAt: started, Spec: spec}
+	if err := g.store.CreateJob(ctx, j); err != nil {
+		return err
+	}
+	g.audit(c, p.Workspace, "run.create", j.ID)
+	j, err := g.store.GetJob(ctx, p.Workspace, j.ID)
+	if err != nil {
+		return err
+	}
+	run, err := g.mlflowRunOf(ctx, j)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"run": run})
+}
+
+// mlflowUpdateRun ends a tracked run (FINISHED, FAILED or KILLED). A job
+// that jobgate runs ends when its process does: for it the call only
+// answers the run's info, as start_run and end_run expect.
+func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
+	var in struct {
+		RunID   string    `json:"run_id"`
+		RunUUID string    `json:"run_uuid"`
+		Status  string    `json:"status"`
+		EndTime flexInt64 `json:"end_time"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	j, err := g.mlflowJob(c, in.RunID, in.RunUUID)
+	if err != nil {
+		return err
+	}
+	var end api.Status
+	switch in.Status {
+	case "", "RUNNING", "SCHEDULED":
+	case "FINISHED":
+		end = api.StatusSucceeded
+	case "FAILED":
+		end = api.StatusFailed
+	case "KILLED":
+		end = api.StatusCanceled
+	default:
+		return mlflowInvalid("Invalid value %q for parameter 'status': want RUNNING, SCHEDULED, FINISHED, FAILED or KILLED", in.Status)
+	}
+	ctx := c.Request().Context()
+	if end != "" && j.Spec.Mode == api.ModeTracked && j.Status == api.StatusRunning {
+		reason := "ended through the tracking API"
+		if end == api.StatusCanceled {
+			reason = api.ReasonCanceled + ": killed through the tracking API"
+		}
+		if err := g.endTrackedRun(ctx, j, end, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		if j, err = g.store.GetJob(ctx, j.Workspace, j.ID); err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"run_info": g.runInfo(j)})
+}
+
+// endTrackedRun ends a tracked run with status (which jobs run by workers
+// never get from here).
+func (g *Gateway) endTrackedRun(ctx context.Context, j *api.Job, status api.Status, reason string) error {
+	return g.store.Finish(ctx, j.Workspace, j.ID, 1, store.Outcome{Status: status, Reason: reason, StartedAt: j.StartedAt}, g.now())
+}
+
+func (g *Gateway) mlflowLogMetric(c echo.Context) error {
+	var in struct {
+		RunID   string `json:"run_id"`
+		RunUUID string `json:"run_uuid"`
+		mlflowMetric
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	j, err := g.mlflowJob(c, in.RunID, in.RunUUID)
+	if err != nil {
+		return err
+	}
+	p, err := g.mlflowPoint(in.mlflowMetric)
+	if err != nil {
+		return err
+	}
+	if err := g.mlflowAppend(c, j.ID, []store.MetricPoint{p}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+// mlflowPoint checks one MLflow metric. MLflow's step defaults to 0 and its
+// timestamp is milliseconds since the epoch.
+func (g *Gateway) mlflowPoint(m mlflowMetric) (store.MetricPoint, error) {
+	switch {
+	case m.Key == "":
+		return store.MetricPoint{}, mlflowInvalid("Missing value for required parameter 'key'")
+	case !m.Value.Set:
+		return store.MetricPoint{}, mlflowInvalid("Missing value for required parameter 'value' of metric '%s'", m.Key)
+	case math.IsNaN(m.Value.V) || math.IsInf(m.Value.V, 0):
+		return store.MetricPoint{}, mlflowInvalid("metric '%s': jobgate records finite values only, not %v", m.Key, m.Value.V)
+	}
+	step := m.Step.V
+	ts := g.now().UTC()
+	if m.Timestamp.Set && m.Timestamp.V > 0 {
+		ts = time.UnixMilli(m.Timestamp.V).UTC()
+	}
+	p, err := metricPoint(m.Key, m.Value.V, &step, &ts, ts)
+	if err != nil {
+		return p, mlflowInvalid("metric '%s': %v", m.Key, err)
+	}
+	return p, nil
+}
+
+func (g *Gateway) mlflowAppend(c echo.Context, id string, pts []store.MetricPoint) error {
+	err := g.store.AppendMetrics(c.Request().Context(), id, pts)
+	if errors.Is(err, store.ErrMetricLimit) {
+		return mlflowInvalid("a run may have at most %d metric names; points of new names were dropped", store.MaxMetricNames)
+	}
+	return err
+}
+
+func (g *Gateway) mlflowSetParams(c echo.Context, id string, params map[string]string) error {
+	err := g.store.SetParams(c.Request().Context(), id, params)
+	switch {
+	case errors.Is(err, store.ErrParamChanged), errors.Is(err, store.ErrTooMany), isKVError(err):
+		return mlflowInvalid("%v", err)
+	}
+	return err
+}
+
+func (g *Gateway) mlflowSetTags(c echo.Context, id string, tags map[string]string) error {
+	err := g.store.SetTags(c.Request().Context(), id, tags)
+	if errors.Is(err, store.ErrTooMany) || isKVError(err) {
+		return mlflowInvalid("%v", err)
+	}
+	return err
+}
+
+func (g *Gateway) mlflowLogBatch(c echo.Context) error {
+	var in struct {
+		RunID   string         `json:"run_id"`
+		Metrics []mlflowMetric `json:"metrics"`
+		Params  []mlflowKV     `json:"params"`
+		Tags    []mlflowKV     `json:"tags"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	switch {
+	case len(in.Metrics) > mlflowMaxBatchMetrics:
+		return mlflowInvalid("A batch logging request can contain at most %d metrics. Got %d metrics.", mlflowMaxBatchMetrics, len(in.Metrics))
+	case len(in.Params) > mlflowMaxBatchParams:
+		return mlflowInvalid("A batch logging request can contain at most %d params. Got %d params.", mlflowMaxBatchParams, len(in.Params))
+	case len(in.Tags) > mlflowMaxBatchTags:
+		return mlflowInvalid("A batch logging request can contain at most %d tags. Got %d tags.", mlflowMaxBatchTags, len(in.Tags))
+	}
+	j, err := g.mlflowJob(c, in.RunID, "")
+	if err != nil {
+		return err
+	}
+	// Check everything before writing anything.
+	pts := make([]store.MetricPoint, 0, len(in.Metrics))
+	for _, m := range in.Metrics {
+		p, err := g.mlflowPoint(m)
+		if err != nil {
+			return err
+		}
+		pts = append(pts, p)
+	}
+	params, tags := map[string]string{}, map[string]string{}
+	for _, kv := range in.Params {
+		if old, dup := params[kv.Key]; dup && old != kv.Value {
+			return mlflowInvalid("Duplicate parameter keys have been submitted: %s", kv.Key)
+		}
+		params[kv.Key] = kv.Value
+	}
+	for _, kv := range in.Tags {
+		tags[kv.Key] = kv.Value
+	}
+	if err := store.CheckKV("param", params, store.MaxParamValueLen); err != nil {
+		return mlflowInvalid("%v", err)
+	}
+	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
+		return mlflowInvalid("%v", err)
+	}
+	if err := g.mlflowSetParams(c, j.ID, params); err != nil {
+		return err
+	}
+	if err := g.mlflowSetTags(c, j.ID, tags); err != nil {
+		return err
+	}
+	if len(pts) > 0 {
+		if err := g.mlflowAppend(c, j.ID, pts); err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+func (g *Gateway) mlflowLogParam(c echo.Context) error {
+	var in struct {
+		RunID   string `json:"run_id"`
+		RunUUID string `json:"run_uuid"`
+		Key     string `json:"key"`
+		Value   string `json:"value"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	j, err := g.mlflowJob(c, in.RunID, in.RunUUID)
+	if err != nil {
+		return err
+	}
+	if err := g.mlflowSetParams(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}
+
+func (g *Gateway) mlflowSetTag(c echo.Context) error {
+	var in struct {
+		RunID   string `json:"run_id"`
+		RunUUID string `json:"run_uuid"`
+		Key     string `json:"key"`
+		Value   string `json:"value"`
+	}
+	if err := decodeMLflow(c, &in); err != nil {
+		return err
+	}
+	j, err := g.mlflowJob(c, in.RunID, in.RunUUID)
+	if err != nil {
+		return err
+	}
+	if err := g.mlflowSetTags(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct{}{})
+}

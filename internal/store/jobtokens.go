@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// JobTokenPrefix starts every job token, so the gateway knows which kind of
+// token it holds without a second lookup, and secret scanners find leaks.
+const JobTokenPrefix = "jgj_"
+
+func jobTokenKey(hash string) string { return prefix + "jobtoken:" + hash }
+
+// JobToken is what a job token stands for: one job of one workspace.
+type JobToken struct {
+	JobID     string
+	Workspace string
+}
+
+// CreateJobToken mints a token for job id of ws that lives for ttl at most;
+// only its hash is stored. The worker gives it to one attempt
+// (JOBGATE_JOB_TOKEN) and revokes it when the attempt ends, so the TTL only
+// matters when the worker dies first.
+func (s *Store) CreateJobToken(ctx context.Context, id, ws string, ttl time.Duration) (string, error) {
+	if !validID(id) {
+		return "", fmt.Errorf("job token: job id %q: %w", id, ErrNotFound)
+	}
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := JobTokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+	if err := s.rdb.Set(ctx, jobTokenKey(HashToken(secret)), id+" "+ws, ttl).Err(); err != nil {
+		return "", fmt.Errorf("job token for %s: %w", id, err)
+	}
+	return secret, nil
+}
+
+// JobTokenBySecret returns the job a job token stands for, or ErrNotFound
+// (unknown, revoked or expired).
+func (s *Store) JobTokenBySecret(ctx context.Context, secret string) (JobToken, error) {
+	v, err := s.rdb.Get(ctx, jobTokenKey(HashToken(secret))).Result()
+	if errors.Is(err, redis.Nil) {
+		return JobToken{}, ErrNotFound
+	}
+	if err != nil {
+		return JobToken{}, err
+	}
+	id, ws, ok := strings.Cut(v, " ")
+	if !ok {
+		return JobToken{}, ErrNotFound
+	}
+	return JobToken{JobID: id, Workspace: ws}, nil
+}
+
+// RevokeJobToken makes a job token stop working.
+func (s *Store) RevokeJobToken(ctx context.Context, secret string) error {
+	return s.rdb.Del(ctx, jobTokenKey(HashToken(secret))).Err()
+}
+
+// maxJobTreeDepth bounds how far up a job's parents are followed.
+const maxJobTreeDepth = 64
+
+// IsInJobTree reports whether job id is root or one of root's descendants
+// (child, grandchild, ...), following parent_id upwards.
+func (s *Store) IsInJobTree(ctx context.Context, root, id string) (bool, error) {
+	for range maxJobTreeDepth {
+		if id == root {
+			return true, nil
+		}
+		if !validID(id) {
+			return false, nil
+		}
+		parent, err := s.parentOf(ctx, id)
+		if err != nil || parent == "" {
+			return false, err
+		}
+		id = parent
+	}
+	return false, nil
+}
+
+// parentOf is job id's parent_id, "" for none or no such job.
+func (s *Store) parentOf(ctx context.Context, id string) (string, error) {
+	v, err := s.rdb.HGet(ctx, jobKey(id), "parent_id").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
