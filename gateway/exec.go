@@ -171,6 +171,8 @@ func execStartError(e *queue.ExecEvent) error {
 		return errorf(http.StatusConflict, e.Code, "%s", e.Message)
 	case queue.ExecCodeBusy:
 		return errorf(http.StatusTooManyRequests, e.Code, "%s", e.Message)
+	case queue.ExecCodeStart:
+		return errorf(http.StatusUnprocessableEntity, e.Code, "%s", e.Message)
 	}
 	return fmt.Errorf("worker refused exec: %s: %s", e.Code, e.Message)
 }

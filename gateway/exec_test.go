@@ -228,7 +228,7 @@ func TestExecRelaysTheWorker(t *testing.T) {
 		}
 	})
 	t.Run("refusals become HTTP errors", func(t *testing.T) {
-		for code, status := range map[string]int{queue.ExecCodeNotRunning: 409, queue.ExecCodeUnsupported: 409, queue.ExecCodeBusy: 429} {
+		for code, status := range map[string]int{queue.ExecCodeNotRunning: 409, queue.ExecCodeUnsupported: 409, queue.ExecCodeBusy: 429, queue.ExecCodeStart: 422} {
 			got, _, lines := f.execCall(j.ID, systemToken, `{"command":["refuse","`+code+`"]}`)
 			var e api.ErrorBody
 			if got != status || len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &e) != nil || e.Error.Code != code {

@@ -210,6 +210,12 @@ func TestExecIntoHostProcessJob(t *testing.T) {
 		t.Fatalf("exec = %d, %v, stdout %q, stderr %q; want the job's ID and its working folder", code, err, stdout, stderr)
 	}
 
+	// The worker looks the command up in the job's PATH before it starts.
+	_, _, _, err = c.exec(ctx, j.ID, api.ExecRequest{Command: []string{"jobgate-no-such-command"}})
+	if status, code := apiErrorCode(err); status != http.StatusUnprocessableEntity || code != "start_failed" {
+		t.Fatalf("exec of a command not on the worker: %v, want 422 start_failed", err)
+	}
+
 	// The client hangs up: the process it started is gone soon after.
 	cctx, cancel := context.WithCancel(ctx)
 	up := make(chan struct{})
