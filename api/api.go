@@ -366,3 +366,31 @@ type ExperimentJobs struct {
 	Experiment string `json:"experiment"`
 	Jobs       []Job  `json:"jobs"`
 }
+
+// ExecRequest is the body of POST /v1/jobs/{id}/exec: run Command (an argv,
+// never passed through a shell) beside the running job, in its container or,
+// for a host-process job, with its environment and working folder.
+type ExecRequest struct {
+	Command []string `json:"command"`
+	// TimeoutSeconds stops the command after this long; default 300, at
+	// most 3600.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+}
+
+// ExecLine is one line of the answer to POST /v1/jobs/{id}/exec, which is
+// newline-delimited JSON (application/x-ndjson): output chunks as the
+// command writes them, then one last line with ExitCode or Error.
+type ExecLine struct {
+	// Stream is "stdout" or "stderr" on an output chunk.
+	Stream string `json:"stream,omitempty"`
+	// Data is the chunk: text, or base64 when Encoding says so.
+	Data string `json:"data,omitempty"`
+	// Encoding is "base64" for a chunk that is not valid UTF-8.
+	Encoding string `json:"encoding,omitempty"`
+	// ExitCode ends a command that ran: its exit status (128+signal when a
+	// signal ended it).
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Error ends a session that failed: the job ended, the command could
+	// not start or ran past its timeout, the worker went away.
+	Error *ErrorDetail `json:"error,omitempty"`
+}

@@ -161,6 +161,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/jobs", read, g.listJobs)
 	g.route(http.MethodGet, "/v1/jobs/:id", jobRead, g.getJob)
 	g.route(http.MethodPost, "/v1/jobs/:id/cancel", jobSubmit, g.cancelJob)
+	g.route(http.MethodPost, "/v1/jobs/:id/exec", submit, g.execJob)
 	g.route(http.MethodGet, "/v1/jobs/:id/logs", jobRead, g.jobLogs)
 	g.route(http.MethodGet, "/v1/jobs/:id/artifacts", jobRead, g.listArtifacts)
 	g.route(http.MethodGet, "/v1/jobs/:id/artifacts/*", jobRead, g.getArtifact)

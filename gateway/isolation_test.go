@@ -228,6 +228,8 @@ func bodyFor(method, path string, o objects) string {
 		return scheduleBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/datastores":
 		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
+	case strings.HasSuffix(path, "/exec"):
+		return `{"command":["x"]}`
 	}
 	return ""
 }
@@ -279,6 +281,12 @@ func TestIsolationMatrix(t *testing.T) {
 					case target == "other" && names:
 						if code != http.StatusNotFound {
 							t.Fatalf("got %d %s, want 404 (another workspace's object)", code, body)
+						}
+					case strings.HasSuffix(path, "/exec"):
+						// The fixture's jobs never run: past access and
+						// isolation, exec can only say so.
+						if code != http.StatusConflict {
+							t.Fatalf("got %d %s, want 409 (job not running)", code, body)
 						}
 					default:
 						if code/100 != 2 {

@@ -95,3 +95,35 @@ type Executor interface {
 
 // DefaultStopGrace is how long a stopped workload gets between SIGTERM and SIGKILL.
 const DefaultStopGrace = 5 * time.Second
+
+// Execer is implemented by executors that can run another command beside a
+// running attempt's workload (`jobgate exec`): in its container, or as a host
+// process with its environment and working folder.
+//
+// Exec runs argv and returns its exit status once it ended and its output was
+// written to o's writers (in order within each). When ctx is done first, Exec
+// stops the command as far as the executor can and returns the status it
+// observed, or an error saying why it could not. ErrNotRunning means attempt
+// number of jobID is not running here (not yet, or no longer), and comes
+// before o.Started is called; ErrStart that the command could not be started.
+type Execer interface {
+	Exec(ctx context.Context, jobID string, number int, argv []string, o ExecIO) (int, error)
+}
+
+// ExecIO is where an exec's output goes, and who learns that it started.
+type ExecIO struct {
+	// Stdout and Stderr receive the command's output; nil discards.
+	Stdout, Stderr io.Writer
+	// Started, when set, is called once the command is about to run, before
+	// any output: past the checks that fail with ErrNotRunning.
+	Started func()
+}
+
+func (o ExecIO) started() {
+	if o.Started != nil {
+		o.Started()
+	}
+}
+
+// ErrNotRunning means an exec found no running attempt to run beside.
+var ErrNotRunning = errors.New("attempt not running here")

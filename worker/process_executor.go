@@ -46,6 +46,11 @@ type ProcessConfig struct {
 type ProcessExecutor struct {
 	cfg    ProcessConfig
 	logger *slog.Logger
+
+	// mu guards the field below.
+	mu sync.Mutex
+	// attempts are the running attempts Exec may run beside, by procKey.
+	attempts map[string]*procAttempt
 }
 
 var _ Executor = (*ProcessExecutor)(nil)
@@ -98,6 +103,10 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 
 	env := map[string]string{"PATH": defaultPath, "HOME": dir, "JOBGATE_JOB_ID": a.JobID}
 	maps.Copy(env, a.Env)
+	if a.Step == StepCommand {
+		// Exec runs beside the command, as it does in a container.
+		defer p.track(a.JobID, a.Number, dir, env)()
+	}
 	path, err := lookPath(argv[0], env["PATH"], dir)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%w: %v", ErrStart, err)

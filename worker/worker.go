@@ -108,6 +108,7 @@ type Worker struct {
 	secrets   *secretbox.Box
 	logger    *slog.Logger
 	now       func() time.Time
+	execs     execSessions
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -197,6 +198,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to cancels: %w", err)
 	}
 	defer cancels.Close()
+	execReqs, err := w.subscribeExec(ctx)
+	if err != nil {
+		return err
+	}
+	defer execReqs.Close()
 
 	// asynq polls an empty queue; this client's hook turns that poll into a
 	// wait on the wake-up channel (see dequeueWaitHook).
@@ -227,6 +233,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { w.heartbeat(gctx); return nil })
+	g.Go(func() error { w.serveExec(gctx, execReqs); return nil })
 	if w.cfg.GPUs != nil {
 		g.Go(func() error { w.sampleGPUs(gctx); return nil })
 	}

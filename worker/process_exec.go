@@ -1,0 +1,124 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var _ Execer = (*ProcessExecutor)(nil)
+
+// procAttempt is what Exec needs of a running attempt: where it runs and
+// with what environment. done is closed when the attempt's Run returns;
+// execs wait on it to end with the attempt.
+type procAttempt struct {
+	dir  string
+	env  map[string]string
+	done chan struct{}
+	// execs counts the Execs running beside the attempt; Run waits for
+	// them, so none outlives the working folder.
+	execs sync.WaitGroup
+}
+
+func procKey(jobID string, number int) string { return jobID + "/" + strconv.Itoa(number) }
+
+// track records a running attempt for Exec. The returned func forgets it,
+// stops the commands Exec runs beside it and waits for them.
+func (p *ProcessExecutor) track(jobID string, number int, dir string, env map[string]string) func() {
+	a := &procAttempt{dir: dir, env: env, done: make(chan struct{})}
+	key := procKey(jobID, number)
+	p.mu.Lock()
+	if p.attempts == nil {
+		p.attempts = map[string]*procAttempt{}
+	}
+	p.attempts[key] = a
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.attempts, key)
+		p.mu.Unlock()
+		close(a.done)
+		a.execs.Wait()
+	}
+}
+
+// Exec runs argv on the host beside attempt number of jobID: with the
+// attempt's environment, in its working folder, in a process group of its
+// own, found in the attempt's PATH. When ctx ends or the attempt does, the
+// group gets SIGTERM, then SIGKILL after StopGrace. See Execer.
+func (p *ProcessExecutor) Exec(ctx context.Context, jobID string, number int, argv []string, o ExecIO) (int, error) {
+	if len(argv) == 0 {
+		return 0, fmt.Errorf("%w: empty command", ErrStart)
+	}
+	p.mu.Lock()
+	a := p.attempts[procKey(jobID, number)]
+	if a != nil {
+		a.execs.Add(1)
+	}
+	p.mu.Unlock()
+	if a == nil {
+		return 0, fmt.Errorf("%w: no process of attempt %d of job %s", ErrNotRunning, number, jobID)
+	}
+	defer a.execs.Done()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-a.done:
+			cancel(fmt.Errorf("attempt %d of job %s ended", number, jobID))
+		case <-ctx.Done():
+		}
+	}()
+
+	path, err := lookPath(argv[0], a.env["PATH"], a.dir)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	cmd := &exec.Cmd{Path: path, Args: argv, Env: envList(a.env), Dir: a.dir, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	o.started()
+	out, err := startWithOutput(cmd, o.Stdout, o.Stderr)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrStart, argv[0], err)
+	}
+	pgid := cmd.Process.Pid
+	log := p.logger.With(slog.String("job_id", jobID), slog.Int("attempt", number), slog.Int("pgid", pgid))
+	// As in Run: learn of the exit without reaping, so the group's ID stays
+	// ours until the rest of the group is killed.
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+	}()
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		log.InfoContext(ctx, "stopping exec", slog.Any("cause", context.Cause(ctx)))
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		grace := time.NewTimer(p.cfg.StopGrace)
+		select {
+		case <-exited:
+		case <-grace.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-exited
+		}
+		grace.Stop()
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	waitErr := cmd.Wait()
+	if err := out.wait(cleanupTimeout); err != nil {
+		log.WarnContext(ctx, "exec output may be incomplete", slog.Any("error", err))
+	}
+	if cmd.ProcessState == nil {
+		return 0, fmt.Errorf("wait for exec process %d: %w", pgid, waitErr)
+	}
+	return exitCode(cmd.ProcessState), nil
+}
