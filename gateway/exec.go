@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -49,16 +48,8 @@ func normalizeExec(r *api.ExecRequest) error {
 	if len(r.Command) == 0 {
 		return invalid("command must be a non-empty array of strings (argv), e.g. [\"ls\", \"/outputs\"]")
 	}
-	if len(r.Command) > maxCommandArgs {
-		return invalid("command has %d elements; at most %d", len(r.Command), maxCommandArgs)
-	}
-	if r.Command[0] == "" {
-		return invalid("command[0] must name the program to run")
-	}
-	for i, a := range r.Command {
-		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
-			return invalid("command[%d] must be valid UTF-8 without NUL bytes", i)
-		}
+	if problem := checkArgv("command", r.Command); problem != "" {
+		return invalid("%s", problem)
 	}
 	maxSecs := int(queue.ExecMaxTimeout / time.Second)
 	switch {

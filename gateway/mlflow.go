@@ -634,27 +634,13 @@ func (g *Gateway) mlflowLogBatch(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
-func (g *Gateway) mlflowLogParam(c echo.Context) error {
-	var in struct {
-		RunID   string `json:"run_id"`
-		RunUUID string `json:"run_uuid"`
-		Key     string `json:"key"`
-		Value   string `json:"value"`
-	}
-	if err := decodeMLflow(c, &in); err != nil {
-		return err
-	}
-	j, err := g.mlflowJob(c, in.RunID, in.RunUUID)
-	if err != nil {
-		return err
-	}
-	if err := g.mlflowSetParams(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, struct{}{})
-}
+func (g *Gateway) mlflowLogParam(c echo.Context) error { return g.mlflowKeyValue(c, g.mlflowSetParams) }
 
-func (g *Gateway) mlflowSetTag(c echo.Context) error {
+func (g *Gateway) mlflowSetTag(c echo.Context) error { return g.mlflowKeyValue(c, g.mlflowSetTags) }
+
+// mlflowKeyValue serves log-parameter and set-tag: one key and value for a
+// run, stored by set.
+func (g *Gateway) mlflowKeyValue(c echo.Context, set func(echo.Context, string, map[string]string) error) error {
 	var in struct {
 		RunID   string `json:"run_id"`
 		RunUUID string `json:"run_uuid"`
@@ -668,7 +654,7 @@ func (g *Gateway) mlflowSetTag(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := g.mlflowSetTags(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
+	if err := set(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, struct{}{})

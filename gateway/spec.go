@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -87,6 +88,23 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// checkArgv says what is wrong with a non-empty argv named field (a job's
+// command, its preparation, an exec), or "".
+func checkArgv(field string, argv []string) string {
+	if len(argv) > maxCommandArgs {
+		return fmt.Sprintf("%s has %d elements; at most %d", field, len(argv), maxCommandArgs)
+	}
+	if argv[0] == "" {
+		return field + "[0] must name the program to run"
+	}
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
+			return fmt.Sprintf("%s[%d] must be valid UTF-8 without NUL bytes", field, i)
+		}
+	}
+	return ""
+}
+
 // maxSpecTags bounds the tags a spec carries; more may be set later.
 const maxSpecTags = 100
 
@@ -119,16 +137,8 @@ func normalize(s *api.JobSpec, lim SpecLimits) error {
 	if len(s.Command) == 0 {
 		return specErr("command must be a non-empty array of strings (argv), e.g. [\"python\", \"train.py\"]")
 	}
-	if len(s.Command) > maxCommandArgs {
-		return specErr("command has %d elements; at most %d", len(s.Command), maxCommandArgs)
-	}
-	if s.Command[0] == "" {
-		return specErr("command[0] must name the program to run")
-	}
-	for i, a := range s.Command {
-		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
-			return specErr("command[%d] must be valid UTF-8 without NUL bytes", i)
-		}
+	if problem := checkArgv("command", s.Command); problem != "" {
+		return specErr("%s", problem)
 	}
 	if err := checkPreparation(s); err != nil {
 		return err

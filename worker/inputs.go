@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -216,19 +215,7 @@ func inside(base, p string) bool {
 // inputsDir makes the empty inputs folder of one attempt,
 // <spool>/inputs/<job>-<attempt>.
 func (w *Worker) inputsDir(jobID string, attempt int) (string, error) {
-	parent := filepath.Join(w.cfg.SpoolDir, "inputs")
-	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return "", fmt.Errorf("inputs folder: %w", err)
-	}
-	dir := filepath.Join(parent, jobID+"-"+strconv.Itoa(attempt))
-	// A worker that died mid-attempt may have left one behind.
-	if err := os.RemoveAll(dir); err != nil {
-		return "", fmt.Errorf("inputs folder: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", fmt.Errorf("inputs folder: %w", err)
-	}
-	return dir, nil
+	return w.attemptDir("inputs", jobID, attempt, 0o700)
 }
 
 // removeInputsDirs removes the inputs folders an earlier life of this worker

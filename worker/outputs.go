@@ -22,19 +22,28 @@ var errOutputsTooLarge = errors.New("outputs too large")
 // outputsDir makes the empty outputs folder of one attempt,
 // <spool>/outputs/<job>-<attempt>, writable by whichever user the job runs as.
 func (w *Worker) outputsDir(jobID string, attempt int) (string, error) {
-	parent := filepath.Join(w.cfg.SpoolDir, "outputs")
+	return w.attemptDir("outputs", jobID, attempt, 0o777)
+}
+
+// attemptDir makes an empty folder of one attempt, <spool>/<kind>/<job>-
+// <attempt>, with mode perm (past the umask: 0o777 when the job, which may
+// run as any user, writes there).
+func (w *Worker) attemptDir(kind, jobID string, attempt int, perm os.FileMode) (string, error) {
+	parent := filepath.Join(w.cfg.SpoolDir, kind)
 	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return "", fmt.Errorf("outputs folder: %w", err)
+		return "", fmt.Errorf("%s folder: %w", kind, err)
 	}
 	dir := filepath.Join(parent, jobID+"-"+strconv.Itoa(attempt))
 	// A worker that died mid-attempt may have left one behind.
 	if err := os.RemoveAll(dir); err != nil {
-		return "", fmt.Errorf("outputs folder: %w", err)
+		return "", fmt.Errorf("%s folder: %w", kind, err)
 	}
-	if err := os.Mkdir(dir, 0o777); err != nil {
-		return "", fmt.Errorf("outputs folder: %w", err)
+	if err := os.Mkdir(dir, perm); err != nil {
+		return "", fmt.Errorf("%s folder: %w", kind, err)
 	}
-	_ = os.Chmod(dir, 0o777) // past the umask: the job may run as any user
+	if err := os.Chmod(dir, perm); err != nil {
+		return "", fmt.Errorf("%s folder: %w", kind, err)
+	}
 	return dir, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 )
 
 // ContainerWorkDir is where a container finds its attempt's working folder
@@ -52,19 +51,10 @@ func runSteps(ctx context.Context, exec Executor, a Attempt, stdout, stderr io.W
 // JOBGATE_WORKDIR and its working directory: bound at ContainerWorkDir in a
 // container, the host folder for a process. remove deletes it.
 func (w *Worker) giveWorkDir(a *Attempt) (remove func(context.Context), err error) {
-	parent := filepath.Join(w.cfg.SpoolDir, "work")
-	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return nil, fmt.Errorf("working folder: %w", err)
+	dir, err := w.attemptDir("work", a.JobID, a.Number, 0o777)
+	if err != nil {
+		return nil, err
 	}
-	dir := filepath.Join(parent, a.JobID+"-"+strconv.Itoa(a.Number))
-	// A worker that died mid-attempt may have left one behind.
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("working folder: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o777); err != nil {
-		return nil, fmt.Errorf("working folder: %w", err)
-	}
-	_ = os.Chmod(dir, 0o777) // past the umask: the job may run as any user
 	giveFolder(a, "JOBGATE_WORKDIR", dir, ContainerWorkDir)
 	a.WorkDir = a.Env["JOBGATE_WORKDIR"]
 	return func(ctx context.Context) {

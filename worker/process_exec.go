@@ -8,9 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 var _ Execer = (*ProcessExecutor)(nil)
@@ -89,29 +86,7 @@ func (p *ProcessExecutor) Exec(ctx context.Context, jobID string, number int, ar
 	}
 	pgid := cmd.Process.Pid
 	log := p.logger.With(slog.String("job_id", jobID), slog.Int("attempt", number), slog.Int("pgid", pgid))
-	// As in Run: learn of the exit without reaping, so the group's ID stays
-	// ours until the rest of the group is killed.
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		var info unix.Siginfo
-		for unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
-		}
-	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		log.InfoContext(ctx, "stopping exec", slog.Any("cause", context.Cause(ctx)))
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		grace := time.NewTimer(p.cfg.StopGrace)
-		select {
-		case <-exited:
-		case <-grace.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		grace.Stop()
-	}
+	waitOrStop(ctx, log, pgid, p.cfg.StopGrace)
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	waitErr := cmd.Wait()
 	if err := out.wait(cleanupTimeout); err != nil {

@@ -125,35 +125,7 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 	pgid := cmd.Process.Pid // Setpgid: the group is named after its leader.
 	log.DebugContext(ctx, "process started", slog.Int("pid", pgid))
 
-	// Learn that the leader exited without reaping it: while it is a zombie
-	// its pid, the group's ID, cannot be reused, so killing the group below
-	// cannot hit a stranger.
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if err != unix.EINTR {
-				return
-			}
-		}
-	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		log.InfoContext(ctx, "stopping process group", slog.Int("pgid", pgid),
-			slog.Duration("grace", p.cfg.StopGrace), slog.Any("cause", context.Cause(ctx)))
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		grace := time.NewTimer(p.cfg.StopGrace)
-		select {
-		case <-exited:
-		case <-grace.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		grace.Stop()
-	}
+	waitOrStop(ctx, log, pgid, p.cfg.StopGrace)
 	// The leader is gone; what it started must not outlive the attempt, and
 	// the pipes close only once nothing holds them.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
@@ -187,6 +159,36 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// waitOrStop waits until the leader of process group pgid exits; when ctx
+// ends first it stops the group: SIGTERM, then SIGKILL after grace. It
+// learns of the exit without reaping the leader: while it is a zombie its
+// pid, the group's ID, cannot be reused, so the caller may still kill the
+// group without hitting a stranger (and must then reap it, with cmd.Wait).
+func waitOrStop(ctx context.Context, log *slog.Logger, pgid int, grace time.Duration) {
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+	}()
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		log.InfoContext(ctx, "stopping process group", slog.Int("pgid", pgid),
+			slog.Duration("grace", grace), slog.Any("cause", context.Cause(ctx)))
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-exited:
+		case <-timer.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-exited
+		}
+	}
 }
 
 // lookPath finds name as the workload would: in its own PATH, not the
