@@ -176,7 +176,7 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 		return invalid("filter.event and filter.ref must be short text without control characters")
 	}
 	if req.Job == nil {
-		return invalid("job is required: the job spec to submit on each delivery, with templates like {{ .payload.after }} in env values and command arguments")
+		return invalid("job is required: the job spec to submit on each delivery, with templates like {{ .payload.after }} in env values, tag values, command and preparation arguments")
 	}
 	spec := *req.Job
 	for i, a := range spec.Command {
@@ -184,9 +184,19 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 			return specErr("job.command[%d]: %v", i, err)
 		}
 	}
+	for i, a := range spec.Preparation {
+		if err := tmpl.Check(a); err != nil {
+			return specErr("job.preparation[%d]: %v", i, err)
+		}
+	}
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		if err := tmpl.Check(spec.Env[k]); err != nil {
 			return specErr("job.env.%s: %v", k, err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Tags)) {
+		if err := tmpl.Check(spec.Tags[k]); err != nil {
+			return specErr("job.tags.%s: %v", k, err)
 		}
 	}
 	literal := map[string]string{"image": spec.Image, "name": spec.Name, "experiment": spec.Experiment, "user": spec.User}
@@ -195,7 +205,7 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 	}
 	for _, k := range slices.Sorted(maps.Keys(literal)) {
 		if strings.Contains(literal[k], "{{") {
-			return specErr("job.%s is not a template: only env values and command arguments are rendered from the payload", k)
+			return specErr("job.%s is not a template: only env values, tag values, command and preparation arguments are rendered from the payload", k)
 		}
 	}
 	return inJob(g.checkSpec(ctx, ws, &spec))
@@ -443,6 +453,16 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 	if len(spec.Command) > 0 {
 		if spec.Command, err = tmpl.RenderArgs(t.Job.Command, data); err != nil {
 			return nil, invalid("job template: command: %v", err)
+		}
+	}
+	if len(spec.Preparation) > 0 {
+		if spec.Preparation, err = tmpl.RenderArgs(t.Job.Preparation, data); err != nil {
+			return nil, invalid("job template: preparation: %v", err)
+		}
+	}
+	if len(spec.Tags) > 0 {
+		if spec.Tags, err = tmpl.RenderMap(t.Job.Tags, data); err != nil {
+			return nil, invalid("job template: tags: %v", err)
 		}
 	}
 	job, err := g.createJob(ctx, t.Workspace, "trigger:"+t.Name, spec)

@@ -204,6 +204,8 @@ func TestTriggerGitHubPush(t *testing.T) {
 		"filter":{"event":"push","ref":"refs/heads/main"},
 		"job":{"image":"localhost/train:1",
 		       "command":["train","--repo","{{ .payload.repository.full_name }}","--sha","{{ .payload.after }}"],
+		       "preparation":["fetch","{{ .payload.after }}"],
+		       "tags":{"commit":"{{ .payload.after }}"},
 		       "env":{"GIT_SHA":"{{ .payload.after }}","EVENT":"{{ .event }}","DELIVERY":"{{ .delivery }}","FIXED":"1"}}}`)
 	if !strings.HasPrefix(tv.HookURL, "/hooks/trg_") || !hookIDRE.MatchString(tv.ID) || tv.HookURL != "/hooks/"+tv.ID {
 		t.Fatalf("trigger id %q, hook_url %q; want /hooks/trg_ and 26 base32 characters", tv.ID, tv.HookURL)
@@ -256,6 +258,12 @@ func TestTriggerGitHubPush(t *testing.T) {
 	wantCmd := []string{"train", "--repo", "acme/train $(reboot); rm -rf /", "--sha", "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}
 	if diff := cmp.Diff(wantCmd, j.Spec.Command); diff != "" {
 		t.Errorf("command (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"fetch", "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}, j.Spec.Preparation); diff != "" {
+		t.Errorf("preparation (-want +got):\n%s", diff)
+	}
+	if j.Tags["commit"] != "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c" {
+		t.Errorf("tags = %v, want the commit rendered", j.Tags)
 	}
 	wantEnv := map[string]string{"GIT_SHA": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", "EVENT": "push", "DELIVERY": "d-1", "FIXED": "1"}
 	if diff := cmp.Diff(wantEnv, j.Spec.Env); diff != "" {
@@ -478,6 +486,7 @@ func TestTriggerAPI(t *testing.T) {
 		{"no job", `{"name":"t","provider":"github","secret":"` + ghSecret + `"}`, "job is required"},
 		{"unknown job field", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"imagee":"x"}}`, "unknown field"},
 		{"template syntax", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"image":"localhost/x:1","command":["x","{{ .payload.after"]}}`, "job.command[1]"},
+		{"template syntax in preparation", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"image":"localhost/x:1","command":["x"],"preparation":["p","{{ .x"]}}`, "job.preparation[1]"},
 		{"template function", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"image":"localhost/x:1","command":["x"],"env":{"A":"{{ call .payload.f }}"}}}`, "job.env.A"},
 		{"template range", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"image":"localhost/x:1","command":["x"],"env":{"A":"{{ range .payload.commits }}x{{ end }}"}}}`, "range"},
 		{"templated image", `{"name":"t","provider":"github","secret":"` + ghSecret + `","job":{"image":"{{ .payload.image }}","command":["x"]}}`, "not a template"},
