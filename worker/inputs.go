@@ -109,6 +109,8 @@ func (w *Worker) giveInputs(ctx context.Context, a *Attempt, job *api.Job, attem
 			}
 		}
 	}
+	// What all downloads of the attempt may copy together (--max-input-mb).
+	budget := w.cfg.MaxInputBytes
 	a.Env["JOBGATE_INPUTS"] = inputsTarget
 	if !container {
 		a.Env["JOBGATE_INPUTS"] = dir
@@ -123,11 +125,15 @@ func (w *Worker) giveInputs(ctx context.Context, a *Attempt, job *api.Job, attem
 		switch {
 		case in.Mode == api.InputDownload:
 			dst := filepath.Join(dir, name)
-			files, size, err := copyInput(ctx, src, dst, func(skipped string) {
+			files, size, err := copyInput(ctx, src, dst, &budget, func(skipped string) {
 				fmt.Fprintf(note, "jobgate: inputs.%s: skipped %s: not a regular file or folder (links are not followed)\n", name, skipped)
 			})
 			if ctx.Err() != nil {
 				return drop, ctx.Err()
+			}
+			if errors.Is(err, errInputTooLarge) {
+				return drop, fmt.Errorf("%w: inputs.%s: the downloads of this job exceed the worker's cap of %d bytes (--max-input-mb); use mode ro_mount",
+					errInputUnavailable, name, w.cfg.MaxInputBytes)
 			}
 			if err != nil {
 				return drop, fmt.Errorf("%w: inputs.%s: copy from datastore %s: %v", errInputUnavailable, name, in.Datastore, err)
@@ -237,13 +243,16 @@ func (w *Worker) removeInputsDirs(ctx context.Context, jobID string) {
 // any. A file or folder that cannot be read fails the copy: a job must not
 // train on part of its data unknowingly. It stops with ctx's error when ctx
 // is done.
-func copyInput(ctx context.Context, src, dst string, skipped func(rel string)) (files int, size int64, err error) {
+// errInputTooLarge means the downloads went past their byte budget.
+var errInputTooLarge = errors.New("inputs too large")
+
+func copyInput(ctx context.Context, src, dst string, budget *int64, skipped func(rel string)) (files int, size int64, err error) {
 	fi, err := os.Lstat(src)
 	if err != nil {
 		return 0, 0, err
 	}
 	if fi.Mode().IsRegular() {
-		n, err := copyFile(ctx, src, dst, fi.Mode())
+		n, err := copyFile(ctx, src, dst, fi.Mode(), budget)
 		return 1, n, err
 	}
 	err = filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
@@ -269,7 +278,7 @@ func copyInput(ctx context.Context, src, dst string, skipped func(rel string)) (
 			if err != nil {
 				return err
 			}
-			n, err := copyFile(ctx, p, target, info.Mode())
+			n, err := copyFile(ctx, p, target, info.Mode(), budget)
 			files, size = files+1, size+n
 			return err
 		}
@@ -280,8 +289,9 @@ func copyInput(ctx context.Context, src, dst string, skipped func(rel string)) (
 }
 
 // copyFile copies regular file src to new file dst, keeping its execute
-// bits, readable and writable by all.
-func copyFile(ctx context.Context, src, dst string, mode fs.FileMode) (int64, error) {
+// bits, readable and writable by all; it takes what it copies from budget,
+// and fails with errInputTooLarge rather than go past it.
+func copyFile(ctx context.Context, src, dst string, mode fs.FileMode, budget *int64) (int64, error) {
 	// O_NOFOLLOW: the file must not turn into a link between the walk and here.
 	r, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -293,10 +303,14 @@ func copyFile(ctx context.Context, src, dst string, mode fs.FileMode) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx, r}, *budget+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if n > *budget {
+		return n, errInputTooLarge
+	}
+	*budget -= n
 	if err == nil {
 		err = os.Chmod(dst, perm) // past the umask
 	}

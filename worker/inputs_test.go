@@ -102,12 +102,13 @@ func TestCopyInput(t *testing.T) {
 	_, ds, _ := inputTree(t)
 	dst := filepath.Join(t.TempDir(), "data")
 	var skipped []string
-	files, size, err := copyInput(context.Background(), ds, dst, func(rel string) { skipped = append(skipped, rel) })
+	budget := int64(1 << 20)
+	files, size, err := copyInput(context.Background(), ds, dst, &budget, func(rel string) { skipped = append(skipped, rel) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files != 2 || size != int64(len("a,b\n1,2\n")+len("#!/bin/sh\n")) {
-		t.Fatalf("copied %d files, %d bytes", files, size)
+	if files != 2 || size != int64(len("a,b\n1,2\n")+len("#!/bin/sh\n")) || budget != 1<<20-size {
+		t.Fatalf("copied %d files, %d bytes, %d left of the budget", files, size, budget)
 	}
 	slices.Sort(skipped)
 	if diff := cmp.Diff([]string{"link-in", "link-out", "secret"}, skipped); diff != "" {
@@ -145,7 +146,7 @@ func TestCopyInput(t *testing.T) {
 
 	// One file.
 	one := filepath.Join(t.TempDir(), "train.csv")
-	if files, _, err := copyInput(context.Background(), filepath.Join(ds, "sets/v1/train.csv"), one, nil); err != nil || files != 1 {
+	if files, _, err := copyInput(context.Background(), filepath.Join(ds, "sets/v1/train.csv"), one, &budget, nil); err != nil || files != 1 {
 		t.Fatalf("copy one file: %d files, %v", files, err)
 	}
 	if b, _ := os.ReadFile(one); string(b) != "a,b\n1,2\n" {
@@ -155,8 +156,20 @@ func TestCopyInput(t *testing.T) {
 	// A canceled copy stops with the context's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := copyInput(ctx, ds, filepath.Join(t.TempDir(), "data"), func(string) {}); !errors.Is(err, context.Canceled) {
+	if _, _, err := copyInput(ctx, ds, filepath.Join(t.TempDir(), "data"), &budget, func(string) {}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled copy: %v, want context.Canceled", err)
+	}
+
+	// Past the budget the copy fails; up to it, it does not.
+	for _, tt := range []struct {
+		budget int64
+		want   error
+	}{{size, nil}, {size - 1, errInputTooLarge}} {
+		b := tt.budget
+		_, _, err := copyInput(context.Background(), ds, filepath.Join(t.TempDir(), "data"), &b, func(string) {})
+		if !errors.Is(err, tt.want) {
+			t.Fatalf("copy %d bytes with a budget of %d: %v, want %v", size, tt.budget, err, tt.want)
+		}
 	}
 }
 

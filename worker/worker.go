@@ -68,6 +68,9 @@ type Config struct {
 	// outputs_too_large and none of that attempt's outputs are collected.
 	// Default 10 GiB.
 	MaxOutputBytes int64
+	// MaxInputBytes caps what the download inputs of one attempt may copy
+	// together; past it the job fails with input_unavailable. Default 100 GiB.
+	MaxInputBytes int64
 	// GatewayURL is the API address jobs are given (JOBGATE_URL, and
 	// MLFLOW_TRACKING_URI unless the job sets its own) with a token for their
 	// own job; it must be reachable from inside the job. Default
@@ -137,6 +140,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
+	cfg.MaxInputBytes = cmp.Or(cfg.MaxInputBytes, 100<<30)
 	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
 	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	// Absolute: jobs run in folders of their own, and containers bind them.

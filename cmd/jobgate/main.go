@@ -144,6 +144,7 @@ type executorFlags struct {
 	simulate   string
 	gpuSample  time.Duration
 	maxOutMB   int64
+	maxInMB    int64
 	mounts     []string
 	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
 	// NodePrepTimeout.
@@ -162,6 +163,7 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
 	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
+	fl.Int64Var(&f.maxInMB, "max-input-mb", 100<<10, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
@@ -182,6 +184,14 @@ func (f *executorFlags) mountMap() (map[string]string, error) {
 		m[name] = path
 	}
 	return m, worker.Config{Mounts: m}.Validate()
+}
+
+// maxInputBytes is --max-input-mb in bytes, or why it is not usable.
+func (f *executorFlags) maxInputBytes() (int64, error) {
+	if f.maxInMB <= 0 || f.maxInMB > 1<<40 {
+		return 0, fmt.Errorf("--max-input-mb must be between 1 and %d, not %d", int64(1<<40), f.maxInMB)
+	}
+	return f.maxInMB << 20, nil
 }
 
 // maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
@@ -325,12 +335,16 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			maxIn, err := ex.maxInputBytes()
+			if err != nil {
+				return err
+			}
 			scheme := "http"
 			if tlsCert != "" {
 				scheme = "https"
 			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut,
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut, MaxInputBytes: maxIn,
 				GatewayURL: scheme + "://" + addr, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, st, arts, executors, box, logger)
@@ -534,8 +548,12 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			maxIn, err := ex.maxInputBytes()
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, GatewayURL: gatewayURL, Mounts: mounts,
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, GatewayURL: gatewayURL, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
