@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps vet clean bench-dispatch gpu-check
+.PHONY: build dev images test test-unit deps vet clean bench-dispatch bench-exec gpu-check
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -46,6 +46,10 @@ clean:
 # Dispatch latency at idle, jobgate side by side with plain asynq (BENCHMARKS.md).
 bench-dispatch:
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'DispatchIdle|AsynqDefaultIdle' -benchtime 30x ./cmd/jobgate
+
+# Exec round trip into a running container, jobgate side by side with podman exec.
+bench-exec:
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'ExecEcho' -benchtime 30x ./cmd/jobgate
 
 # On a machine with an NVIDIA driver (no podman or Redis needed): list the
 # GPUs, run a 1-GPU host-process job through `jobgate dev`, print PASS/FAIL.

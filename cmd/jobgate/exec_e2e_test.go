@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -251,19 +252,36 @@ func jobProcessRuns(id, cmd string) bool {
 	return false
 }
 
-// BenchmarkExecEcho measures one `exec ID -- toolbox echo hi` through the
-// gateway and the worker, into a running container job: request to exit code.
+// BenchmarkExecEcho measures one `exec ID -- toolbox echo hi` into a running
+// container job, request to exit code: through the gateway, Redis and the
+// worker (jobgate), and, as the peer, `podman exec` run on the worker's
+// machine against the same container and podman service.
 func BenchmarkExecEcho(b *testing.B) {
 	c := newBenchCluster(b)
 	j := c.submit(api.JobSpec{Command: toolbox("sleep", "600")})
 	testenv.Eventually(b, 60*time.Second, func() bool { return strings.Contains(c.logs(j.ID), "sleeping") }, "job never came up")
-	var d []time.Duration
-	for b.Loop() {
-		start := time.Now()
-		if code, err := c.api.Exec(context.Background(), j.ID, toolbox("echo", "hi"), nil, nil); err != nil || code != 0 {
-			b.Fatalf("exec = %d, %v", code, err)
+	b.Run("jobgate", func(b *testing.B) {
+		var d []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			if code, err := c.api.Exec(context.Background(), j.ID, toolbox("echo", "hi"), nil, nil); err != nil || code != 0 {
+				b.Fatalf("exec = %d, %v", code, err)
+			}
+			d = append(d, time.Since(start))
 		}
-		d = append(d, time.Since(start))
-	}
-	reportPercentiles(b, d)
+		reportPercentiles(b, d)
+	})
+	b.Run("podman-exec-cli", func(b *testing.B) {
+		name := worker.ContainerName(j.ID, 1)
+		var d []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			out, err := exec.Command("podman", "--url", c.podman, "exec", name, "/bin/toolbox", "echo", "hi").CombinedOutput()
+			if err != nil || string(out) != "hi\n" {
+				b.Fatalf("podman exec: %v %s", err, out)
+			}
+			d = append(d, time.Since(start))
+		}
+		reportPercentiles(b, d)
+	})
 }
