@@ -201,8 +201,8 @@ type mlflowExperiment struct {
 	Name             string     `json:"name"`
 	ArtifactLocation string     `json:"artifact_location"`
 	LifecycleStage   string     `json:"lifecycle_stage"`
-	LastUpdateTime   int64      `json:"last_update_time"`
-	CreationTime     int64      `json:"creation_time"`
+	LastUpdateTime   int64      `json:"last_update_time,omitempty"`
+	CreationTime     int64      `json:"creation_time,omitempty"`
 	Tags             []mlflowKV `json:"tags"`
 }
 
@@ -244,8 +244,11 @@ func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflow
 	if name == defaultExperiment {
 		display = "Default"
 	}
-	return mlflowExperiment{ExperimentID: experimentID(name), Name: display, LifecycleStage: "active",
-		LastUpdateTime: last.UnixMilli(), CreationTime: last.UnixMilli(), Tags: []mlflowKV{}}, nil
+	e := mlflowExperiment{ExperimentID: experimentID(name), Name: display, LifecycleStage: "active", Tags: []mlflowKV{}}
+	if !last.IsZero() {
+		e.LastUpdateTime, e.CreationTime = last.UnixMilli(), last.UnixMilli()
+	}
+	return e, nil
 }
 
 func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {

@@ -276,7 +276,7 @@ func TestMLflowExperimentsAndTrackedRuns(t *testing.T) {
 	if exp["experiment_id"] != "cifar" || exp["name"] != "cifar" || exp["lifecycle_stage"] != "active" {
 		t.Fatalf("get-by-name = %v", exp)
 	}
-	if def := f.mlflowOK("GET", "experiments/get-by-name?experiment_name=Default", tok, "")["experiment"].(map[string]any); def["experiment_id"] != "0" {
+	if def := f.mlflowOK("GET", "experiments/get-by-name?experiment_name=Default", tok, "")["experiment"].(map[string]any); def["experiment_id"] != "0" || def["creation_time"] != nil {
 		t.Fatalf("Default experiment = %v", def)
 	}
 
