@@ -105,6 +105,15 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
+			// The token is its attempt's: once that attempt is over (its
+			// worker lost, say, and the job requeued), it is dead too.
+			j, err := g.store.GetJobByID(ctx, jt.JobID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err != nil || j.Status != api.StatusRunning || j.Attempt != jt.Attempt {
+				return errorf(http.StatusUnauthorized, CodeUnauthorized, "job token of an attempt that is no longer running")
+			}
 			c.Set(principalKey, principal{Workspace: jt.Workspace, Actor: "job:" + jt.JobID, JobID: jt.JobID,
 				Scopes: []api.Scope{api.ScopeRead, api.ScopeSubmit}})
 			return next(c)

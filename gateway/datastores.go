@@ -50,7 +50,7 @@ func (g *Gateway) createDatastore(c echo.Context) error {
 	p := principalOf(c)
 	d := store.Datastore{Datastore: api.Datastore{Name: req.Name, Path: req.Path, CreatedAt: g.now().UTC(), CreatedBy: p.Actor}}
 	if !p.System {
-		root, err := g.datastoreRoot(req.Path)
+		root, err := g.datastoreRoot(p.Workspace, req.Path)
 		if err != nil {
 			return err
 		}
@@ -132,11 +132,16 @@ func checkHostPath(p string) error {
 // on the path as written and, for the part of it that exists on this
 // machine, with symbolic links resolved, so a link below a root cannot lead
 // out of it.
-func (g *Gateway) datastoreRoot(p string) (string, error) {
-	roots := g.cfg.DatastoreRoots
+func (g *Gateway) datastoreRoot(ws, p string) (string, error) {
+	var roots []string
+	for _, entry := range g.cfg.DatastoreRoots {
+		if only, root := splitRoot(entry); only == "" || only == ws {
+			roots = append(roots, root)
+		}
+	}
 	if len(roots) == 0 {
 		return "", errorf(http.StatusForbidden, CodeForbidden,
-			"path: this gateway has no datastore roots (--datastore-root), so only the system admin token may register datastores")
+			"path: this gateway has no datastore roots (--datastore-root) for workspace %s, so only the system admin token may register its datastores", ws)
 	}
 	for _, root := range roots {
 		if !within(root, p) {
@@ -187,12 +192,26 @@ func within(base, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
+// splitRoot reads a --datastore-root entry: "WORKSPACE=/path" is a root of
+// that workspace only, "/path" one of every workspace.
+func splitRoot(entry string) (workspace, root string) {
+	if ws, root, ok := strings.Cut(entry, "="); ok && !strings.HasPrefix(entry, "/") {
+		return ws, root
+	}
+	return "", entry
+}
+
 // cleanRoots makes the configured datastore roots clean, so containment
 // checks compare like with like.
 func cleanRoots(roots []string) []string {
 	out := make([]string, 0, len(roots))
 	for _, r := range roots {
-		out = append(out, filepath.Clean(r))
+		ws, root := splitRoot(r)
+		if ws != "" {
+			out = append(out, ws+"="+filepath.Clean(root))
+			continue
+		}
+		out = append(out, filepath.Clean(root))
 	}
 	return out
 }

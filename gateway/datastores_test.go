@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -209,5 +210,36 @@ func TestJobInputsAreChecked(t *testing.T) {
 	code, body := f.call("POST", "/v1/schedules", admin, `{"name":"s","cron":"0 0 1 1 *","job":`+job(`{"data":{"datastore":"nope"}}`)+`}`)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no datastore") {
 		t.Fatalf("schedule with an unknown datastore: %d %s", code, body)
+	}
+}
+
+// TestDatastoreRootsPerWorkspace: a root given as WORKSPACE=/path is that
+// workspace's only; another workspace's admin cannot register below it.
+func TestDatastoreRootsPerWorkspace(t *testing.T) {
+	f := newFixture(t)
+	rootA, rootB := t.TempDir(), t.TempDir()
+	f.g.cfg.DatastoreRoots = cleanRoots([]string{"team-a=" + rootA, "team-b=" + rootB + "/"})
+	f.workspace("team-a", api.Quotas{})
+	f.workspace("team-b", api.Quotas{})
+	adminA, adminB := f.token("team-a", api.ScopeAdmin).Secret, f.token("team-b", api.ScopeAdmin).Secret
+	tests := []struct {
+		name, token, path string
+		wantCode          int
+	}{
+		{"own root", adminA, rootA, 201},
+		{"below own root", adminB, rootB + "/sets", 201},
+		{"the other team's root", adminB, rootA, 403},
+		{"below the other team's root", adminA, rootB + "/sets", 403},
+	}
+	for i, tt := range tests {
+		code, body := f.call("POST", "/v1/datastores", tt.token, fmt.Sprintf(`{"name":"d%d","path":%q}`, i, tt.path))
+		if code != tt.wantCode || (code == 403 && !strings.Contains(body, "path")) {
+			t.Errorf("%s: %d %s, want %d", tt.name, code, body, tt.wantCode)
+		}
+	}
+	for _, bad := range []string{"team-a=data", "=/srv", "Team A=/srv", "relative"} {
+		if err := (Config{AdminToken: systemToken, DatastoreRoots: []string{bad}}).Validate(); err == nil {
+			t.Errorf("--datastore-root %q accepted", bad)
+		}
 	}
 }

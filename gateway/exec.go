@@ -164,6 +164,10 @@ func execStartError(e *queue.ExecEvent) error {
 		return errorf(http.StatusTooManyRequests, e.Code, "%s", e.Message)
 	case queue.ExecCodeStart:
 		return errorf(http.StatusUnprocessableEntity, e.Code, "%s", e.Message)
+	case queue.ExecCodeWorkerStopped:
+		return errorf(http.StatusServiceUnavailable, e.Code, "%s", e.Message)
+	case queue.ExecCodeTimeout:
+		return errorf(http.StatusGatewayTimeout, e.Code, "%s", e.Message)
 	}
 	return fmt.Errorf("worker refused exec: %s: %s", e.Code, e.Message)
 }
@@ -183,6 +187,9 @@ func execAuditTarget(id string, argv []string) string {
 	return id + " " + s
 }
 
+// execWriteTimeout bounds writing one line of an exec session to its client.
+const execWriteTimeout = 30 * time.Second
+
 // execStream relays a started session's events to the client.
 type execStream struct {
 	g       *Gateway
@@ -200,8 +207,11 @@ type execStream struct {
 // run streams until the session ends; true when the worker ended it.
 func (s *execStream) run(ctx context.Context) bool {
 	w := s.c.Response()
-	// A session lasts as long as its command, past the server's WriteTimeout.
-	_ = http.NewResponseController(w.Writer).SetWriteDeadline(time.Time{})
+	// A session lasts as long as its command, past the server's WriteTimeout;
+	// each line gets execWriteTimeout instead, so a client that stops
+	// reading without hanging up does not hold the handler for ever.
+	rc := http.NewResponseController(w.Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
 	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -210,6 +220,7 @@ func (s *execStream) run(ctx context.Context) bool {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	send := func(l api.ExecLine) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(execWriteTimeout))
 		if err := enc.Encode(l); err != nil {
 			return false
 		}

@@ -62,8 +62,9 @@ type Config struct {
 	// and private addresses (`jobgate dev` allows loopback).
 	CallbackPolicy webhook.AddressPolicy
 	// DatastoreRoots are the absolute folders below which workspace admins
-	// may register datastores; the system admin may register any absolute
-	// path. Empty: only the system admin registers datastores.
+	// may register datastores: "/srv/data" for every workspace, or
+	// "team-a=/srv/data/team-a" for one. The system admin may register any
+	// absolute path. Empty: only the system admin registers datastores.
 	DatastoreRoots []string
 }
 
@@ -79,8 +80,12 @@ func (c Config) Validate() error {
 		return errors.New("gateway: --tls-cert and --tls-key go together")
 	}
 	for _, r := range c.DatastoreRoots {
-		if !filepath.IsAbs(r) || strings.IndexByte(r, 0) >= 0 {
-			return fmt.Errorf("gateway: datastore root %q must be an absolute path (--datastore-root /srv/data)", r)
+		ws, root := splitRoot(r)
+		if !filepath.IsAbs(root) || strings.IndexByte(root, 0) >= 0 {
+			return fmt.Errorf("gateway: datastore root %q must be an absolute path, for one workspace as WORKSPACE=/path (--datastore-root /srv/data, --datastore-root team-a=/srv/data/team-a)", r)
+		}
+		if strings.HasPrefix(r, "=") || (ws != "" && !wsNameRE.MatchString(ws)) {
+			return fmt.Errorf("gateway: datastore root %q: %q is not a workspace name", r, ws)
 		}
 	}
 	return nil

@@ -38,7 +38,13 @@ func (g *Gateway) createIdempotent(ctx context.Context, p principal, key string,
 			return nil, false, errorf(http.StatusBadRequest, CodeBadRequest, "Idempotency-Key must be printable ASCII")
 		}
 	}
-	keyHash, bodyHash := sha([]byte(key)), sha(body)
+	// A job's token has a key space of its own: two runs of one script
+	// sending the same key must each get their own child.
+	scope := key
+	if p.JobID != "" {
+		scope = "job:" + p.JobID + "\x00" + key
+	}
+	keyHash, bodyHash := sha([]byte(scope)), sha(body)
 	prev, err := g.store.ClaimIdempotency(ctx, p.Workspace, keyHash, bodyHash, idempotencyCreating)
 	if err != nil {
 		return nil, false, err

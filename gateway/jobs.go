@@ -288,7 +288,11 @@ func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
 }
 
 func (g *Gateway) cancelOne(ctx context.Context, ws, actor, id string) error {
-	if j, err := g.store.GetJob(ctx, ws, id); err == nil && j.Spec.Mode == api.ModeTracked {
+	j, err := g.store.GetJob(ctx, ws, id)
+	if err != nil {
+		return err
+	}
+	if j.Spec.Mode == api.ModeTracked {
 		// No worker runs a tracked run: canceling ends it here.
 		err := g.endTrackedRun(ctx, j, api.StatusCanceled, api.ReasonCanceled)
 		if err == nil {

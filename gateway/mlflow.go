@@ -411,6 +411,13 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	if !nameRE.MatchString(exp) {
 		return mlflowErrorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
 	}
+	if exp != defaultExperiment {
+		if _, err := g.store.ExperimentActivity(ctx, p.Workspace, exp); errors.Is(err, store.ErrNotFound) {
+			return mlflowErrorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+		} else if err != nil {
+			return err
+		}
+	}
 	tags := map[string]string{}
 	for _, t := range in.Tags {
 		tags[t.Key] = t.Value
@@ -426,8 +433,14 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	}
 	spec := api.JobSpec{Name: in.RunName, Experiment: exp, Mode: api.ModeTracked, Command: []string{}, Tags: tags}
 	if parent := tags["mlflow.parentRunId"]; parent != "" {
-		if _, err := g.mlflowJob(c, parent, ""); err != nil {
+		pj, err := g.mlflowJob(c, parent, "")
+		if err != nil {
 			return err
+		}
+		// As for jobs (checkSpec): a canceled parent's children were
+		// canceled with it, and a new one would never be.
+		if pj.Status == api.StatusCanceled {
+			return mlflowErrorf(http.StatusBadRequest, "INVALID_STATE", "parent run %s was canceled; it takes no new runs", parent)
 		}
 		spec.ParentID = parent
 	} else if p.JobID != "" {
@@ -528,8 +541,12 @@ func (g *Gateway) mlflowLogMetric(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
-// mlflowPoint checks one MLflow metric. MLflow's step defaults to 0 and its
-// timestamp is milliseconds since the epoch.
+// mlflowPoint checks one MLflow metric; its timestamp is milliseconds since
+// the epoch. MLflow's client sends step 0 when the script gives none, and
+// MLflow keeps every value logged at a step; jobgate keeps one point per
+// step, so a point at step 0 goes to the metric's next step instead (the
+// first point still lands at 0): log_metric in a loop without a step keeps
+// its history.
 func (g *Gateway) mlflowPoint(m mlflowMetric) (store.MetricPoint, error) {
 	switch {
 	case m.Key == "":
@@ -539,12 +556,15 @@ func (g *Gateway) mlflowPoint(m mlflowMetric) (store.MetricPoint, error) {
 	case math.IsNaN(m.Value.V) || math.IsInf(m.Value.V, 0):
 		return store.MetricPoint{}, mlflowInvalid("metric '%s': jobgate records finite values only, not %v", m.Key, m.Value.V)
 	}
-	step := m.Step.V
+	var step *int64
+	if m.Step.V != 0 {
+		step = &m.Step.V
+	}
 	ts := g.now().UTC()
 	if m.Timestamp.Set && m.Timestamp.V > 0 {
 		ts = time.UnixMilli(m.Timestamp.V).UTC()
 	}
-	p, err := metricPoint(m.Key, m.Value.V, &step, &ts, ts)
+	p, err := metricPoint(m.Key, m.Value.V, step, &ts, ts)
 	if err != nil {
 		return p, mlflowInvalid("metric '%s': %v", m.Key, err)
 	}

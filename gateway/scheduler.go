@@ -251,8 +251,12 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		if wait == "" {
 			target, gpus, wait = s.choose(live, free, job.Spec)
 		}
-		if target == "" && len(live) == 0 && len(held) > 0 && wait == noWorkerWait {
+		switch {
+		case target == "" && len(live) == 0 && len(held) > 0 && wait == noWorkerWait:
 			wait = fmt.Sprintf("waiting for a worker: none is in service (%s; GET /v1/workers says why)", listSome(held, 3))
+		case target == "" && len(held) > 0 && !strings.HasPrefix(wait, "workspace quota"):
+			// A worker out of service may be the one this job needs.
+			wait += fmt.Sprintf(" (not in service: %s; GET /v1/workers says why)", listSome(held, 3))
 		}
 		if target == "" {
 			if job.Spec.Priority == api.PriorityHigh && job.Spec.Resources.GPUs > 0 && !strings.HasPrefix(wait, "workspace quota") {

@@ -24,7 +24,16 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in api.MetricsInput
+	// api.MetricsInput, with what may be missing or malformed left for the
+	// checks below, which name the field.
+	var in struct {
+		Metrics []struct {
+			Name      string   `json:"name"`
+			Value     *float64 `json:"value"`
+			Step      *int64   `json:"step"`
+			Timestamp *string  `json:"timestamp"`
+		} `json:"metrics"`
+	}
 	if err := decodeBody(c, &in); err != nil {
 		return err
 	}
@@ -34,7 +43,18 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 	now := g.now().UTC()
 	pts := make([]store.MetricPoint, len(in.Metrics))
 	for i, m := range in.Metrics {
-		p, err := metricPoint(m.Name, m.Value, m.Step, m.Timestamp, now)
+		if m.Value == nil {
+			return invalid("metrics[%d].value is required", i)
+		}
+		var ts *time.Time
+		if m.Timestamp != nil {
+			t, err := time.Parse(time.RFC3339Nano, *m.Timestamp)
+			if err != nil {
+				return invalid("metrics[%d].timestamp %q must be RFC 3339, e.g. 2026-01-02T03:04:05Z", i, *m.Timestamp)
+			}
+			ts = &t
+		}
+		p, err := metricPoint(m.Name, *m.Value, m.Step, ts, now)
 		if err != nil {
 			return invalid("metrics[%d].%s", i, err)
 		}

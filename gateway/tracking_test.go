@@ -12,13 +12,23 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"jobgate/api"
+	"jobgate/internal/store"
 	"jobgate/internal/testenv"
 )
 
-// jobToken mints a job token the way a worker does for a running attempt.
+// jobToken starts job id's first attempt on a made-up worker, as the
+// scheduler and a worker would, and mints its token the way the worker does.
 func (f *fixture) jobToken(ws, id string) string {
 	f.t.Helper()
-	tok, err := f.st.CreateJobToken(context.Background(), id, ws, time.Hour)
+	ctx := context.Background()
+	_, placement, err := f.st.Reserve(ctx, id, 1, "w-test", "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.st.Start(ctx, ws, id, 1, "w-test", placement, time.Now()); err != nil {
+		f.t.Fatal(err)
+	}
+	tok, err := f.st.CreateJobToken(ctx, id, ws, 1, time.Hour)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -101,6 +111,41 @@ func TestJobTokenSubmitsChildrenAndDiesWhenRevoked(t *testing.T) {
 	if audit.Entries[0].Actor != "job:"+parent.ID {
 		t.Fatalf("audit actor of a job-token submit = %q, want job:%s", audit.Entries[0].Actor, parent.ID)
 	}
+	// Two runs of one script sending the same Idempotency-Key each get a
+	// child of their own.
+	var sibling api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, jobBody, &sibling)
+	siblingTok := f.jobToken(DefaultWorkspace, sibling.ID)
+	idem := func(tok string) api.Job {
+		req, _ := http.NewRequest("POST", f.ts.URL+"/v1/jobs", strings.NewReader(jobBody))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", "eval-step")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var j api.Job
+		if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&j) != nil {
+			t.Fatalf("idempotent submit: %d", resp.StatusCode)
+		}
+		return j
+	}
+	a1, a2, b1 := idem(tok), idem(tok), idem(siblingTok)
+	if a1.ID != a2.ID || b1.ID == a1.ID || a1.Spec.ParentID != parent.ID || b1.Spec.ParentID != sibling.ID {
+		t.Fatalf("same key: job %s, again %s (parent %s); sibling's %s (parent %s)", a1.ID, a2.ID, a1.Spec.ParentID, b1.ID, b1.Spec.ParentID)
+	}
+
+	// The token is its attempt's: requeued (its worker lost), the job's old
+	// token is dead, though not revoked.
+	if err := f.st.Requeue(context.Background(), DefaultWorkspace, sibling.ID, 1,
+		store.Outcome{Status: api.StatusFailed, Reason: api.ReasonWorkerLost}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := f.call("GET", "/v1/jobs/"+sibling.ID, siblingTok, ""); code != http.StatusUnauthorized {
+		t.Fatalf("token of a requeued attempt: %d %s, want 401", code, body)
+	}
+
 	if err := f.st.RevokeJobToken(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +200,8 @@ func TestPostMetricsParamsAndTags(t *testing.T) {
 		{"negative step", "/metrics", `{"metrics":[{"name":"x","value":1},{"name":"x","value":1,"step":-2}]}`, "metrics[1].step"},
 		{"value not a number", "/metrics", `{"metrics":[{"name":"x","value":"high"}]}`, "value"},
 		{"unknown field", "/metrics", `{"points":[]}`, "points"},
+		{"no value", "/metrics", `{"metrics":[{"name":"x"}]}`, "metrics[0].value is required"},
+		{"bad timestamp", "/metrics", `{"metrics":[{"name":"x","value":1,"timestamp":"yesterday"}]}`, "metrics[0].timestamp"},
 		{"bad param key", "/params", `{"params":{"a|b":"1"}}`, "a|b"},
 		{"long tag", "/tags", `{"tags":{"t":"` + strings.Repeat("x", 9000) + `"}}`, "at most"},
 	}
@@ -203,7 +250,7 @@ func TestMLflowClientInsideAJob(t *testing.T) {
 
 	run := f.mlflowOK("GET", "runs/get?run_uuid="+j.ID+"&run_id="+j.ID, tok, "")["run"].(map[string]any)
 	info := run["info"].(map[string]any)
-	if info["run_id"] != j.ID || info["experiment_id"] != "mnist" || info["status"] != "SCHEDULED" || info["lifecycle_stage"] != "active" {
+	if info["run_id"] != j.ID || info["experiment_id"] != "mnist" || info["status"] != "RUNNING" || info["lifecycle_stage"] != "active" {
 		t.Fatalf("runs/get info = %v", info)
 	}
 	f.mlflowOK("POST", "runs/update", tok, `{"run_uuid": "`+j.ID+`", "run_id": "`+j.ID+`", "status": "RUNNING"}`)
@@ -227,9 +274,18 @@ func TestMLflowClientInsideAJob(t *testing.T) {
 	if acc := m.Metrics["accuracy"]; len(acc) != 2 || acc[1].Value != 0.93 || acc[1].Timestamp.UnixMilli() != 1764200001000 {
 		t.Fatalf("accuracy through the jobgate API = %+v", acc)
 	}
+	// log_metric in a loop without a step (the client sends step 0) keeps
+	// every value, at steps 0, 1, 2.
+	for _, v := range []string{"0.1", "0.2", "0.3"} {
+		f.mlflowOK("POST", "runs/log-metric", tok, `{"run_id": "`+j.ID+`", "key": "lr_now", "value": `+v+`, "timestamp": 1764200004000, "step": 0}`)
+	}
+	f.mustCall("GET", "/v1/jobs/"+j.ID+"/metrics?name=lr_now", systemToken, "", &m)
+	if pts := m.Metrics["lr_now"]; len(pts) != 3 || pts[2].Step != 2 || pts[2].Value != 0.3 {
+		t.Fatalf("three log_metric calls without a step = %+v, want steps 0, 1, 2", pts)
+	}
 	// end_run() on a job jobgate runs changes nothing: its process decides.
 	out := f.mlflowOK("POST", "runs/update", tok, `{"run_uuid": "`+j.ID+`", "run_id": "`+j.ID+`", "status": "FINISHED", "end_time": 1764200009000}`)
-	if out["run_info"].(map[string]any)["status"] != "SCHEDULED" {
+	if out["run_info"].(map[string]any)["status"] != "RUNNING" {
 		t.Fatalf("runs/update FINISHED on a jobgate job: %v", out)
 	}
 
@@ -320,8 +376,42 @@ func TestMLflowExperimentsAndTrackedRuns(t *testing.T) {
 	if j.Status != api.StatusCanceled {
 		t.Fatalf("canceled tracked run is %s", j.Status)
 	}
+	// No run in an experiment that does not exist, nor under a canceled parent.
+	if code, out := f.mlflowCall("POST", "runs/create", tok, `{"experiment_id": "nope", "start_time": 1}`); code != 404 || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+		t.Fatalf("run in an unknown experiment: %d %v", code, out)
+	}
+	if code, out := f.mlflowCall("POST", "runs/create", tok, `{"experiment_id": "cifar", "tags": [{"key": "mlflow.parentRunId", "value": "`+nestedID+`"}]}`); code != 400 || out["error_code"] != "INVALID_STATE" {
+		t.Fatalf("run under a canceled parent: %d %v", code, out)
+	}
 	// A tracked run cannot be submitted as a job.
 	if code, body := f.call("POST", "/v1/jobs", tok, `{"mode":"tracked","command":["x"]}`); code != http.StatusUnprocessableEntity {
 		t.Fatalf("submitting mode tracked: %d %s", code, body)
+	}
+}
+
+// TestEndTrackedRuns: when a job ends, the MLflow runs it opened and never
+// ended (and theirs) end too; its child jobs are left to end by themselves.
+func TestEndTrackedRuns(t *testing.T) {
+	f := newFixture(t)
+	var job, kid api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, jobBody, &job)
+	f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"parent_id":"`+job.ID+`"}`, &kid)
+	tok := f.jobToken(DefaultWorkspace, job.ID)
+	run := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"].(string)
+	nested := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "0", "tags": [{"key": "mlflow.parentRunId", "value": "`+run+`"}]}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"].(string)
+	closed := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "0"}`)["run"].(map[string]any)["info"].(map[string]any)["run_id"].(string)
+	f.mlflowOK("POST", "runs/update", tok, `{"run_id": "`+closed+`", "status": "FINISHED"}`)
+
+	n, err := f.st.EndTrackedRuns(context.Background(), DefaultWorkspace, job.ID, api.StatusFailed, "run_abandoned: test", time.Now())
+	if err != nil || n != 2 {
+		t.Fatalf("EndTrackedRuns = %d, %v; want the 2 open runs ended", n, err)
+	}
+	want := map[string]api.Status{run: api.StatusFailed, nested: api.StatusFailed, closed: api.StatusSucceeded, kid.ID: api.StatusQueued}
+	for id, st := range want {
+		var j api.Job
+		f.mustCall("GET", "/v1/jobs/"+id, systemToken, "", &j)
+		if j.Status != st {
+			t.Errorf("%s (%s) is %s, want %s", id, j.Spec.Mode, j.Status, st)
+		}
 	}
 }

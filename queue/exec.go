@@ -179,8 +179,11 @@ func AppendExec(ctx context.Context, rdb redis.UniversalClient, session string, 
 // the first), waiting up to block for one when there is none yet; with
 // block <= 0 it does not wait.
 func ReadExec(ctx context.Context, rdb redis.UniversalClient, session, after string, block time.Duration) ([]ExecEvent, error) {
-	if block <= 0 {
+	switch {
+	case block <= 0:
 		block = -1 // 0 would make Redis wait forever
+	case block < time.Millisecond:
+		block = time.Millisecond // go-redis sends whole ms: under one would be 0, forever
 	}
 	streams, err := rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{ExecStreamKey(session), after}, Count: 256, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {

@@ -489,7 +489,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	// The job's own token, for the API and MLflow: it reaches only this job
 	// and its children, and dies with the attempt (or its TTL, if the worker
 	// dies first).
-	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, time.Duration(job.Spec.TimeoutSeconds)*time.Second+time.Hour)
+	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, attempt, time.Duration(job.Spec.TimeoutSeconds)*time.Second+time.Hour)
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("job token: %w", err)
 	}
@@ -522,7 +522,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	env["JOBGATE_JOB_TOKEN"] = token
 	// An unchanged MLflow script logs into this job, unless the job points
 	// MLflow at a server of its own.
-	if _, own := job.Spec.Env["MLFLOW_TRACKING_URI"]; !own {
+	if _, own := env["MLFLOW_TRACKING_URI"]; !own { // in its env or its secrets
 		env["MLFLOW_TRACKING_URI"] = w.cfg.GatewayURL
 		env["MLFLOW_TRACKING_TOKEN"] = token
 		env["MLFLOW_RUN_ID"] = job.ID
@@ -713,6 +713,14 @@ func (w *Worker) finish(ctx context.Context, job *api.Job, o store.Outcome) erro
 		return err
 	}
 	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", job.ID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason))
+	// MLflow runs the job started and left open (it died before end_run)
+	// would otherwise run forever: nobody else would end them.
+	if n, err := w.store.EndTrackedRuns(ctx, job.Workspace, job.ID, api.StatusFailed,
+		fmt.Sprintf("run_abandoned: job %s ended (%s) without ending this run", job.ID, o.Status), w.now()); err != nil {
+		w.logger.WarnContext(ctx, "end the job's open tracked runs", slog.String("job_id", job.ID), slog.Any("error", err))
+	} else if n > 0 {
+		w.logger.InfoContext(ctx, "ended the job's open tracked runs", slog.String("job_id", job.ID), slog.Int("runs", n))
+	}
 	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
 	return nil
 }

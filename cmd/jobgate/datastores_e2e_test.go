@@ -48,7 +48,7 @@ func TestTrainingReadsADatastore(t *testing.T) {
 	// This gateway has no --datastore-root: a workspace admin may register none.
 	teamB := c.asToken(c.workspaceAdmin("team-b", api.Quotas{}))
 	res := runCLI(t, map[string]string{"JOBGATE_URL": c.gwURL, "JOBGATE_TOKEN": teamB.token}, "", "datastores", "create", "mine", data)
-	if res.err == nil || !strings.Contains(res.err.Error(), "only the system admin token may register datastores") {
+	if res.err == nil || !strings.Contains(res.err.Error(), "only the system admin token may register its datastores") {
 		t.Fatalf("team-b admin registered a datastore without roots: %v\n%s", res.err, res.stdout)
 	}
 

@@ -371,7 +371,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 }
 
 func datastoreRootFlag(cmd *cobra.Command, roots *[]string) {
-	cmd.Flags().StringArrayVar(roots, "datastore-root", nil, "folder below which workspace admins may register datastores (repeatable; the system admin token may register any path)")
+	cmd.Flags().StringArrayVar(roots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
 }
 
 func tlsFlags(cmd *cobra.Command, cert, key *string) {

@@ -6,10 +6,13 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"jobgate/api"
 )
 
 // JobTokenPrefix starts every job token, so the gateway knows which kind of
@@ -18,17 +21,20 @@ const JobTokenPrefix = "jgj_"
 
 func jobTokenKey(hash string) string { return prefix + "jobtoken:" + hash }
 
-// JobToken is what a job token stands for: one job of one workspace.
+// JobToken is what a job token stands for: one attempt of one job of one
+// workspace.
 type JobToken struct {
 	JobID     string
 	Workspace string
+	Attempt   int
 }
 
-// CreateJobToken mints a token for job id of ws that lives for ttl at most;
+// CreateJobToken mints a token for attempt of job id of ws that lives for
+// ttl at most;
 // only its hash is stored. The worker gives it to one attempt
 // (JOBGATE_JOB_TOKEN) and revokes it when the attempt ends, so the TTL only
 // matters when the worker dies first.
-func (s *Store) CreateJobToken(ctx context.Context, id, ws string, ttl time.Duration) (string, error) {
+func (s *Store) CreateJobToken(ctx context.Context, id, ws string, attempt int, ttl time.Duration) (string, error) {
 	if !validID(id) {
 		return "", fmt.Errorf("job token: job id %q: %w", id, ErrNotFound)
 	}
@@ -37,7 +43,7 @@ func (s *Store) CreateJobToken(ctx context.Context, id, ws string, ttl time.Dura
 		return "", err
 	}
 	secret := JobTokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-	if err := s.rdb.Set(ctx, jobTokenKey(HashToken(secret)), id+" "+ws, ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, jobTokenKey(HashToken(secret)), id+" "+ws+" "+strconv.Itoa(attempt), ttl).Err(); err != nil {
 		return "", fmt.Errorf("job token for %s: %w", id, err)
 	}
 	return secret, nil
@@ -53,11 +59,15 @@ func (s *Store) JobTokenBySecret(ctx context.Context, secret string) (JobToken, 
 	if err != nil {
 		return JobToken{}, err
 	}
-	id, ws, ok := strings.Cut(v, " ")
-	if !ok {
+	f := strings.Fields(v)
+	if len(f) != 3 {
 		return JobToken{}, ErrNotFound
 	}
-	return JobToken{JobID: id, Workspace: ws}, nil
+	attempt, err := strconv.Atoi(f[2])
+	if err != nil {
+		return JobToken{}, ErrNotFound
+	}
+	return JobToken{JobID: f[0], Workspace: f[1], Attempt: attempt}, nil
 }
 
 // RevokeJobToken makes a job token stop working.
@@ -94,4 +104,40 @@ func (s *Store) parentOf(ctx context.Context, id string) (string, error) {
 		return "", nil
 	}
 	return v, err
+}
+
+// maxTrackedEnd bounds how many tracked runs below one job EndTrackedRuns
+// looks at.
+const maxTrackedEnd = 10_000
+
+// EndTrackedRuns ends the tracked runs (mode tracked, still running) among
+// the descendants of job id of ws with status and reason: their client was
+// that job, and it has ended. It returns how many it ended.
+func (s *Store) EndTrackedRuns(ctx context.Context, ws, id string, status api.Status, reason string, now time.Time) (int, error) {
+	ended, seen := 0, 0
+	todo := []string{id}
+	for len(todo) > 0 && seen < maxTrackedEnd {
+		kids, err := s.Children(ctx, todo[0], maxTrackedEnd)
+		if err != nil {
+			return ended, err
+		}
+		todo = todo[1:]
+		for _, k := range kids {
+			seen++
+			if k.Spec.Mode != api.ModeTracked {
+				continue // a job of its own ends by itself
+			}
+			if k.Status == api.StatusRunning {
+				err := s.Finish(ctx, ws, k.ID, 1, Outcome{Status: status, Reason: reason, StartedAt: k.StartedAt}, now)
+				switch {
+				case err == nil:
+					ended++
+				case !errors.Is(err, ErrConflict):
+					return ended, err
+				}
+			}
+			todo = append(todo, k.ID)
+		}
+	}
+	return ended, nil
 }
