@@ -361,9 +361,12 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		return err
 	}
 	w := c.Response()
+	rc := http.NewResponseController(w.Writer)
 	if follow {
-		// A follow streams until the job ends, past the server's WriteTimeout.
-		_ = http.NewResponseController(w.Writer).SetWriteDeadline(time.Time{})
+		// A follow streams until the job ends, past the server's WriteTimeout;
+		// each pass gets followWriteTimeout instead (below), so a client that
+		// stops reading without hanging up does not hold the handler for ever.
+		_ = rc.SetWriteDeadline(time.Time{})
 	}
 	w.Header().Set(echo.HeaderContentType, "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -385,6 +388,7 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		block := time.Duration(0)
 		if follow {
 			block = time.Second
+			_ = rc.SetWriteDeadline(time.Now().Add(block + followWriteTimeout))
 		}
 		entries, err := g.store.ReadLogs(ctx, j.ID, after, 1000, block)
 		if err != nil {
@@ -401,7 +405,9 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		}
 		if len(entries) > 0 {
 			if follow {
-				bw.Flush()
+				if bw.Flush() != nil {
+					return nil // the client is gone or stopped reading
+				}
 				w.Flush()
 			}
 			continue
@@ -411,11 +417,10 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 			bw.Flush()
 			return nil
 		}
-		bw.Flush()
-		w.Flush()
-		if ctx.Err() != nil {
+		if bw.Flush() != nil || ctx.Err() != nil {
 			return nil
 		}
+		w.Flush()
 		// The end marker is written when a job ends; a job canceled before it
 		// ever ran may have no stream at all, so look at the record too.
 		if cur, err := g.store.GetJobByID(ctx, j.ID); err == nil && cur.Status.Terminal() {
@@ -433,6 +438,9 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		}
 	}
 }
+
+// followWriteTimeout bounds writing one pass of a followed log.
+const followWriteTimeout = 30 * time.Second
 
 func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) error {
 	r, err := g.artifacts.Open(ctx, key)
