@@ -338,11 +338,27 @@ func mlflowStatus(s api.Status) string {
 	return "FAILED"
 }
 
-func (g *Gateway) runInfo(j *api.Job) mlflowRunInfo {
+// artifactURI is where MLflow's client puts a run's artifacts: the job's
+// own outputs folder, as the job sees it, so log_artifact and log_model
+// write there and the files come back as the job's artifacts. A tracked
+// run has no such folder: its URI names a scheme MLflow's client does not
+// know, so log_artifact fails with a clear error instead of writing
+// somewhere nobody collects.
+func (g *Gateway) artifactURI(ctx context.Context, j *api.Job) string {
+	switch j.Spec.Mode {
+	case api.ModeContainer:
+		return "file:///outputs"
+	case api.ModeProcess:
+		if p := g.store.OutputsPath(ctx, j.ID); p != "" {
+			return "file://" + p
+		}
+	}
+	return "jobgate-no-artifact-store:/" + j.ID
+}
+
+func (g *Gateway) runInfo(ctx context.Context, j *api.Job) mlflowRunInfo {
 	info := mlflowRunInfo{RunID: j.ID, RunUUID: j.ID, RunName: j.Name, ExperimentID: experimentID(j.Experiment),
-		UserID: j.Workspace, Status: mlflowStatus(j.Status), LifecycleStage: "active",
-		// Where the job's outputs end up; MLflow's artifact API is not served.
-		ArtifactURI: "/v1/jobs/" + j.ID + "/artifacts"}
+		UserID: j.Workspace, Status: mlflowStatus(j.Status), LifecycleStage: "active", ArtifactURI: g.artifactURI(ctx, j)}
 	switch {
 	case j.StartedAt != nil:
 		info.StartTime = j.StartedAt.UnixMilli()
@@ -356,7 +372,7 @@ func (g *Gateway) runInfo(j *api.Job) mlflowRunInfo {
 }
 
 func (g *Gateway) mlflowRunOf(ctx context.Context, j *api.Job) (mlflowRun, error) {
-	run := mlflowRun{Info: g.runInfo(j), Data: mlflowRunData{Metrics: []mlflowMetricOut{}, Params: []mlflowKV{}, Tags: []mlflowKV{}}}
+	run := mlflowRun{Info: g.runInfo(ctx, j), Data: mlflowRunData{Metrics: []mlflowMetricOut{}, Params: []mlflowKV{}, Tags: []mlflowKV{}}}
 	latest, err := g.store.LatestPoints(ctx, j.ID)
 	if err != nil {
 		return run, err
@@ -509,7 +525,7 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"run_info": g.runInfo(j)})
+	return c.JSON(http.StatusOK, map[string]any{"run_info": g.runInfo(ctx, j)})
 }
 
 // endTrackedRun ends a tracked run with status (which jobs run by workers

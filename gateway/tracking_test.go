@@ -250,7 +250,8 @@ func TestMLflowClientInsideAJob(t *testing.T) {
 
 	run := f.mlflowOK("GET", "runs/get?run_uuid="+j.ID+"&run_id="+j.ID, tok, "")["run"].(map[string]any)
 	info := run["info"].(map[string]any)
-	if info["run_id"] != j.ID || info["experiment_id"] != "mnist" || info["status"] != "RUNNING" || info["lifecycle_stage"] != "active" {
+	if info["run_id"] != j.ID || info["experiment_id"] != "mnist" || info["status"] != "RUNNING" || info["lifecycle_stage"] != "active" ||
+		info["artifact_uri"] != "file:///outputs" {
 		t.Fatalf("runs/get info = %v", info)
 	}
 	f.mlflowOK("POST", "runs/update", tok, `{"run_uuid": "`+j.ID+`", "run_id": "`+j.ID+`", "status": "RUNNING"}`)
@@ -339,7 +340,8 @@ func TestMLflowExperimentsAndTrackedRuns(t *testing.T) {
 	run := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "cifar", "user_id": "ana", "start_time": 1764200000000, "tags": [{"key": "mlflow.user", "value": "ana"}, {"key": "mlflow.runName", "value": "baseline"}], "run_name": "baseline"}`)["run"].(map[string]any)
 	info := run["info"].(map[string]any)
 	id := info["run_id"].(string)
-	if info["status"] != "RUNNING" || info["run_name"] != "baseline" || info["experiment_id"] != "cifar" || info["start_time"] != float64(1764200000000) {
+	if info["status"] != "RUNNING" || info["run_name"] != "baseline" || info["experiment_id"] != "cifar" || info["start_time"] != float64(1764200000000) ||
+		!strings.HasPrefix(info["artifact_uri"].(string), "jobgate-no-artifact-store:") {
 		t.Fatalf("runs/create info = %v", info)
 	}
 	nested := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "cifar", "start_time": 1764200001000, "tags": [{"key": "mlflow.parentRunId", "value": "`+id+`"}], "run_name": "fold-1"}`)["run"].(map[string]any)

@@ -547,6 +547,12 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		}
 	}()
 	giveFolder(&a, "JOBGATE_OUTPUTS", outDir, "/outputs")
+	if a.Spec.Mode == api.ModeProcess {
+		// MLflow's artifact calls write here (the tracking API's artifact_uri).
+		if err := w.store.SetOutputsPath(ctx, job.ID, outDir); err != nil {
+			w.logger.WarnContext(ctx, "record outputs path", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}
 	removeWorkDir, err := w.giveWorkDir(&a)
 	if err != nil {
 		return store.Outcome{}, err

@@ -71,7 +71,7 @@ func TestJobTokenAndMLflowFromAJob(t *testing.T) {
 
 	// The job's token: usable while it runs, for its own tree only, and
 	// never shown in its log.
-	const script = `echo "token=$JOBGATE_JOB_TOKEN"; echo "run=$MLFLOW_RUN_ID url=$JOBGATE_URL"; echo "$JOBGATE_JOB_TOKEN" > "$JOBGATE_OUTPUTS/../token-$JOBGATE_JOB_ID"`
+	const script = `echo "token=$JOBGATE_JOB_TOKEN"; echo "run=$MLFLOW_RUN_ID url=$JOBGATE_URL"; echo "outputs=$JOBGATE_OUTPUTS"; echo "$JOBGATE_JOB_TOKEN" > "$JOBGATE_OUTPUTS/../token-$JOBGATE_JOB_ID"`
 	dir := t.TempDir()
 	j2 := c.waitEnded(c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",
 		strings.Replace(script, `"$JOBGATE_OUTPUTS/../token-$JOBGATE_JOB_ID"`, dir+"/token", 1)}}).ID)
@@ -81,6 +81,19 @@ func TestJobTokenAndMLflowFromAJob(t *testing.T) {
 	logs := c.logs(j2.ID)
 	if !strings.Contains(logs, "token=***\n") || !strings.Contains(logs, "run="+j2.ID+" url="+c.gwURL) {
 		t.Fatalf("log = %q; want the token redacted and MLFLOW_RUN_ID, JOBGATE_URL set", logs)
+	}
+	// MLflow's artifact calls (log_artifact, log_model) go to the job's
+	// outputs folder, which jobgate collects.
+	var run struct {
+		Run struct {
+			Info struct {
+				ArtifactURI string `json:"artifact_uri"`
+			}
+		}
+	}
+	if code := c.do("GET", "/api/2.0/mlflow/runs/get?run_id="+j2.ID, "", &run); code != http.StatusOK ||
+		!strings.Contains(logs, "outputs="+strings.TrimPrefix(run.Run.Info.ArtifactURI, "file://")+"\n") || !strings.HasPrefix(run.Run.Info.ArtifactURI, "file:///") {
+		t.Fatalf("artifact_uri %q (%d); want file:// and the job's JOBGATE_OUTPUTS: %s", run.Run.Info.ArtifactURI, code, logs)
 	}
 	tok := strings.TrimSpace(readFile(t, filepath.Join(dir, "token")))
 	if !strings.HasPrefix(tok, "jgj_") {

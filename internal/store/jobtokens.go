@@ -141,3 +141,21 @@ func (s *Store) EndTrackedRuns(ctx context.Context, ws, id string, status api.St
 	}
 	return ended, nil
 }
+
+// SetOutputsPath records where a host-process attempt's outputs folder is,
+// so the tracking API can point MLflow's artifact calls there.
+func (s *Store) SetOutputsPath(ctx context.Context, id, path string) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
+	return s.rdb.HSet(ctx, jobKey(id), "outputs_path", path).Err()
+}
+
+// OutputsPath is what SetOutputsPath recorded for job id, or "".
+func (s *Store) OutputsPath(ctx context.Context, id string) string {
+	if !validID(id) {
+		return ""
+	}
+	v, _ := s.rdb.HGet(ctx, jobKey(id), "outputs_path").Result()
+	return v
+}
