@@ -288,21 +288,6 @@ func (g *Gateway) cancel(ctx context.Context, ws, actor, id string) error {
 }
 
 func (g *Gateway) cancelOne(ctx context.Context, ws, actor, id string) error {
-	j, err := g.store.GetJob(ctx, ws, id)
-	if err != nil {
-		return err
-	}
-	if j.Spec.Mode == api.ModeTracked {
-		// No worker runs a tracked run: canceling ends it here.
-		err := g.endTrackedRun(ctx, j, api.StatusCanceled, api.ReasonCanceled)
-		if err == nil {
-			g.auditAs(ctx, ws, actor, "job.cancel", id)
-		}
-		if errors.Is(err, store.ErrConflict) {
-			return nil // it ended meanwhile
-		}
-		return err
-	}
 	res, err := g.store.Cancel(ctx, ws, id, g.now())
 	if err != nil {
 		return err

@@ -90,12 +90,8 @@ type mlflowError struct {
 	Message   string `json:"message"`
 }
 
-func mlflowErrorf(status int, code, format string, args ...any) *Error {
-	return errorf(status, code, format, args...)
-}
-
 func mlflowInvalid(format string, args ...any) *Error {
-	return mlflowErrorf(http.StatusBadRequest, mlflowInvalidParameter, format, args...)
+	return errorf(http.StatusBadRequest, mlflowInvalidParameter, format, args...)
 }
 
 // flexInt64 is a proto3 int64 in JSON: MLflow's clients send a number, and
@@ -228,14 +224,14 @@ func experimentName(id string) string {
 
 func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflowExperiment, error) {
 	if !nameRE.MatchString(name) {
-		return mlflowExperiment{}, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
 	}
 	last, err := g.store.ExperimentActivity(ctx, ws, name)
 	if errors.Is(err, store.ErrNotFound) && name == defaultExperiment {
 		last, err = time.Time{}, nil // the default experiment always exists
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return mlflowExperiment{}, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
 	}
 	if err != nil {
 		return mlflowExperiment{}, err
@@ -271,7 +267,7 @@ func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {
 		return err
 	}
 	if !created {
-		return mlflowErrorf(http.StatusBadRequest, mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
+		return errorf(http.StatusBadRequest, mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
 	}
 	g.audit(c, principalOf(c).Workspace, "experiment.create", name)
 	return c.JSON(http.StatusOK, map[string]string{"experiment_id": experimentID(name)})
@@ -312,7 +308,7 @@ func (g *Gateway) mlflowJob(c echo.Context, runID, runUUID string) (*api.Job, er
 	p := principalOf(c)
 	j, err := g.store.GetJob(ctx, p.Workspace, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, mlflowErrorf(http.StatusNotFound, mlflowNotFound, "Run with id=%s not found", id)
+		return nil, errorf(http.StatusNotFound, mlflowNotFound, "Run with id=%s not found", id)
 	}
 	if err != nil {
 		return nil, err
@@ -425,11 +421,11 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	p := principalOf(c)
 	exp := experimentName(cmp.Or(in.ExperimentID, "0"))
 	if !nameRE.MatchString(exp) {
-		return mlflowErrorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+		return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
 	}
 	if exp != defaultExperiment {
 		if _, err := g.store.ExperimentActivity(ctx, p.Workspace, exp); errors.Is(err, store.ErrNotFound) {
-			return mlflowErrorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+			return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
 		} else if err != nil {
 			return err
 		}
@@ -456,7 +452,7 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 		// As for jobs (checkSpec): a canceled parent's children were
 		// canceled with it, and a new one would never be.
 		if pj.Status == api.StatusCanceled {
-			return mlflowErrorf(http.StatusBadRequest, "INVALID_STATE", "parent run %s was canceled; it takes no new runs", parent)
+			return errorf(http.StatusBadRequest, "INVALID_STATE", "parent run %s was canceled; it takes no new runs", parent)
 		}
 		spec.ParentID = parent
 	} else if p.JobID != "" {

@@ -552,7 +552,8 @@ func (s *Store) Attempts(ctx context.Context, id string) ([]AttemptRecord, error
 type CancelResult int
 
 const (
-	// CancelDone: the job was queued and is now canceled.
+	// CancelDone: the job was queued (or a tracked run, which no worker
+	// runs) and is now canceled.
 	CancelDone CancelResult = iota
 	// CancelRequested: the job is running; its worker was asked to stop it.
 	CancelRequested
@@ -560,8 +561,8 @@ const (
 	CancelAlreadyEnded
 )
 
-// Cancel cancels a queued job at once, or marks a running one so its worker
-// stops it (the caller publishes queue.ChannelCancel).
+// Cancel cancels a queued job or a tracked run at once, or marks a running
+// job so its worker stops it (the caller publishes queue.ChannelCancel).
 func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (CancelResult, error) {
 	for range 5 {
 		j, err := s.GetJob(ctx, ws, id)
@@ -576,6 +577,13 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 				Outcome{Status: api.StatusCanceled, Reason: api.ReasonCanceled + ": canceled while queued"}, now)
 			if errors.Is(err, ErrConflict) {
 				continue // it started meanwhile; look again
+			}
+			return CancelDone, err
+		case j.Spec.Mode == api.ModeTracked:
+			// No worker runs it, so nobody else would end it.
+			err := s.finish(ctx, ws, id, "1", "", Outcome{Status: api.StatusCanceled, Reason: api.ReasonCanceled, StartedAt: j.StartedAt}, now)
+			if errors.Is(err, ErrConflict) {
+				continue // it ended meanwhile; look again
 			}
 			return CancelDone, err
 		default:
