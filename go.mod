@@ -1,4 +1,4 @@
-module jobgate
+module github.com/jobgate/jobgate
 
 go 1.26.0
 

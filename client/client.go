@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 const (

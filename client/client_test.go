@@ -15,8 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/client"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 const testToken = "s3cret"

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // CreateDatastore registers host folder path as datastore name of the

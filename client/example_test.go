@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
-	"jobgate/api"
-	"jobgate/client"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 // Submit a training job, stream its log while it runs, and report how it ended.

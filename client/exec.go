@@ -9,7 +9,7 @@ import (
 	"io"
 	"net/http"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // ExecError is how an exec session that had started ended without an exit

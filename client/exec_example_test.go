@@ -7,7 +7,7 @@ import (
 	"log"
 	"os"
 
-	"jobgate/client"
+	"github.com/jobgate/jobgate/client"
 )
 
 // Look into a running job: list what it has written to its outputs folder

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/client"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 func TestExec(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/client"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 func TestMetrics(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
 )
 
 // listArtifacts answers GET /v1/jobs/:id/artifacts: the files the job left

@@ -19,8 +19,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // DefaultWorkspace holds everything the system admin token creates.

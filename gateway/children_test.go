@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 func TestNestedJobs(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // errMessage is the message of an API error body, or the body as it is.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // Exec: POST /v1/jobs/{id}/exec runs a command beside a running job, on the

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/queue"
 )
 
 func TestNormalizeExec(t *testing.T) {

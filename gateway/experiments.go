@@ -10,8 +10,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // experimentsScanCap bounds how many of an experiment's jobs are read to sort

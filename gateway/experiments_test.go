@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 func TestExperimentsSortByMetric(t *testing.T) {

@@ -25,11 +25,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/secretbox"
-	"jobgate/internal/store"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // Config configures a Gateway. Zero values get the defaults on each field.

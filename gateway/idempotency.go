@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 const (

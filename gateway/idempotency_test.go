@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 func (f *fixture) submitWithKey(token, key, body string) (int, api.Job, http.Header) {

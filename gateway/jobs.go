@@ -14,11 +14,11 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/store"
-	"jobgate/internal/webhook"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/queue"
 )
 
 func (g *Gateway) submitJob(c echo.Context) error {

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"jobgate/internal/store"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // notifier delivers completion callbacks. Ended jobs that asked for one are

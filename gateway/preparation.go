@@ -1,6 +1,6 @@
 package gateway
 
-import "jobgate/api"
+import "github.com/jobgate/jobgate/api"
 
 // checkPreparation validates a spec's preparation argv as command is
 // validated; an empty list means none.

@@ -14,9 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/store"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // SchedulerConfig configures the Scheduler. Zero values get defaults.

@@ -37,9 +37,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/internal/schedule"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/schedule"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // Concurrency policies: what a tick does while the schedule's previous job

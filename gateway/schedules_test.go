@@ -15,10 +15,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // scheduleBody is a schedule that does not fire during a test: once a year,

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"jobgate/api"
-	"jobgate/internal/store"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 var (

@@ -17,10 +17,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"jobgate/api"
-	"jobgate/internal/store"
-	"jobgate/internal/tmpl"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/tmpl"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // Webhook triggers: POST /hooks/{id} deliveries, authenticated by their

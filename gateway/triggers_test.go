@@ -18,12 +18,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/secretbox"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // GitHub's documented test vector for X-Hub-Signature-256

@@ -8,8 +8,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/internal/testenv"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/queue"
 )
 
 func TestParseExecRequest(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/internal/testenv"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/queue"
 )
 
 func TestWakerSeesANotifySentAfterGen(t *testing.T) {

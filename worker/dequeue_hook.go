@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // dequeueWaitHook makes asynq's dequeue wait for work instead of polling.

@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/store"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // Exec sessions: `jobgate exec` runs a command beside a job this worker

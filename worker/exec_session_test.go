@@ -11,12 +11,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
-	"jobgate/queue"
-	"jobgate/worker"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/queue"
+	"github.com/jobgate/jobgate/worker"
 )
 
 // execSession drives exec sessions on a worker the way the gateway does,

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // Attempt is everything an executor needs to run one attempt of a job.

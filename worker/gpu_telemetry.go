@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"log/slog"
 
-	"jobgate/internal/gpu"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // gpuJob is a running job's share of the worker's GPUs, for telemetry.

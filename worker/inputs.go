@@ -16,8 +16,8 @@ import (
 	"strings"
 	"syscall"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // Where a container finds its data: input NAME at /inputs/NAME, cluster

@@ -12,11 +12,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
-	"jobgate/worker"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/worker"
 )
 
 // TestJobInputsAndMounts runs container and host-process jobs with inputs

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // logShipper turns a workload's stdout and stderr into lines, in the order

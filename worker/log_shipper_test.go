@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestLogShipperRecordsMetrics: metric lines on stdout become points (20,000

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 func TestMain(m *testing.M) {

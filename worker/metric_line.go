@@ -5,7 +5,7 @@ import (
 	"math"
 	"strconv"
 
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // metricPrefix starts a metric line on a job's stdout.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 func TestParseMetricLine(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"jobgate/internal/store"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // Bounds on what node preparation output goes where: each line into the

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/artifact"
 )
 
 // errOutputsTooLarge means an attempt left more in its outputs folder than

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/artifact"
 )
 
 func TestCollectOutputs(t *testing.T) {

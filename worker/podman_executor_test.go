@@ -20,8 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 type podmanTest struct {

@@ -13,7 +13,7 @@ import (
 	"github.com/containers/podman/v4/pkg/bindings/containers"
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // fakeExecutor is an Executor whose Run is RunFunc.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // runningProcess starts a (a toolbox sleep) and returns once it is up; the

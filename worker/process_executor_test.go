@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // execBuffer is an io.Writer a test can read while an executor writes to it.

@@ -23,12 +23,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/gpu"
-	"jobgate/internal/secretbox"
-	"jobgate/internal/store"
-	"jobgate/queue"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // Config configures a Worker. The zero value works once ID-less defaults are

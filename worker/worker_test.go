@@ -11,12 +11,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/internal/artifact"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
-	"jobgate/queue"
-	"jobgate/worker"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/queue"
+	"github.com/jobgate/jobgate/worker"
 )
 
 // place does what the scheduler does, through the queue contract.

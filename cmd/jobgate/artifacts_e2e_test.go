@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // rawGet sends GET path exactly as written (no cleaning, escapes kept) and

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // receiver is a callback endpoint on loopback that checks every signature.

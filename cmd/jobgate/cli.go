@@ -26,8 +26,8 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"jobgate/api"
-	"jobgate/client"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 const (

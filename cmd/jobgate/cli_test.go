@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 const fakeToken = "t0ken"

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // startWorkerProcess runs `jobgate worker` as a real child process (the test

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"jobgate/api"
-	"jobgate/client"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestTrainingReadsADatastore: a datastore registered with the CLI feeds a

@@ -18,11 +18,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
-	"jobgate/client"
-	"jobgate/internal/devenv"
-	"jobgate/internal/secretbox"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestMain doubles as the jobgate binary: with JOBGATE_TEST_AS_MAIN=1 the

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 func (c *cli) execCmd() *cobra.Command {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 func TestExecCLI(t *testing.T) {

@@ -15,10 +15,10 @@ import (
 	"github.com/containers/podman/v4/pkg/bindings"
 	"github.com/containers/podman/v4/pkg/bindings/containers"
 
-	"jobgate/api"
-	"jobgate/client"
-	"jobgate/internal/testenv"
-	"jobgate/worker"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/worker"
 )
 
 // runningJob submits spec and returns once its workload printed "sleeping".

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/client"
-	"jobgate/internal/store"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 type jobWithHistory struct {

@@ -27,15 +27,15 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"jobgate/api"
-	"jobgate/gateway"
-	"jobgate/internal/artifact"
-	"jobgate/internal/devenv"
-	"jobgate/internal/gpu"
-	"jobgate/internal/secretbox"
-	"jobgate/internal/store"
-	"jobgate/internal/webhook"
-	"jobgate/worker"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/gateway"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/worker"
 )
 
 func main() {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // TestJobMetrics: "::metric" lines on a job's stdout come back from

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 func TestJobPreparation(t *testing.T) {

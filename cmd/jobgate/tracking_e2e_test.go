@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // buildTrain builds examples/train for the host, for host-process jobs.

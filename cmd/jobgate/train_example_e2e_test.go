@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestTrainingExample is issue 4's "done when", as a user does it with the

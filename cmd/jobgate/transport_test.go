@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"jobgate/api"
-	"jobgate/client"
-	"jobgate/internal/devenv"
-	"jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestSecureTransport runs a job through a gateway serving HTTPS and a

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/gpu"
 )
 
 // A worker without GPUs simulates two, places a job on one and exposes it to

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"jobgate/internal/schedule"
+	"github.com/jobgate/jobgate/internal/schedule"
 )
 
 func Example() {

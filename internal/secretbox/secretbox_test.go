@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"jobgate/internal/secretbox"
+	"github.com/jobgate/jobgate/internal/secretbox"
 )
 
 func TestSealOpenIsBoundToWorkspaceAndName(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/api"
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 func TestDatastores(t *testing.T) {

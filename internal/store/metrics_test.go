@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 func TestMetricsRoundTrip(t *testing.T) {

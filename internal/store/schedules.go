@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // ErrLimit means a workspace holds as many of a thing as it may.

@@ -20,7 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // Errors the store returns; the gateway maps them to HTTP status codes.

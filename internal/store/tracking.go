@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // What run tracking needs of job records beyond their state: walking a job

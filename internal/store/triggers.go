@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 // Webhook triggers live under three kinds of keys:

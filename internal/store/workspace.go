@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/api"
+	"github.com/jobgate/jobgate/api"
 )
 
 const (

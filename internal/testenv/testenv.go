@@ -29,7 +29,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/devenv"
 )
 
 // Required reports whether integration services are mandatory in this run.
@@ -131,6 +131,10 @@ func Podman(t testing.TB) string {
 // ExampleImage is the image the tests run: examples/ built FROM scratch.
 const ExampleImage = "localhost/jobgate-examples:test"
 
+// ExampleImageLatest is the same image under the name the README and the
+// files in examples/ use, so tests can run those unchanged.
+const ExampleImageLatest = "localhost/jobgate-examples:latest"
+
 var image struct {
 	once sync.Once
 	err  error
@@ -162,6 +166,10 @@ func buildExampleImage(tag string) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("make images: %v\n%s", err, out)
+	}
+	// examples/*.json and the README name :latest; a fresh machine has none.
+	if out, err := exec.CommandContext(ctx, "podman", "tag", tag, ExampleImageLatest).CombinedOutput(); err != nil {
+		return fmt.Errorf("podman tag %s %s: %v\n%s", tag, ExampleImageLatest, err, out)
 	}
 	return nil
 }

@@ -3,7 +3,7 @@ package tmpl_test
 import (
 	"fmt"
 
-	"jobgate/internal/tmpl"
+	"github.com/jobgate/jobgate/internal/tmpl"
 )
 
 func Example() {

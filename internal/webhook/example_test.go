@@ -8,7 +8,7 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 func ExampleVerifyGitHub() {
