@@ -222,6 +222,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("register worker: %w", err)
 	}
 
+	// stoppedStarting is what Run returns when it fails to start: nil when
+	// it was told to stop meanwhile, after leaving the registry.
+	stoppedStarting := func(err error) error {
+		if ctx.Err() == nil {
+			return err
+		}
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = w.store.StopWorker(cleanup, w.cfg.ID)
+		return nil
+	}
+
 	w.recordSavedEnds(ctx)
 	w.recoverOwn(ctx)
 	w.reap(ctx)
@@ -231,17 +243,17 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
 	if err != nil {
-		return fmt.Errorf("subscribe to wake-ups: %w", err)
+		return stoppedStarting(fmt.Errorf("subscribe to wake-ups: %w", err))
 	}
 	defer waker.Close()
 	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel, queue.ChannelPreempt)
 	if _, err := cancels.Receive(ctx); err != nil {
-		return fmt.Errorf("subscribe to cancels: %w", err)
+		return stoppedStarting(fmt.Errorf("subscribe to cancels: %w", err))
 	}
 	defer cancels.Close()
 	execReqs, err := w.subscribeExec(ctx)
 	if err != nil {
-		return err
+		return stoppedStarting(err)
 	}
 	defer execReqs.Close()
 
