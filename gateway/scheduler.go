@@ -111,9 +111,10 @@ func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
 }
 
 // inService reports whether a worker may be given jobs, as far as its own
-// status goes: not while its node preparation runs or after it failed.
+// status goes: not while its node preparation runs or after it failed, nor
+// while it shuts down.
 func inService(w store.Worker) bool {
-	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService
+	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService && w.Status != store.WorkerStopping
 }
 
 // canRun says whether worker w could run spec at all (ignoring what is busy).

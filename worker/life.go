@@ -112,6 +112,18 @@ func (w *Worker) isStopping() bool {
 	return w.stopping != nil
 }
 
+// setStopping marks the worker stopping in the registry: the scheduler
+// gives it nothing new and hands back what is placed on it.
+func (w *Worker) setStopping(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.store.SetWorkerStatus(sctx, w.cfg.ID, store.WorkerStopping, ""); err != nil {
+		w.logger.WarnContext(ctx, "mark the worker stopping", slog.Any("error", err))
+		return
+	}
+	_ = queue.Notify(sctx, w.rdb, queue.ChannelScheduler)
+}
+
 // drain shuts srv down (it takes no new tasks already) and waits for the
 // running attempts: ShutdownTimeout for them to end by themselves, then they
 // are stopped (SIGTERM, the executor's grace, SIGKILL) and requeued with the

@@ -314,11 +314,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	<-ctx.Done()
 	// Stop taking tasks (closing the waker releases a dequeue held by the
-	// hook); drain waits ShutdownTimeout for running handlers, then stops
-	// their workloads, which requeue the attempts. Heartbeats and cancels go
-	// on meanwhile.
+	// hook) and say so, so that the scheduler places nothing new here; drain
+	// waits ShutdownTimeout for running handlers, then stops their
+	// workloads, which requeue the attempts. Heartbeats and cancels go on
+	// meanwhile.
 	waker.Close()
 	srv.Stop()
+	w.setStopping(ctx)
 	w.drain(ctx, srv)
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

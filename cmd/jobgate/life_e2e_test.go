@@ -25,12 +25,14 @@ import (
 )
 
 // TestWorkerSIGTERMHandsBackItsAttempts stops a worker process with SIGTERM
-// while a job runs on it: the worker stops the workload and hands the attempt
-// back before it leaves, and the job runs again on the other worker.
+// while a job runs on it: the worker is given nothing new while it stops,
+// stops the workload and hands the attempt back before it leaves, and the
+// job runs again on the other worker.
 func TestWorkerSIGTERMHandsBackItsAttempts(t *testing.T) {
 	c := newCluster(t)
 	dir := t.TempDir()
-	w1 := c.startWorkerProcess("w1", t.TempDir(), t.TempDir(), "--shutdown-timeout", "1s")
+	// More slots than w2: left to itself the scheduler would prefer w1.
+	w1 := c.startWorkerProcess("w1", t.TempDir(), t.TempDir(), "--shutdown-timeout", "15s", "--slots", "8")
 	j := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",
 		`echo $$ > ` + dir + `/pid.$JOBGATE_ATTEMPT; exec sleep 30`}})
 	c.waitFor(j.ID, 30*time.Second, "started on w1", func(j *api.Job) bool { return j.Status == api.StatusRunning && j.Worker == "w1" })
@@ -43,6 +45,12 @@ func TestWorkerSIGTERMHandsBackItsAttempts(t *testing.T) {
 	}
 	exited := make(chan struct{})
 	go func() { w1.Wait(); close(exited) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return c.workerState("w1") == "stopping" }, "w1 never said it is stopping")
+	during := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "exec sleep 30"}})
+	c.waitFor(during.ID, 30*time.Second, "started on w2", func(j *api.Job) bool { return j.Status == api.StatusRunning && j.Worker == "w2" })
+	if a := c.get(j.ID); a.Status != api.StatusRunning || a.Worker != "w1" || a.Attempt != 1 {
+		t.Fatalf("the job submitted while w1 was stopping started only once w1 had drained (first job: %s on %q, attempt %d)", a.Status, a.Worker, a.Attempt)
+	}
 	c.waitFor(j.ID, 60*time.Second, "ran again on w2", func(j *api.Job) bool {
 		return j.Status == api.StatusRunning && j.Worker == "w2" && j.Attempt == 2
 	})
@@ -60,6 +68,7 @@ func TestWorkerSIGTERMHandsBackItsAttempts(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() bool { return errors.Is(syscall.Kill(pid1, 0), syscall.ESRCH) },
 		"attempt 1's process %d still exists after w1 left", pid1)
 	c.cancelAndWait(j.ID)
+	c.cancelAndWait(during.ID)
 }
 
 // readPID waits for a job to write its process ID to path and returns it.
