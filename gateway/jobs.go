@@ -109,6 +109,11 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
 		return err
 	}
+	if spec.Mode == api.ModeProcess {
+		if err := g.checkHostProcess(ctx, ws); err != nil {
+			return err
+		}
+	}
 	if err := g.sched.Admissible(ctx, *spec); err != nil {
 		return err
 	}
@@ -134,6 +139,21 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		if parent.Status == api.StatusCanceled {
 			return specErr("parent_id: job %s was canceled; it takes no new children", parent.ID)
 		}
+	}
+	return nil
+}
+
+// checkHostProcess refuses mode process (403) unless the system admin
+// granted workspace ws allow_host_process: a host process runs as the
+// worker's own user, outside any container and past the image allow-list.
+func (g *Gateway) checkHostProcess(ctx context.Context, ws string) error {
+	w, err := g.store.Workspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if !w.AllowHostProcess {
+		return errorf(http.StatusForbidden, CodeForbidden,
+			"mode: workspace %s may not run host-process jobs (mode process); the system admin grants it with PATCH /v1/workspaces/%s {\"allow_host_process\": true}", ws, ws)
 	}
 	return nil
 }

@@ -368,6 +368,18 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
 			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
 	}
+	if job.Spec.Mode == api.ModeProcess {
+		// The gateway checked at submit; the grant may have been taken back
+		// since (or the job was written to Redis by someone else).
+		ws, err := w.store.Workspace(ctx, job.Workspace)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if ws == nil || !ws.AllowHostProcess {
+			return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
+				Reason: fmt.Sprintf("%s: workspace %s may not run host-process jobs (the system admin grants allow_host_process)", api.ReasonModeRefused, job.Workspace)})
+		}
+	}
 
 	secretEnv, err := w.openSecrets(ctx, job)
 	if err != nil {
