@@ -40,6 +40,9 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		} else if err := g.checkJobTree(ctx, p, spec.ParentID); err != nil {
 			return err
 		}
+		if err := g.checkChild(ctx, p, &spec); err != nil {
+			return err
+		}
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
 	if key == "" {
