@@ -245,6 +245,9 @@ func (g *Gateway) putSecret(c echo.Context) error {
 	if req.Value == "" || len(req.Value) > maxSecretBytes {
 		return invalid("value must be 1 to %d bytes", maxSecretBytes)
 	}
+	if i := strings.IndexFunc(req.Value, badSecretRune); i >= 0 {
+		return invalid("value holds the control character %U at byte %d: a secret may hold any text with tabs and line breaks, but no NUL (an environment variable cannot) nor other control characters", req.Value[i], i)
+	}
 	ws := principalOf(c).Workspace
 	sealed, err := g.secrets.Seal(ws, req.Name, []byte(req.Value))
 	if err != nil {
@@ -255,6 +258,14 @@ func (g *Gateway) putSecret(c echo.Context) error {
 	}
 	g.audit(c, ws, "secret.put", req.Name)
 	return c.JSON(http.StatusCreated, map[string]string{"name": req.Name})
+}
+
+// badSecretRune reports the characters a secret value may not hold: NUL,
+// which no environment variable can carry, and the other C0 controls and
+// DEL, which no key, password or credential file holds and which would be
+// terminal escapes in a log. Tab, LF and CR are fine (PEM keys, JSON).
+func badSecretRune(r rune) bool {
+	return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f
 }
 
 func (g *Gateway) listSecrets(c echo.Context) error {

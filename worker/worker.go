@@ -680,19 +680,39 @@ func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]stri
 	return out, nil
 }
 
+// minMaskedLine is the shortest line of a multi-line secret that is masked
+// on its own: shorter ones ("}", "==") would mask that text everywhere in
+// the log and tell nothing worth hiding.
+const minMaskedLine = 4
+
 // redactor replaces every secret value in a log line with ***, longest
-// first so a secret containing another is masked whole.
+// first so a secret containing another is masked whole. Logs are shipped a
+// line at a time, so a multi-line value (a PEM key, JSON credentials) is
+// masked line by line: each of its lines, without surrounding blanks, of
+// at least minMaskedLine bytes. A one-line value (leading and trailing
+// newlines aside) is masked whole, however short.
 func redactor(secretEnv map[string]string) func([]byte) []byte {
 	vals := make([]string, 0, len(secretEnv))
 	for _, v := range secretEnv {
-		if v != "" {
-			vals = append(vals, v)
+		// A value read from a file often ends in a newline; it is still
+		// one line, masked whatever its length.
+		if one := strings.Trim(v, "\r\n"); !strings.Contains(one, "\n") {
+			if one != "" {
+				vals = append(vals, one)
+			}
+			continue
+		}
+		for _, line := range strings.Split(v, "\n") {
+			if line = strings.Trim(line, " \t\r"); len(line) >= minMaskedLine {
+				vals = append(vals, line)
+			}
 		}
 	}
 	if len(vals) == 0 {
 		return nil
 	}
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(vals, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	vals = slices.Compact(vals)
 	pairs := make([]string, 0, 2*len(vals))
 	for _, v := range vals {
 		pairs = append(pairs, v, "***")
