@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -464,9 +465,15 @@ func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) err
 }
 
 func (g *Gateway) listWorkers(c echo.Context) error {
-	ws, err := g.store.Workers(c.Request().Context())
+	ctx := c.Request().Context()
+	ws, err := g.store.Workers(ctx)
 	if err != nil {
 		return err
+	}
+	if p := principalOf(c); !p.System {
+		if err := g.hideOtherJobs(ctx, p.Workspace, ws); err != nil {
+			return err
+		}
 	}
 	type view struct {
 		store.Worker
@@ -477,4 +484,32 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 		out = append(out, view{Worker: w, State: g.sched.workerState(w, g.now())})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+}
+
+// hideOtherJobs leaves in the workers' job lists, and as GPU holders, only
+// jobs of workspace ws: the registry is shared, the jobs on it are not.
+func (g *Gateway) hideOtherJobs(ctx context.Context, ws string, workers []store.Worker) error {
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.Jobs...)
+		for _, gp := range w.GPUs {
+			if gp.JobID != "" {
+				ids = append(ids, gp.JobID)
+			}
+		}
+	}
+	owner, err := g.store.JobWorkspaces(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range workers {
+		w := &workers[i]
+		w.Jobs = slices.DeleteFunc(w.Jobs, func(id string) bool { return owner[id] != ws })
+		for k := range w.GPUs {
+			if owner[w.GPUs[k].JobID] != ws {
+				w.GPUs[k].JobID = ""
+			}
+		}
+	}
+	return nil
 }
