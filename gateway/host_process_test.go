@@ -126,3 +126,18 @@ func TestGatewayGrantsDefaultHostProcessOnlyWhenTold(t *testing.T) {
 		t.Fatalf("restarted without the flag: %v, allowed %v; want the grant kept", err, allowed())
 	}
 }
+
+// TestExecIntoHostProcessNeedsTheGrant: an exec beside a running process
+// job is a host command, refused once the workspace's grant is gone.
+func TestExecIntoHostProcessNeedsTheGrant(t *testing.T) {
+	f := newFixture(t)
+	f.hostProcessWorker("hp")
+	var j api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, processBody, &j)
+	f.jobToken(DefaultWorkspace, j.ID) // its attempt is running
+	f.mustCall("PATCH", "/v1/workspaces/"+DefaultWorkspace, systemToken, `{"allow_host_process":false}`, nil)
+	code, _, lines := f.execCall(j.ID, systemToken, `{"command":["id"]}`)
+	if code != http.StatusForbidden || len(lines) != 1 || !strings.Contains(lines[0], `"message":"mode:`) {
+		t.Fatalf("exec into a process job without the grant: %d %q, want 403 naming mode", code, lines)
+	}
+}
