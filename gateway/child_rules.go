@@ -46,6 +46,12 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 		inherited.Secret = js.Notify.Secret
 		spec.Notify = &inherited
 	}
+	deny := func(format string, args ...any) error {
+		return errorf(http.StatusForbidden, CodeForbidden, format+" (a job token submits only children that ask for nothing its job %s lacks)", append(args, own.ID)...)
+	}
+	if spec.Notify != nil && (js.Notify == nil || spec.Notify.URL != js.Notify.URL) {
+		return deny("notify.url: a child may call back only the job's own notify URL")
+	}
 	// Compare with the defaults filled in (mode, priority, input modes), on
 	// a copy: checkSpec normalizes the spec itself later.
 	c := *spec
@@ -53,9 +59,6 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 	if err := normalize(&c, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
 		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
 		return err
-	}
-	deny := func(format string, args ...any) error {
-		return errorf(http.StatusForbidden, CodeForbidden, format+" (a job token submits only children that ask for nothing its job %s lacks)", append(args, own.ID)...)
 	}
 	if c.Mode == api.ModeProcess && js.Mode != api.ModeProcess {
 		return deny("mode: process, but the job is a %s job", js.Mode)
@@ -77,9 +80,6 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 	}
 	if priorityLevel(c.Priority) > priorityLevel(js.Priority) {
 		return deny("priority: %s is above the job's %s", c.Priority, js.Priority)
-	}
-	if c.Notify != nil && (js.Notify == nil || c.Notify.URL != js.Notify.URL) {
-		return deny("notify.url: a child may call back only the job's own notify URL")
 	}
 	if js.User != "" && c.User != js.User {
 		return deny("user: the job runs as %q; so must its children", js.User)

@@ -58,6 +58,7 @@ func TestJobTokenChildCannotEscalate(t *testing.T) {
 		{"higher priority", child(`,"priority":"high"`), 403, "priority"},
 		{"lower priority", child(`,"priority":"low"`), 201, ""},
 		{"callback to a new address", child(`,"notify":{"url":"https://elsewhere.example.com/x","secret":"` + hookSecret + `"}`), 403, "notify.url"},
+		{"callback to a new address, no secret", child(`,"notify":{"url":"https://elsewhere.example.com/x"}`), 403, "notify.url"},
 		{"callback to the job's address, its secret", child(`,"notify":{"url":"` + hook + `"}`), 201, ""},
 		{"another user", child(`,"user":"0"`), 403, "user"},
 		{"the job's user", child(`,"user":"1000"`), 201, ""},
