@@ -66,6 +66,11 @@ type Config struct {
 	// "team-a=/srv/data/team-a" for one. The system admin may register any
 	// absolute path. Empty: only the system admin registers datastores.
 	DatastoreRoots []string
+	// HostProcessDefault grants the workspace default allow_host_process
+	// when Run starts (`jobgate dev` sets it; `jobgate gateway
+	// --allow-host-process-default`). False leaves the record as it is: a
+	// grant made through PATCH /v1/workspaces/default stays.
+	HostProcessDefault bool
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -182,6 +187,7 @@ func (g *Gateway) routes() {
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)
+	g.route(http.MethodPatch, "/v1/workspaces/:ws", access{System: true}, g.updateWorkspace)
 	g.route(http.MethodPost, "/v1/workspaces/:ws/tokens", admin, g.createToken)
 	g.route(http.MethodGet, "/v1/workspaces/:ws/tokens", admin, g.listTokens)
 	g.route(http.MethodDelete, "/v1/workspaces/:ws/tokens/:id", admin, g.deleteToken)
@@ -234,6 +240,30 @@ func (g *Gateway) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// ensureDefaultWorkspace creates the workspace default, and grants it
+// allow_host_process when the configuration says so.
+func (g *Gateway) ensureDefaultWorkspace(ctx context.Context) error {
+	w := api.Workspace{Name: DefaultWorkspace, AllowHostProcess: g.cfg.HostProcessDefault, CreatedAt: g.now().UTC()}
+	if err := g.store.EnsureWorkspace(ctx, w); err != nil {
+		return fmt.Errorf("create default workspace: %w", err)
+	}
+	if !g.cfg.HostProcessDefault {
+		return nil
+	}
+	cur, err := g.store.Workspace(ctx, DefaultWorkspace)
+	if err != nil {
+		return fmt.Errorf("read default workspace: %w", err)
+	}
+	if cur.AllowHostProcess {
+		return nil
+	}
+	if _, err := g.store.SetWorkspaceHostProcess(ctx, DefaultWorkspace, true); err != nil {
+		return fmt.Errorf("grant default workspace host processes: %w", err)
+	}
+	g.auditAs(ctx, DefaultWorkspace, "gateway-config", "workspace.update", DefaultWorkspace+": allow_host_process=true")
+	return nil
+}
+
 // Run serves HTTP and runs the scheduler until ctx is done. Shutdown order:
 // stop accepting requests and let in-flight ones finish (ShutdownTimeout),
 // then stop the scheduler and give up its lease.
@@ -256,8 +286,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
-	if err := g.store.EnsureWorkspace(ctx, api.Workspace{Name: DefaultWorkspace, CreatedAt: g.now().UTC()}); err != nil {
-		return fmt.Errorf("create default workspace: %w", err)
+	if err := g.ensureDefaultWorkspace(ctx); err != nil {
+		return err
 	}
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSched()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,9 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		if spec.ParentID == "" {
 			spec.ParentID = p.JobID
 		} else if err := g.checkJobTree(ctx, p, spec.ParentID); err != nil {
+			return err
+		}
+		if err := g.checkChild(ctx, p, &spec); err != nil {
 			return err
 		}
 	}
@@ -109,6 +113,11 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
 		return err
 	}
+	if spec.Mode == api.ModeProcess {
+		if err := g.checkHostProcess(ctx, ws); err != nil {
+			return err
+		}
+	}
 	if err := g.sched.Admissible(ctx, *spec); err != nil {
 		return err
 	}
@@ -134,6 +143,21 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		if parent.Status == api.StatusCanceled {
 			return specErr("parent_id: job %s was canceled; it takes no new children", parent.ID)
 		}
+	}
+	return nil
+}
+
+// checkHostProcess refuses mode process (403) unless the system admin
+// granted workspace ws allow_host_process: a host process runs as the
+// worker's own user, outside any container and past the image allow-list.
+func (g *Gateway) checkHostProcess(ctx context.Context, ws string) error {
+	w, err := g.store.Workspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if !w.AllowHostProcess {
+		return errorf(http.StatusForbidden, CodeForbidden,
+			"mode: workspace %s may not run host-process jobs (mode process); the system admin grants it with PATCH /v1/workspaces/%s {\"allow_host_process\": true}", ws, ws)
 	}
 	return nil
 }
@@ -441,9 +465,15 @@ func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) err
 }
 
 func (g *Gateway) listWorkers(c echo.Context) error {
-	ws, err := g.store.Workers(c.Request().Context())
+	ctx := c.Request().Context()
+	ws, err := g.store.Workers(ctx)
 	if err != nil {
 		return err
+	}
+	if p := principalOf(c); !p.System {
+		if err := g.hideOtherJobs(ctx, p.Workspace, ws); err != nil {
+			return err
+		}
 	}
 	type view struct {
 		store.Worker
@@ -454,4 +484,32 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 		out = append(out, view{Worker: w, State: g.sched.workerState(w, g.now())})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+}
+
+// hideOtherJobs leaves in the workers' job lists, and as GPU holders, only
+// jobs of workspace ws: the registry is shared, the jobs on it are not.
+func (g *Gateway) hideOtherJobs(ctx context.Context, ws string, workers []store.Worker) error {
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.Jobs...)
+		for _, gp := range w.GPUs {
+			if gp.JobID != "" {
+				ids = append(ids, gp.JobID)
+			}
+		}
+	}
+	owner, err := g.store.JobWorkspaces(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range workers {
+		w := &workers[i]
+		w.Jobs = slices.DeleteFunc(w.Jobs, func(id string) bool { return owner[id] != ws })
+		for k := range w.GPUs {
+			if owner[w.GPUs[k].JobID] != ws {
+				w.GPUs[k].JobID = ""
+			}
+		}
+	}
+	return nil
 }

@@ -368,6 +368,18 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
 			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
 	}
+	if job.Spec.Mode == api.ModeProcess {
+		// The gateway checked at submit; the grant may have been taken back
+		// since (or the job was written to Redis by someone else).
+		ws, err := w.store.Workspace(ctx, job.Workspace)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if ws == nil || !ws.AllowHostProcess {
+			return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
+				Reason: fmt.Sprintf("%s: workspace %s may not run host-process jobs (the system admin grants allow_host_process)", api.ReasonModeRefused, job.Workspace)})
+		}
+	}
 
 	secretEnv, err := w.openSecrets(ctx, job)
 	if err != nil {
@@ -668,19 +680,39 @@ func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]stri
 	return out, nil
 }
 
+// minMaskedLine is the shortest line of a multi-line secret that is masked
+// on its own: shorter ones ("}", "==") would mask that text everywhere in
+// the log and tell nothing worth hiding.
+const minMaskedLine = 4
+
 // redactor replaces every secret value in a log line with ***, longest
-// first so a secret containing another is masked whole.
+// first so a secret containing another is masked whole. Logs are shipped a
+// line at a time, so a multi-line value (a PEM key, JSON credentials) is
+// masked line by line: each of its lines, without surrounding blanks, of
+// at least minMaskedLine bytes. A one-line value (leading and trailing
+// newlines aside) is masked whole, however short.
 func redactor(secretEnv map[string]string) func([]byte) []byte {
 	vals := make([]string, 0, len(secretEnv))
 	for _, v := range secretEnv {
-		if v != "" {
-			vals = append(vals, v)
+		// A value read from a file often ends in a newline; it is still
+		// one line, masked whatever its length.
+		if one := strings.Trim(v, "\r\n"); !strings.Contains(one, "\n") {
+			if one != "" {
+				vals = append(vals, one)
+			}
+			continue
+		}
+		for _, line := range strings.Split(v, "\n") {
+			if line = strings.Trim(line, " \t\r"); len(line) >= minMaskedLine {
+				vals = append(vals, line)
+			}
 		}
 	}
 	if len(vals) == 0 {
 		return nil
 	}
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(vals, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	vals = slices.Compact(vals)
 	pairs := make([]string, 0, 2*len(vals))
 	for _, v := range vals {
 		pairs = append(pairs, v, "***")

@@ -320,7 +320,8 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
 			// On a laptop, callbacks to a local receiver are the normal case.
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots}, rdb, st, arts, box, logger)
+				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots,
+				HostProcessDefault: true}, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
@@ -446,6 +447,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
 	var allowCallbacks, datastoreRoots []string
+	var hostProcessDefault bool
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -476,7 +478,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				}
 			}
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: policy, DatastoreRoots: datastoreRoots}, rdb,
+				CallbackPolicy: policy, DatastoreRoots: datastoreRoots, HostProcessDefault: hostProcessDefault}, rdb,
 				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
@@ -492,6 +494,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
+	fl.BoolVar(&hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
 	datastoreRootFlag(cmd, &datastoreRoots)
 	return cmd

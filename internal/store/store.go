@@ -775,8 +775,11 @@ type WorkerGPU struct {
 	Model     string `json:"model"`
 	MemoryMB  int64  `json:"memory_mb"`
 	Simulated bool   `json:"simulated"`
-	// JobID holds the GPU; empty when it is free.
+	// JobID holds the GPU; empty when it is free, or (to a workspace token)
+	// when another workspace's job holds it.
 	JobID string `json:"job_id,omitempty"`
+	// InUse is set while a job holds the GPU.
+	InUse bool `json:"in_use,omitempty"`
 	// UtilizationPct and MemoryUsedMB are the worker's last sample.
 	UtilizationPct *int   `json:"utilization_pct,omitempty"`
 	MemoryUsedMB   *int64 `json:"memory_used_mb,omitempty"`
@@ -791,7 +794,7 @@ func (s *Store) SetWorkerGPUUsage(ctx context.Context, workerID string, usage []
 // RegisterWorker adds or refreshes w in the registry.
 func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
 	for i := range w.GPUs {
-		w.GPUs[i].JobID, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", nil, nil
+		w.GPUs[i].JobID, w.GPUs[i].InUse, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", false, nil, nil
 	}
 	gpus, err := json.Marshal(w.GPUs)
 	if err != nil {
@@ -877,6 +880,7 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 		_ = json.Unmarshal([]byte(m["gpu_usage"]), &usage)
 		for k := range w.GPUs {
 			w.GPUs[k].JobID = alloc[strconv.Itoa(w.GPUs[k].Index)]
+			w.GPUs[k].InUse = w.GPUs[k].JobID != ""
 			for _, u := range usage {
 				if u.Index == w.GPUs[k].Index {
 					pct, mem := u.UtilizationPct, u.MemoryUsedMB
