@@ -447,22 +447,22 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 	var err error
 	if len(spec.Env) > 0 {
 		if spec.Env, err = tmpl.RenderMap(t.Job.Env, data); err != nil {
-			return nil, invalid("job template: env: %v", err)
+			return nil, renderErr("job.env", false, err)
 		}
 	}
 	if len(spec.Command) > 0 {
 		if spec.Command, err = tmpl.RenderArgs(t.Job.Command, data); err != nil {
-			return nil, invalid("job template: command: %v", err)
+			return nil, renderErr("job.command", true, err)
 		}
 	}
 	if len(spec.Preparation) > 0 {
 		if spec.Preparation, err = tmpl.RenderArgs(t.Job.Preparation, data); err != nil {
-			return nil, invalid("job template: preparation: %v", err)
+			return nil, renderErr("job.preparation", true, err)
 		}
 	}
 	if len(spec.Tags) > 0 {
 		if spec.Tags, err = tmpl.RenderMap(t.Job.Tags, data); err != nil {
-			return nil, invalid("job template: tags: %v", err)
+			return nil, renderErr("job.tags", false, err)
 		}
 	}
 	job, err := g.createJob(ctx, t.Workspace, "trigger:"+t.Name, spec)
@@ -471,6 +471,23 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: ae.Code, Message: "rendered job: " + ae.Message}
 	}
 	return job, err
+}
+
+// renderErr is the 422 for a job template that failed on a delivery, naming
+// the string in the trigger's job that failed, as job.env.GIT_SHA or
+// job.command[2], and why, as "cannot read .payload.head_commit.id:
+// .payload.head_commit is null". args says the template was a list
+// (RenderArgs), whose errors name elements "args[2]".
+func renderErr(field string, args bool, err error) error {
+	var te *tmpl.Error
+	if !errors.As(err, &te) {
+		return invalid("%s: %v", field, err)
+	}
+	where := field + "." + te.Name
+	if args {
+		where = field + strings.TrimPrefix(te.Name, "args")
+	}
+	return invalid("%s: %s", where, te.Reason)
 }
 
 // filterMismatch says why a delivery does not pass filter, or "" when it
