@@ -32,7 +32,7 @@ func TestRenderMemoryIsBounded(t *testing.T) {
 	for i := range list {
 		list[i] = "0"
 	}
-	data := mustDecode(t, `{"after":"0d1a26e67d8f","list":[`+strings.Join(list, ",")+`]}`)
+	data := mustDecode(t, `{"after":"0d1a26e67d8f","format":"%*d","list":[`+strings.Join(list, ",")+`]}`)
 	ten := func(x string) string { return strings.TrimSpace(strings.Repeat(x+" ", 10)) }
 	const limit = 8 << 20
 	tests := []struct {
@@ -50,6 +50,7 @@ func TestRenderMemoryIsBounded(t *testing.T) {
 		{name: "star width", tpl: `{{ len (printf "%*d" 999999 1) }}`, wantMsg: "* widths are not allowed"},
 		{name: "star precision", tpl: `{{ len (printf "%.*f" 999999 1.5) }}`, wantMsg: "* precisions are not allowed"},
 		{name: "argument index", tpl: `{{ len (printf "%[1]0999999d%[1]0999999d" 1) }}`, wantMsg: "argument indexes"},
+		{name: "star width in a format from the data", tpl: `{{ len (printf .payload.format 999999 1) }}`, wantMsg: "* widths are not allowed"},
 		{name: "width past fmt's limit", tpl: `{{ printf "%0999999999d" 1 }}`}, // fmt prints %!(NOVERB)
 		{name: "the budget spent across values", tpl: `{{ $a := printf "%0600000d" 0 }}{{ $b := printf "%0600000d" 0 }}{{ len $b }}`,
 			wantMsg: "print and printf may make"},
@@ -64,8 +65,9 @@ func TestRenderMemoryIsBounded(t *testing.T) {
 			if tt.wantMsg == "" && err != nil {
 				t.Fatalf("RenderMap: %v", err)
 			}
-			if tt.wantMsg != "" && (!errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tt.wantMsg)) {
-				t.Fatalf("RenderMap = %v, want ErrRender mentioning %q", err, tt.wantMsg)
+			// A literal format printf refuses is refused with the template.
+			if tt.wantMsg != "" && (!(errors.Is(err, ErrRender) || errors.Is(err, ErrInvalidTemplate)) || !strings.Contains(err.Error(), tt.wantMsg)) {
+				t.Fatalf("RenderMap = %v, want ErrRender or ErrInvalidTemplate mentioning %q", err, tt.wantMsg)
 			}
 			if n > limit {
 				t.Errorf("rendering allocated %d bytes, want at most %d", n, limit)
@@ -211,4 +213,27 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckRefusesPrintfFormats: a literal format printf would refuse is
+// refused when the template is checked, before any delivery.
+func TestCheckRefusesPrintfFormats(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		tpl     string
+		wantErr bool
+	}{
+		{`{{ printf "%*d" 5 1 }}`, true},
+		{`{{ printf "%.*f" 2 1.5 }}`, true},
+		{`{{ printf "%[2]s %[1]s" "a" "b" }}`, true},
+		{`{{ if true }}{{ .x | printf "%-*s" 3 }}{{ end }}`, true},
+		{`{{ printf "%05.1f %-8s %x %%" 1.5 "a" 255 }}`, false},
+		{`{{ printf .payload.format 1 }}`, false}, // checked when it renders
+	}
+	for _, tt := range tests {
+		err := Check(tt.tpl)
+		if tt.wantErr != errors.Is(err, ErrInvalidTemplate) {
+			t.Errorf("Check(%s) = %v, want an error: %v", tt.tpl, err, tt.wantErr)
+		}
+	}
 }

@@ -269,6 +269,14 @@ func checkNode(tree *parse.Tree, n parse.Node) error {
 				return err
 			}
 		}
+		// A literal format that printf would refuse is refused now.
+		if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "printf" && len(n.Args) > 1 {
+			if f, ok := n.Args[1].(*parse.StringNode); ok {
+				if _, err := printfBound(f.Text, nil, math.MaxInt); err != nil {
+					return refuse("printf: " + err.Error())
+				}
+			}
+		}
 	case *parse.ChainNode:
 		return checkNode(tree, n.Node)
 	case *parse.IdentifierNode:
