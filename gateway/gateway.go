@@ -106,7 +106,9 @@ type Gateway struct {
 	echo      *echo.Echo
 	sched     *Scheduler
 	notify    *notifier
-	limiter   *redis_rate.Limiter
+	// logs wakes log followers (GET /v1/jobs/:id/logs?follow=true).
+	logs    *logHub
+	limiter *redis_rate.Limiter
 	// secrets encrypts workspace secrets; nil disables the secrets API.
 	secrets *secretbox.Box
 	now     func() time.Time
@@ -139,7 +141,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
-		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
+		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}, logs: newLogHub(rdb, logger)}
 	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {

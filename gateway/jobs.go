@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,13 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
 	"github.com/jobgate/jobgate/queue"
@@ -351,117 +348,6 @@ func redactSpec(s *api.JobSpec) {
 		n.Secret = "***"
 		s.Notify = &n
 	}
-}
-
-// jobLogs serves the whole log as text: from the at-rest copies once the job
-// ended, else from the live stream; with follow=true it keeps streaming new
-// lines until the job ends.
-func (g *Gateway) jobLogs(c echo.Context) error {
-	ctx := c.Request().Context()
-	follow := false
-	if s := c.QueryParam("follow"); s != "" {
-		var err error
-		if follow, err = strconv.ParseBool(s); err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "follow must be true or false")
-		}
-	}
-	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
-	if err != nil {
-		return err
-	}
-	w := c.Response()
-	rc := http.NewResponseController(w.Writer)
-	if follow {
-		// A follow streams until the job ends, past the server's WriteTimeout;
-		// each pass gets followWriteTimeout instead (below), so a client that
-		// stops reading without hanging up does not hold the handler for ever.
-		_ = rc.SetWriteDeadline(time.Time{})
-	}
-	w.Header().Set(echo.HeaderContentType, "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if j.Status.Terminal() {
-		if keys, err := g.artifacts.List(ctx, artifact.LogPrefix(j.ID)); err == nil && len(keys) > 0 {
-			w.WriteHeader(http.StatusOK)
-			for _, k := range keys {
-				if err := g.copyArtifact(ctx, w, k); err != nil {
-					return nil // the client sees a short body; the status is already out
-				}
-			}
-			return nil
-		}
-	}
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	after := "0"
-	for {
-		block := time.Duration(0)
-		if follow {
-			block = time.Second
-			_ = rc.SetWriteDeadline(time.Now().Add(block + followWriteTimeout))
-		}
-		entries, err := g.store.ReadLogs(ctx, j.ID, after, 1000, block)
-		if err != nil {
-			return nil
-		}
-		for _, e := range entries {
-			after = e.ID
-			if e.End != "" {
-				bw.Flush()
-				return nil
-			}
-			bw.Write(e.Line)
-			bw.WriteByte('\n')
-		}
-		if len(entries) > 0 {
-			if follow {
-				if bw.Flush() != nil {
-					return nil // the client is gone or stopped reading
-				}
-				w.Flush()
-			}
-			continue
-		}
-		// Caught up.
-		if !follow {
-			bw.Flush()
-			return nil
-		}
-		if bw.Flush() != nil || ctx.Err() != nil {
-			return nil
-		}
-		w.Flush()
-		// The end marker is written when a job ends; a job canceled before it
-		// ever ran may have no stream at all, so look at the record too.
-		if cur, err := g.store.GetJobByID(ctx, j.ID); err == nil && cur.Status.Terminal() {
-			rest, err := g.store.ReadLogs(ctx, j.ID, after, 100000, 0)
-			if err == nil {
-				for _, e := range rest {
-					if e.End == "" {
-						bw.Write(e.Line)
-						bw.WriteByte('\n')
-					}
-				}
-			}
-			bw.Flush()
-			return nil
-		}
-	}
-}
-
-// followWriteTimeout bounds writing one pass of a followed log.
-const followWriteTimeout = 30 * time.Second
-
-func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) error {
-	r, err := g.artifacts.Open(ctx, key)
-	if errors.Is(err, artifact.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	_, err = io.Copy(w, r)
-	return err
 }
 
 func (g *Gateway) listWorkers(c echo.Context) error {

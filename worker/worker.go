@@ -91,6 +91,10 @@ type Config struct {
 	NodePrep string
 	// NodePrepTimeout bounds NodePrep; default 10 minutes.
 	NodePrepTimeout time.Duration
+	// MaxLogLineBytes is the longest line a job's log keeps whole: a longer
+	// one is split into lines of this many bytes, and the log says so.
+	// Default 1 MiB.
+	MaxLogLineBytes int
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -167,6 +171,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("spool dir: %w", err)
 	}
+	w.sweepSpool(ctx)
 	execName := "none"
 	if e := w.executors[api.ModeContainer]; e != nil {
 		execName = e.Name()
@@ -492,12 +497,15 @@ func derefOr(p *int, d int) int {
 
 // runAttempt runs the workload with its logs shipped and stored at rest.
 func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string, devices []string, gpuEnv map[string]string) (store.Outcome, error) {
-	spool, err := os.CreateTemp(w.cfg.SpoolDir, job.ID+"-*.log")
+	spool, err := w.createSpool(job.ID, attempt)
 	if err != nil {
-		return store.Outcome{}, fmt.Errorf("spool log: %w", err)
+		return store.Outcome{}, err
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
+	// Earlier attempts whose worker died stored no log at rest: store what
+	// the live stream holds of them, before this attempt's lines join it.
+	w.storeLostLogs(ctx, job.ID, attempt)
 	// The job's own token, for the API and MLflow: it reaches only this job
 	// and its children, and dies with the attempt (or its TTL, if the worker
 	// dies first).
@@ -516,7 +524,10 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	for k, v := range secretEnv {
 		hidden[k] = v
 	}
-	ship := newLogShipper(job.ID, w.store, spool, redactor(hidden))
+	ship := newLogShipper(job.ID, attempt, w.store, spool, redactor(hidden), w.cfg.MaxLogLineBytes)
+	// Every way out ends the shipper's goroutine; the normal one closes it
+	// below, before the log is stored at rest (Close is idempotent).
+	defer ship.Close()
 	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
 	for k, v := range job.Spec.Env {
 		env[k] = v
@@ -589,11 +600,13 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	if outErr != nil {
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", outErr)
 	}
+	if err := ship.Close(); err != nil {
+		w.logger.WarnContext(ctx, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+	// After Close, which may take a while against a slow Redis: the log at
+	// rest gets its 30 seconds whatever shipping took.
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := ship.Close(); err != nil {
-		w.logger.WarnContext(cleanup, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
-	}
 	if _, err := spool.Seek(0, 0); err == nil {
 		if err := w.artifacts.Put(cleanup, artifact.LogKey(job.ID, attempt), spool); err != nil {
 			w.logger.ErrorContext(cleanup, "store log at rest", slog.String("job_id", job.ID), slog.Any("error", err))

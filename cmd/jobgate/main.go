@@ -145,6 +145,7 @@ type executorFlags struct {
 	gpuSample  time.Duration
 	maxOutMB   int64
 	maxInMB    int64
+	maxLineKB  int
 	mounts     []string
 	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
 	// NodePrepTimeout.
@@ -165,6 +166,7 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
 	fl.Int64Var(&f.maxInMB, "max-input-mb", 100<<10, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
+	fl.IntVar(&f.maxLineKB, "max-log-line-kb", 1024, "longest job log line kept whole, in KiB; a longer one is split into lines of this size, and the log says so")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
 	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
@@ -192,6 +194,14 @@ func (f *executorFlags) maxInputBytes() (int64, error) {
 		return 0, fmt.Errorf("--max-input-mb must be between 1 and %d, not %d", int64(1<<40), f.maxInMB)
 	}
 	return f.maxInMB << 20, nil
+}
+
+// maxLogLineBytes is --max-log-line-kb in bytes, or why it is not usable.
+func (f *executorFlags) maxLogLineBytes() (int, error) {
+	if f.maxLineKB <= 0 || f.maxLineKB > 1<<20 {
+		return 0, fmt.Errorf("--max-log-line-kb must be between 1 and %d, not %d", 1<<20, f.maxLineKB)
+	}
+	return f.maxLineKB << 10, nil
 }
 
 // maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
@@ -340,13 +350,17 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			maxLine, err := ex.maxLogLineBytes()
+			if err != nil {
+				return err
+			}
 			scheme := "http"
 			if tlsCert != "" {
 				scheme = "https"
 			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
 				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut, MaxInputBytes: maxIn,
-				GatewayURL: scheme + "://" + addr, Mounts: mounts,
+				MaxLogLineBytes: maxLine, GatewayURL: scheme + "://" + addr, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
@@ -555,8 +569,12 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			maxLine, err := ex.maxLogLineBytes()
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, GatewayURL: gatewayURL, Mounts: mounts,
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, MaxLogLineBytes: maxLine, GatewayURL: gatewayURL, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)

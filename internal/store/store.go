@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -405,7 +406,8 @@ func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID 
 
 // KEYS: job, pending, log, history, ended events. ARGV: attempt ("" = any), status, reason,
 // exit code ("" = none), now, idxprefix, worker-key prefix, stream cap,
-// stream ttl seconds, only-if-status ("" = any non-terminal), history record.
+// stream ttl seconds, only-if-status ("" = any non-terminal), history record,
+// log channel.
 var finishScript = redis.NewScript(luaPrelude + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -424,6 +426,7 @@ redis.call('HDEL', KEYS[1], 'cancel_requested', 'placed_on')
 if ARGV[11] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[11]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'end', ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('PUBLISH', ARGV[12], '')
 if redis.call('HGET', KEYS[1], 'notify') == 'true' then
   redis.call('XADD', KEYS[5], '*', 'job', id, 'status', ARGV[2])
 end
@@ -478,7 +481,7 @@ func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Ou
 	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey},
 		attempt, string(o.Status), o.Reason, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
 		statusIdxPrefix(ws), workerJobsPfx, s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
-		historyRecord(atoiOr(attempt, 0), o, now)).Text()
+		historyRecord(atoiOr(attempt, 0), o, now), LogChannel(id)).Text()
 	if err != nil {
 		return err
 	}
@@ -931,16 +934,24 @@ type LogLine struct {
 	Line   []byte
 }
 
-// AppendLogs adds lines to the live log stream of job id, in order.
-func (s *Store) AppendLogs(ctx context.Context, id string, lines []LogLine) error {
+// LogChannel is the pub/sub channel that says job id's live log stream has
+// new entries (lines, or the end marker); a follower waits on it instead of
+// blocking a Redis connection on the stream.
+func LogChannel(id string) string { return prefix + "logs:" + id }
+
+// AppendLogs adds lines of the given attempt to the live log stream of job
+// id, in order, and wakes the stream's followers (LogChannel).
+func (s *Store) AppendLogs(ctx context.Context, id string, attempt int, lines []LogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
+	a := strconv.Itoa(attempt)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, l := range lines {
 			p.XAdd(ctx, &redis.XAddArgs{Stream: logKey(id), MaxLen: s.cfg.LogStreamCap, Approx: true,
-				Values: []any{string([]byte{byte(l.Stream)}), l.Line}})
+				Values: []any{string([]byte{byte(l.Stream)}), l.Line, "a", a}})
 		}
+		p.Publish(ctx, LogChannel(id), "")
 		return nil
 	})
 	return err
@@ -948,8 +959,12 @@ func (s *Store) AppendLogs(ctx context.Context, id string, lines []LogLine) erro
 
 // LogEntry is a line from the live stream, or the end marker (End set).
 type LogEntry struct {
-	ID   string
-	Line []byte
+	ID     string
+	Stream Stream
+	Line   []byte
+	// Attempt wrote the line (1 for lines of streams written before lines
+	// carried their attempt); 0 on the end marker.
+	Attempt int
 	// End is the job's final status on the marker written when it ended.
 	End api.Status
 }
@@ -988,13 +1003,69 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 			switch k {
 			case "end":
 				e.End = api.Status(str)
+			case "a":
+				e.Attempt, _ = strconv.Atoi(str)
 			default:
 				e.Line = []byte(str)
+				if len(k) == 1 {
+					e.Stream = Stream(k[0])
+				}
 			}
+		}
+		if e.End == "" && e.Attempt == 0 {
+			e.Attempt = 1
 		}
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// logPageBytes is about how much of a log stream one read brings in: pages
+// get fewer entries when lines are long.
+const logPageBytes = 8 << 20
+
+// LogPageSize is how many entries the next read of a log stream should ask
+// for after a page of n entries holding size bytes of lines: up to 1000, and
+// fewer when lines are long (a line may be up to the workers' line bound).
+func LogPageSize(n, size int) int64 {
+	if n == 0 || size == 0 {
+		return 1000
+	}
+	return min(1000, max(4, int64(logPageBytes/(size/n+1))))
+}
+
+var newline = []byte{'\n'}
+
+// CopyLogs writes the lines of attempt of job id's live log stream to w, each
+// with its newline, in order; attempt 0 means every attempt's. It returns how
+// many lines it wrote.
+func (s *Store) CopyLogs(ctx context.Context, w io.Writer, id string, attempt int) (int, error) {
+	after, count, lines := "0", int64(1000), 0
+	for {
+		entries, err := s.ReadLogs(ctx, id, after, count, 0)
+		if err != nil {
+			return lines, err
+		}
+		size := 0
+		for _, e := range entries {
+			after = e.ID
+			size += len(e.Line)
+			if e.End != "" || (attempt != 0 && e.Attempt != attempt) {
+				continue
+			}
+			if _, err := w.Write(e.Line); err != nil {
+				return lines, err
+			}
+			if _, err := w.Write(newline); err != nil {
+				return lines, err
+			}
+			lines++
+		}
+		if int64(len(entries)) < count {
+			return lines, nil
+		}
+		count = LogPageSize(len(entries), size)
+	}
 }
 
 // Experiments lists ws's experiments with their latest submission time.
