@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,40 +27,28 @@ const (
 	maxEnvBytes    = 256 << 10
 )
 
-// decodeSpec reads a job spec strictly: malformed JSON is a 400, unknown
-// fields and wrong types are a 422 naming the field.
+// decodeSpec reads a job spec with the API's one strict decoder
+// (api.DecodeJobSpecJSON): a body that is not one JSON value is a 400;
+// unknown fields, keys given twice and wrong types are a 422 naming the
+// field.
 func decodeSpec(r io.Reader) (api.JobSpec, error) {
-	var spec api.JobSpec
 	body, err := io.ReadAll(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return spec, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return api.JobSpec{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+		return api.JobSpec{}, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty: send a JSON job spec")
+	spec, err := api.DecodeJobSpecJSON(body)
+	var se *api.SpecError
+	switch {
+	case err == nil:
+		return spec, nil
+	case errors.As(err, &se) && se.Syntax:
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body: %s", se.Msg)
 	}
-	if !json.Valid(body) {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te):
-			return spec, specErr("%s must be %s, not a JSON %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()), te.Value)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return spec, specErr("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return spec, specErr("%v", err)
-	}
-	if dec.More() {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body holds more than one JSON value")
-	}
-	return spec, nil
+	return spec, specErr("%v", err)
 }
 
 func cmpField(f string) string {
