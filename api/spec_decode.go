@@ -15,7 +15,7 @@ import (
 )
 
 // SpecError is why DecodeJobSpec refused a spec. Syntax is set when the
-// input is not one well-formed JSON value (or YAML document) at all, as
+// input is not one well-formed JSON object (or YAML mapping) at all, as
 // opposed to a well-formed spec with a wrong field; the REST API answers 400
 // for the first and 422 for the second.
 type SpecError struct {
@@ -259,12 +259,12 @@ func kindErr(v any, t reflect.Type, path string, yamlWords bool) error {
 	want := kindWords(t, yamlWords)
 	if !yamlWords {
 		if path == "" {
-			return fieldErr("job spec must be a JSON object, not %s", got)
+			return syntaxErr("job spec must be a JSON object, not %s", got)
 		}
 		return fieldErr("%s must be %s, not %s", path, want, got)
 	}
 	if path == "" {
-		return fieldErr("job spec must be a mapping of fields, got %s", strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "))
+		return syntaxErr("job spec must be a mapping of fields, got %s", strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "))
 	}
 	msg := fmt.Sprintf("field %s: got %s, want %s", path, strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "), want)
 	switch v.(type) {

@@ -41,8 +41,8 @@ func TestDecodeJobSpec(t *testing.T) {
 		{name: "JSON wrong kind", in: `{"command":"echo hi"}`, json: true, errHas: "command must be an array of strings, not a JSON string"},
 		{name: "JSON fraction for a whole number", in: `{"command":["a"],"timeout_seconds":1.5}`, json: true, errHas: "timeout_seconds must be a whole number"},
 		{name: "JSON number out of range", in: `{"command":["a"],"timeout_seconds":1e300}`, json: true, errHas: "timeout_seconds"},
-		{name: "JSON not an object", in: `["a"]`, json: true, errHas: "job spec must be a JSON object, not a JSON array"},
-		{name: "YAML not a mapping", in: "- a\n", errHas: "job spec must be a mapping of fields, got array"},
+		{name: "JSON not an object", in: `["a"]`, json: true, errHas: "job spec must be a JSON object, not a JSON array", syntax: true},
+		{name: "YAML not a mapping", in: "- a\n", errHas: "job spec must be a mapping of fields, got array", syntax: true},
 
 		{name: "JSON unknown field", in: `{"command":["a"],"imgae":"x"}`, json: true, errHas: `unknown field "imgae" (did you mean "image"?)`},
 		{name: "JSON field in another case", in: `{"command":["a"],"Image":"x"}`, json: true, errHas: `unknown field "Image" (did you mean "image"?)`},
