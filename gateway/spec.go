@@ -21,10 +21,19 @@ var (
 	imageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:(?::[0-9]+)?/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
 )
 
+// Limits on what a job hands the kernel when it starts a process (Linux
+// takes up to 2 MiB of argv and environment together, and one argument up to
+// 128 KiB; podman's runc stack wedges on an argument past 64 KiB, so the
+// limits stay well below both).
 const (
 	maxCommandArgs = 4096
-	maxEnvVars     = 512
-	maxEnvBytes    = 256 << 10
+	// maxArgBytes bounds one argv element.
+	maxArgBytes = 32 << 10
+	// maxArgvBytes bounds one argv (a command, a preparation, an exec):
+	// its elements' bytes, one more each for the NUL that ends it.
+	maxArgvBytes = 256 << 10
+	maxEnvVars   = 512
+	maxEnvBytes  = 256 << 10
 )
 
 // decodeSpec reads a job spec with the API's one strict decoder
@@ -83,10 +92,18 @@ func checkArgv(field string, argv []string) string {
 	if argv[0] == "" {
 		return field + "[0] must name the program to run"
 	}
+	total := 0
 	for i, a := range argv {
 		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
 			return fmt.Sprintf("%s[%d] must be valid UTF-8 without NUL bytes", field, i)
 		}
+		if len(a) > maxArgBytes {
+			return fmt.Sprintf("%s[%d] is %d bytes; an argument may have at most %d (pass big values in a file or an input instead)", field, i, len(a), maxArgBytes)
+		}
+		total += len(a) + 1
+	}
+	if total > maxArgvBytes {
+		return fmt.Sprintf("%s totals %d bytes; at most %d", field, total, maxArgvBytes)
 	}
 	return ""
 }
