@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml"
 )
@@ -94,9 +95,12 @@ func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	tree, err := readJSON(dec, "", 0)
-	if err != nil {
-		return spec, err
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return spec, syntaxErr("job spec is not valid JSON: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return spec, syntaxErr("job spec is followed by more data; send one JSON object")
@@ -104,8 +108,13 @@ func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 	if tree == nil {
 		return spec, syntaxErr("job spec is empty (null)")
 	}
-	if err := checkValue(tree, reflect.TypeFor[JobSpec](), "", yamlWords); err != nil {
+	if err := checkKeys(data); err != nil {
 		return spec, err
+	}
+	t := reflect.TypeFor[JobSpec]()
+	if err := checkValue(tree, t, "", yamlWords, false); err != nil {
+		// Again in key order, so the same spec always names the same field.
+		return spec, checkValue(tree, t, "", yamlWords, true)
 	}
 	// checkValue has seen every field and kind; what is left for the
 	// decoder is a number out of its field's range.
@@ -121,69 +130,82 @@ func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 	return spec, nil
 }
 
-// readJSON reads one value from dec as a tree (objects map[string]any,
-// arrays []any, numbers json.Number), refusing a key given twice in one
-// object.
-func readJSON(dec *json.Decoder, path string, depth int) (any, error) {
-	if depth > maxSpecDepth {
-		return nil, fieldErr("field %s nests more than %d levels deep", cmp.Or(path, "job spec"), maxSpecDepth)
+// checkKeys refuses a key given twice in one object of data (one valid
+// JSON value, which the decoder has seen), which encoding/json would let
+// the last of win, and values nested past maxSpecDepth. It names the key
+// with its path.
+func checkKeys(data []byte) error {
+	type frame struct {
+		obj  bool
+		keys map[string]struct{}
+		key  string // the object's current key
+		idx  int    // the array's current index
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	path := func(stack []frame) string {
+		p := ""
+		for _, f := range stack {
+			if f.obj {
+				p = joinPath(p, f.key)
+			} else {
+				p = fmt.Sprintf("%s[%d]", p, f.idx)
+			}
 		}
-		return nil, syntaxErr("job spec is not valid JSON: %v", err)
+		return p
 	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil // string, json.Number, bool or nil
+	var stack []frame
+	wantKey := false
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{', '[':
+			if len(stack) >= maxSpecDepth {
+				return fieldErr("field %s nests more than %d levels deep", cmp.Or(path(stack), "job spec"), maxSpecDepth)
+			}
+			stack = append(stack, frame{obj: data[i] == '{'})
+			wantKey = data[i] == '{'
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			wantKey = false
+		case ',':
+			if top := &stack[len(stack)-1]; top.obj {
+				wantKey = true
+			} else {
+				top.idx++
+			}
+		case '"':
+			end, escaped := i+1, false
+			for ; data[end] != '"'; end++ {
+				if data[end] == '\\' {
+					end, escaped = end+1, true
+				}
+			}
+			if wantKey {
+				top := &stack[len(stack)-1]
+				key := string(data[i+1 : end])
+				if escaped {
+					_ = json.Unmarshal(data[i:end+1], &key)
+				}
+				top.key = key
+				if _, dup := top.keys[key]; dup {
+					return fieldErr("field %q is given twice", path(stack))
+				}
+				if top.keys == nil {
+					top.keys = map[string]struct{}{}
+				}
+				top.keys[key] = struct{}{}
+				wantKey = false
+			}
+			i = end
+		}
 	}
-	switch d {
-	case '{':
-		obj := map[string]any{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return nil, syntaxErr("job spec is not valid JSON: %v", err)
-			}
-			k, _ := kt.(string)
-			p := joinPath(path, k)
-			if _, dup := obj[k]; dup {
-				return nil, fieldErr("field %q is given twice", p)
-			}
-			v, err := readJSON(dec, p, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			obj[k] = v
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, syntaxErr("job spec is not valid JSON: %v", err)
-		}
-		return obj, nil
-	case '[':
-		arr := []any{}
-		for i := 0; dec.More(); i++ {
-			v, err := readJSON(dec, fmt.Sprintf("%s[%d]", path, i), depth+1)
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, syntaxErr("job spec is not valid JSON: %v", err)
-		}
-		return arr, nil
-	}
-	return nil, syntaxErr("job spec is not valid JSON: unexpected %v", d)
+	return nil
 }
 
-// checkValue reports the first value in v (a tree from readJSON) that type t
+// checkValue reports the first value in v (a decoded tree, numbers as
+// json.Number) that type t
 // does not take: a key t has no JSON field for (exact names only, with the
 // field that was probably meant), or a value of the wrong kind. null is the
 // zero value, as encoding/json has it.
-func checkValue(v any, t reflect.Type, path string, yamlWords bool) error {
+func checkValue(v any, t reflect.Type, path string, yamlWords, sorted bool) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -206,7 +228,7 @@ func checkValue(v any, t reflect.Type, path string, yamlWords bool) error {
 		arr, isArr := v.([]any)
 		if ok = isArr; ok {
 			for i, e := range arr {
-				if err := checkValue(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), yamlWords); err != nil {
+				if err := checkValue(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), yamlWords, sorted); err != nil {
 					return err
 				}
 			}
@@ -214,8 +236,8 @@ func checkValue(v any, t reflect.Type, path string, yamlWords bool) error {
 	case reflect.Map:
 		obj, isObj := v.(map[string]any)
 		if ok = isObj; ok {
-			for _, k := range slices.Sorted(mapKeys(obj)) {
-				if err := checkValue(obj[k], t.Elem(), joinPath(path, k), yamlWords); err != nil {
+			for _, k := range keysOf(obj, sorted) {
+				if err := checkValue(obj[k], t.Elem(), joinPath(path, k), yamlWords, sorted); err != nil {
 					return err
 				}
 			}
@@ -224,13 +246,13 @@ func checkValue(v any, t reflect.Type, path string, yamlWords bool) error {
 		obj, isObj := v.(map[string]any)
 		if ok = isObj; ok {
 			fields := jsonFields(t)
-			for _, k := range slices.Sorted(mapKeys(obj)) {
+			for _, k := range keysOf(obj, sorted) {
 				p := joinPath(path, k)
 				ft, known := fields[k]
 				if !known {
 					return unknownField(p, k, fields)
 				}
-				if err := checkValue(obj[k], ft, p, yamlWords); err != nil {
+				if err := checkValue(obj[k], ft, p, yamlWords, sorted); err != nil {
 					return err
 				}
 			}
@@ -242,14 +264,16 @@ func checkValue(v any, t reflect.Type, path string, yamlWords bool) error {
 	return nil
 }
 
-func mapKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+// keysOf is obj's keys, sorted when asked.
+func keysOf(obj map[string]any, sorted bool) []string {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
 	}
+	if sorted {
+		slices.Sort(keys)
+	}
+	return keys
 }
 
 // kindErr says that the value at path is of the wrong kind for t, in the
@@ -360,6 +384,9 @@ func unknownField(path, key string, fields map[string]reflect.Type) error {
 // jsonFields maps a struct's JSON field names to their types, as
 // encoding/json names them.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
 	m := make(map[string]reflect.Type, t.NumField())
 	for i := range t.NumField() {
 		sf := t.Field(i)
@@ -372,8 +399,12 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		}
 		m[cmp.Or(name, sf.Name)] = sf.Type
 	}
+	fieldCache.Store(t, m)
 	return m
 }
+
+// fieldCache holds jsonFields' answers, by type.
+var fieldCache sync.Map
 
 // closest is the name a mistyped key most likely meant: the same name in
 // another case, or one at most two edits away; "" if none is close.

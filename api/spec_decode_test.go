@@ -50,6 +50,12 @@ func TestDecodeJobSpec(t *testing.T) {
 
 		{name: "JSON duplicate key", in: `{"command":["a"],"image":"x","image":"y"}`, json: true, errHas: `field "image" is given twice`},
 		{name: "JSON duplicate env key", in: `{"command":["a"],"env":{"A":"1","A":"2"}}`, json: true, errHas: `field "env.A" is given twice`},
+		{name: "JSON duplicate key spelled with an escape", in: `{"command":["a"],"im\u0061ge":"x","image":"y"}`, json: true, errHas: `field "image" is given twice`},
+		{name: "JSON duplicate in an array's object", in: `{"command":["a"],"notify":{"url":"u","secret":"s","events":[],"url":"v"}}`, json: true, errHas: `field "notify.url" is given twice`},
+		{name: "JSON keys repeated inside a string value", in: `{"command":["a"],"env":{"A":"{\"x\":1,\"x\":2}","B":"]}"}}`, json: true,
+			want: JobSpec{Command: []string{"a"}, Env: map[string]string{"A": `{"x":1,"x":2}`, "B": "]}"}}},
+		{name: "JSON same key in two objects", in: `{"command":["a"],"env":{"A":"1"},"tags":{"A":"1"}}`, json: true,
+			want: JobSpec{Command: []string{"a"}, Env: map[string]string{"A": "1"}, Tags: map[string]string{"A": "1"}}},
 		{name: "YAML duplicate key", in: "command: [a]\nenv:\n  A: '1'\n  A: '2'\n", errHas: `mapping key "A" already defined`, syntax: true},
 
 		{name: "JSON trailing data", in: `{"command":["a"]} x`, json: true, errHas: "followed by more data", syntax: true},
