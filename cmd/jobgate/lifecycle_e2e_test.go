@@ -21,7 +21,9 @@ import (
 // that does not load.
 func TestAComponentFailureEndsTheProcess(t *testing.T) {
 	redisURL := testenv.Redis(t)
-	podman := testenv.Podman(t)
+	// dev's own podman socket: dev starts a service there (or, without
+	// podman, runs host processes only), never touching another test's.
+	podman := "unix://" + filepath.Join(t.TempDir(), "podman.sock")
 	bad := filepath.Join(t.TempDir(), "no-such-cert.pem")
 	tests := []struct {
 		name string
