@@ -7,6 +7,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -266,10 +267,21 @@ func (g *Gateway) ensureDefaultWorkspace(ctx context.Context) error {
 	return nil
 }
 
-// Run serves HTTP and runs the scheduler until ctx is done. Shutdown order:
-// stop accepting requests and let in-flight ones finish (ShutdownTimeout),
-// then stop the scheduler and give up its lease.
+// Run serves HTTP and runs the scheduler until ctx is done or one of its
+// parts fails, and returns the first failure. A TLS certificate and key
+// that do not load are an error before it listens. Shutdown order: stop
+// accepting requests and let in-flight ones finish (ShutdownTimeout), then
+// stop the scheduler, the callback notifier and the schedules loop, and give
+// up the scheduler lease.
 func (g *Gateway) Run(ctx context.Context) error {
+	var tlsConfig *tls.Config
+	if g.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLSCertFile, g.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("gateway: TLS certificate %s with key %s: %w", g.cfg.TLSCertFile, g.cfg.TLSKeyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln := g.cfg.Listener
 	if ln == nil {
 		var err error
@@ -287,33 +299,40 @@ func (g *Gateway) Run(ctx context.Context) error {
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
+		TLSConfig:      tlsConfig,
 	}
 	if err := g.ensureDefaultWorkspace(ctx); err != nil {
+		ln.Close()
 		return err
 	}
+	// The loops get a context of their own, canceled only once HTTP is
+	// down; the first part to fail cancels parts (and so the rest).
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSched()
-	g2 := errgroup.Group{}
-	g2.Go(func() error { return g.sched.Run(schedCtx) })
-	g2.Go(func() error { return g.notify.Run(schedCtx) })
-	g2.Go(func() error { return g.runSchedules(schedCtx) })
-	g2.Go(func() error {
+	eg, parts := errgroup.WithContext(ctx)
+	eg.Go(func() error { return g.sched.Run(schedCtx) })
+	eg.Go(func() error { return g.notify.Run(schedCtx) })
+	eg.Go(func() error { return g.runSchedules(schedCtx) })
+	eg.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
-		if g.cfg.TLSCertFile != "" {
-			serve = func() error { return srv.ServeTLS(ln, g.cfg.TLSCertFile, g.cfg.TLSKeyFile) }
+		if tlsConfig != nil {
+			serve = func() error { return srv.ServeTLS(ln, "", "") }
 		}
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
+			return fmt.Errorf("gateway: serve HTTP on %s: %w", ln.Addr(), err)
 		}
 		return nil
 	})
+	eg.Go(func() error {
+		<-parts.Done()
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shut); err != nil {
+			srv.Close()
+		}
+		stopSched()
+		return nil
+	})
 	g.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))
-	<-ctx.Done()
-	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shut); err != nil {
-		srv.Close()
-	}
-	stopSched()
-	return g2.Wait()
+	return eg.Wait()
 }

@@ -51,7 +51,7 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
 		return c.JSON(http.StatusCreated, g.view(ctx, job))
 	}
-	job, replayed, err := g.createIdempotent(ctx, p, key, body, spec)
+	job, replayed, err := g.createIdempotent(ctx, p, key, spec)
 	if err != nil {
 		return err
 	}
@@ -79,8 +79,16 @@ func readBody(c echo.Context) ([]byte, error) {
 // actor (a token name, or "trigger:NAME" / "schedule:NAME"). Every way a job
 // is made goes through here: the API, webhook triggers and schedules.
 func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
+	job, _, err := g.createJobOnce(ctx, ws, actor, spec, nil)
+	return job, err
+}
+
+// createJobOnce is createJob, under an Idempotency-Key when idem is set: the
+// job is then made and the key completed in one step, unless the key
+// already names a job, whose record comes back instead (and no job).
+func (g *Gateway) createJobOnce(ctx context.Context, ws, actor string, spec api.JobSpec, idem *store.Idempotency) (*api.Job, *store.IdemRecord, error) {
 	if err := g.checkSpec(ctx, ws, &spec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -93,12 +101,16 @@ func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobS
 		CreatedAt:  g.now().UTC(),
 		Spec:       spec,
 	}
-	if err := g.store.CreateJob(ctx, job); err != nil {
-		return nil, err
+	if idem == nil {
+		if err := g.store.CreateJob(ctx, job); err != nil {
+			return nil, nil, err
+		}
+	} else if prev, err := g.store.CreateJobOnce(ctx, job, *idem); err != nil || prev != nil {
+		return nil, prev, err
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	g.auditAs(ctx, ws, actor, "job.submit", job.ID)
-	return job, nil
+	return job, nil, nil
 }
 
 // checkSpec fills spec's defaults and checks everything a job must pass in

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -76,7 +77,10 @@ type triggerRequest struct {
 	// PreviousSecret is also accepted, while the sender moves to Secret.
 	PreviousSecret string              `json:"previous_secret,omitempty"`
 	Filter         store.TriggerFilter `json:"filter"`
-	Job            *api.JobSpec        `json:"job"`
+	// RawJob is the job template as sent; Job is it read by the spec
+	// decoder (decodeSpec), nil when there is none.
+	RawJob json.RawMessage `json:"job"`
+	Job    *api.JobSpec    `json:"-"`
 }
 
 // triggerView is a trigger as the API shows it: no secrets.
@@ -107,6 +111,13 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 	var req triggerRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
+	}
+	if raw := bytes.TrimSpace(req.RawJob); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		spec, err := decodeSpec(bytes.NewReader(raw))
+		if err != nil {
+			return inJob(err)
+		}
+		req.Job = &spec
 	}
 	ctx, ws := c.Request().Context(), principalOf(c).Workspace
 	if err := g.checkTrigger(ctx, ws, req); err != nil {

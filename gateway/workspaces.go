@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
@@ -9,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,26 +22,6 @@ var (
 )
 
 const maxSecretBytes = 64 << 10
-
-// decodeBody reads a JSON request body strictly into v.
-func decodeBody(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
-		case errors.As(err, &te):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "%s must be %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()))
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
-	}
-	return nil
-}
 
 func invalid(format string, args ...any) *Error {
 	return errorf(http.StatusUnprocessableEntity, CodeInvalid, format, args...)
@@ -76,7 +56,7 @@ func (g *Gateway) createWorkspace(c echo.Context) error {
 		return invalid("quotas must not be negative (0 means unlimited)")
 	}
 	for i, p := range w.ImageAllowlist {
-		if p == "" || strings.ContainsAny(p, " \t\n") {
+		if p == "" || strings.ContainsFunc(p, func(r rune) bool { return r == ' ' || unicode.IsControl(r) }) {
 			return invalid("image_allowlist[%d] must be a registry/repository prefix like \"localhost/\"", i)
 		}
 	}

@@ -364,8 +364,13 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
-			// Shutdown: the gateway stops taking requests while the worker
-			// drains its jobs; then Redis and podman (deferred above) stop.
+			// The gateway and the worker run until a signal, or until the
+			// first of them fails: its error cancels gctx, which stops the
+			// other, and is what dev exits with. Shutdown order: the
+			// gateway stops taking requests (in-flight ones finish, then its
+			// scheduler gives up the lease) while the worker stops taking
+			// jobs and drains the running ones; then, deferred above, GPUs,
+			// podman, the Redis client and redis-server stop.
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return gw.Run(gctx) })
 			g.Go(func() error { return wk.Run(gctx) })

@@ -106,44 +106,100 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		writeJob(ctx, p, j, spec)
+		return nil
+	})
+	return err
+}
+
+// Idempotency is the Idempotency-Key a job is created under (CreateJobOnce).
+type Idempotency struct {
+	// KeyHash names the key in the job's workspace; BodyHash is what the
+	// request's spec hashes to.
+	KeyHash, BodyHash string
+	// TTL is how long the key keeps answering with the job.
+	TTL time.Duration
+}
+
+// CreateJobOnce is CreateJob under an Idempotency-Key: in the same MULTI it
+// records the key as naming the job, for idem.TTL. When the key already
+// names a job (another request under it won), nothing is written and that
+// record comes back. So a gateway that dies after this leaves a job and a
+// completed key, and one that dies before it leaves neither: a retry then
+// finds at most a claim, which expires, and never makes a second job.
+func (s *Store) CreateJobOnce(ctx context.Context, j *api.Job, idem Idempotency) (*IdemRecord, error) {
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	done, _ := json.Marshal(IdemRecord{JobID: j.ID, BodyHash: idem.BodyHash})
+	key := idemKey(j.Workspace, idem.KeyHash)
+	for range 10 {
+		var prev *IdemRecord
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			raw, err := tx.Get(ctx, key).Bytes()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if err == nil {
+				var r IdemRecord
+				if json.Unmarshal(raw, &r) == nil && r.JobID != "" {
+					prev = &r
+					return nil
+				}
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				writeJob(ctx, p, j, spec)
+				p.Set(ctx, key, done, idem.TTL)
+				return nil
+			})
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // the key changed between WATCH and EXEC: look again
+		}
+		return prev, err
+	}
+	return nil, fmt.Errorf("create job under idempotency key: %w", ErrConflict)
+}
+
+// writeJob queues the writes that store new job j (spec is j.Spec encoded).
+func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 	status := api.StatusQueued
 	if j.Spec.Mode == api.ModeTracked {
 		status = api.StatusRunning
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, jobKey(j.ID), map[string]any{
-			"id":         j.ID,
-			"workspace":  j.Workspace,
-			"name":       j.Name,
-			"experiment": j.Experiment,
-			"status":     string(status),
-			"reason":     j.Reason,
-			"attempt":    1,
-			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
-			"priority":   string(j.Spec.Priority),
-			"spec":       spec,
-			"notify":     strconv.FormatBool(j.Spec.Notify != nil),
-			// Its own field so job tokens can walk up a job tree cheaply.
-			"parent_id": j.Spec.ParentID,
-		})
-		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
-		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		if status == api.StatusRunning {
-			p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		} else {
-			p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
-		}
-		if len(j.Spec.Tags) > 0 {
-			p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
-		}
-		if j.Spec.ParentID != "" {
-			p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
-		}
-		return nil
+	p.HSet(ctx, jobKey(j.ID), map[string]any{
+		"id":         j.ID,
+		"workspace":  j.Workspace,
+		"name":       j.Name,
+		"experiment": j.Experiment,
+		"status":     string(status),
+		"reason":     j.Reason,
+		"attempt":    1,
+		"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"priority":   string(j.Spec.Priority),
+		"spec":       spec,
+		"notify":     strconv.FormatBool(j.Spec.Notify != nil),
+		// Its own field so job tokens can walk up a job tree cheaply.
+		"parent_id": j.Spec.ParentID,
 	})
-	return err
+	p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
+	p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
+	p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
+	p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
+	if status == api.StatusRunning {
+		p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
+	} else {
+		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+	}
+	if len(j.Spec.Tags) > 0 {
+		p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
+	}
+	if j.Spec.ParentID != "" {
+		p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
+	}
 }
 
 func childrenKey(id string) string { return prefix + "job:" + id + ":children" }
