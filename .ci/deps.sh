@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what jobgate's integration tests need: redis-server, podman and runc.
+# Installs what jobgate's integration tests need: redis-server, podman and runc,
+# and for the README test (cmd/jobgate TestReadmeShellBlocks, which runs the
+# README's shell blocks) curl, jq, openssl and ip/unshare/nsenter.
 # On Debian as root it installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 missing=()
-for bin in redis-server podman runc; do
+for bin in redis-server podman runc curl jq openssl ip unshare nsenter; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -11,6 +13,8 @@ pkgs=()
 for bin in "${missing[@]}"; do
   case "$bin" in
     redis-server) pkgs+=(redis-server) ;;
+    ip) pkgs+=(iproute2) ;;
+    unshare | nsenter) pkgs+=(util-linux) ;;
     *) pkgs+=("$bin") ;;
   esac
 done

@@ -248,8 +248,14 @@ type Workspace struct {
 	Quotas Quotas `json:"quotas"`
 	// ImageAllowlist holds registry/repository prefixes jobs may use, e.g.
 	// "localhost/" or "registry.example.com/team-a/"; empty allows any.
-	ImageAllowlist []string  `json:"image_allowlist,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
+	ImageAllowlist []string `json:"image_allowlist,omitempty"`
+	// AllowHostProcess lets the workspace's jobs run in mode process, on a
+	// worker's host as the worker's own user. Only the system admin sets it
+	// (POST /v1/workspaces, PATCH /v1/workspaces/{ws}); `jobgate dev` grants
+	// it to default. The gateway checks it at submit, the worker again
+	// before it starts such a job.
+	AllowHostProcess bool      `json:"allow_host_process"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // Token describes an API token; the secret itself is shown once, at creation.

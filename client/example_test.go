@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,21 +14,24 @@ import (
 	"github.com/jobgate/jobgate/client"
 )
 
-// Submit a training job, stream its log while it runs, and report how it ended.
+// Submit a job, stream its log while it runs, and report how it ended.
+//
+// It runs as it stands against `make dev` (the gateway on 127.0.0.1:8080 and
+// the example image): set JOBGATE_TOKEN to the token in .jobgate/token, and
+// JOBGATE_URL to reach another gateway.
 func Example() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	c := client.New("http://127.0.0.1:8080", os.Getenv("JOBGATE_TOKEN"))
+	c := client.New(cmp.Or(os.Getenv("JOBGATE_URL"), "http://127.0.0.1:8080"), os.Getenv("JOBGATE_TOKEN"))
 
 	job, err := c.Submit(ctx, api.JobSpec{
-		Name:           "train-mnist",
-		Experiment:     "mnist",
+		Name:           "hello",
+		Experiment:     "examples",
 		Image:          "localhost/jobgate-examples:latest",
-		Command:        []string{"/toolbox", "train", "--epochs", "3"},
-		Resources:      api.Resources{GPUs: 1},
-		TimeoutSeconds: 3600,
-	}, "train-mnist-2025-01-02") // retrying with the same key never submits twice
+		Command:        []string{"/bin/toolbox", "lines", "3"},
+		TimeoutSeconds: 60,
+	}, "") // an idempotency key here makes a retried submit safe: the same key never submits twice
 	if err != nil {
 		var apiErr *client.Error
 		if errors.As(err, &apiErr) && apiErr.Code == "invalid_spec" {
@@ -50,15 +54,20 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("job %s %s\n", job.ID, job.Status)
+	fmt.Println("job", job.Status)
+	// Output:
+	// line 000001
+	// line 000002
+	// line 000003
+	// job succeeded
 }
 
 // Page through every failed job of an experiment.
 func ExampleClient_List() {
 	ctx := context.Background()
-	c := client.New("http://127.0.0.1:8080", os.Getenv("JOBGATE_TOKEN"))
+	c := client.New(cmp.Or(os.Getenv("JOBGATE_URL"), "http://127.0.0.1:8080"), os.Getenv("JOBGATE_TOKEN"))
 
-	opts := client.ListOptions{Status: api.StatusFailed, Experiment: "mnist", Limit: 100}
+	opts := client.ListOptions{Status: api.StatusFailed, Experiment: "examples", Limit: 100}
 	for {
 		page, err := c.List(ctx, opts)
 		if err != nil {

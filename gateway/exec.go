@@ -83,6 +83,13 @@ func (g *Gateway) execJob(c echo.Context) error {
 	if job.Status != api.StatusRunning || job.Worker == "" {
 		return errorf(http.StatusConflict, queue.ExecCodeNotRunning, "job %s is %s; exec needs a running job", job.ID, job.Status)
 	}
+	if job.Spec.Mode == api.ModeProcess {
+		// An exec beside a host process is a host command: it needs the
+		// grant now, not only when the job was submitted.
+		if err := g.checkHostProcess(ctx, job.Workspace); err != nil {
+			return err
+		}
+	}
 
 	session := newID("ex")
 	if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil {

@@ -7,6 +7,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,11 @@ type Config struct {
 	// "team-a=/srv/data/team-a" for one. The system admin may register any
 	// absolute path. Empty: only the system admin registers datastores.
 	DatastoreRoots []string
+	// HostProcessDefault grants the workspace default allow_host_process
+	// when Run starts (`jobgate dev` sets it; `jobgate gateway
+	// --allow-host-process-default`). False leaves the record as it is: a
+	// grant made through PATCH /v1/workspaces/default stays.
+	HostProcessDefault bool
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -101,7 +107,9 @@ type Gateway struct {
 	echo      *echo.Echo
 	sched     *Scheduler
 	notify    *notifier
-	limiter   *redis_rate.Limiter
+	// logs wakes log followers (GET /v1/jobs/:id/logs?follow=true).
+	logs    *logHub
+	limiter *redis_rate.Limiter
 	// secrets encrypts workspace secrets; nil disables the secrets API.
 	secrets *secretbox.Box
 	now     func() time.Time
@@ -134,7 +142,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
-		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}}
+		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}, logs: newLogHub(rdb, logger)}
 	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {
@@ -182,6 +190,7 @@ func (g *Gateway) routes() {
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)
+	g.route(http.MethodPatch, "/v1/workspaces/:ws", access{System: true}, g.updateWorkspace)
 	g.route(http.MethodPost, "/v1/workspaces/:ws/tokens", admin, g.createToken)
 	g.route(http.MethodGet, "/v1/workspaces/:ws/tokens", admin, g.listTokens)
 	g.route(http.MethodDelete, "/v1/workspaces/:ws/tokens/:id", admin, g.deleteToken)
@@ -234,10 +243,45 @@ func (g *Gateway) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Run serves HTTP and runs the scheduler until ctx is done. Shutdown order:
-// stop accepting requests and let in-flight ones finish (ShutdownTimeout),
-// then stop the scheduler and give up its lease.
+// ensureDefaultWorkspace creates the workspace default, and grants it
+// allow_host_process when the configuration says so.
+func (g *Gateway) ensureDefaultWorkspace(ctx context.Context) error {
+	w := api.Workspace{Name: DefaultWorkspace, AllowHostProcess: g.cfg.HostProcessDefault, CreatedAt: g.now().UTC()}
+	if err := g.store.EnsureWorkspace(ctx, w); err != nil {
+		return fmt.Errorf("create default workspace: %w", err)
+	}
+	if !g.cfg.HostProcessDefault {
+		return nil
+	}
+	cur, err := g.store.Workspace(ctx, DefaultWorkspace)
+	if err != nil {
+		return fmt.Errorf("read default workspace: %w", err)
+	}
+	if cur.AllowHostProcess {
+		return nil
+	}
+	if _, err := g.store.SetWorkspaceHostProcess(ctx, DefaultWorkspace, true); err != nil {
+		return fmt.Errorf("grant default workspace host processes: %w", err)
+	}
+	g.auditAs(ctx, DefaultWorkspace, "gateway-config", "workspace.update", DefaultWorkspace+": allow_host_process=true")
+	return nil
+}
+
+// Run serves HTTP and runs the scheduler until ctx is done or one of its
+// parts fails, and returns the first failure. A TLS certificate and key
+// that do not load are an error before it listens. Shutdown order: stop
+// accepting requests and let in-flight ones finish (ShutdownTimeout), then
+// stop the scheduler, the callback notifier and the schedules loop, and give
+// up the scheduler lease.
 func (g *Gateway) Run(ctx context.Context) error {
+	var tlsConfig *tls.Config
+	if g.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLSCertFile, g.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("gateway: TLS certificate %s with key %s: %w", g.cfg.TLSCertFile, g.cfg.TLSKeyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln := g.cfg.Listener
 	if ln == nil {
 		var err error
@@ -255,33 +299,40 @@ func (g *Gateway) Run(ctx context.Context) error {
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
+		TLSConfig:      tlsConfig,
 	}
-	if err := g.store.EnsureWorkspace(ctx, api.Workspace{Name: DefaultWorkspace, CreatedAt: g.now().UTC()}); err != nil {
-		return fmt.Errorf("create default workspace: %w", err)
+	if err := g.ensureDefaultWorkspace(ctx); err != nil {
+		ln.Close()
+		return err
 	}
+	// The loops get a context of their own, canceled only once HTTP is
+	// down; the first part to fail cancels parts (and so the rest).
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSched()
-	g2 := errgroup.Group{}
-	g2.Go(func() error { return g.sched.Run(schedCtx) })
-	g2.Go(func() error { return g.notify.Run(schedCtx) })
-	g2.Go(func() error { return g.runSchedules(schedCtx) })
-	g2.Go(func() error {
+	eg, parts := errgroup.WithContext(ctx)
+	eg.Go(func() error { return g.sched.Run(schedCtx) })
+	eg.Go(func() error { return g.notify.Run(schedCtx) })
+	eg.Go(func() error { return g.runSchedules(schedCtx) })
+	eg.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
-		if g.cfg.TLSCertFile != "" {
-			serve = func() error { return srv.ServeTLS(ln, g.cfg.TLSCertFile, g.cfg.TLSKeyFile) }
+		if tlsConfig != nil {
+			serve = func() error { return srv.ServeTLS(ln, "", "") }
 		}
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
+			return fmt.Errorf("gateway: serve HTTP on %s: %w", ln.Addr(), err)
 		}
 		return nil
 	})
+	eg.Go(func() error {
+		<-parts.Done()
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shut); err != nil {
+			srv.Close()
+		}
+		stopSched()
+		return nil
+	})
 	g.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))
-	<-ctx.Done()
-	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shut); err != nil {
-		srv.Close()
-	}
-	stopSched()
-	return g2.Wait()
+	return eg.Wait()
 }

@@ -68,7 +68,11 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("fixed spec with the same key: %d, want 201", code)
 	}
 	// While the first request is still creating: 409.
-	if _, err := f.st.ClaimIdempotency(context.Background(), "team-a", sha([]byte("busy")), sha([]byte(jobBody)), idempotencyCreating); err != nil {
+	busy, err := api.DecodeJobSpecJSON([]byte(jobBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.ClaimIdempotency(context.Background(), "team-a", sha([]byte("busy")), specHash(busy), idempotencyCreating); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := f.submitWithKey(a.Secret, "busy", jobBody); code != http.StatusConflict {
@@ -118,5 +122,32 @@ func TestCallbackAddressesAreRefusedByDefault(t *testing.T) {
 	}
 	if n := f.jobCount(DefaultWorkspace); n != 0 {
 		t.Fatalf("refused callbacks created %d jobs", n)
+	}
+}
+
+// TestIdempotencyKeyComparesTheSpec: a key compares the spec, not the bytes
+// that carried it: the same spec as the CLI sends it (read from YAML) and as
+// hand-written JSON, with another field order and spacing, is one request.
+func TestIdempotencyKeyComparesTheSpec(t *testing.T) {
+	f := newFixture(t)
+	fromYAML, err := api.DecodeJobSpec([]byte("image: localhost/x:1\ncommand: [x, \"1\"]\nenv:\n  ON: OFF\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliBody, _ := json.Marshal(fromYAML)
+	curlBody := "{\n  \"env\": {\"ON\": \"OFF\"},\n  \"command\": [\"x\", \"1\"],\n  \"image\": \"localhost/x:1\"\n}\n"
+	code, first, _ := f.submitWithKey(systemToken, "same-spec", string(cliBody))
+	if code != http.StatusCreated {
+		t.Fatalf("first: %d", code)
+	}
+	code, again, h := f.submitWithKey(systemToken, "same-spec", curlBody)
+	if code != http.StatusCreated || again.ID != first.ID || h.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("same spec as other JSON: %d %s replayed=%q; want 201 with the first job %s", code, again.ID, h.Get("Idempotent-Replayed"), first.ID)
+	}
+	if code, _, _ := f.submitWithKey(systemToken, "same-spec", strings.Replace(curlBody, "OFF", "ON", 1)); code != http.StatusUnprocessableEntity {
+		t.Fatalf("same key, another spec: %d, want 422", code)
+	}
+	if n := f.jobCount(DefaultWorkspace); n != 1 {
+		t.Fatalf("%d jobs, want 1", n)
 	}
 }

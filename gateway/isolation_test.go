@@ -54,7 +54,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: DefaultWorkspace}); err != nil {
+	// As `jobgate dev` and the end-to-end cluster: default may run host processes.
+	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: DefaultWorkspace, AllowHostProcess: true}); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(g.Handler())

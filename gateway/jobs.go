@@ -1,21 +1,19 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
 	"github.com/jobgate/jobgate/queue"
@@ -40,6 +38,9 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		} else if err := g.checkJobTree(ctx, p, spec.ParentID); err != nil {
 			return err
 		}
+		if err := g.checkChild(ctx, p, &spec); err != nil {
+			return err
+		}
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
 	if key == "" {
@@ -50,7 +51,7 @@ func (g *Gateway) submitJob(c echo.Context) error {
 		c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
 		return c.JSON(http.StatusCreated, g.view(ctx, job))
 	}
-	job, replayed, err := g.createIdempotent(ctx, p, key, body, spec)
+	job, replayed, err := g.createIdempotent(ctx, p, key, spec)
 	if err != nil {
 		return err
 	}
@@ -78,8 +79,16 @@ func readBody(c echo.Context) ([]byte, error) {
 // actor (a token name, or "trigger:NAME" / "schedule:NAME"). Every way a job
 // is made goes through here: the API, webhook triggers and schedules.
 func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
+	job, _, err := g.createJobOnce(ctx, ws, actor, spec, nil)
+	return job, err
+}
+
+// createJobOnce is createJob, under an Idempotency-Key when idem is set: the
+// job is then made and the key completed in one step, unless the key
+// already names a job, whose record comes back instead (and no job).
+func (g *Gateway) createJobOnce(ctx context.Context, ws, actor string, spec api.JobSpec, idem *store.Idempotency) (*api.Job, *store.IdemRecord, error) {
 	if err := g.checkSpec(ctx, ws, &spec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -92,12 +101,16 @@ func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobS
 		CreatedAt:  g.now().UTC(),
 		Spec:       spec,
 	}
-	if err := g.store.CreateJob(ctx, job); err != nil {
-		return nil, err
+	if idem == nil {
+		if err := g.store.CreateJob(ctx, job); err != nil {
+			return nil, nil, err
+		}
+	} else if prev, err := g.store.CreateJobOnce(ctx, job, *idem); err != nil || prev != nil {
+		return nil, prev, err
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	g.auditAs(ctx, ws, actor, "job.submit", job.ID)
-	return job, nil
+	return job, nil, nil
 }
 
 // checkSpec fills spec's defaults and checks everything a job must pass in
@@ -108,6 +121,11 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 	if err := normalize(spec, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
 		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
 		return err
+	}
+	if spec.Mode == api.ModeProcess {
+		if err := g.checkHostProcess(ctx, ws); err != nil {
+			return err
+		}
 	}
 	if err := g.sched.Admissible(ctx, *spec); err != nil {
 		return err
@@ -134,6 +152,21 @@ func (g *Gateway) checkSpec(ctx context.Context, ws string, spec *api.JobSpec) e
 		if parent.Status == api.StatusCanceled {
 			return specErr("parent_id: job %s was canceled; it takes no new children", parent.ID)
 		}
+	}
+	return nil
+}
+
+// checkHostProcess refuses mode process (403) unless the system admin
+// granted workspace ws allow_host_process: a host process runs as the
+// worker's own user, outside any container and past the image allow-list.
+func (g *Gateway) checkHostProcess(ctx context.Context, ws string) error {
+	w, err := g.store.Workspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if !w.AllowHostProcess {
+		return errorf(http.StatusForbidden, CodeForbidden,
+			"mode: workspace %s may not run host-process jobs (mode process); the system admin grants it with PATCH /v1/workspaces/%s {\"allow_host_process\": true}", ws, ws)
 	}
 	return nil
 }
@@ -329,121 +362,16 @@ func redactSpec(s *api.JobSpec) {
 	}
 }
 
-// jobLogs serves the whole log as text: from the at-rest copies once the job
-// ended, else from the live stream; with follow=true it keeps streaming new
-// lines until the job ends.
-func (g *Gateway) jobLogs(c echo.Context) error {
-	ctx := c.Request().Context()
-	follow := false
-	if s := c.QueryParam("follow"); s != "" {
-		var err error
-		if follow, err = strconv.ParseBool(s); err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "follow must be true or false")
-		}
-	}
-	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
-	if err != nil {
-		return err
-	}
-	w := c.Response()
-	rc := http.NewResponseController(w.Writer)
-	if follow {
-		// A follow streams until the job ends, past the server's WriteTimeout;
-		// each pass gets followWriteTimeout instead (below), so a client that
-		// stops reading without hanging up does not hold the handler for ever.
-		_ = rc.SetWriteDeadline(time.Time{})
-	}
-	w.Header().Set(echo.HeaderContentType, "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if j.Status.Terminal() {
-		if keys, err := g.artifacts.List(ctx, artifact.LogPrefix(j.ID)); err == nil && len(keys) > 0 {
-			w.WriteHeader(http.StatusOK)
-			for _, k := range keys {
-				if err := g.copyArtifact(ctx, w, k); err != nil {
-					return nil // the client sees a short body; the status is already out
-				}
-			}
-			return nil
-		}
-	}
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	after := "0"
-	for {
-		block := time.Duration(0)
-		if follow {
-			block = time.Second
-			_ = rc.SetWriteDeadline(time.Now().Add(block + followWriteTimeout))
-		}
-		entries, err := g.store.ReadLogs(ctx, j.ID, after, 1000, block)
-		if err != nil {
-			return nil
-		}
-		for _, e := range entries {
-			after = e.ID
-			if e.End != "" {
-				bw.Flush()
-				return nil
-			}
-			bw.Write(e.Line)
-			bw.WriteByte('\n')
-		}
-		if len(entries) > 0 {
-			if follow {
-				if bw.Flush() != nil {
-					return nil // the client is gone or stopped reading
-				}
-				w.Flush()
-			}
-			continue
-		}
-		// Caught up.
-		if !follow {
-			bw.Flush()
-			return nil
-		}
-		if bw.Flush() != nil || ctx.Err() != nil {
-			return nil
-		}
-		w.Flush()
-		// The end marker is written when a job ends; a job canceled before it
-		// ever ran may have no stream at all, so look at the record too.
-		if cur, err := g.store.GetJobByID(ctx, j.ID); err == nil && cur.Status.Terminal() {
-			rest, err := g.store.ReadLogs(ctx, j.ID, after, 100000, 0)
-			if err == nil {
-				for _, e := range rest {
-					if e.End == "" {
-						bw.Write(e.Line)
-						bw.WriteByte('\n')
-					}
-				}
-			}
-			bw.Flush()
-			return nil
-		}
-	}
-}
-
-// followWriteTimeout bounds writing one pass of a followed log.
-const followWriteTimeout = 30 * time.Second
-
-func (g *Gateway) copyArtifact(ctx context.Context, w io.Writer, key string) error {
-	r, err := g.artifacts.Open(ctx, key)
-	if errors.Is(err, artifact.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	_, err = io.Copy(w, r)
-	return err
-}
-
 func (g *Gateway) listWorkers(c echo.Context) error {
-	ws, err := g.store.Workers(c.Request().Context())
+	ctx := c.Request().Context()
+	ws, err := g.store.Workers(ctx)
 	if err != nil {
 		return err
+	}
+	if p := principalOf(c); !p.System {
+		if err := g.hideOtherJobs(ctx, p.Workspace, ws); err != nil {
+			return err
+		}
 	}
 	type view struct {
 		store.Worker
@@ -454,4 +382,32 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 		out = append(out, view{Worker: w, State: g.sched.workerState(w, g.now())})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+}
+
+// hideOtherJobs leaves in the workers' job lists, and as GPU holders, only
+// jobs of workspace ws: the registry is shared, the jobs on it are not.
+func (g *Gateway) hideOtherJobs(ctx context.Context, ws string, workers []store.Worker) error {
+	var ids []string
+	for _, w := range workers {
+		ids = append(ids, w.Jobs...)
+		for _, gp := range w.GPUs {
+			if gp.JobID != "" {
+				ids = append(ids, gp.JobID)
+			}
+		}
+	}
+	owner, err := g.store.JobWorkspaces(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range workers {
+		w := &workers[i]
+		w.Jobs = slices.DeleteFunc(w.Jobs, func(id string) bool { return owner[id] != ws })
+		for k := range w.GPUs {
+			if owner[w.GPUs[k].JobID] != ws {
+				w.GPUs[k].JobID = ""
+			}
+		}
+	}
+	return nil
 }

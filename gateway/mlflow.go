@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
@@ -133,20 +132,16 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// decodeMLflow reads an MLflow request body. Unknown fields are ignored, as
-// an MLflow server does, so newer clients that send more still work.
+// decodeMLflow reads an MLflow request body (readJSONBody). Unknown fields
+// are ignored, as an MLflow server does, so newer clients that send more
+// still work; every other fault is MLflow's INVALID_PARAMETER_VALUE (400).
 func decodeMLflow(c echo.Context, v any) error {
-	body, err := readBody(c)
-	if err != nil {
-		return err
+	err := readJSONBody(c, v, false)
+	var ae *Error
+	if errors.As(err, &ae) && ae.Status != http.StatusRequestEntityTooLarge && ae.Status < 500 {
+		return mlflowInvalid("%s", ae.Message)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return mlflowInvalid("request body is empty: send a JSON object")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return mlflowInvalid("request body: %v", err)
-	}
-	return nil
+	return err
 }
 
 type mlflowKV struct {
@@ -439,6 +434,9 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	}
 	if len(in.RunName) > 200 {
 		return mlflowInvalid("run_name is longer than 200 characters")
+	}
+	if strings.ContainsFunc(in.RunName, unicode.IsControl) {
+		return mlflowInvalid("run_name must not hold control characters")
 	}
 	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
 		return mlflowInvalid("%v", err)

@@ -88,7 +88,9 @@ func (n *notifier) deliver(ctx context.Context, e store.EndedEvent) {
 	}
 	_, err = n.sender.Deliver(ctx, nf.URL, nf.Secret, "msg_"+job.ID, payload, func(a webhook.Attempt) {
 		rec := store.Notification{Attempt: a.Number, Type: typ, At: a.At.UTC(), StatusCode: a.StatusCode, Error: a.Error, DurationMS: a.Duration.Milliseconds()}
-		if err := n.g.store.RecordNotification(context.WithoutCancel(ctx), job.ID, rec); err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := n.g.store.RecordNotification(rctx, job.ID, rec); err != nil {
 			n.g.logger.WarnContext(ctx, "record callback attempt", slog.String("job_id", job.ID), slog.Any("error", err))
 		}
 	})
@@ -98,5 +100,7 @@ func (n *notifier) deliver(ctx context.Context, e store.EndedEvent) {
 	if err != nil {
 		n.g.logger.WarnContext(ctx, "completion callback failed", slog.String("job_id", job.ID), slog.Any("error", err))
 	}
-	_ = n.g.store.AckEnded(context.WithoutCancel(ctx), e.StreamID)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = n.g.store.AckEnded(actx, e.StreamID)
 }

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,46 +21,43 @@ var (
 	imageRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:(?::[0-9]+)?/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
 )
 
+// Limits on what a job hands the kernel when it starts a process (Linux
+// takes up to 2 MiB of argv and environment together, and one argument up to
+// 128 KiB; podman's runc stack wedges on an argument past 64 KiB, so the
+// limits stay well below both).
 const (
 	maxCommandArgs = 4096
-	maxEnvVars     = 512
-	maxEnvBytes    = 256 << 10
+	// maxArgBytes bounds one argv element.
+	maxArgBytes = 32 << 10
+	// maxArgvBytes bounds one argv (a command, a preparation, an exec):
+	// its elements' bytes, one more each for the NUL that ends it.
+	maxArgvBytes = 256 << 10
+	maxEnvVars   = 512
+	maxEnvBytes  = 256 << 10
 )
 
-// decodeSpec reads a job spec strictly: malformed JSON is a 400, unknown
-// fields and wrong types are a 422 naming the field.
+// decodeSpec reads a job spec with the API's one strict decoder
+// (api.DecodeJobSpecJSON): a body that is not one JSON value is a 400;
+// unknown fields, keys given twice and wrong types are a 422 naming the
+// field.
 func decodeSpec(r io.Reader) (api.JobSpec, error) {
-	var spec api.JobSpec
 	body, err := io.ReadAll(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return spec, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return api.JobSpec{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+		return api.JobSpec{}, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty: send a JSON job spec")
+	spec, err := api.DecodeJobSpecJSON(body)
+	var se *api.SpecError
+	switch {
+	case err == nil:
+		return spec, nil
+	case errors.As(err, &se) && se.Syntax:
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body: %s", se.Msg)
 	}
-	if !json.Valid(body) {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te):
-			return spec, specErr("%s must be %s, not a JSON %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()), te.Value)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return spec, specErr("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return spec, specErr("%v", err)
-	}
-	if dec.More() {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body holds more than one JSON value")
-	}
-	return spec, nil
+	return spec, specErr("%v", err)
 }
 
 func cmpField(f string) string {
@@ -97,10 +92,18 @@ func checkArgv(field string, argv []string) string {
 	if argv[0] == "" {
 		return field + "[0] must name the program to run"
 	}
+	total := 0
 	for i, a := range argv {
 		if strings.IndexByte(a, 0) >= 0 || !utf8.ValidString(a) {
 			return fmt.Sprintf("%s[%d] must be valid UTF-8 without NUL bytes", field, i)
 		}
+		if len(a) > maxArgBytes {
+			return fmt.Sprintf("%s[%d] is %d bytes; an argument may have at most %d (pass big values in a file or an input instead)", field, i, len(a), maxArgBytes)
+		}
+		total += len(a) + 1
+	}
+	if total > maxArgvBytes {
+		return fmt.Sprintf("%s totals %d bytes; at most %d", field, total, maxArgvBytes)
 	}
 	return ""
 }

@@ -84,6 +84,13 @@ func TestJobTokenRoutes(t *testing.T) {
 						t.Fatalf("got %d %s, want 2xx", code, body)
 					}
 				}
+				if method == http.MethodPost && path == "/v1/jobs" {
+					// A child asks for nothing the token's job lacks
+					// (TestJobTokenChildCannotEscalate has every field).
+					if code, body := f.call(method, path, tok, processBody); code != http.StatusForbidden {
+						t.Fatalf("process child of a container job: %d %s, want 403", code, body)
+					}
+				}
 			})
 		}
 	}

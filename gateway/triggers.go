@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -29,9 +30,10 @@ import (
 // A delivery goes: find the trigger (404) → read the body (413) → verify the
 // signature (401; nothing is recorded, so forged deliveries cannot flood the
 // history) → GitHub ping (200) → decode the payload (400) → filter (200
-// ignored) → claim the delivery id with SET NX (a redelivery gets the first
-// job back, 200) → render the template (422) → createJob (422) → 202. Every
-// authenticated delivery is recorded in the trigger's history.
+// ignored) → claim the delivery id, and for GitHub the body's hash, with SET
+// NX (a redelivery, or GitHub's body replayed under a new delivery id, gets
+// the first job back, 200) → render the template (422) → createJob (422) →
+// 202. Every authenticated delivery is recorded in the trigger's history.
 
 const (
 	providerGitHub   = "github"
@@ -75,7 +77,10 @@ type triggerRequest struct {
 	// PreviousSecret is also accepted, while the sender moves to Secret.
 	PreviousSecret string              `json:"previous_secret,omitempty"`
 	Filter         store.TriggerFilter `json:"filter"`
-	Job            *api.JobSpec        `json:"job"`
+	// RawJob is the job template as sent; Job is it read by the spec
+	// decoder (decodeSpec), nil when there is none.
+	RawJob json.RawMessage `json:"job"`
+	Job    *api.JobSpec    `json:"-"`
 }
 
 // triggerView is a trigger as the API shows it: no secrets.
@@ -106,6 +111,13 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 	var req triggerRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
+	}
+	if raw := bytes.TrimSpace(req.RawJob); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		spec, err := decodeSpec(bytes.NewReader(raw))
+		if err != nil {
+			return inJob(err)
+		}
+		req.Job = &spec
 	}
 	ctx, ws := c.Request().Context(), principalOf(c).Workspace
 	if err := g.checkTrigger(ctx, ws, req); err != nil {
@@ -395,47 +407,91 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 	}
 
 	// Claim the delivery id, so a redelivery, or the same delivery reaching
-	// two gateways at once, makes one job.
+	// two gateways at once, makes one job. GitHub signs only the body, so
+	// anyone who saw one delivery could send its body and signature again
+	// under a fresh X-GitHub-Delivery: claim the body's hash too, the same
+	// way. Each claim is one SET NX, and a job is made only by the holder
+	// of all of them, so one body makes one job in 24 h however many
+	// gateways it reaches at once, under whatever ids. (Standard Webhooks
+	// signs the id with the body: a new id needs the secret.)
+	keys := []store.DeliveryKey{store.ByDeliveryID(d.ID)}
+	if t.Provider == providerGitHub {
+		keys = append(keys, store.ByBody(body))
+	}
 	token := rand.Text()
-	wait, stop := context.WithTimeout(ctx, duplicateWait)
-	defer stop()
-	for {
-		jobID, claimed, err := g.store.ClaimDelivery(ctx, t.ID, d.ID, token, deliveryClaimHold)
+	// The job is made and the claims settled even if the sender hangs up.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	release := func(held []store.DeliveryKey) {
+		for _, k := range held {
+			if err := g.store.ReleaseDelivery(work, t.ID, k, token); err != nil {
+				g.logger.ErrorContext(ctx, "release webhook delivery", slog.String("trigger_id", t.ID), slog.Any("error", err))
+			}
+		}
+	}
+	complete := func(held []store.DeliveryKey, jobID string) {
+		for _, k := range held {
+			if err := g.store.CompleteDelivery(work, t.ID, k, token, jobID, deliveryTTL); err != nil {
+				// The job exists; a redelivery within deliveryClaimHold
+				// still finds the claim, later ones would make a second job.
+				g.logger.ErrorContext(ctx, "complete webhook delivery", slog.String("trigger_id", t.ID),
+					slog.String("job_id", jobID), slog.Any("error", err))
+			}
+		}
+	}
+	for i, k := range keys {
+		jobID, err := g.claimDelivery(ctx, t.ID, k, token)
 		if err != nil {
+			release(keys[:i])
+			if errors.Is(err, errStillProcessing) {
+				return hookResult{}, errorf(http.StatusConflict, CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
+			}
 			return hookResult{}, err
 		}
-		if claimed {
-			break
-		}
 		if jobID != "" {
-			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, "delivery already made job "+jobID
+			// This id, if it was new, answers with that job from now on.
+			complete(keys[:i], jobID)
+			why := "delivery already made job "
+			if i > 0 {
+				why = "the same body, under another delivery id, already made job "
+			}
+			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, why+jobID
 			return hookResult{http.StatusOK, map[string]any{"job_id": jobID, "duplicate": true}}, nil
-		}
-		select {
-		case <-wait.Done():
-			return hookResult{}, errorf(http.StatusConflict, CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 
-	// The job is made and the claim settled even if the sender hangs up.
-	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	job, err := g.jobFromDelivery(work, t, d, payload)
 	if err != nil {
-		if rerr := g.store.ReleaseDelivery(work, t.ID, d.ID, token); rerr != nil {
-			g.logger.ErrorContext(ctx, "release webhook delivery", slog.String("trigger_id", t.ID), slog.Any("error", rerr))
-		}
+		release(keys)
 		return hookResult{}, err
 	}
-	if err := g.store.CompleteDelivery(work, t.ID, d.ID, token, job.ID, deliveryTTL); err != nil {
-		// The job exists; a redelivery within deliveryClaimHold still finds
-		// the claim, later ones would make a second job.
-		g.logger.ErrorContext(ctx, "complete webhook delivery", slog.String("trigger_id", t.ID),
-			slog.String("job_id", job.ID), slog.Any("error", err))
-	}
+	complete(keys, job.ID)
 	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
 	return hookResult{http.StatusAccepted, map[string]string{"job_id": job.ID}}, nil
+}
+
+// errStillProcessing: another delivery with the same key held its claim
+// for all of duplicateWait.
+var errStillProcessing = errors.New("delivery still being processed")
+
+// claimDelivery claims k for trigger with token. It returns "" once the
+// caller holds the claim, or the job a delivery with that key made, waiting
+// up to duplicateWait while another caller holds it (then
+// errStillProcessing).
+func (g *Gateway) claimDelivery(ctx context.Context, trigger string, k store.DeliveryKey, token string) (string, error) {
+	wait, stop := context.WithTimeout(ctx, duplicateWait)
+	defer stop()
+	for {
+		jobID, claimed, err := g.store.ClaimDelivery(ctx, trigger, k, token, deliveryClaimHold)
+		if err != nil || claimed || jobID != "" {
+			return jobID, err
+		}
+		select {
+		case <-wait.Done():
+			return "", errStillProcessing
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // jobFromDelivery renders the trigger's template over the delivery and
@@ -447,22 +503,22 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 	var err error
 	if len(spec.Env) > 0 {
 		if spec.Env, err = tmpl.RenderMap(t.Job.Env, data); err != nil {
-			return nil, invalid("job template: env: %v", err)
+			return nil, renderErr("job.env", false, err)
 		}
 	}
 	if len(spec.Command) > 0 {
 		if spec.Command, err = tmpl.RenderArgs(t.Job.Command, data); err != nil {
-			return nil, invalid("job template: command: %v", err)
+			return nil, renderErr("job.command", true, err)
 		}
 	}
 	if len(spec.Preparation) > 0 {
 		if spec.Preparation, err = tmpl.RenderArgs(t.Job.Preparation, data); err != nil {
-			return nil, invalid("job template: preparation: %v", err)
+			return nil, renderErr("job.preparation", true, err)
 		}
 	}
 	if len(spec.Tags) > 0 {
 		if spec.Tags, err = tmpl.RenderMap(t.Job.Tags, data); err != nil {
-			return nil, invalid("job template: tags: %v", err)
+			return nil, renderErr("job.tags", false, err)
 		}
 	}
 	job, err := g.createJob(ctx, t.Workspace, "trigger:"+t.Name, spec)
@@ -471,6 +527,23 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: ae.Code, Message: "rendered job: " + ae.Message}
 	}
 	return job, err
+}
+
+// renderErr is the 422 for a job template that failed on a delivery, naming
+// the string in the trigger's job that failed, as job.env.GIT_SHA or
+// job.command[2], and why, as "cannot read .payload.head_commit.id:
+// .payload.head_commit is null". args says the template was a list
+// (RenderArgs), whose errors name elements "args[2]".
+func renderErr(field string, args bool, err error) error {
+	var te *tmpl.Error
+	if !errors.As(err, &te) {
+		return invalid("%s: %v", field, err)
+	}
+	where := field + "." + te.Name
+	if args {
+		where = field + strings.TrimPrefix(te.Name, "args")
+	}
+	return invalid("%s: %s", where, te.Reason)
 }
 
 // filterMismatch says why a delivery does not pass filter, or "" when it

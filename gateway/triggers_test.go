@@ -214,6 +214,8 @@ func TestTriggerGitHubPush(t *testing.T) {
 		return []byte(`{"ref":"` + ref + `","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 			"repository":{"id":2432232314,"full_name":"acme/train $(reboot); rm -rf /"}}`)
 	}
+	// A later push carries another commit: its body differs.
+	secondPush := bytes.Replace(push("refs/heads/main"), []byte("0d1a26e6"), []byte("9f3c1b77"), 1)
 	noAfter := []byte(`{"ref":"refs/heads/main","repository":{"full_name":"acme/train"}}`)
 
 	var firstJob string
@@ -231,8 +233,8 @@ func TestTriggerGitHubPush(t *testing.T) {
 		{"other branch", secret, "push", "d-4", push("refs/heads/dev"), http.StatusOK, `"ignored":"ref \"refs/heads/dev\" is not \"refs/heads/main\""`, 1},
 		{"other event", secret, "issues", "d-5", push("refs/heads/main"), http.StatusOK, `"ignored"`, 1},
 		{"ping", secret, "ping", "d-6", []byte(`{"zen":"Keep it logically awesome."}`), http.StatusOK, `{"pong":true}`, 1},
-		{"missing template key", secret, "push", "d-7", noAfter, http.StatusUnprocessableEntity, `map has no entry for key \"after\"`, 1},
-		{"second push", secret, "push", "d-8", push("refs/heads/main"), http.StatusAccepted, `"job_id"`, 2},
+		{"missing template key", secret, "push", "d-7", noAfter, http.StatusUnprocessableEntity, `job.env.GIT_SHA: cannot read .payload.after: \"after\" is missing from .payload`, 1},
+		{"second push", secret, "push", "d-8", secondPush, http.StatusAccepted, `"job_id"`, 2},
 	}
 	for _, s := range steps {
 		code, body := f.deliver("", tv.HookURL, githubHeaders(s.secret, s.event, s.delivery, s.body), s.body)

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
@@ -9,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,26 +22,6 @@ var (
 )
 
 const maxSecretBytes = 64 << 10
-
-// decodeBody reads a JSON request body strictly into v.
-func decodeBody(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
-		case errors.As(err, &te):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "%s must be %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()))
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON")
-	}
-	return nil
-}
 
 func invalid(format string, args ...any) *Error {
 	return errorf(http.StatusUnprocessableEntity, CodeInvalid, format, args...)
@@ -76,7 +56,7 @@ func (g *Gateway) createWorkspace(c echo.Context) error {
 		return invalid("quotas must not be negative (0 means unlimited)")
 	}
 	for i, p := range w.ImageAllowlist {
-		if p == "" || strings.ContainsAny(p, " \t\n") {
+		if p == "" || strings.ContainsFunc(p, func(r rune) bool { return r == ' ' || unicode.IsControl(r) }) {
 			return invalid("image_allowlist[%d] must be a registry/repository prefix like \"localhost/\"", i)
 		}
 	}
@@ -92,7 +72,45 @@ func (g *Gateway) createWorkspace(c echo.Context) error {
 	}
 	g.audit(c, DefaultWorkspace, "workspace.create", w.Name)
 	g.audit(c, w.Name, "workspace.create", w.Name)
+	if w.AllowHostProcess {
+		g.audit(c, DefaultWorkspace, "workspace.update", w.Name+": allow_host_process=true")
+		g.audit(c, w.Name, "workspace.update", w.Name+": allow_host_process=true")
+	}
 	return c.JSON(http.StatusCreated, w)
+}
+
+// workspacePatch is the body of PATCH /v1/workspaces/{ws}: the settings only
+// the system admin changes on an existing workspace.
+type workspacePatch struct {
+	// AllowHostProcess grants (true) or takes back (false) mode process.
+	AllowHostProcess *bool `json:"allow_host_process"`
+}
+
+// updateWorkspace changes a workspace's system-admin settings. Taking
+// allow_host_process back applies to queued jobs too: a worker fails them
+// with mode_not_allowed instead of starting them.
+func (g *Gateway) updateWorkspace(c echo.Context) error {
+	ws, err := g.wsParam(c)
+	if err != nil {
+		return err
+	}
+	var req workspacePatch
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.AllowHostProcess == nil {
+		return invalid("allow_host_process is required (true or false); it is the only setting this route changes")
+	}
+	w, err := g.store.SetWorkspaceHostProcess(c.Request().Context(), ws, *req.AllowHostProcess)
+	if err != nil {
+		return err
+	}
+	target := ws + ": allow_host_process=" + strconv.FormatBool(w.AllowHostProcess)
+	g.audit(c, DefaultWorkspace, "workspace.update", target)
+	if ws != DefaultWorkspace {
+		g.audit(c, ws, "workspace.update", target)
+	}
+	return c.JSON(http.StatusOK, w)
 }
 
 func (g *Gateway) listWorkspaces(c echo.Context) error {
@@ -207,6 +225,9 @@ func (g *Gateway) putSecret(c echo.Context) error {
 	if req.Value == "" || len(req.Value) > maxSecretBytes {
 		return invalid("value must be 1 to %d bytes", maxSecretBytes)
 	}
+	if i := strings.IndexFunc(req.Value, badSecretRune); i >= 0 {
+		return invalid("value holds the control character %U at byte %d: a secret may hold any text with tabs and line breaks, but no NUL (an environment variable cannot) nor other control characters", req.Value[i], i)
+	}
 	ws := principalOf(c).Workspace
 	sealed, err := g.secrets.Seal(ws, req.Name, []byte(req.Value))
 	if err != nil {
@@ -217,6 +238,14 @@ func (g *Gateway) putSecret(c echo.Context) error {
 	}
 	g.audit(c, ws, "secret.put", req.Name)
 	return c.JSON(http.StatusCreated, map[string]string{"name": req.Name})
+}
+
+// badSecretRune reports the characters a secret value may not hold: NUL,
+// which no environment variable can carry, and the other C0 controls and
+// DEL, which no key, password or credential file holds and which would be
+// terminal escapes in a log. Tab, LF and CR are fine (PEM keys, JSON).
+func badSecretRune(r rune) bool {
+	return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f
 }
 
 func (g *Gateway) listSecrets(c echo.Context) error {

@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 )
 
 // logShipper turns a workload's stdout and stderr into lines, in the order
-// they arrive, and ships them in batches to the job's live Redis stream and to
-// a local file that becomes the at-rest log. Writers block while too much is
-// buffered, so a job that prints faster than Redis takes it slows down instead
-// of losing lines or growing memory without bound.
+// they arrive, and ships them in batches to the job's live Redis stream
+// (labelled with the attempt) and to a local file that becomes the at-rest
+// log. Writers block while too much is buffered, so a job that prints faster
+// than Redis takes it slows down instead of losing lines or growing memory
+// without bound. A line longer than maxLine bytes is split into lines of
+// maxLine bytes (the last one shorter), and a note in the log says so: no
+// line, however long, is held whole.
 //
 // Metric lines on stdout ("::metric name=loss value=0.31 step=12", see
 // parseMetricLine) are also recorded as metric points, parsed from the line as
@@ -31,11 +35,16 @@ type logShipper struct {
 	stdout *lineWriter
 	stderr *lineWriter
 	done   chan struct{}
+	// attempt labels the lines in the live stream.
+	attempt int
 	// redact masks secrets in a line; nil when the job has none.
 	redact func([]byte) []byte
 	// warnedLimit is set once the log says that metric points were dropped;
 	// only the loop goroutine uses it.
 	warnedLimit bool
+	closeOnce   sync.Once
+	// closeErr is what Close returns; set once, in closeOnce.
+	closeErr error
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -53,16 +62,21 @@ type logShipper struct {
 const (
 	maxBufferedBytes = 8 << 20
 	batchLines       = 512
+	// defaultMaxLogLine is where a log line is split (Config.MaxLogLineBytes).
+	defaultMaxLogLine = 1 << 20
 	// metricPointBytes is what a buffered metric point counts for, besides its line.
 	metricPointBytes = 64
 )
 
-func newLogShipper(jobID string, st *store.Store, file *os.File, redact func([]byte) []byte) *logShipper {
-	s := &logShipper{jobID: jobID, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
+// newLogShipper ships the log of one attempt of job jobID; lines longer than
+// maxLine bytes are split (0: defaultMaxLogLine). Close must be called.
+func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact func([]byte) []byte, maxLine int) *logShipper {
+	s := &logShipper{jobID: jobID, attempt: attempt, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
 		redact: redact, seen: map[string]int64{}}
 	s.cond = sync.NewCond(&s.mu)
-	s.stdout = &lineWriter{ship: s, stream: store.Stdout}
-	s.stderr = &lineWriter{ship: s, stream: store.Stderr}
+	maxLine = cmp.Or(maxLine, defaultMaxLogLine)
+	s.stdout = &lineWriter{ship: s, stream: store.Stdout, max: maxLine}
+	s.stderr = &lineWriter{ship: s, stream: store.Stderr, max: maxLine}
 	go s.loop()
 	return s
 }
@@ -140,7 +154,7 @@ func (s *logShipper) ship(batch []store.LogLine, metrics []store.MetricPoint) {
 	defer cancel()
 	for i := 0; i < len(batch); i += batchLines {
 		end := min(i+batchLines, len(batch))
-		if err := s.store.AppendLogs(ctx, s.jobID, batch[i:end]); err != nil {
+		if err := s.store.AppendLogs(ctx, s.jobID, s.attempt, batch[i:end]); err != nil {
 			s.setErr(err)
 		}
 	}
@@ -157,7 +171,7 @@ func (s *logShipper) ship(batch []store.LogLine, metrics []store.MetricPoint) {
 				"jobgate: metrics of new names are not recorded: a job may have at most %d metric names", store.MaxMetricNames)}
 			s.fileW.Write(note.Line)
 			s.fileW.WriteByte('\n')
-			if err := s.store.AppendLogs(ctx, s.jobID, []store.LogLine{note}); err != nil {
+			if err := s.store.AppendLogs(ctx, s.jobID, s.attempt, []store.LogLine{note}); err != nil {
 				s.setErr(err)
 			}
 		}
@@ -176,32 +190,39 @@ func (s *logShipper) setErr(err error) {
 }
 
 // Close flushes partial last lines and everything buffered, and waits until it
-// is shipped. The error is the first failure to reach Redis (the at-rest file
-// still has every line).
+// is shipped; its goroutine has ended when Close returns. The error is the
+// first failure to reach Redis (the at-rest file still has every line).
+// Calling Close again does nothing and returns the same.
 func (s *logShipper) Close() error {
-	s.stdout.flush()
-	s.stderr.flush()
-	s.mu.Lock()
-	s.closed = true
-	s.cond.Broadcast()
-	s.mu.Unlock()
-	<-s.done
-	if err := s.fileW.Flush(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+	s.closeOnce.Do(func() {
+		s.stdout.flush()
+		s.stderr.flush()
+		s.mu.Lock()
+		s.closed = true
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		<-s.done
+		err := s.fileW.Flush()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closeErr = cmp.Or(err, s.err)
+	})
+	return s.closeErr
 }
 
-// lineWriter splits one stream into lines; a line may be any length.
+// lineWriter splits one stream into lines. It holds at most max bytes of a
+// line: a longer one goes out in pieces of max bytes as it comes, each a line
+// of its own, and when it ends a note on stderr says how it was split.
 type lineWriter struct {
 	ship   *logShipper
 	stream store.Stream
+	max    int
 
-	// mu guards the field below.
+	// mu guards the fields below.
 	mu      sync.Mutex
 	partial []byte
+	// pieces and size count what went out of the current line so far.
+	pieces, size int
 }
 
 var _ io.Writer = (*lineWriter)(nil)
@@ -210,29 +231,63 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)
-	for {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			w.partial = append(w.partial, p...)
+	for len(p) > 0 {
+		seg, rest, eol := bytes.Cut(p, []byte{'\n'})
+		if eol && len(w.partial) == 0 && w.pieces == 0 && len(seg) <= w.max {
+			// A whole line in one write, the common case.
+			w.ship.add(store.LogLine{Stream: w.stream, Line: bytes.Clone(bytes.TrimSuffix(seg, []byte{'\r'}))})
+			p = rest
+			continue
+		}
+		// Past max, the line is long: send what fills a piece, keep the rest.
+		for len(w.partial)+len(seg) > w.max {
+			k := w.max - len(w.partial)
+			piece := make([]byte, 0, w.max)
+			piece = append(append(piece, w.partial...), seg[:k]...)
+			w.partial, seg = w.partial[:0], seg[k:]
+			w.ship.add(store.LogLine{Stream: w.stream, Line: piece})
+			w.pieces++
+			w.size += len(piece)
+		}
+		if need := len(w.partial) + len(seg); need > cap(w.partial) {
+			// Grow to at most max, not past it as append would.
+			b := make([]byte, len(w.partial), min(max(2*cap(w.partial), need), w.max))
+			copy(b, w.partial)
+			w.partial = b
+		}
+		w.partial = append(w.partial, seg...)
+		if !eol {
 			return n, nil
 		}
-		line := p[:i]
-		if len(w.partial) > 0 {
-			line = append(w.partial, line...)
-			w.partial = nil
-		} else {
-			line = bytes.Clone(line)
+		w.endLine(bytes.TrimSuffix(w.partial, []byte{'\r'}))
+		p = rest
+	}
+	return n, nil
+}
+
+// endLine sends line, the end of the current line, and says how the line was
+// split if it was. The caller holds mu.
+func (w *lineWriter) endLine(line []byte) {
+	w.ship.add(store.LogLine{Stream: w.stream, Line: bytes.Clone(line)})
+	if w.pieces > 0 {
+		name := "stdout"
+		if w.stream == store.Stderr {
+			name = "stderr"
 		}
-		w.ship.add(store.LogLine{Stream: w.stream, Line: bytes.TrimSuffix(line, []byte{'\r'})})
-		p = p[i+1:]
+		w.ship.add(store.LogLine{Stream: store.Stderr, Line: fmt.Appendf(nil,
+			"jobgate: a line of %d bytes on %s was longer than %d bytes; it was split into %d lines",
+			w.size+len(line), name, w.max, w.pieces+1)})
+	}
+	w.pieces, w.size = 0, 0
+	if w.partial = w.partial[:0]; cap(w.partial) > 64<<10 {
+		w.partial = nil // do not keep a long line's buffer for short ones
 	}
 }
 
 func (w *lineWriter) flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.partial) > 0 {
-		w.ship.add(store.LogLine{Stream: w.stream, Line: w.partial})
-		w.partial = nil
+	if len(w.partial) > 0 || w.pieces > 0 {
+		w.endLine(w.partial)
 	}
 }

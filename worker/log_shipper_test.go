@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/internal/store"
@@ -34,7 +35,7 @@ func TestLogShipperRecordsMetrics(t *testing.T) {
 	}
 	defer spool.Close()
 	const secret = "hunter2"
-	ship := newLogShipper("job1", st, spool, redactor(map[string]string{"PASS": secret}))
+	ship := newLogShipper("job1", 1, st, spool, redactor(map[string]string{"PASS": secret}), 0)
 
 	const n = 20_000
 	var out bytes.Buffer
@@ -121,7 +122,7 @@ func TestLogShipperMetricNameLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	ship := newLogShipper("job2", st, spool, nil)
+	ship := newLogShipper("job2", 1, st, spool, nil, 0)
 	for i := range store.MaxMetricNames + 50 {
 		fmt.Fprintf(ship.stdout, "::metric name=m%d value=1\n", i)
 	}
@@ -144,4 +145,119 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestLogShipperSplitsLongLines: a line longer than the bound goes out as
+// lines of the bound (the last one shorter), followed by a note on stderr;
+// the writer never holds more than the bound of a line, however it is
+// written. Lines carry their attempt in the live stream.
+func TestLogShipperSplitsLongLines(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	ctx := context.Background()
+	const max = 10
+	tests := []struct {
+		name   string
+		stderr bool
+		writes []string
+		want   []string // lines in the log, notes included
+	}{
+		{name: "short lines", writes: []string{"a\nbb\n", "ccc\n"}, want: []string{"a", "bb", "ccc"}},
+		{name: "exactly the bound", writes: []string{"0123456789\n"}, want: []string{"0123456789"}},
+		{name: "one past the bound", writes: []string{"0123456789x\n"}, want: []string{"0123456789", "x",
+			"jobgate: a line of 11 bytes on stdout was longer than 10 bytes; it was split into 2 lines"}},
+		{name: "in small writes", writes: []string{"01234", "56789", "abcde", "fghij", "kl\r\nnext\n"}, want: []string{
+			"0123456789", "abcdefghij", "kl", "jobgate: a line of 22 bytes on stdout was longer than 10 bytes; it was split into 3 lines", "next"}},
+		{name: "in one write with others", writes: []string{"a\n0123456789012345678901234\nb\n"}, want: []string{
+			"a", "0123456789", "0123456789", "01234", "jobgate: a line of 25 bytes on stdout was longer than 10 bytes; it was split into 3 lines", "b"}},
+		{name: "no newline at the end", writes: []string{"0123456789012"}, want: []string{"0123456789", "012",
+			"jobgate: a line of 13 bytes on stdout was longer than 10 bytes; it was split into 2 lines"}},
+		{name: "on stderr", stderr: true, writes: []string{"0123456789012\n"}, want: []string{"0123456789", "012",
+			"jobgate: a line of 13 bytes on stderr was longer than 10 bytes; it was split into 2 lines"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer spool.Close()
+			id := fmt.Sprintf("split%d", i)
+			ship := newLogShipper(id, 3, st, spool, nil, max)
+			w := ship.stdout
+			if tt.stderr {
+				w = ship.stderr
+			}
+			for _, s := range tt.writes {
+				if _, err := w.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(w.partial); n > max {
+					t.Fatalf("the writer holds %d bytes of a line, more than the bound %d", n, max)
+				}
+			}
+			if err := ship.Close(); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := st.ReadLogs(ctx, id, "0", 100, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range entries {
+				if e.Attempt != 3 {
+					t.Errorf("line %q is of attempt %d, want 3", e.Line, e.Attempt)
+				}
+				got = append(got, string(e.Line))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Fatalf("live log (-want +got):\n%s", diff)
+			}
+			rest, _ := os.ReadFile(spool.Name())
+			if want := strings.Join(tt.want, "\n") + "\n"; string(rest) != want {
+				t.Fatalf("at-rest log = %q, want %q", rest, want)
+			}
+		})
+	}
+}
+
+// TestLogShipperHugeLineHeldInPieces writes a 64 MiB line in pipe-sized
+// writes: the writer never holds more than the 1 MiB bound of it.
+func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	ship := newLogShipper("huge", 1, st, spool, nil, 0)
+	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
+	for range 1024 {
+		ship.stdout.Write(chunk)
+		if n := cap(ship.stdout.partial); n > defaultMaxLogLine {
+			t.Fatalf("the writer holds a buffer of %d bytes, more than the 1 MiB bound", n)
+		}
+	}
+	ship.stdout.Write([]byte("\n"))
+	if err := ship.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.ReadLogs(context.Background(), "huge", "0", 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 65 || len(entries[0].Line) != 1<<20 || !strings.Contains(string(entries[64].Line), "split into 64 lines") {
+		t.Fatalf("live log has %d lines; want 64 of 1 MiB and a note", len(entries))
+	}
 }

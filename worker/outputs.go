@@ -64,7 +64,8 @@ func (w *Worker) removeOutputsDirs(ctx context.Context, jobID string) {
 // links, devices and sockets are skipped and never followed, so nothing
 // outside dir is read. When the files add up to more than MaxOutputBytes
 // nothing is stored and the error wraps errOutputsTooLarge. Files that cannot
-// be read are skipped with a line in the job's log (note); an error of the
+// be read, or whose names the artifact store cannot hold (a backslash in
+// one), are skipped with a line in the job's log (note); an error of the
 // store is returned.
 func (w *Worker) collectOutputs(ctx context.Context, jobID, dir string, note io.Writer) error {
 	type file struct {
@@ -96,7 +97,14 @@ func (w *Worker) collectOutputs(ctx context.Context, jobID, dir string, note io.
 		if err != nil {
 			return err
 		}
-		files = append(files, file{path: p, rel: filepath.ToSlash(rel), size: fi.Size()})
+		rel = filepath.ToSlash(rel)
+		if err := artifact.CheckKey(artifact.OutputPrefix(jobID) + rel); err != nil {
+			// A name the artifact store cannot hold (a backslash in it):
+			// the job's fault at most, not a reason to fail it.
+			fmt.Fprintf(note, "jobgate: outputs: skipped %q: the artifact store cannot name it\n", rel)
+			return nil
+		}
+		files = append(files, file{path: p, rel: rel, size: fi.Size()})
 		total += fi.Size()
 		return nil
 	})

@@ -86,3 +86,39 @@ func TestCollectOutputsWithoutFolder(t *testing.T) {
 		t.Fatalf("a job that removed its outputs folder: %v", err)
 	}
 }
+
+// TestCollectOutputsSkipsNamesTheStoreRefuses: a file whose name the
+// artifact store cannot hold (a backslash in it) is skipped with a line in
+// the log, as an unreadable file is; the others are collected and no error
+// comes back, so the job's exit status decides its outcome.
+func TestCollectOutputsSkipsNamesTheStoreRefuses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, body := range map[string]string{`a\b.txt`: "x", `sub\dir/c.txt`: "y", "ok.txt": "abc"} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arts := artifact.Dir{Root: t.TempDir()}
+	w := &Worker{cfg: Config{MaxOutputBytes: 1 << 20}, artifacts: arts}
+	var note strings.Builder
+	if err := w.collectOutputs(context.Background(), "j1", dir, &note); err != nil {
+		t.Fatalf("collectOutputs: %v; want the backslash names skipped, not an error", err)
+	}
+	keys, err := arts.List(context.Background(), "jobs/j1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"jobs/j1/outputs/ok.txt"}, keys); diff != "" {
+		t.Fatalf("stored (-want +got):\n%s", diff)
+	}
+	for _, want := range []string{`jobgate: outputs: skipped "a\\b.txt"`, `jobgate: outputs: skipped "sub\\dir/c.txt"`, "jobgate: collected 1 output files (3 bytes)"} {
+		if !strings.Contains(note.String(), want) {
+			t.Errorf("log %q lacks %q", note.String(), want)
+		}
+	}
+}

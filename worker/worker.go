@@ -105,6 +105,10 @@ type Config struct {
 	NodePrep string
 	// NodePrepTimeout bounds NodePrep; default 10 minutes.
 	NodePrepTimeout time.Duration
+	// MaxLogLineBytes is the longest line a job's log keeps whole: a longer
+	// one is split into lines of this many bytes, and the log says so.
+	// Default 1 MiB.
+	MaxLogLineBytes int
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -197,6 +201,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("spool dir: %w", err)
 	}
+	w.sweepSpool(ctx)
 	execName := "none"
 	if e := w.executors[api.ModeContainer]; e != nil {
 		execName = e.Name()
@@ -424,6 +429,18 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
 			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
 	}
+	if job.Spec.Mode == api.ModeProcess {
+		// The gateway checked at submit; the grant may have been taken back
+		// since (or the job was written to Redis by someone else).
+		ws, err := w.store.Workspace(ctx, job.Workspace)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if ws == nil || !ws.AllowHostProcess {
+			return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
+				Reason: fmt.Sprintf("%s: workspace %s may not run host-process jobs (the system admin grants allow_host_process)", api.ReasonModeRefused, job.Workspace)})
+		}
+	}
 
 	secretEnv, err := w.openSecrets(ctx, job)
 	if err != nil {
@@ -542,12 +559,15 @@ func derefOr(p *int, d int) int {
 
 // runAttempt runs the workload with its logs shipped and stored at rest.
 func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string, devices []string, gpuEnv map[string]string) (store.Outcome, error) {
-	spool, err := os.CreateTemp(w.cfg.SpoolDir, job.ID+"-*.log")
+	spool, err := w.createSpool(job.ID, attempt)
 	if err != nil {
-		return store.Outcome{}, fmt.Errorf("spool log: %w", err)
+		return store.Outcome{}, err
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
+	// Earlier attempts whose worker died stored no log at rest: store what
+	// the live stream holds of them, before this attempt's lines join it.
+	w.storeLostLogs(ctx, job.ID, attempt)
 	// The job's own token, for the API and MLflow: it reaches only this job
 	// and its children, and dies with the attempt (or its TTL, if the worker
 	// dies first).
@@ -566,7 +586,10 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	for k, v := range secretEnv {
 		hidden[k] = v
 	}
-	ship := newLogShipper(job.ID, w.store, spool, redactor(hidden))
+	ship := newLogShipper(job.ID, attempt, w.store, spool, redactor(hidden), w.cfg.MaxLogLineBytes)
+	// Every way out ends the shipper's goroutine; the normal one closes it
+	// below, before the log is stored at rest (Close is idempotent).
+	defer ship.Close()
 	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
 	for k, v := range job.Spec.Env {
 		env[k] = v
@@ -640,11 +663,13 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	if outErr != nil {
 		fmt.Fprintf(ship.stderr, "jobgate: %v\n", outErr)
 	}
+	if err := ship.Close(); err != nil {
+		w.logger.WarnContext(ctx, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+	// After Close, which may take a while against a slow Redis: the log at
+	// rest gets its 30 seconds whatever shipping took.
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := ship.Close(); err != nil {
-		w.logger.WarnContext(cleanup, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
-	}
 	if _, err := spool.Seek(0, 0); err == nil {
 		if err := w.artifacts.Put(cleanup, artifact.LogKey(job.ID, attempt), spool); err != nil {
 			w.logger.ErrorContext(cleanup, "store log at rest", slog.String("job_id", job.ID), slog.Any("error", err))
@@ -731,19 +756,39 @@ func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]stri
 	return out, nil
 }
 
+// minMaskedLine is the shortest line of a multi-line secret that is masked
+// on its own: shorter ones ("}", "==") would mask that text everywhere in
+// the log and tell nothing worth hiding.
+const minMaskedLine = 4
+
 // redactor replaces every secret value in a log line with ***, longest
-// first so a secret containing another is masked whole.
+// first so a secret containing another is masked whole. Logs are shipped a
+// line at a time, so a multi-line value (a PEM key, JSON credentials) is
+// masked line by line: each of its lines, without surrounding blanks, of
+// at least minMaskedLine bytes. A one-line value (leading and trailing
+// newlines aside) is masked whole, however short.
 func redactor(secretEnv map[string]string) func([]byte) []byte {
 	vals := make([]string, 0, len(secretEnv))
 	for _, v := range secretEnv {
-		if v != "" {
-			vals = append(vals, v)
+		// A value read from a file often ends in a newline; it is still
+		// one line, masked whatever its length.
+		if one := strings.Trim(v, "\r\n"); !strings.Contains(one, "\n") {
+			if one != "" {
+				vals = append(vals, one)
+			}
+			continue
+		}
+		for _, line := range strings.Split(v, "\n") {
+			if line = strings.Trim(line, " \t\r"); len(line) >= minMaskedLine {
+				vals = append(vals, line)
+			}
 		}
 	}
 	if len(vals) == 0 {
 		return nil
 	}
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(vals, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	vals = slices.Compact(vals)
 	pairs := make([]string, 0, 2*len(vals))
 	for _, v := range vals {
 		pairs = append(pairs, v, "***")

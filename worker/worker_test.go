@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,11 @@ import (
 // place does what the scheduler does, through the queue contract.
 func place(t *testing.T, ctx context.Context, rdb *redis.Client, st *store.Store, spec api.JobSpec, workerID string) *api.Job {
 	t.Helper()
+	// The workspace record the gateway would have made; mode process needs
+	// its grant (the worker checks it).
+	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "default", AllowHostProcess: true}); err != nil {
+		t.Fatal(err)
+	}
 	j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: "default", Name: "t", Experiment: "default",
 		Status: api.StatusQueued, Attempt: 1, CreatedAt: time.Now().UTC(), Spec: spec}
 	if err := st.CreateJob(ctx, j); err != nil {
@@ -83,5 +89,56 @@ func TestIdleWorkerIsWokenNotPolled(t *testing.T) {
 		if got.Status != api.StatusSucceeded {
 			t.Fatalf("job %d: %s (%s)", i, got.Status, got.Reason)
 		}
+	}
+}
+
+// TestWorkerRefusesHostProcessWithoutWorkspaceGrant: a worker that runs
+// host processes still fails a process job whose workspace lacks
+// allow_host_process (taken back after submit, say) with mode_not_allowed,
+// without running it.
+func TestWorkerRefusesHostProcessWithoutWorkspaceGrant(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	st := store.New(rdb, store.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "default"}); err != nil { // no grant
+		t.Fatal(err)
+	}
+	w := worker.New(worker.Config{ID: "hp", Slots: 1, AllowHostProcess: true, SpoolDir: t.TempDir()},
+		rdb, st, artifact.Dir{Root: t.TempDir()},
+		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
+		nil, slog.Default())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	marker := t.TempDir() + "/ran"
+	run := func() *api.Job {
+		t.Helper()
+		j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "touch " + marker}, TimeoutSeconds: 30}, "hp")
+		var got *api.Job
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			got, _ = st.GetJobByID(ctx, j.ID)
+			return got != nil && got.Status.Terminal()
+		}, "job %s did not end", j.ID)
+		return got
+	}
+	got := run()
+	if got.Status != api.StatusFailed || !strings.HasPrefix(got.Reason, api.ReasonModeRefused+": workspace default") {
+		t.Fatalf("process job without the grant: %s (%s), want failed with %s", got.Status, got.Reason, api.ReasonModeRefused)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the refused job ran")
+	}
+	if _, err := st.SetWorkspaceHostProcess(ctx, "default", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(); got.Status != api.StatusSucceeded {
+		t.Fatalf("process job with the grant: %s (%s)", got.Status, got.Reason)
 	}
 }

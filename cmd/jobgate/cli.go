@@ -6,7 +6,6 @@ package main
 // and `submit --follow` exits with the job's own exit code.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +22,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
@@ -587,208 +584,11 @@ func readSpec(name string, stdin io.Reader) (api.JobSpec, error) {
 	return spec, nil
 }
 
-// parseSpec turns YAML or JSON (JSON is YAML) into a JobSpec. Any field the
-// spec does not have is an error, so `imgae:` fails here instead of
-// submitting a job with no image.
+// parseSpec turns YAML 1.2 or JSON into a JobSpec with the API's own
+// strict decoder: any field the spec does not have is an error, so `imgae:`
+// fails here instead of submitting a job with no image.
 func parseSpec(data []byte) (api.JobSpec, error) {
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return api.JobSpec{}, errors.New(strings.TrimPrefix(err.Error(), "error converting YAML to JSON: "))
-	}
-	if t := bytes.TrimSpace(js); bytes.Equal(t, []byte("null")) {
-		return api.JobSpec{}, errors.New("job spec is empty")
-	}
-	// encoding/json reports an unknown field without its path and matches
-	// names case-insensitively; checkFields names the path and insists on the
-	// exact snake_case names the API documents.
-	var tree any
-	if err := json.Unmarshal(js, &tree); err != nil {
-		return api.JobSpec{}, fmt.Errorf("decode job spec: %w", err)
-	}
-	if err := checkFields(tree, reflect.TypeFor[api.JobSpec](), ""); err != nil {
-		return api.JobSpec{}, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	var spec api.JobSpec
-	if err := dec.Decode(&spec); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			if te.Field == "" {
-				return api.JobSpec{}, fmt.Errorf("job spec must be a mapping of fields, got %s", te.Value)
-			}
-			return api.JobSpec{}, fmt.Errorf("field %s: got %s, want %s", te.Field, te.Value, kindName(te.Type))
-		}
-		return api.JobSpec{}, fmt.Errorf("decode job spec: %w", err)
-	}
-	return spec, nil
-}
-
-// checkFields reports the first key in v (decoded JSON) that type t has no
-// JSON field for, with its dotted path and, when one is close, the field that
-// was probably meant. Values of the wrong kind are left to the decoder.
-func checkFields(v any, t reflect.Type, path string) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.String:
-		// encoding/json names only the map for a bad map value ("env"), not
-		// the key; and YAML's `SEED: 1` or `DEBUG: true` is a classic slip.
-		switch v.(type) {
-		case float64, bool:
-			return fmt.Errorf("field %s: got %s, want a string (quote it: \"%v\")", path, jsonKind(v), v)
-		case []any, map[string]any:
-			return fmt.Errorf("field %s: got %s, want a string", path, jsonKind(v))
-		}
-	case reflect.Struct:
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		fields := jsonFields(t)
-		keys := make([]string, 0, len(obj))
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys) // the first unknown field in a stable order
-		for _, k := range keys {
-			ft, ok := fields[k]
-			p := joinPath(path, k)
-			if !ok {
-				return unknownField(p, k, fields)
-			}
-			if err := checkFields(obj[k], ft, p); err != nil {
-				return err
-			}
-		}
-	case reflect.Map:
-		if obj, ok := v.(map[string]any); ok {
-			for k, e := range obj {
-				if err := checkFields(e, t.Elem(), joinPath(path, k)); err != nil {
-					return err
-				}
-			}
-		}
-	case reflect.Slice, reflect.Array:
-		if arr, ok := v.([]any); ok {
-			for i, e := range arr {
-				if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// jsonKind names a decoded JSON value's kind the way encoding/json's type
-// errors do.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case float64:
-		return "number"
-	case bool:
-		return "bool"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return "string"
-}
-
-func unknownField(path, key string, fields map[string]reflect.Type) error {
-	names := make([]string, 0, len(fields))
-	for n := range fields {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	if s := closest(key, names); s != "" {
-		return fmt.Errorf("unknown field %q (did you mean %q?)", path, s)
-	}
-	return fmt.Errorf("unknown field %q (known fields: %s)", path, strings.Join(names, ", "))
-}
-
-// jsonFields maps a struct's JSON field names to their types, as
-// encoding/json names them.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	m := make(map[string]reflect.Type, t.NumField())
-	for i := range t.NumField() {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		m[cmp.Or(name, sf.Name)] = sf.Type
-	}
-	return m
-}
-
-// closest is the name a mistyped key most likely meant: the same name in
-// another case, or one at most two edits away; "" if none is close.
-func closest(key string, names []string) string {
-	best, bestDist := "", 3
-	for _, n := range names {
-		if strings.EqualFold(n, key) {
-			return n
-		}
-		if d := editDistance(strings.ToLower(key), n); d < bestDist {
-			best, bestDist = n, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			sub := prev[j-1]
-			if a[i-1] != b[j-1] {
-				sub++
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, sub)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-// kindName says in YAML's words what a Go type wants, for a type error.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(kindName(t.Elem()), "a "), "an ") + "s"
-	case reflect.Map, reflect.Struct:
-		return "a mapping"
-	}
-	return t.String()
+	return api.DecodeJobSpec(data)
 }
 
 // writeJSON prints v as indented JSON, the API's own shape.

@@ -396,6 +396,28 @@ func TestSubmit(t *testing.T) {
 	}
 }
 
+// TestSubmitYAMLBooleansStayStrings: YAML 1.1 read N, Y, NO, ON, OFF and
+// yes as booleans, so env and tags keys collided and values became
+// true/false; the spec decoder is YAML 1.2, where they are the strings they
+// look like.
+func TestSubmitYAMLBooleansStayStrings(t *testing.T) {
+	t.Parallel()
+	g, url := newFakeGateway(t)
+	file := writeFile(t, "train.yaml", "command: [a]\nenv:\n  N: N\n  Y: Y\n  NO: NO\n  ON: ON\n  OFF: OFF\n  ANSWER: yes\ntags:\n  Y: N\n  ON: OFF\n")
+	res := runCLI(t, envFor(url), "", "submit", "-f", file)
+	if res.err != nil {
+		t.Fatalf("submit: %v", res.err)
+	}
+	want := api.JobSpec{Command: []string{"a"},
+		Env:  map[string]string{"N": "N", "Y": "Y", "NO": "NO", "ON": "ON", "OFF": "OFF", "ANSWER": "yes"},
+		Tags: map[string]string{"Y": "N", "ON": "OFF"}}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if diff := cmp.Diff(want, g.jobs[0].Spec); diff != "" {
+		t.Errorf("submitted spec (-want +got):\n%s", diff)
+	}
+}
+
 func TestSubmitJSONFromStdin(t *testing.T) {
 	t.Parallel()
 	_, url := newFakeGateway(t)

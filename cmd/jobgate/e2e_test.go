@@ -136,7 +136,7 @@ func (c *cluster) startGateway() {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
 	c.gwStop = c.start("gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
-		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--log-level", "warn")
+		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn")
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
 	testenv.Eventually(c.t, 20*time.Second, func() bool {
@@ -617,10 +617,12 @@ func (c *cluster) asToken(token string) *cluster {
 	return &cc
 }
 
-// workspaceAdmin creates workspace ws and returns an admin token of it.
+// workspaceAdmin creates workspace ws and returns an admin token of it. The
+// workspace may run host processes (allow_host_process), as default may in
+// this cluster: the tests' jobs are mostly mode process.
 func (c *cluster) workspaceAdmin(ws string, quotas api.Quotas) string {
 	c.t.Helper()
-	b, _ := json.Marshal(api.Workspace{Name: ws, Quotas: quotas})
+	b, _ := json.Marshal(api.Workspace{Name: ws, Quotas: quotas, AllowHostProcess: true})
 	if code := c.do("POST", "/v1/workspaces", string(b), nil); code != http.StatusCreated {
 		c.t.Fatalf("create workspace %s: %d", ws, code)
 	}

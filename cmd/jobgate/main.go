@@ -145,6 +145,7 @@ type executorFlags struct {
 	gpuSample  time.Duration
 	maxOutMB   int64
 	maxInMB    int64
+	maxLineKB  int
 	mounts     []string
 	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
 	// NodePrepTimeout.
@@ -169,6 +170,7 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
 	fl.Int64Var(&f.maxInMB, "max-input-mb", 100<<10, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
+	fl.IntVar(&f.maxLineKB, "max-log-line-kb", 1024, "longest job log line kept whole, in KiB; a longer one is split into lines of this size, and the log says so")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
 	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
@@ -198,6 +200,14 @@ func (f *executorFlags) maxInputBytes() (int64, error) {
 		return 0, fmt.Errorf("--max-input-mb must be between 1 and %d, not %d", int64(1<<40), f.maxInMB)
 	}
 	return f.maxInMB << 20, nil
+}
+
+// maxLogLineBytes is --max-log-line-kb in bytes, or why it is not usable.
+func (f *executorFlags) maxLogLineBytes() (int, error) {
+	if f.maxLineKB <= 0 || f.maxLineKB > 1<<20 {
+		return 0, fmt.Errorf("--max-log-line-kb must be between 1 and %d, not %d", 1<<20, f.maxLineKB)
+	}
+	return f.maxLineKB << 10, nil
 }
 
 // maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
@@ -326,7 +336,8 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
 			// On a laptop, callbacks to a local receiver are the normal case.
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots}, rdb, st, arts, box, logger)
+				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots,
+				HostProcessDefault: true}, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
@@ -345,18 +356,27 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			maxLine, err := ex.maxLogLineBytes()
+			if err != nil {
+				return err
+			}
 			scheme := "http"
 			if tlsCert != "" {
 				scheme = "https"
 			}
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
 				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut, MaxInputBytes: maxIn,
-				GatewayURL: scheme + "://" + addr, Mounts: mounts,
+				MaxLogLineBytes: maxLine, GatewayURL: scheme + "://" + addr, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
-			// Shutdown: the gateway stops taking requests while the worker
-			// drains its jobs; then Redis and podman (deferred above) stop.
+			// The gateway and the worker run until a signal, or until the
+			// first of them fails: its error cancels gctx, which stops the
+			// other, and is what dev exits with. Shutdown order: the
+			// gateway stops taking requests (in-flight ones finish, then its
+			// scheduler gives up the lease) while the worker stops taking
+			// jobs and drains the running ones; then, deferred above, GPUs,
+			// podman, the Redis client and redis-server stop.
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return gw.Run(gctx) })
 			g.Go(func() error { return wk.Run(gctx) })
@@ -452,6 +472,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
 	var allowCallbacks, datastoreRoots []string
+	var hostProcessDefault bool
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -482,7 +503,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				}
 			}
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: policy, DatastoreRoots: datastoreRoots}, rdb,
+				CallbackPolicy: policy, DatastoreRoots: datastoreRoots, HostProcessDefault: hostProcessDefault}, rdb,
 				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
@@ -498,6 +519,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
+	fl.BoolVar(&hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
 	datastoreRootFlag(cmd, &datastoreRoots)
 	return cmd
@@ -558,8 +580,12 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			maxLine, err := ex.maxLogLineBytes()
+			if err != nil {
+				return err
+			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, GatewayURL: gatewayURL, Mounts: mounts,
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, MaxLogLineBytes: maxLine, GatewayURL: gatewayURL, Mounts: mounts,
 				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)

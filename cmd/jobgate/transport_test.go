@@ -32,7 +32,7 @@ func TestSecureTransport(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	stopGW := c.start("gateway", "--addr", addr, "--redis-url", redisSvc.URL, "--redis-ca-file", cert,
-		"--tls-cert", cert, "--tls-key", key, "--artifacts-dir", c.artifacts, "--log-level", "warn")
+		"--tls-cert", cert, "--tls-key", key, "--artifacts-dir", c.artifacts, "--allow-host-process-default", "--log-level", "warn")
 	defer stopGW()
 	stopW := c.start("worker", "--id", "tls", "--redis-url", redisSvc.URL, "--redis-ca-file", cert,
 		"--artifacts-dir", c.artifacts, "--allow-host-process", "--podman-url", testenv.Podman(t),

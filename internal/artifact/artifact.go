@@ -55,6 +55,14 @@ var (
 	_ Seeker = Dir{}
 )
 
+// CheckKey says why key is not one a Store takes (nil when it is): keys are
+// clean relative slash-separated paths without backslashes. Callers that
+// build keys from names they do not control check them first.
+func CheckKey(key string) error {
+	_, err := cleanKey(key)
+	return err
+}
+
 // cleanKey rejects keys that could leave Root.
 func cleanKey(key string) (string, error) {
 	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || path.Clean(key) != key ||

@@ -127,7 +127,8 @@ type IdemRecord struct {
 
 // ClaimIdempotency takes keyHash for a request whose body hashes to
 // bodyHash. It returns (nil, nil) when the caller now owns the key and must
-// create the job, or the record a first request left.
+// create the job (with CreateJobOnce, which completes the key), or the
+// record a first request left.
 func (s *Store) ClaimIdempotency(ctx context.Context, ws, keyHash, bodyHash string, creating time.Duration) (*IdemRecord, error) {
 	b, _ := json.Marshal(IdemRecord{BodyHash: bodyHash})
 	ok, err := s.rdb.SetNX(ctx, idemKey(ws, keyHash), b, creating).Result()
@@ -151,13 +152,15 @@ func (s *Store) ClaimIdempotency(ctx context.Context, ws, keyHash, bodyHash stri
 	return &r, nil
 }
 
-// CompleteIdempotency records the job a key created, kept for ttl.
-func (s *Store) CompleteIdempotency(ctx context.Context, ws, keyHash, bodyHash, jobID string, ttl time.Duration) error {
-	b, _ := json.Marshal(IdemRecord{JobID: jobID, BodyHash: bodyHash})
-	return s.rdb.Set(ctx, idemKey(ws, keyHash), b, ttl).Err()
-}
+// KEYS: the key. Deletes it unless it names a job.
+var releaseIdemScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and not string.find(v, '"job_id"', 1, true) then redis.call('DEL', KEYS[1]) end
+return 0
+`)
 
-// ReleaseIdempotency frees a key whose request failed, so it can be retried.
+// ReleaseIdempotency frees a key whose request failed, so it can be
+// retried; a key that names a job (a request under it succeeded) stays.
 func (s *Store) ReleaseIdempotency(ctx context.Context, ws, keyHash string) error {
-	return s.rdb.Del(ctx, idemKey(ws, keyHash)).Err()
+	return releaseIdemScript.Run(ctx, s.rdb, []string{idemKey(ws, keyHash)}).Err()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
@@ -56,8 +58,19 @@ func CheckKV(kind string, kv map[string]string, maxValue int) error {
 		if len(v) > maxValue || !utf8.ValidString(v) {
 			return &KVError{fmt.Sprintf("%s %q: the value must be valid UTF-8 of at most %d bytes", kind, k, maxValue)}
 		}
+		if i := strings.IndexFunc(v, isValueControl); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(v[i:])
+			return &KVError{fmt.Sprintf("%s %q: the value holds the control character %U; of those only tab, newline and carriage return are allowed", kind, k, r)}
+		}
 	}
 	return nil
+}
+
+// isValueControl reports the control characters a param or tag value may
+// not hold: NUL and the rest, except tab, newline and carriage return
+// (multi-line values such as MLflow's mlflow.note.content are common).
+func isValueControl(r rune) bool {
+	return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r'
 }
 
 // KEYS: params. ARGV: max, then key, value pairs. Returns "" or the key whose

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -105,44 +106,100 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		writeJob(ctx, p, j, spec)
+		return nil
+	})
+	return err
+}
+
+// Idempotency is the Idempotency-Key a job is created under (CreateJobOnce).
+type Idempotency struct {
+	// KeyHash names the key in the job's workspace; BodyHash is what the
+	// request's spec hashes to.
+	KeyHash, BodyHash string
+	// TTL is how long the key keeps answering with the job.
+	TTL time.Duration
+}
+
+// CreateJobOnce is CreateJob under an Idempotency-Key: in the same MULTI it
+// records the key as naming the job, for idem.TTL. When the key already
+// names a job (another request under it won), nothing is written and that
+// record comes back. So a gateway that dies after this leaves a job and a
+// completed key, and one that dies before it leaves neither: a retry then
+// finds at most a claim, which expires, and never makes a second job.
+func (s *Store) CreateJobOnce(ctx context.Context, j *api.Job, idem Idempotency) (*IdemRecord, error) {
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	done, _ := json.Marshal(IdemRecord{JobID: j.ID, BodyHash: idem.BodyHash})
+	key := idemKey(j.Workspace, idem.KeyHash)
+	for range 10 {
+		var prev *IdemRecord
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			raw, err := tx.Get(ctx, key).Bytes()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if err == nil {
+				var r IdemRecord
+				if json.Unmarshal(raw, &r) == nil && r.JobID != "" {
+					prev = &r
+					return nil
+				}
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				writeJob(ctx, p, j, spec)
+				p.Set(ctx, key, done, idem.TTL)
+				return nil
+			})
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // the key changed between WATCH and EXEC: look again
+		}
+		return prev, err
+	}
+	return nil, fmt.Errorf("create job under idempotency key: %w", ErrConflict)
+}
+
+// writeJob queues the writes that store new job j (spec is j.Spec encoded).
+func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 	status := api.StatusQueued
 	if j.Spec.Mode == api.ModeTracked {
 		status = api.StatusRunning
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, jobKey(j.ID), map[string]any{
-			"id":         j.ID,
-			"workspace":  j.Workspace,
-			"name":       j.Name,
-			"experiment": j.Experiment,
-			"status":     string(status),
-			"reason":     j.Reason,
-			"attempt":    1,
-			"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
-			"priority":   string(j.Spec.Priority),
-			"spec":       spec,
-			"notify":     strconv.FormatBool(j.Spec.Notify != nil),
-			// Its own field so job tokens can walk up a job tree cheaply.
-			"parent_id": j.Spec.ParentID,
-		})
-		p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
-		p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
-		p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		if status == api.StatusRunning {
-			p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
-		} else {
-			p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
-		}
-		if len(j.Spec.Tags) > 0 {
-			p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
-		}
-		if j.Spec.ParentID != "" {
-			p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
-		}
-		return nil
+	p.HSet(ctx, jobKey(j.ID), map[string]any{
+		"id":         j.ID,
+		"workspace":  j.Workspace,
+		"name":       j.Name,
+		"experiment": j.Experiment,
+		"status":     string(status),
+		"reason":     j.Reason,
+		"attempt":    1,
+		"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"priority":   string(j.Spec.Priority),
+		"spec":       spec,
+		"notify":     strconv.FormatBool(j.Spec.Notify != nil),
+		// Its own field so job tokens can walk up a job tree cheaply.
+		"parent_id": j.Spec.ParentID,
 	})
-	return err
+	p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
+	p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
+	p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
+	p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
+	if status == api.StatusRunning {
+		p.HSet(ctx, jobKey(j.ID), "started_at", j.CreatedAt.UTC().Format(time.RFC3339Nano))
+	} else {
+		p.ZAdd(ctx, pendingKey, redis.Z{Member: j.ID, Score: pendingScore(j.Spec.Priority, j.CreatedAt)})
+	}
+	if len(j.Spec.Tags) > 0 {
+		p.HSet(ctx, tagsKey(j.ID), j.Spec.Tags)
+	}
+	if j.Spec.ParentID != "" {
+		p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
+	}
 }
 
 func childrenKey(id string) string { return prefix + "job:" + id + ":children" }
@@ -411,7 +468,8 @@ func (s *Store) StartBy(ctx context.Context, ws, id string, attempt int, workerI
 
 // KEYS: job, pending, log, history, ended events. ARGV: attempt ("" = any), status, reason,
 // exit code ("" = none), now, idxprefix, worker-key prefix, stream cap,
-// stream ttl seconds, only-if-status ("" = any non-terminal), history record.
+// stream ttl seconds, only-if-status ("" = any non-terminal), history record,
+// log channel.
 var finishScript = redis.NewScript(luaPrelude + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -430,6 +488,7 @@ redis.call('HDEL', KEYS[1], 'cancel_requested', 'placed_on')
 if ARGV[11] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[11]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'end', ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('PUBLISH', ARGV[12], '')
 if redis.call('HGET', KEYS[1], 'notify') == 'true' then
   redis.call('XADD', KEYS[5], '*', 'job', id, 'status', ARGV[2])
 end
@@ -484,7 +543,7 @@ func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Ou
 	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey},
 		attempt, string(o.Status), o.Reason, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
 		statusIdxPrefix(ws), workerJobsPfx, s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
-		historyRecord(atoiOr(attempt, 0), o, now)).Text()
+		historyRecord(atoiOr(attempt, 0), o, now), LogChannel(id)).Text()
 	if err != nil {
 		return err
 	}
@@ -781,8 +840,11 @@ type WorkerGPU struct {
 	Model     string `json:"model"`
 	MemoryMB  int64  `json:"memory_mb"`
 	Simulated bool   `json:"simulated"`
-	// JobID holds the GPU; empty when it is free.
+	// JobID holds the GPU; empty when it is free, or (to a workspace token)
+	// when another workspace's job holds it.
 	JobID string `json:"job_id,omitempty"`
+	// InUse is set while a job holds the GPU.
+	InUse bool `json:"in_use,omitempty"`
 	// UtilizationPct and MemoryUsedMB are the worker's last sample.
 	UtilizationPct *int   `json:"utilization_pct,omitempty"`
 	MemoryUsedMB   *int64 `json:"memory_used_mb,omitempty"`
@@ -797,7 +859,7 @@ func (s *Store) SetWorkerGPUUsage(ctx context.Context, workerID string, usage []
 // RegisterWorker adds or refreshes w in the registry.
 func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
 	for i := range w.GPUs {
-		w.GPUs[i].JobID, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", nil, nil
+		w.GPUs[i].JobID, w.GPUs[i].InUse, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", false, nil, nil
 	}
 	gpus, err := json.Marshal(w.GPUs)
 	if err != nil {
@@ -884,6 +946,7 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 		_ = json.Unmarshal([]byte(m["gpu_usage"]), &usage)
 		for k := range w.GPUs {
 			w.GPUs[k].JobID = alloc[strconv.Itoa(w.GPUs[k].Index)]
+			w.GPUs[k].InUse = w.GPUs[k].JobID != ""
 			for _, u := range usage {
 				if u.Index == w.GPUs[k].Index {
 					pct, mem := u.UtilizationPct, u.MemoryUsedMB
@@ -934,16 +997,24 @@ type LogLine struct {
 	Line   []byte
 }
 
-// AppendLogs adds lines to the live log stream of job id, in order.
-func (s *Store) AppendLogs(ctx context.Context, id string, lines []LogLine) error {
+// LogChannel is the pub/sub channel that says job id's live log stream has
+// new entries (lines, or the end marker); a follower waits on it instead of
+// blocking a Redis connection on the stream.
+func LogChannel(id string) string { return prefix + "logs:" + id }
+
+// AppendLogs adds lines of the given attempt to the live log stream of job
+// id, in order, and wakes the stream's followers (LogChannel).
+func (s *Store) AppendLogs(ctx context.Context, id string, attempt int, lines []LogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
+	a := strconv.Itoa(attempt)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, l := range lines {
 			p.XAdd(ctx, &redis.XAddArgs{Stream: logKey(id), MaxLen: s.cfg.LogStreamCap, Approx: true,
-				Values: []any{string([]byte{byte(l.Stream)}), l.Line}})
+				Values: []any{string([]byte{byte(l.Stream)}), l.Line, "a", a}})
 		}
+		p.Publish(ctx, LogChannel(id), "")
 		return nil
 	})
 	return err
@@ -951,8 +1022,12 @@ func (s *Store) AppendLogs(ctx context.Context, id string, lines []LogLine) erro
 
 // LogEntry is a line from the live stream, or the end marker (End set).
 type LogEntry struct {
-	ID   string
-	Line []byte
+	ID     string
+	Stream Stream
+	Line   []byte
+	// Attempt wrote the line (1 for lines of streams written before lines
+	// carried their attempt); 0 on the end marker.
+	Attempt int
 	// End is the job's final status on the marker written when it ended.
 	End api.Status
 }
@@ -991,13 +1066,69 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 			switch k {
 			case "end":
 				e.End = api.Status(str)
+			case "a":
+				e.Attempt, _ = strconv.Atoi(str)
 			default:
 				e.Line = []byte(str)
+				if len(k) == 1 {
+					e.Stream = Stream(k[0])
+				}
 			}
+		}
+		if e.End == "" && e.Attempt == 0 {
+			e.Attempt = 1
 		}
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// logPageBytes is about how much of a log stream one read brings in: pages
+// get fewer entries when lines are long.
+const logPageBytes = 8 << 20
+
+// LogPageSize is how many entries the next read of a log stream should ask
+// for after a page of n entries holding size bytes of lines: up to 1000, and
+// fewer when lines are long (a line may be up to the workers' line bound).
+func LogPageSize(n, size int) int64 {
+	if n == 0 || size == 0 {
+		return 1000
+	}
+	return min(1000, max(4, int64(logPageBytes/(size/n+1))))
+}
+
+var newline = []byte{'\n'}
+
+// CopyLogs writes the lines of attempt of job id's live log stream to w, each
+// with its newline, in order; attempt 0 means every attempt's. It returns how
+// many lines it wrote.
+func (s *Store) CopyLogs(ctx context.Context, w io.Writer, id string, attempt int) (int, error) {
+	after, count, lines := "0", int64(1000), 0
+	for {
+		entries, err := s.ReadLogs(ctx, id, after, count, 0)
+		if err != nil {
+			return lines, err
+		}
+		size := 0
+		for _, e := range entries {
+			after = e.ID
+			size += len(e.Line)
+			if e.End != "" || (attempt != 0 && e.Attempt != attempt) {
+				continue
+			}
+			if _, err := w.Write(e.Line); err != nil {
+				return lines, err
+			}
+			if _, err := w.Write(newline); err != nil {
+				return lines, err
+			}
+			lines++
+		}
+		if int64(len(entries)) < count {
+			return lines, nil
+		}
+		count = LogPageSize(len(entries), size)
+	}
 }
 
 // Experiments lists ws's experiments with their latest submission time.

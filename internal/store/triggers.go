@@ -20,15 +20,31 @@ import (
 //	jobgate:trigger:{id}                  the Trigger, JSON
 //	jobgate:trigger:{id}:deliveries       list of Delivery, newest first, capped
 //	jobgate:trigger:{id}:seen:{sha256}    a delivery id's claim, then its job id
+//	jobgate:trigger:{id}:body:{sha256}    a delivery body's claim, then its job id
 //
 // Deliveries and claims are keyed by the trigger's id, not its name, so a
 // trigger deleted and created again starts with a clean history.
 func wsTriggersKey(ws string) string { return prefix + "ws:" + ws + ":triggers" }
 func triggerKey(id string) string    { return prefix + "trigger:" + id }
 func deliveriesKey(id string) string { return prefix + "trigger:" + id + ":deliveries" }
-func seenKey(id, delivery string) string {
-	h := sha256.Sum256([]byte(delivery))
-	return prefix + "trigger:" + id + ":seen:" + hex.EncodeToString(h[:])
+func claimKey(trigger string, k DeliveryKey) string {
+	return prefix + "trigger:" + trigger + ":" + string(k)
+}
+
+// DeliveryKey is what a delivery is deduplicated on: its id (ByDeliveryID),
+// or, where the sender signs only the body, the body too (ByBody).
+type DeliveryKey string
+
+// ByDeliveryID keys a delivery by the id its sender gave it.
+func ByDeliveryID(id string) DeliveryKey {
+	h := sha256.Sum256([]byte(id))
+	return DeliveryKey("seen:" + hex.EncodeToString(h[:]))
+}
+
+// ByBody keys a delivery by its body's SHA-256.
+func ByBody(body []byte) DeliveryKey {
+	h := sha256.Sum256(body)
+	return DeliveryKey("body:" + hex.EncodeToString(h[:]))
 }
 
 // DeliveriesKept is how many deliveries a trigger's history keeps.
@@ -216,14 +232,15 @@ func (s *Store) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
 // the job id, which never starts with it.
 const claimPrefix = "claim:"
 
-// ClaimDelivery claims delivery id of trigger so that only one gateway acts
-// on it, with SET NX. It returns claimed=true when the caller won and must
-// then CompleteDelivery or ReleaseDelivery with the token; otherwise jobID
-// is the job the delivery already made, or "" while another caller still
-// holds the claim. An unfinished claim lapses after hold, so a gateway that
-// dies mid-delivery does not block redeliveries for long.
-func (s *Store) ClaimDelivery(ctx context.Context, trigger, id, token string, hold time.Duration) (jobID string, claimed bool, err error) {
-	key := seenKey(trigger, id)
+// ClaimDelivery claims the delivery of trigger keyed k so that only one
+// gateway acts on it, with SET NX. It returns claimed=true when the caller
+// won and must then CompleteDelivery or ReleaseDelivery with the token;
+// otherwise jobID is the job a delivery with that key already made, or ""
+// while another caller still holds the claim. An unfinished claim lapses
+// after hold, so a gateway that dies mid-delivery does not block
+// redeliveries for long.
+func (s *Store) ClaimDelivery(ctx context.Context, trigger string, k DeliveryKey, token string, hold time.Duration) (jobID string, claimed bool, err error) {
+	key := claimKey(trigger, k)
 	ok, err := s.rdb.SetNX(ctx, key, claimPrefix+token, hold).Result()
 	if err != nil {
 		return "", false, err
@@ -233,7 +250,7 @@ func (s *Store) ClaimDelivery(ctx context.Context, trigger, id, token string, ho
 	}
 	v, err := s.rdb.Get(ctx, key).Result()
 	if errors.Is(err, redis.Nil) {
-		return s.ClaimDelivery(ctx, trigger, id, token, hold) // released or lapsed in between
+		return s.ClaimDelivery(ctx, trigger, k, token, hold) // released or lapsed in between
 	}
 	if err != nil {
 		return "", false, err
@@ -251,23 +268,23 @@ if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`)
 
-// CompleteDelivery records that the claimed delivery made job jobID; for
-// ttl, redeliveries of the same id get that job back.
-func (s *Store) CompleteDelivery(ctx context.Context, trigger, id, token, jobID string, ttl time.Duration) error {
-	ok, err := finishClaim.Run(ctx, s.rdb, []string{seenKey(trigger, id)}, claimPrefix+token, jobID, ttl.Milliseconds()).Int()
+// CompleteDelivery records that the delivery claimed under k made job
+// jobID; for ttl, deliveries with the same key get that job back.
+func (s *Store) CompleteDelivery(ctx context.Context, trigger string, k DeliveryKey, token, jobID string, ttl time.Duration) error {
+	ok, err := finishClaim.Run(ctx, s.rdb, []string{claimKey(trigger, k)}, claimPrefix+token, jobID, ttl.Milliseconds()).Int()
 	if err != nil {
 		return err
 	}
 	if ok == 0 {
 		// The claim lapsed while the job was made; record it anyway, so
 		// later redeliveries still find it.
-		return s.rdb.Set(ctx, seenKey(trigger, id), jobID, ttl).Err()
+		return s.rdb.Set(ctx, claimKey(trigger, k), jobID, ttl).Err()
 	}
 	return nil
 }
 
-// ReleaseDelivery frees a claimed delivery that made no job, so a
-// redelivery is processed afresh.
-func (s *Store) ReleaseDelivery(ctx context.Context, trigger, id, token string) error {
-	return finishClaim.Run(ctx, s.rdb, []string{seenKey(trigger, id)}, claimPrefix+token, "", 0).Err()
+// ReleaseDelivery frees the claim under k of a delivery that made no job,
+// so a redelivery is processed afresh.
+func (s *Store) ReleaseDelivery(ctx context.Context, trigger string, k DeliveryKey, token string) error {
+	return finishClaim.Run(ctx, s.rdb, []string{claimKey(trigger, k)}, claimPrefix+token, "", 0).Err()
 }

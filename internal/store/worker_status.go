@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"context"
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Worker statuses in the registry. Only a WorkerUp worker is given jobs; a
 // preparing or out-of-service one heartbeats so that people can see it and
@@ -21,4 +26,29 @@ const (
 // SetWorkerStatus sets a registered worker's status and problem ("" clears it).
 func (s *Store) SetWorkerStatus(ctx context.Context, workerID, status, problem string) error {
 	return s.rdb.HSet(ctx, workerKey(workerID), "status", status, "problem", problem).Err()
+}
+
+// JobWorkspaces returns the workspace of each of ids that names a job; ids
+// of jobs that are gone are left out.
+func (s *Store) JobWorkspaces(ctx context.Context, ids []string) (map[string]string, error) {
+	if len(ids) == 0 {
+		return map[string]string{}, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, jobKey(id), "workspace")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make(map[string]string, len(ids))
+	for i, c := range cmds {
+		if ws, err := c.Result(); err == nil {
+			out[ids[i]] = ws
+		}
+	}
+	return out, nil
 }

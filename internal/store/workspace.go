@@ -66,6 +66,42 @@ func (s *Store) Workspace(ctx context.Context, name string) (*api.Workspace, err
 	return &w, nil
 }
 
+// SetWorkspaceHostProcess sets workspace name's allow_host_process and
+// returns the record as it is now; ErrNotFound if there is none.
+func (s *Store) SetWorkspaceHostProcess(ctx context.Context, name string, allow bool) (*api.Workspace, error) {
+	var out *api.Workspace
+	for range 10 {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			b, err := tx.HGet(ctx, workspacesKey, name).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			var w api.Workspace
+			if err := json.Unmarshal(b, &w); err != nil {
+				return fmt.Errorf("workspace %s: %w", name, err)
+			}
+			w.AllowHostProcess = allow
+			nb, err := json.Marshal(w)
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, workspacesKey, name, nb)
+				return nil
+			})
+			out = &w
+			return err
+		}, workspacesKey)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return out, err
+		}
+	}
+	return nil, fmt.Errorf("workspace %s: too many concurrent changes: %w", name, ErrConflict)
+}
+
 // Workspaces lists every workspace.
 func (s *Store) Workspaces(ctx context.Context) ([]api.Workspace, error) {
 	m, err := s.rdb.HGetAll(ctx, workspacesKey).Result()

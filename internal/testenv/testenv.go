@@ -161,11 +161,18 @@ var image struct {
 func BuildExampleImage(t testing.TB) string {
 	t.Helper()
 	Podman(t)
-	image.once.Do(func() { image.err = buildExampleImage(ExampleImage) })
-	if image.err != nil {
-		t.Fatalf("build example image: %v", image.err)
+	if err := EnsureExampleImage(); err != nil {
+		t.Fatalf("build example image: %v", err)
 	}
 	return ExampleImage
+}
+
+// EnsureExampleImage is BuildExampleImage for a TestMain, where no test runs
+// yet: it builds the image once per test binary (podman must be installed)
+// and returns what went wrong.
+func EnsureExampleImage() error {
+	image.once.Do(func() { image.err = buildExampleImage(ExampleImage) })
+	return image.err
 }
 
 // RepoRoot is the folder holding go.mod.

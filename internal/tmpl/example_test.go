@@ -30,5 +30,5 @@ func Example() {
 	// Output:
 	// ["train" "--repo" "acme/train-resnet"] <nil>
 	// 0d1a26e67d8f 2432232314 <nil>
-	// render template: template: template:1:11: executing "template" at <.payload.pull_request.number>: map has no entry for key "pull_request"
+	// render template: cannot read .payload.pull_request.number: "pull_request" is missing from .payload
 }

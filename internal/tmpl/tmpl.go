@@ -11,19 +11,30 @@
 //
 // The template language is text/template with these limits:
 //
-//   - a missing map key is an error naming the key (missingkey=error), so a
-//     delivery without the fields a trigger needs is rejected, not run with
-//     empty values; index is strict in the same way;
+//   - a field that is missing, or read through null or a value that is not
+//     an object, is an error naming the path and the step that failed
+//     ("cannot read .payload.head_commit.id: .payload.head_commit is null"),
+//     so a delivery without the fields a trigger needs is rejected, not run
+//     with empty values; index is strict in the same way;
 //   - only these functions: and, or, not, eq, ne, lt, le, gt, ge, index, len,
 //     slice, print, printf; call (which could run a function found in the
 //     data), html, js, urlquery and println are refused, and nothing is added;
 //   - range, define, template and block are refused, so rendering time is
 //     bounded by the template's size (range over an integer would loop for as
 //     long as it was told to);
+//   - print and printf, the only functions that make new values, may make
+//     MaxWorkBytes (1 MiB) in all per RenderArgs, RenderMap or Render call,
+//     counted before each call from an upper bound of its result, so values
+//     kept in variables and fed to further calls are bounded too (see
+//     budget.go); printf formats may not use argument indexes (%[2]d) or *
+//     widths;
 //   - templates and rendered strings are capped at 64 KiB each, all the
 //     strings of one spec at 1 MiB, and a NUL byte in a result is an error;
 //   - data must be decoded JSON: maps with string keys, slices, strings,
 //     numbers, booleans and null; there are no methods or functions in it.
+//
+// Render errors are *Error values whose Reason speaks of the template and
+// of JSON (paths, null, objects and lists), never of Go types.
 //
 // Values render as they read in the JSON: integers without an exponent
 // (2432232314, not 2.432232314e+09), booleans as true and false, and null as
@@ -33,6 +44,7 @@ package tmpl
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +66,10 @@ const (
 	// MaxTotalOutputBytes caps all the strings rendered by one RenderArgs or
 	// RenderMap call.
 	MaxTotalOutputBytes = 1 << 20
+	// MaxWorkBytes caps what print and printf may make in all during one
+	// RenderArgs, RenderMap or Render call, whether it is written out, kept
+	// in a variable or passed to another call.
+	MaxWorkBytes = 1 << 20
 	// maxDepth caps how deeply data may nest.
 	maxDepth = 128
 )
@@ -102,15 +118,15 @@ func DecodePayload(body []byte) (map[string]any, error) {
 // without data: for checking a trigger when it is created. Errors wrap
 // ErrInvalidTemplate.
 func Check(tpl string) error {
-	_, err := compile("template", tpl)
+	_, err := compile("template", tpl, &budget{})
 	return err
 }
 
 // Render renders tpl over data, which must be decoded JSON (see
 // DecodePayload), and returns the result. Errors wrap ErrInvalidTemplate,
-// ErrInvalidData or ErrRender.
+// ErrInvalidData or ErrRender; a render error is an *Error.
 func Render(tpl string, data map[string]any) (string, error) {
-	t, err := compile("template", tpl)
+	t, err := compile("template", tpl, &budget{left: MaxWorkBytes})
 	if err != nil {
 		return "", err
 	}
@@ -118,16 +134,18 @@ func Render(tpl string, data map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return execute("template", t, tpl, clean)
+	return execute("", t, tpl, clean)
 }
 
 // RenderArgs renders each element of args (a command's argv) over data and
 // returns the results, one element each. Errors name the element, as
-// "args[2]", and wrap ErrInvalidTemplate, ErrInvalidData or ErrRender.
+// "args[2]", and wrap ErrInvalidTemplate, ErrInvalidData or ErrRender; one
+// that comes from rendering an element is an *Error.
 func RenderArgs(args []string, data map[string]any) ([]string, error) {
 	ts := make([]*template.Template, len(args))
+	b := &budget{left: MaxWorkBytes}
 	for i, a := range args {
-		t, err := compile(fmt.Sprintf("args[%d]", i), a)
+		t, err := compile(fmt.Sprintf("args[%d]", i), a, b)
 		if err != nil {
 			return nil, err
 		}
@@ -153,12 +171,14 @@ func RenderArgs(args []string, data map[string]any) ([]string, error) {
 // RenderMap renders each value of fields (an environment, say) over data and
 // returns a map with the same keys, which are not templates. Keys are
 // rendered in sorted order, so the first error is the same every time; it
-// names the key and wraps ErrInvalidTemplate, ErrInvalidData or ErrRender.
+// names the key and wraps ErrInvalidTemplate, ErrInvalidData or ErrRender;
+// one that comes from rendering a value is an *Error.
 func RenderMap(fields map[string]string, data map[string]any) (map[string]string, error) {
 	keys := slices.Sorted(maps.Keys(fields))
 	ts := make([]*template.Template, len(keys))
+	b := &budget{left: MaxWorkBytes}
 	for i, k := range keys {
-		t, err := compile(k, fields[k])
+		t, err := compile(k, fields[k], b)
 		if err != nil {
 			return nil, err
 		}
@@ -183,9 +203,10 @@ func RenderMap(fields map[string]string, data map[string]any) (map[string]string
 	return out, nil
 }
 
-// compile parses tpl and checks it against the rules above. It returns nil
-// for a template without actions, which execute returns as it is.
-func compile(name, tpl string) (*template.Template, error) {
+// compile parses tpl and checks it against the rules above; its print and
+// printf spend b. It returns nil for a template without actions, which
+// execute returns as it is.
+func compile(name, tpl string, b *budget) (*template.Template, error) {
 	if len(tpl) > MaxTemplateBytes {
 		return nil, fmt.Errorf("%w: %s: longer than %d bytes", ErrInvalidTemplate, name, MaxTemplateBytes)
 	}
@@ -194,7 +215,7 @@ func compile(name, tpl string) (*template.Template, error) {
 	}
 	t, err := template.New(name).
 		Option("missingkey=error").
-		Funcs(template.FuncMap{"index": strictIndex}).
+		Funcs(template.FuncMap{"index": strictIndex, "print": b.print, "printf": b.printf, fieldFunc: field}).
 		Parse(tpl)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTemplate, err)
@@ -206,6 +227,7 @@ func compile(name, tpl string) (*template.Template, error) {
 		if err := checkNode(t.Tree, t.Tree.Root); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidTemplate, err)
 		}
+		rewriteFields(t.Tree.Root)
 	}
 	return t, nil
 }
@@ -245,6 +267,14 @@ func checkNode(tree *parse.Tree, n parse.Node) error {
 		for _, a := range n.Args {
 			if err := checkNode(tree, a); err != nil {
 				return err
+			}
+		}
+		// A literal format that printf would refuse is refused now.
+		if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "printf" && len(n.Args) > 1 {
+			if f, ok := n.Args[1].(*parse.StringNode); ok {
+				if _, err := printfBound(f.Text, nil, math.MaxInt); err != nil {
+					return refuse("printf: " + err.Error())
+				}
 			}
 		}
 	case *parse.ChainNode:
@@ -295,10 +325,7 @@ func execute(name string, t *template.Template, tpl string, data map[string]any)
 	}
 	var buf cappedBuffer
 	if err := t.Execute(&buf, data); err != nil {
-		if errors.Is(err, errTooLong) {
-			return "", fmt.Errorf("%w: %s: result longer than %d bytes", ErrRender, name, MaxOutputBytes)
-		}
-		return "", fmt.Errorf("%w: %w", ErrRender, err)
+		return "", execError(name, tpl, t.Tree, err)
 	}
 	out := buf.String()
 	return out, checkResult(name, out)
@@ -306,37 +333,45 @@ func execute(name string, t *template.Template, tpl string, data map[string]any)
 
 func checkResult(name, out string) error {
 	if strings.IndexByte(out, 0) >= 0 {
-		return fmt.Errorf("%w: %s: result holds a NUL byte", ErrRender, name)
+		return renderError(name, "result holds a NUL byte")
 	}
 	return nil
 }
 
 // strictIndex replaces the index builtin: a missing key or an index out of
-// range is an error, as a missing field is with missingkey=error, instead of
-// a zero value that would render as "<no value>".
+// range is an error, as a missing field is, instead of a zero value that
+// would render as "<no value>". Errors name the step, as ["commits"][0].
 func strictIndex(item any, keys ...any) (any, error) {
-	v := item
+	v, path := item, ""
 	for _, k := range keys {
+		at := cmp.Or(path, "the value")
 		switch c := v.(type) {
 		case map[string]any:
 			key, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("map key must be a string, not %T", k)
+			if n, isNull := k.(null); isNull {
+				key, ok = string(n), true
 			}
+			if !ok {
+				return nil, fmt.Errorf("%s is an object: its keys are strings, not %s", at, kindOf(k))
+			}
+			path += "[" + quoteKey(key) + "]"
 			if v, ok = c[key]; !ok {
-				return nil, fmt.Errorf("map has no entry for key %q", key)
+				return nil, fmt.Errorf("%s is missing", path)
 			}
 		case []any:
 			i, ok := toInt(k)
 			if !ok {
-				return nil, fmt.Errorf("slice index must be an integer, not %T", k)
+				return nil, fmt.Errorf("%s is a list: its indexes are whole numbers, not %s", at, kindOf(k))
 			}
 			if i < 0 || i >= int64(len(c)) {
-				return nil, fmt.Errorf("index %d out of range for %d elements", i, len(c))
+				return nil, fmt.Errorf("index %d is out of range: %s has %d elements", i, at, len(c))
 			}
+			path += fmt.Sprintf("[%d]", i)
 			v = c[i]
+		case null:
+			return nil, fmt.Errorf("%s is null", at)
 		default:
-			return nil, fmt.Errorf("cannot index %T", v)
+			return nil, fmt.Errorf("%s is %s, not an object or a list", at, kindOf(v))
 		}
 	}
 	return v, nil
@@ -362,15 +397,15 @@ func sanitizeRoot(data map[string]any) (map[string]any, error) {
 }
 
 // sanitize returns a copy of decoded JSON with numbers as int64 or float64
-// and null as "", and an error wrapping ErrInvalidData, with the path to the
-// value, for anything that is not decoded JSON.
+// and null as null(""), and an error wrapping ErrInvalidData, with the path
+// to the value, for anything that is not decoded JSON.
 func sanitize(v any, depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: nested more than %d deep", ErrInvalidData, maxDepth)
 	}
 	switch x := v.(type) {
 	case nil:
-		return "", nil
+		return null(""), nil
 	case string, bool, int64:
 		return x, nil
 	case int:

@@ -217,7 +217,7 @@ func (s *Sender) send(ctx context.Context, url string, key []byte, msgID string,
 	a := Attempt{Number: n, At: time.Now()}
 	fail := func(err error) (Attempt, error) {
 		a.Duration = time.Since(a.At)
-		a.Error = err.Error()
+		a.Error = s.describe(url, err)
 		return a, err
 	}
 
@@ -255,6 +255,53 @@ func (s *Sender) send(ctx context.Context, url string, key []byte, msgID string,
 		StatusCode: resp.StatusCode,
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	})
+}
+
+// describe is what Attempt.Error says about err: a short message that is
+// safe to show whoever set the callback URL, in words of its own rather
+// than the error's, which may name the sender's DNS resolver, the address a
+// host name resolved to, or the local address of the connection.
+func (s *Sender) describe(rawURL string, err error) string {
+	host := rawURL
+	if u, perr := neturl.Parse(rawURL); perr == nil {
+		host = u.Hostname()
+	}
+	var (
+		se       *StatusError
+		dnsErr   *net.DNSError
+		certErr  *tls.CertificateVerificationError
+		recErr   tls.RecordHeaderError
+		alertErr tls.AlertError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &se):
+		return se.Error()
+	case errors.Is(err, ErrForbiddenAddress):
+		return fmt.Sprintf("host %s resolves to an address the callback policy does not allow", host)
+	case errors.Is(err, ErrInvalidURL):
+		return "invalid callback URL"
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return fmt.Sprintf("cannot resolve host %s: timeout", host)
+		}
+		return fmt.Sprintf("cannot resolve host %s", host)
+	case errors.As(err, &certErr):
+		return "TLS error: the receiver's certificate is not trusted"
+	case errors.As(err, &recErr), errors.As(err, &alertErr):
+		return "TLS error: handshake failed"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Sprintf("timeout: no response within %s (deadline exceeded)", s.cfg.Timeout)
+	case errors.Is(err, context.Canceled):
+		return "canceled: the sender stopped"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed by the receiver before it answered"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	}
+	return "connection failed"
 }
 
 // retryable reports whether an attempt that failed with err is worth repeating.

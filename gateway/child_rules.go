@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/jobgate/jobgate/api"
+)
+
+// checkChild applies the rule for a job submitted with a job's own token
+// (JOBGATE_JOB_TOKEN): the child may ask for nothing the token's job lacks.
+// It is compared with that job (the principal's JobID), not with the
+// parent it names, which may be a descendant someone else submitted with
+// more. A refusal is a 403 naming the field:
+//
+//   - mode process only if the job is a process job;
+//   - secrets: only secrets (by name) the job has itself;
+//   - inputs: only datastores the job has as inputs, at the job's path or
+//     below it; ro_mount only where the job has ro_mount (for a host
+//     process it is the host folder itself), download where it has either;
+//   - priority no higher than the job's;
+//   - notify only to the job's own callback URL (an empty secret takes the
+//     job's secret);
+//   - user: the job's, if it has one (a child that names none inherits it);
+//     read_only_rootfs: inherited, a child of a read-only job is read-only.
+//
+// spec is changed only by what it inherits; the caller checks the rest of
+// it as for any job.
+func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec) error {
+	own, err := g.store.GetJob(ctx, p.Workspace, p.JobID)
+	if err != nil {
+		return err
+	}
+	js := own.Spec
+	if spec.User == "" {
+		spec.User = js.User
+	}
+	if js.ReadOnlyRootfs {
+		spec.ReadOnlyRootfs = true
+	}
+	if n := spec.Notify; n != nil && n.Secret == "" && js.Notify != nil && n.URL == js.Notify.URL {
+		inherited := *n
+		inherited.Secret = js.Notify.Secret
+		spec.Notify = &inherited
+	}
+	deny := func(format string, args ...any) error {
+		return errorf(http.StatusForbidden, CodeForbidden, format+" (a job token submits only children that ask for nothing its job %s lacks)", append(args, own.ID)...)
+	}
+	if spec.Notify != nil && (js.Notify == nil || spec.Notify.URL != js.Notify.URL) {
+		return deny("notify.url: a child may call back only the job's own notify URL")
+	}
+	// Compare with the defaults filled in (mode, priority, input modes), on
+	// a copy: checkSpec normalizes the spec itself later.
+	c := *spec
+	c.Inputs = maps.Clone(spec.Inputs)
+	if err := normalize(&c, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
+		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
+		return err
+	}
+	if c.Mode == api.ModeProcess && js.Mode != api.ModeProcess {
+		return deny("mode: process, but the job is a %s job", js.Mode)
+	}
+	has := map[string]bool{}
+	for _, name := range js.Secrets {
+		has[name] = true
+	}
+	for _, env := range slices.Sorted(maps.Keys(c.Secrets)) {
+		if !has[c.Secrets[env]] {
+			return deny("secrets.%s: secret %q is not one of the job's secrets", env, c.Secrets[env])
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Inputs)) {
+		if !inputCovered(c.Inputs[name], js.Inputs) {
+			in := c.Inputs[name]
+			return deny("inputs.%s: %s of datastore %q path %q is not within the job's own inputs", name, in.Mode, in.Datastore, in.Path)
+		}
+	}
+	if priorityLevel(c.Priority) > priorityLevel(js.Priority) {
+		return deny("priority: %s is above the job's %s", c.Priority, js.Priority)
+	}
+	if js.User != "" && c.User != js.User {
+		return deny("user: the job runs as %q; so must its children", js.User)
+	}
+	return nil
+}
+
+// inputCovered reports whether the job's inputs cover in: the same
+// datastore at in's path or above it, and ro_mount only where the job has
+// ro_mount (download, a private copy, is covered by either).
+func inputCovered(in api.Input, job map[string]api.Input) bool {
+	for _, j := range job {
+		if j.Datastore != in.Datastore {
+			continue
+		}
+		below := j.Path == "" || in.Path == j.Path || strings.HasPrefix(in.Path, j.Path+"/")
+		mode := in.Mode == api.InputDownload || j.Mode == api.InputReadOnlyMount || j.Mode == ""
+		if below && mode {
+			return true
+		}
+	}
+	return false
+}
+
+// priorityLevel orders priorities, low below normal below high.
+func priorityLevel(p api.Priority) int {
+	switch p {
+	case api.PriorityHigh:
+		return 2
+	case api.PriorityLow:
+		return 0
+	}
+	return 1
+}
