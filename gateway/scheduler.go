@@ -511,8 +511,8 @@ func isLive(live []store.Worker, id string) bool {
 // worker_lost or worker_stopped. A worker that stops cleanly hands its own
 // back before it says it stopped, so those on a stopped worker are attempts
 // it could not stop in time. The reason says that such an attempt may still
-// be running on the worker's machine until it is reaped: nothing here can
-// stop it. A worker that comes back later finds its old tasks stale.
+// be running on the worker's machine until it is reaped (the history's
+// note): nothing here can stop it. A worker that comes back later finds its old tasks stale.
 func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.Time) {
 	state := s.workerState(w, now)
 	for _, id := range w.Jobs {
@@ -531,10 +531,10 @@ func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.
 			if state == "stopped" {
 				why = fmt.Sprintf("%s: worker %s stopped without handing the attempt back", api.ReasonWorkerStopped, w.ID)
 			}
-			why += fmt.Sprintf("; attempt %d may still be running on its machine until it is reaped (by %s when it comes back, or by another worker on the same podman)",
-				job.Attempt, w.ID)
+			note := fmt.Sprintf("attempt %d may still be running on the machine of %s until it is reaped (by %s when it comes back, or by another worker on the same podman)",
+				job.Attempt, w.ID, w.ID)
 			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, store.Outcome{Status: api.StatusFailed,
-				Reason: why, Worker: w.ID, StartedAt: job.StartedAt}, now)
+				Reason: why, Worker: w.ID, StartedAt: job.StartedAt, Note: note}, now)
 			s.logger.WarnContext(ctx, "recovered job of "+state+" worker", slog.String("job_id", id), slog.String("worker_id", w.ID))
 		case job.Status.Terminal():
 			err = s.store.ForgetWorkerJob(ctx, w.ID, id)

@@ -47,7 +47,7 @@ func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
 	r, _ := st.GetJobByID(ctx, running.ID)
 	hist, _ := st.Attempts(ctx, running.ID)
 	if r.Status != api.StatusQueued || r.Attempt != 2 || len(hist) != 1 || !strings.HasPrefix(hist[0].Reason, api.ReasonWorkerStopped) ||
-		!strings.Contains(hist[0].Reason, "may still be running") {
+		!strings.Contains(hist[0].Note, "may still be running") {
 		t.Fatalf("running job of a stopped worker: %s attempt %d, history %+v; want queued attempt 2, attempt 1 worker_stopped and may still be running",
 			r.Status, r.Attempt, hist)
 	}

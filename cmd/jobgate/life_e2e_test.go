@@ -306,8 +306,8 @@ func TestKilledWorkersContainersAreReaped(t *testing.T) {
 	t.Logf("%d orphaned containers of k1 removed within %s of their jobs running on k2", orphans, time.Since(moved).Round(100*time.Millisecond))
 	for _, id := range ids {
 		h := c.history(id)
-		if len(h.Attempts) != 1 || !strings.HasPrefix(h.Attempts[0].Reason, api.ReasonWorkerLost) || !strings.Contains(h.Attempts[0].Reason, "may still be running") {
-			t.Errorf("history of %s: %+v; want attempt 1 worker_lost, saying it may still be running until reaped", id, h.Attempts)
+		if len(h.Attempts) != 1 || !strings.HasPrefix(h.Attempts[0].Reason, api.ReasonWorkerLost) || !strings.Contains(h.Attempts[0].Note, "may still be running") {
+			t.Errorf("history of %s: %+v; want attempt 1 worker_lost, with a note that it may still be running until reaped", id, h.Attempts)
 		}
 	}
 

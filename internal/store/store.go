@@ -503,6 +503,9 @@ type Outcome struct {
 	// Worker ran the attempt ("" if none did).
 	Worker    string
 	StartedAt *time.Time
+	// Note adds to the attempt's history what the reason does not say,
+	// such as that the attempt may still be running somewhere.
+	Note string
 }
 
 // AttemptRecord is one line of a job's attempt history.
@@ -514,11 +517,13 @@ type AttemptRecord struct {
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt time.Time  `json:"finished_at"`
+	// Note is Outcome.Note.
+	Note string `json:"note,omitempty"`
 }
 
 func historyRecord(attempt int, o Outcome, now time.Time) string {
 	b, _ := json.Marshal(AttemptRecord{Attempt: attempt, Worker: o.Worker, Status: o.Status, Reason: o.Reason,
-		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC()})
+		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC(), Note: o.Note})
 	return string(b)
 }
 
