@@ -43,8 +43,13 @@ const (
 	CodeRateLimited  = "rate_limited"
 )
 
+// retryAfterUnavailable is the Retry-After, in seconds, of a 503 answered
+// while Redis is unreachable.
+const retryAfterUnavailable = "2"
+
 // errorHandler is the one place errors become HTTP responses. Causes of 5xx
-// go to the log; the client gets "internal error".
+// go to the log; the client gets "internal error", or "unavailable" (503,
+// Retry-After) while Redis cannot be reached.
 func (g *Gateway) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -61,6 +66,10 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 		ae = errorf(http.StatusConflict, CodeConflict, "the resource changed state; retry")
 	case errors.As(err, &he):
 		ae = fromEchoError(he)
+	case store.Unavailable(err):
+		// Redis is restarting or out of reach: the client may retry.
+		ae = errorf(http.StatusServiceUnavailable, CodeUnavailable, "the job store is unreachable; retry in a few seconds")
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 	default:
 		ae = errorf(http.StatusInternalServerError, CodeInternal, "internal error")
 	}

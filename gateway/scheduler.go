@@ -111,9 +111,10 @@ func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
 }
 
 // inService reports whether a worker may be given jobs, as far as its own
-// status goes: not while its node preparation runs or after it failed.
+// status goes: not while its node preparation runs or after it failed, nor
+// while it shuts down.
 func inService(w store.Worker) bool {
-	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService
+	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService && w.Status != store.WorkerStopping
 }
 
 // canRun says whether worker w could run spec at all (ignoring what is busy).
@@ -505,11 +506,15 @@ func isLive(live []store.Worker, id string) bool {
 
 // recoverWorker hands the jobs of a stopped, lost or out-of-service worker to
 // others: placed but not started ones go back to the pending set as they were;
-// running ones (only on a lost worker: a stopping worker requeues its own, and
-// one that is preparing or out of service runs none) are requeued as a
-// new attempt with the reason worker_lost. A worker that comes back later
-// finds its old tasks stale.
+// running ones (only on a lost or stopped worker: one that is preparing or
+// out of service runs none) are requeued as a new attempt with the reason
+// worker_lost or worker_stopped. A worker that stops cleanly hands its own
+// back before it says it stopped, so those on a stopped worker are attempts
+// it could not stop in time. The reason says that such an attempt may still
+// be running on the worker's machine until it is reaped (the history's
+// note): nothing here can stop it. A worker that comes back later finds its old tasks stale.
 func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.Time) {
+	state := s.workerState(w, now)
 	for _, id := range w.Jobs {
 		job, err := s.store.GetJobByID(ctx, id)
 		if err != nil {
@@ -520,11 +525,17 @@ func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.
 		}
 		switch {
 		case job.Status == api.StatusQueued:
-			err = s.store.Unreserve(ctx, id, job.Attempt, w.ID, fmt.Sprintf("worker %s is %s; waiting to be placed again", w.ID, s.workerState(w, now)))
-		case job.Status == api.StatusRunning && job.Worker == w.ID && s.workerState(w, now) == "lost":
+			err = s.store.Unreserve(ctx, id, job.Attempt, w.ID, fmt.Sprintf("worker %s is %s; waiting to be placed again", w.ID, state))
+		case job.Status == api.StatusRunning && job.Worker == w.ID && (state == "lost" || state == "stopped"):
+			why := fmt.Sprintf("%s: worker %s stopped heartbeating", api.ReasonWorkerLost, w.ID)
+			if state == "stopped" {
+				why = fmt.Sprintf("%s: worker %s stopped without handing the attempt back", api.ReasonWorkerStopped, w.ID)
+			}
+			note := fmt.Sprintf("attempt %d may still be running on the machine of %s until it is reaped (by %s when it comes back, or by another worker on the same podman)",
+				job.Attempt, w.ID, w.ID)
 			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, store.Outcome{Status: api.StatusFailed,
-				Reason: fmt.Sprintf("%s: worker %s stopped heartbeating", api.ReasonWorkerLost, w.ID), Worker: w.ID, StartedAt: job.StartedAt}, now)
-			s.logger.WarnContext(ctx, "recovered job of lost worker", slog.String("job_id", id), slog.String("worker_id", w.ID))
+				Reason: why, Worker: w.ID, StartedAt: job.StartedAt, Note: note}, now)
+			s.logger.WarnContext(ctx, "recovered job of "+state+" worker", slog.String("job_id", id), slog.String("worker_id", w.ID))
 		case job.Status.Terminal():
 			err = s.store.ForgetWorkerJob(ctx, w.ID, id)
 		}

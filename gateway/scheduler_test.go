@@ -15,6 +15,44 @@ import (
 	"github.com/jobgate/jobgate/internal/store"
 )
 
+// TestStoppedWorkerRunningJobIsRecovered: a worker that said it stopped
+// while an attempt is still running on it (it could not stop it in time) has
+// that attempt requeued too, with a history that says it may still run.
+func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	st := f.st
+	now := time.Now()
+	if err := st.RegisterWorker(ctx, store.Worker{ID: "quitter", Executor: "podman", Slots: 4, StartedAt: now}, now); err != nil {
+		t.Fatal(err)
+	}
+	var running api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, jobBody, &running)
+	_, n, err := st.Reserve(ctx, running.ID, 1, "quitter", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Placed(ctx, running.ID, 1, "quitter")
+	if err := st.Start(ctx, DefaultWorkspace, running.ID, 1, "quitter", n, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.StopWorker(ctx, "quitter"); err != nil {
+		t.Fatal(err)
+	}
+	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
+		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := st.GetJobByID(ctx, running.ID)
+	hist, _ := st.Attempts(ctx, running.ID)
+	if r.Status != api.StatusQueued || r.Attempt != 2 || len(hist) != 1 || !strings.HasPrefix(hist[0].Reason, api.ReasonWorkerStopped) ||
+		!strings.Contains(hist[0].Note, "may still be running") {
+		t.Fatalf("running job of a stopped worker: %s attempt %d, history %+v; want queued attempt 2, attempt 1 worker_stopped and may still be running",
+			r.Status, r.Attempt, hist)
+	}
+}
+
 // TestLostWorkerJobsAreRecovered: a worker that stops heartbeating is marked
 // lost; its running job is requeued as a new attempt and its placed but not
 // started job goes back to the pending set, with their GPUs freed.

@@ -41,8 +41,11 @@ func NewWaker(ctx context.Context, rdb redis.UniversalClient, channel string) (*
 	return w, nil
 }
 
+// loop pokes on every message, and on every (re)subscription too: when the
+// connection drops (a Redis restart) go-redis subscribes again by itself, but
+// what was published meanwhile is lost, so the waiters look again then.
 func (w *Waker) loop() {
-	for range w.sub.Channel() {
+	for range w.sub.ChannelWithSubscriptions() {
 		w.Poke()
 	}
 }

@@ -2,6 +2,8 @@ package queue_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,42 @@ func TestCloseReleasesWaiters(t *testing.T) {
 	}
 	if w.Wait(context.Background(), w.Gen(), time.Hour) {
 		t.Fatal("Wait after Close reported a wake-up")
+	}
+}
+
+// TestWakerWakesWhenItsRedisComesBack restarts Redis under a Waker: the
+// subscription comes back by itself, and the Waker wakes its waiters when it
+// does, since a notify sent while it was down is lost; after that a notify
+// is seen again.
+func TestWakerWakesWhenItsRedisComesBack(t *testing.T) {
+	dir := t.TempDir()
+	svc := testenv.RedisIn(t, dir)
+	opts, err := redis.ParseURL(svc.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	w, err := queue.NewWaker(ctx, rdb, "test:wake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+
+	gen := w.Gen()
+	svc.Stop()
+	port, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(svc.URL, "redis://127.0.0.1:"), "/0"))
+	testenv.RedisAt(t, dir, port)
+	// Nothing but the resubscription can end this wait.
+	if !w.Wait(ctx, gen, 30*time.Second) {
+		t.Fatal("Wait did not return within 30s of Redis coming back")
+	}
+	gen = w.Gen()
+	if err := queue.Notify(ctx, rdb, "test:wake"); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Wait(ctx, gen, 30*time.Second) {
+		t.Fatal("Wait missed a notify sent after the restart")
 	}
 }

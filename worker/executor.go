@@ -32,6 +32,10 @@ type Attempt struct {
 	// Step says which of the spec's argvs this run is: StepCommand or
 	// StepPreparation.
 	Step Step
+	// Worker and Cluster say whose workload this is (the worker's ID and
+	// the installation's, see store.ClusterID); executors whose workloads
+	// can outlive the worker label them with both, for a Reaper.
+	Worker, Cluster string
 }
 
 // Step is one run of an attempt: its preparation, then its command.

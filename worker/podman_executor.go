@@ -34,6 +34,11 @@ const (
 	// LabelStep is set to "preparation" on the container of a job's
 	// preparation.
 	LabelStep = "jobgate.step"
+	// LabelWorker and LabelCluster say whose container it is: the worker
+	// that started it and its installation (store.ClusterID). A worker
+	// reaps only containers of its own cluster (see Reaper).
+	LabelWorker  = "jobgate.worker"
+	LabelCluster = "jobgate.cluster"
 )
 
 // Pull policies for PodmanConfig.PullPolicy.
@@ -176,7 +181,10 @@ type PodmanExecutor struct {
 	conn context.Context
 }
 
-var _ Executor = (*PodmanExecutor)(nil)
+var (
+	_ Executor = (*PodmanExecutor)(nil)
+	_ Reaper   = (*PodmanExecutor)(nil)
+)
 
 // NewPodmanExecutor connects to the podman service at cfg.URL and returns an
 // executor using it. It fails when the configuration is invalid or the service
@@ -325,6 +333,12 @@ func (p *PodmanExecutor) spec(a Attempt, name string) *specgen.SpecGenerator {
 	}
 	if a.Step != StepCommand {
 		s.Labels[LabelStep] = string(a.Step)
+	}
+	if a.Worker != "" {
+		s.Labels[LabelWorker] = a.Worker
+	}
+	if a.Cluster != "" {
+		s.Labels[LabelCluster] = a.Cluster
 	}
 	s.Privileged = false
 	s.NoNewPrivileges = true
@@ -536,6 +550,42 @@ func (p *PodmanExecutor) Cleanup(ctx context.Context, jobID string) error {
 		p.logger.InfoContext(ctx, "removed leftover container", slog.String("job_id", jobID), slog.String("container_id", c.ID))
 	}
 	return errors.Join(errs...)
+}
+
+// Workloads lists the containers labelled with cluster. With KeepFailed the
+// exited ones are left out: they are kept for a person to look at, and
+// Cleanup removes them at the job's next attempt.
+func (p *PodmanExecutor) Workloads(ctx context.Context, cluster string) ([]Workload, error) {
+	if cluster == "" {
+		return nil, nil
+	}
+	list, err := containers.List(p.bind(ctx), new(containers.ListOptions).WithAll(true).
+		WithFilters(map[string][]string{"label": {LabelCluster + "=" + cluster}}))
+	if err != nil {
+		return nil, fmt.Errorf("list containers of cluster %s: %w", cluster, err)
+	}
+	out := make([]Workload, 0, len(list))
+	for _, c := range list {
+		if c.Labels[LabelCluster] != cluster || c.Labels[LabelJob] == "" {
+			continue // Belt and braces: never touch what is not ours.
+		}
+		if p.cfg.KeepFailed && c.Exited {
+			continue
+		}
+		n, _ := strconv.Atoi(c.Labels[LabelAttempt])
+		out = append(out, Workload{ID: c.ID, JobID: c.Labels[LabelJob], Attempt: n, Worker: c.Labels[LabelWorker],
+			Running: c.State == "running"})
+	}
+	return out, nil
+}
+
+// Remove force-removes container wl.ID (SIGKILL if it runs).
+func (p *PodmanExecutor) Remove(ctx context.Context, wl Workload) error {
+	opts := new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithIgnore(true).WithTimeout(0)
+	if _, err := containers.Remove(p.bind(ctx), wl.ID, opts); err != nil {
+		return fmt.Errorf("remove container %s: %w", wl.ID, err)
+	}
+	return nil
 }
 
 // startError wraps err with ErrStart when the service refused (podman and the

@@ -51,6 +51,20 @@ type Config struct {
 	// ShutdownTimeout is how long running jobs may take to finish on shutdown
 	// before they are stopped and requeued; default 10s.
 	ShutdownTimeout time.Duration
+	// StopTimeout bounds, after ShutdownTimeout, the stopping of the jobs
+	// still running (SIGTERM, the executor's grace, SIGKILL) and the
+	// recording that they were requeued; past it the worker leaves anyway,
+	// and the scheduler requeues what is still running on it. Default 1m.
+	StopTimeout time.Duration
+	// RecordRetryFor is how long the worker retries to record how an
+	// attempt ended while Redis does not answer; default 10m. An end it
+	// could not record is kept in SpoolDir and recorded by its next start.
+	RecordRetryFor time.Duration
+	// ReapEvery is how often the worker removes the containers of its
+	// cluster (see ClusterID) that no worker runs any more: its own that
+	// this process does not hold, and those whose attempt the job's record
+	// says has ended or moved on. It also does so at start. Default 30s.
+	ReapEvery time.Duration
 	// SpoolDir holds log files of running attempts; default os.TempDir()/jobgate-spool.
 	SpoolDir string
 	// CheckpointDir holds one folder per job that survives its attempts
@@ -117,10 +131,20 @@ type Worker struct {
 	now       func() time.Time
 	execs     execSessions
 
+	// instance names this process (see store.StartBy); cluster is the
+	// installation's ID, known once Run has started.
+	instance string
+	cluster  string
+
 	// mu guards the fields below.
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	gpuJobs map[string]*gpuJob
+	// held are the attempts this process started, by job ID, until their
+	// end is recorded.
+	held map[string]*heldAttempt
+	// stopping is set when the worker stops its running attempts to leave.
+	stopping error
 }
 
 // errCancelRequested and errTimeout are the causes a run's context ends with.
@@ -140,6 +164,9 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 2*time.Second)
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
+	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, time.Minute)
+	cfg.RecordRetryFor = cmp.Or(cfg.RecordRetryFor, 10*time.Minute)
+	cfg.ReapEvery = cmp.Or(cfg.ReapEvery, 30*time.Second)
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, filepath.Join(os.TempDir(), "jobgate-spool"))
 	cfg.CheckpointDir = cmp.Or(cfg.CheckpointDir, filepath.Join(os.TempDir(), "jobgate-checkpoints"))
 	cfg.GPUSampleEvery = cmp.Or(cfg.GPUSampleEvery, 10*time.Second)
@@ -155,15 +182,18 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 		cfg.SpoolDir = abs
 	}
 	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
-		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{}}
+		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
+		instance: newInstanceID(), held: map[string]*heldAttempt{}}
 }
 
 // ID is the worker's registry ID.
 func (w *Worker) ID() string { return w.cfg.ID }
 
 // Run serves until ctx is done, then shuts down in this order: stop taking
-// tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest,
-// leave the registry.
+// tasks, give running jobs ShutdownTimeout to end, stop and requeue the rest
+// (within StopTimeout), hand back the jobs placed on it but not started,
+// leave the registry. It heartbeats until it has left, so that the scheduler
+// does not take it for lost while it drains.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.cfg.Validate(); err != nil {
 		return err
@@ -188,28 +218,47 @@ func (w *Worker) Run(ctx context.Context) error {
 			reg.GPUs = append(reg.GPUs, store.WorkerGPU{Index: d.Index, UUID: d.UUID, Model: d.Model, MemoryMB: d.MemoryMB, Simulated: d.Simulated})
 		}
 	}
+	cluster, err := w.store.ClusterID(ctx)
+	if err != nil {
+		return err
+	}
+	w.cluster = cluster
 	if err := w.store.RegisterWorker(ctx, reg, w.now()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
 	}
 
+	// stoppedStarting is what Run returns when it fails to start: nil when
+	// it was told to stop meanwhile, after leaving the registry.
+	stoppedStarting := func(err error) error {
+		if ctx.Err() == nil {
+			return err
+		}
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = w.store.StopWorker(cleanup, w.cfg.ID)
+		return nil
+	}
+
+	w.recordSavedEnds(ctx)
 	w.recoverOwn(ctx)
+	w.reap(ctx)
 	if ok, err := w.prepareNode(ctx); !ok {
 		return err // out of service, or stopped during node preparation
 	}
 
 	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
 	if err != nil {
-		return fmt.Errorf("subscribe to wake-ups: %w", err)
+		return stoppedStarting(fmt.Errorf("subscribe to wake-ups: %w", err))
 	}
 	defer waker.Close()
 	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel, queue.ChannelPreempt)
 	if _, err := cancels.Receive(ctx); err != nil {
-		return fmt.Errorf("subscribe to cancels: %w", err)
+		return stoppedStarting(fmt.Errorf("subscribe to cancels: %w", err))
 	}
 	defer cancels.Close()
 	execReqs, err := w.subscribeExec(ctx)
 	if err != nil {
-		return err
+		return stoppedStarting(err)
 	}
 	defer execReqs.Close()
 
@@ -225,11 +274,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		Concurrency:       w.cfg.Slots,
 		Queues:            map[string]int{queue.WorkerQueue(w.cfg.ID): 1},
 		TaskCheckInterval: time.Millisecond,
-		ShutdownTimeout:   w.cfg.ShutdownTimeout,
-		Logger:            asynqLogger{w.logger},
-		LogLevel:          asynq.WarnLevel,
-		RetryDelayFunc:    func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 10)) * time.Second },
-		BaseContext:       func() context.Context { return context.WithoutCancel(ctx) },
+		// Run stops what is still running after ShutdownTimeout itself (see
+		// drain); asynq gives up on its handlers only after that too.
+		ShutdownTimeout: w.cfg.ShutdownTimeout + w.cfg.StopTimeout,
+		Logger:          asynqLogger{w.logger},
+		LogLevel:        asynq.WarnLevel,
+		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 10)) * time.Second },
+		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
 	})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(queue.TypeRunJob, w.handleRunJob)
@@ -240,9 +291,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		slog.Bool("host_process", reg.AllowHostProcess))
 	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
 
-	g, gctx := errgroup.WithContext(ctx)
+	// life outlives ctx until the worker has drained and left.
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
+	g, gctx := errgroup.WithContext(life)
 	g.Go(func() error { w.heartbeat(gctx); return nil })
-	g.Go(func() error { w.serveExec(gctx, execReqs); return nil })
+	g.Go(func() error { w.reapEvery(gctx); return nil })
+	// Exec sessions end when the shutdown begins, as they always did.
+	g.Go(func() error { w.serveExec(ctx, execReqs); return nil })
 	if w.cfg.GPUs != nil {
 		g.Go(func() error { w.sampleGPUs(gctx); return nil })
 	}
@@ -263,14 +319,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	<-ctx.Done()
 	// Stop taking tasks (closing the waker releases a dequeue held by the
-	// hook); Shutdown waits ShutdownTimeout for running handlers, then cancels
-	// them (they stop their workloads and requeue the attempts).
+	// hook) and say so, so that the scheduler places nothing new here; drain
+	// waits ShutdownTimeout for running handlers, then stops their
+	// workloads, which requeue the attempts. Heartbeats and cancels go on
+	// meanwhile.
 	waker.Close()
 	srv.Stop()
-	srv.Shutdown()
-	g.Wait()
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	w.setStopping(ctx)
+	w.drain(ctx, srv)
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	w.handBack(cleanup)
+	endLife()
+	g.Wait()
 	if err := w.store.StopWorker(cleanup, w.cfg.ID); err != nil {
 		w.logger.WarnContext(cleanup, "leave registry", slog.Any("error", err))
 	}
@@ -348,21 +409,16 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if job.Status.Terminal() || job.Attempt != p.Attempt {
 		return nil // canceled meanwhile, or a stale task of an earlier attempt
 	}
+	resumed := false
 	if job.Status == api.StatusRunning {
-		// We are running this attempt already per the store, but not in this
-		// process: an earlier life of this worker died mid-run. Clean up what it
-		// left and run the job again as a new attempt.
+		// The store says this worker runs the attempt already: this
+		// process (a task delivered again), or an earlier life of it.
 		if job.Worker != w.cfg.ID {
 			return nil
 		}
-		w.cleanupLeftovers(ctx, job)
-		err := w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt,
-			store.Outcome{Status: api.StatusFailed, Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
-		if err != nil && !errors.Is(err, store.ErrConflict) {
+		if resumed, err = w.redelivered(ctx, job); !resumed {
 			return err
 		}
-		_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
-		return nil
 	}
 
 	exec := w.executors[job.Spec.Mode]
@@ -395,25 +451,31 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: "gpu_unavailable: " + err.Error()})
 	}
 
-	if err := w.store.Start(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, p.Placement, w.now()); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return nil
+	if !resumed && w.isStopping() {
+		return nil // handed back by the stopping worker (handBack)
+	}
+	if !w.hold(job.ID, p.Attempt) {
+		return nil // this process runs it already
+	}
+	defer w.release(job.ID, p.Attempt)
+	if !resumed {
+		if err := w.store.StartBy(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, w.instance, p.Placement, w.now()); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return nil
+			}
+			return err
 		}
-		return err
 	}
 	started := w.now()
 	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
 
-	runCtx, cancel := context.WithCancelCause(ctx)
+	// The workload stops for its own reasons only (cancel, preemption,
+	// timeout, the worker stopping; see register), not when asynq gives up
+	// on the task's lease because Redis was out of reach for a while: asynq
+	// delivers it again then, and this process knows it holds it.
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
-	w.mu.Lock()
-	w.running[job.ID] = cancel
-	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		delete(w.running, job.ID)
-		w.mu.Unlock()
-	}()
+	defer w.register(job.ID, cancel)()
 	// A cancel published between Start and registering above is not lost: the
 	// flag is in the record.
 	if j, err := w.store.GetJobByID(ctx, job.ID); err == nil && j.CancelRequested {
@@ -445,7 +507,7 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		outcome.Status = api.StatusFailed
 		outcome.Reason = fmt.Sprintf("%s: its GPUs went to high-priority job %s", api.ReasonPreempted, w.store.PreemptRequested(ctx, job.ID))
 		return w.requeue(ctx, job, outcome)
-	case ctx.Err() != nil:
+	case errors.Is(cause, errWorkerStopped):
 		// The worker is shutting down: the attempt did not fail on its own.
 		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonWorkerStopped+": worker shut down during the attempt"
 		return w.requeue(ctx, job, outcome)
@@ -550,7 +612,8 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		env["MLFLOW_TRACKING_TOKEN"] = token
 		env["MLFLOW_RUN_ID"] = job.ID
 	}
-	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices}
+	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices,
+		Worker: w.cfg.ID, Cluster: w.cluster}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
 	// resumes from what it saved there.
 	ckpt := filepath.Join(w.cfg.CheckpointDir, job.ID)
@@ -754,36 +817,48 @@ func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	}
 }
 
-// finish records the end of the job; a conflict means someone else ended it
-// first (a cancel of a queued job racing the start), which is fine.
+// finish records the end of the job, waiting for Redis if it does not
+// answer (see record); a conflict means someone else ended it first (a
+// cancel of a queued job racing the start), which is fine.
 func (w *Worker) finish(ctx context.Context, job *api.Job, o store.Outcome) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := w.store.Finish(ctx, job.Workspace, job.ID, job.Attempt, o, w.now())
+	return w.recordEnd(ctx, &attemptEnd{Workspace: job.Workspace, JobID: job.ID, Attempt: job.Attempt, Outcome: o, At: w.now()})
+}
+
+// requeue records that the attempt ended and the job goes on as a new
+// attempt, waiting for Redis as finish does.
+func (w *Worker) requeue(ctx context.Context, job *api.Job, o store.Outcome) error {
+	return w.recordEnd(ctx, &attemptEnd{Requeue: true, Workspace: job.Workspace, JobID: job.ID, Attempt: job.Attempt, Outcome: o, At: w.now()})
+}
+
+// recordEnd records e (see record), then does what follows an end.
+func (w *Worker) recordEnd(ctx context.Context, e *attemptEnd) error {
+	err := w.record(ctx, e)
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return err
 	}
-	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", job.ID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason))
-	// MLflow runs the job started and left open (it died before end_run)
-	// would otherwise run forever: nobody else would end them.
-	if n, err := w.store.EndTrackedRuns(ctx, job.Workspace, job.ID, api.StatusFailed,
-		fmt.Sprintf("run_abandoned: job %s ended (%s) without ending this run", job.ID, o.Status), w.now()); err != nil {
-		w.logger.WarnContext(ctx, "end the job's open tracked runs", slog.String("job_id", job.ID), slog.Any("error", err))
-	} else if n > 0 {
-		w.logger.InfoContext(ctx, "ended the job's open tracked runs", slog.String("job_id", job.ID), slog.Int("runs", n))
-	}
-	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+	w.ended(ctx, e)
 	return nil
 }
 
-func (w *Worker) requeue(ctx context.Context, job *api.Job, o store.Outcome) error {
+// ended logs e, ends the tracked runs the job left open, and wakes the
+// scheduler.
+func (w *Worker) ended(ctx context.Context, e *attemptEnd) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, o, w.now())
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		return err
+	o := e.Outcome
+	if e.Requeue {
+		w.logger.InfoContext(ctx, "attempt requeued", slog.String("job_id", e.JobID), slog.Int("attempt", e.Attempt), slog.String("reason", o.Reason))
+		_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
+		return
 	}
-	w.logger.InfoContext(ctx, "attempt requeued", slog.String("job_id", job.ID), slog.Int("attempt", job.Attempt), slog.String("reason", o.Reason))
+	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", e.JobID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason))
+	// MLflow runs the job started and left open (it died before end_run)
+	// would otherwise run forever: nobody else would end them.
+	if n, err := w.store.EndTrackedRuns(ctx, e.Workspace, e.JobID, api.StatusFailed,
+		fmt.Sprintf("run_abandoned: job %s ended (%s) without ending this run", e.JobID, o.Status), w.now()); err != nil {
+		w.logger.WarnContext(ctx, "end the job's open tracked runs", slog.String("job_id", e.JobID), slog.Any("error", err))
+	} else if n > 0 {
+		w.logger.InfoContext(ctx, "ended the job's open tracked runs", slog.String("job_id", e.JobID), slog.Int("runs", n))
+	}
 	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
-	return nil
 }

@@ -13,12 +13,12 @@ import (
 )
 
 // startWorkerProcess runs `jobgate worker` as a real child process (the test
-// binary re-executed, see TestMain).
-func (c *cluster) startWorkerProcess(id, spool, ckpt string) *exec.Cmd {
+// binary re-executed, see TestMain), with extra flags after the usual ones.
+func (c *cluster) startWorkerProcess(id, spool, ckpt string, extra ...string) *exec.Cmd {
 	c.t.Helper()
-	cmd := exec.Command(os.Args[0], "worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	cmd := exec.Command(os.Args[0], append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--allow-host-process", "--stop-grace", "2s",
-		"--spool-dir", spool, "--checkpoint-dir", ckpt, "--secrets-key-file", c.secretsKey, "--log-level", "warn")
+		"--spool-dir", spool, "--checkpoint-dir", ckpt, "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -151,6 +151,10 @@ type executorFlags struct {
 	// NodePrepTimeout.
 	nodePrep        string
 	nodePrepTimeout time.Duration
+	// shutdownTimeout and reapEvery are worker.Config's ShutdownTimeout and
+	// ReapEvery.
+	shutdownTimeout time.Duration
+	reapEvery       time.Duration
 }
 
 func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
@@ -170,6 +174,8 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
 	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long running jobs may take to end before they are stopped and handed back to run elsewhere")
+	fl.DurationVar(&f.reapEvery, "reap-every", 30*time.Second, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start")
 }
 
 // mountMap is --mount as name → host folder, checked before anything starts.
@@ -361,7 +367,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
 				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut, MaxInputBytes: maxIn,
 				MaxLogLineBytes: maxLine, GatewayURL: scheme + "://" + addr, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
 				rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// The gateway and the worker run until a signal, or until the
@@ -580,7 +586,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			}
 			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
 				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, MaxLogLineBytes: maxLine, GatewayURL: gatewayURL, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout},
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
 				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},

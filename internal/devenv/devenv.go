@@ -55,6 +55,9 @@ type RedisOptions struct {
 	TLSCert, TLSKey string
 	// TLSCA verifies clients' certificates when set; else clients need none.
 	TLSCA string
+	// Port to listen on; 0 picks a free one. A restart on the same port and
+	// folder is the same Redis to its clients.
+	Port int
 }
 
 // StartRedisServer runs redis-server on a free loopback port with its files
@@ -77,9 +80,11 @@ func StartSecureRedisServer(ctx context.Context, dir string, o RedisOptions) (*S
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	port := o.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec",

@@ -431,7 +431,7 @@ local function release(job, id)
 end
 `
 
-// KEYS: job. ARGV: attempt, worker, now, idxprefix, placement.
+// KEYS: job. ARGV: attempt, worker, now, idxprefix, placement, instance.
 var startScript = redis.NewScript(luaPrelude + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -440,7 +440,7 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
 if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 'stale' end
 if redis.call('HGET', KEYS[1], 'placement') ~= ARGV[5] then return 'stale' end
 setstatus(KEYS[1], redis.call('HGET', KEYS[1], 'id'), ARGV[4], st, 'running')
-redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'worker', ARGV[2], 'reason', '')
+redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'worker', ARGV[2], 'reason', '', 'instance', ARGV[6])
 redis.call('HDEL', KEYS[1], 'exit_code', 'finished_at')
 return 'ok'
 `)
@@ -449,8 +449,14 @@ return 'ok'
 // ErrConflict when the job is no longer that queued attempt with that
 // placement on that worker (canceled, re-placed, already running).
 func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID string, placement int64, now time.Time) error {
+	return s.StartBy(ctx, ws, id, attempt, workerID, "", placement, now)
+}
+
+// StartBy is Start that also records which process of workerID (instance,
+// see RunningInstance) runs the attempt.
+func (s *Store) StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) error {
 	res, err := startScript.Run(ctx, s.rdb, []string{jobKey(id)},
-		attempt, workerID, now.UTC().Format(time.RFC3339Nano), statusIdxPrefix(ws), placement).Text()
+		attempt, workerID, now.UTC().Format(time.RFC3339Nano), statusIdxPrefix(ws), placement, instance).Text()
 	if err != nil {
 		return err
 	}
@@ -497,6 +503,9 @@ type Outcome struct {
 	// Worker ran the attempt ("" if none did).
 	Worker    string
 	StartedAt *time.Time
+	// Note adds to the attempt's history what the reason does not say,
+	// such as that the attempt may still be running somewhere.
+	Note string
 }
 
 // AttemptRecord is one line of a job's attempt history.
@@ -508,11 +517,13 @@ type AttemptRecord struct {
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt time.Time  `json:"finished_at"`
+	// Note is Outcome.Note.
+	Note string `json:"note,omitempty"`
 }
 
 func historyRecord(attempt int, o Outcome, now time.Time) string {
 	b, _ := json.Marshal(AttemptRecord{Attempt: attempt, Worker: o.Worker, Status: o.Status, Reason: o.Reason,
-		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC()})
+		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC(), Note: o.Note})
 	return string(b)
 }
 
@@ -567,7 +578,7 @@ release(KEYS[1], id)
 setstatus(KEYS[1], id, ARGV[4], st, 'queued')
 redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'reason', ARGV[2])
-redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'started_at', 'gpus', 'cancel_requested')
+redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'instance', 'started_at', 'gpus', 'cancel_requested')
 local prio = redis.call('HGET', KEYS[1], 'priority')
 local rank = 1
 if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
@@ -880,8 +891,9 @@ func (s *Store) Heartbeat(ctx context.Context, workerID string, now time.Time) e
 	return s.rdb.ZAdd(ctx, workersKey, redis.Z{Member: workerID, Score: float64(now.UnixMilli())}).Err()
 }
 
-// StopWorker marks a worker that shut down cleanly; the scheduler hands the
-// jobs still placed on it to other workers.
+// StopWorker marks a worker that shut down; the scheduler hands the jobs
+// still placed on it to other workers (a worker that shuts down cleanly has
+// handed back its own first).
 func (s *Store) StopWorker(ctx context.Context, workerID string) error {
 	return s.rdb.HSet(ctx, workerKey(workerID), "status", "stopped").Err()
 }

@@ -16,6 +16,9 @@ const (
 	WorkerPreparing = "preparing"
 	// WorkerOutOfService: the worker cannot take jobs; Problem says why.
 	WorkerOutOfService = "out_of_service"
+	// WorkerStopping: the worker is shutting down; it ends or hands back
+	// what runs on it and is given nothing new.
+	WorkerStopping = "stopping"
 	// WorkerStopped: the worker shut down cleanly.
 	WorkerStopped = "stopped"
 )

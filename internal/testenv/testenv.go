@@ -90,6 +90,22 @@ func RedisIn(t testing.TB, dir string) *devenv.Service {
 	return svc
 }
 
+// RedisAt is RedisIn on a given port: with the port and folder of a stopped
+// server it restarts that server on its AOF, and clients connected to the old
+// one reconnect to it.
+func RedisAt(t testing.TB, dir string, port int) *devenv.Service {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		skipOrFail(t, "redis-server not found: apt-get install -y redis-server (or run make test)")
+	}
+	svc, err := devenv.StartSecureRedisServer(context.Background(), dir, devenv.RedisOptions{Port: port})
+	if err != nil {
+		t.Fatalf("start redis-server on port %d: %v", port, err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return svc
+}
+
 var podman struct {
 	once sync.Once
 	url  string

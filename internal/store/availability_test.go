@@ -1,0 +1,54 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobgate/jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+)
+
+// TestUnavailable tells errors of a Redis that is not there from errors of
+// the call, with real clients: one to a port nothing listens on, one to a
+// live server.
+func TestUnavailable(t *testing.T) {
+	ctx := context.Background()
+	port, err := devenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1, DialTimeout: time.Second})
+	defer gone.Close()
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := redis.NewClient(opts)
+	defer live.Close()
+	closed := redis.NewClient(opts)
+	closed.Close()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "nothing listens", err: gone.Ping(ctx).Err(), want: true},
+		{name: "client closed", err: closed.Ping(ctx).Err(), want: true},
+		{name: "wrong type", err: live.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{"jobgate:test:str"}).Err(), want: false},
+		{name: "conflict", err: fmt.Errorf("finish: %w", store.ErrConflict), want: false},
+		{name: "nil", err: nil, want: false},
+	}
+	live.Set(ctx, "jobgate:test:str", "x", 0)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := store.Unavailable(tt.err); got != tt.want {
+				t.Errorf("Unavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
