@@ -22,7 +22,10 @@ import (
 // than Redis takes it slows down instead of losing lines or growing memory
 // without bound. A line longer than maxLine bytes is split into lines of
 // maxLine bytes (the last one shorter), and a note in the log says so: no
-// line, however long, is held whole.
+// line, however long, is held whole. What one attempt may put in the live
+// stream (shared Redis memory) and in the at-rest file (the worker's disk)
+// is capped too: past a cap the lines go on to the other place only, after a
+// note, so a job printing without end can exhaust neither.
 //
 // Metric lines on stdout ("::metric name=loss value=0.31 step=12", see
 // parseMetricLine) are also recorded as metric points, parsed from the line as
@@ -39,6 +42,12 @@ type logShipper struct {
 	attempt int
 	// redact masks secrets in a line; nil when the job has none.
 	redact func([]byte) []byte
+	limits logLimits
+	// liveBytes and fileBytes count what this attempt shipped to the stream
+	// and the file; liveFull and fileFull are set once a cap was reached.
+	// Only the loop goroutine uses them.
+	liveBytes, fileBytes int64
+	liveFull, fileFull   bool
 	// warnedLimit is set once the log says that metric points were dropped;
 	// only the loop goroutine uses it.
 	warnedLimit bool
@@ -64,19 +73,36 @@ const (
 	batchLines       = 512
 	// defaultMaxLogLine is where a log line is split (Config.MaxLogLineBytes).
 	defaultMaxLogLine = 1 << 20
+	// defaultMaxLiveLog and defaultMaxLog cap one attempt's log in the live
+	// stream and at rest (Config.MaxLiveLogBytes, Config.MaxLogBytes).
+	defaultMaxLiveLog = 64 << 20
+	defaultMaxLog     = 10 << 30
 	// metricPointBytes is what a buffered metric point counts for, besides its line.
 	metricPointBytes = 64
 )
 
-// newLogShipper ships the log of one attempt of job jobID; lines longer than
-// maxLine bytes are split (0: defaultMaxLogLine). Close must be called.
-func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact func([]byte) []byte, maxLine int) *logShipper {
+// logLimits bound one attempt's log; a zero field takes its default.
+type logLimits struct {
+	// line is where a line is split (defaultMaxLogLine).
+	line int
+	// live is what the attempt may put in the live stream, in bytes with
+	// newlines (defaultMaxLiveLog).
+	live int64
+	// file is what the attempt may put in its at-rest log (defaultMaxLog).
+	file int64
+}
+
+// newLogShipper ships the log of one attempt of job jobID within limits.
+// Close must be called.
+func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact func([]byte) []byte, limits logLimits) *logShipper {
+	limits.line = cmp.Or(limits.line, defaultMaxLogLine)
+	limits.live = cmp.Or(limits.live, defaultMaxLiveLog)
+	limits.file = cmp.Or(limits.file, defaultMaxLog)
 	s := &logShipper{jobID: jobID, attempt: attempt, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
-		redact: redact, seen: map[string]int64{}}
+		redact: redact, limits: limits, seen: map[string]int64{}}
 	s.cond = sync.NewCond(&s.mu)
-	maxLine = cmp.Or(maxLine, defaultMaxLogLine)
-	s.stdout = &lineWriter{ship: s, stream: store.Stdout, max: maxLine}
-	s.stderr = &lineWriter{ship: s, stream: store.Stderr, max: maxLine}
+	s.stdout = &lineWriter{ship: s, stream: store.Stdout, max: limits.line}
+	s.stderr = &lineWriter{ship: s, stream: store.Stderr, max: limits.line}
 	go s.loop()
 	return s
 }
@@ -145,16 +171,13 @@ func (s *logShipper) loop() {
 // script calls of up to a thousand, so a job printing tens of thousands of
 // metric lines costs a few dozen round trips, not one per line.
 func (s *logShipper) ship(batch []store.LogLine, metrics []store.MetricPoint) {
-	for _, l := range batch {
-		s.fileW.Write(l.Line)
-		s.fileW.WriteByte('\n')
-	}
+	live := s.capped(batch)
 	// Cleanup-style context: lines of a canceled job must still be shipped.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for i := 0; i < len(batch); i += batchLines {
-		end := min(i+batchLines, len(batch))
-		if err := s.store.AppendLogs(ctx, s.jobID, s.attempt, batch[i:end]); err != nil {
+	for i := 0; i < len(live); i += batchLines {
+		end := min(i+batchLines, len(live))
+		if err := s.store.AppendLogs(ctx, s.jobID, s.attempt, live[i:end]); err != nil {
 			s.setErr(err)
 		}
 	}
@@ -178,6 +201,40 @@ func (s *logShipper) ship(batch []store.LogLine, metrics []store.MetricPoint) {
 	case err != nil:
 		s.setErr(err)
 	}
+}
+
+// capped writes batch to the file up to its cap, and returns the part of
+// batch the live stream still takes; each place gets a note, once, where its
+// cap cut the log.
+func (s *logShipper) capped(batch []store.LogLine) []store.LogLine {
+	live := batch
+	if s.liveFull {
+		live = nil
+	}
+	for i, l := range batch {
+		n := int64(len(l.Line)) + 1
+		switch {
+		case s.fileBytes+n <= s.limits.file:
+			s.fileBytes += n
+			s.fileW.Write(l.Line)
+			s.fileW.WriteByte('\n')
+		case !s.fileFull:
+			s.fileFull = true
+			fmt.Fprintf(s.fileW, "jobgate: this attempt's log reached %d MiB (the worker's --max-log-mb); the lines after this are not kept\n", s.limits.file>>20)
+		}
+		if s.liveFull {
+			continue
+		}
+		if s.liveBytes+n > s.limits.live {
+			s.liveFull = true
+			note := store.LogLine{Stream: store.Stderr, Line: fmt.Appendf(nil,
+				"jobgate: this attempt's live log reached %d MiB (the worker's --max-live-log-mb); the lines after this are in the log stored when the attempt ends", s.limits.live>>20)}
+			live = append(batch[:i:i], note)
+			continue
+		}
+		s.liveBytes += n
+	}
+	return live
 }
 
 // setErr records the first failure to reach Redis for Close to return.

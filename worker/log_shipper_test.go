@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -35,7 +36,7 @@ func TestLogShipperRecordsMetrics(t *testing.T) {
 	}
 	defer spool.Close()
 	const secret = "hunter2"
-	ship := newLogShipper("job1", 1, st, spool, redactor(map[string]string{"PASS": secret}), 0)
+	ship := newLogShipper("job1", 1, st, spool, redactor(map[string]string{"PASS": secret}), logLimits{})
 
 	const n = 20_000
 	var out bytes.Buffer
@@ -122,7 +123,7 @@ func TestLogShipperMetricNameLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	ship := newLogShipper("job2", 1, st, spool, nil, 0)
+	ship := newLogShipper("job2", 1, st, spool, nil, logLimits{})
 	for i := range store.MaxMetricNames + 50 {
 		fmt.Fprintf(ship.stdout, "::metric name=m%d value=1\n", i)
 	}
@@ -188,7 +189,7 @@ func TestLogShipperSplitsLongLines(t *testing.T) {
 			}
 			defer spool.Close()
 			id := fmt.Sprintf("split%d", i)
-			ship := newLogShipper(id, 3, st, spool, nil, max)
+			ship := newLogShipper(id, 3, st, spool, nil, logLimits{line: max})
 			w := ship.stdout
 			if tt.stderr {
 				w = ship.stderr
@@ -241,7 +242,7 @@ func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	ship := newLogShipper("huge", 1, st, spool, nil, 0)
+	ship := newLogShipper("huge", 1, st, spool, nil, logLimits{live: 128 << 20}) // above the 64 MiB default: this is about splitting
 	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
 	for range 1024 {
 		ship.stdout.Write(chunk)
@@ -259,5 +260,83 @@ func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
 	}
 	if len(entries) != 65 || len(entries[0].Line) != 1<<20 || !strings.Contains(string(entries[64].Line), "split into 64 lines") {
 		t.Fatalf("live log has %d lines; want 64 of 1 MiB and a note", len(entries))
+	}
+}
+
+// TestLogShipperCapsLiveAndAtRest: an attempt that prints past its caps puts
+// no more than the live cap in Redis and no more than the file cap on disk,
+// each cut marked with a note, and the file keeps what the stream dropped.
+func TestLogShipperCapsLiveAndAtRest(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	path := filepath.Join(t.TempDir(), "spool.log")
+	spool, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	// 100-byte lines with their newline: 10 fit the live cap, 30 the file's.
+	ship := newLogShipper("capped", 1, st, spool, nil, logLimits{live: 1000, file: 3000})
+	line := strings.Repeat("y", 99)
+	for i := range 100 {
+		fmt.Fprintf(ship.stdout, "%02d%s\n", i, line[2:])
+	}
+	if err := ship.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.ReadLogs(context.Background(), "capped", "0", 1000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 11 || string(entries[9].Line[:2]) != "09" || !strings.Contains(string(entries[10].Line), "live log reached") {
+		t.Fatalf("live stream has %d lines (last %q); want 10 and a note", len(entries), entries[len(entries)-1].Line)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 31 || lines[29][:2] != "29" || !strings.Contains(lines[30], "log reached") {
+		t.Fatalf("at-rest log has %d lines (last %q); want 30 and a note", len(lines), lines[len(lines)-1])
+	}
+}
+
+// TestLogShipperCapHoldsAcrossBatches: a cap reached in one batch holds for
+// the next ones, and the note is written once.
+func TestLogShipperCapHoldsAcrossBatches(t *testing.T) {
+	var file bytes.Buffer
+	s := &logShipper{fileW: bufio.NewWriter(&file), limits: logLimits{live: 25, file: 35}}
+	batch := func(lines ...string) []store.LogLine {
+		var b []store.LogLine
+		for _, l := range lines {
+			b = append(b, store.LogLine{Stream: store.Stdout, Line: []byte(l)})
+		}
+		return b
+	}
+	text := func(ls []store.LogLine) (out []string) {
+		for _, l := range ls {
+			out = append(out, string(l.Line))
+		}
+		return out
+	}
+	// Lines of 9 bytes and a newline: 2 fit the live cap, 3 the file's.
+	got := [][]string{
+		text(s.capped(batch("line-0001"))),
+		text(s.capped(batch("line-0002", "line-0003"))),
+		text(s.capped(batch("line-0004"))),
+		text(s.capped(batch("line-0005"))),
+	}
+	if len(got[0]) != 1 || len(got[1]) != 2 || got[1][0] != "line-0002" || !strings.Contains(got[1][1], "live log reached") || got[2] != nil || got[3] != nil {
+		t.Fatalf("live batches: %q; want [line-0001] [line-0002 note] [] []", got)
+	}
+	s.fileW.Flush()
+	lines := strings.Split(strings.TrimSuffix(file.String(), "\n"), "\n")
+	if len(lines) != 4 || lines[2] != "line-0003" || !strings.Contains(lines[3], "log reached") {
+		t.Fatalf("file: %q; want three lines and one note", lines)
 	}
 }

@@ -109,6 +109,14 @@ type Config struct {
 	// one is split into lines of this many bytes, and the log says so.
 	// Default 1 MiB.
 	MaxLogLineBytes int
+	// MaxLiveLogBytes caps what one attempt's log may put in its live Redis
+	// stream (Redis memory is shared); past it the log goes on at rest only,
+	// after a note, and is served whole once the attempt ends. Default 64 MiB.
+	MaxLiveLogBytes int64
+	// MaxLogBytes caps one attempt's at-rest log on the worker's disk and in
+	// the artifact store; past it lines are dropped, after a note. Default
+	// 10 GiB.
+	MaxLogBytes int64
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -586,7 +594,8 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	for k, v := range secretEnv {
 		hidden[k] = v
 	}
-	ship := newLogShipper(job.ID, attempt, w.store, spool, redactor(hidden), w.cfg.MaxLogLineBytes)
+	ship := newLogShipper(job.ID, attempt, w.store, spool, redactor(hidden),
+		logLimits{line: w.cfg.MaxLogLineBytes, live: w.cfg.MaxLiveLogBytes, file: w.cfg.MaxLogBytes})
 	// Every way out ends the shipper's goroutine; the normal one closes it
 	// below, before the log is stored at rest (Close is idempotent).
 	defer ship.Close()

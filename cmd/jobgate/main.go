@@ -146,7 +146,9 @@ type executorFlags struct {
 	maxOutMB   int64
 	maxInMB    int64
 	maxLineKB  int
-	mounts     []string
+	// maxLiveLogMB and maxLogMB cap one attempt's log in Redis and at rest.
+	maxLiveLogMB, maxLogMB int64
+	mounts                 []string
 	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
 	// NodePrepTimeout.
 	nodePrep        string
@@ -171,6 +173,8 @@ func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.Int64Var(&f.maxInMB, "max-input-mb", 100<<10, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable")
 	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
 	fl.IntVar(&f.maxLineKB, "max-log-line-kb", 1024, "longest job log line kept whole, in KiB; a longer one is split into lines of this size, and the log says so")
+	fl.Int64Var(&f.maxLiveLogMB, "max-live-log-mb", 64, "cap on what one job attempt's log may put in Redis, in MiB; past it the log is kept at rest only (served when the attempt ends), and the log says so")
+	fl.Int64Var(&f.maxLogMB, "max-log-mb", 10<<10, "cap on one job attempt's stored log, in MiB; past it lines are dropped, and the log says so")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
 	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
@@ -194,28 +198,30 @@ func (f *executorFlags) mountMap() (map[string]string, error) {
 	return m, worker.Config{Mounts: m}.Validate()
 }
 
-// maxInputBytes is --max-input-mb in bytes, or why it is not usable.
-func (f *executorFlags) maxInputBytes() (int64, error) {
-	if f.maxInMB <= 0 || f.maxInMB > 1<<40 {
-		return 0, fmt.Errorf("--max-input-mb must be between 1 and %d, not %d", int64(1<<40), f.maxInMB)
+// limits puts the size limits of the flags into cfg, or says which flag is
+// not usable.
+func (f *executorFlags) limits(cfg *worker.Config) error {
+	const maxMB = 1 << 20 // 1 TiB
+	for _, l := range []struct {
+		flag string
+		mb   int64
+		to   *int64
+	}{
+		{"--max-input-mb", f.maxInMB, &cfg.MaxInputBytes},
+		{"--max-output-mb", f.maxOutMB, &cfg.MaxOutputBytes},
+		{"--max-live-log-mb", f.maxLiveLogMB, &cfg.MaxLiveLogBytes},
+		{"--max-log-mb", f.maxLogMB, &cfg.MaxLogBytes},
+	} {
+		if l.mb <= 0 || l.mb > maxMB {
+			return fmt.Errorf("%s must be between 1 and %d, not %d", l.flag, maxMB, l.mb)
+		}
+		*l.to = l.mb << 20
 	}
-	return f.maxInMB << 20, nil
-}
-
-// maxLogLineBytes is --max-log-line-kb in bytes, or why it is not usable.
-func (f *executorFlags) maxLogLineBytes() (int, error) {
 	if f.maxLineKB <= 0 || f.maxLineKB > 1<<20 {
-		return 0, fmt.Errorf("--max-log-line-kb must be between 1 and %d, not %d", 1<<20, f.maxLineKB)
+		return fmt.Errorf("--max-log-line-kb must be between 1 and %d, not %d", 1<<20, f.maxLineKB)
 	}
-	return f.maxLineKB << 10, nil
-}
-
-// maxOutputBytes is --max-output-mb in bytes, or why it is not usable.
-func (f *executorFlags) maxOutputBytes() (int64, error) {
-	if f.maxOutMB <= 0 || f.maxOutMB > 1<<40 {
-		return 0, fmt.Errorf("--max-output-mb must be between 1 and %d, not %d", int64(1<<40), f.maxOutMB)
-	}
-	return f.maxOutMB << 20, nil
+	cfg.MaxLogLineBytes = f.maxLineKB << 10
+	return nil
 }
 
 // gpus opens the GPU inventory: simulated ones when asked, else the real
@@ -348,27 +354,18 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if gpus != nil {
 				defer gpus.Close()
 			}
-			maxOut, err := ex.maxOutputBytes()
-			if err != nil {
-				return err
-			}
-			maxIn, err := ex.maxInputBytes()
-			if err != nil {
-				return err
-			}
-			maxLine, err := ex.maxLogLineBytes()
-			if err != nil {
-				return err
-			}
 			scheme := "http"
 			if tlsCert != "" {
 				scheme = "https"
 			}
-			wk := worker.New(worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"), MaxOutputBytes: maxOut, MaxInputBytes: maxIn,
-				MaxLogLineBytes: maxLine, GatewayURL: scheme + "://" + addr, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
-				rdb, st, arts, executors, box, logger)
+			wcfg := worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
+				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"),
+				GatewayURL: scheme + "://" + addr, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery}
+			if err := ex.limits(&wcfg); err != nil {
+				return err
+			}
+			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
 			// The gateway and the worker run until a signal, or until the
 			// first of them fails: its error cancels gctx, which stops the
@@ -572,22 +569,13 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			maxOut, err := ex.maxOutputBytes()
-			if err != nil {
+			wcfg := worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
+				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, GatewayURL: gatewayURL, Mounts: mounts,
+				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery}
+			if err := ex.limits(&wcfg); err != nil {
 				return err
 			}
-			maxIn, err := ex.maxInputBytes()
-			if err != nil {
-				return err
-			}
-			maxLine, err := ex.maxLogLineBytes()
-			if err != nil {
-				return err
-			}
-			wk := worker.New(worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, MaxOutputBytes: maxOut, MaxInputBytes: maxIn, MaxLogLineBytes: maxLine, GatewayURL: gatewayURL, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery},
-				rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
+			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
 	}
