@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 )
@@ -92,6 +93,10 @@ func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 	var spec JobSpec
 	if len(bytes.TrimSpace(data)) == 0 {
 		return spec, syntaxErr("job spec is empty")
+	}
+	if !utf8.Valid(data) {
+		// encoding/json would turn the bad bytes into U+FFFD without a word.
+		return spec, syntaxErr("job spec is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

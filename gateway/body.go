@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -32,6 +33,10 @@ func readJSONBody(c echo.Context, v any, strict bool) error {
 		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty: send a JSON object")
 	case trimmed[0] != '{':
 		return errorf(http.StatusBadRequest, CodeBadRequest, "request body must be a JSON object")
+	case !utf8.Valid(trimmed):
+		// encoding/json would turn the bad bytes into U+FFFD without a word:
+		// a binary secret would be stored changed.
+		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid UTF-8 (JSON must be); base64-encode binary values")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if strict {

@@ -22,7 +22,8 @@ var noBodyRoutes = map[string]bool{
 }
 
 // TestEveryJSONRouteIsStrict walks every route that takes a JSON body and
-// sends it a good body with trailing data, and the body null: both are 400,
+// sends it a good body with trailing data, the body null, and bytes that are
+// not UTF-8: all are 400,
 // on MLflow's routes too (which ignore unknown fields, but not these).
 func TestEveryJSONRouteIsStrict(t *testing.T) {
 	f := newFixture(t)
@@ -50,6 +51,8 @@ func TestEveryJSONRouteIsStrict(t *testing.T) {
 			{"second value", good + good},
 			{"null", "null"},
 			{"array", "[" + good + "]"},
+			// Not UTF-8: encoding/json would store U+FFFD in its place.
+			{"invalid UTF-8", strings.TrimSuffix(good, "}") + ",\"zz\":\"\xff\"}"},
 		} {
 			t.Run(key+"/"+bad.name, func(t *testing.T) {
 				code, resp := f.call(method, fill(path, o), systemToken, bad.body)
