@@ -61,6 +61,48 @@ func (h *dieAfterJob) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
+// dyingGateway starts another gateway on f's Redis, as secondGateway does,
+// whose Redis client dies after it stored a job (dieAfterJob).
+func (f *fixture) dyingGateway() *httptest.Server {
+	f.t.Helper()
+	rdb := redis.NewClient(f.st.Redis().(*redis.Client).Options())
+	f.t.Cleanup(func() { rdb.Close() })
+	rdb.AddHook(&dieAfterJob{})
+	box, err := secretbox.New(make([]byte, secretbox.KeySize))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	g, err := New(Config{AdminToken: systemToken}, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: f.t.TempDir()}, box,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ts := httptest.NewServer(g.Handler())
+	f.t.Cleanup(ts.Close)
+	return ts
+}
+
+// lapse deletes the keys matching pattern whose value starts with claim,
+// as Redis expires what a dead gateway left unfinished, and returns how
+// many it deleted.
+func (f *fixture) lapse(pattern, claim string) int {
+	f.t.Helper()
+	ctx := context.Background()
+	rc := f.st.Redis()
+	keys, err := rc.Keys(ctx, pattern).Result()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for _, k := range keys {
+		if v, err := rc.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, claim) {
+			rc.Del(ctx, k)
+			n++
+		}
+	}
+	return n
+}
+
 // TestTriggerDeliveryGatewayDiesAfterTheJob: a gateway dies (to Redis) right
 // after it stored a delivery's job. Its claims on the delivery id and the
 // body must already name the job: a redelivery once unfinished claims have
@@ -75,21 +117,7 @@ func TestTriggerDeliveryGatewayDiesAfterTheJob(t *testing.T) {
 	tv := f.createTrigger(admin.Secret, `{"name":"crash","provider":"github","secret":"`+secret+`",
 		"job":{"image":"localhost/x:1","command":["x","{{ .payload.after }}"]}}`)
 
-	// A gateway on the same Redis whose client dies after the job.
-	rdb := redis.NewClient(f.st.Redis().(*redis.Client).Options())
-	t.Cleanup(func() { rdb.Close() })
-	rdb.AddHook(&dieAfterJob{})
-	box, err := secretbox.New(make([]byte, secretbox.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dying, err := New(Config{AdminToken: systemToken}, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: t.TempDir()}, box,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(dying.Handler())
-	t.Cleanup(ts.Close)
+	ts := f.dyingGateway()
 
 	body := []byte(`{"ref":"refs/heads/main","after":"abc123"}`)
 	code, answer := f.deliver(ts.URL, tv.HookURL, githubHeaders(secret, "push", "d-1", body), body)
@@ -104,20 +132,7 @@ func TestTriggerDeliveryGatewayDiesAfterTheJob(t *testing.T) {
 
 	// The gateway is gone: what it left unfinished lapses, as Redis would
 	// expire it after deliveryClaimHold.
-	ctx := context.Background()
-	rc := f.st.Redis()
-	keys, err := rc.Keys(ctx, "jobgate:trigger:"+tv.ID+":*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lapsed := 0
-	for _, k := range keys {
-		if v, err := rc.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, "claim:") {
-			rc.Del(ctx, k)
-			lapsed++
-		}
-	}
-	t.Logf("claims left unfinished by the dead gateway: %d", lapsed)
+	t.Logf("claims left unfinished by the dead gateway: %d", f.lapse("jobgate:trigger:"+tv.ID+":*", "claim:"))
 
 	for _, d := range []string{"d-1", "d-2"} {
 		code, answer := f.deliver("", tv.HookURL, githubHeaders(secret, "push", d, body), body)
@@ -129,5 +144,50 @@ func TestTriggerDeliveryGatewayDiesAfterTheJob(t *testing.T) {
 	}
 	if n := f.jobsIn("team-a"); n != 1 {
 		t.Fatalf("%d jobs after the redeliveries, want 1", n)
+	}
+}
+
+// TestScheduleGatewayDiesAfterTheJob: a gateway dies (to Redis) right after
+// it stored the job of a run of a Forbid schedule. The schedule must already
+// name that job as its latest: once the dead gateway's firing lock has
+// lapsed, another run is refused while the job has not ended, instead of
+// starting a second one next to it.
+func TestScheduleGatewayDiesAfterTheJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	tok := f.token("team-a", api.ScopeSubmit, api.ScopeRead)
+	f.mustCall("POST", "/v1/schedules", tok.Secret,
+		`{"name":"nightly","cron":"0 0 1 1 *","concurrency_policy":"Forbid","job":`+jobBody+`}`, nil)
+
+	ts := f.dyingGateway()
+	req, err := http.NewRequest("POST", ts.URL+"/v1/schedules/nightly/run", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := f.jobsIn("team-a"); n != 1 {
+		t.Fatalf("run on the dying gateway: %d, %d jobs; want the run's one", resp.StatusCode, n)
+	}
+	t.Logf("firing locks left by the dead gateway: %d", f.lapse("jobgate:ws:team-a:schedule:nightly:lock", ""))
+
+	code, body := f.call("POST", "/v1/schedules/nightly/run", tok.Secret, "")
+	if code != http.StatusConflict || !strings.Contains(body, "previous job still running") {
+		t.Errorf("run after the crash, the first job still queued: %d %s; want 409 previous job still running", code, body)
+	}
+	if n := f.jobsIn("team-a"); n != 1 {
+		t.Fatalf("%d jobs of a Forbid schedule at once, want 1", n)
+	}
+	jobs, _, err := f.st.ListJobs(context.Background(), "team-a", store.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := f.schedHistory(tok.Secret, "nightly"); len(h) != 1 || h[0].JobID != jobs[0].ID || !h[0].Manual {
+		t.Fatalf("history: %+v; want the run by hand that made job %s", h, jobs[0].ID)
 	}
 }
