@@ -160,6 +160,13 @@ type Input struct {
 	Path string `json:"path,omitempty"`
 	// Mode defaults to ro_mount.
 	Mode InputMode `json:"mode,omitempty"`
+	// Within is set by the gateway and refused from a client: for a child
+	// submitted with a job's token, the paths below the same datastore of
+	// the input of that job (and of its own such parents) that allowed this
+	// one, outermost first. The worker refuses the input when its data,
+	// links resolved, leads out of any of them: a link under the parent's
+	// path must not give the child what the parent's own view lacks.
+	Within []string `json:"within,omitempty"`
 }
 
 // Notify is a completion callback: a POST of {"type": "job.succeeded",

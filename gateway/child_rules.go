@@ -20,15 +20,17 @@ import (
 //   - secrets: only secrets (by name) the job has itself;
 //   - inputs: only datastores the job has as inputs, at the job's path or
 //     below it; ro_mount only where the job has ro_mount (for a host
-//     process it is the host folder itself), download where it has either;
+//     process it is the host folder itself), download where it has either.
+//     Each input gets Within, the covering paths, so the worker refuses
+//     data that a link leads out of them to;
 //   - priority no higher than the job's;
 //   - notify only to the job's own callback URL (an empty secret takes the
 //     job's secret);
 //   - user: the job's, if it has one (a child that names none inherits it);
 //     read_only_rootfs: inherited, a child of a read-only job is read-only.
 //
-// spec is changed only by what it inherits; the caller checks the rest of
-// it as for any job.
+// spec is changed only by what it inherits and its inputs' Within; the
+// caller checks the rest of it as for any job.
 func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec) error {
 	own, err := g.store.GetJob(ctx, p.Workspace, p.JobID)
 	if err != nil {
@@ -73,10 +75,21 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Inputs)) {
-		if !inputCovered(c.Inputs[name], js.Inputs) {
-			in := c.Inputs[name]
+		in := c.Inputs[name]
+		cover, ok := inputCovered(in, js.Inputs)
+		if !ok {
 			return deny("inputs.%s: %s of datastore %q path %q is not within the job's own inputs", name, in.Mode, in.Datastore, in.Path)
 		}
+		// The path is checked as written; a link below the job's path may
+		// lead elsewhere in the datastore, where the job's own mount does
+		// not reach. The worker resolves it and checks it against these.
+		within := slices.Clone(cover.Within)
+		if cover.Path != "" {
+			within = append(within, cover.Path)
+		}
+		orig := spec.Inputs[name]
+		orig.Within = within
+		spec.Inputs[name] = orig
 	}
 	if priorityLevel(c.Priority) > priorityLevel(js.Priority) {
 		return deny("priority: %s is above the job's %s", c.Priority, js.Priority)
@@ -87,21 +100,24 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 	return nil
 }
 
-// inputCovered reports whether the job's inputs cover in: the same
-// datastore at in's path or above it, and ro_mount only where the job has
-// ro_mount (download, a private copy, is covered by either).
-func inputCovered(in api.Input, job map[string]api.Input) bool {
-	for _, j := range job {
+// inputCovered returns the job's input that covers in: the same datastore
+// at in's path or above it, and ro_mount only where the job has ro_mount
+// (download, a private copy, is covered by either). ok is false when none
+// does. Of several, the widest wins (the shortest path, then the first
+// name), so the answer is the same each time.
+func inputCovered(in api.Input, job map[string]api.Input) (cover api.Input, ok bool) {
+	for _, name := range slices.Sorted(maps.Keys(job)) {
+		j := job[name]
 		if j.Datastore != in.Datastore {
 			continue
 		}
 		below := j.Path == "" || in.Path == j.Path || strings.HasPrefix(in.Path, j.Path+"/")
 		mode := in.Mode == api.InputDownload || j.Mode == api.InputReadOnlyMount || j.Mode == ""
-		if below && mode {
-			return true
+		if below && mode && (!ok || len(j.Path) < len(cover.Path)) {
+			cover, ok = j, true
 		}
 	}
-	return false
+	return cover, ok
 }
 
 // priorityLevel orders priorities, low below normal below high.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/jobgate/jobgate/api"
 )
 
@@ -114,5 +116,68 @@ func TestJobTokenChildCannotEscalate(t *testing.T) {
 	f.mustCall("POST", "/v1/jobs", systemToken, jobBody, &other)
 	if code, out := f.mlflowCall("POST", "runs/create", tok, `{"experiment_id":"0","tags":[{"key":"mlflow.parentRunId","value":"`+other.ID+`"}]}`); code != http.StatusForbidden {
 		t.Fatalf("tracked run under a job outside the tree: %d %v, want 403", code, out)
+	}
+}
+
+// TestJobTokenChildInputsCarryWithin: a child's input allowed by an input of
+// the token's job carries that job's path (and the paths its own job was held
+// to) as within, for the worker to hold the resolved data to; a client may
+// not set within itself.
+func TestJobTokenChildInputsCarryWithin(t *testing.T) {
+	f := newFixture(t)
+	f.mustCall("POST", "/v1/datastores", systemToken, datastoreBody("ds"), nil)
+	var parent, whole api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],
+		"inputs":{"d":{"datastore":"ds","path":"sets"},"w":{"datastore":"ds","path":"sets/v1/deep"}}}`, &parent)
+	f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"inputs":{"d":{"datastore":"ds"}}}`, &whole)
+	withinOf := func(id, input string) []string {
+		t.Helper()
+		j, err := f.st.GetJobByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Spec.Inputs[input].Within
+	}
+	input := func(path string) string {
+		return `{"image":"localhost/x:1","command":["x"],"inputs":{"x":{"datastore":"ds","path":"` + path + `","mode":"download"}}}`
+	}
+
+	ptok := f.jobToken(DefaultWorkspace, parent.ID)
+	var child api.Job
+	f.mustCall("POST", "/v1/jobs", ptok, input("sets/v1/latest"), &child)
+	// The widest of the job's inputs that covers it: sets, not sets/v1/deep.
+	if diff := cmp.Diff([]string{"sets"}, withinOf(child.ID, "x")); diff != "" {
+		t.Fatalf("child's within (-want +got):\n%s", diff)
+	}
+	var grandchild api.Job
+	f.mustCall("POST", "/v1/jobs", f.jobToken(DefaultWorkspace, child.ID), input("sets/v1/latest/a"), &grandchild)
+	if diff := cmp.Diff([]string{"sets", "sets/v1/latest"}, withinOf(grandchild.ID, "x")); diff != "" {
+		t.Fatalf("grandchild's within (-want +got):\n%s", diff)
+	}
+	// Under an Idempotency-Key too.
+	wtok := f.jobToken(DefaultWorkspace, whole.ID)
+	if code, j, _ := f.submitWithKey(f.jobToken(DefaultWorkspace, grandchild.ID), "k1", input("sets/v1/latest/a/b")); code != http.StatusCreated ||
+		!cmp.Equal([]string{"sets", "sets/v1/latest", "sets/v1/latest/a"}, withinOf(j.ID, "x")) {
+		t.Fatalf("child under an Idempotency-Key: %d, within %q", code, withinOf(j.ID, "x"))
+	}
+	// A job with the whole datastore holds its children to nothing more.
+	var free api.Job
+	f.mustCall("POST", "/v1/jobs", wtok, input("sets"), &free)
+	if w := withinOf(free.ID, "x"); w != nil {
+		t.Fatalf("child of a whole-datastore job: within %q, want none", w)
+	}
+
+	// within is the gateway's: refused from anyone, anywhere a spec is sent.
+	sent := `{"image":"localhost/x:1","command":["x"],"inputs":{"x":{"datastore":"ds","path":"sets","within":[]}}}`
+	for _, tt := range []struct{ name, token, path, body string }{
+		{"a job", systemToken, "/v1/jobs", sent},
+		{"a child", ptok, "/v1/jobs", strings.Replace(sent, `[]`, `["sets"]`, 1)},
+		{"a schedule's job", systemToken, "/v1/schedules", `{"name":"s","cron":"0 2 * * *","job":` + sent + `}`},
+		{"a trigger's job", systemToken, "/v1/triggers", `{"name":"t","provider":"github","secret":"0123456789abcdef-github","job":` + sent + `}`},
+	} {
+		code, body := f.call("POST", tt.path, tt.token, tt.body)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(errMessage(body), "inputs.x.within is the gateway's to set") {
+			t.Errorf("%s with within: %d %s, want 422 naming inputs.x.within", tt.name, code, body)
+		}
 	}
 }

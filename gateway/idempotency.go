@@ -64,9 +64,13 @@ func (g *Gateway) createIdempotent(ctx context.Context, p principal, key string,
 		return nil, false, err
 	}
 	if prev == nil {
-		var job *api.Job
-		job, prev, err = g.createJobOnce(ctx, p.Workspace, p.Actor, spec,
-			&store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
+		// The job is made and the key completed in one step, unless the
+		// key already names a job, whose record comes back instead.
+		job, err := g.createJobWith(ctx, p.Workspace, p.Actor, spec, func(ctx context.Context, j *api.Job) (bool, error) {
+			var err error
+			prev, err = g.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
+			return prev == nil, err
+		})
 		if err != nil {
 			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()

@@ -79,16 +79,18 @@ func readBody(c echo.Context) ([]byte, error) {
 // actor (a token name, or "trigger:NAME" / "schedule:NAME"). Every way a job
 // is made goes through here: the API, webhook triggers and schedules.
 func (g *Gateway) createJob(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
-	job, _, err := g.createJobOnce(ctx, ws, actor, spec, nil)
-	return job, err
+	return g.createJobWith(ctx, ws, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) {
+		return true, g.store.CreateJob(ctx, j)
+	})
 }
 
-// createJobOnce is createJob, under an Idempotency-Key when idem is set: the
-// job is then made and the key completed in one step, unless the key
-// already names a job, whose record comes back instead (and no job).
-func (g *Gateway) createJobOnce(ctx context.Context, ws, actor string, spec api.JobSpec, idem *store.Idempotency) (*api.Job, *store.IdemRecord, error) {
+// createJobWith is createJob with the job stored by save, which may store
+// more in the same step (an Idempotency-Key's or a delivery's completion)
+// or, when a job was already made under those, store nothing and say so
+// (made false): then no job comes back, and no error.
+func (g *Gateway) createJobWith(ctx context.Context, ws, actor string, spec api.JobSpec, save func(context.Context, *api.Job) (made bool, err error)) (*api.Job, error) {
 	if err := g.checkSpec(ctx, ws, &spec); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -101,16 +103,12 @@ func (g *Gateway) createJobOnce(ctx context.Context, ws, actor string, spec api.
 		CreatedAt:  g.now().UTC(),
 		Spec:       spec,
 	}
-	if idem == nil {
-		if err := g.store.CreateJob(ctx, job); err != nil {
-			return nil, nil, err
-		}
-	} else if prev, err := g.store.CreateJobOnce(ctx, job, *idem); err != nil || prev != nil {
-		return nil, prev, err
+	if made, err := save(ctx, job); err != nil || !made {
+		return nil, err
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelScheduler)
 	g.auditAs(ctx, ws, actor, "job.submit", job.ID)
-	return job, nil, nil
+	return job, nil
 }
 
 // checkSpec fills spec's defaults and checks everything a job must pass in

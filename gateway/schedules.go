@@ -305,18 +305,12 @@ func (g *Gateway) runSchedule(c echo.Context) error {
 	if sc, err = g.scheduleParam(c); err != nil { // as the previous firing left it
 		return err
 	}
-	job, skipped, err := g.startScheduled(ctx, sc)
+	job, skipped, err := g.startScheduled(ctx, sc, store.ScheduleRun{ScheduledAt: g.now().UTC(), Manual: true})
 	if err != nil {
 		return err
 	}
 	if skipped != "" {
 		return errorf(http.StatusConflict, CodeConflict, "%s; the schedule's concurrency_policy is %s", skipped, sc.ConcurrencyPolicy)
-	}
-	now := g.now().UTC()
-	run := store.ScheduleRun{ScheduledAt: now, FiredAt: &now, JobID: job.ID, Manual: true}
-	if err := g.store.RecordScheduleRun(ctx, sc, run, scheduleHistoryCap); err != nil {
-		// The job exists; the caller gets it. Only the history lacks it.
-		g.logger.WarnContext(ctx, "record schedule run", slog.String("schedule", sc.Name), slog.String("job_id", job.ID), slog.Any("error", err))
 	}
 	g.audit(c, sc.Workspace, "schedule.run", sc.Name)
 	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
@@ -364,9 +358,13 @@ func (g *Gateway) lockSchedule(ctx context.Context, sc *store.Schedule) (func(),
 }
 
 // startScheduled starts sc's job now under its concurrency policy, or says
-// why it does not (Forbid while the previous job has not ended). The caller
-// holds sc's firing lock and read sc under it. Errors are createJob's.
-func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule) (job *api.Job, skipped string, err error) {
+// why it does not (Forbid while the previous job has not ended). The job is
+// stored with run, completed with its id and firing time, in sc's history
+// and as sc's latest job, in one step (store.CreateScheduledJob): a gateway
+// that dies after it cannot leave a job the policy does not see. The caller
+// holds sc's firing lock and read sc under it, and records run itself when
+// no job is made. Errors are createJob's.
+func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule, run store.ScheduleRun) (job *api.Job, skipped string, err error) {
 	actor := "schedule:" + sc.Name
 	if sc.ConcurrencyPolicy != policyAllow && sc.LastJob != "" {
 		prev, err := g.store.GetJob(ctx, sc.Workspace, sc.LastJob)
@@ -383,7 +381,11 @@ func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule) (job *
 			}
 		}
 	}
-	job, err = g.createJob(ctx, sc.Workspace, actor, sc.Job)
+	job, err = g.createJobWith(ctx, sc.Workspace, actor, sc.Job, func(ctx context.Context, j *api.Job) (bool, error) {
+		fired := g.now().UTC()
+		run.FiredAt, run.JobID = &fired, j.ID
+		return true, g.store.CreateScheduledJob(ctx, j, sc, run, scheduleHistoryCap)
+	})
 	return job, "", err
 }
 
@@ -499,12 +501,11 @@ func (g *Gateway) fireTick(ctx context.Context, sc *store.Schedule, tick, now ti
 	if err != nil {
 		return err
 	}
-	job, skipped, err := g.startScheduled(ctx, cur)
+	_, skipped, err := g.startScheduled(ctx, cur, run)
 	var ae *Error
 	switch {
 	case err == nil && skipped == "":
-		fired := g.now().UTC()
-		run.FiredAt, run.JobID = &fired, job.ID
+		return nil // recorded with its job
 	case err == nil:
 		run.SkippedReason = skipped
 	case errors.As(err, &ae) && ae.Status < 500:

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -39,7 +41,7 @@ const (
 // decodeSpec reads a job spec with the API's one strict decoder
 // (api.DecodeJobSpecJSON): a body that is not one JSON value is a 400;
 // unknown fields, keys given twice and wrong types are a 422 naming the
-// field.
+// field, and so is an input's within, which only the gateway sets.
 func decodeSpec(r io.Reader) (api.JobSpec, error) {
 	body, err := io.ReadAll(r)
 	if err != nil {
@@ -53,6 +55,11 @@ func decodeSpec(r io.Reader) (api.JobSpec, error) {
 	var se *api.SpecError
 	switch {
 	case err == nil:
+		for _, name := range slices.Sorted(maps.Keys(spec.Inputs)) {
+			if spec.Inputs[name].Within != nil {
+				return spec, specErr("inputs.%s.within is the gateway's to set (on a child submitted with a job token); leave it out", name)
+			}
+		}
 		return spec, nil
 	case errors.As(err, &se) && se.Syntax:
 		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body: %s", se.Msg)

@@ -32,8 +32,9 @@ import (
 // history) → GitHub ping (200) → decode the payload (400) → filter (200
 // ignored) → claim the delivery id, and for GitHub the body's hash, with SET
 // NX (a redelivery, or GitHub's body replayed under a new delivery id, gets
-// the first job back, 200) → render the template (422) → createJob (422) →
-// 202. Every authenticated delivery is recorded in the trigger's history.
+// the first job back, 200) → render the template (422) → createJob (422),
+// which completes the claims in the step that stores the job → 202. Every
+// authenticated delivery is recorded in the trigger's history.
 
 const (
 	providerGitHub   = "github"
@@ -43,7 +44,8 @@ const (
 	// deliveryTTL is how long a delivery id keeps answering with its job.
 	deliveryTTL = 24 * time.Hour
 	// deliveryClaimHold bounds how long a delivery stays "being processed"
-	// if the gateway handling it dies.
+	// if the gateway handling it dies before it made the job (the job and
+	// the claims' completion are one Redis step).
 	deliveryClaimHold = time.Minute
 	// duplicateWait is how long a concurrent duplicate waits for the first
 	// delivery of its id to make its job before answering 409.
@@ -429,11 +431,13 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 			}
 		}
 	}
+	// complete points the claims held to the job another delivery with one
+	// of the keys made; a job made here completes them itself.
 	complete := func(held []store.DeliveryKey, jobID string) {
 		for _, k := range held {
 			if err := g.store.CompleteDelivery(work, t.ID, k, token, jobID, deliveryTTL); err != nil {
-				// The job exists; a redelivery within deliveryClaimHold
-				// still finds the claim, later ones would make a second job.
+				// The job exists and its own keys name it: this key alone
+				// may make another job once the claim lapses.
 				g.logger.ErrorContext(ctx, "complete webhook delivery", slog.String("trigger_id", t.ID),
 					slog.String("job_id", jobID), slog.Any("error", err))
 			}
@@ -460,12 +464,26 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		}
 	}
 
-	job, err := g.jobFromDelivery(work, t, d, payload)
+	// The job is stored and every claim completed with its id in one step:
+	// a gateway that dies on the way leaves both or neither, so a
+	// redelivery after our claims lapsed never makes a second job.
+	var made string
+	job, err := g.jobFromDelivery(work, t, d, payload, func(ctx context.Context, j *api.Job) (bool, error) {
+		var err error
+		made, err = g.store.CreateJobForDelivery(ctx, j, t.ID, keys, deliveryTTL)
+		return made == "", err
+	})
 	if err != nil {
 		release(keys)
 		return hookResult{}, err
 	}
-	complete(keys, job.ID)
+	if job == nil {
+		// Our claims lapsed while the job was checked, and a redelivery
+		// made it meanwhile.
+		complete(keys, made)
+		d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, made, "delivery already made job "+made
+		return hookResult{http.StatusOK, map[string]any{"job_id": made, "duplicate": true}}, nil
+	}
 	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
 	return hookResult{http.StatusAccepted, map[string]string{"job_id": job.ID}}, nil
 }
@@ -495,9 +513,10 @@ func (g *Gateway) claimDelivery(ctx context.Context, trigger string, k store.Del
 }
 
 // jobFromDelivery renders the trigger's template over the delivery and
-// submits the job as "trigger:NAME". Rendered values become whole env values
-// and argv elements; nothing is passed through a shell.
-func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *store.Delivery, payload map[string]any) (*api.Job, error) {
+// submits the job as "trigger:NAME", stored by save (createJobWith: no job
+// and no error when save made none). Rendered values become whole env
+// values and argv elements; nothing is passed through a shell.
+func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *store.Delivery, payload map[string]any, save func(context.Context, *api.Job) (bool, error)) (*api.Job, error) {
 	data := map[string]any{"payload": payload, "event": d.Event, "delivery": d.ID}
 	spec := t.Job
 	var err error
@@ -521,7 +540,7 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 			return nil, renderErr("job.tags", false, err)
 		}
 	}
-	job, err := g.createJob(ctx, t.Workspace, "trigger:"+t.Name, spec)
+	job, err := g.createJobWith(ctx, t.Workspace, "trigger:"+t.Name, spec, save)
 	var ae *Error
 	if errors.As(err, &ae) && ae.Status < 500 {
 		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: ae.Code, Message: "rendered job: " + ae.Message}

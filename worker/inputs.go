@@ -168,7 +168,7 @@ func (w *Worker) inputSource(ctx context.Context, ws string, in api.Input) (stri
 	if err != nil {
 		return "", fmt.Errorf("datastore %q: %w", in.Datastore, err)
 	}
-	src, err := resolveInput(ds.Path, ds.Root, in.Path)
+	src, err := resolveInput(ds.Path, ds.Root, in.Path, in.Within)
 	if err != nil {
 		return "", fmt.Errorf("%w: datastore %s on worker %s: %v", errInputUnavailable, in.Datastore, w.cfg.ID, err)
 	}
@@ -178,10 +178,12 @@ func (w *Worker) inputSource(ctx context.Context, ws string, in api.Input) (stri
 // resolveInput resolves sub (an input's clean relative path) below the
 // datastore folder dsPath, with every link resolved, and refuses what leads
 // out: the datastore folder out of root (when a workspace admin registered it
-// below the operator's root), or sub out of the datastore folder. The gateway
-// checked the paths as written; links may have changed since, and only here
-// are the workers' folders seen.
-func resolveInput(dsPath, root, sub string) (string, error) {
+// below the operator's root), sub out of the datastore folder, or sub out of
+// any of within (clean relative paths too: the inputs of the job whose token
+// submitted this one, which its own view of the datastore ends at). The
+// gateway checked the paths as written; links may have changed since, and
+// only here are the workers' folders seen.
+func resolveInput(dsPath, root, sub string, within []string) (string, error) {
 	realDS, err := filepath.EvalSymlinks(dsPath)
 	if err != nil {
 		return "", fmt.Errorf("folder %s: %w", dsPath, unwrapPath(err))
@@ -198,6 +200,15 @@ func resolveInput(dsPath, root, sub string) (string, error) {
 	}
 	if !inside(realDS, realSrc) {
 		return "", fmt.Errorf("%s leads out of the datastore's folder (a symbolic link?)", path.Join(dsPath, sub))
+	}
+	for _, w := range within {
+		realW, err := filepath.EvalSymlinks(filepath.Join(realDS, filepath.FromSlash(w)))
+		if err != nil {
+			return "", fmt.Errorf("%s, the input of the job that submitted this one: %w", path.Join(dsPath, w), unwrapPath(err))
+		}
+		if !inside(realW, realSrc) {
+			return "", fmt.Errorf("%s leads out of %s, the input of the job that submitted this one (a symbolic link?)", path.Join(dsPath, sub), path.Join(dsPath, w))
+		}
 	}
 	return realSrc, nil
 }

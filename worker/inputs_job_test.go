@@ -44,6 +44,8 @@ func TestJobInputsAndMounts(t *testing.T) {
 		filepath.Join(data, "sets/v1/train.csv"): csv,
 		filepath.Join(shared, "readme.txt"):      "shared by every job\n",
 		filepath.Join(outside, "secret"):         "do not read\n",
+		// In the datastore, but not below the path a parent job has.
+		filepath.Join(data, "other/private.txt"): "do not read: not the parent's\n",
 	} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -53,6 +55,9 @@ func TestJobInputsAndMounts(t *testing.T) {
 		}
 	}
 	if err := os.Symlink(outside, filepath.Join(data, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../other", filepath.Join(data, "sets/latest")); err != nil {
 		t.Fatal(err)
 	}
 	for name, path := range map[string]string{"train": data, "gone": filepath.Join(base, "not-there")} {
@@ -81,6 +86,9 @@ func TestJobInputsAndMounts(t *testing.T) {
 
 	in := func(ds, path string, mode api.InputMode) map[string]api.Input {
 		return map[string]api.Input{"data": {Datastore: ds, Path: path, Mode: mode}}
+	}
+	child := func(path string, mode api.InputMode, within ...string) map[string]api.Input {
+		return map[string]api.Input{"data": {Datastore: "train", Path: path, Mode: mode, Within: within}}
 	}
 	box := func(args ...string) []string { return append([]string{"/bin/toolbox"}, args...) }
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
@@ -126,6 +134,17 @@ func TestJobInputsAndMounts(t *testing.T) {
 		{name: "an input through a link out of its datastore",
 			spec:   api.JobSpec{Command: box("ls", "/inputs/data"), MaxRetries: 2, Inputs: in("train", "escape", "")},
 			status: api.StatusFailed, reason: api.ReasonInputUnavailable + ": inputs.data: datastore train on worker inputs: " + filepath.Join(data, "escape") + " leads out"},
+		// A child submitted with a job token whose job has input
+		// sets: the gateway sets within, and the worker holds it to it.
+		{name: "a child's input below its parent's path",
+			spec:   api.JobSpec{Command: box("cat", "/inputs/data/train.csv"), Inputs: child("sets/v1", "", "sets")},
+			status: api.StatusSucceeded, log: []string{csv}},
+		{name: "a child's input through a link out of its parent's path",
+			spec:   api.JobSpec{Command: box("cat", "/inputs/data/private.txt"), Inputs: child("sets/latest", "", "sets")},
+			status: api.StatusFailed, reason: api.ReasonInputUnavailable + ": inputs.data: datastore train on worker inputs: " + filepath.Join(data, "sets/latest") + " leads out of " + filepath.Join(data, "sets") + ", the input of the job that submitted this one"},
+		{name: "a child's download through a link out of its parent's path",
+			spec:   api.JobSpec{Command: box("cat", "/inputs/data/private.txt"), Inputs: child("sets/latest", api.InputDownload, "sets")},
+			status: api.StatusFailed, reason: api.ReasonInputUnavailable + ": inputs.data: datastore train on worker inputs: " + filepath.Join(data, "sets/latest") + " leads out of"},
 		{name: "a missing path",
 			spec:   api.JobSpec{Command: box("ls", "/inputs/data"), MaxRetries: 2, Inputs: in("train", "sets/v2", api.InputDownload)},
 			status: api.StatusFailed, reason: api.ReasonInputUnavailable + ": inputs.data: datastore train on worker inputs: " + filepath.Join(data, "sets/v2") + ": no such file"},

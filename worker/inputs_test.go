@@ -62,10 +62,22 @@ func inputTree(t *testing.T) (root, ds, outside string) {
 func TestResolveInput(t *testing.T) {
 	t.Parallel()
 	root, ds, outside := inputTree(t)
+	// Links that stay in the datastore but leave a path below it, which a
+	// job's own input may end at (a child's input gets it as within).
+	for link, target := range map[string]string{
+		filepath.Join(ds, "sets/up"):        "..",
+		filepath.Join(ds, "sets/now"):       "v1",
+		filepath.Join(ds, "sets/v1/parent"): "..",
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name           string
 		dsPath, dsRoot string
 		sub            string
+		within         []string
 		want           string // empty: an error mentioning wantErr
 		wantErr        string
 	}{
@@ -80,10 +92,17 @@ func TestResolveInput(t *testing.T) {
 		{name: "datastore folder missing", dsPath: filepath.Join(root, "gone"), dsRoot: root, wantErr: "no such file or directory"},
 		{name: "datastore folder became a link out of its root", dsPath: filepath.Join(root, "ds-link"), dsRoot: root, wantErr: "leads out of its datastore root"},
 		{name: "the system admin's datastore may be anywhere", dsPath: filepath.Join(root, "ds-link"), want: outside},
+		{name: "below the parent's path", dsPath: ds, dsRoot: root, sub: "sets/v1", within: []string{"sets"}, want: filepath.Join(ds, "sets/v1")},
+		{name: "a link that stays below the parent's path", dsPath: ds, dsRoot: root, sub: "sets/now", within: []string{"sets"}, want: filepath.Join(ds, "sets/v1")},
+		{name: "the parent's path through a link", dsPath: ds, dsRoot: root, sub: "link-in/v1", within: []string{"link-in"}, want: filepath.Join(ds, "sets/v1")},
+		{name: "a link out of the parent's path", dsPath: ds, dsRoot: root, sub: "sets/up", within: []string{"sets"}, wantErr: "sets/up leads out of " + filepath.Join(ds, "sets") + ", the input of the job that submitted this one"},
+		{name: "a file through a link out of the parent's path", dsPath: ds, dsRoot: root, sub: "sets/up/run.sh", within: []string{"sets"}, wantErr: "leads out of " + filepath.Join(ds, "sets") + ","},
+		{name: "below the parent's path, out of the grandparent's", dsPath: ds, dsRoot: root, sub: "sets/v1/parent", within: []string{"sets/v1", "sets/v1/parent"}, wantErr: "leads out of " + filepath.Join(ds, "sets/v1") + ","},
+		{name: "the parent's path is gone", dsPath: ds, dsRoot: root, sub: "sets/v1", within: []string{"gone"}, wantErr: filepath.Join(ds, "gone") + ", the input of the job that submitted this one: no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := resolveInput(tt.dsPath, tt.dsRoot, tt.sub)
+			got, err := resolveInput(tt.dsPath, tt.dsRoot, tt.sub, tt.within)
 			if tt.want != "" {
 				if err != nil || got != tt.want {
 					t.Fatalf("resolveInput = %q, %v; want %q", got, err, tt.want)

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
 
@@ -120,5 +122,89 @@ cat "$JOBGATE_MOUNT_SHARED/readme.txt"`}})
 	}
 	if logs := c.logs(j.ID); !strings.Contains(logs, "was deleted") {
 		t.Errorf("the job's log does not say why: %q", logs)
+	}
+}
+
+// TestChildInputCannotFollowALinkOutOfItsParent: a running container job
+// with input path a submits children with its job token, through a real
+// gateway, worker, Redis and podman. The data holds a/latest -> ../b, which
+// the job's own mount cannot follow (it ends at a): a child asking for
+// a/latest, mounted or downloaded, fails with input_unavailable instead of
+// getting b; one asking for a link that stays below a gets its data.
+func TestChildInputCannotFollowALinkOutOfItsParent(t *testing.T) {
+	c := newCluster(t)
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(base, "data")
+	const csv, private = "x,y\n1,2\n", "not the parent's data\n"
+	for p, body := range map[string]string{filepath.Join(data, "a/v1/train.csv"): csv, filepath.Join(data, "b/private.txt"): private} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"a/latest": "../b", "a/current": "v1"} {
+		if err := os.Symlink(target, filepath.Join(data, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := c.do("POST", "/v1/datastores", `{"name":"train","path":"`+data+`"}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST /v1/datastores: %d", code)
+	}
+	c.startWorker("w1")
+
+	in := func(path string, mode api.InputMode) map[string]api.Input {
+		return map[string]api.Input{"data": {Datastore: "train", Path: path, Mode: mode}}
+	}
+	// What the parent sees through its own mount: a/latest leads nowhere.
+	peek := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("cat", "/inputs/data/latest/private.txt"), Inputs: in("a", "")}).ID)
+	if peek.Status != api.StatusFailed || strings.Contains(c.logs(peek.ID), private) {
+		t.Fatalf("a job with input a read a/latest/private.txt: %s (%s) %q", peek.Status, peek.Reason, c.logs(peek.ID))
+	}
+
+	parent := c.runningJob(api.JobSpec{Command: toolbox("sleep", "600"), Inputs: in("a", "")})
+	defer c.do("POST", "/v1/jobs/"+parent.ID+"/cancel", "", nil)
+	// The token the worker gave the attempt is in the container only; one
+	// minted for the same attempt stands for the same job.
+	tok, err := store.New(c.redisClient(), store.Config{}).CreateJobToken(context.Background(), parent.ID, parent.Workspace, parent.Attempt, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := c.asToken(tok)
+	const refused = api.ReasonInputUnavailable + ": inputs.data: datastore train on worker w1: "
+	tests := []struct {
+		name   string
+		spec   api.JobSpec
+		status api.Status
+		reason string
+		log    string
+	}{
+		{"a link out of the parent's path, mounted", api.JobSpec{Command: toolbox("cat", "/inputs/data/private.txt"), Inputs: in("a/latest", "")},
+			api.StatusFailed, refused + filepath.Join(data, "a/latest") + " leads out of " + filepath.Join(data, "a") + ", the input of the job that submitted this one", ""},
+		{"a link out of the parent's path, downloaded", api.JobSpec{Command: toolbox("cat", "/inputs/data/private.txt"), Inputs: in("a/latest", api.InputDownload)},
+			api.StatusFailed, refused + filepath.Join(data, "a/latest") + " leads out of " + filepath.Join(data, "a") + ",", ""},
+		{"a link below the parent's path", api.JobSpec{Command: toolbox("cat", "/inputs/data/train.csv"), Inputs: in("a/current", "")},
+			api.StatusSucceeded, "", csv},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.spec.Image = testenv.ExampleImage
+			j, err := kid.api.Submit(context.Background(), tt.spec, "")
+			if err != nil {
+				t.Fatalf("submit with the job token: %v", err)
+			}
+			j = c.waitEnded(j.ID)
+			logs := c.logs(j.ID)
+			if j.Status != tt.status || !strings.HasPrefix(j.Reason, tt.reason) || !strings.Contains(logs, tt.log) || strings.Contains(logs, private) {
+				t.Fatalf("child %s (%s), log %q; want %s (%s...) and %q", j.Status, j.Reason, logs, tt.status, tt.reason, tt.log)
+			}
+			if j.Spec.ParentID != parent.ID {
+				t.Fatalf("child's parent %q, want %s", j.Spec.ParentID, parent.ID)
+			}
+		})
 	}
 }

@@ -315,6 +315,33 @@ func (s *Store) RecordScheduleRun(ctx context.Context, sc *Schedule, run Schedul
 		sc.ID, b, keep, run.JobID, fired).Err()
 }
 
+// CreateScheduledJob is CreateJob for run of schedule sc, which made job j
+// (run.JobID): in the same MULTI it records run as RecordScheduleRun does,
+// so the schedule names its latest job from the moment that job exists. A
+// gateway that dies on the way leaves both or neither, never a job that the
+// schedule's concurrency policy does not see.
+func (s *Store) CreateScheduledJob(ctx context.Context, j *api.Job, sc *Schedule, run ScheduleRun, keep int) error {
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	b, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	fired := ""
+	if run.FiredAt != nil {
+		fired = msString(*run.FiredAt)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		writeJob(ctx, p, j, spec)
+		recordRunScript.Eval(ctx, p, []string{scheduleKey(sc.Workspace, sc.Name), scheduleHistKey(sc.Workspace, sc.Name)},
+			sc.ID, b, keep, run.JobID, fired)
+		return nil
+	})
+	return err
+}
+
 // ScheduleHistory returns up to n runs of schedule name of ws, newest first.
 func (s *Store) ScheduleHistory(ctx context.Context, ws, name string, n int64) ([]ScheduleRun, error) {
 	if !validScheduleName(name) {

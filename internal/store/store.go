@@ -129,39 +129,76 @@ type Idempotency struct {
 // completed key, and one that dies before it leaves neither: a retry then
 // finds at most a claim, which expires, and never makes a second job.
 func (s *Store) CreateJobOnce(ctx context.Context, j *api.Job, idem Idempotency) (*IdemRecord, error) {
+	done, _ := json.Marshal(IdemRecord{JobID: j.ID, BodyHash: idem.BodyHash})
+	var prev *IdemRecord
+	_, _, err := s.createJobGuarded(ctx, j, "idempotency key", []jobGuard{{
+		key: idemKey(j.Workspace, idem.KeyHash), value: string(done), ttl: idem.TTL,
+		made: func(v string) bool {
+			var r IdemRecord
+			if json.Unmarshal([]byte(v), &r) == nil && r.JobID != "" {
+				prev = &r
+				return true
+			}
+			return false
+		},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return prev, nil
+}
+
+// jobGuard is a key that a job is made under once: set to value, for ttl,
+// in the step that stores the job, unless made says its current value
+// already names a job.
+type jobGuard struct {
+	key   string
+	value string
+	ttl   time.Duration
+	made  func(v string) bool
+}
+
+// createJobGuarded stores new job j and sets every guard's key in one MULTI,
+// under a WATCH of those keys. When a guard's key already names a job,
+// nothing is written, and the guard's index and the key's value come back
+// (-1 otherwise). what names the guards in an error.
+func (s *Store) createJobGuarded(ctx context.Context, j *api.Job, what string, guards []jobGuard) (int, string, error) {
 	spec, err := json.Marshal(j.Spec)
 	if err != nil {
-		return nil, fmt.Errorf("encode spec: %w", err)
+		return -1, "", fmt.Errorf("encode spec: %w", err)
 	}
-	done, _ := json.Marshal(IdemRecord{JobID: j.ID, BodyHash: idem.BodyHash})
-	key := idemKey(j.Workspace, idem.KeyHash)
+	keys := make([]string, len(guards))
+	for i, g := range guards {
+		keys[i] = g.key
+	}
 	for range 10 {
-		var prev *IdemRecord
+		found, prev := -1, ""
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			raw, err := tx.Get(ctx, key).Bytes()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			if err == nil {
-				var r IdemRecord
-				if json.Unmarshal(raw, &r) == nil && r.JobID != "" {
-					prev = &r
+			for i, g := range guards {
+				v, err := tx.Get(ctx, g.key).Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return err
+				}
+				if err == nil && g.made(v) {
+					found, prev = i, v
 					return nil
 				}
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				writeJob(ctx, p, j, spec)
-				p.Set(ctx, key, done, idem.TTL)
+				for _, g := range guards {
+					p.Set(ctx, g.key, g.value, g.ttl)
+				}
 				return nil
 			})
 			return err
-		}, key)
+		}, keys...)
 		if errors.Is(err, redis.TxFailedErr) {
-			continue // the key changed between WATCH and EXEC: look again
+			continue // a key changed between WATCH and EXEC: look again
 		}
-		return prev, err
+		return found, prev, err
 	}
-	return nil, fmt.Errorf("create job under idempotency key: %w", ErrConflict)
+	return -1, "", fmt.Errorf("create job under %s: %w", what, ErrConflict)
 }
 
 // writeJob queues the writes that store new job j (spec is j.Spec encoded).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -255,7 +256,7 @@ func (s *Store) ClaimDelivery(ctx context.Context, trigger string, k DeliveryKey
 	if err != nil {
 		return "", false, err
 	}
-	if len(v) >= len(claimPrefix) && v[:len(claimPrefix)] == claimPrefix {
+	if !completedClaim(v) {
 		return "", false, nil
 	}
 	return v, false, nil
@@ -282,6 +283,25 @@ func (s *Store) CompleteDelivery(ctx context.Context, trigger string, k Delivery
 	}
 	return nil
 }
+
+// CreateJobForDelivery is CreateJob for a delivery of trigger holding the
+// claims keys: in the same MULTI it completes each claim with j's id, for
+// ttl, so a gateway that dies after it leaves a job that every redelivery
+// finds, and one that dies before it leaves no job and claims that lapse.
+// When a claim already names a job (ours lapsed, and a redelivery made that
+// job), nothing is written and that job's id comes back.
+func (s *Store) CreateJobForDelivery(ctx context.Context, j *api.Job, trigger string, keys []DeliveryKey, ttl time.Duration) (string, error) {
+	guards := make([]jobGuard, len(keys))
+	for i, k := range keys {
+		guards[i] = jobGuard{key: claimKey(trigger, k), value: j.ID, ttl: ttl, made: completedClaim}
+	}
+	_, prev, err := s.createJobGuarded(ctx, j, "delivery claims", guards)
+	return prev, err
+}
+
+// completedClaim reports whether v, a claim's value, names the job its
+// delivery made.
+func completedClaim(v string) bool { return !strings.HasPrefix(v, claimPrefix) }
 
 // ReleaseDelivery frees the claim under k of a delivery that made no job,
 // so a redelivery is processed afresh.
