@@ -118,11 +118,12 @@ func startExampleServer() (stop func(), err error) {
 	cmd.Env = append(os.Environ(), "JOBGATE_TOKEN="+token)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	waited, err := devenv.StartTied(cmd) // Pdeathsig is per thread: see StartTied
+	if err != nil {
 		return nil, err
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() { <-waited; close(exited) }()
 	stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -37,6 +38,31 @@ func (s *Service) Stop() error {
 	}
 	s.once.Do(func() { s.err = s.stop() })
 	return s.err
+}
+
+// StartTied starts cmd and waits for it on a goroutine locked to its OS
+// thread, and returns what Wait returned on the channel. Pdeathsig (set by
+// the caller) fires when the *thread* that forked the child exits, not the
+// process: a child started from an ordinary goroutine is killed whenever
+// the Go runtime happens to end that thread (a goroutine that exits while
+// locked to it, for one). Here that thread lives as long as the child.
+func StartTied(cmd *exec.Cmd) (<-chan error, error) {
+	started := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // FreePort asks the kernel for a free loopback TCP port.
@@ -108,11 +134,10 @@ func StartSecureRedisServer(ctx context.Context, dir string, o RedisOptions) (*S
 	// Its own process group, so a Ctrl-C to jobgate does not kill Redis before
 	// jobgate has drained into it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	done, err := StartTied(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	url := fmt.Sprintf("%s://%s127.0.0.1:%d/0", scheme, auth, port)
 	svc := &Service{URL: url, stop: func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -217,11 +242,10 @@ func StartPodmanService(ctx context.Context, url string, logPath string) (*Servi
 		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	done, err := StartTied(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start podman service: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	svc := &Service{URL: url, stop: func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
