@@ -47,10 +47,12 @@ type Store struct {
 	cfg Config
 }
 
-// New returns a Store on rdb.
+// New returns a Store on rdb. It hooks rdb so that errors of a Redis that
+// cannot be reached wrap ErrUnavailable, on every user of rdb.
 func New(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg.LogStreamCap = cmp.Or(cfg.LogStreamCap, 100_000)
 	cfg.EndedStreamTTL = cmp.Or(cfg.EndedStreamTTL, 7*24*time.Hour)
+	rdb.AddHook(unavailableHook{})
 	return &Store{rdb: rdb, cfg: cfg}
 }
 
