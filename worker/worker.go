@@ -143,6 +143,8 @@ type Worker struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	execs     execSessions
+	// ends records attempts' ends: the store, but for tests injecting faults.
+	ends endStore
 
 	// instance names this process (see store.StartBy); cluster is the
 	// installation's ID, known once Run has started.
@@ -200,7 +202,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	if abs, err := filepath.Abs(cfg.SpoolDir); err == nil {
 		cfg.SpoolDir = abs
 	}
-	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
+	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
 		instance: newInstanceID(), held: map[string]*heldAttempt{}}
 }
@@ -409,6 +411,13 @@ func (w *Worker) recoverOwn(ctx context.Context) {
 			if err != nil || job.Status != api.StatusRunning || job.Worker != w.cfg.ID {
 				continue
 			}
+			if held, _ := w.holding(id, job.Attempt); held {
+				continue // its end is saved, and recorded once the store takes it
+			}
+			if e := w.savedEnd(id, job.Attempt); e != nil {
+				w.adoptEnd(e)
+				continue
+			}
 			w.cleanupLeftovers(ctx, job)
 			err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, store.Outcome{Status: api.StatusFailed,
 				Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
@@ -437,6 +446,8 @@ func (w *Worker) heartbeat(ctx context.Context) {
 				if ctx.Err() == nil {
 					w.logger.WarnContext(ctx, "heartbeat", slog.Any("error", err))
 				}
+			default:
+				w.recordHeldEnds(ctx)
 			}
 		}
 	}
@@ -904,7 +915,7 @@ func (w *Worker) requeue(ctx context.Context, job *api.Job, o store.Outcome) err
 // recordEnd records e (see record), then does what follows an end.
 func (w *Worker) recordEnd(ctx context.Context, e *attemptEnd) error {
 	err := w.record(ctx, e)
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	if err != nil && !endGone(err) {
 		return err
 	}
 	w.ended(ctx, e)
