@@ -66,8 +66,9 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 		ae = errorf(http.StatusConflict, CodeConflict, "the resource changed state; retry")
 	case errors.As(err, &he):
 		ae = fromEchoError(he)
-	case store.Unavailable(err):
-		// Redis is restarting or out of reach: the client may retry.
+	case errors.Is(err, store.ErrUnavailable):
+		// Redis is restarting or out of reach (the store's client says
+		// so; a network error of anything else is ours): the client may retry.
 		ae = errorf(http.StatusServiceUnavailable, CodeUnavailable, "the job store is unreachable; retry in a few seconds")
 		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 	default:

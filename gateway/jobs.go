@@ -375,9 +375,13 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 		store.Worker
 		State string `json:"state"`
 	}
+	now, err := g.store.Time(ctx) // the heartbeats' clock
+	if err != nil {
+		return err
+	}
 	out := make([]view, 0, len(ws))
 	for _, w := range ws {
-		out = append(out, view{Worker: w, State: g.sched.workerState(w, g.now())})
+		out = append(out, view{Worker: w, State: g.sched.workerState(w, now)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"workers": out})
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -27,7 +28,11 @@ type SchedulerConfig struct {
 	// within this time.
 	LeaseTTL time.Duration
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
-	// recovered; default 15s.
+	// recovered; default 15s. Silence is measured on Redis's clock, which
+	// stamps the heartbeats, and only once this scheduler has been in
+	// contact with Redis for that long (since it started, or since Redis last
+	// failed to answer it): while Redis was away the workers could not
+	// heartbeat either.
 	WorkerLostAfter time.Duration
 	// Tick: how often the scheduler looks without being woken; default 1s.
 	Tick time.Duration
@@ -44,7 +49,9 @@ type Scheduler struct {
 	store  *store.Store
 	tasks  *asynq.Client
 	logger *slog.Logger
-	now    func() time.Time
+	// graceUntil (Unix ms, Redis's clock): no worker is called lost for
+	// its silence before it; see WorkerLostAfter.
+	graceUntil atomic.Int64
 }
 
 // NewScheduler returns a Scheduler; Run runs it.
@@ -53,7 +60,7 @@ func NewScheduler(cfg SchedulerConfig, rdb redis.UniversalClient, st *store.Stor
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 30*time.Second)
-	return &Scheduler{cfg: cfg, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID)), now: time.Now}
+	return &Scheduler{cfg: cfg, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
 }
 
 // Run schedules until ctx is done, then gives up the lease.
@@ -67,11 +74,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	defer waker.Close()
 	leading := false
+	// inContact is false until Redis answers, at the start and after it
+	// failed to: then a grace begins (see WorkerLostAfter).
+	inContact := false
 	for ctx.Err() == nil {
 		gen := waker.Gen()
 		ok, err := s.store.AcquireLeadership(ctx, s.cfg.ID, s.cfg.LeaseTTL)
 		switch {
 		case err != nil:
+			inContact = false
 			if ctx.Err() == nil {
 				s.logger.WarnContext(ctx, "scheduler lease", slog.Any("error", err))
 			}
@@ -79,8 +90,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			leading = ok
 			s.logger.InfoContext(ctx, "scheduler leadership", slog.Bool("leading", ok))
 		}
-		if leading {
+		if err == nil && !inContact {
+			inContact = s.startGrace(ctx)
+		}
+		if leading && inContact {
 			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
+				if store.Unavailable(err) {
+					inContact = false
+				}
 				s.logger.WarnContext(ctx, "scheduling pass", slog.Any("error", err))
 			}
 		}
@@ -94,8 +111,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	return nil
 }
 
+// startGrace gives the workers WorkerLostAfter from now to heartbeat before
+// any is called lost for its silence; false when Redis does not answer.
+func (s *Scheduler) startGrace(ctx context.Context) bool {
+	now, err := s.store.Time(ctx)
+	if err != nil {
+		return false
+	}
+	s.graceUntil.Store(now.Add(s.cfg.WorkerLostAfter).UnixMilli())
+	return true
+}
+
+// alive says whether w counts as running at now (Redis's clock): not
+// stopped, and heartbeating within WorkerLostAfter or still in the grace
+// after this scheduler's contact with Redis began.
 func (s *Scheduler) alive(w store.Worker, now time.Time) bool {
-	return w.Status != "stopped" && now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter
+	return w.Status != "stopped" && (now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter || now.UnixMilli() < s.graceUntil.Load())
 }
 
 func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
@@ -197,7 +228,11 @@ func (s *Scheduler) Admissible(ctx context.Context, spec api.JobSpec) error {
 // pass recovers the jobs of lost workers, then places pending jobs in order
 // (priority, then age) on live workers with free slots.
 func (s *Scheduler) pass(ctx context.Context) error {
-	now := s.now()
+	// Redis's clock, which stamps the heartbeats: no other clock is trusted.
+	now, err := s.store.Time(ctx)
+	if err != nil {
+		return err
+	}
 	workers, err := s.store.Workers(ctx)
 	if err != nil {
 		return err

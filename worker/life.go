@@ -190,7 +190,15 @@ type attemptEnd struct {
 	At        time.Time     `json:"at"`
 }
 
-func (e *attemptEnd) write(ctx context.Context, st *store.Store) error {
+// endStore is what recording an attempt's end needs of the store.
+type endStore interface {
+	Finish(ctx context.Context, ws, id string, attempt int, o store.Outcome, now time.Time) error
+	Requeue(ctx context.Context, ws, id string, attempt int, o store.Outcome, now time.Time) error
+}
+
+var _ endStore = (*store.Store)(nil)
+
+func (e *attemptEnd) write(ctx context.Context, st endStore) error {
 	if e.Requeue {
 		return st.Requeue(ctx, e.Workspace, e.JobID, e.Attempt, e.Outcome, e.At)
 	}
@@ -206,13 +214,21 @@ func (w *Worker) endFile(jobID string, attempt int) string {
 	return filepath.Join(w.endsDir(), jobID+"-"+strconv.Itoa(attempt)+".json")
 }
 
-// record writes e to the store, retrying while Redis cannot be reached, for
-// up to RecordRetryFor: the attempt has run, and losing how it ended would
-// run it again. It is written to the ends folder first and removed from
-// there once recorded. An ErrConflict (the job ended or moved on meanwhile)
+// endGone says that an end could not be recorded because there is nothing
+// to record it on any more: the job ended or moved on meanwhile
+// (ErrConflict), or is gone (ErrNotFound). Trying again would not help.
+func endGone(err error) bool {
+	return errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound)
+}
+
+// record writes e to the store, retrying whatever the error (Redis away,
+// BUSY, OOM, MISCONF, ...) for up to RecordRetryFor: the attempt has run,
+// and losing how it ended would run it again. It is written to the ends
+// folder first and removed from there once recorded. An error of endGone
 // counts as recorded and is returned. Past the bound the end stays held in
-// this process and on disk: a new delivery of the task, or the next life of
-// the worker, records it.
+// this process and on disk: every heartbeat tries it again (see
+// recordHeldEnds), as does a new delivery of the task or the next life of
+// the worker.
 func (w *Worker) record(ctx context.Context, e *attemptEnd) error {
 	file := w.endFile(e.JobID, e.Attempt)
 	if b, err := json.Marshal(e); err == nil {
@@ -227,10 +243,10 @@ func (w *Worker) record(ctx context.Context, e *attemptEnd) error {
 	wait := 50 * time.Millisecond
 	for try := 1; ; try++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err := e.write(wctx, w.store)
+		err := e.write(wctx, w.ends)
 		cancel()
-		if err == nil || errors.Is(err, store.ErrConflict) || !store.Unavailable(err) || time.Now().Add(wait).After(deadline) {
-			if err != nil && !errors.Is(err, store.ErrConflict) {
+		if err == nil || endGone(err) || time.Now().Add(wait).After(deadline) {
+			if err != nil && !endGone(err) {
 				w.mu.Lock()
 				if h, ok := w.held[e.JobID]; ok && h.number == e.Attempt {
 					h.end = e
@@ -238,23 +254,68 @@ func (w *Worker) record(ctx context.Context, e *attemptEnd) error {
 				w.mu.Unlock()
 				return fmt.Errorf("record end of job %s attempt %d (kept in %s): %w", e.JobID, e.Attempt, file, err)
 			}
-			_ = os.Remove(file)
-			w.mu.Lock()
-			if h, ok := w.held[e.JobID]; ok && h.number == e.Attempt {
-				delete(w.held, e.JobID)
-			}
-			w.mu.Unlock()
+			w.forgetEnd(e)
 			if try > 1 {
-				w.logger.InfoContext(ctx, "recorded attempt end once Redis answered", slog.String("job_id", e.JobID), slog.Int("tries", try))
+				w.logger.InfoContext(ctx, "recorded attempt end once the store took it", slog.String("job_id", e.JobID), slog.Int("tries", try))
 			}
 			return err
 		}
 		if try == 1 {
-			w.logger.WarnContext(ctx, "redis does not answer; retrying to record the attempt's end", slog.String("job_id", e.JobID),
+			w.logger.WarnContext(ctx, "could not record the attempt's end; retrying", slog.String("job_id", e.JobID),
 				slog.Duration("for", w.cfg.RecordRetryFor), slog.Any("error", err))
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, time.Second)
+	}
+}
+
+// forgetEnd drops e, recorded (or with nothing left to record it on): its
+// file, and the attempt from what this process holds.
+func (w *Worker) forgetEnd(e *attemptEnd) {
+	_ = os.Remove(w.endFile(e.JobID, e.Attempt))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if h, ok := w.held[e.JobID]; ok && h.number == e.Attempt {
+		delete(w.held, e.JobID)
+	}
+}
+
+// adoptEnd makes e, an end an earlier life saved and that could not be
+// recorded yet, this process's to record: it holds the attempt with its
+// end, as if it had run it, so that nobody takes the attempt for lost.
+func (w *Worker) adoptEnd(e *attemptEnd) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.held[e.JobID]; !ok {
+		w.held[e.JobID] = &heldAttempt{number: e.Attempt, end: e}
+	}
+}
+
+// recordHeldEnds tries once more to record each end this process holds
+// and could not record (see record): after an outage longer than asynq's
+// lease, or an error record gave up on, nothing else might, and the job
+// would stay running while the worker heartbeats. The heartbeat calls it.
+func (w *Worker) recordHeldEnds(ctx context.Context) {
+	w.mu.Lock()
+	var ends []*attemptEnd
+	for _, h := range w.held {
+		if h.end != nil {
+			ends = append(ends, h.end)
+		}
+	}
+	w.mu.Unlock()
+	for _, e := range ends {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := e.write(wctx, w.ends)
+		cancel()
+		if err != nil && !endGone(err) {
+			continue // the next beat tries again
+		}
+		w.forgetEnd(e)
+		if err == nil {
+			w.logger.InfoContext(ctx, "recorded an attempt end that had waited", slog.String("job_id", e.JobID), slog.Int("attempt", e.Attempt))
+			w.ended(ctx, e)
+		}
 	}
 }
 
@@ -273,7 +334,8 @@ func (w *Worker) savedEnd(jobID string, attempt int) *attemptEnd {
 }
 
 // recordSavedEnds records the ends an earlier life of this worker could not,
-// at start, before anything else looks at the jobs.
+// at start, before anything else looks at the jobs. One the store does not
+// take yet is adopted (see adoptEnd), to be recorded on a later heartbeat.
 func (w *Worker) recordSavedEnds(ctx context.Context) {
 	files, _ := filepath.Glob(filepath.Join(w.endsDir(), "*.json"))
 	for _, f := range files {
@@ -282,15 +344,16 @@ func (w *Worker) recordSavedEnds(ctx context.Context) {
 		if err != nil || json.Unmarshal(b, &e) != nil {
 			continue
 		}
-		err = e.write(ctx, w.store)
+		err = e.write(ctx, w.ends)
 		switch {
 		case err == nil:
 			w.logger.InfoContext(ctx, "recorded the end an earlier run saved", slog.String("job_id", e.JobID), slog.Int("attempt", e.Attempt))
 			w.ended(ctx, &e)
-		case errors.Is(err, store.ErrConflict):
-			// The job ended or moved on meanwhile.
+		case endGone(err):
+			// The job ended, moved on or is gone meanwhile.
 		default:
-			w.logger.WarnContext(ctx, "record the end an earlier run saved", slog.String("job_id", e.JobID), slog.Any("error", err))
+			w.logger.WarnContext(ctx, "record the end an earlier run saved; trying again on later heartbeats", slog.String("job_id", e.JobID), slog.Any("error", err))
+			w.adoptEnd(&e)
 			continue
 		}
 		_ = os.Remove(f)

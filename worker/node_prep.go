@@ -26,7 +26,7 @@ const (
 )
 
 // prepareNode runs Config.NodePrep, when set, with the worker registered as
-// preparing and heartbeating. It returns true once the worker may take jobs.
+// preparing (and heartbeating, as it does from its claim on). It returns true once the worker may take jobs.
 // When node preparation fails the worker is marked out of service with the
 // reason, keeps heartbeating so that people see why, and prepareNode returns
 // false once ctx is done; it also returns false when ctx ends during the
@@ -35,11 +35,6 @@ func (w *Worker) prepareNode(ctx context.Context) (bool, error) {
 	if w.cfg.NodePrep == "" {
 		return true, nil
 	}
-	hbCtx, stopHeartbeat := context.WithCancel(ctx)
-	var hb sync.WaitGroup
-	hb.Go(func() { w.heartbeat(hbCtx) })
-	defer func() { stopHeartbeat(); hb.Wait() }()
-
 	log := w.logger.With(slog.String("node_prep", w.cfg.NodePrep))
 	log.InfoContext(ctx, "node preparation started", slog.Duration("timeout", w.cfg.NodePrepTimeout))
 	started := w.now()

@@ -91,13 +91,14 @@ func (w *Worker) reap(ctx context.Context) {
 }
 
 // orphaned says why nobody runs workload wl any more, or "" when somebody
-// may: this process, when it holds its attempt; another worker, when the
-// job's record says the attempt runs there. A workload of this worker that
-// this process does not hold is an earlier life's. When the record cannot
-// be read the workload is kept, for the next round.
+// may: this process, when it holds its attempt; another live process under
+// this worker's ID (see runsElsewhere); another worker, when the job's
+// record says the attempt runs there. A workload of this worker that no
+// live process holds is an earlier life's. When the record cannot be read
+// the workload is kept, for the next round.
 func (w *Worker) orphaned(ctx context.Context, wl Workload) string {
 	if wl.Worker == w.cfg.ID {
-		if held, _ := w.holding(wl.JobID, wl.Attempt); held {
+		if held, _ := w.holding(wl.JobID, wl.Attempt); held || w.runsElsewhere(ctx, wl) {
 			return ""
 		}
 		return "started by an earlier run of this worker"
@@ -118,4 +119,44 @@ func (w *Worker) orphaned(ctx context.Context, wl Workload) string {
 		return fmt.Sprintf("its attempt runs on %s", job.Worker)
 	}
 	return ""
+}
+
+// runsElsewhere says whether the attempt of wl, a workload of this worker's
+// ID that this process does not hold, is run by another process under the
+// same ID that is alive: the job's record names that process's instance,
+// which holds the ID in the registry and heartbeats (claim keeps two from
+// sharing an ID; this keeps a reaper from killing what such a process
+// runs should they meet anyway). When that cannot be read it says yes, for
+// the next round.
+func (w *Worker) runsElsewhere(ctx context.Context, wl Workload) bool {
+	job, err := w.store.GetJobByID(ctx, wl.JobID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false
+	case err != nil:
+		return true
+	case job.Status != api.StatusRunning || job.Attempt != wl.Attempt || job.Worker != w.cfg.ID:
+		return false
+	}
+	inst, err := w.store.RunningInstance(ctx, wl.JobID)
+	if err != nil {
+		return true
+	}
+	if inst == "" || inst == w.instance {
+		return false
+	}
+	now, err := w.store.Time(ctx)
+	if err != nil {
+		return true
+	}
+	regs, err := w.store.Workers(ctx)
+	if err != nil {
+		return true
+	}
+	for _, r := range regs {
+		if r.ID == w.cfg.ID {
+			return r.Instance == inst && r.Status != store.WorkerStopped && now.Sub(r.LastHeartbeat) < w.cfg.LostAfter
+		}
+	}
+	return false
 }

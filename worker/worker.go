@@ -45,6 +45,11 @@ type Config struct {
 	// HeartbeatInterval; default 2s. The scheduler calls a worker lost after
 	// several missed beats.
 	HeartbeatInterval time.Duration
+	// LostAfter is the gateways' WorkerLostAfter (default 15s): a process
+	// that holds this worker's ID in the registry and has heartbeated within
+	// it counts as alive, and this one does not start under the same ID
+	// (see claim).
+	LostAfter time.Duration
 	// IdleWait bounds how long an idle worker waits for a wake-up before it
 	// looks at its queue anyway; default 2s.
 	IdleWait time.Duration
@@ -62,7 +67,7 @@ type Config struct {
 	RecordRetryFor time.Duration
 	// ReapEvery is how often the worker removes the containers of its
 	// cluster (see ClusterID) that no worker runs any more: its own that
-	// this process does not hold, and those whose attempt the job's record
+	// no live process of its ID holds, and those whose attempt the job's record
 	// says has ended or moved on. It also does so at start. Default 30s.
 	ReapEvery time.Duration
 	// SpoolDir holds log files of running attempts; default os.TempDir()/jobgate-spool.
@@ -138,6 +143,8 @@ type Worker struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	execs     execSessions
+	// ends records attempts' ends: the store, but for tests injecting faults.
+	ends endStore
 
 	// instance names this process (see store.StartBy); cluster is the
 	// installation's ID, known once Run has started.
@@ -153,6 +160,11 @@ type Worker struct {
 	held map[string]*heldAttempt
 	// stopping is set when the worker stops its running attempts to leave.
 	stopping error
+
+	// superseded is closed when another process claimed this worker's ID
+	// (see claim) while this one was silent.
+	superseded     chan struct{}
+	supersededOnce sync.Once
 }
 
 // errCancelRequested and errTimeout are the causes a run's context ends with.
@@ -170,6 +182,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.ID = cmp.Or(cfg.ID, host, "worker")
 	cfg.Slots = cmp.Or(cfg.Slots, 4)
 	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 2*time.Second)
+	cfg.LostAfter = cmp.Or(cfg.LostAfter, 15*time.Second)
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, time.Minute)
@@ -189,7 +202,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	if abs, err := filepath.Abs(cfg.SpoolDir); err == nil {
 		cfg.SpoolDir = abs
 	}
-	return &Worker{cfg: cfg, rdb: rdb, store: st, artifacts: arts, executors: executors, secrets: secrets,
+	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
 		instance: newInstanceID(), held: map[string]*heldAttempt{}}
 }
@@ -231,9 +244,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.cluster = cluster
-	if err := w.store.RegisterWorker(ctx, reg, w.now()); err != nil {
+	if err := w.claim(ctx, reg); err != nil {
+		switch {
+		case errors.Is(err, errIDInUse):
+			return err
+		case ctx.Err() != nil:
+			return nil // told to stop while it waited for the ID
+		}
 		return fmt.Errorf("register worker: %w", err)
 	}
+	// Heartbeats begin with the claim: a process that waits for the ID to
+	// be free (see claim) sees this one alive from now on. They go on
+	// until the worker has drained and leaves the registry.
+	hbCtx, endHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); w.heartbeat(hbCtx) }()
+	stopHeartbeat := sync.OnceFunc(func() { endHeartbeat(); <-hbDone })
+	defer stopHeartbeat()
 
 	// stoppedStarting is what Run returns when it fails to start: nil when
 	// it was told to stop meanwhile, after leaving the registry.
@@ -241,6 +268,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() == nil {
 			return err
 		}
+		stopHeartbeat()
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = w.store.StopWorker(cleanup, w.cfg.ID)
@@ -299,14 +327,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		slog.Bool("host_process", reg.AllowHostProcess))
 	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
 
-	// life outlives ctx until the worker has drained and left.
+	// life outlives ctx until the worker has drained and left. serving
+	// ends with ctx, or when another process took the worker's ID over.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
 	defer endLife()
+	serving, endServing := context.WithCancel(ctx)
+	defer endServing()
+	go func() {
+		select {
+		case <-w.superseded:
+			endServing()
+		case <-serving.Done():
+		}
+	}()
 	g, gctx := errgroup.WithContext(life)
-	g.Go(func() error { w.heartbeat(gctx); return nil })
 	g.Go(func() error { w.reapEvery(gctx); return nil })
 	// Exec sessions end when the shutdown begins, as they always did.
-	g.Go(func() error { w.serveExec(ctx, execReqs); return nil })
+	g.Go(func() error { w.serveExec(serving, execReqs); return nil })
 	if w.cfg.GPUs != nil {
 		g.Go(func() error { w.sampleGPUs(gctx); return nil })
 	}
@@ -325,21 +362,31 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	})
-	<-ctx.Done()
+	<-serving.Done()
 	// Stop taking tasks (closing the waker releases a dequeue held by the
 	// hook) and say so, so that the scheduler places nothing new here; drain
 	// waits ShutdownTimeout for running handlers, then stops their
 	// workloads, which requeue the attempts. Heartbeats and cancels go on
-	// meanwhile.
+	// meanwhile. A superseded worker leaves the registry, which is the
+	// other process's now, as it is.
+	superseded := w.isSuperseded()
 	waker.Close()
 	srv.Stop()
-	w.setStopping(ctx)
+	if !superseded {
+		w.setStopping(ctx)
+	}
 	w.drain(ctx, srv)
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	w.handBack(cleanup)
+	if !superseded {
+		w.handBack(cleanup)
+	}
 	endLife()
 	g.Wait()
+	stopHeartbeat()
+	if superseded {
+		return idInUse("another process took worker ID %s over while this one could not heartbeat; this one stopped", w.cfg.ID)
+	}
 	if err := w.store.StopWorker(cleanup, w.cfg.ID); err != nil {
 		w.logger.WarnContext(cleanup, "leave registry", slog.Any("error", err))
 	}
@@ -364,6 +411,13 @@ func (w *Worker) recoverOwn(ctx context.Context) {
 			if err != nil || job.Status != api.StatusRunning || job.Worker != w.cfg.ID {
 				continue
 			}
+			if held, _ := w.holding(id, job.Attempt); held {
+				continue // its end is saved, and recorded once the store takes it
+			}
+			if e := w.savedEnd(id, job.Attempt); e != nil {
+				w.adoptEnd(e)
+				continue
+			}
 			w.cleanupLeftovers(ctx, job)
 			err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, store.Outcome{Status: api.StatusFailed,
 				Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
@@ -382,10 +436,29 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.store.Heartbeat(ctx, w.cfg.ID, w.now()); err != nil && ctx.Err() == nil {
-				w.logger.WarnContext(ctx, "heartbeat", slog.Any("error", err))
+			err := w.store.Heartbeat(ctx, w.cfg.ID, w.instance)
+			switch {
+			case errors.Is(err, store.ErrConflict):
+				w.logger.ErrorContext(ctx, "another process took this worker's ID over while this one could not heartbeat: this one stops", slog.Any("error", err))
+				w.supersededOnce.Do(func() { close(w.superseded) })
+				return
+			case err != nil:
+				if ctx.Err() == nil {
+					w.logger.WarnContext(ctx, "heartbeat", slog.Any("error", err))
+				}
+			default:
+				w.recordHeldEnds(ctx)
 			}
 		}
+	}
+}
+
+func (w *Worker) isSuperseded() bool {
+	select {
+	case <-w.superseded:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -842,7 +915,7 @@ func (w *Worker) requeue(ctx context.Context, job *api.Job, o store.Outcome) err
 // recordEnd records e (see record), then does what follows an end.
 func (w *Worker) recordEnd(ctx context.Context, e *attemptEnd) error {
 	err := w.record(ctx, e)
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	if err != nil && !endGone(err) {
 		return err
 	}
 	w.ended(ctx, e)

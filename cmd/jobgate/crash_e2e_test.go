@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,5 +67,56 @@ func TestWorkerKilledMidJobLosesNothing(t *testing.T) {
 	}
 	if logs := c.logs(j.ID); !strings.Contains(logs, "attempt 2\ndone\n") {
 		t.Fatalf("logs: %q", logs)
+	}
+}
+
+// TestSameWorkerIDTwiceIsRefused starts a second `jobgate worker` process
+// under the ID of one that runs a job: the second refuses to start, saying
+// why, and the first runs its job to the end as attempt 1, untouched.
+func TestSameWorkerIDTwiceIsRefused(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	c.startWorkerProcess("twin", t.TempDir(), t.TempDir())
+	j := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",
+		`echo "run $JOBGATE_ATTEMPT" >> ` + dir + `/runs; while [ ! -e ` + dir + `/go ]; do sleep 0.05; done; echo done`}})
+	c.waitFor(j.ID, 30*time.Second, "started on twin", func(j *api.Job) bool { return j.Status == api.StatusRunning && j.Worker == "twin" })
+
+	var stderr bytes.Buffer
+	second := exec.Command(os.Args[0], "worker", "--id", "twin", "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+		"--podman-url", c.podman, "--network", "host", "--allow-host-process", "--spool-dir", t.TempDir(),
+		"--checkpoint-dir", t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn")
+	second.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")
+	second.Stderr = &stderr
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(stderr.String(), "worker ID twin is in use by a live worker on host") {
+			t.Fatalf("second worker under the same ID: %v, stderr:\n%s\nwant it refused, saying why", err, stderr.String())
+		}
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(line, "in use") {
+				t.Logf("second worker refused: %s", line)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		second.Process.Kill()
+		<-exited
+		t.Fatalf("a second worker under the ID of a live one was still running after 30s; stderr:\n%s", stderr.String())
+	}
+
+	if got := c.get(j.ID); got.Status != api.StatusRunning || got.Attempt != 1 || got.Worker != "twin" {
+		t.Fatalf("after the second worker: %s (%s) attempt %d on %q; want still running attempt 1 on twin", got.Status, got.Reason, got.Attempt, got.Worker)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := c.waitEnded(j.ID)
+	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
+	if done.Status != api.StatusSucceeded || done.Attempt != 1 || string(runs) != "run 1\n" {
+		t.Fatalf("job: %s (%s) attempt %d, runs %q; want succeeded on attempt 1, run once", done.Status, done.Reason, done.Attempt, runs)
 	}
 }

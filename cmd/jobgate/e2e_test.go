@@ -57,6 +57,8 @@ type cluster struct {
 	secretsKey string
 	// token is what do and api act with.
 	token string
+	// gwFlags are added to the gateway's flags by startGateway.
+	gwFlags []string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
@@ -135,8 +137,8 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start("gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
-		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn")
+	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"}, c.gwFlags...)...)
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
 	testenv.Eventually(c.t, 20*time.Second, func() bool {

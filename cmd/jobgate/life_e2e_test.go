@@ -102,7 +102,25 @@ func (c *cluster) cancelAndWait(id string) {
 // Redis is back. (The issue's 200 jobs on 2 workers of 4 slots, scaled down
 // to 24 jobs on 2 workers of 3 slots.)
 func TestRedisRestartNeitherRerunsNorStalls(t *testing.T) {
+	redisRestart(t, newCluster(t), 3*time.Second)
+}
+
+// TestLongRedisOutageRerunsNothing is the same with Redis away for longer
+// than the gateway waits for a silent worker (--worker-lost-after, shortened
+// to 5 s to keep the test short, with an 8 s outage): the workers could not
+// heartbeat either, so none is taken for lost when Redis is back, and no
+// attempt runs twice.
+func TestLongRedisOutageRerunsNothing(t *testing.T) {
 	c := newCluster(t)
+	c.stopGateway()
+	c.gwFlags = []string{"--worker-lost-after", "5s"}
+	c.startGateway()
+	redisRestart(t, c, 8*time.Second)
+}
+
+// redisRestart is TestRedisRestartNeitherRerunsNorStalls on cluster c with
+// Redis away for outage.
+func redisRestart(t *testing.T, c *cluster, outage time.Duration) {
 	spools := []string{t.TempDir(), t.TempDir()}
 	c.startWorkerProcess("r1", spools[0], t.TempDir(), "--slots", "3")
 	c.startWorkerProcess("r2", spools[1], t.TempDir(), "--slots", "3")
@@ -121,6 +139,7 @@ func TestRedisRestartNeitherRerunsNorStalls(t *testing.T) {
 	}, "fewer than 4 attempts ever ran at once")
 	port := redisPort(t, c.redis.URL)
 	c.redis.Stop()
+	stopped := time.Now()
 	t.Logf("redis stopped with %d attempts in flight", len(inflight))
 
 	req, _ := http.NewRequest("POST", c.gwURL+"/v1/jobs", strings.NewReader(`{"image":"`+testenv.ExampleImage+`","command":["/bin/toolbox","echo"]}`))
@@ -148,12 +167,13 @@ func TestRedisRestartNeitherRerunsNorStalls(t *testing.T) {
 		}
 		return true
 	}, "the attempts in flight did not end while Redis was down")
-	// The outage itself, as in the issue's scenario (Redis down 3 s): this
-	// waits for nothing, it is how long Redis stays away.
-	time.Sleep(3 * time.Second)
+	// The outage itself (the issue's scenario: Redis down 3 s): this waits
+	// for nothing, it is how long Redis stays away.
+	time.Sleep(outage)
 
 	c.redis = testenv.RedisAt(t, c.redisDir, port)
 	back := time.Now()
+	t.Logf("redis was away %s", back.Sub(stopped).Round(100*time.Millisecond))
 	var resumed time.Duration
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		list, err := c.api.List(context.Background(), client.ListOptions{Limit: 100})

@@ -470,6 +470,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
 	var allowCallbacks, datastoreRoots []string
 	var hostProcessDefault bool
+	var workerLostAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -500,7 +501,8 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				}
 			}
 			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: policy, DatastoreRoots: datastoreRoots, HostProcessDefault: hostProcessDefault}, rdb,
+				CallbackPolicy: policy, DatastoreRoots: datastoreRoots, HostProcessDefault: hostProcessDefault,
+				WorkerLostAfter: workerLostAfter}, rdb,
 				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
@@ -516,6 +518,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
+	fl.DurationVar(&workerLostAfter, "worker-lost-after", 15*time.Second, "heartbeat silence after which a worker is lost and its running jobs run again elsewhere")
 	fl.BoolVar(&hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
 	tlsFlags(cmd, &tlsCert, &tlsKey)
 	datastoreRootFlag(cmd, &datastoreRoots)

@@ -47,10 +47,12 @@ type Store struct {
 	cfg Config
 }
 
-// New returns a Store on rdb.
+// New returns a Store on rdb. It hooks rdb so that errors of a Redis that
+// cannot be reached wrap ErrUnavailable, on every user of rdb.
 func New(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg.LogStreamCap = cmp.Or(cfg.LogStreamCap, 100_000)
 	cfg.EndedStreamTTL = cmp.Or(cfg.EndedStreamTTL, 7*24*time.Hour)
+	rdb.AddHook(unavailableHook{})
 	return &Store{rdb: rdb, cfg: cfg}
 }
 
@@ -873,6 +875,10 @@ type Worker struct {
 	// Mounts names the cluster-level mounts (worker --mount) every job on
 	// this worker gets at /mounts/NAME.
 	Mounts []string `json:"mounts,omitempty"`
+	// Instance is the worker process that holds this ID (see ClaimWorker),
+	// and Proc where it runs, as that process described itself.
+	Instance string `json:"-"`
+	Proc     string `json:"-"`
 }
 
 // WorkerGPU is one GPU of a worker.
@@ -898,34 +904,41 @@ func (s *Store) SetWorkerGPUUsage(ctx context.Context, workerID string, usage []
 	return s.rdb.HSet(ctx, workerKey(workerID), "gpu_usage", usage).Err()
 }
 
-// RegisterWorker adds or refreshes w in the registry.
+// RegisterWorker adds or refreshes w in the registry, heartbeating at now.
+// A worker process registers with ClaimWorker instead.
 func (s *Store) RegisterWorker(ctx context.Context, w Worker, now time.Time) error {
-	for i := range w.GPUs {
-		w.GPUs[i].JobID, w.GPUs[i].InUse, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", false, nil, nil
-	}
-	gpus, err := json.Marshal(w.GPUs)
+	fields, err := registration(w)
 	if err != nil {
 		return err
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, workerKey(w.ID), map[string]any{
-			"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
-			"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
-			"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
-			"status":             cmp.Or(w.Status, WorkerUp),
-			"problem":            w.Problem,
-			"gpus":               gpus,
-			"mounts":             strings.Join(w.Mounts, ","),
-		})
+		p.HSet(ctx, workerKey(w.ID), fields)
 		p.ZAdd(ctx, workersKey, redis.Z{Member: w.ID, Score: float64(now.UnixMilli())})
 		return nil
 	})
 	return err
 }
 
-// Heartbeat marks workerID alive at now.
-func (s *Store) Heartbeat(ctx context.Context, workerID string, now time.Time) error {
-	return s.rdb.ZAdd(ctx, workersKey, redis.Z{Member: workerID, Score: float64(now.UnixMilli())}).Err()
+// registration is the registry hash of w.
+func registration(w Worker) (map[string]any, error) {
+	for i := range w.GPUs {
+		w.GPUs[i].JobID, w.GPUs[i].InUse, w.GPUs[i].UtilizationPct, w.GPUs[i].MemoryUsedMB = "", false, nil, nil
+	}
+	gpus, err := json.Marshal(w.GPUs)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"id": w.ID, "hostname": w.Hostname, "executor": w.Executor, "slots": w.Slots,
+		"allow_host_process": strconv.FormatBool(w.AllowHostProcess),
+		"started_at":         w.StartedAt.UTC().Format(time.RFC3339Nano),
+		"status":             cmp.Or(w.Status, WorkerUp),
+		"problem":            w.Problem,
+		"gpus":               gpus,
+		"mounts":             strings.Join(w.Mounts, ","),
+		"instance":           w.Instance,
+		"proc":               w.Proc,
+	}, nil
 }
 
 // StopWorker marks a worker that shut down; the scheduler hands the jobs
@@ -973,6 +986,7 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 			AllowHostProcess: m["allow_host_process"] == "true",
 			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
 		w.Slots, _ = strconv.Atoi(m["slots"])
+		w.Instance, w.Proc = m["instance"], m["proc"]
 		if m["gpus"] != "" {
 			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
 		}
