@@ -770,13 +770,22 @@ func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]stri
 // the log and tell nothing worth hiding.
 const minMaskedLine = 4
 
+// redaction masks secret values in log lines (see redactor); a nil one
+// masks nothing.
+type redaction struct {
+	// vals are the masked values, longest first.
+	vals []string
+	r    *strings.Replacer
+}
+
 // redactor replaces every secret value in a log line with ***, longest
 // first so a secret containing another is masked whole. Logs are shipped a
 // line at a time, so a multi-line value (a PEM key, JSON credentials) is
 // masked line by line: each of its lines, without surrounding blanks, of
 // at least minMaskedLine bytes. A one-line value (leading and trailing
-// newlines aside) is masked whole, however short.
-func redactor(secretEnv map[string]string) func([]byte) []byte {
+// newlines aside) is masked whole, however short. It is nil when there is
+// nothing to mask.
+func redactor(secretEnv map[string]string) *redaction {
 	vals := make([]string, 0, len(secretEnv))
 	for _, v := range secretEnv {
 		// A value read from a file often ends in a newline; it is still
@@ -802,15 +811,70 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 	for _, v := range vals {
 		pairs = append(pairs, v, "***")
 	}
-	r := strings.NewReplacer(pairs...)
-	return func(line []byte) []byte {
-		for _, v := range vals {
-			if bytes.Contains(line, []byte(v)) {
-				return []byte(r.Replace(string(line)))
-			}
-		}
+	return &redaction{vals: vals, r: strings.NewReplacer(pairs...)}
+}
+
+// mask returns line with every secret value in it replaced by ***.
+func (m *redaction) mask(line []byte) []byte {
+	if m == nil {
 		return line
 	}
+	for _, v := range m.vals {
+		if bytes.Contains(line, []byte(v)) {
+			return []byte(m.r.Replace(string(line)))
+		}
+	}
+	return line
+}
+
+// longest is the length of the longest masked value; 0 for a nil m.
+func (m *redaction) longest() int {
+	if m == nil {
+		return 0
+	}
+	return len(m.vals[0])
+}
+
+// cut is where a piece of a long line may end so that masking the pieces one
+// by one masks what masking the whole line would: buf is the next piece's
+// worth of the line, and its end may cut a value in two. A value that starts
+// before len(buf)-longest+1 lies in buf whole; cut finds the values there as
+// mask does (leftmost first, longest first at one place, none overlapping)
+// and returns that point, or the end of a value lying across it. The bytes
+// past cut belong to the next piece. A nil m cuts at len(buf).
+func (m *redaction) cut(buf []byte) int {
+	if m == nil {
+		return len(buf)
+	}
+	limit := max(len(buf)-(m.longest()-1), 1)
+	// next[k] is where vals[k] occurs next at or after i, -1 where it does
+	// not; looked for again once i is past it.
+	next := make([]int, len(m.vals))
+	for k := range next {
+		next[k] = -2
+	}
+	for i := 0; i < limit; {
+		at, n := -1, 0
+		for k, v := range m.vals {
+			if next[k] != -1 && next[k] < i {
+				if j := bytes.Index(buf[i:], []byte(v)); j >= 0 {
+					next[k] = i + j
+				} else {
+					next[k] = -1
+				}
+			}
+			if next[k] >= 0 && (at < 0 || next[k] < at) {
+				at, n = next[k], len(v)
+			}
+		}
+		if at < 0 || at >= limit {
+			break
+		}
+		if i = at + n; i > limit {
+			return i // a value lies across the limit: it goes whole in this piece
+		}
+	}
+	return limit
 }
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
