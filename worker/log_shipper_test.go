@@ -462,3 +462,20 @@ func TestRedactionCut(t *testing.T) {
 		t.Errorf("a nil redaction cuts at %d, want 3", got)
 	}
 }
+
+// TestLogShipperLineBoundHoldsASecret: a secret longer than half the line
+// bound raises the bound for that job to twice the secret, so a piece can
+// hold it whole.
+func TestLogShipperLineBoundHoldsASecret(t *testing.T) {
+	secret := strings.Repeat("k", 40)
+	spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	s := newLogShipper("bound", 1, nil, spool, redactor(map[string]string{"K": secret}), logLimits{line: 16})
+	defer s.Close() // nothing written: nothing to ship
+	if s.stdout.max != 80 || s.stderr.max != 80 {
+		t.Fatalf("the line bound is %d/%d, want 80", s.stdout.max, s.stderr.max)
+	}
+}

@@ -106,8 +106,9 @@ type Config struct {
 	// NodePrepTimeout bounds NodePrep; default 10 minutes.
 	NodePrepTimeout time.Duration
 	// MaxLogLineBytes is the longest line a job's log keeps whole: a longer
-	// one is split into lines of this many bytes, and the log says so.
-	// Default 1 MiB.
+	// one is split into lines of up to this many bytes, never inside a
+	// secret, and the log says so. A job with a secret longer than half of
+	// it gets twice the secret's length instead. Default 1 MiB.
 	MaxLogLineBytes int
 	// MaxLiveLogBytes caps what one attempt's log may put in its live Redis
 	// stream (Redis memory is shared); past it the log goes on at rest only,
