@@ -23,10 +23,11 @@ import (
 // without bound. A line longer than maxLine bytes is split into lines of up
 // to maxLine bytes, and a note in the log says so: no line, however long, is
 // held whole. A split never cuts a secret in two (see redaction.cut), so
-// each piece is masked as the whole line would be. What one attempt may put in the live
-// stream (shared Redis memory) and in the at-rest file (the worker's disk)
-// is capped too: past a cap the lines go on to the other place only, after a
-// note, so a job printing without end can exhaust neither.
+// each piece is masked as the whole line would be. What one attempt may put
+// in the live stream (shared Redis memory) and in the at-rest file (the
+// worker's disk) is capped too: past a cap the lines go on to the other
+// place only, after a note, so a job printing without end can exhaust
+// neither.
 //
 // Metric lines on stdout ("::metric name=loss value=0.31 step=12", see
 // parseMetricLine) are also recorded as metric points, parsed from the line as
@@ -270,8 +271,9 @@ func (s *logShipper) Close() error {
 // lineWriter splits one stream into lines. It holds at most max bytes of a
 // line: a longer one goes out in pieces of up to max bytes as it comes, each
 // a line of its own, and when it ends a note on stderr says how it was split.
-// A piece ends where no secret is cut in two (redaction.cut): it may be up
-// to the longest secret shorter than max, the rest going on with the next.
+// A piece ends where no secret is cut in two (redaction.cut): where the
+// piece's end may be the start of a secret, that start goes on with the next
+// piece, and the piece is shorter than max by less than the longest secret.
 type lineWriter struct {
 	ship   *logShipper
 	stream store.Stream

@@ -436,26 +436,39 @@ func TestLogShipperMasksSecretsAcrossSplits(t *testing.T) {
 	}
 }
 
-// TestRedactionCut: a piece ends before any value that may go on past it,
-// or just after a masked value lying across the limit.
+// TestRedactionCut: a piece ends where a value may begin that the piece
+// cuts short, and nowhere else.
 func TestRedactionCut(t *testing.T) {
-	r := redactor(map[string]string{"A": "abcdef", "B": "cd"})
 	tests := []struct {
 		buf  string
+		vals []string
 		want int
 	}{
-		{buf: "xxxxxxxxxx", want: 5},   // no value: all but the longest value less one
-		{buf: "xxxxxabcde", want: 5},   // "abcde" may go on to abcdef: it starts the next piece
-		{buf: "xxxabcdefx", want: 9},   // abcdef across the limit: whole in this piece
-		{buf: "xxxxcdxxxx", want: 6},   // cd across the limit
-		{buf: "xxabcdxxxx", want: 6},   // not abcdef but cd, across the limit
-		{buf: "abcdefxxxxxx", want: 7}, // masked before the limit
-		{buf: "cdcdcdcdcd", want: 6},   // values end to end: the cut falls between two
+		{buf: "xxxxxxxxxx", want: 10}, // plain text: the whole piece
+		{buf: "xxxxxabcde", want: 5},  // "abcde" may go on to abcdef: it starts the next piece
+		{buf: "xxxxxxxxab", want: 8},  // so may "ab"
+		{buf: "xxxxxxxxxc", want: 9},  // "c" may go on to cd
+		{buf: "xxxxxxxxcd", want: 10}, // cd is in the piece whole
+		{buf: "xxxabcdefx", want: 10}, // so is abcdef
+		{buf: "xxxxcdxxxx", want: 10}, // and cd
+		{buf: "xxxxxxxabc", want: 7},  // maybe abcdef, not ab: longest first
+		{buf: "xxxxxxabcd", want: 6},  // maybe abcdef, not cd: leftmost first
+		{buf: "xxxxxabcdx", want: 10}, // not abcdef: ab and cd, in it whole
+		{buf: "cdcdcdcdcd", want: 10}, // values end to end
+		{buf: "xxxxxxxxxa", vals: []string{"cd"}, want: 10},
 	}
 	for _, tt := range tests {
-		got := r.cut([]byte(tt.buf))
-		if got != tt.want {
-			t.Errorf("cut(%q) = %d, want %d", tt.buf, got, tt.want)
+		vals := tt.vals
+		if vals == nil {
+			vals = []string{"abcdef", "cd", "ab"}
+		}
+		env := map[string]string{}
+		for i, v := range vals {
+			env[fmt.Sprint(i)] = v
+		}
+		r := redactor(env)
+		if got := r.cut([]byte(tt.buf)); got != tt.want {
+			t.Errorf("cut(%q) with %q = %d, want %d", tt.buf, vals, got, tt.want)
 		}
 	}
 	if got := (*redaction)(nil).cut([]byte("abc")); got != 3 {

@@ -838,23 +838,26 @@ func (m *redaction) longest() int {
 
 // cut is where a piece of a long line may end so that masking the pieces one
 // by one masks what masking the whole line would: buf is the next piece's
-// worth of the line, and its end may cut a value in two. A value that starts
-// before len(buf)-longest+1 lies in buf whole; cut finds the values there as
-// mask does (leftmost first, longest first at one place, none overlapping)
-// and returns that point, or the end of a value lying across it. The bytes
-// past cut belong to the next piece. A nil m cuts at len(buf).
+// worth of the line, and what follows it is not known yet. cut follows the
+// values in buf as mask does (leftmost first, longest first at one place,
+// none overlapping) and stops at the first place where one may begin that
+// buf ends too soon to tell (buf's end is the start of a value): the bytes
+// from there belong to the next piece. Otherwise, as when buf ends in plain
+// text, it is len(buf). A value lying in buf whole stays in this piece, so
+// what is carried is shorter than the longest value. A nil m cuts at
+// len(buf).
 func (m *redaction) cut(buf []byte) int {
 	if m == nil {
 		return len(buf)
 	}
-	limit := max(len(buf)-(m.longest()-1), 1)
 	// next[k] is where vals[k] occurs next at or after i, -1 where it does
 	// not; looked for again once i is past it.
 	next := make([]int, len(m.vals))
 	for k := range next {
 		next[k] = -2
 	}
-	for i := 0; i < limit; {
+	tail := len(buf) - m.longest() + 1 // a value beginning before tail is in buf whole
+	for i := 0; ; {
 		at, n := -1, 0
 		for k, v := range m.vals {
 			if next[k] != -1 && next[k] < i {
@@ -868,14 +871,36 @@ func (m *redaction) cut(buf []byte) int {
 				at, n = next[k], len(v)
 			}
 		}
-		if at < 0 || at >= limit {
-			break
+		// Up to the next value (and at it: a longer one may begin there),
+		// does one begin that buf cuts short?
+		end := len(buf) - 1
+		if at >= 0 {
+			end = at
 		}
-		if i = at + n; i > limit {
-			return i // a value lies across the limit: it goes whole in this piece
+		for p := max(i, tail); p <= end; p++ {
+			if m.cutShort(buf[p:]) {
+				return p
+			}
+		}
+		if at < 0 {
+			return len(buf)
+		}
+		i = at + n
+	}
+}
+
+// cutShort says whether b, the end of a piece, may be the start of a value
+// longer than it.
+func (m *redaction) cutShort(b []byte) bool {
+	for _, v := range m.vals {
+		if len(v) <= len(b) {
+			return false // the others are shorter still
+		}
+		if v[0] == b[0] && bytes.HasPrefix([]byte(v), b) {
+			return true
 		}
 	}
-	return limit
+	return false
 }
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
