@@ -24,6 +24,12 @@ import (
 // has followed for hubIdle. Wake-ups are hints: one lost with a broken
 // connection is made up for by waking every follower, and followers look at
 // the stream now and then anyway (followPoll).
+//
+// No Redis call is made under mu: followers joining and leaving only change
+// subs, and one goroutine at a time (sync) brings the subscription in line
+// with it, a batch of channels per SUBSCRIBE or UNSUBSCRIBE. So against a
+// slow or unreachable Redis a follower leaves at once, many leaving cost a
+// call or two, not one each, and wake-ups for the others are not held up.
 type logHub struct {
 	rdb    redis.UniversalClient
 	logger *slog.Logger
@@ -34,8 +40,14 @@ type logHub struct {
 	ps *redis.PubSub
 	// subs holds each channel's followers' wake-up channels.
 	subs map[string]map[chan struct{}]struct{}
-	// ready is closed when Redis has confirmed the subscription to a channel.
+	// on holds the channels ps was asked to subscribe to (and not since to
+	// unsubscribe from).
+	on map[string]bool
+	// ready is closed when Redis has confirmed the subscription to a channel;
+	// it is dropped with the channel from on.
 	ready map[string]chan struct{}
+	// syncing is set while a sync goroutine runs.
+	syncing bool
 }
 
 const (
@@ -50,7 +62,8 @@ const (
 )
 
 func newLogHub(rdb redis.UniversalClient, logger *slog.Logger) *logHub {
-	return &logHub{rdb: rdb, logger: logger, subs: map[string]map[chan struct{}]struct{}{}, ready: map[string]chan struct{}{}}
+	return &logHub{rdb: rdb, logger: logger, subs: map[string]map[chan struct{}]struct{}{},
+		on: map[string]bool{}, ready: map[string]chan struct{}{}}
 }
 
 // follow registers a follower of job id's log. The returned channel receives
@@ -62,22 +75,20 @@ func (h *logHub) follow(ctx context.Context, id string) (wake <-chan struct{}, s
 	w := make(chan struct{}, 1)
 	h.mu.Lock()
 	if h.ps == nil {
+		// Subscribing to nothing yet: go-redis does not call Redis here.
 		h.ps = h.rdb.Subscribe(context.WithoutCancel(ctx))
 		go h.loop(h.ps)
 	}
-	ready := h.ready[ch]
 	if h.subs[ch] == nil {
 		h.subs[ch] = map[chan struct{}]struct{}{}
-		ready = make(chan struct{})
-		h.ready[ch] = ready
-		sctx, cancel := context.WithTimeout(ctx, hubOpTimeout)
-		if err := h.ps.Subscribe(sctx, ch); err != nil {
-			// go-redis subscribes again when it reconnects.
-			h.logger.WarnContext(ctx, "subscribe to log wake-ups", slog.String("job_id", id), slog.Any("error", err))
-		}
-		cancel()
 	}
 	h.subs[ch][w] = struct{}{}
+	ready := h.ready[ch]
+	if ready == nil {
+		ready = make(chan struct{})
+		h.ready[ch] = ready
+	}
+	h.startSync()
 	h.mu.Unlock()
 
 	t := time.NewTimer(hubReadyWait)
@@ -98,11 +109,62 @@ func (h *logHub) unfollow(ch string, w chan struct{}) {
 		return
 	}
 	delete(h.subs, ch)
-	delete(h.ready, ch)
-	if h.ps != nil {
+	if !h.on[ch] {
+		delete(h.ready, ch) // never subscribed: nothing to unsubscribe from
+		return
+	}
+	h.startSync()
+}
+
+// startSync starts a sync goroutine unless one runs. The caller holds mu.
+func (h *logHub) startSync() {
+	if !h.syncing {
+		h.syncing = true
+		go h.sync()
+	}
+}
+
+// sync subscribes ps to the channels that have followers and unsubscribes it
+// from those that have none left, until on matches subs. What changes while
+// a call is under way goes in the next one. A call that fails is not tried
+// again: go-redis keeps the channels it was asked for and subscribes to them
+// when it reconnects.
+func (h *logHub) sync() {
+	for {
+		h.mu.Lock()
+		ps := h.ps
+		var add, drop []string
+		if ps != nil {
+			for ch := range h.subs {
+				if !h.on[ch] {
+					h.on[ch] = true
+					add = append(add, ch)
+				}
+			}
+			for ch := range h.on {
+				if h.subs[ch] == nil {
+					delete(h.on, ch)
+					delete(h.ready, ch)
+					drop = append(drop, ch)
+				}
+			}
+		}
+		if len(add) == 0 && len(drop) == 0 {
+			h.syncing = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), hubOpTimeout)
-		defer cancel()
-		_ = h.ps.Unsubscribe(ctx, ch)
+		if len(drop) > 0 {
+			_ = ps.Unsubscribe(ctx, drop...)
+		}
+		if len(add) > 0 {
+			if err := ps.Subscribe(ctx, add...); err != nil {
+				h.logger.WarnContext(ctx, "subscribe to log wake-ups", slog.Int("channels", len(add)), slog.Any("error", err))
+			}
+		}
+		cancel()
 	}
 }
 
@@ -121,12 +183,15 @@ func (h *logHub) loop(ps *redis.PubSub) {
 		switch {
 		case err == nil:
 			h.deliver(msg)
+			h.mu.Unlock()
 		case timeout && len(h.subs) == 0:
 			h.ps = nil
+			h.on, h.ready = map[string]bool{}, map[string]chan struct{}{}
 			h.mu.Unlock()
 			ps.Close()
 			return
 		case timeout:
+			h.mu.Unlock()
 			// Quiet: make sure the connection is still there (the answer
 			// comes in as a Pong).
 			pctx, cancel := context.WithTimeout(ctx, hubOpTimeout)
@@ -134,6 +199,7 @@ func (h *logHub) loop(ps *redis.PubSub) {
 			cancel()
 		case errors.Is(err, redis.ErrClosed):
 			h.ps = nil
+			h.on, h.ready = map[string]bool{}, map[string]chan struct{}{}
 			h.mu.Unlock()
 			return
 		default:
@@ -147,9 +213,7 @@ func (h *logHub) loop(ps *redis.PubSub) {
 			h.mu.Unlock()
 			h.logger.WarnContext(ctx, "log wake-ups", slog.Any("error", err))
 			time.Sleep(time.Second) // not in a loop against a Redis that is down
-			continue
 		}
-		h.mu.Unlock()
 	}
 }
 

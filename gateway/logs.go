@@ -176,7 +176,7 @@ func (l *logReader) live(ctx context.Context, a int, only bool) {
 	}
 	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
-	after, count, cur, final := "0", int64(1000), a, false
+	after, count, cur, final := "0", store.LogPageSize(0, 0), a, false
 	for {
 		if l.follow {
 			_ = l.rc.SetWriteDeadline(time.Now().Add(followWriteTimeout))
@@ -201,7 +201,7 @@ func (l *logReader) live(ctx context.Context, a int, only bool) {
 				cur = e.Attempt
 				l.header(cur, api.StatusRunning, "")
 			}
-			l.bw.Write(e.Line)
+			l.bw.WriteString(e.Line)
 			l.bw.WriteByte('\n')
 		}
 		more := int64(len(entries)) == count

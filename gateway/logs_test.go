@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -143,5 +144,54 @@ func TestLogsByAttempt(t *testing.T) {
 	}
 	if code, body := f.call(http.MethodGet, "/v1/jobs/"+one.ID+"/logs", systemToken, ""); code != 200 || body != "a\nb\n" || strings.Contains(body, "==>") {
 		t.Fatalf("log of a job of one attempt: %d %q, want \"a\\nb\\n\"", code, body)
+	}
+}
+
+// TestLogsReadHoldsAPage: GET /logs of a running job whose live log is 48
+// lines of 1 MiB holds about one page of it (some 8 MiB) at a time, not the
+// whole stream, however the client reads. Not parallel: it measures the
+// process's heap, sampled as the body comes in.
+func TestLogsReadHoldsAPage(t *testing.T) {
+	f := newFixture(t)
+	j := f.runningJob("w1")
+	const n = 48
+	line := []byte(strings.Repeat("x", 1<<20))
+	for i := 0; i < n; i += 8 {
+		batch := make([]store.LogLine, 8)
+		for k := range batch {
+			batch[k] = store.LogLine{Stream: store.Stdout, Line: line}
+		}
+		if err := f.st.AppendLogs(context.Background(), j.ID, 1, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(http.MethodGet, f.ts.URL+"/v1/jobs/"+j.ID+"/logs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+systemToken)
+	heap := testenv.NewHeapPeak()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 1<<20)
+	total := 0
+	for {
+		k, err := io.ReadFull(resp.Body, buf)
+		total += k
+		heap.Sample()
+		if err != nil {
+			break
+		}
+	}
+	if want := n * (len(line) + 1); total != want {
+		t.Fatalf("read %d bytes of log, want %d", total, want)
+	}
+	held := heap.Above()
+	t.Logf("serving %d MiB of log held %.1f MiB at most, allocated %.1f MiB", n, float64(held)/(1<<20), float64(heap.Allocated())/(1<<20))
+	if held > 24<<20 {
+		t.Fatalf("serving a log of %d MiB held %d MiB at once; a page is about 8", n, held>>20)
 	}
 }

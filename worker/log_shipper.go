@@ -20,12 +20,14 @@ import (
 // (labelled with the attempt) and to a local file that becomes the at-rest
 // log. Writers block while too much is buffered, so a job that prints faster
 // than Redis takes it slows down instead of losing lines or growing memory
-// without bound. A line longer than maxLine bytes is split into lines of
-// maxLine bytes (the last one shorter), and a note in the log says so: no
-// line, however long, is held whole. What one attempt may put in the live
-// stream (shared Redis memory) and in the at-rest file (the worker's disk)
-// is capped too: past a cap the lines go on to the other place only, after a
-// note, so a job printing without end can exhaust neither.
+// without bound. A line longer than maxLine bytes is split into lines of up
+// to maxLine bytes, and a note in the log says so: no line, however long, is
+// held whole. A split never cuts a secret in two (see redaction.cut), so
+// each piece is masked as the whole line would be. What one attempt may put
+// in the live stream (shared Redis memory) and in the at-rest file (the
+// worker's disk) is capped too: past a cap the lines go on to the other
+// place only, after a note, so a job printing without end can exhaust
+// neither.
 //
 // Metric lines on stdout ("::metric name=loss value=0.31 step=12", see
 // parseMetricLine) are also recorded as metric points, parsed from the line as
@@ -41,7 +43,7 @@ type logShipper struct {
 	// attempt labels the lines in the live stream.
 	attempt int
 	// redact masks secrets in a line; nil when the job has none.
-	redact func([]byte) []byte
+	redact *redaction
 	limits logLimits
 	// liveBytes and fileBytes count what this attempt shipped to the stream
 	// and the file; liveFull and fileFull are set once a cap was reached.
@@ -94,8 +96,9 @@ type logLimits struct {
 
 // newLogShipper ships the log of one attempt of job jobID within limits.
 // Close must be called.
-func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact func([]byte) []byte, limits logLimits) *logShipper {
-	limits.line = cmp.Or(limits.line, defaultMaxLogLine)
+func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact *redaction, limits logLimits) *logShipper {
+	// A piece of a long line holds a secret whole, with room to spare.
+	limits.line = max(cmp.Or(limits.line, defaultMaxLogLine), 2*redact.longest())
 	limits.live = cmp.Or(limits.live, defaultMaxLiveLog)
 	limits.file = cmp.Or(limits.file, defaultMaxLog)
 	s := &logShipper{jobID: jobID, attempt: attempt, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
@@ -108,9 +111,7 @@ func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, re
 }
 
 func (s *logShipper) add(l store.LogLine) {
-	if s.redact != nil {
-		l.Line = s.redact(l.Line)
-	}
+	l.Line = s.redact.mask(l.Line)
 	var (
 		pt       store.MetricPoint
 		isMetric bool
@@ -268,8 +269,11 @@ func (s *logShipper) Close() error {
 }
 
 // lineWriter splits one stream into lines. It holds at most max bytes of a
-// line: a longer one goes out in pieces of max bytes as it comes, each a line
-// of its own, and when it ends a note on stderr says how it was split.
+// line: a longer one goes out in pieces of up to max bytes as it comes, each
+// a line of its own, and when it ends a note on stderr says how it was split.
+// A piece ends where no secret is cut in two (redaction.cut): where the
+// piece's end may be the start of a secret, that start goes on with the next
+// piece, and the piece is shorter than max by less than the longest secret.
 type lineWriter struct {
 	ship   *logShipper
 	stream store.Stream
@@ -301,7 +305,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			k := w.max - len(w.partial)
 			piece := make([]byte, 0, w.max)
 			piece = append(append(piece, w.partial...), seg[:k]...)
-			w.partial, seg = w.partial[:0], seg[k:]
+			seg = seg[k:]
+			// What follows the cut (a secret may begin there) starts the next piece.
+			c := w.ship.redact.cut(piece)
+			w.partial = append(w.partial[:0], piece[c:]...)
+			piece = piece[:c]
 			w.ship.add(store.LogLine{Stream: w.stream, Line: piece})
 			w.pieces++
 			w.size += len(piece)

@@ -340,3 +340,155 @@ func TestLogShipperCapHoldsAcrossBatches(t *testing.T) {
 		t.Fatalf("file: %q; want three lines and one note", lines)
 	}
 }
+
+// TestLogShipperMasksSecretsAcrossSplits: a secret (or a line of a
+// multi-line one) printed across the place where a long line is split is
+// masked all the same, live and at rest: the pieces, joined, read as the
+// whole line masked, wherever the secret sits and however the job writes.
+func TestLogShipperMasksSecretsAcrossSplits(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	ctx := context.Background()
+
+	const (
+		pass = "s3cr3t-t0ken-value"
+		pem  = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+		key  = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" // a line of pem
+		tok  = "jgj_0123456789abcdef"
+	)
+	redact := redactor(map[string]string{"PASS": pass, "KEY": pem, "JOBGATE_JOB_TOKEN": tok, "SHORT": "t0ken"})
+	secrets := []string{pass, key, tok, "t0ken"}
+
+	// The reviewer's case: a 1 KiB bound, the secret across it.
+	t.Run("reviewed", func(t *testing.T) {
+		const max = 1024
+		spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer spool.Close()
+		ship := newLogShipper("reviewed", 1, st, spool, redactor(map[string]string{"PASS": pass}), logLimits{line: max})
+		ship.stdout.Write([]byte(strings.Repeat("x", max-len(pass)/2) + pass + "\n"))
+		ship.Close()
+		var live strings.Builder
+		if _, err := st.CopyLogs(ctx, &live, "reviewed", 1); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(strings.ReplaceAll(live.String(), "\n", ""), pass) {
+			t.Errorf("leaked: %q", live.String()[max-20:max+30])
+		}
+	})
+
+	const max = 64
+	n := 0
+	for _, secret := range secrets {
+		for at := max - len(secret) - 2; at <= max+2; at++ {
+			for _, chunk := range []int{1, 7, 200} {
+				n++
+				id := fmt.Sprintf("s%d", n)
+				// Two secrets: one across the first split, one across a later one.
+				line := strings.Repeat("x", at) + secret + strings.Repeat("y", 2*max-at-len(secret)+3) + secret + strings.Repeat("z", 50)
+				spool, err := os.Create(filepath.Join(t.TempDir(), id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ship := newLogShipper(id, 1, st, spool, redact, logLimits{line: max})
+				for b := []byte(line + "\n"); len(b) > 0; {
+					k := min(len(b), chunk)
+					ship.stdout.Write(b[:k])
+					b = b[k:]
+				}
+				if err := ship.Close(); err != nil {
+					t.Fatal(err)
+				}
+				spool.Close()
+				entries, err := st.ReadLogs(ctx, id, "0", 100, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var joined strings.Builder
+				for _, e := range entries[:len(entries)-1] { // the last is the note on the split
+					if len(e.Line) > max {
+						t.Fatalf("a piece of %d bytes, over the %d bound", len(e.Line), max)
+					}
+					joined.WriteString(string(e.Line))
+				}
+				want := string(redact.mask([]byte(line)))
+				if joined.String() != want {
+					t.Fatalf("%q at %d, written %d bytes at a time: pieces joined read\n%q\nwant\n%q", secret, at, chunk, joined.String(), want)
+				}
+				rest, err := os.ReadFile(spool.Name())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range secrets {
+					if strings.Contains(strings.ReplaceAll(string(rest), "\n", ""), s) {
+						t.Fatalf("%q at %d leaked at rest: %q", s, at, rest)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRedactionCut: a piece ends where a value may begin that the piece
+// cuts short, and nowhere else.
+func TestRedactionCut(t *testing.T) {
+	tests := []struct {
+		buf  string
+		vals []string
+		want int
+	}{
+		{buf: "xxxxxxxxxx", want: 10}, // plain text: the whole piece
+		{buf: "xxxxxabcde", want: 5},  // "abcde" may go on to abcdef: it starts the next piece
+		{buf: "xxxxxxxxab", want: 8},  // so may "ab"
+		{buf: "xxxxxxxxxc", want: 9},  // "c" may go on to cd
+		{buf: "xxxxxxxxcd", want: 10}, // cd is in the piece whole
+		{buf: "xxxabcdefx", want: 10}, // so is abcdef
+		{buf: "xxxxcdxxxx", want: 10}, // and cd
+		{buf: "xxxxxxxabc", want: 7},  // maybe abcdef, not ab: longest first
+		{buf: "xxxxxxabcd", want: 6},  // maybe abcdef, not cd: leftmost first
+		{buf: "xxxxxabcdx", want: 10}, // not abcdef: ab and cd, in it whole
+		{buf: "cdcdcdcdcd", want: 10}, // values end to end
+		{buf: "xxxxxxxxxa", vals: []string{"cd"}, want: 10},
+	}
+	for _, tt := range tests {
+		vals := tt.vals
+		if vals == nil {
+			vals = []string{"abcdef", "cd", "ab"}
+		}
+		env := map[string]string{}
+		for i, v := range vals {
+			env[fmt.Sprint(i)] = v
+		}
+		r := redactor(env)
+		if got := r.cut([]byte(tt.buf)); got != tt.want {
+			t.Errorf("cut(%q) with %q = %d, want %d", tt.buf, vals, got, tt.want)
+		}
+	}
+	if got := (*redaction)(nil).cut([]byte("abc")); got != 3 {
+		t.Errorf("a nil redaction cuts at %d, want 3", got)
+	}
+}
+
+// TestLogShipperLineBoundHoldsASecret: a secret longer than half the line
+// bound raises the bound for that job to twice the secret, so a piece can
+// hold it whole.
+func TestLogShipperLineBoundHoldsASecret(t *testing.T) {
+	secret := strings.Repeat("k", 40)
+	spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	s := newLogShipper("bound", 1, nil, spool, redactor(map[string]string{"K": secret}), logLimits{line: 16})
+	defer s.Close() // nothing written: nothing to ship
+	if s.stdout.max != 80 || s.stderr.max != 80 {
+		t.Fatalf("the line bound is %d/%d, want 80", s.stdout.max, s.stderr.max)
+	}
+}

@@ -27,7 +27,7 @@ func TestRedactorMasksMultiLineSecrets(t *testing.T) {
 		{"token jgj_abc", "token ***"},
 	}
 	for _, tt := range tests {
-		if got := string(redact([]byte(tt.in))); got != tt.want {
+		if got := string(redact.mask([]byte(tt.in))); got != tt.want {
 			t.Errorf("redact(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
@@ -36,7 +36,7 @@ func TestRedactorMasksMultiLineSecrets(t *testing.T) {
 	}
 	// Every line of the key, printed as the job would, is masked.
 	for _, line := range strings.Split(strings.TrimSpace(pem), "\n") {
-		if got := string(redact([]byte(line))); got != "***" {
+		if got := string(redact.mask([]byte(line))); got != "***" {
 			t.Errorf("PEM line %q logged as %q", line, got)
 		}
 	}

@@ -111,8 +111,9 @@ type Config struct {
 	// NodePrepTimeout bounds NodePrep; default 10 minutes.
 	NodePrepTimeout time.Duration
 	// MaxLogLineBytes is the longest line a job's log keeps whole: a longer
-	// one is split into lines of this many bytes, and the log says so.
-	// Default 1 MiB.
+	// one is split into lines of up to this many bytes, never inside a
+	// secret, and the log says so. A job with a secret longer than half of
+	// it gets twice the secret's length instead. Default 1 MiB.
 	MaxLogLineBytes int
 	// MaxLiveLogBytes caps what one attempt's log may put in its live Redis
 	// stream (Redis memory is shared); past it the log goes on at rest only,
@@ -843,13 +844,22 @@ func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]stri
 // the log and tell nothing worth hiding.
 const minMaskedLine = 4
 
+// redaction masks secret values in log lines (see redactor); a nil one
+// masks nothing.
+type redaction struct {
+	// vals are the masked values, longest first.
+	vals []string
+	r    *strings.Replacer
+}
+
 // redactor replaces every secret value in a log line with ***, longest
 // first so a secret containing another is masked whole. Logs are shipped a
 // line at a time, so a multi-line value (a PEM key, JSON credentials) is
 // masked line by line: each of its lines, without surrounding blanks, of
 // at least minMaskedLine bytes. A one-line value (leading and trailing
-// newlines aside) is masked whole, however short.
-func redactor(secretEnv map[string]string) func([]byte) []byte {
+// newlines aside) is masked whole, however short. It is nil when there is
+// nothing to mask.
+func redactor(secretEnv map[string]string) *redaction {
 	vals := make([]string, 0, len(secretEnv))
 	for _, v := range secretEnv {
 		// A value read from a file often ends in a newline; it is still
@@ -875,15 +885,95 @@ func redactor(secretEnv map[string]string) func([]byte) []byte {
 	for _, v := range vals {
 		pairs = append(pairs, v, "***")
 	}
-	r := strings.NewReplacer(pairs...)
-	return func(line []byte) []byte {
-		for _, v := range vals {
-			if bytes.Contains(line, []byte(v)) {
-				return []byte(r.Replace(string(line)))
-			}
-		}
+	return &redaction{vals: vals, r: strings.NewReplacer(pairs...)}
+}
+
+// mask returns line with every secret value in it replaced by ***.
+func (m *redaction) mask(line []byte) []byte {
+	if m == nil {
 		return line
 	}
+	for _, v := range m.vals {
+		if bytes.Contains(line, []byte(v)) {
+			return []byte(m.r.Replace(string(line)))
+		}
+	}
+	return line
+}
+
+// longest is the length of the longest masked value; 0 for a nil m.
+func (m *redaction) longest() int {
+	if m == nil {
+		return 0
+	}
+	return len(m.vals[0])
+}
+
+// cut is where a piece of a long line may end so that masking the pieces one
+// by one masks what masking the whole line would: buf is the next piece's
+// worth of the line, and what follows it is not known yet. cut follows the
+// values in buf as mask does (leftmost first, longest first at one place,
+// none overlapping) and stops at the first place where one may begin that
+// buf ends too soon to tell (buf's end is the start of a value): the bytes
+// from there belong to the next piece. Otherwise, as when buf ends in plain
+// text, it is len(buf). A value lying in buf whole stays in this piece, so
+// what is carried is shorter than the longest value. A nil m cuts at
+// len(buf).
+func (m *redaction) cut(buf []byte) int {
+	if m == nil {
+		return len(buf)
+	}
+	// next[k] is where vals[k] occurs next at or after i, -1 where it does
+	// not; looked for again once i is past it.
+	next := make([]int, len(m.vals))
+	for k := range next {
+		next[k] = -2
+	}
+	tail := len(buf) - m.longest() + 1 // a value beginning before tail is in buf whole
+	for i := 0; ; {
+		at, n := -1, 0
+		for k, v := range m.vals {
+			if next[k] != -1 && next[k] < i {
+				if j := bytes.Index(buf[i:], []byte(v)); j >= 0 {
+					next[k] = i + j
+				} else {
+					next[k] = -1
+				}
+			}
+			if next[k] >= 0 && (at < 0 || next[k] < at) {
+				at, n = next[k], len(v)
+			}
+		}
+		// Up to the next value (and at it: a longer one may begin there),
+		// does one begin that buf cuts short?
+		end := len(buf) - 1
+		if at >= 0 {
+			end = at
+		}
+		for p := max(i, tail); p <= end; p++ {
+			if m.cutShort(buf[p:]) {
+				return p
+			}
+		}
+		if at < 0 {
+			return len(buf)
+		}
+		i = at + n
+	}
+}
+
+// cutShort says whether b, the end of a piece, may be the start of a value
+// longer than it.
+func (m *redaction) cutShort(b []byte) bool {
+	for _, v := range m.vals {
+		if len(v) <= len(b) {
+			return false // the others are shorter still
+		}
+		if v[0] == b[0] && bytes.HasPrefix([]byte(v), b) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {

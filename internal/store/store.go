@@ -1080,7 +1080,9 @@ func (s *Store) AppendLogs(ctx context.Context, id string, attempt int, lines []
 type LogEntry struct {
 	ID     string
 	Stream Stream
-	Line   []byte
+	// Line is as go-redis read it: a string, so a page of long lines is
+	// not copied once more.
+	Line string
 	// Attempt wrote the line (1 for lines of streams written before lines
 	// carried their attempt); 0 on the end marker.
 	Attempt int
@@ -1125,7 +1127,7 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 			case "a":
 				e.Attempt, _ = strconv.Atoi(str)
 			default:
-				e.Line = []byte(str)
+				e.Line = str
 				if len(k) == 1 {
 					e.Stream = Stream(k[0])
 				}
@@ -1143,12 +1145,20 @@ func (s *Store) ReadLogs(ctx context.Context, id, after string, count int64, blo
 // get fewer entries when lines are long.
 const logPageBytes = 8 << 20
 
+// firstLogPage is how many entries a read asks for when it knows nothing of
+// the lines yet: logPageBytes of lines at the workers' default line bound
+// (1 MiB), so even a first page of the longest lines is about logPageBytes.
+const firstLogPage = logPageBytes / (1 << 20)
+
 // LogPageSize is how many entries the next read of a log stream should ask
 // for after a page of n entries holding size bytes of lines: up to 1000, and
 // fewer when lines are long (a line may be up to the workers' line bound).
+// LogPageSize(0, 0) is the size of a first page, and of one after an empty
+// page (what comes next may be anything): a few entries, and the pages after
+// grow as the lines turn out short.
 func LogPageSize(n, size int) int64 {
-	if n == 0 || size == 0 {
-		return 1000
+	if n == 0 {
+		return firstLogPage
 	}
 	return min(1000, max(4, int64(logPageBytes/(size/n+1))))
 }
@@ -1157,9 +1167,11 @@ var newline = []byte{'\n'}
 
 // CopyLogs writes the lines of attempt of job id's live log stream to w, each
 // with its newline, in order; attempt 0 means every attempt's. It returns how
-// many lines it wrote.
+// many lines it wrote. It reads the stream a page at a time (LogPageSize)
+// and writes each line as a string: a w that is an io.StringWriter (a
+// bufio.Writer) takes it without a copy.
 func (s *Store) CopyLogs(ctx context.Context, w io.Writer, id string, attempt int) (int, error) {
-	after, count, lines := "0", int64(1000), 0
+	after, count, lines := "0", LogPageSize(0, 0), 0
 	for {
 		entries, err := s.ReadLogs(ctx, id, after, count, 0)
 		if err != nil {
@@ -1172,7 +1184,7 @@ func (s *Store) CopyLogs(ctx context.Context, w io.Writer, id string, attempt in
 			if e.End != "" || (attempt != 0 && e.Attempt != attempt) {
 				continue
 			}
-			if _, err := w.Write(e.Line); err != nil {
+			if _, err := io.WriteString(w, e.Line); err != nil {
 				return lines, err
 			}
 			if _, err := w.Write(newline); err != nil {
