@@ -49,33 +49,6 @@ const (
 	ModeTracked Mode = "tracked"
 )
 
-// Reasons a job ended or why it is waiting. Reason strings in records may add
-// detail after these words ("image_not_found: localhost/x:latest").
-const (
-	ReasonExitCode      = "exit_code"
-	ReasonTimeout       = "timeout"
-	ReasonCanceled      = "canceled"
-	ReasonImageNotFound = "image_not_found"
-	ReasonStartFailed   = "start_failed"
-	ReasonModeRefused   = "mode_not_allowed"
-	ReasonWorkerLost    = "worker_lost"
-	ReasonWorkerStopped = "worker_stopped"
-	// ReasonSecretUnavailable: a secret the job names could not be opened.
-	ReasonSecretUnavailable = "secret_unavailable"
-	// ReasonPreempted: a high-priority job needed the GPUs of this low one.
-	ReasonPreempted = "preempted"
-	// ReasonOutputsTooLarge: the job wrote more to JOBGATE_OUTPUTS than the
-	// worker's cap (--max-output-mb); nothing of that attempt was collected.
-	ReasonOutputsTooLarge = "outputs_too_large"
-	// ReasonInputUnavailable: an input could not be given to the job (its
-	// datastore was deleted, the path is missing on the worker or leads out
-	// of the datastore); retrying would not help.
-	ReasonInputUnavailable = "input_unavailable"
-	// ReasonPreparationFailed: the job's preparation exited non-zero, so
-	// its command did not run ("preparation_failed: exited with 3").
-	ReasonPreparationFailed = "preparation_failed"
-)
-
 // Resources is what a job asks of the worker it runs on.
 type Resources struct {
 	// CPUs is a CPU limit in cores (0.5 = half a core); 0 means no limit.
@@ -180,7 +153,9 @@ type Notify struct {
 	Events []string `json:"events,omitempty"`
 }
 
-// Job is a job record as the API returns it.
+// Job is a job record as the API returns it. Reason says why it waits or
+// how it ended, for people ("exit_code: exited with 3"), and ReasonCode is
+// that reason's code, one of the Reason* constants, for programs (see Reason).
 type Job struct {
 	ID         string     `json:"id"`
 	Workspace  string     `json:"workspace"`
@@ -188,6 +163,7 @@ type Job struct {
 	Experiment string     `json:"experiment"`
 	Status     Status     `json:"status"`
 	Reason     string     `json:"reason,omitempty"`
+	ReasonCode string     `json:"reason_code,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	Attempt    int        `json:"attempt"`
 	Worker     string     `json:"worker,omitempty"`

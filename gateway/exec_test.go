@@ -86,7 +86,7 @@ func (f *fixture) runningJob(worker string) api.Job {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := f.st.Placed(ctx, j.ID, 1, worker); err != nil {
+	if err := f.st.Placed(ctx, DefaultWorkspace, j.ID, 1, worker); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := f.st.Start(ctx, DefaultWorkspace, j.ID, 1, worker, n, time.Now()); err != nil {

@@ -99,6 +99,7 @@ func (g *Gateway) createJobWith(ctx context.Context, ws, actor string, spec api.
 		Experiment: spec.Experiment,
 		Status:     api.StatusQueued,
 		Reason:     "waiting for the scheduler",
+		ReasonCode: api.ReasonWaitingForScheduler,
 		Attempt:    1,
 		CreatedAt:  g.now().UTC(),
 		Spec:       spec,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -74,14 +73,14 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 	for a := first; a <= last; a++ {
 		if a < j.Attempt || j.Status.Terminal() {
 			if headers {
-				st, reason := api.Status("ended"), ""
+				st, reason, code := api.Status("ended"), "", ""
 				if r, ok := history[a]; ok {
-					st, reason = r.Status, r.Reason
+					st, reason, code = r.Status, r.Reason, r.ReasonCode
 				}
 				if a == j.Attempt {
-					st, reason = j.Status, j.Reason
+					st, reason, code = j.Status, j.Reason, j.ReasonCode
 				}
-				l.header(a, st, reason)
+				l.header(a, st, reason, code)
 			}
 			// A job of one attempt: every line of the stream, as before
 			// lines carried their attempt.
@@ -91,7 +90,7 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 			continue
 		}
 		if headers {
-			l.header(a, j.Status, "")
+			l.header(a, j.Status, "", "")
 		}
 		l.live(ctx, a, only != 0)
 	}
@@ -128,20 +127,21 @@ type logReader struct {
 
 // attemptHeader is the line before each attempt's lines in the log of a job
 // of several attempts: "==> attempt 1 (failed: worker_lost: worker w1
-// stopped heartbeating) <==", "==> attempt 2 (succeeded) <==".
-func attemptHeader(a int, st api.Status, reason string) string {
+// stopped heartbeating) <==", "==> attempt 2 (succeeded) <==". reason and
+// code are the attempt's reason and reason_code.
+func attemptHeader(a int, st api.Status, reason, code string) string {
 	switch {
 	case reason == "":
 		return fmt.Sprintf("==> attempt %d (%s) <==", a, st)
-	case strings.HasPrefix(reason, string(st)):
+	case code == string(st):
 		return fmt.Sprintf("==> attempt %d (%s) <==", a, reason) // "canceled: ..."
 	default:
 		return fmt.Sprintf("==> attempt %d (%s: %s) <==", a, st, reason)
 	}
 }
 
-func (l *logReader) header(a int, st api.Status, reason string) {
-	l.bw.WriteString(attemptHeader(a, st, reason))
+func (l *logReader) header(a int, st api.Status, reason, code string) {
+	l.bw.WriteString(attemptHeader(a, st, reason, code))
 	l.bw.WriteByte('\n')
 }
 
@@ -199,7 +199,7 @@ func (l *logReader) live(ctx context.Context, a int, only bool) {
 					return // attempt a ended; its successor is not asked for
 				}
 				cur = e.Attempt
-				l.header(cur, api.StatusRunning, "")
+				l.header(cur, api.StatusRunning, "", "")
 			}
 			l.bw.WriteString(e.Line)
 			l.bw.WriteByte('\n')

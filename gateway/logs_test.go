@@ -81,7 +81,7 @@ func TestLogsByAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.st.Placed(ctx, j.ID, 2, "w2"); err != nil {
+	if err := f.st.Placed(ctx, DefaultWorkspace, j.ID, 2, "w2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.st.Start(ctx, DefaultWorkspace, j.ID, 2, "w2", n, time.Now()); err != nil {

@@ -508,9 +508,9 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	if end != "" && j.Spec.Mode == api.ModeTracked && j.Status == api.StatusRunning {
-		reason := "ended through the tracking API"
+		reason := api.Reason{Code: api.ReasonEndedByClient, Detail: "ended through the tracking API"}
 		if end == api.StatusCanceled {
-			reason = api.ReasonCanceled + ": killed through the tracking API"
+			reason = api.Reason{Code: api.ReasonCanceled, Detail: "killed through the tracking API"}
 		}
 		if err := g.endTrackedRun(ctx, j, end, reason); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
@@ -524,8 +524,10 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 
 // endTrackedRun ends a tracked run with status (which jobs run by workers
 // never get from here).
-func (g *Gateway) endTrackedRun(ctx context.Context, j *api.Job, status api.Status, reason string) error {
-	return g.store.Finish(ctx, j.Workspace, j.ID, 1, store.Outcome{Status: status, Reason: reason, StartedAt: j.StartedAt}, g.now())
+func (g *Gateway) endTrackedRun(ctx context.Context, j *api.Job, status api.Status, reason api.Reason) error {
+	o := store.NewOutcome(status, reason)
+	o.StartedAt = j.StartedAt
+	return g.store.Finish(ctx, j.Workspace, j.ID, 1, o, g.now())
 }
 
 func (g *Gateway) mlflowLogMetric(c echo.Context) error {

@@ -126,19 +126,19 @@ func (s *Scheduler) startGrace(ctx context.Context) bool {
 // stopped, and heartbeating within WorkerLostAfter or still in the grace
 // after this scheduler's contact with Redis began.
 func (s *Scheduler) alive(w store.Worker, now time.Time) bool {
-	return w.Status != "stopped" && (now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter || now.UnixMilli() < s.graceUntil.Load())
+	return w.Status != store.WorkerStopped && (now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter || now.UnixMilli() < s.graceUntil.Load())
 }
 
 func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
 	switch {
-	case w.Status == "stopped":
-		return "stopped"
+	case w.Status == store.WorkerStopped:
+		return store.WorkerStopped
 	case !s.alive(w, now):
-		return "lost"
+		return store.WorkerLost
 	case !inService(w):
 		return w.Status
 	}
-	return "up"
+	return store.WorkerUp
 }
 
 // inService reports whether a worker may be given jobs, as far as its own
@@ -253,21 +253,16 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		free[w.ID] = w.Slots - len(w.Jobs)
 	}
 	// live holds the registry as read; placements below mark GPUs taken in it.
-	ids, err := s.store.Pending(ctx, 1000)
+	ids, jobs, err := s.store.PendingJobs(ctx, 1000)
 	if err != nil {
 		return err
 	}
 	quotas := map[string]*wsQuota{}
-	for _, id := range ids {
-		job, err := s.store.GetJobByID(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			_ = s.store.DropPending(ctx, id)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if job.Status != api.StatusQueued {
+	// waits are the reasons that changed, written together after the loop.
+	waits := map[string]api.Reason{}
+	for i, id := range ids {
+		job := jobs[i]
+		if job == nil || job.Status != api.StatusQueued {
 			_ = s.store.DropPending(ctx, id)
 			continue
 		}
@@ -275,33 +270,34 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		wait := ""
+		var wait api.Reason
 		switch {
 		case q.max > 0 && q.holding >= q.max:
-			wait = fmt.Sprintf("workspace quota: %d of %d jobs running", q.holding, q.max)
+			wait = api.Reason{Code: api.ReasonQuota, Detail: fmt.Sprintf("workspace quota: %d of %d jobs running", q.holding, q.max)}
 		case q.maxGPUs > 0 && q.gpus+job.Spec.Resources.GPUs > q.maxGPUs:
-			wait = fmt.Sprintf("workspace quota: %d of %d GPUs in use, needs %d more", q.gpus, q.maxGPUs, job.Spec.Resources.GPUs)
+			wait = api.Reason{Code: api.ReasonQuota,
+				Detail: fmt.Sprintf("workspace quota: %d of %d GPUs in use, needs %d more", q.gpus, q.maxGPUs, job.Spec.Resources.GPUs)}
 		}
 		var target string
 		var gpus []int
-		if wait == "" {
+		if wait.Code == "" {
 			target, gpus, wait = s.choose(live, free, job.Spec)
 		}
 		switch {
-		case target == "" && len(live) == 0 && len(held) > 0 && wait == noWorkerWait:
-			wait = fmt.Sprintf("waiting for a worker: none is in service (%s; GET /v1/workers says why)", listSome(held, 3))
-		case target == "" && len(held) > 0 && !strings.HasPrefix(wait, "workspace quota"):
+		case target == "" && len(live) == 0 && len(held) > 0 && wait.Code == api.ReasonNoWorker:
+			wait.Detail = fmt.Sprintf("waiting for a worker: none is in service (%s; GET /v1/workers says why)", listSome(held, 3))
+		case target == "" && len(held) > 0 && wait.Code != api.ReasonQuota:
 			// A worker out of service may be the one this job needs.
-			wait += fmt.Sprintf(" (not in service: %s; GET /v1/workers says why)", listSome(held, 3))
+			wait.Detail += fmt.Sprintf(" (not in service: %s; GET /v1/workers says why)", listSome(held, 3))
 		}
 		if target == "" {
-			if job.Spec.Priority == api.PriorityHigh && job.Spec.Resources.GPUs > 0 && !strings.HasPrefix(wait, "workspace quota") {
-				if why := s.preemptFor(ctx, job, live); why != "" {
+			if job.Spec.Priority == api.PriorityHigh && job.Spec.Resources.GPUs > 0 && wait.Code != api.ReasonQuota {
+				if why := s.preemptFor(ctx, job, live); why.Code != "" {
 					wait = why
 				}
 			}
-			if job.Reason != wait {
-				_ = s.store.SetReason(ctx, id, wait)
+			if job.Reason != wait.String() || job.ReasonCode != wait.Code {
+				waits[id] = wait
 			}
 			continue
 		}
@@ -315,7 +311,7 @@ func (s *Scheduler) pass(ctx context.Context) error {
 		q.holding++
 		q.gpus += len(gpus)
 	}
-	return nil
+	return s.store.SetReasons(ctx, waits)
 }
 
 // takeGPUs marks gpus of worker as held by jobID in this pass's view.
@@ -336,7 +332,7 @@ func takeGPUs(live []store.Worker, worker string, gpus []int, jobID string) {
 // on the one worker where that frees enough, and says why job waits; "" when
 // preemption cannot help. Victims are stopped by their workers (SIGTERM, the
 // grace period, SIGKILL) and requeued; the GPUs free up when they have ended.
-func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) string {
+func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) api.Reason {
 	need := job.Spec.Resources.GPUs
 	for _, w := range live {
 		if !canRun(w, job.Spec) {
@@ -375,7 +371,8 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			}
 		}
 		if freeNow+soon >= need {
-			return fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", describeGPUs(job.Spec.Resources), w.ID)
+			return api.Reason{Code: api.ReasonPreempting,
+				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", describeGPUs(job.Spec.Resources), w.ID)}
 		}
 		total := freeNow + soon
 		for _, h := range victims {
@@ -400,9 +397,10 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			got += h.gpus
 			stopped = append(stopped, h.job.ID)
 		}
-		return fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", describeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)
+		return api.Reason{Code: api.ReasonPreempting,
+			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", describeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
 	}
-	return ""
+	return api.Reason{}
 }
 
 func timeOf(t *time.Time) time.Time {
@@ -446,13 +444,13 @@ func listSome(items []string, n int) string {
 }
 
 // noWorkerWait is why a job waits when no worker is up.
-const noWorkerWait = "waiting for a worker: none is running (start one with `jobgate worker`)"
+var noWorkerWait = api.Reason{Code: api.ReasonNoWorker, Detail: "waiting for a worker: none is running (start one with `jobgate worker`)"}
 
 // choose picks a live worker that can run spec now, and its GPUs, or says why
 // none can. Jobs without GPUs go to the worker with the most free slots; GPU
 // jobs to the one with the fewest free matching GPUs that still fit (best
 // fit keeps big blocks of GPUs free for big jobs).
-func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.JobSpec) (string, []int, string) {
+func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.JobSpec) (string, []int, api.Reason) {
 	need := spec.Resources.GPUs
 	var best *store.Worker
 	var bestGPUs []store.WorkerGPU
@@ -488,19 +486,24 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 		for _, g := range bestGPUs[:need] {
 			idx = append(idx, g.Index)
 		}
-		return best.ID, idx, ""
+		return best.ID, idx, api.Reason{}
 	case len(live) == 0:
 		return "", nil, noWorkerWait
 	case capable == 0 && need > 0:
-		return "", nil, fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))
+		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
+			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))}
 	case capable == 0 && spec.Mode == api.ModeProcess:
-		return "", nil, fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))
+		return "", nil, api.Reason{Code: api.ReasonNoWorker,
+			Detail: fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))}
 	case capable == 0:
-		return "", nil, fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))
+		return "", nil, api.Reason{Code: api.ReasonNoWorker,
+			Detail: fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))}
 	case need > 0 && freeSlots > 0:
-		return "", nil, fmt.Sprintf("needs %s; %d of %d free on %d workers", describeGPUs(spec.Resources), freeGPUs, gpus, capable)
+		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
+			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", describeGPUs(spec.Resources), freeGPUs, gpus, capable)}
 	}
-	return "", nil, fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)
+	return "", nil, api.Reason{Code: api.ReasonWaitingForSlot,
+		Detail: fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)}
 }
 
 // place reserves the attempt on worker, enqueues its task on the worker's
@@ -513,7 +516,7 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 	}
 	if workerID != target && !isLive(live, workerID) {
 		// Reserved by an earlier pass for a worker that is gone: hand it back.
-		return "", s.store.Unreserve(ctx, job.ID, job.Attempt, workerID, "worker "+workerID+" went away before starting it")
+		return "", s.store.Unreserve(ctx, job, workerID, "worker "+workerID+" went away before starting it")
 	}
 	p := queue.RunJobPayload{JobID: job.ID, Attempt: job.Attempt, Placement: placement}
 	task, err := queue.NewRunJobTask(p, time.Duration(job.Spec.TimeoutSeconds)*time.Second+s.cfg.StopGrace+time.Minute)
@@ -523,7 +526,7 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 	if _, err := s.tasks.EnqueueContext(ctx, task, asynq.Queue(queue.WorkerQueue(workerID))); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return "", fmt.Errorf("enqueue on %s: %w", workerID, err)
 	}
-	if err := s.store.Placed(ctx, job.ID, job.Attempt, workerID); err != nil {
+	if err := s.store.Placed(ctx, job.Workspace, job.ID, job.Attempt, workerID); err != nil {
 		return "", err
 	}
 	_ = queue.Notify(ctx, s.rdb, queue.WorkerChannel(workerID))
@@ -560,16 +563,17 @@ func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.
 		}
 		switch {
 		case job.Status == api.StatusQueued:
-			err = s.store.Unreserve(ctx, id, job.Attempt, w.ID, fmt.Sprintf("worker %s is %s; waiting to be placed again", w.ID, state))
-		case job.Status == api.StatusRunning && job.Worker == w.ID && (state == "lost" || state == "stopped"):
-			why := fmt.Sprintf("%s: worker %s stopped heartbeating", api.ReasonWorkerLost, w.ID)
-			if state == "stopped" {
-				why = fmt.Sprintf("%s: worker %s stopped without handing the attempt back", api.ReasonWorkerStopped, w.ID)
+			err = s.store.Unreserve(ctx, job, w.ID, fmt.Sprintf("worker %s is %s; waiting to be placed again", w.ID, state))
+		case job.Status == api.StatusRunning && job.Worker == w.ID && (state == store.WorkerLost || state == store.WorkerStopped):
+			why := api.Reason{Code: api.ReasonWorkerLost, Detail: fmt.Sprintf("worker %s stopped heartbeating", w.ID)}
+			if state == store.WorkerStopped {
+				why = api.Reason{Code: api.ReasonWorkerStopped, Detail: fmt.Sprintf("worker %s stopped without handing the attempt back", w.ID)}
 			}
-			note := fmt.Sprintf("attempt %d may still be running on the machine of %s until it is reaped (by %s when it comes back, or by another worker on the same podman)",
+			o := store.NewOutcome(api.StatusFailed, why)
+			o.Worker, o.StartedAt = w.ID, job.StartedAt
+			o.Note = fmt.Sprintf("attempt %d may still be running on the machine of %s until it is reaped (by %s when it comes back, or by another worker on the same podman)",
 				job.Attempt, w.ID, w.ID)
-			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, store.Outcome{Status: api.StatusFailed,
-				Reason: why, Worker: w.ID, StartedAt: job.StartedAt, Note: note}, now)
+			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, o, now)
 			s.logger.WarnContext(ctx, "recovered job of "+state+" worker", slog.String("job_id", id), slog.String("worker_id", w.ID))
 		case job.Status.Terminal():
 			err = s.store.ForgetWorkerJob(ctx, w.ID, id)

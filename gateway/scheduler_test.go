@@ -32,7 +32,7 @@ func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Placed(ctx, running.ID, 1, "quitter")
+	st.Placed(ctx, DefaultWorkspace, running.ID, 1, "quitter")
 	if err := st.Start(ctx, DefaultWorkspace, running.ID, 1, "quitter", n, now); err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +73,14 @@ func TestLostWorkerJobsAreRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Placed(ctx, running.ID, 1, "ghost")
+	st.Placed(ctx, DefaultWorkspace, running.ID, 1, "ghost")
 	if err := st.Start(ctx, DefaultWorkspace, running.ID, 1, "ghost", n, long); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := st.Reserve(ctx, placed.ID, 1, "ghost", "", 1); err != nil {
 		t.Fatal(err)
 	}
-	st.Placed(ctx, placed.ID, 1, "ghost")
+	st.Placed(ctx, DefaultWorkspace, placed.ID, 1, "ghost")
 
 	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
 		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -24,7 +24,7 @@ func TestWorkersShowOnlyOwnJobs(t *testing.T) {
 		if _, _, err := f.st.Reserve(ctx, j.ID, 1, "shared", "", gpu); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.st.Placed(ctx, j.ID, 1, "shared"); err != nil {
+		if err := f.st.Placed(ctx, ws, j.ID, 1, "shared"); err != nil {
 			t.Fatal(err)
 		}
 		return j.ID

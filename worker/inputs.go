@@ -136,7 +136,8 @@ func (w *Worker) giveInputs(ctx context.Context, a *Attempt, job *api.Job, attem
 					errInputUnavailable, name, w.cfg.MaxInputBytes)
 			}
 			if err != nil {
-				return drop, fmt.Errorf("%w: inputs.%s: copy from datastore %s: %v", errInputUnavailable, name, in.Datastore, err)
+				w.logger.WarnContext(ctx, "copy input", slog.String("job_id", job.ID), slog.String("input", name), slog.Any("error", err))
+				return drop, fmt.Errorf("%w: inputs.%s: copy from datastore %s: %s", errInputUnavailable, name, in.Datastore, pathDetail(err))
 			}
 			fmt.Fprintf(note, "jobgate: inputs.%s: copied %d files (%d bytes) from datastore %s\n", name, files, size, in.Datastore)
 			if container {
@@ -221,6 +222,17 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// pathDetail says what went wrong with a file in words a job's record may
+// hold: the path and the system's reason ("/srv/d/x: permission denied"),
+// without Go's operation names; an error of another kind is not shown.
+func pathDetail(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return "a file could not be read (the worker's log says why)"
 }
 
 // inside reports whether p is base or below it; both clean and absolute.

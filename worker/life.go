@@ -172,7 +172,7 @@ func (w *Worker) handBack(ctx context.Context) {
 			if err != nil || job.Status != api.StatusQueued {
 				continue
 			}
-			if err := w.store.Unreserve(ctx, id, job.Attempt, w.cfg.ID, fmt.Sprintf("worker %s stopped before starting it; waiting to be placed again", w.cfg.ID)); err != nil {
+			if err := w.store.Unreserve(ctx, job, w.cfg.ID, fmt.Sprintf("worker %s stopped before starting it; waiting to be placed again", w.cfg.ID)); err != nil {
 				w.logger.WarnContext(ctx, "hand back placed attempt", slog.String("job_id", id), slog.Any("error", err))
 			}
 		}
@@ -360,6 +360,14 @@ func (w *Worker) recordSavedEnds(ctx context.Context) {
 	}
 }
 
+// restartedDuring is how job's running attempt ended that an earlier life of
+// this worker was running when it died.
+func (w *Worker) restartedDuring(job *api.Job) store.Outcome {
+	o := store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonWorkerLost, Detail: "worker restarted during the attempt"})
+	o.Worker, o.StartedAt = w.cfg.ID, job.StartedAt
+	return o
+}
+
 // redelivered decides about a task whose attempt the store says is running
 // on this worker. It is this process's own when it holds it (asynq delivered
 // the task again, after a failed write or an expired lease): running here,
@@ -387,8 +395,7 @@ func (w *Worker) redelivered(ctx context.Context, job *api.Job) (resume bool, er
 		return false, w.recordEnd(ctx, e)
 	}
 	w.cleanupLeftovers(ctx, job)
-	err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt,
-		store.Outcome{Status: api.StatusFailed, Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
+	err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, w.restartedDuring(job), w.now())
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return false, err
 	}

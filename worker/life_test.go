@@ -46,10 +46,10 @@ func runningJob(t *testing.T, ctx context.Context, st *store.Store, workerID, in
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Placed(ctx, j.ID, 1, workerID); err != nil {
+	if err := st.Placed(ctx, j.Workspace, j.ID, 1, workerID); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.StartBy(ctx, j.Workspace, j.ID, 1, workerID, instance, n, time.Now()); err != nil {
+	if _, err := st.StartBy(ctx, j.Workspace, j.ID, 1, workerID, instance, n, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	got, err := st.GetJobByID(ctx, j.ID)

@@ -18,6 +18,9 @@ const ContainerWorkDir = "/workdir"
 // command did not run.
 var errPreparationFailed = errors.New("preparation failed")
 
+// errInPreparation marks an error of the preparation, not of the command.
+var errInPreparation = errors.New("preparation")
+
 // runSteps runs the attempt's preparation, when the spec has one, then its
 // command, both through exec with the same environment, mounts and working
 // folder, their output going to the same writers. The command runs only
@@ -33,7 +36,7 @@ func runSteps(ctx context.Context, exec Executor, a Attempt, stdout, stderr io.W
 	res, err := exec.Run(ctx, prep, stdout, stderr)
 	switch {
 	case err != nil:
-		return Outcome{}, fmt.Errorf("preparation: %w", err)
+		return Outcome{}, fmt.Errorf("%w: %w", errInPreparation, err)
 	case ctx.Err() != nil:
 		// Canceled, preempted, timed out or shut down meanwhile; the cause
 		// says which, and the caller records it as it would for the command.

@@ -146,6 +146,8 @@ type Worker struct {
 	execs     execSessions
 	// ends records attempts' ends: the store, but for tests injecting faults.
 	ends endStore
+	// starts starts attempts: the store, but for tests injecting faults.
+	starts startStore
 
 	// instance names this process (see store.StartBy); cluster is the
 	// installation's ID, known once Run has started.
@@ -203,7 +205,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	if abs, err := filepath.Abs(cfg.SpoolDir); err == nil {
 		cfg.SpoolDir = abs
 	}
-	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
+	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, starts: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
 		instance: newInstanceID(), held: map[string]*heldAttempt{}}
 }
@@ -420,8 +422,7 @@ func (w *Worker) recoverOwn(ctx context.Context) {
 				continue
 			}
 			w.cleanupLeftovers(ctx, job)
-			err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, store.Outcome{Status: api.StatusFailed,
-				Reason: api.ReasonWorkerLost + ": worker restarted during the attempt", Worker: w.cfg.ID, StartedAt: job.StartedAt}, w.now())
+			err = w.store.Requeue(ctx, job.Workspace, job.ID, job.Attempt, w.restartedDuring(job), w.now())
 			if err == nil {
 				w.logger.InfoContext(ctx, "requeued attempt of earlier run", slog.String("job_id", id), slog.Int("attempt", job.Attempt))
 			}
@@ -508,8 +509,8 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		exec = nil
 	}
 	if exec == nil {
-		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
-			Reason: fmt.Sprintf("%s: worker %s does not run %s jobs (start it with --allow-host-process)", api.ReasonModeRefused, w.cfg.ID, job.Spec.Mode)})
+		return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonModeRefused,
+			Detail: fmt.Sprintf("worker %s does not run %s jobs (start it with --allow-host-process)", w.cfg.ID, job.Spec.Mode)}))
 	}
 	if job.Spec.Mode == api.ModeProcess {
 		// The gateway checked at submit; the grant may have been taken back
@@ -519,18 +520,19 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		if ws == nil || !ws.AllowHostProcess {
-			return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed,
-				Reason: fmt.Sprintf("%s: workspace %s may not run host-process jobs (the system admin grants allow_host_process)", api.ReasonModeRefused, job.Workspace)})
+			return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonModeRefused,
+				Detail: fmt.Sprintf("workspace %s may not run host-process jobs (the system admin grants allow_host_process)", job.Workspace)}))
 		}
 	}
 
 	secretEnv, err := w.openSecrets(ctx, job)
 	if err != nil {
-		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: api.ReasonSecretUnavailable + ": " + err.Error()})
+		log.WarnContext(ctx, "open the job's secrets", slog.Any("error", err))
+		return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonSecretUnavailable, Detail: publicDetail(err)}))
 	}
 	devices, gpuEnv, err := w.gpusFor(job)
 	if err != nil {
-		return w.finish(ctx, job, store.Outcome{Status: api.StatusFailed, Reason: "gpu_unavailable: " + err.Error()})
+		return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonGPUUnavailable, Detail: err.Error()}))
 	}
 
 	if !resumed && w.isStopping() {
@@ -540,30 +542,36 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return nil // this process runs it already
 	}
 	defer w.release(job.ID, p.Attempt)
-	if !resumed {
-		if err := w.store.StartBy(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, w.instance, p.Placement, w.now()); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return nil
-			}
-			return err
-		}
-	}
-	started := w.now()
-	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
-
 	// The workload stops for its own reasons only (cancel, preemption,
 	// timeout, the worker stopping; see register), not when asynq gives up
 	// on the task's lease because Redis was out of reach for a while: asynq
-	// delivers it again then, and this process knows it holds it.
+	// delivers it again then, and this process knows it holds it. It is
+	// registered before it starts, so that a cancel or preemption published
+	// once it runs finds it.
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	defer w.register(job.ID, cancel)()
-	// A cancel published between Start and registering above is not lost: the
-	// flag is in the record.
-	if j, err := w.store.GetJobByID(ctx, job.ID); err == nil && j.CancelRequested {
+	var start store.Started
+	if resumed {
+		// Its start's answer was lost, and a cancel or preemption may have
+		// been published while nothing here listened: the flags are in the
+		// record.
+		if j, err := w.store.GetJobByID(ctx, job.ID); err == nil {
+			start.CancelRequested = j.CancelRequested
+		}
+		start.PreemptedBy = w.store.PreemptRequested(ctx, job.ID)
+	} else if start, err = w.starts.StartBy(ctx, job.Workspace, job.ID, p.Attempt, w.cfg.ID, w.instance, p.Placement, w.now()); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return err
+	}
+	started := w.now()
+	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
+	if start.CancelRequested {
 		cancel(errCancelRequested)
 	}
-	if w.store.PreemptRequested(ctx, job.ID) != "" {
+	if start.PreemptedBy != "" {
 		cancel(errPreempted)
 	}
 	defer w.trackGPUs(job.ID, job.GPUs)()
@@ -574,47 +582,53 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
 
 	cause := context.Cause(runCtx)
+	fail := func(code, detail string) {
+		outcome.Status = api.StatusFailed
+		outcome.SetReason(api.Reason{Code: code, Detail: detail})
+	}
 	switch {
 	case runErr != nil && errors.Is(runErr, ErrImageNotFound):
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonImageNotFound+": "+detail(runErr, ErrImageNotFound)
+		log.WarnContext(ctx, "image not found", slog.Any("error", runErr))
+		fail(api.ReasonImageNotFound, cmp.Or(job.Spec.Image, "no image given"))
 		return w.finish(ctx, job, outcome)
 	case runErr != nil && errors.Is(runErr, ErrStart):
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonStartFailed+": "+detail(runErr, ErrStart)
+		log.WarnContext(ctx, "start failed", slog.Any("error", runErr))
+		fail(api.ReasonStartFailed, startDetail(job.Spec, runErr))
 		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errCancelRequested):
-		outcome.Status, outcome.Reason = api.StatusCanceled, api.ReasonCanceled
+		outcome.Status = api.StatusCanceled
+		outcome.SetReason(api.Reason{Code: api.ReasonCanceled})
 		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errPreempted):
 		// Not the job's failure: back to the queue, retries untouched.
-		outcome.Status = api.StatusFailed
-		outcome.Reason = fmt.Sprintf("%s: its GPUs went to high-priority job %s", api.ReasonPreempted, w.store.PreemptRequested(ctx, job.ID))
+		fail(api.ReasonPreempted, fmt.Sprintf("its GPUs went to high-priority job %s", w.store.PreemptRequested(ctx, job.ID)))
 		return w.requeue(ctx, job, outcome)
 	case errors.Is(cause, errWorkerStopped):
 		// The worker is shutting down: the attempt did not fail on its own.
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonWorkerStopped+": worker shut down during the attempt"
+		fail(api.ReasonWorkerStopped, "worker shut down during the attempt")
 		return w.requeue(ctx, job, outcome)
 	case errors.Is(runErr, errOutputsTooLarge):
 		// Retrying would write the same again.
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonOutputsTooLarge+": "+detail(runErr, errOutputsTooLarge)
+		fail(api.ReasonOutputsTooLarge, detail(runErr, errOutputsTooLarge))
 		return w.finish(ctx, job, outcome)
 	case errors.Is(runErr, errInputUnavailable):
 		// The data will not be there for another attempt either.
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonInputUnavailable+": "+detail(runErr, errInputUnavailable)
+		fail(api.ReasonInputUnavailable, detail(runErr, errInputUnavailable))
 		return w.finish(ctx, job, outcome)
 	case errors.Is(cause, errTimeout):
-		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exceeded timeout_seconds=%d", api.ReasonTimeout, job.Spec.TimeoutSeconds)
+		fail(api.ReasonTimeout, fmt.Sprintf("exceeded timeout_seconds=%d", job.Spec.TimeoutSeconds))
 	case errors.Is(runErr, errPreparationFailed):
 		// Retried like a failed command: a preparation may fail for a
 		// passing reason, such as a download.
-		outcome.Status, outcome.Reason = api.StatusFailed, api.ReasonPreparationFailed+": "+detail(runErr, errPreparationFailed)
+		fail(api.ReasonPreparationFailed, detail(runErr, errPreparationFailed))
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
-		outcome.Status, outcome.Reason = api.StatusFailed, "executor_error: "+runErr.Error()
+		fail(api.ReasonExecutorError, "the worker could not run the attempt (its log says why)")
 	case outcome.ExitCode != nil && *outcome.ExitCode == 0:
 		outcome.Status = api.StatusSucceeded
 		return w.finish(ctx, job, outcome)
 	default:
-		outcome.Status, outcome.Reason = api.StatusFailed, fmt.Sprintf("%s: exited with %d", api.ReasonExitCode, derefOr(outcome.ExitCode, -1))
+		fail(api.ReasonExitCode, fmt.Sprintf("exited with %d", derefOr(outcome.ExitCode, -1)))
 	}
 	if p.Attempt <= job.Spec.MaxRetries {
 		return w.requeue(ctx, job, outcome)
@@ -622,8 +636,31 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	return w.finish(ctx, job, outcome)
 }
 
+// startDetail is the detail of a start_failed reason: which program of spec
+// could not be started, the preparation's or the command's. What the
+// executor said (podman's or the kernel's words) is in the job's log and
+// the worker's, not in the record.
+func startDetail(spec api.JobSpec, err error) string {
+	argv, prefix := spec.Command, ""
+	if errors.Is(err, errInPreparation) {
+		argv, prefix = spec.Preparation, "preparation: "
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return prefix + "empty command"
+	}
+	return fmt.Sprintf("%s%s could not be started (the job's log says why)", prefix, argv[0])
+}
+
+// startStore is what starting an attempt needs of the store.
+type startStore interface {
+	StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) (store.Started, error)
+}
+
+var _ startStore = (*store.Store)(nil)
+
 // detail is err's message without the sentinel's own words, which the reason
-// code already says.
+// code already says. Only for errors the worker wrote itself, whose words
+// may go into a job's record.
 func detail(err, sentinel error) string {
 	msg := err.Error()
 	for _, cut := range []string{sentinel.Error() + ": ", ": " + sentinel.Error()} {
@@ -813,30 +850,59 @@ func (w *Worker) gpusFor(job *api.Job) (devices []string, env map[string]string,
 	return nil, gpu.EnvFor(devs), nil
 }
 
-// openSecrets decrypts the secrets the job names into env var → value.
+// openSecrets decrypts the secrets the job names into env var → value. Its
+// errors are publicErrors: their detail is for the job's record, the error
+// below it (Redis's, the cipher's) for the worker's log.
 func (w *Worker) openSecrets(ctx context.Context, job *api.Job) (map[string]string, error) {
 	if len(job.Spec.Secrets) == 0 {
 		return nil, nil
 	}
 	if w.secrets == nil {
-		return nil, fmt.Errorf("worker %s has no secrets key (start it with --secrets-key-file)", w.cfg.ID)
+		return nil, &publicError{detail: fmt.Sprintf("worker %s has no secrets key (start it with --secrets-key-file)", w.cfg.ID)}
 	}
 	out := make(map[string]string, len(job.Spec.Secrets))
 	for env, name := range job.Spec.Secrets {
 		sealed, err := w.store.Secret(ctx, job.Workspace, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("secret %q was deleted", name)
+			return nil, &publicError{detail: fmt.Sprintf("secret %q was deleted", name)}
 		}
 		if err != nil {
-			return nil, err
+			return nil, &publicError{detail: fmt.Sprintf("secret %q could not be read", name), err: err}
 		}
 		v, err := w.secrets.Open(job.Workspace, name, sealed)
 		if err != nil {
-			return nil, fmt.Errorf("secret %q: %w (is this worker's key the gateway's?)", name, err)
+			return nil, &publicError{detail: fmt.Sprintf("secret %q could not be opened (is this worker's key the gateway's?)", name), err: err}
 		}
 		out[env] = string(v)
 	}
 	return out, nil
+}
+
+// publicError is an error whose detail the worker wrote for a job's record
+// (a reason's detail); err, the error beneath with Redis's, podman's or Go's
+// words, is for the worker's log only.
+type publicError struct {
+	detail string
+	err    error
+}
+
+func (e *publicError) Error() string {
+	if e.err == nil {
+		return e.detail
+	}
+	return e.detail + ": " + e.err.Error()
+}
+
+func (e *publicError) Unwrap() error { return e.err }
+
+// publicDetail is the detail of the publicError in err's chain, or a
+// generic one: never err's own text.
+func publicDetail(err error) string {
+	var pe *publicError
+	if errors.As(err, &pe) {
+		return pe.detail
+	}
+	return "the worker could not do it (its log says why)"
 }
 
 // minMaskedLine is the shortest line of a multi-line secret that is masked
@@ -1019,15 +1085,15 @@ func (w *Worker) ended(ctx context.Context, e *attemptEnd) {
 	defer cancel()
 	o := e.Outcome
 	if e.Requeue {
-		w.logger.InfoContext(ctx, "attempt requeued", slog.String("job_id", e.JobID), slog.Int("attempt", e.Attempt), slog.String("reason", o.Reason))
+		w.logger.InfoContext(ctx, "attempt requeued", slog.String("job_id", e.JobID), slog.Int("attempt", e.Attempt), slog.String("reason", o.Reason), slog.String("reason_code", o.ReasonCode))
 		_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
 		return
 	}
-	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", e.JobID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason))
+	w.logger.InfoContext(ctx, "job ended", slog.String("job_id", e.JobID), slog.String("status", string(o.Status)), slog.String("reason", o.Reason), slog.String("reason_code", o.ReasonCode))
 	// MLflow runs the job started and left open (it died before end_run)
 	// would otherwise run forever: nobody else would end them.
 	if n, err := w.store.EndTrackedRuns(ctx, e.Workspace, e.JobID, api.StatusFailed,
-		fmt.Sprintf("run_abandoned: job %s ended (%s) without ending this run", e.JobID, o.Status), w.now()); err != nil {
+		fmt.Sprintf("job %s ended (%s) without ending this run", e.JobID, o.Status), w.now()); err != nil {
 		w.logger.WarnContext(ctx, "end the job's open tracked runs", slog.String("job_id", e.JobID), slog.Any("error", err))
 	} else if n > 0 {
 		w.logger.InfoContext(ctx, "ended the job's open tracked runs", slog.String("job_id", e.JobID), slog.Int("runs", n))

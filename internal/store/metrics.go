@@ -53,9 +53,7 @@ type MetricPoint struct {
 func metricsLastKey(id string) string { return prefix + "job:" + id + ":metrics" }
 
 // metricKey is one metric's sorted set: score = step, one member per step.
-func metricKey(id, name string) string { return metricKeyPrefix(id) + name }
-
-func metricKeyPrefix(id string) string { return prefix + "job:" + id + ":metric:" }
+func metricKey(id, name string) string { return prefix + "job:" + id + ":metric:" + name }
 
 // ValidMetricName reports whether name may name a metric: a letter or _, then
 // up to 127 letters, digits and _ . - /.
@@ -97,39 +95,6 @@ func decodeMetricMember(name, m string) (MetricPoint, error) {
 	return MetricPoint{Name: name, Step: step, Value: value, Time: t}, nil
 }
 
-// KEYS: last-values hash. ARGV: metric key prefix, max names, max points,
-// then (name, step, member, value) per point, in report order.
-// A point replaces the one at the same step; the last-values hash gets each
-// point's value in turn, so it ends with the last one reported. Returns how
-// many points were dropped for the name limit.
-var appendMetricsScript = redis.NewScript(`
-local maxNames, maxPoints = tonumber(ARGV[2]), tonumber(ARGV[3])
-local touched, dropped = {}, 0
-for i = 4, #ARGV, 4 do
-  local name, step = ARGV[i], ARGV[i+1]
-  if redis.call('HEXISTS', KEYS[1], name) == 0 and redis.call('HLEN', KEYS[1]) >= maxNames then
-    dropped = dropped + 1
-  else
-    local key = ARGV[1] .. name
-    local member = ARGV[i+2]
-    if step == 'next' then
-      local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-      step = '0'
-      if top[2] then step = string.format('%d', tonumber(top[2]) + 1) end
-      member = step .. ' ' .. member
-    end
-    redis.call('ZREMRANGEBYSCORE', key, step, step)
-    redis.call('ZADD', key, step, member)
-    redis.call('HSET', KEYS[1], name, ARGV[i+3])
-    touched[key] = true
-  end
-end
-for key in pairs(touched) do
-  redis.call('ZREMRANGEBYRANK', key, 0, -(maxPoints + 1))
-end
-return dropped
-`)
-
 // AppendMetrics records points of job id, in the order given. A point at a
 // step the metric already has replaces it: the latest report of a step wins,
 // so a job resumed from a checkpoint overwrites the steps it repeats. The
@@ -157,9 +122,12 @@ func (s *Store) AppendMetrics(ctx context.Context, id string, pts []MetricPoint)
 	dropped := 0
 	for i := 0; i < len(pts); i += metricsChunk {
 		chunk := pts[i:min(i+metricsChunk, len(pts))]
-		args := make([]any, 0, 3+4*len(chunk))
-		args = append(args, metricKeyPrefix(id), MaxMetricNames, MaxMetricPoints)
+		keys := make([]string, 0, 1+len(chunk))
+		keys = append(keys, metricsLastKey(id))
+		args := make([]any, 0, 2+4*len(chunk))
+		args = append(args, MaxMetricNames, MaxMetricPoints)
 		for _, p := range chunk {
+			keys = append(keys, metricKey(id, p.Name))
 			if p.Step == NextStep {
 				// The script picks the step and puts it in front.
 				member := encodeMetricMember(p)
@@ -168,7 +136,7 @@ func (s *Store) AppendMetrics(ctx context.Context, id string, pts []MetricPoint)
 			}
 			args = append(args, p.Name, p.Step, encodeMetricMember(p), strconv.FormatFloat(p.Value, 'g', -1, 64))
 		}
-		n, err := appendMetricsScript.Run(ctx, s.rdb, []string{metricsLastKey(id)}, args...).Int()
+		n, err := appendMetricsScript.Run(ctx, s.rdb, keys, args...).Int()
 		if err != nil {
 			return fmt.Errorf("append metrics of job %s: %w", id, err)
 		}

@@ -152,13 +152,6 @@ func (s *Store) ClaimIdempotency(ctx context.Context, ws, keyHash, bodyHash stri
 	return &r, nil
 }
 
-// KEYS: the key. Deletes it unless it names a job.
-var releaseIdemScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v and not string.find(v, '"job_id"', 1, true) then redis.call('DEL', KEYS[1]) end
-return 0
-`)
-
 // ReleaseIdempotency frees a key whose request failed, so it can be
 // retried; a key that names a job (a request under it succeeded) stays.
 func (s *Store) ReleaseIdempotency(ctx context.Context, ws, keyHash string) error {

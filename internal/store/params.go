@@ -73,21 +73,6 @@ func isValueControl(r rune) bool {
 	return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r'
 }
 
-// KEYS: params. ARGV: max, then key, value pairs. Returns "" or the key whose
-// value differs, prefixed "changed:", or "full".
-var setParamsScript = redis.NewScript(`
-for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if old and old ~= ARGV[i+1] then return 'changed:' .. ARGV[i] end
-end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
-if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then
-  for i = 2, #ARGV, 2 do redis.call('HDEL', KEYS[1], ARGV[i]) end
-  return 'full'
-end
-return ''
-`)
-
 // SetParams records params of job id, all or none. Logging a param again
 // with the same value is fine; with another value it is ErrParamChanged.
 func (s *Store) SetParams(ctx context.Context, id string, params map[string]string) error {

@@ -98,15 +98,6 @@ func msTime(s string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
-var createScheduleScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local max = tonumber(ARGV[6])
-if max > 0 and redis.call('SCARD', KEYS[2]) >= max then return -1 end
-redis.call('HSET', KEYS[1], 'def', ARGV[3], 'id', ARGV[4], 'paused', '0', 'since', ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1`)
-
 // CreateSchedule stores a new schedule, its state starting at sc.Since.
 // ErrConflict when the name is taken in the workspace; ErrLimit when the
 // workspace already has max schedules (max <= 0: no limit).
@@ -214,13 +205,6 @@ func (s *Store) schedules(ctx context.Context, refs [][2]string) ([]Schedule, er
 	return out, nil
 }
 
-var deleteScheduleScript = redis.NewScript(`
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('SREM', KEYS[5], ARGV[2])
-return 1`)
-
 // DeleteSchedule removes schedule name of ws and its history; ErrNotFound
 // if there is none. Its tick claims expire on their own.
 func (s *Store) DeleteSchedule(ctx context.Context, ws, name string) error {
@@ -238,14 +222,6 @@ func (s *Store) DeleteSchedule(ctx context.Context, ws, name string) error {
 	}
 	return nil
 }
-
-var pauseScheduleScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == '0' and redis.call('HGET', KEYS[1], 'paused') == '1' then
-  redis.call('HSET', KEYS[1], 'since', ARGV[2])
-end
-redis.call('HSET', KEYS[1], 'paused', ARGV[1])
-return 1`)
 
 // SetSchedulePaused pauses or resumes schedule name of ws; ErrNotFound if
 // there is none. Resuming a paused schedule moves Since to now, so the ticks
@@ -268,16 +244,6 @@ func (s *Store) SetSchedulePaused(ctx context.Context, ws, name string, paused b
 	return nil
 }
 
-var claimTickScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'id', 'paused', 'last_tick', 'since')
-if h[1] ~= ARGV[1] or h[2] == '1' then return 0 end
-local t = tonumber(ARGV[2])
-if h[3] and tonumber(h[3]) >= t then return 0 end
-if h[4] and tonumber(h[4]) >= t then return 0 end
-if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'last_tick', ARGV[2])
-return 1`)
-
 // ClaimScheduleTick takes tick of schedule sc for holder; true when this call
 // took it and the caller must now fire it (or record why not). A tick is
 // taken at most once, whatever the number of callers: the claim is a key
@@ -291,13 +257,6 @@ func (s *Store) ClaimScheduleTick(ctx context.Context, sc *Schedule, tick time.T
 		sc.ID, msString(tick), ttl.Milliseconds(), holder).Int()
 	return n == 1, err
 }
-
-var recordRunScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'last_job', ARGV[4], 'last_fired_at', ARGV[5]) end
-return 1`)
 
 // RecordScheduleRun adds run to the history of schedule sc (newest first,
 // the latest keep entries), and makes its job the schedule's latest. A run
@@ -369,6 +328,5 @@ func (s *Store) LockSchedule(ctx context.Context, ws, name, token string, ttl ti
 
 // UnlockSchedule releases the firing lock if token still holds it.
 func (s *Store) UnlockSchedule(ctx context.Context, ws, name, token string) error {
-	return s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-		[]string{scheduleLockKey(ws, name)}, token).Err()
+	return deleteIfValueScript.Run(ctx, s.rdb, []string{scheduleLockKey(ws, name)}, token).Err()
 }

@@ -79,7 +79,6 @@ const (
 	workersKey     = prefix + "workers"
 	experimentsKey = prefix + "experiments:"
 	leaderKey      = prefix + "scheduler:leader"
-	workerJobsPfx  = prefix + "worker:"
 )
 
 // priorityRank orders the pending set: high first, then normal, then low;
@@ -210,17 +209,18 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 		status = api.StatusRunning
 	}
 	p.HSet(ctx, jobKey(j.ID), map[string]any{
-		"id":         j.ID,
-		"workspace":  j.Workspace,
-		"name":       j.Name,
-		"experiment": j.Experiment,
-		"status":     string(status),
-		"reason":     j.Reason,
-		"attempt":    1,
-		"created_at": j.CreatedAt.UTC().Format(time.RFC3339Nano),
-		"priority":   string(j.Spec.Priority),
-		"spec":       spec,
-		"notify":     strconv.FormatBool(j.Spec.Notify != nil),
+		"id":          j.ID,
+		"workspace":   j.Workspace,
+		"name":        j.Name,
+		"experiment":  j.Experiment,
+		"status":      string(status),
+		"reason":      j.Reason,
+		"reason_code": j.ReasonCode,
+		"attempt":     1,
+		"created_at":  j.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"priority":    string(j.Spec.Priority),
+		"spec":        spec,
+		"notify":      strconv.FormatBool(j.Spec.Notify != nil),
 		// Its own field so job tokens can walk up a job tree cheaply.
 		"parent_id": j.Spec.ParentID,
 	})
@@ -311,6 +311,7 @@ func decodeJob(m map[string]string) (*api.Job, error) {
 		Experiment:      m["experiment"],
 		Status:          api.Status(m["status"]),
 		Reason:          m["reason"],
+		ReasonCode:      m["reason_code"],
 		Worker:          m["worker"],
 		CancelRequested: m["cancel_requested"] == "1",
 	}
@@ -441,104 +442,79 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]*api.Job, error) {
 
 // --- status transitions --------------------------------------------------
 
-// setStatus is shared Lua: move id between the status indexes and set the field.
-const luaPrelude = `
-local function setstatus(job, id, idx, old, new)
-  redis.call('ZREM', idx .. old, id)
-  redis.call('ZADD', idx .. new, 0, id)
-  redis.call('HSET', job, 'status', new)
-end
-local function terminal(st)
-  return st == 'succeeded' or st == 'failed' or st == 'canceled'
-end
--- The set of a workspace's jobs that hold a worker slot (placed or running),
--- for the max_running_jobs quota. Key layout as in wsRunningKey.
--- It also frees the GPUs the attempt holds on its worker (key layout as in
--- workerGPUsKey), and only those still held by this job.
-local function release(job, id)
-  local ws = redis.call('HGET', job, 'workspace')
-  redis.call('SREM', 'jobgate:ws:' .. ws .. ':running', id)
-  local w = redis.call('HGET', job, 'placed_on')
-  local g = redis.call('HGET', job, 'gpus')
-  if w and g then
-    local alloc = 'jobgate:worker:' .. w .. ':gpus'
-    for idx in string.gmatch(g, '%d+') do
-      if redis.call('HGET', alloc, idx) == id then redis.call('HDEL', alloc, idx) end
-    end
-  end
-  redis.call('HDEL', job, 'preempt_requested')
-end
-`
+// jobRef is what the keys of a job's transition are made from, as the caller
+// knows them: the job, its workspace, and the worker it is placed on ("" for
+// none). The scripts check ws and worker against the record (see runJob).
+type jobRef struct{ id, ws, worker string }
 
-// KEYS: job. ARGV: attempt, worker, now, idxprefix, placement, instance.
-var startScript = redis.NewScript(luaPrelude + `
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if st ~= 'queued' then return st end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
-if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 'stale' end
-if redis.call('HGET', KEYS[1], 'placement') ~= ARGV[5] then return 'stale' end
-setstatus(KEYS[1], redis.call('HGET', KEYS[1], 'id'), ARGV[4], st, 'running')
-redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'worker', ARGV[2], 'reason', '', 'instance', ARGV[6])
-redis.call('HDEL', KEYS[1], 'exit_code', 'finished_at')
-return 'ok'
-`)
+// statusKey is ws's index of jobs in status st.
+func (r jobRef) statusKey(st api.Status) string { return statusIdxPrefix(r.ws) + string(st) }
+
+// runJob runs job transition sc with the keys keys makes of ref and, in
+// front of args, ref's workspace and worker (every job_*.lua that checks
+// them takes them as ARGV[1] and ARGV[2]). When the script answers rekey —
+// ref is not what the record says — it runs once more with the record's
+// workspace and worker. It returns the script's answer.
+func (s *Store) runJob(ctx context.Context, sc *redis.Script, ref jobRef, keys func(jobRef) []string, args ...any) ([]string, error) {
+	for try := 0; ; try++ {
+		res, err := sc.Run(ctx, s.rdb, keys(ref), append([]any{ref.ws, ref.worker}, args...)...).StringSlice()
+		if err != nil {
+			return nil, err
+		}
+		if len(res) == 0 {
+			return nil, fmt.Errorf("job %s: empty answer from the store", ref.id)
+		}
+		if res[0] != "rekey" || len(res) < 3 {
+			return res, nil
+		}
+		if try > 0 {
+			return nil, fmt.Errorf("job %s: its placement kept changing: %w", ref.id, ErrConflict)
+		}
+		ref.ws, ref.worker = res[1], res[2]
+	}
+}
+
+// Started is what the worker learns when it starts an attempt: whether a
+// cancel or a preemption was asked for before it could register for them.
+type Started struct {
+	CancelRequested bool
+	// PreemptedBy names the job the attempt is to give its GPUs to; "" if none.
+	PreemptedBy string
+}
 
 // Start moves a placed, queued attempt to running on workerID. It returns
 // ErrConflict when the job is no longer that queued attempt with that
 // placement on that worker (canceled, re-placed, already running).
 func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID string, placement int64, now time.Time) error {
-	return s.StartBy(ctx, ws, id, attempt, workerID, "", placement, now)
+	_, err := s.StartBy(ctx, ws, id, attempt, workerID, "", placement, now)
+	return err
 }
 
 // StartBy is Start that also records which process of workerID (instance,
-// see RunningInstance) runs the attempt.
-func (s *Store) StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) error {
-	res, err := startScript.Run(ctx, s.rdb, []string{jobKey(id)},
-		attempt, workerID, now.UTC().Format(time.RFC3339Nano), statusIdxPrefix(ws), placement, instance).Text()
+// see RunningInstance) runs the attempt, and says what the worker needs to
+// know of the record then, so that it need not read it again.
+func (s *Store) StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) (Started, error) {
+	res, err := s.runJob(ctx, startScript, jobRef{id: id, ws: ws, worker: workerID}, func(r jobRef) []string {
+		return []string{jobKey(id), r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning)}
+	}, attempt, now.UTC().Format(time.RFC3339Nano), placement, instance)
 	if err != nil {
-		return err
+		return Started{}, err
 	}
-	if res != "ok" {
-		return fmt.Errorf("start job %s attempt %d: job is %s: %w", id, attempt, res, ErrConflict)
+	if res[0] != "ok" || len(res) < 3 {
+		return Started{}, fmt.Errorf("start job %s attempt %d: job is %s: %w", id, attempt, res[0], ErrConflict)
 	}
-	return nil
+	return Started{CancelRequested: res[1] == "1", PreemptedBy: res[2]}, nil
 }
-
-// KEYS: job, pending, log, history, ended events. ARGV: attempt ("" = any), status, reason,
-// exit code ("" = none), now, idxprefix, worker-key prefix, stream cap,
-// stream ttl seconds, only-if-status ("" = any non-terminal), history record,
-// log channel.
-var finishScript = redis.NewScript(luaPrelude + `
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if terminal(st) then return st end
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
-if ARGV[10] ~= '' and st ~= ARGV[10] then return st end
-local id = redis.call('HGET', KEYS[1], 'id')
-local w = redis.call('HGET', KEYS[1], 'placed_on')
-if w then redis.call('SREM', ARGV[7] .. w .. ':jobs', id) end
-release(KEYS[1], id)
-redis.call('ZREM', KEYS[2], id)
-setstatus(KEYS[1], id, ARGV[6], st, ARGV[2])
-redis.call('HSET', KEYS[1], 'reason', ARGV[3], 'finished_at', ARGV[5])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'exit_code', ARGV[4]) end
-redis.call('HDEL', KEYS[1], 'cancel_requested', 'placed_on')
-if ARGV[11] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[11]) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'end', ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[9])
-redis.call('PUBLISH', ARGV[12], '')
-if redis.call('HGET', KEYS[1], 'notify') == 'true' then
-  redis.call('XADD', KEYS[5], '*', 'job', id, 'status', ARGV[2])
-end
-return 'ok'
-`)
 
 // Outcome is how an attempt or a job ended, for Finish and Requeue.
 type Outcome struct {
-	Status   api.Status
-	Reason   string
-	ExitCode *int
+	Status api.Status
+	// ReasonCode is the code of the reason (api.Reason's Code) and Reason
+	// its text, as the record shows it (api.Reason's String); NewOutcome
+	// and SetReason set both.
+	ReasonCode string
+	Reason     string
+	ExitCode   *int
 	// Worker ran the attempt ("" if none did).
 	Worker    string
 	StartedAt *time.Time
@@ -547,12 +523,21 @@ type Outcome struct {
 	Note string
 }
 
+// NewOutcome is an Outcome of status for reason r.
+func NewOutcome(status api.Status, r api.Reason) Outcome {
+	return Outcome{Status: status, ReasonCode: r.Code, Reason: r.String()}
+}
+
+// SetReason sets o's reason to r.
+func (o *Outcome) SetReason(r api.Reason) { o.ReasonCode, o.Reason = r.Code, r.String() }
+
 // AttemptRecord is one line of a job's attempt history.
 type AttemptRecord struct {
 	Attempt    int        `json:"attempt"`
 	Worker     string     `json:"worker,omitempty"`
 	Status     api.Status `json:"status"`
 	Reason     string     `json:"reason,omitempty"`
+	ReasonCode string     `json:"reason_code,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt time.Time  `json:"finished_at"`
@@ -561,7 +546,7 @@ type AttemptRecord struct {
 }
 
 func historyRecord(attempt int, o Outcome, now time.Time) string {
-	b, _ := json.Marshal(AttemptRecord{Attempt: attempt, Worker: o.Worker, Status: o.Status, Reason: o.Reason,
+	b, _ := json.Marshal(AttemptRecord{Attempt: attempt, Worker: o.Worker, Status: o.Status, Reason: o.Reason, ReasonCode: o.ReasonCode,
 		ExitCode: o.ExitCode, StartedAt: o.StartedAt, FinishedAt: now.UTC(), Note: o.Note})
 	return string(b)
 }
@@ -580,19 +565,25 @@ func (s *Store) Finish(ctx context.Context, ws, id string, attempt int, o Outcom
 	return s.finish(ctx, ws, id, strconv.Itoa(attempt), "", o, now)
 }
 
+// finish is Finish of attempt ("" = the current one), only if the job's
+// status is onlyIf ("" = any that is not terminal). The worker it is placed
+// on is taken to be o.Worker's until the record says otherwise.
 func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Outcome, now time.Time) error {
 	if !o.Status.Terminal() {
 		return fmt.Errorf("finish job %s: status %q is not terminal", id, o.Status)
 	}
-	res, err := finishScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey},
-		attempt, string(o.Status), o.Reason, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
-		statusIdxPrefix(ws), workerJobsPfx, s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
-		historyRecord(atoiOr(attempt, 0), o, now), LogChannel(id)).Text()
+	res, err := s.runJob(ctx, finishScript, jobRef{id: id, ws: ws, worker: o.Worker}, func(r jobRef) []string {
+		return []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey,
+			r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning), r.statusKey(o.Status), wsRunningKey(r.ws),
+			workerJobsKey(r.worker), workerGPUsKey(r.worker)}
+	}, attempt, string(o.Status), o.Reason, o.ReasonCode, exitArg(o.ExitCode), now.UTC().Format(time.RFC3339Nano),
+		s.cfg.LogStreamCap, int64(s.cfg.EndedStreamTTL/time.Second), onlyIf,
+		historyRecord(atoiOr(attempt, 0), o, now), LogChannel(id))
 	if err != nil {
 		return err
 	}
-	if res != "ok" {
-		return fmt.Errorf("finish job %s: job is %s: %w", id, res, ErrConflict)
+	if res[0] != "ok" {
+		return fmt.Errorf("finish job %s: job is %s: %w", id, res[0], ErrConflict)
 	}
 	return nil
 }
@@ -604,39 +595,22 @@ func atoiOr(s string, d int) int {
 	return d
 }
 
-// KEYS: job, pending, history. ARGV: attempt, reason, now, idxprefix, worker-key prefix, history record.
-var requeueScript = redis.NewScript(luaPrelude + `
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if terminal(st) then return st end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 'stale' end
-local id = redis.call('HGET', KEYS[1], 'id')
-local w = redis.call('HGET', KEYS[1], 'placed_on')
-if w then redis.call('SREM', ARGV[5] .. w .. ':jobs', id) end
-release(KEYS[1], id)
-setstatus(KEYS[1], id, ARGV[4], st, 'queued')
-redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'reason', ARGV[2])
-redis.call('HDEL', KEYS[1], 'placed_on', 'worker', 'instance', 'started_at', 'gpus', 'cancel_requested')
-local prio = redis.call('HGET', KEYS[1], 'priority')
-local rank = 1
-if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
-redis.call('ZADD', KEYS[2], rank * 100000000000000 + tonumber(ARGV[3]), id)
-if ARGV[6] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[6]) end
-return 'ok'
-`)
-
 // Requeue ends attempt of job id without ending the job: it goes back to the
 // pending set as attempt+1, ahead of newer jobs of its priority. o records why
-// in the attempt history (its Status is what the attempt came to).
+// in the attempt history (its Status is what the attempt came to). The
+// worker it is placed on is taken to be o.Worker's until the record says
+// otherwise.
 func (s *Store) Requeue(ctx context.Context, ws, id string, attempt int, o Outcome, now time.Time) error {
-	res, err := requeueScript.Run(ctx, s.rdb, []string{jobKey(id), pendingKey, historyKey(id)},
-		attempt, o.Reason, now.UnixMilli(), statusIdxPrefix(ws), workerJobsPfx, historyRecord(attempt, o, now)).Text()
+	res, err := s.runJob(ctx, requeueScript, jobRef{id: id, ws: ws, worker: o.Worker}, func(r jobRef) []string {
+		return []string{jobKey(id), pendingKey, historyKey(id), r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning),
+			wsRunningKey(r.ws), workerJobsKey(r.worker), workerGPUsKey(r.worker)}
+	}, attempt, o.Reason, o.ReasonCode, historyRecord(attempt, o, now),
+		pendingScore(api.PriorityHigh, now), pendingScore(api.PriorityNormal, now), pendingScore(api.PriorityLow, now))
 	if err != nil {
 		return err
 	}
-	if res != "ok" {
-		return fmt.Errorf("requeue job %s: job is %s: %w", id, res, ErrConflict)
+	if res[0] != "ok" {
+		return fmt.Errorf("requeue job %s: job is %s: %w", id, res[0], ErrConflict)
 	}
 	return nil
 }
@@ -683,22 +657,22 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 			return CancelAlreadyEnded, nil
 		case j.Status == api.StatusQueued:
 			err := s.finish(ctx, ws, id, "", string(api.StatusQueued),
-				Outcome{Status: api.StatusCanceled, Reason: api.ReasonCanceled + ": canceled while queued"}, now)
+				NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled, Detail: "canceled while queued"}), now)
 			if errors.Is(err, ErrConflict) {
 				continue // it started meanwhile; look again
 			}
 			return CancelDone, err
 		case j.Spec.Mode == api.ModeTracked:
 			// No worker runs it, so nobody else would end it.
-			err := s.finish(ctx, ws, id, "1", "", Outcome{Status: api.StatusCanceled, Reason: api.ReasonCanceled, StartedAt: j.StartedAt}, now)
+			o := NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled})
+			o.StartedAt = j.StartedAt
+			err := s.finish(ctx, ws, id, "1", "", o, now)
 			if errors.Is(err, ErrConflict) {
 				continue // it ended meanwhile; look again
 			}
 			return CancelDone, err
 		default:
-			ok, err := s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') == 'running' then
-				redis.call('HSET', KEYS[1], 'cancel_requested', '1') return 1 end return 0`,
-				[]string{jobKey(id)}).Int()
+			ok, err := requestCancelScript.Run(ctx, s.rdb, []string{jobKey(id)}).Int()
 			if err != nil {
 				return 0, err
 			}
@@ -713,10 +687,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 // RequestPreemption marks a running attempt to be stopped and requeued; true
 // when this call marked it (the caller then tells its worker).
 func (s *Store) RequestPreemption(ctx context.Context, id string, attempt int, by string) (bool, error) {
-	n, err := s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'preempt_requested') then return 0 end
-redis.call('HSET', KEYS[1], 'preempt_requested', ARGV[2]) return 1`, []string{jobKey(id)}, attempt, by).Int()
+	n, err := requestPreemptionScript.Run(ctx, s.rdb, []string{jobKey(id)}, attempt, by).Int()
 	return n == 1, err
 }
 
@@ -727,9 +698,24 @@ func (s *Store) PreemptRequested(ctx context.Context, id string) string {
 }
 
 // SetReason records why a queued job waits (scheduler) without changing its state.
-func (s *Store) SetReason(ctx context.Context, id, reason string) error {
-	return s.rdb.Eval(ctx, `if redis.call('HGET', KEYS[1], 'status') == 'queued' then
-		redis.call('HSET', KEYS[1], 'reason', ARGV[1]) end return 0`, []string{jobKey(id)}, reason).Err()
+func (s *Store) SetReason(ctx context.Context, id string, r api.Reason) error {
+	return setReasonScript.Run(ctx, s.rdb, []string{jobKey(id)}, r.String(), r.Code).Err()
+}
+
+// SetReasons is SetReason of each of waits (job ID → reason), in one round
+// trip.
+func (s *Store) SetReasons(ctx context.Context, waits map[string]api.Reason) error {
+	if len(waits) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for id, r := range waits {
+			// Eval, not EvalSha: a pipeline cannot load a script it lacks.
+			setReasonScript.Eval(ctx, p, []string{jobKey(id)}, r.String(), r.Code)
+		}
+		return nil
+	})
+	return err
 }
 
 // --- scheduling ----------------------------------------------------------
@@ -737,6 +723,35 @@ func (s *Store) SetReason(ctx context.Context, id, reason string) error {
 // Pending returns up to n pending job IDs in dispatch order.
 func (s *Store) Pending(ctx context.Context, n int64) ([]string, error) {
 	return s.rdb.ZRange(ctx, pendingKey, 0, n-1).Result()
+}
+
+// PendingJobs returns up to n pending jobs in dispatch order, read in one
+// pipeline; a job that is gone (its ID still pending) is nil. The jobs
+// come without their metrics.
+func (s *Store) PendingJobs(ctx context.Context, n int64) ([]string, []*api.Job, error) {
+	ids, err := s.Pending(ctx, n)
+	if err != nil || len(ids) == 0 {
+		return ids, nil, err
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, jobKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	jobs := make([]*api.Job, len(ids))
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			if jobs[i], err = decodeJob(m); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return ids, jobs, nil
 }
 
 // PendingPosition is the 0-based place of id in the pending set, or -1.
@@ -748,43 +763,24 @@ func (s *Store) PendingPosition(ctx context.Context, id string) int64 {
 	return n
 }
 
+// ErrGPUTaken means a GPU asked for in Reserve is held by another job.
+var ErrGPUTaken = errors.New("gpu already allocated")
+
 // Reserve records that attempt of queued job id goes to workerID, under a new
 // placement number that the task carries. It is written before the task is
 // enqueued, so a scheduler that dies between the two re-enqueues the same
 // placement (asynq drops the duplicate by task ID) instead of running the
 // attempt twice; a task of any other placement is stale and is dropped.
 // An existing reservation wins: Reserve returns its worker and number.
-// ErrConflict: the job is no longer that queued attempt.
+// ErrConflict: the job is no longer that queued attempt. The job's reason
+// becomes detail, with the code api.ReasonPlaced.
 //
 // gpus are the worker's GPU indexes for the attempt: each is taken only if no
-// other job holds it, all or none, so a GPU is never given to two jobs.
-// KEYS: job, worker GPU allocations. ARGV: attempt, worker, reason, id, gpus...
-var reserveScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return false end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
-local w = redis.call('HGET', KEYS[1], 'placed_on')
-if w then return {w, redis.call('HGET', KEYS[1], 'placement')} end
-for i = 5, #ARGV do
-  local holder = redis.call('HGET', KEYS[2], ARGV[i])
-  if holder and holder ~= ARGV[4] then return {'', '0', 'gpu'} end
-end
-local gpus = {}
-for i = 5, #ARGV do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[4])
-  table.insert(gpus, ARGV[i])
-end
-local n = redis.call('HINCRBY', KEYS[1], 'placement', 1)
-redis.call('HSET', KEYS[1], 'placed_on', ARGV[2], 'reason', ARGV[3])
-if #gpus > 0 then redis.call('HSET', KEYS[1], 'gpus', table.concat(gpus, ',')) end
-return {ARGV[2], tostring(n)}
-`)
-
-// ErrGPUTaken means a GPU asked for in Reserve is held by another job.
-var ErrGPUTaken = errors.New("gpu already allocated")
-
-// Reserve: see reserveScript.
-func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, reason string, gpus ...int) (string, int64, error) {
-	args := []any{attempt, workerID, reason, id}
+// other job holds it, all or none, so a GPU is never given to two jobs
+// (ErrGPUTaken).
+func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, detail string, gpus ...int) (string, int64, error) {
+	r := api.Reason{Code: api.ReasonPlaced, Detail: detail}
+	args := []any{attempt, workerID, r.String(), r.Code, id}
 	for _, g := range gpus {
 		args = append(args, g)
 	}
@@ -802,44 +798,28 @@ func (s *Store) Reserve(ctx context.Context, id string, attempt int, workerID, r
 	return res[0], n, nil
 }
 
-// Unreserve puts a placed but not started attempt back in the pending set: its
-// worker went away before starting it. The attempt number stays.
-func (s *Store) Unreserve(ctx context.Context, id string, attempt int, workerID, reason string) error {
-	return s.rdb.Eval(ctx, luaPrelude+`
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
-release(KEYS[1], ARGV[3])
-redis.call('HDEL', KEYS[1], 'placed_on', 'gpus')
-redis.call('HSET', KEYS[1], 'reason', ARGV[4])
-redis.call('SREM', KEYS[3], ARGV[3])
-local prio = redis.call('HGET', KEYS[1], 'priority')
-local rank = 1
-if prio == 'high' then rank = 0 elseif prio == 'low' then rank = 2 end
-redis.call('ZADD', KEYS[2], rank * 100000000000000 + tonumber(ARGV[5]), ARGV[3])
-return 1`, []string{jobKey(id), pendingKey, workerJobsKey(workerID)}, attempt, workerID, id, reason, s.createdMillis(ctx, id)).Err()
+// Unreserve puts job's placed but not started attempt back in the pending
+// set, at the place its priority and age give it: its worker went away
+// before starting it. The attempt number stays; the job's reason becomes
+// detail, with the code api.ReasonWaitingForScheduler. Nothing changes when
+// the job is no longer that attempt placed on workerID.
+func (s *Store) Unreserve(ctx context.Context, job *api.Job, workerID, detail string) error {
+	r := api.Reason{Code: api.ReasonWaitingForScheduler, Detail: detail}
+	_, err := s.runJob(ctx, unreserveScript, jobRef{id: job.ID, ws: job.Workspace, worker: workerID}, func(ref jobRef) []string {
+		return []string{jobKey(job.ID), pendingKey, workerJobsKey(workerID), workerGPUsKey(workerID), wsRunningKey(ref.ws)}
+	}, job.Attempt, job.ID, r.String(), r.Code, pendingScore(job.Spec.Priority, job.CreatedAt))
+	return err
 }
 
-func (s *Store) createdMillis(ctx context.Context, id string) int64 {
-	v, _ := s.rdb.HGet(ctx, jobKey(id), "created_at").Result()
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Now().UnixMilli()
-	}
-	return t.UnixMilli()
-}
-
-// Placed takes a reserved job out of the pending set once its task is on the
-// worker's queue, and counts it against the worker's slots.
-func (s *Store) Placed(ctx context.Context, id string, attempt int, workerID string) error {
-	return s.rdb.Eval(ctx, `
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('SADD', 'jobgate:ws:' .. redis.call('HGET', KEYS[1], 'workspace') .. ':running', ARGV[3])
-return 1`, []string{jobKey(id), pendingKey, workerJobsKey(workerID)}, attempt, workerID, id).Err()
+// Placed takes a reserved job of workspace ws out of the pending set once
+// its task is on the worker's queue, and counts it against the worker's
+// slots and the workspace's max_running_jobs. Nothing changes when the job
+// is no longer that attempt placed on workerID.
+func (s *Store) Placed(ctx context.Context, ws, id string, attempt int, workerID string) error {
+	_, err := s.runJob(ctx, placedScript, jobRef{id: id, ws: ws, worker: workerID}, func(r jobRef) []string {
+		return []string{jobKey(id), pendingKey, workerJobsKey(workerID), wsRunningKey(r.ws)}
+	}, attempt, id)
+	return err
 }
 
 // DropPending removes id from the pending set (it ended or was lost track of).
@@ -860,8 +840,9 @@ type Worker struct {
 	Hostname string `json:"hostname"`
 	Executor string `json:"executor"`
 	Slots    int    `json:"slots"`
-	// Status is "up" while registered, "stopped" after a clean shutdown;
-	// WorkerPreparing and WorkerOutOfService keep a live worker from jobs.
+	// Status is WorkerUp while registered, WorkerStopped after a clean
+	// shutdown; WorkerPreparing, WorkerOutOfService and WorkerStopping keep
+	// a live worker from jobs (see worker_status.go).
 	Status string `json:"status"`
 	// Problem says why a worker is out of service.
 	Problem          string    `json:"problem,omitempty"`
@@ -945,7 +926,7 @@ func registration(w Worker) (map[string]any, error) {
 // still placed on it to other workers (a worker that shuts down cleanly has
 // handed back its own first).
 func (s *Store) StopWorker(ctx context.Context, workerID string) error {
-	return s.rdb.HSet(ctx, workerKey(workerID), "status", "stopped").Err()
+	return s.rdb.HSet(ctx, workerKey(workerID), "status", WorkerStopped).Err()
 }
 
 // RemoveWorker drops a worker from the registry.
@@ -1023,18 +1004,13 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 // AcquireLeadership takes or renews the scheduler lease for holder; true while
 // holder leads. Exactly one holder leads per lease period.
 func (s *Store) AcquireLeadership(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
-	n, err := s.rdb.Eval(ctx, `
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0`, []string{leaderKey}, holder, ttl.Milliseconds()).Int()
+	n, err := leaseAcquireScript.Run(ctx, s.rdb, []string{leaderKey}, holder, ttl.Milliseconds()).Int()
 	return n == 1, err
 }
 
 // ReleaseLeadership gives the lease up if holder has it.
 func (s *Store) ReleaseLeadership(ctx context.Context, holder string) error {
-	return s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-		[]string{leaderKey}, holder).Err()
+	return deleteIfValueScript.Run(ctx, s.rdb, []string{leaderKey}, holder).Err()
 }
 
 // --- logs ----------------------------------------------------------------

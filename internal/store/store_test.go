@@ -52,7 +52,7 @@ func start(t *testing.T, s *store.Store, j *api.Job, attempt int, worker string)
 	if err != nil || w != worker {
 		t.Fatalf("reserve: %s, %v", w, err)
 	}
-	if err := s.Placed(ctx, j.ID, attempt, worker); err != nil {
+	if err := s.Placed(ctx, j.Workspace, j.ID, attempt, worker); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Start(ctx, j.Workspace, j.ID, attempt, worker, n, time.Now()); err != nil {
@@ -129,7 +129,7 @@ func TestStalePlacementsAndAttemptsAreRefused(t *testing.T) {
 		t.Fatalf("second reserve: %s %d %v; want w1 %d", w, n, err, first)
 	}
 	// The worker left: the job goes back and is placed again under a new number.
-	if err := s.Unreserve(ctx, j.ID, 1, "w1", "gone"); err != nil {
+	if err := s.Unreserve(ctx, j, "w1", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	_, second, err := s.Reserve(ctx, j.ID, 1, "w1", "")
@@ -258,7 +258,7 @@ func TestAGPUIsNeverReservedTwice(t *testing.T) {
 		t.Fatalf("b holds %v, want [1]", got.GPUs)
 	}
 	// A requeue frees them too.
-	if err := s.Placed(ctx, b.ID, 1, "w1"); err != nil {
+	if err := s.Placed(ctx, b.Workspace, b.ID, 1, "w1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Requeue(ctx, b.Workspace, b.ID, 1, store.Outcome{Status: api.StatusFailed}, time.Now()); err != nil {

@@ -50,9 +50,11 @@ func (s *Store) parentOf(ctx context.Context, id string) (string, error) {
 const maxTrackedEnd = 10_000
 
 // EndTrackedRuns ends the tracked runs (mode tracked, still running) among
-// the descendants of job id of ws with status and reason: their client was
-// that job, and it has ended. It returns how many it ended.
-func (s *Store) EndTrackedRuns(ctx context.Context, ws, id string, status api.Status, reason string, now time.Time) (int, error) {
+// the descendants of job id of ws with status and the reason
+// api.ReasonRunAbandoned with detail: their client was that job, and it has
+// ended. It returns how many it ended.
+func (s *Store) EndTrackedRuns(ctx context.Context, ws, id string, status api.Status, detail string, now time.Time) (int, error) {
+	why := api.Reason{Code: api.ReasonRunAbandoned, Detail: detail}
 	ended, seen := 0, 0
 	todo := []string{id}
 	for len(todo) > 0 && seen < maxTrackedEnd {
@@ -67,7 +69,9 @@ func (s *Store) EndTrackedRuns(ctx context.Context, ws, id string, status api.St
 				continue // a job of its own ends by itself
 			}
 			if k.Status == api.StatusRunning {
-				err := s.Finish(ctx, ws, k.ID, 1, Outcome{Status: status, Reason: reason, StartedAt: k.StartedAt}, now)
+				o := NewOutcome(status, why)
+				o.StartedAt = k.StartedAt
+				err := s.Finish(ctx, ws, k.ID, 1, o, now)
 				switch {
 				case err == nil:
 					ended++

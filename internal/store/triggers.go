@@ -91,13 +91,6 @@ type Delivery struct {
 	JobID      string    `json:"job_id,omitempty"`
 }
 
-// createTrigger stores the trigger and its name in one step, unless the name
-// is taken.
-var createTrigger = redis.NewScript(`
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[3])
-return 1`)
-
 // CreateTrigger stores t; ErrConflict if its workspace has a trigger of that
 // name.
 func (s *Store) CreateTrigger(ctx context.Context, t Trigger) error {
@@ -261,13 +254,6 @@ func (s *Store) ClaimDelivery(ctx context.Context, trigger string, k DeliveryKey
 	}
 	return v, false, nil
 }
-
-// finishClaim replaces or deletes a claim only if the caller still holds it.
-var finishClaim = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1`)
 
 // CompleteDelivery records that the delivery claimed under k made job
 // jobID; for ttl, deliveries with the same key get that job back.

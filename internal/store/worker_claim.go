@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Heartbeats are stamped with Redis's clock (TIME, inside the scripts), and
@@ -28,25 +26,6 @@ type Holder struct {
 	SilentFor time.Duration
 }
 
-// KEYS: worker hash, workers zset. ARGV: id, instance, live-for ms, instance
-// that may be replaced ("" = none), then the registration's field/value pairs.
-var claimScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = redis.call('HGET', KEYS[1], 'instance')
-if cur and cur ~= '' and cur ~= ARGV[2] and cur ~= ARGV[4] then
-  local status = redis.call('HGET', KEYS[1], 'status')
-  local beat = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if status ~= 'stopped' and beat and now - tonumber(beat) < tonumber(ARGV[3]) then
-    local h = redis.call('HMGET', KEYS[1], 'hostname', 'proc', 'started_at')
-    return {'busy', cur, h[1] or '', h[2] or '', status or '', h[3] or '', tostring(now - tonumber(beat))}
-  end
-end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-return {'ok'}
-`)
-
 // ClaimWorker registers w as held by the process w.Instance, heartbeating
 // now, unless another instance holds the ID and is alive: not stopped and
 // heartbeating within liveFor. Then it returns that holder and
@@ -57,7 +36,7 @@ func (s *Store) ClaimWorker(ctx context.Context, w Worker, liveFor time.Duration
 	if err != nil {
 		return nil, err
 	}
-	args := []any{w.ID, w.Instance, liveFor.Milliseconds(), replace}
+	args := []any{w.ID, w.Instance, liveFor.Milliseconds(), replace, WorkerStopped}
 	for k, v := range fields {
 		args = append(args, k, v)
 	}
@@ -75,15 +54,6 @@ func (s *Store) ClaimWorker(ctx context.Context, w Worker, liveFor time.Duration
 	h.SilentFor = time.Duration(ms) * time.Millisecond
 	return h, ErrWorkerIDInUse
 }
-
-// KEYS: worker hash, workers zset. ARGV: id, instance ("" = any).
-var heartbeatScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'instance')
-if ARGV[2] ~= '' and cur and cur ~= '' and cur ~= ARGV[2] then return cur end
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
-return ''
-`)
 
 // Heartbeat marks workerID alive, at Redis's time. It returns ErrConflict,
 // and marks nothing, when the registration is held by another instance

@@ -7,9 +7,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Worker statuses in the registry. Only a WorkerUp worker is given jobs; a
+// Worker statuses in the registry, and the states GET /v1/workers shows
+// (the status, or WorkerLost). Only a WorkerUp worker is given jobs; a
 // preparing or out-of-service one heartbeats so that people can see it and
-// why (Worker.Problem).
+// why (Worker.Problem). Every use of a worker status goes through these.
 const (
 	WorkerUp = "up"
 	// WorkerPreparing: the worker's node preparation is running.
@@ -21,6 +22,9 @@ const (
 	WorkerStopping = "stopping"
 	// WorkerStopped: the worker shut down cleanly.
 	WorkerStopped = "stopped"
+	// WorkerLost is no status a worker sets: the scheduler calls a worker
+	// lost whose heartbeats stopped without it saying it stopped.
+	WorkerLost = "lost"
 )
 
 // SetWorkerStatus sets a registered worker's status and problem ("" clears it).

@@ -1,0 +1,28 @@
+-- Start: a placed, queued attempt runs on its worker.
+--
+-- KEYS[1] -> jobgate:job:<id>
+-- KEYS[2] -> jobgate:ws:<ws>:jobs:status:queued
+-- KEYS[3] -> jobgate:ws:<ws>:jobs:status:running
+-- --
+-- ARGV[1] -> ws, the job's workspace the keys were made for
+-- ARGV[2] -> the worker starting it, which it must be placed on
+-- ARGV[3] -> attempt
+-- ARGV[4] -> now (RFC 3339)
+-- ARGV[5] -> placement
+-- ARGV[6] -> instance (the worker process)
+--
+-- Returns {'ok', cancel_requested, preempt_requested} (each '' when not
+-- asked for); {'missing'}; {status} when it is not queued; {'stale'} when it
+-- is another attempt, placement or worker's; {'rekey', ws, worker}.
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st ~= 'queued' then return {st} end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return {'stale'} end
+if redis.call('HGET', KEYS[1], 'placed_on') ~= ARGV[2] then return {'stale'} end
+if redis.call('HGET', KEYS[1], 'placement') ~= ARGV[5] then return {'stale'} end
+if redis.call('HGET', KEYS[1], 'workspace') ~= ARGV[1] then return rekey(KEYS[1], ARGV[2]) end
+setstatus(KEYS[1], redis.call('HGET', KEYS[1], 'id'), KEYS[2], KEYS[3], 'running')
+redis.call('HSET', KEYS[1], 'started_at', ARGV[4], 'worker', ARGV[2], 'reason', '', 'reason_code', '', 'instance', ARGV[6])
+redis.call('HDEL', KEYS[1], 'exit_code', 'finished_at')
+local h = redis.call('HMGET', KEYS[1], 'cancel_requested', 'preempt_requested')
+return {'ok', h[1] or '', h[2] or ''}

@@ -1,0 +1,8 @@
+package worker
+
+// StartStore is what starting an attempt needs of the store, for tests that
+// wrap the store to inject faults (SetStartStore).
+type StartStore = startStore
+
+// SetStartStore makes w start attempts through s.
+func SetStartStore(w *Worker, s StartStore) { w.starts = s }

@@ -1,0 +1,162 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/queue"
+	"github.com/jobgate/jobgate/worker"
+)
+
+// TestAttemptReadsItsJobOnce: from its task to its end, an attempt reads its
+// job record once; the start script answers what the worker needs after the
+// start (a cancel or preemption asked for meanwhile), so nothing reads the
+// record again.
+func TestAttemptReadsItsJobOnce(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	st := store.New(rdb, store.Config{})
+	// The worker's own client, counted.
+	wrdb := redis.NewClient(opts)
+	defer wrdb.Close()
+	calls := testenv.CountCalls(wrdb)
+	wst := store.New(wrdb, store.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := worker.New(worker.Config{ID: "reads", Slots: 1, AllowHostProcess: true, SpoolDir: t.TempDir()},
+		wrdb, wst, artifact.Dir{Root: t.TempDir()},
+		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
+		nil, slog.Default())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		ws, _ := st.Workers(ctx)
+		return len(ws) == 1
+	}, "worker did not register")
+
+	j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/echo", "once"}, TimeoutSeconds: 30}, "reads")
+	var got *api.Job
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		got, _ = st.GetJobByID(ctx, j.ID)
+		return got != nil && got.Status.Terminal()
+	}, "job did not end")
+	if got.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", got.Status, got.Reason)
+	}
+	key := "jobgate:job:" + j.ID
+	cmds := calls.Commands(key)
+	reads := slices.DeleteFunc(slices.Clone(cmds), func(c string) bool { return c != "HGETALL" && c != "HGET" && c != "HMGET" })
+	t.Logf("commands on %s: %v (%d round trips)", key, cmds, calls.TripsTouching(key))
+	if len(reads) != 1 {
+		t.Fatalf("the attempt read its job record %d times (%v), want once", len(reads), reads)
+	}
+}
+
+// slowStartAnswer starts attempts through the store, and runs meanwhile
+// once, after the first start and before its answer; with lose, that answer
+// is lost then (Redis started the attempt, the worker never heard).
+type slowStartAnswer struct {
+	worker.StartStore
+	lose      bool
+	once      sync.Once
+	meanwhile func(id string)
+}
+
+func (l *slowStartAnswer) StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) (store.Started, error) {
+	got, err := l.StartStore.StartBy(ctx, ws, id, attempt, workerID, instance, placement, now)
+	first := false
+	l.once.Do(func() { first = true })
+	if err != nil || !first {
+		return got, err
+	}
+	l.meanwhile(id)
+	if l.lose {
+		return store.Started{}, errors.New("read tcp 127.0.0.1:6379: connection reset by peer")
+	}
+	return got, nil
+}
+
+// TestCancelRightAfterStartIsSeen: a cancel asked for once the attempt
+// runs, before its start's answer is in, stops it: the attempt listens for
+// cancels before it starts. When that answer is lost (the attempt runs as
+// far as Redis knows), the task's next delivery runs the attempt, and a
+// cancel asked for in between, when nothing on the worker listened, still
+// stops it: the resumed attempt reads the record.
+func TestCancelRightAfterStartIsSeen(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		name := "answer late"
+		if lose {
+			name = "answer lost"
+		}
+		t.Run(name, func(t *testing.T) {
+			opts, err := redis.ParseURL(testenv.Redis(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb := redis.NewClient(opts)
+			defer rdb.Close()
+			st := store.New(rdb, store.Config{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w := worker.New(worker.Config{ID: "slow-answer", Slots: 1, AllowHostProcess: true, SpoolDir: t.TempDir()},
+				rdb, st, artifact.Dir{Root: t.TempDir()},
+				map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
+				nil, slog.Default())
+			published := make(chan struct{})
+			worker.SetStartStore(w, &slowStartAnswer{StartStore: st, lose: lose, meanwhile: func(jobID string) {
+				defer close(published)
+				if res, err := st.Cancel(ctx, "default", jobID, time.Now()); err != nil || res != store.CancelRequested {
+					t.Errorf("cancel the started attempt: %v, %v; want it requested", res, err)
+				}
+				// What the gateway does; wait until the worker's
+				// subscription has it, so that it cannot come after the
+				// answer.
+				sub := rdb.Subscribe(ctx, queue.ChannelCancel)
+				defer sub.Close()
+				if _, err := sub.Receive(ctx); err != nil {
+					t.Error(err)
+				}
+				if n, err := rdb.Publish(ctx, queue.ChannelCancel, jobID).Result(); err != nil || n < 2 {
+					t.Errorf("publish the cancel: %d receivers, %v; want the worker's too", n, err)
+				}
+				if _, err := sub.ReceiveMessage(ctx); err != nil {
+					t.Error(err)
+				}
+			}})
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				ws, _ := st.Workers(ctx)
+				return len(ws) == 1
+			}, "worker did not register")
+
+			j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sleep", "60"}, TimeoutSeconds: 120}, "slow-answer")
+			<-published
+			var got *api.Job
+			testenv.Eventually(t, 30*time.Second, func() bool {
+				got, _ = st.GetJobByID(ctx, j.ID)
+				return got != nil && got.Status.Terminal()
+			}, "the job did not end: the cancel was missed")
+			if got.Status != api.StatusCanceled || got.Attempt != 1 {
+				t.Fatalf("job: %s (%s) attempt %d; want canceled in attempt 1", got.Status, got.Reason, got.Attempt)
+			}
+		})
+	}
+}
