@@ -33,9 +33,12 @@ import (
 	"github.com/jobgate/jobgate/internal/webhook"
 )
 
+// DefaultAddr is where a Gateway listens unless Config.Addr says otherwise.
+const DefaultAddr = "127.0.0.1:8080"
+
 // Config configures a Gateway. Zero values get the defaults on each field.
 type Config struct {
-	// Addr to listen on; default 127.0.0.1:8080. Ignored when Listener is set.
+	// Addr to listen on; default DefaultAddr. Ignored when Listener is set.
 	Addr string
 	// Listener, when set, is served instead of listening on Addr (tests, port 0).
 	Listener net.Listener
@@ -131,7 +134,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	}
 	host, _ := os.Hostname()
 	var err error
-	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:8080")
+	cfg.Addr = cmp.Or(cfg.Addr, DefaultAddr)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
 	cfg.DefaultTimeoutSeconds = cmp.Or(cfg.DefaultTimeoutSeconds, 3600)
 	cfg.MaxTimeoutSeconds = cmp.Or(cfg.MaxTimeoutSeconds, 7*24*3600)

@@ -36,7 +36,11 @@ type SchedulerConfig struct {
 	WorkerLostAfter time.Duration
 	// Tick: how often the scheduler looks without being woken; default 1s.
 	Tick time.Duration
-	// StopGrace + margin are added to a job's timeout for the task deadline.
+	// StopGrace is the stop grace assumed for a worker that registered none
+	// (one of a release before workers registered theirs): with the job's
+	// timeout and queue.RunJobMargin it makes the deadline of a task placed
+	// on that worker. A worker that registered its grace gets tasks computed
+	// with its own (see place). Default 30s, more than a worker's default.
 	StopGrace time.Duration
 }
 
@@ -518,8 +522,10 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 		// Reserved by an earlier pass for a worker that is gone: hand it back.
 		return "", s.store.Unreserve(ctx, job, workerID, "worker "+workerID+" went away before starting it")
 	}
-	p := queue.RunJobPayload{JobID: job.ID, Attempt: job.Attempt, Placement: placement}
-	task, err := queue.NewRunJobTask(p, time.Duration(job.Spec.TimeoutSeconds)*time.Second+s.cfg.StopGrace+time.Minute)
+	// The worker's own stop grace makes the deadline, and travels in the
+	// task so that the worker stops the workload with exactly it.
+	p := queue.RunJobPayload{JobID: job.ID, Attempt: job.Attempt, Placement: placement, StopGrace: s.stopGrace(live, workerID)}
+	task, err := queue.NewRunJobTask(p, queue.RunJobDeadline(time.Duration(job.Spec.TimeoutSeconds)*time.Second, p.StopGrace))
 	if err != nil {
 		return "", err
 	}
@@ -531,6 +537,17 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 	}
 	_ = queue.Notify(ctx, s.rdb, queue.WorkerChannel(workerID))
 	return workerID, nil
+}
+
+// stopGrace is the stop grace worker id registered, or StopGrace when it
+// registered none.
+func (s *Scheduler) stopGrace(live []store.Worker, id string) time.Duration {
+	for _, w := range live {
+		if w.ID == id && w.StopGrace > 0 {
+			return w.StopGrace
+		}
+	}
+	return s.cfg.StopGrace
 }
 
 func isLive(live []store.Worker, id string) bool {

@@ -30,6 +30,22 @@ type RunJobPayload struct {
 	// Placement numbers the scheduler's reservations of an attempt; a task of
 	// an older placement (the job was handed back and placed again) is stale.
 	Placement int64 `json:"placement"`
+	// StopGrace is the time the workload gets between SIGTERM and SIGKILL
+	// when it is stopped: the grace the placed-on worker registered, which
+	// the task's deadline was computed with (RunJobDeadline), so the worker
+	// stops the workload with exactly it. Zero (a task from a scheduler that
+	// did not send it) leaves the worker's own.
+	StopGrace time.Duration `json:"stop_grace_ns,omitempty"`
+}
+
+// RunJobMargin is what a task's deadline leaves past the job's timeout and
+// stop grace, for the worker to record how the attempt ended.
+const RunJobMargin = time.Minute
+
+// RunJobDeadline is the deadline of a task whose job may run for jobTimeout
+// and then be stopped with stopGrace: both, plus RunJobMargin.
+func RunJobDeadline(jobTimeout, stopGrace time.Duration) time.Duration {
+	return jobTimeout + stopGrace + RunJobMargin
 }
 
 // WorkerQueue is the asynq queue a worker consumes; only the scheduler enqueues on it.
@@ -40,8 +56,8 @@ func WorkerQueue(workerID string) string { return "worker:" + workerID }
 func TaskID(p RunJobPayload) string { return fmt.Sprintf("%s-%d-%d", p.JobID, p.Attempt, p.Placement) }
 
 // NewRunJobTask builds the task for one attempt. deadline bounds the handler:
-// the job's own timeout plus the stop grace and a margin, never asynq's silent
-// 30-minute default.
+// RunJobDeadline of the job's own timeout and p.StopGrace, never asynq's
+// silent 30-minute default.
 func NewRunJobTask(p RunJobPayload, deadline time.Duration) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {

@@ -36,6 +36,10 @@ type Attempt struct {
 	// the installation's, see store.ClusterID); executors whose workloads
 	// can outlive the worker label them with both, for a Reaper.
 	Worker, Cluster string
+	// StopGrace is the time the workload gets between SIGTERM and SIGKILL
+	// when it is stopped: the task's (see queue.RunJobPayload). Zero leaves
+	// the executor's own (its config's StopGrace).
+	StopGrace time.Duration
 }
 
 // Step is one run of an attempt: its preparation, then its command.
@@ -83,8 +87,8 @@ var ErrStart = errors.New("start failed")
 // Run writes the workload's stdout and stderr to the given writers, in order,
 // and returns after the workload ended and all its output was written. When
 // ctx is done before the workload ends, Run stops it gracefully: SIGTERM, then
-// SIGKILL once the executor's grace period has passed; it then returns the
-// Outcome it observed and a nil error. Every container or process group Run
+// SIGKILL once the attempt's StopGrace (or else the executor's own) has
+// passed; it then returns the Outcome it observed and a nil error. Every container or process group Run
 // created is gone when it returns (unless the executor is configured to keep
 // failed containers). An error means the workload could not be run at all:
 // ErrImageNotFound and ErrStart are permanent, anything else may be retried.

@@ -279,7 +279,7 @@ func (p *PodmanExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.W
 		}
 		p.remove(ctx, log, id)
 	}()
-	return p.run(ctx, log, id, stdout, stderr)
+	return p.run(ctx, log, id, p.grace(a), stdout, stderr)
 }
 
 // ensureImage makes sure image is present locally, pulling it if the policy
@@ -368,7 +368,7 @@ func (p *PodmanExecutor) spec(a Attempt, name string) *specgen.SpecGenerator {
 		})
 	}
 	s.Terminal = false
-	stopSecs := uint(math.Ceil(p.cfg.StopGrace.Seconds()))
+	stopSecs := uint(math.Ceil(p.grace(a).Seconds()))
 	s.StopTimeout = &stopSecs
 	switch p.cfg.Network {
 	case "host":
@@ -447,8 +447,9 @@ type waitResult struct {
 }
 
 // run attaches to container id, starts it, and waits for it to exit and for
-// its output to be written.
-func (p *PodmanExecutor) run(ctx context.Context, log *slog.Logger, id string, stdout, stderr io.Writer) (Outcome, error) {
+// its output to be written; when ctx is done first it stops the container
+// with grace.
+func (p *PodmanExecutor) run(ctx context.Context, log *slog.Logger, id string, grace time.Duration, stdout, stderr io.Writer) (Outcome, error) {
 	att, err := p.attach(ctx, id, stdout, stderr)
 	if err != nil {
 		return Outcome{}, err
@@ -477,7 +478,7 @@ func (p *PodmanExecutor) run(ctx context.Context, log *slog.Logger, id string, s
 	select {
 	case res = <-exited:
 	case <-ctx.Done():
-		res = p.stop(ctx, log, id, exited)
+		res = p.stop(ctx, log, id, grace, exited)
 	}
 	if res.err != nil {
 		return Outcome{}, fmt.Errorf("wait for container %s: %w", id, res.err)
@@ -490,17 +491,20 @@ func (p *PodmanExecutor) run(ctx context.Context, log *slog.Logger, id string, s
 	return Outcome{ExitCode: int(res.code)}, nil
 }
 
-// stop sends SIGTERM, waits StopGrace for the container to exit, then sends
+// grace is how long a's workload gets between SIGTERM and SIGKILL.
+func (p *PodmanExecutor) grace(a Attempt) time.Duration { return cmp.Or(a.StopGrace, p.cfg.StopGrace) }
+
+// stop sends SIGTERM, waits grace for the container to exit, then sends
 // SIGKILL, and returns how it exited.
-func (p *PodmanExecutor) stop(ctx context.Context, log *slog.Logger, id string, exited <-chan waitResult) waitResult {
-	log.InfoContext(ctx, "stopping container", slog.Duration("grace", p.cfg.StopGrace), slog.Any("cause", context.Cause(ctx)))
+func (p *PodmanExecutor) stop(ctx context.Context, log *slog.Logger, id string, grace time.Duration, exited <-chan waitResult) waitResult {
+	log.InfoContext(ctx, "stopping container", slog.Duration("grace", grace), slog.Any("cause", context.Cause(ctx)))
 	p.kill(ctx, log, id, "SIGTERM")
-	grace := time.NewTimer(p.cfg.StopGrace)
-	defer grace.Stop()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	select {
 	case res := <-exited:
 		return res
-	case <-grace.C:
+	case <-timer.C:
 	}
 	p.kill(ctx, log, id, "SIGKILL")
 	select {

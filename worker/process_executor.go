@@ -74,8 +74,9 @@ func workDirPrefix(jobID string) string { return "jobgate-" + jobID + "-" }
 
 // Run runs the attempt's command and waits for it, and for its output. A
 // command that cannot be found or executed wraps ErrStart. When ctx is done
-// the whole process group gets SIGTERM, then SIGKILL after StopGrace; a
-// workload killed by a signal reports 128+signal. Whatever is left of the
+// the whole process group gets SIGTERM, then SIGKILL after the attempt's
+// StopGrace (or else the executor's); a workload killed by a signal reports
+// 128+signal. Whatever is left of the
 // process group when the command exits is killed.
 func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.Writer) (Outcome, error) {
 	log := p.logger.With(slog.String("job_id", a.JobID), slog.Int("attempt", a.Number))
@@ -125,7 +126,7 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 	pgid := cmd.Process.Pid // Setpgid: the group is named after its leader.
 	log.DebugContext(ctx, "process started", slog.Int("pid", pgid))
 
-	waitOrStop(ctx, log, pgid, p.cfg.StopGrace)
+	waitOrStop(ctx, log, pgid, cmp.Or(a.StopGrace, p.cfg.StopGrace))
 	// The leader is gone; what it started must not outlive the attempt, and
 	// the pipes close only once nothing holds them.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)

@@ -51,7 +51,7 @@ func TestRunAttemptEndsShipperOnEarlyReturn(t *testing.T) {
 	job := &api.Job{ID: "early1", Workspace: "default", Attempt: 1,
 		Spec: api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/true"}, TimeoutSeconds: 60}}
 	before := shipperLoops()
-	if _, err := w.runAttempt(context.Background(), nil, job, 1, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "outputs folder") {
+	if _, err := w.runAttempt(context.Background(), nil, job, 1, nil, nil, nil, 0); err == nil || !strings.Contains(err.Error(), "outputs folder") {
 		t.Fatalf("runAttempt: %v; want the outputs folder's error", err)
 	}
 	testenv.Eventually(t, 5*time.Second, func() bool { return shipperLoops() <= before },

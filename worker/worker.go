@@ -123,12 +123,21 @@ type Config struct {
 	// the artifact store; past it lines are dropped, after a note. Default
 	// 10 GiB.
 	MaxLogBytes int64
+	// StopGrace is the time a stopped job gets between SIGTERM and SIGKILL;
+	// default DefaultStopGrace. The worker registers it, the scheduler
+	// computes the deadline of each task it places here with it and sends
+	// it in the task, and the worker stops the task's workload with the
+	// task's grace (Attempt.StopGrace), this one only for tasks without.
+	StopGrace time.Duration
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
 func (c Config) Validate() error {
 	if c.NodePrepTimeout < 0 {
 		return fmt.Errorf("worker: node preparation timeout %s: must not be negative (0 means the default, 10m)", c.NodePrepTimeout)
+	}
+	if c.StopGrace < 0 {
+		return fmt.Errorf("worker: stop grace %s: must not be negative (0 means the default, %s)", c.StopGrace, DefaultStopGrace)
 	}
 	return c.validateMounts()
 }
@@ -198,6 +207,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.MaxInputBytes = cmp.Or(cfg.MaxInputBytes, 100<<30)
 	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
 	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
+	cfg.StopGrace = cmp.Or(cfg.StopGrace, DefaultStopGrace)
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -232,7 +242,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	_, allowProc := w.executors[api.ModeProcess]
 	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
-		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames()}
+		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames(), StopGrace: w.cfg.StopGrace}
 	if w.cfg.NodePrep != "" {
 		reg.Status = store.WorkerPreparing
 	}
@@ -578,7 +588,9 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
 	defer cancelTimeout()
 
-	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv, devices, gpuEnv)
+	// Stopped with the grace the task's deadline was computed with.
+	stopGrace := cmp.Or(p.StopGrace, w.cfg.StopGrace)
+	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv, devices, gpuEnv, stopGrace)
 	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
 
 	cause := context.Cause(runCtx)
@@ -676,8 +688,9 @@ func derefOr(p *int, d int) int {
 	return *p
 }
 
-// runAttempt runs the workload with its logs shipped and stored at rest.
-func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string, devices []string, gpuEnv map[string]string) (store.Outcome, error) {
+// runAttempt runs the workload with its logs shipped and stored at rest;
+// stopGrace is the workload's Attempt.StopGrace.
+func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, attempt int, secretEnv map[string]string, devices []string, gpuEnv map[string]string, stopGrace time.Duration) (store.Outcome, error) {
 	spool, err := w.createSpool(job.ID, attempt)
 	if err != nil {
 		return store.Outcome{}, err
@@ -733,7 +746,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		env["MLFLOW_RUN_ID"] = job.ID
 	}
 	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices,
-		Worker: w.cfg.ID, Cluster: w.cluster}
+		Worker: w.cfg.ID, Cluster: w.cluster, StopGrace: stopGrace}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
 	// resumes from what it saved there.
 	ckpt := filepath.Join(w.cfg.CheckpointDir, job.ID)

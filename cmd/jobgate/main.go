@@ -132,8 +132,61 @@ func connectRedis(ctx context.Context, url, caFile string) (*redis.Client, error
 	return rdb, nil
 }
 
-// executorFlags are the worker's executor settings, shared by dev and worker.
-type executorFlags struct {
+// Flags default to their zero value, which leaves the default to the
+// component's New (its cmp.Or); the usage text names that default, since
+// pflag prints "(default X)" only for a non-zero default. A flag whose zero
+// value means something else than the component's default keeps an
+// explicit default, with the reason beside it.
+
+// gatewayFlags are the flags that configure the gateway, of `jobgate gateway`
+// and `jobgate dev`; gatewayConfig makes its Config of them.
+type gatewayFlags struct {
+	addr, tlsCert, tlsKey string
+	datastoreRoots        []string
+	// allowCallbacks, hostProcessDefault and workerLostAfter are flags of
+	// `jobgate gateway` only; dev sets the first two itself.
+	allowCallbacks     []string
+	hostProcessDefault bool
+	workerLostAfter    time.Duration
+}
+
+// register adds the flags dev and gateway share; gateway adds its own.
+func (f *gatewayFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "", "address of the HTTP API (default "+gateway.DefaultAddr+")")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file for --tls-cert (PEM)")
+	fl.StringArrayVar(&f.datastoreRoots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
+}
+
+// gatewayConfig is the gateway's Config as the flags give it, with the
+// admin token; gateway.New fills the defaults and validates the rest.
+func gatewayConfig(f *gatewayFlags, adminToken string) (gateway.Config, error) {
+	var policy webhook.AddressPolicy
+	for _, a := range f.allowCallbacks {
+		switch a {
+		case "loopback":
+			policy.AllowLoopback = true
+		case "private":
+			policy.AllowPrivate = true
+		default:
+			return gateway.Config{}, fmt.Errorf("--allow-callbacks-to %q: want loopback or private", a)
+		}
+	}
+	return gateway.Config{Addr: f.addr, AdminToken: adminToken, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
+		CallbackPolicy: policy, DatastoreRoots: f.datastoreRoots, HostProcessDefault: f.hostProcessDefault,
+		WorkerLostAfter: f.workerLostAfter}, nil
+}
+
+// workerFlags are the flags that configure the worker and its executors, of
+// `jobgate worker` and `jobgate dev`; workerConfig makes their Configs of
+// them.
+type workerFlags struct {
+	// id, allowHost, spoolDir, checkpointDir and gatewayURL are flags of
+	// `jobgate worker` only; dev sets them itself.
+	id, spoolDir, checkpointDir, gatewayURL string
+	allowHost                               bool
+
 	podmanURL  string
 	network    string
 	keepFailed bool
@@ -143,90 +196,97 @@ type executorFlags struct {
 	slots      int
 	simulate   string
 	gpuSample  time.Duration
-	maxOutMB   int64
-	maxInMB    int64
-	maxLineKB  int
-	// maxLiveLogMB and maxLogMB cap one attempt's log in Redis and at rest.
+	// The size limits, in the flags' units (MiB, KiB).
+	maxOutMB, maxInMB      int64
+	maxLineKB              int
 	maxLiveLogMB, maxLogMB int64
 	mounts                 []string
-	// nodePrep and nodePrepTimeout are worker.Config's NodePrep and
-	// NodePrepTimeout.
-	nodePrep        string
-	nodePrepTimeout time.Duration
-	// shutdownTimeout and reapEvery are worker.Config's ShutdownTimeout and
-	// ReapEvery.
-	shutdownTimeout time.Duration
-	reapEvery       time.Duration
+	nodePrep               string
+	nodePrepTimeout        time.Duration
+	shutdownTimeout        time.Duration
+	reapEvery              time.Duration
 }
 
-func (f *executorFlags) register(cmd *cobra.Command, defaultNetwork string) {
+// register adds the flags dev and worker share; worker adds its own.
+// defaultNetwork is explicit because "" is a choice of its own (podman's
+// default bridge, the worker's default), and dev defaults to "host".
+func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.podmanURL, "podman-url", worker.DefaultPodmanURL, "podman API service socket")
+	fl.StringVar(&f.podmanURL, "podman-url", "", "podman API service socket (default "+worker.DefaultPodmanURL+")")
 	fl.StringVar(&f.network, "network", defaultNetwork, `network mode of job containers: "host", "none", or "" for podman's default bridge`)
 	fl.BoolVar(&f.keepFailed, "keep-failed", false, "keep containers of failed attempts for debugging")
-	fl.DurationVar(&f.stopGrace, "stop-grace", worker.DefaultStopGrace, "time between SIGTERM and SIGKILL when a job is stopped")
+	fl.DurationVar(&f.stopGrace, "stop-grace", 0, "time between SIGTERM and SIGKILL when a job is stopped; registered, so that the deadlines of the tasks placed here cover it (default "+worker.DefaultStopGrace.String()+")")
 	fl.Uint64Var(&f.nofile, "rlimit-nofile", 0, "RLIMIT_NOFILE in containers (default: this process's soft limit)")
 	fl.Uint64Var(&f.nproc, "rlimit-nproc", 0, "RLIMIT_NPROC in containers (default: this process's soft limit, at most pid_max)")
-	fl.IntVar(&f.slots, "slots", 4, "jobs this worker runs at once")
+	fl.IntVar(&f.slots, "slots", 0, "jobs this worker runs at once (default 4)")
 	fl.StringVar(&f.simulate, "simulate-gpus", "", "present N simulated GPUs (N[:MODEL], e.g. 2:H100) instead of the real ones")
-	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 10*time.Second, "how often GPU utilization and memory are sampled into job metrics and /v1/workers")
-	fl.Int64Var(&f.maxInMB, "max-input-mb", 100<<10, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable")
-	fl.Int64Var(&f.maxOutMB, "max-output-mb", 10<<10, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large")
-	fl.IntVar(&f.maxLineKB, "max-log-line-kb", 1024, "longest job log line kept whole, in KiB; a longer one is split into lines of this size, and the log says so")
-	fl.Int64Var(&f.maxLiveLogMB, "max-live-log-mb", 64, "cap on what one job attempt's log may put in Redis, in MiB; past it the log is kept at rest only (served when the attempt ends), and the log says so")
-	fl.Int64Var(&f.maxLogMB, "max-log-mb", 10<<10, "cap on one job attempt's stored log, in MiB; past it lines are dropped, and the log says so")
+	fl.DurationVar(&f.gpuSample, "gpu-sample-every", 0, "how often GPU utilization and memory are sampled into job metrics and /v1/workers (default 10s)")
+	fl.Int64Var(&f.maxInMB, "max-input-mb", 0, "cap on what the download inputs of one job attempt may copy, in MiB; a job over it fails with input_unavailable (default 102400)")
+	fl.Int64Var(&f.maxOutMB, "max-output-mb", 0, "cap on what one job attempt may leave in JOBGATE_OUTPUTS, in MiB; a job over it fails with outputs_too_large (default 10240)")
+	fl.IntVar(&f.maxLineKB, "max-log-line-kb", 0, "longest job log line kept whole, in KiB; a longer one is split into lines of this size, and the log says so (default 1024)")
+	fl.Int64Var(&f.maxLiveLogMB, "max-live-log-mb", 0, "cap on what one job attempt's log may put in Redis, in MiB; past it the log is kept at rest only (served when the attempt ends), and the log says so (default 64)")
+	fl.Int64Var(&f.maxLogMB, "max-log-mb", 0, "cap on one job attempt's stored log, in MiB; past it lines are dropped, and the log says so (default 10240)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "NAME=/host/folder: every job on this worker gets the folder read-only at /mounts/NAME (repeatable)")
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
-	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 10*time.Minute, "how long --node-prep may run before it counts as failed")
-	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long running jobs may take to end before they are stopped and handed back to run elsewhere")
-	fl.DurationVar(&f.reapEvery, "reap-every", 30*time.Second, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start")
+	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 0, "how long --node-prep may run before it counts as failed (default 10m)")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 0, "on SIGTERM, how long running jobs may take to end before they are stopped and handed back to run elsewhere (default 10s)")
+	fl.DurationVar(&f.reapEvery, "reap-every", 0, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start (default 30s)")
 }
 
-// mountMap is --mount as name → host folder, checked before anything starts.
-func (f *executorFlags) mountMap() (map[string]string, error) {
-	m := map[string]string{}
+// workerConfig is the worker's Config and its podman executor's as the flags
+// give them: the sizes converted to bytes, the mounts parsed, all checked
+// before anything starts. Zero flags leave the defaults to worker.New and
+// NewPodmanExecutor. The podman URL is the one exception: dev starts the
+// service on it and worker names it when podman does not answer, so it is
+// resolved here. The host-process executor takes the worker's StopGrace.
+func workerConfig(f *workerFlags) (worker.Config, worker.PodmanConfig, error) {
+	cfg := worker.Config{ID: f.id, Slots: f.slots, AllowHostProcess: f.allowHost, SpoolDir: f.spoolDir,
+		CheckpointDir: f.checkpointDir, GPUSampleEvery: f.gpuSample, GatewayURL: f.gatewayURL, StopGrace: f.stopGrace,
+		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery}
+	pcfg := worker.PodmanConfig{URL: cmp.Or(f.podmanURL, worker.DefaultPodmanURL), Network: f.network, KeepFailed: f.keepFailed,
+		StopGrace: f.stopGrace, NofileLimit: f.nofile, NprocLimit: f.nproc}
+	cfg.Mounts = map[string]string{}
 	for _, kv := range f.mounts {
 		name, path, ok := strings.Cut(kv, "=")
 		if !ok || name == "" || path == "" {
-			return nil, fmt.Errorf("--mount %q: want NAME=/host/folder", kv)
+			return cfg, pcfg, fmt.Errorf("--mount %q: want NAME=/host/folder", kv)
 		}
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("--mount: %s is given twice", name)
+		if _, dup := cfg.Mounts[name]; dup {
+			return cfg, pcfg, fmt.Errorf("--mount: %s is given twice", name)
 		}
-		m[name] = path
+		cfg.Mounts[name] = path
 	}
-	return m, worker.Config{Mounts: m}.Validate()
-}
-
-// limits puts the size limits of the flags into cfg, or says which flag is
-// not usable.
-func (f *executorFlags) limits(cfg *worker.Config) error {
 	const maxMB = 1 << 20 // 1 TiB
 	for _, l := range []struct {
-		flag string
-		mb   int64
-		to   *int64
+		flag  string
+		n     int64
+		max   int64
+		shift uint
+		to    *int64
 	}{
-		{"--max-input-mb", f.maxInMB, &cfg.MaxInputBytes},
-		{"--max-output-mb", f.maxOutMB, &cfg.MaxOutputBytes},
-		{"--max-live-log-mb", f.maxLiveLogMB, &cfg.MaxLiveLogBytes},
-		{"--max-log-mb", f.maxLogMB, &cfg.MaxLogBytes},
+		{"--max-input-mb", f.maxInMB, maxMB, 20, &cfg.MaxInputBytes},
+		{"--max-output-mb", f.maxOutMB, maxMB, 20, &cfg.MaxOutputBytes},
+		{"--max-live-log-mb", f.maxLiveLogMB, maxMB, 20, &cfg.MaxLiveLogBytes},
+		{"--max-log-mb", f.maxLogMB, maxMB, 20, &cfg.MaxLogBytes},
+		{"--max-log-line-kb", int64(f.maxLineKB), 1 << 20, 10, nil},
 	} {
-		if l.mb <= 0 || l.mb > maxMB {
-			return fmt.Errorf("%s must be between 1 and %d, not %d", l.flag, maxMB, l.mb)
+		if l.n < 0 || l.n > l.max {
+			return cfg, pcfg, fmt.Errorf("%s must be between 1 and %d (0 for the default), not %d", l.flag, l.max, l.n)
 		}
-		*l.to = l.mb << 20
-	}
-	if f.maxLineKB <= 0 || f.maxLineKB > 1<<20 {
-		return fmt.Errorf("--max-log-line-kb must be between 1 and %d, not %d", 1<<20, f.maxLineKB)
+		if l.to != nil {
+			*l.to = l.n << l.shift
+		}
 	}
 	cfg.MaxLogLineBytes = f.maxLineKB << 10
-	return nil
+	if err := cfg.Validate(); err != nil {
+		return cfg, pcfg, err
+	}
+	return cfg, pcfg, pcfg.Validate()
 }
 
 // gpus opens the GPU inventory: simulated ones when asked, else the real
 // ones through NVML, else none (a machine without an NVIDIA driver).
-func (f *executorFlags) gpus(ctx context.Context, logger *slog.Logger) (gpu.Inventory, error) {
+func (f *workerFlags) gpus(ctx context.Context, logger *slog.Logger) (gpu.Inventory, error) {
 	if f.simulate != "" {
 		n, model, err := gpu.ParseSimulate(f.simulate)
 		if err != nil {
@@ -251,18 +311,12 @@ func (f *executorFlags) gpus(ctx context.Context, logger *slog.Logger) (gpu.Inve
 	return inv, nil
 }
 
-func (f *executorFlags) podman(ctx context.Context, logger *slog.Logger) (*worker.PodmanExecutor, error) {
-	return worker.NewPodmanExecutor(ctx, worker.PodmanConfig{URL: f.podmanURL, Network: f.network, KeepFailed: f.keepFailed,
-		StopGrace: f.stopGrace, NofileLimit: f.nofile, NprocLimit: f.nproc}, logger)
-}
-
 func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
 	var (
-		addr, dataDir, redisURL, logLevel string
-		secretsKeyFile, tlsCert, tlsKey   string
-		redisCA                           string
-		datastoreRoots                    []string
-		ex                                executorFlags
+		dataDir, redisURL, logLevel string
+		secretsKeyFile, redisCA     string
+		gf                          gatewayFlags
+		wf                          workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -280,19 +334,35 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
-			mounts, err := ex.mountMap()
-			if err != nil {
-				return err
-			}
 			// Absolute, because redis-server changes into its --dir before it
 			// opens files named relative to where it was started.
 			if dataDir, err = filepath.Abs(dataDir); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
+			// What dev decides for its gateway and its worker, where the
+			// separate commands have flags: on a laptop, callbacks to a
+			// local receiver are the normal case, host-process jobs are
+			// allowed, and the worker's folders are in the data dir.
+			gf.addr = cmp.Or(gf.addr, gateway.DefaultAddr) // printed below, and given to jobs
+			gf.allowCallbacks, gf.hostProcessDefault = []string{"loopback"}, true
+			scheme := "http"
+			if gf.tlsCert != "" {
+				scheme = "https"
+			}
+			wf.id, wf.allowHost, wf.gatewayURL = "dev", true, scheme+"://"+gf.addr
+			wf.spoolDir, wf.checkpointDir = filepath.Join(dataDir, "spool"), filepath.Join(dataDir, "checkpoints")
+			wcfg, pcfg, err := workerConfig(&wf)
+			if err != nil {
+				return err
+			}
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
 			token, err := devToken(getenv, dataDir, stdout)
+			if err != nil {
+				return err
+			}
+			gcfg, err := gatewayConfig(&gf, token)
 			if err != nil {
 				return err
 			}
@@ -317,15 +387,15 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			defer rdb.Close()
 
 			executors := map[api.Mode]worker.Executor{
-				api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: ex.stopGrace, WorkDir: filepath.Join(dataDir, "work")}, logger),
+				api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: wcfg.StopGrace, WorkDir: filepath.Join(dataDir, "work")}, logger),
 			}
-			podmanSvc, pod := devPodman(ctx, &ex, dataDir, logger)
+			podmanSvc, pod := devPodman(ctx, pcfg, dataDir, logger)
 			if podmanSvc != nil {
 				defer podmanSvc.Stop()
 			}
 			if pod != nil {
 				executors[api.ModeContainer] = pod
-				logger.InfoContext(ctx, "container jobs run in podman", slog.String("url", ex.podmanURL), slog.String("network", ex.network))
+				logger.InfoContext(ctx, "container jobs run in podman", slog.String("url", pcfg.URL), slog.String("network", pcfg.Network))
 			} else {
 				logger.WarnContext(ctx, "no podman service: container jobs cannot run here; host-process jobs (mode: process) run directly on this machine")
 			}
@@ -340,33 +410,18 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			st := store.New(rdb, store.Config{})
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
-			// On a laptop, callbacks to a local receiver are the normal case.
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: token, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true}, DatastoreRoots: datastoreRoots,
-				HostProcessDefault: true}, rdb, st, arts, box, logger)
+			gw, err := gateway.New(gcfg, rdb, st, arts, box, logger)
 			if err != nil {
 				return err
 			}
-			gpus, err := ex.gpus(ctx, logger)
-			if err != nil {
+			if wcfg.GPUs, err = wf.gpus(ctx, logger); err != nil {
 				return err
 			}
-			if gpus != nil {
-				defer gpus.Close()
-			}
-			scheme := "http"
-			if tlsCert != "" {
-				scheme = "https"
-			}
-			wcfg := worker.Config{ID: "dev", Slots: ex.slots, AllowHostProcess: true, GPUs: gpus, GPUSampleEvery: ex.gpuSample,
-				SpoolDir: filepath.Join(dataDir, "spool"), CheckpointDir: filepath.Join(dataDir, "checkpoints"),
-				GatewayURL: scheme + "://" + addr, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery}
-			if err := ex.limits(&wcfg); err != nil {
-				return err
+			if wcfg.GPUs != nil {
+				defer wcfg.GPUs.Close()
 			}
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
-			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", addr, dataDir)
+			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", gf.addr, dataDir)
 			// The gateway and the worker run until a signal, or until the
 			// first of them fails: its error cancels gctx, which stops the
 			// other, and is what dev exits with. Shutdown order: the
@@ -381,25 +436,16 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
+	// The folders' defaults are explicit: they are the CLI's own (beside
+	// the working directory), not a component's.
 	fl.StringVar(&dataDir, "data-dir", "./.jobgate", "folder for Redis files, logs, artifacts and the token")
 	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis to use instead of starting one (env JOBGATE_REDIS_URL)")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
-	tlsFlags(cmd, &tlsCert, &tlsKey)
-	datastoreRootFlag(cmd, &datastoreRoots)
-	ex.register(cmd, "host")
+	gf.register(cmd)
+	wf.register(cmd, "host")
 	return cmd
-}
-
-func datastoreRootFlag(cmd *cobra.Command, roots *[]string) {
-	cmd.Flags().StringArrayVar(roots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
-}
-
-func tlsFlags(cmd *cobra.Command, cert, key *string) {
-	cmd.Flags().StringVar(cert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
-	cmd.Flags().StringVar(key, "tls-key", "", "private key file for --tls-cert (PEM)")
 }
 
 // loadSecrets opens the secrets key from --secrets-key-file or
@@ -423,18 +469,18 @@ func loadSecrets(path string, getenv func(string) string) (*secretbox.Box, error
 
 // devPodman connects to podman, starting its API service when podman is
 // installed and nothing answers. Both results are nil when podman cannot be had.
-func devPodman(ctx context.Context, ex *executorFlags, dataDir string, logger *slog.Logger) (*devenv.Service, *worker.PodmanExecutor) {
+func devPodman(ctx context.Context, pcfg worker.PodmanConfig, dataDir string, logger *slog.Logger) (*devenv.Service, *worker.PodmanExecutor) {
 	var svc *devenv.Service
-	if !devenv.PodmanSocketAnswers(ctx, ex.podmanURL) {
+	if !devenv.PodmanSocketAnswers(ctx, pcfg.URL) {
 		var err error
-		svc, err = devenv.StartPodmanService(ctx, ex.podmanURL, filepath.Join(dataDir, "podman-service.log"))
+		svc, err = devenv.StartPodmanService(ctx, pcfg.URL, filepath.Join(dataDir, "podman-service.log"))
 		if err != nil {
 			logger.InfoContext(ctx, "podman service not available", slog.Any("reason", err))
 			return nil, nil
 		}
-		logger.InfoContext(ctx, "started podman service", slog.String("url", ex.podmanURL))
+		logger.InfoContext(ctx, "started podman service", slog.String("url", pcfg.URL))
 	}
-	pod, err := ex.podman(ctx, logger)
+	pod, err := worker.NewPodmanExecutor(ctx, pcfg, logger)
 	if err != nil {
 		logger.WarnContext(ctx, "podman service does not work", slog.Any("error", err))
 		svc.Stop()
@@ -467,10 +513,8 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 }
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
-	var addr, redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile, tlsCert, tlsKey string
-	var allowCallbacks, datastoreRoots []string
-	var hostProcessDefault bool
-	var workerLostAfter time.Duration
+	var redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile string
+	var gf gatewayFlags
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -489,21 +533,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if box == nil {
 				logger.WarnContext(ctx, "no secrets key (--secrets-key-file or JOBGATE_SECRETS_KEY): the secrets API is off")
 			}
-			var policy webhook.AddressPolicy
-			for _, a := range allowCallbacks {
-				switch a {
-				case "loopback":
-					policy.AllowLoopback = true
-				case "private":
-					policy.AllowPrivate = true
-				default:
-					return fmt.Errorf("--allow-callbacks-to %q: want loopback or private", a)
-				}
+			gcfg, err := gatewayConfig(&gf, getenv("JOBGATE_TOKEN"))
+			if err != nil {
+				return err
 			}
-			gw, err := gateway.New(gateway.Config{Addr: addr, AdminToken: getenv("JOBGATE_TOKEN"), TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
-				CallbackPolicy: policy, DatastoreRoots: datastoreRoots, HostProcessDefault: hostProcessDefault,
-				WorkerLostAfter: workerLostAfter}, rdb,
-				store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
+			gw, err := gateway.New(gcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
 			if err != nil {
 				return err
 			}
@@ -511,27 +545,25 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&addr, "addr", "127.0.0.1:8080", "address of the HTTP API")
 	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
+	// Explicit: the CLI's own folder, not a component's default.
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
-	fl.StringSliceVar(&allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
-	fl.DurationVar(&workerLostAfter, "worker-lost-after", 15*time.Second, "heartbeat silence after which a worker is lost and its running jobs run again elsewhere")
-	fl.BoolVar(&hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
-	tlsFlags(cmd, &tlsCert, &tlsKey)
-	datastoreRootFlag(cmd, &datastoreRoots)
+	fl.StringSliceVar(&gf.allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
+	fl.DurationVar(&gf.workerLostAfter, "worker-lost-after", 0, "heartbeat silence after which a worker is lost and its running jobs run again elsewhere (default 15s)")
+	fl.BoolVar(&gf.hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
+	gf.register(cmd)
 	return cmd
 }
 
 func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var (
-		id, redisURL, artifactsDir, spoolDir, logLevel string
-		secretsKeyFile, redisCA, checkpointDir         string
-		gatewayURL                                     string
-		allowHost, listGPUs, listJSON                  bool
-		ex                                             executorFlags
+		redisURL, artifactsDir, logLevel string
+		secretsKeyFile, redisCA          string
+		listGPUs, listJSON               bool
+		wf                               workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -540,9 +572,9 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if listGPUs {
-				return printGPUs(ctx, &ex, listJSON, cmd.OutOrStdout())
+				return printGPUs(ctx, &wf, listJSON, cmd.OutOrStdout())
 			}
-			mounts, err := ex.mountMap()
+			wcfg, pcfg, err := workerConfig(&wf)
 			if err != nil {
 				return err
 			}
@@ -551,31 +583,24 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			defer rdb.Close()
-			gpus, err := ex.gpus(ctx, logger)
-			if err != nil {
+			if wcfg.GPUs, err = wf.gpus(ctx, logger); err != nil {
 				return err
 			}
-			if gpus != nil {
-				defer gpus.Close()
+			if wcfg.GPUs != nil {
+				defer wcfg.GPUs.Close()
 			}
 			executors := map[api.Mode]worker.Executor{}
-			pod, err := ex.podman(ctx, logger)
+			pod, err := worker.NewPodmanExecutor(ctx, pcfg, logger)
 			if err != nil {
-				return fmt.Errorf("podman: %w (start it with: podman --runtime runc system service --time=0 %s)", err, ex.podmanURL)
+				return fmt.Errorf("podman: %w (start it with: podman --runtime runc system service --time=0 %s)", err, pcfg.URL)
 			}
 			executors[api.ModeContainer] = pod
-			if allowHost {
-				executors[api.ModeProcess] = worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: ex.stopGrace}, logger)
+			if wcfg.AllowHostProcess {
+				executors[api.ModeProcess] = worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: wcfg.StopGrace}, logger)
 				logger.WarnContext(ctx, "host-process jobs allowed: they run as this user on this machine")
 			}
 			box, err := loadSecrets(secretsKeyFile, getenv)
 			if err != nil {
-				return err
-			}
-			wcfg := worker.Config{ID: id, Slots: ex.slots, AllowHostProcess: allowHost, SpoolDir: spoolDir,
-				CheckpointDir: checkpointDir, GPUs: gpus, GPUSampleEvery: ex.gpuSample, GatewayURL: gatewayURL, Mounts: mounts,
-				NodePrep: ex.nodePrep, NodePrepTimeout: ex.nodePrepTimeout, ShutdownTimeout: ex.shutdownTimeout, ReapEvery: ex.reapEvery}
-			if err := ex.limits(&wcfg); err != nil {
 				return err
 			}
 			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
@@ -583,28 +608,30 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&id, "id", "", "worker ID, stable across restarts (default: the hostname)")
+	fl.StringVar(&wf.id, "id", "", "worker ID, stable across restarts (default: the hostname)")
 	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
+	// The folders' defaults are explicit: the CLI's own, beside the working
+	// directory, where worker.Config's are in the temp folder.
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
-	fl.StringVar(&spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
-	fl.BoolVar(&allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
+	fl.StringVar(&wf.spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
+	fl.BoolVar(&wf.allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
 	fl.BoolVar(&listGPUs, "list-gpus", false, "print this machine's GPUs and exit")
 	fl.BoolVar(&listJSON, "json", false, "with --list-gpus: print JSON")
-	fl.StringVar(&checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
+	fl.StringVar(&wf.checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
-	fl.StringVar(&gatewayURL, "gateway-url", cmp.Or(getenv("JOBGATE_URL"), "http://127.0.0.1:8080"),
-		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL)")
+	fl.StringVar(&wf.gatewayURL, "gateway-url", getenv("JOBGATE_URL"),
+		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL; default http://127.0.0.1:8080)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	ex.register(cmd, "")
+	wf.register(cmd, "")
 	return cmd
 }
 
 // printGPUs is `jobgate worker --list-gpus`: the inventory with live use, or
 // one line saying there is no NVIDIA driver (exit 0 either way).
-func printGPUs(ctx context.Context, ex *executorFlags, asJSON bool, out io.Writer) error {
+func printGPUs(ctx context.Context, wf *workerFlags, asJSON bool, out io.Writer) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	inv, err := ex.gpus(ctx, quiet)
+	inv, err := wf.gpus(ctx, quiet)
 	if err != nil {
 		return err
 	}

@@ -856,6 +856,11 @@ type Worker struct {
 	// Mounts names the cluster-level mounts (worker --mount) every job on
 	// this worker gets at /mounts/NAME.
 	Mounts []string `json:"mounts,omitempty"`
+	// StopGrace is the time the worker gives a stopped job between SIGTERM
+	// and SIGKILL (worker --stop-grace); the scheduler computes the
+	// deadlines of the tasks it places on the worker with it. Zero: a worker
+	// that did not register one.
+	StopGrace time.Duration `json:"-"`
 	// Instance is the worker process that holds this ID (see ClaimWorker),
 	// and Proc where it runs, as that process described itself.
 	Instance string `json:"-"`
@@ -917,6 +922,7 @@ func registration(w Worker) (map[string]any, error) {
 		"problem":            w.Problem,
 		"gpus":               gpus,
 		"mounts":             strings.Join(w.Mounts, ","),
+		"stop_grace_ms":      w.StopGrace.Milliseconds(),
 		"instance":           w.Instance,
 		"proc":               w.Proc,
 	}, nil
@@ -968,6 +974,9 @@ func (s *Store) Workers(ctx context.Context) ([]Worker, error) {
 			LastHeartbeat:    time.UnixMilli(int64(z.Score)).UTC(), Jobs: js[i].Val()}
 		w.Slots, _ = strconv.Atoi(m["slots"])
 		w.Instance, w.Proc = m["instance"], m["proc"]
+		if ms, err := strconv.ParseInt(m["stop_grace_ms"], 10, 64); err == nil {
+			w.StopGrace = time.Duration(ms) * time.Millisecond
+		}
 		if m["gpus"] != "" {
 			_ = json.Unmarshal([]byte(m["gpus"]), &w.GPUs)
 		}

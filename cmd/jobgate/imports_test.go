@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/jobgate/jobgate/internal/testenv"
+)
+
+const module = "github.com/jobgate/jobgate/"
+
+// importRules are AGENTS.md's rules of who may import whom, each as
+// "packages under from never depend on packages under to" (tests included).
+// That the import graph has no cycles needs no test: the compiler refuses
+// an import cycle.
+var importRules = []struct{ from, to, why string }{
+	{"gateway", "worker", "gateway/ and worker/ talk through queue/ and internal/store only"},
+	{"worker", "gateway", "gateway/ and worker/ talk through queue/ and internal/store only"},
+	{"", "cmd", "cmd/ only wires; nothing imports it"},
+	{"api", "", "api/ is the public contract and depends on no other jobgate package"},
+	{"queue", "gateway", "queue/ carries messages between the components and depends on neither"},
+	{"queue", "worker", "queue/ carries messages between the components and depends on neither"},
+	{"internal", "gateway", "internal/ is shared by the components and depends on none"},
+	{"internal", "worker", "internal/ is shared by the components and depends on none"},
+}
+
+// under reports whether pkg (a path inside the module) is dir or below it;
+// "" is every package.
+func under(pkg, dir string) bool {
+	return dir == "" || pkg == dir || strings.HasPrefix(pkg, dir+"/")
+}
+
+// TestImportRules checks the module's import graph, from `go list`, against
+// importRules: every package's dependencies, and its tests' imports.
+func TestImportRules(t *testing.T) {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		if gobin, err = exec.LookPath("go"); err != nil {
+			if testenv.Required() {
+				t.Fatal("no go command to list the packages with")
+			}
+			t.Skip("no go command to list the packages with")
+		}
+	}
+	cmd := exec.Command(gobin, "list", "-e", "-json=ImportPath,Deps,TestImports,XTestImports,Error", "./...")
+	cmd.Dir = testenv.RepoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	type pkg struct {
+		ImportPath                      string
+		Deps, TestImports, XTestImports []string
+		Error                           *struct{ Err string }
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	n := 0
+	for {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if p.Error != nil {
+			t.Errorf("go list %s: %s", p.ImportPath, p.Error.Err)
+		}
+		from, ok := strings.CutPrefix(p.ImportPath, module)
+		if !ok {
+			continue
+		}
+		n++
+		for _, deps := range [][]string{p.Deps, p.TestImports, p.XTestImports} {
+			for _, d := range deps {
+				to, ok := strings.CutPrefix(d, module)
+				if !ok || under(to, from) {
+					continue // outside the module, or the package itself and below
+				}
+				for _, r := range importRules {
+					if under(from, r.from) && under(to, r.to) {
+						t.Errorf("%s depends on %s: %s", from, to, r.why)
+					}
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("go list found %d packages of the module; want them all", n)
+	}
+}
