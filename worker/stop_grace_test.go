@@ -125,7 +125,7 @@ func placeWithGrace(t *testing.T, ctx context.Context, rdb *redis.Client, st *st
 	if _, err := asynq.NewClientFromRedisClient(rdb).EnqueueContext(ctx, task, asynq.Queue(queue.WorkerQueue(workerID))); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Placed(ctx, j.ID, 1, workerID); err != nil {
+	if err := st.Placed(ctx, j.Workspace, j.ID, 1, workerID); err != nil {
 		t.Fatal(err)
 	}
 	if err := queue.Notify(ctx, rdb, queue.WorkerChannel(workerID)); err != nil {
