@@ -55,11 +55,15 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 		return
 	}
 	var (
-		ae *Error
-		he *echo.HTTPError
+		ae   *Error
+		apiE *api.Error
+		he   *echo.HTTPError
 	)
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &apiE):
+		// The job service's errors (job.Error) and any other api.Error.
+		ae = &Error{Status: apiE.Code.Status(), Code: string(apiE.Code), Message: apiE.Message}
 	case errors.Is(err, store.ErrNotFound):
 		ae = errorf(http.StatusNotFound, CodeNotFound, "not found")
 	case errors.Is(err, store.ErrConflict):

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -48,7 +49,7 @@ func normalizeExec(r *api.ExecRequest) error {
 	if len(r.Command) == 0 {
 		return invalid("command must be a non-empty array of strings (argv), e.g. [\"ls\", \"/outputs\"]")
 	}
-	if problem := checkArgv("command", r.Command); problem != "" {
+	if problem := job.CheckArgv("command", r.Command); problem != "" {
 		return invalid("%s", problem)
 	}
 	maxSecs := int(queue.ExecMaxTimeout / time.Second)
@@ -86,7 +87,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 	if job.Spec.Mode == api.ModeProcess {
 		// An exec beside a host process is a host command: it needs the
 		// grant now, not only when the job was submitted.
-		if err := g.checkHostProcess(ctx, job.Workspace); err != nil {
+		if err := g.jobs.CheckHostProcess(ctx, job.Workspace); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
@@ -108,8 +109,10 @@ type Gateway struct {
 	artifacts artifact.Store
 	logger    *slog.Logger
 	echo      *echo.Echo
-	sched     *Scheduler
-	notify    *notifier
+	// jobs submits and cancels every job the API, triggers and schedules make.
+	jobs   *job.Service
+	sched  *Scheduler
+	notify *notifier
 	// logs wakes log followers (GET /v1/jobs/:id/logs?follow=true).
 	logs    *logHub
 	limiter *redis_rate.Limiter
@@ -146,6 +149,9 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}, logs: newLogHub(rdb, logger)}
+	g.jobs = job.New(job.Config{Limits: job.Limits{DefaultTimeoutSeconds: cfg.DefaultTimeoutSeconds,
+		MaxTimeoutSeconds: cfg.MaxTimeoutSeconds, MaxRetries: cfg.MaxRetries}, CallbackPolicy: cfg.CallbackPolicy,
+		Secrets: secrets != nil, Now: func() time.Time { return g.now() }}, rdb, st, logger)
 	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {

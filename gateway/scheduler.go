@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
@@ -152,83 +152,6 @@ func inService(w store.Worker) bool {
 	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService && w.Status != store.WorkerStopping
 }
 
-// canRun says whether worker w could run spec at all (ignoring what is busy).
-func canRun(w store.Worker, spec api.JobSpec) bool {
-	if spec.Resources.GPUs > len(matchingGPUs(w, spec.Resources, false)) {
-		return false
-	}
-	if spec.Mode == api.ModeProcess {
-		return w.AllowHostProcess
-	}
-	return w.Executor != "" && w.Executor != "none"
-}
-
-// gpuMatches reports whether g meets the model and memory asked for.
-func gpuMatches(g store.WorkerGPU, r api.Resources) bool {
-	return (r.GPUModel == "" || strings.Contains(strings.ToLower(g.Model), strings.ToLower(r.GPUModel))) &&
-		g.MemoryMB >= r.GPUMemoryMB
-}
-
-// matchingGPUs lists w's GPUs that meet r, only the free ones if freeOnly.
-func matchingGPUs(w store.Worker, r api.Resources, freeOnly bool) []store.WorkerGPU {
-	var out []store.WorkerGPU
-	for _, g := range w.GPUs {
-		if gpuMatches(g, r) && (!freeOnly || g.JobID == "") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// describeGPUs says what a request asks for, e.g. "2 GPUs H100 with >= 40000 MB".
-func describeGPUs(r api.Resources) string {
-	d := fmt.Sprintf("%d GPU", r.GPUs)
-	if r.GPUs != 1 {
-		d += "s"
-	}
-	if r.GPUModel != "" {
-		d += " " + r.GPUModel
-	}
-	if r.GPUMemoryMB > 0 {
-		d += fmt.Sprintf(" with >= %d MB", r.GPUMemoryMB)
-	}
-	return d
-}
-
-// Admissible refuses at submit what no registered worker could ever run, with
-// what exists. A job for capacity that is only busy or down is accepted and waits.
-func (s *Scheduler) Admissible(ctx context.Context, spec api.JobSpec) error {
-	if spec.Resources.GPUs == 0 && spec.Mode != api.ModeProcess {
-		return nil
-	}
-	workers, err := s.store.Workers(ctx)
-	if err != nil {
-		return err
-	}
-	if spec.Resources.GPUs > 0 {
-		var have []string
-		for _, w := range workers {
-			if canRun(w, spec) {
-				return nil
-			}
-			if len(w.GPUs) > 0 {
-				have = append(have, fmt.Sprintf("%s: %d× %s (%d MB)", w.ID, len(w.GPUs), w.GPUs[0].Model, w.GPUs[0].MemoryMB))
-			}
-		}
-		if len(have) == 0 {
-			return specErr("resources.gpus: needs %s, but no registered worker has GPUs", describeGPUs(spec.Resources))
-		}
-		return specErr("resources.gpus: needs %s on one worker; workers have %s", describeGPUs(spec.Resources), strings.Join(have, "; "))
-	}
-	for _, w := range workers {
-		if w.AllowHostProcess {
-			return nil
-		}
-	}
-	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec,
-		"mode: no registered worker runs host-process jobs (of %d workers; start one with `jobgate worker --allow-host-process`)", len(workers))
-}
-
 // pass recovers the jobs of lost workers, then places pending jobs in order
 // (priority, then age) on live workers with free slots.
 func (s *Scheduler) pass(ctx context.Context) error {
@@ -339,10 +262,10 @@ func takeGPUs(live []store.Worker, worker string, gpus []int, jobID string) {
 func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) api.Reason {
 	need := job.Spec.Resources.GPUs
 	for _, w := range live {
-		if !canRun(w, job.Spec) {
+		if !placement.CanRun(w, job.Spec) {
 			continue
 		}
-		freeNow := len(matchingGPUs(w, job.Spec.Resources, true))
+		freeNow := len(placement.MatchingGPUs(w, job.Spec.Resources, true))
 		// GPUs held by low-priority jobs, per job, newest start first: the
 		// least work is lost by stopping those.
 		type holder struct {
@@ -351,7 +274,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			pending bool
 		}
 		held := map[string]*holder{}
-		for _, g := range matchingGPUs(w, job.Spec.Resources, false) {
+		for _, g := range placement.MatchingGPUs(w, job.Spec.Resources, false) {
 			if g.JobID == "" {
 				continue
 			}
@@ -376,7 +299,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 		}
 		if freeNow+soon >= need {
 			return api.Reason{Code: api.ReasonPreempting,
-				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", describeGPUs(job.Spec.Resources), w.ID)}
+				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", placement.DescribeGPUs(job.Spec.Resources), w.ID)}
 		}
 		total := freeNow + soon
 		for _, h := range victims {
@@ -402,7 +325,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			stopped = append(stopped, h.job.ID)
 		}
 		return api.Reason{Code: api.ReasonPreempting,
-			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", describeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
+			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", placement.DescribeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
 	}
 	return api.Reason{}
 }
@@ -461,15 +384,15 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 	capable, freeSlots, slots, freeGPUs, gpus := 0, 0, 0, 0, 0
 	for i := range live {
 		w := &live[i]
-		if !canRun(*w, spec) {
+		if !placement.CanRun(*w, spec) {
 			continue
 		}
 		capable++
 		freeSlots += max(free[w.ID], 0)
 		slots += w.Slots
-		fg := matchingGPUs(*w, spec.Resources, true)
+		fg := placement.MatchingGPUs(*w, spec.Resources, true)
 		freeGPUs += len(fg)
-		gpus += len(matchingGPUs(*w, spec.Resources, false))
+		gpus += len(placement.MatchingGPUs(*w, spec.Resources, false))
 		if free[w.ID] <= 0 || len(fg) < need {
 			continue
 		}
@@ -495,7 +418,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 		return "", nil, noWorkerWait
 	case capable == 0 && need > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))}
+			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", placement.DescribeGPUs(spec.Resources), len(live))}
 	case capable == 0 && spec.Mode == api.ModeProcess:
 		return "", nil, api.Reason{Code: api.ReasonNoWorker,
 			Detail: fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))}
@@ -504,7 +427,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 			Detail: fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))}
 	case need > 0 && freeSlots > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", describeGPUs(spec.Resources), freeGPUs, gpus, capable)}
+			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", placement.DescribeGPUs(spec.Resources), freeGPUs, gpus, capable)}
 	}
 	return "", nil, api.Reason{Code: api.ReasonWaitingForSlot,
 		Detail: fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)}

@@ -38,6 +38,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/schedule"
 	"github.com/jobgate/jobgate/internal/store"
 )
@@ -209,7 +210,7 @@ func (g *Gateway) createSchedule(c echo.Context) error {
 	if err != nil {
 		return inJob(err)
 	}
-	if err := g.checkSpec(ctx, p.Workspace, &spec); err != nil {
+	if err := g.jobs.Validate(ctx, p.Workspace, &spec); err != nil {
 		return inJob(err)
 	}
 	now := g.now().UTC()
@@ -363,8 +364,8 @@ func (g *Gateway) lockSchedule(ctx context.Context, sc *store.Schedule) (func(),
 // and as sc's latest job, in one step (store.CreateScheduledJob): a gateway
 // that dies after it cannot leave a job the policy does not see. The caller
 // holds sc's firing lock and read sc under it, and records run itself when
-// no job is made. Errors are createJob's.
-func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule, run store.ScheduleRun) (job *api.Job, skipped string, err error) {
+// no job is made. Errors are the job service's.
+func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule, run store.ScheduleRun) (_ *api.Job, skipped string, err error) {
 	actor := "schedule:" + sc.Name
 	if sc.ConcurrencyPolicy != policyAllow && sc.LastJob != "" {
 		prev, err := g.store.GetJob(ctx, sc.Workspace, sc.LastJob)
@@ -376,17 +377,18 @@ func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule, run st
 		case sc.ConcurrencyPolicy == policyForbid:
 			return nil, fmt.Sprintf("previous job still running (job %s is %s)", prev.ID, prev.Status), nil
 		default:
-			if err := g.cancel(ctx, sc.Workspace, actor, prev.ID); err != nil {
+			if err := g.jobs.Cancel(ctx, sc.Workspace, actor, prev.ID); err != nil {
 				return nil, "", fmt.Errorf("replace job %s: %w", prev.ID, err)
 			}
 		}
 	}
-	job, err = g.createJobWith(ctx, sc.Workspace, actor, sc.Job, func(ctx context.Context, j *api.Job) (bool, error) {
-		fired := g.now().UTC()
-		run.FiredAt, run.JobID = &fired, j.ID
-		return true, g.store.CreateScheduledJob(ctx, j, sc, run, scheduleHistoryCap)
-	})
-	return job, "", err
+	res, err := g.jobs.Submit(ctx, job.Request{Workspace: sc.Workspace, Actor: actor, Spec: sc.Job,
+		Save: func(ctx context.Context, j *api.Job) (bool, error) {
+			fired := g.now().UTC()
+			run.FiredAt, run.JobID = &fired, j.ID
+			return true, g.store.CreateScheduledJob(ctx, j, sc, run, scheduleHistoryCap)
+		}})
+	return res.Job, "", err
 }
 
 // leads reports whether this scheduler holds the leader lease, renewing it
@@ -502,14 +504,14 @@ func (g *Gateway) fireTick(ctx context.Context, sc *store.Schedule, tick, now ti
 		return err
 	}
 	_, skipped, err := g.startScheduled(ctx, cur, run)
-	var ae *Error
+	var je *job.Error
 	switch {
 	case err == nil && skipped == "":
 		return nil // recorded with its job
 	case err == nil:
 		run.SkippedReason = skipped
-	case errors.As(err, &ae) && ae.Status < 500:
-		run.SkippedReason = "job refused: " + ae.Message
+	case errors.As(err, &je) && je.Code.Status() < 500:
+		run.SkippedReason = "job refused: " + je.Message
 		err = nil
 	default:
 		run.SkippedReason = "internal error: the job could not be created (see the gateway log)"
