@@ -29,6 +29,7 @@ import (
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/job"
+	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
@@ -110,9 +111,12 @@ type Gateway struct {
 	logger    *slog.Logger
 	echo      *echo.Echo
 	// jobs submits and cancels every job the API, triggers and schedules make.
-	jobs   *job.Service
-	sched  *Scheduler
-	notify *notifier
+	jobs *job.Service
+	// elector is this process's one leader election; the scheduler and the
+	// schedules loop subscribe to it.
+	elector *leader.Elector
+	sched   *Scheduler
+	notify  *notifier
 	// logs wakes log followers (GET /v1/jobs/:id/logs?follow=true).
 	logs    *logHub
 	limiter *redis_rate.Limiter
@@ -152,7 +156,8 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g.jobs = job.New(job.Config{Limits: job.Limits{DefaultTimeoutSeconds: cfg.DefaultTimeoutSeconds,
 		MaxTimeoutSeconds: cfg.MaxTimeoutSeconds, MaxRetries: cfg.MaxRetries}, CallbackPolicy: cfg.CallbackPolicy,
 		Secrets: secrets != nil, Now: func() time.Time { return g.now() }}, rdb, st, logger)
-	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
+	g.elector = leader.New(leader.Config{ID: cfg.SchedulerID}, st, logger)
+	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter}, g.elector,
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {
 		return nil, err
@@ -319,9 +324,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSched()
 	eg, parts := errgroup.WithContext(ctx)
-	eg.Go(func() error { return g.sched.Run(schedCtx) })
-	eg.Go(func() error { return g.notify.Run(schedCtx) })
-	eg.Go(func() error { return g.runSchedules(schedCtx) })
+	// The elector outlives the loops, so the lease is given up once
+	// nothing leads on it.
+	electCtx, stopElect := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElect()
+	var loops sync.WaitGroup
+	for _, loop := range []func(context.Context) error{g.sched.Run, g.notify.Run, g.runSchedules} {
+		loops.Add(1)
+		eg.Go(func() error { defer loops.Done(); return loop(schedCtx) })
+	}
+	eg.Go(func() error { return g.elector.Run(electCtx) })
 	eg.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
 		if tlsConfig != nil {
@@ -340,6 +352,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 			srv.Close()
 		}
 		stopSched()
+		loops.Wait()
+		stopElect()
 		return nil
 	})
 	g.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))

@@ -11,7 +11,7 @@ import (
 func TestWorkerStateAndService(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	s := NewScheduler(SchedulerConfig{WorkerLostAfter: 15 * time.Second}, nil, nil, nil, slog.New(slog.DiscardHandler))
+	s := NewScheduler(SchedulerConfig{WorkerLostAfter: 15 * time.Second}, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
 	tests := []struct {
 		status    string
 		silentFor time.Duration

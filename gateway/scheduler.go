@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
@@ -22,11 +23,8 @@ import (
 
 // SchedulerConfig configures the Scheduler. Zero values get defaults.
 type SchedulerConfig struct {
-	// ID names this scheduler in the leader election.
+	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
-	// LeaseTTL of the leadership; default 10s. A dead leader is replaced
-	// within this time.
-	LeaseTTL time.Duration
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
 	// recovered; default 15s. Silence is measured on Redis's clock, which
 	// stamps the heartbeats, and only once this scheduler has been in
@@ -44,11 +42,21 @@ type SchedulerConfig struct {
 	StopGrace time.Duration
 }
 
-// Scheduler places queued jobs on workers. One scheduler leads at a time
-// (a lease in Redis); the others wait to take over. It is woken through
-// queue.ChannelScheduler when jobs arrive or slots free up.
+// leadership tells a loop that only the leader runs whether this process
+// leads (internal/leader.Elector).
+type leadership interface {
+	Listen() *leader.Subscription
+}
+
+var _ leadership = (*leader.Elector)(nil)
+
+// Scheduler places queued jobs on workers. Only the scheduler of the
+// process that leads (its leadership says so) places; the others wait to
+// take over. It is woken through queue.ChannelScheduler when jobs arrive or
+// slots free up.
 type Scheduler struct {
 	cfg    SchedulerConfig
+	leader leadership
 	rdb    redis.UniversalClient
 	store  *store.Store
 	tasks  *asynq.Client
@@ -59,15 +67,14 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a Scheduler; Run runs it.
-func NewScheduler(cfg SchedulerConfig, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
-	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 10*time.Second)
+func NewScheduler(cfg SchedulerConfig, lead leadership, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 30*time.Second)
-	return &Scheduler{cfg: cfg, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
+	return &Scheduler{cfg: cfg, leader: lead, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
 }
 
-// Run schedules until ctx is done, then gives up the lease.
+// Run schedules until ctx is done, while this process leads.
 func (s *Scheduler) Run(ctx context.Context) error {
 	waker, err := queue.NewWaker(ctx, s.rdb, queue.ChannelScheduler)
 	if err != nil {
@@ -77,25 +84,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	defer waker.Close()
+	sub := s.leader.Listen()
+	defer sub.Unlisten()
 	leading := false
 	// inContact is false until Redis answers, at the start and after it
 	// failed to: then a grace begins (see WorkerLostAfter).
 	inContact := false
 	for ctx.Err() == nil {
 		gen := waker.Gen()
-		ok, err := s.store.AcquireLeadership(ctx, s.cfg.ID, s.cfg.LeaseTTL)
-		switch {
-		case err != nil:
-			inContact = false
-			if ctx.Err() == nil {
-				s.logger.WarnContext(ctx, "scheduler lease", slog.Any("error", err))
-			}
-		case ok != leading:
-			leading = ok
-			s.logger.InfoContext(ctx, "scheduler leadership", slog.Bool("leading", ok))
+		select {
+		case leading = <-sub.C():
+		default:
 		}
-		if err == nil && !inContact {
-			inContact = s.startGrace(ctx)
+		// A leader's passes say whether Redis answers; the others (and a
+		// leader out of contact) ask it the time.
+		if !leading || !inContact {
+			inContact = s.contact(ctx, inContact)
 		}
 		if leading && inContact {
 			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
@@ -107,22 +111,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		waker.Wait(ctx, gen, s.cfg.Tick)
 	}
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if leading {
-		_ = s.store.ReleaseLeadership(cleanup, s.cfg.ID)
-	}
 	return nil
 }
 
-// startGrace gives the workers WorkerLostAfter from now to heartbeat before
-// any is called lost for its silence; false when Redis does not answer.
-func (s *Scheduler) startGrace(ctx context.Context) bool {
+// contact says whether Redis answers; when it answers again after it did not
+// (or for the first time), the grace begins.
+func (s *Scheduler) contact(ctx context.Context, inContact bool) bool {
 	now, err := s.store.Time(ctx)
 	if err != nil {
 		return false
 	}
-	s.graceUntil.Store(now.Add(s.cfg.WorkerLostAfter).UnixMilli())
+	if !inContact {
+		s.graceUntil.Store(now.Add(s.cfg.WorkerLostAfter).UnixMilli())
+	}
 	return true
 }
 

@@ -39,7 +39,7 @@ func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
 	if err := st.StopWorker(ctx, "quitter"); err != nil {
 		t.Fatal(err)
 	}
-	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
+	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
 		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.pass(ctx); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestLostWorkerJobsAreRecovered(t *testing.T) {
 	}
 	st.Placed(ctx, DefaultWorkspace, placed.ID, 1, "ghost")
 
-	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
+	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
 		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.pass(ctx); err != nil {
 		t.Fatal(err)

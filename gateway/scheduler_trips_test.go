@@ -44,7 +44,7 @@ func TestPassRoundTripsDoNotGrowWithPendingJobs(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, rdb, st,
+		s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, nil, rdb, st,
 			asynq.NewClientFromRedisClient(rdb), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		calls.Reset()
 		if err := s.pass(ctx); err != nil {
@@ -121,7 +121,7 @@ func TestWaitReasonsHaveCodes(t *testing.T) {
 			} else {
 				f.mustCall("POST", "/v1/jobs", systemToken, tt.body, &j)
 			}
-			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), f.st,
+			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), f.st,
 				asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err := s.pass(ctx); err != nil {
 				t.Fatal(err)

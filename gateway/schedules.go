@@ -3,8 +3,8 @@ package gateway
 // Schedules start a workspace's job on a cron schedule ("retrain every night
 // at 02:00 Europe/Amsterdam").
 //
-// Firing: every gateway runs runSchedules, but only the scheduler's leader
-// fires. Even so, each tick fires at most once however many gateways run or
+// Firing: every gateway runs runSchedules, but only the leader (the one
+// elector of the process, internal/leader) fires. Even so, each tick fires at most once however many gateways run or
 // think they lead (a lease can overlap while it changes hands): a gateway
 // first claims the (schedule, tick) pair in Redis (a key set only if absent,
 // kept two days, in the same step that moves the schedule's last tick), and
@@ -391,30 +391,16 @@ func (g *Gateway) startScheduled(ctx context.Context, sc *store.Schedule, run st
 	return res.Job, "", err
 }
 
-// leads reports whether this scheduler holds the leader lease, renewing it
-// (the same lease, holder and TTL as Run's).
-func (s *Scheduler) leads(ctx context.Context) (bool, error) {
-	return s.store.AcquireLeadership(ctx, s.cfg.ID, s.cfg.LeaseTTL)
-}
-
-// runSchedules fires due ticks until ctx is done, while this gateway leads
-// the scheduler. It sleeps until the earliest next tick of any schedule, at
-// most scheduleWakeMax.
+// runSchedules fires due ticks until ctx is done, while this process
+// leads. It sleeps until the earliest next tick of any schedule, at most
+// scheduleWakeMax, or until leadership changes.
 func (g *Gateway) runSchedules(ctx context.Context) error {
+	sub := g.elector.Listen()
+	defer sub.Unlisten()
 	leading := false
 	for ctx.Err() == nil {
 		wait := scheduleWakeMax
-		ok, err := g.sched.leads(ctx)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				g.logger.WarnContext(ctx, "schedules: scheduler lease", slog.Any("error", err))
-			}
-		case ok != leading:
-			leading = ok
-			g.logger.InfoContext(ctx, "schedules: leadership", slog.Bool("leading", ok))
-		}
-		if err == nil && leading {
+		if leading {
 			if next := g.fireSchedules(ctx, g.now()); !next.IsZero() {
 				wait = min(wait, max(next.Sub(g.now()), 5*time.Millisecond))
 			}
@@ -422,14 +408,10 @@ func (g *Gateway) runSchedules(ctx context.Context) error {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+		case leading = <-sub.C():
 		case <-t.C:
 		}
-	}
-	if leading {
-		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = g.store.ReleaseLeadership(cleanup, g.cfg.SchedulerID)
+		t.Stop()
 	}
 	return nil
 }
@@ -479,7 +461,7 @@ func (g *Gateway) fireSchedules(ctx context.Context, now time.Time) time.Time {
 // why not: too late for the starting deadline, Forbid, or a job the
 // gateway now refuses (the workspace's rules changed, say).
 func (g *Gateway) fireTick(ctx context.Context, sc *store.Schedule, tick, now time.Time) error {
-	ok, err := g.store.ClaimScheduleTick(ctx, sc, tick, g.cfg.SchedulerID, tickClaimTTL)
+	ok, err := g.store.ClaimScheduleTick(ctx, sc, tick, g.elector.ID(), tickClaimTTL)
 	if err != nil || !ok {
 		return err
 	}

@@ -55,11 +55,19 @@ func (f *fixture) schedJobs(ws string) []api.Job {
 	return jobs
 }
 
-// startScheduleLoop runs g's firing loop until the returned stop is called
-// (or the test ends); stop returns once the loop has ended.
+// startScheduleLoop runs g's firing loop, and the leader elector it
+// follows, until the returned stop is called (or the test ends); stop
+// returns once both have ended.
 func startScheduleLoop(t *testing.T, g *Gateway) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	electCtx, stopElect := context.WithCancel(context.Background())
+	done, elected := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(elected)
+		if err := g.elector.Run(electCtx); err != nil {
+			t.Errorf("elector: %v", err)
+		}
+	}()
 	go func() {
 		defer close(done)
 		if err := g.runSchedules(ctx); err != nil {
@@ -67,7 +75,7 @@ func startScheduleLoop(t *testing.T, g *Gateway) (stop func()) {
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop = func() { once.Do(func() { cancel(); <-done; stopElect(); <-elected }) }
 	t.Cleanup(stop)
 	return stop
 }

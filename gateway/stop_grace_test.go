@@ -39,7 +39,7 @@ func TestPlacedTaskCarriesWorkersStopGrace(t *testing.T) {
 			var job api.Job
 			f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"timeout_seconds":120}`, &job)
 			rdb := f.st.Redis().(*redis.Client)
-			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, rdb, f.st,
+			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, nil, rdb, f.st,
 				asynq.NewClientFromRedisClient(rdb), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err := s.pass(ctx); err != nil {
 				t.Fatal(err)
