@@ -182,7 +182,7 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 	}
 	out := make([]view, 0, len(ws))
 	for _, w := range ws {
-		out = append(out, view{Worker: w, State: g.sched.workerState(w, now)})
+		out = append(out, view{Worker: w, State: g.workers.WorkerState(w, now)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"workers": out})
 }

@@ -30,6 +30,17 @@ var importRules = []struct{ from, to, why string }{
 	{"queue", "worker", "queue/ carries messages between the components and depends on neither"},
 	{"internal", "gateway", "internal/ is shared by the components and depends on none"},
 	{"internal", "worker", "internal/ is shared by the components and depends on none"},
+	{"internal", "internal/control", "internal/control wires the control plane for gateway/ and cmd/; nothing below it builds on it"},
+	{"internal/job", "internal/cron", "the job service knows none of its submitters"},
+	{"internal/job", "internal/notify", "the job service knows none of the controllers"},
+	{"internal/placement", "internal/job", "placement places jobs; it makes none"},
+	{"internal/placement", "internal/cron", "the controllers do not know each other"},
+	{"internal/placement", "internal/notify", "the controllers do not know each other"},
+	{"internal/cron", "internal/notify", "the controllers do not know each other"},
+	{"internal/notify", "internal/cron", "the controllers do not know each other"},
+	{"internal/leader", "internal/job", "the elector only holds the lease; loops subscribe to it"},
+	{"internal/leader", "internal/placement", "the elector only holds the lease; loops subscribe to it"},
+	{"internal/leader", "internal/cron", "the elector only holds the lease; loops subscribe to it"},
 }
 
 // under reports whether pkg (a path inside the module) is dir or below it;

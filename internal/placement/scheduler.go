@@ -1,4 +1,4 @@
-package gateway
+package placement
 
 import (
 	"cmp"
@@ -16,13 +16,12 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/leader"
-	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
 
-// SchedulerConfig configures the Scheduler. Zero values get defaults.
-type SchedulerConfig struct {
+// Config configures the Scheduler. Zero values get defaults.
+type Config struct {
 	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
@@ -55,7 +54,7 @@ var _ leadership = (*leader.Elector)(nil)
 // take over. It is woken through queue.ChannelScheduler when jobs arrive or
 // slots free up.
 type Scheduler struct {
-	cfg    SchedulerConfig
+	cfg    Config
 	leader leadership
 	rdb    redis.UniversalClient
 	store  *store.Store
@@ -66,8 +65,9 @@ type Scheduler struct {
 	graceUntil atomic.Int64
 }
 
-// NewScheduler returns a Scheduler; Run runs it.
-func NewScheduler(cfg SchedulerConfig, lead leadership, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
+// New returns a Scheduler that places while lead says this process leads;
+// Run runs it.
+func New(cfg Config, lead leadership, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 30*time.Second)
@@ -102,7 +102,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			inContact = s.contact(ctx, inContact)
 		}
 		if leading && inContact {
-			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
+			if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
 				if store.Unavailable(err) {
 					inContact = false
 				}
@@ -134,7 +134,10 @@ func (s *Scheduler) alive(w store.Worker, now time.Time) bool {
 	return w.Status != store.WorkerStopped && (now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter || now.UnixMilli() < s.graceUntil.Load())
 }
 
-func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
+// WorkerState is what the workers view (GET /v1/workers) shows of w at
+// now (Redis's clock): stopped, lost (silent past WorkerLostAfter and the
+// grace), the status a worker out of service reports, or up.
+func (s *Scheduler) WorkerState(w store.Worker, now time.Time) string {
 	switch {
 	case w.Status == store.WorkerStopped:
 		return store.WorkerStopped
@@ -153,9 +156,11 @@ func inService(w store.Worker) bool {
 	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService && w.Status != store.WorkerStopping
 }
 
-// pass recovers the jobs of lost workers, then places pending jobs in order
-// (priority, then age) on live workers with free slots.
-func (s *Scheduler) pass(ctx context.Context) error {
+// Pass recovers the jobs of lost workers, then places pending jobs in order
+// (priority, then age) on live workers with free slots. Run makes a pass on
+// each wake-up while this process leads; a test or a tool may make one
+// itself.
+func (s *Scheduler) Pass(ctx context.Context) error {
 	// Redis's clock, which stamps the heartbeats: no other clock is trusted.
 	now, err := s.store.Time(ctx)
 	if err != nil {
@@ -263,10 +268,10 @@ func takeGPUs(live []store.Worker, worker string, gpus []int, jobID string) {
 func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) api.Reason {
 	need := job.Spec.Resources.GPUs
 	for _, w := range live {
-		if !placement.CanRun(w, job.Spec) {
+		if !CanRun(w, job.Spec) {
 			continue
 		}
-		freeNow := len(placement.MatchingGPUs(w, job.Spec.Resources, true))
+		freeNow := len(MatchingGPUs(w, job.Spec.Resources, true))
 		// GPUs held by low-priority jobs, per job, newest start first: the
 		// least work is lost by stopping those.
 		type holder struct {
@@ -275,7 +280,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			pending bool
 		}
 		held := map[string]*holder{}
-		for _, g := range placement.MatchingGPUs(w, job.Spec.Resources, false) {
+		for _, g := range MatchingGPUs(w, job.Spec.Resources, false) {
 			if g.JobID == "" {
 				continue
 			}
@@ -300,7 +305,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 		}
 		if freeNow+soon >= need {
 			return api.Reason{Code: api.ReasonPreempting,
-				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", placement.DescribeGPUs(job.Spec.Resources), w.ID)}
+				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", DescribeGPUs(job.Spec.Resources), w.ID)}
 		}
 		total := freeNow + soon
 		for _, h := range victims {
@@ -326,7 +331,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			stopped = append(stopped, h.job.ID)
 		}
 		return api.Reason{Code: api.ReasonPreempting,
-			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", placement.DescribeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
+			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", DescribeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
 	}
 	return api.Reason{}
 }
@@ -385,15 +390,15 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 	capable, freeSlots, slots, freeGPUs, gpus := 0, 0, 0, 0, 0
 	for i := range live {
 		w := &live[i]
-		if !placement.CanRun(*w, spec) {
+		if !CanRun(*w, spec) {
 			continue
 		}
 		capable++
 		freeSlots += max(free[w.ID], 0)
 		slots += w.Slots
-		fg := placement.MatchingGPUs(*w, spec.Resources, true)
+		fg := MatchingGPUs(*w, spec.Resources, true)
 		freeGPUs += len(fg)
-		gpus += len(placement.MatchingGPUs(*w, spec.Resources, false))
+		gpus += len(MatchingGPUs(*w, spec.Resources, false))
 		if free[w.ID] <= 0 || len(fg) < need {
 			continue
 		}
@@ -419,7 +424,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 		return "", nil, noWorkerWait
 	case capable == 0 && need > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", placement.DescribeGPUs(spec.Resources), len(live))}
+			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", DescribeGPUs(spec.Resources), len(live))}
 	case capable == 0 && spec.Mode == api.ModeProcess:
 		return "", nil, api.Reason{Code: api.ReasonNoWorker,
 			Detail: fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))}
@@ -428,7 +433,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 			Detail: fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))}
 	case need > 0 && freeSlots > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", placement.DescribeGPUs(spec.Resources), freeGPUs, gpus, capable)}
+			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", DescribeGPUs(spec.Resources), freeGPUs, gpus, capable)}
 	}
 	return "", nil, api.Reason{Code: api.ReasonWaitingForSlot,
 		Detail: fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)}
@@ -493,7 +498,7 @@ func isLive(live []store.Worker, id string) bool {
 // be running on the worker's machine until it is reaped (the history's
 // note): nothing here can stop it. A worker that comes back later finds its old tasks stale.
 func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.Time) {
-	state := s.workerState(w, now)
+	state := s.WorkerState(w, now)
 	for _, id := range w.Jobs {
 		job, err := s.store.GetJobByID(ctx, id)
 		if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package placement
 
 import (
 	"log/slog"
@@ -11,7 +11,7 @@ import (
 func TestWorkerStateAndService(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	s := NewScheduler(SchedulerConfig{WorkerLostAfter: 15 * time.Second}, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	s := New(Config{WorkerLostAfter: 15 * time.Second}, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
 	tests := []struct {
 		status    string
 		silentFor time.Duration
@@ -26,7 +26,7 @@ func TestWorkerStateAndService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		w := store.Worker{ID: "w", Status: tt.status, LastHeartbeat: now.Add(-tt.silentFor)}
-		if got := s.workerState(w, now); got != tt.wantState {
+		if got := s.WorkerState(w, now); got != tt.wantState {
 			t.Errorf("%s, silent %s: state %q, want %q", tt.status, tt.silentFor, got, tt.wantState)
 		}
 		if got := inService(w); got != tt.wantInSvc {
