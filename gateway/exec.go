@@ -93,7 +93,8 @@ func (g *Gateway) execJob(c echo.Context) error {
 	}
 
 	session := newID("ex")
-	if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil {
+	lease, err := queue.HoldExecLease(ctx, g.rdb, session)
+	if err != nil {
 		return err
 	}
 	finished := false
@@ -105,7 +106,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 		if !finished {
 			_, _ = queue.PublishExec(cleanup, g.rdb, job.Worker, queue.ExecRequest{Session: session, Cancel: true})
 		}
-		g.rdb.Del(cleanup, queue.ExecLeaseKey(session), queue.ExecStreamKey(session))
+		_ = lease.Release(cleanup)
 	}()
 	g.audit(c, job.Workspace, "job.exec", execAuditTarget(job.ID, req.Command))
 	n, err := queue.PublishExec(ctx, g.rdb, job.Worker, queue.ExecRequest{Session: session, JobID: job.ID, Attempt: job.Attempt,
@@ -119,7 +120,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 			"worker %s, which runs job %s, is not listening for exec requests (gone, or older than exec)", job.Worker, job.ID)
 	}
 
-	first, err := g.awaitExecStart(ctx, session)
+	first, err := g.awaitExecStart(ctx, lease, session)
 	if err != nil || first == nil {
 		return err // nil: the client went away
 	}
@@ -128,7 +129,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 		return execStartError(first)
 	}
 
-	s := &execStream{g: g, c: c, session: session, job: job.ID, attempt: job.Attempt, worker: job.Worker,
+	s := &execStream{g: g, c: c, session: session, lease: lease, job: job.ID, attempt: job.Attempt, worker: job.Worker,
 		after: first.ID, seq: first.Seq, deadline: time.Now().Add(time.Duration(req.TimeoutSeconds)*time.Second + execDeadlineMargin)}
 	if first.Kind != queue.ExecStarted {
 		s.after, s.seq = "0", 0 // Relay it too.
@@ -139,7 +140,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 
 // awaitExecStart waits up to execAckTimeout for the session's first event;
 // nil without an error when ctx ended first.
-func (g *Gateway) awaitExecStart(ctx context.Context, session string) (*queue.ExecEvent, error) {
+func (g *Gateway) awaitExecStart(ctx context.Context, lease *queue.ExecLease, session string) (*queue.ExecEvent, error) {
 	deadline := time.Now().Add(execAckTimeout)
 	for {
 		wait := time.Until(deadline)
@@ -157,7 +158,7 @@ func (g *Gateway) awaitExecStart(ctx context.Context, session string) (*queue.Ex
 			return &events[0], nil
 		}
 		// The client still waits: the worker must not take it for gone.
-		if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil && ctx.Err() == nil {
+		if err := lease.Renew(ctx); err != nil && ctx.Err() == nil {
 			return nil, err
 		}
 	}
@@ -203,6 +204,7 @@ type execStream struct {
 	g       *Gateway
 	c       echo.Context
 	session string
+	lease   *queue.ExecLease
 	job     string
 	attempt int
 	worker  string
@@ -239,8 +241,6 @@ func (s *execStream) run(ctx context.Context) bool {
 		send(api.ExecLine{Error: &api.ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
 	}
 
-	// The lease is renewed at once: the start may have taken a while.
-	var renewed time.Time
 	heard, checked := time.Now(), time.Now()
 	for {
 		events, err := queue.ReadExec(ctx, s.g.rdb, s.session, s.after, time.Second)
@@ -273,11 +273,7 @@ func (s *execStream) run(ctx context.Context) bool {
 		if len(events) > 0 {
 			heard = now
 		}
-		if now.Sub(renewed) >= queue.ExecLeaseTTL/4 {
-			if err := queue.RenewExecLease(ctx, s.g.rdb, s.session); err == nil {
-				renewed = now
-			}
-		}
+		s.lease.Keep(ctx)
 		if now.After(s.deadline) {
 			fail(CodeWorkerTimeout, "worker %s did not end the command by its timeout", s.worker)
 			return false
