@@ -132,6 +132,49 @@ func normalize(s *api.JobSpec, lim Limits) error {
 	if !NameRE.MatchString(s.Experiment) {
 		return specErr("experiment", "experiment %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", s.Experiment)
 	}
+	if err := checkEnv(s); err != nil {
+		return err
+	}
+	if err := normalizeInputs(s); err != nil {
+		return err
+	}
+	if s.ParentID != "" && (len(s.ParentID) > 64 || strings.ContainsAny(s.ParentID, "/ \x00")) {
+		return specErr("parent_id", "parent_id %q is not a job id", s.ParentID)
+	}
+	if s.User != "" && !userRE.MatchString(s.User) {
+		return specErr("user", "user %q must be a user name, a uid, or uid:gid", s.User)
+	}
+	if err := checkNotify(s.Notify); err != nil {
+		return err
+	}
+	if err := checkResources(s.Resources); err != nil {
+		return err
+	}
+	if s.TimeoutSeconds == 0 {
+		s.TimeoutSeconds = lim.DefaultTimeoutSeconds
+	}
+	if s.TimeoutSeconds < 0 {
+		return specErr("timeout_seconds", "timeout_seconds must be > 0")
+	}
+	if s.TimeoutSeconds > lim.MaxTimeoutSeconds {
+		return specErr("timeout_seconds", "timeout_seconds must be at most %d (this gateway's limit), not %d", lim.MaxTimeoutSeconds, s.TimeoutSeconds)
+	}
+	if s.MaxRetries < 0 || s.MaxRetries > lim.MaxRetries {
+		return specErr("max_retries", "max_retries must be between 0 and %d, not %d", lim.MaxRetries, s.MaxRetries)
+	}
+	switch s.Priority {
+	case "":
+		s.Priority = api.PriorityNormal
+	case api.PriorityHigh, api.PriorityNormal, api.PriorityLow:
+	default:
+		return specErr("priority", "priority must be %q, %q or %q, not %q", api.PriorityHigh, api.PriorityNormal, api.PriorityLow, s.Priority)
+	}
+	return nil
+}
+
+// checkEnv checks a spec's env and secrets: names, the reserved prefix, the
+// values and their sizes.
+func checkEnv(s *api.JobSpec) error {
 	if len(s.Env) > maxEnvVars {
 		return specErr("env", "env has %d variables; at most %d", len(s.Env), maxEnvVars)
 	}
@@ -162,33 +205,35 @@ func normalize(s *api.JobSpec, lim Limits) error {
 			return specErr("secrets."+k, "secrets.%s: %q is not a secret name", k, name)
 		}
 	}
-	if err := normalizeInputs(s); err != nil {
-		return err
+	return nil
+}
+
+// checkNotify checks a completion callback's fields; where it may go is
+// Validate's to check, against the callback policy.
+func checkNotify(n *api.Notify) error {
+	if n == nil {
+		return nil
 	}
-	if s.ParentID != "" && (len(s.ParentID) > 64 || strings.ContainsAny(s.ParentID, "/ \x00")) {
-		return specErr("parent_id", "parent_id %q is not a job id", s.ParentID)
+	if n.URL == "" {
+		return specErr("notify.url", "notify.url is required")
 	}
-	if s.User != "" && !userRE.MatchString(s.User) {
-		return specErr("user", "user %q must be a user name, a uid, or uid:gid", s.User)
+	key, err := webhook.ParseSecret(n.Secret)
+	if err != nil {
+		return specErr("notify.secret", "notify.secret must be a Standard Webhooks secret (whsec_ and base64): %v", err)
 	}
-	if n := s.Notify; n != nil {
-		if n.URL == "" {
-			return specErr("notify.url", "notify.url is required")
-		}
-		key, err := webhook.ParseSecret(n.Secret)
-		if err != nil {
-			return specErr("notify.secret", "notify.secret must be a Standard Webhooks secret (whsec_ and base64): %v", err)
-		}
-		if len(key) < 16 {
-			return specErr("notify.secret", "notify.secret is too short: at least 16 bytes of key (whsec_ plus 24 random bytes in base64 is usual)")
-		}
-		for i, e := range n.Events {
-			if e != "job.succeeded" && e != "job.failed" && e != "job.canceled" {
-				return specErr(fmt.Sprintf("notify.events[%d]", i), "notify.events[%d] must be job.succeeded, job.failed or job.canceled, not %q", i, e)
-			}
+	if len(key) < 16 {
+		return specErr("notify.secret", "notify.secret is too short: at least 16 bytes of key (whsec_ plus 24 random bytes in base64 is usual)")
+	}
+	for i, e := range n.Events {
+		if e != "job.succeeded" && e != "job.failed" && e != "job.canceled" {
+			return specErr(fmt.Sprintf("notify.events[%d]", i), "notify.events[%d] must be job.succeeded, job.failed or job.canceled, not %q", i, e)
 		}
 	}
-	r := s.Resources
+	return nil
+}
+
+// checkResources checks what a spec asks of a worker.
+func checkResources(r api.Resources) error {
 	if r.CPUs < 0 || r.CPUs > 1024 {
 		return specErr("resources.cpus", "resources.cpus must be between 0 and 1024, not %g", r.CPUs)
 	}
@@ -206,25 +251,6 @@ func normalize(s *api.JobSpec, lim Limits) error {
 	}
 	if r.GPUMemoryMB < 0 {
 		return specErr("resources.gpu_memory_mb", "resources.gpu_memory_mb must not be negative")
-	}
-	if s.TimeoutSeconds == 0 {
-		s.TimeoutSeconds = lim.DefaultTimeoutSeconds
-	}
-	if s.TimeoutSeconds < 0 {
-		return specErr("timeout_seconds", "timeout_seconds must be > 0")
-	}
-	if s.TimeoutSeconds > lim.MaxTimeoutSeconds {
-		return specErr("timeout_seconds", "timeout_seconds must be at most %d (this gateway's limit), not %d", lim.MaxTimeoutSeconds, s.TimeoutSeconds)
-	}
-	if s.MaxRetries < 0 || s.MaxRetries > lim.MaxRetries {
-		return specErr("max_retries", "max_retries must be between 0 and %d, not %d", lim.MaxRetries, s.MaxRetries)
-	}
-	switch s.Priority {
-	case "":
-		s.Priority = api.PriorityNormal
-	case api.PriorityHigh, api.PriorityNormal, api.PriorityLow:
-	default:
-		return specErr("priority", "priority must be %q, %q or %q, not %q", api.PriorityHigh, api.PriorityNormal, api.PriorityLow, s.Priority)
 	}
 	return nil
 }
