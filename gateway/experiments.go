@@ -49,13 +49,13 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 	ctx := c.Request().Context()
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if !nameRE.MatchString(name) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+		return api.Errorf(api.CodeNotFound, "no experiment %q", name)
 	}
 	limit := 100
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 1000")
 		}
 		limit = n
 	}
@@ -63,14 +63,14 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 	desc := strings.HasPrefix(sortBy, "-")
 	metric := strings.TrimPrefix(sortBy, "-")
 	if sortBy != "" && !store.ValidMetricName(metric) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "sort must be a metric name, with - in front for descending (e.g. -accuracy)")
+		return api.Errorf(api.CodeBadRequest, "sort must be a metric name, with - in front for descending (e.g. -accuracy)")
 	}
 	exps, err := g.store.Experiments(ctx, ws)
 	if err != nil {
 		return err
 	}
 	if _, ok := exps[name]; !ok {
-		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+		return api.Errorf(api.CodeNotFound, "no experiment %q", name)
 	}
 	var jobs []api.Job
 	cursor := ""

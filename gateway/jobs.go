@@ -68,9 +68,9 @@ func readBody(c echo.Context) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return nil, api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+		return nil, api.Errorf(api.CodeBadRequest, "read body: %v", err)
 	}
 	return body, nil
 }
@@ -239,25 +239,25 @@ func (g *Gateway) listJobs(c echo.Context) error {
 		switch k {
 		case "status", "experiment", "limit", "cursor":
 		default:
-			return errorf(http.StatusBadRequest, CodeBadRequest, "unknown query parameter %q (use status, experiment, limit, cursor)", k)
+			return api.Errorf(api.CodeBadRequest, "unknown query parameter %q (use status, experiment, limit, cursor)", k)
 		}
 	}
 	f := store.ListFilter{Status: api.Status(q.Get("status")), Experiment: q.Get("experiment"), Cursor: q.Get("cursor")}
 	if f.Status != "" && !f.Status.Valid() {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "status must be one of queued, running, succeeded, failed, canceled")
+		return api.Errorf(api.CodeBadRequest, "status must be one of queued, running, succeeded, failed, canceled")
 	}
 	if f.Experiment != "" && !nameRE.MatchString(f.Experiment) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "experiment %q is not a valid experiment name", f.Experiment)
+		return api.Errorf(api.CodeBadRequest, "experiment %q is not a valid experiment name", f.Experiment)
 	}
 	if f.Cursor != "" {
 		if _, err := ulid.ParseStrict(strings.ToUpper(f.Cursor)); err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+			return api.Errorf(api.CodeBadRequest, "cursor is not one this API returned")
 		}
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 500 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 500")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 500")
 		}
 		f.Limit = n
 	}

@@ -30,12 +30,102 @@ import (
 // it.
 const mlflowPrefix = "/api/2.0/mlflow/"
 
-// MLflow's error codes (databricks.ErrorCode), the ones this API answers.
+// mlflowCode is one of MLflow's error codes (databricks.ErrorCode).
+type mlflowCode string
+
+// The MLflow codes this dialect answers.
 const (
-	mlflowInvalidParameter = "INVALID_PARAMETER_VALUE"
-	mlflowNotFound         = "RESOURCE_DOES_NOT_EXIST"
-	mlflowAlreadyExists    = "RESOURCE_ALREADY_EXISTS"
+	mlflowInvalidParameter mlflowCode = "INVALID_PARAMETER_VALUE"
+	mlflowNotFound         mlflowCode = "RESOURCE_DOES_NOT_EXIST"
+	mlflowAlreadyExists    mlflowCode = "RESOURCE_ALREADY_EXISTS"
+	mlflowInvalidState     mlflowCode = "INVALID_STATE"
+	mlflowUnauthenticated  mlflowCode = "UNAUTHENTICATED"
+	mlflowPermissionDenied mlflowCode = "PERMISSION_DENIED"
+	mlflowLimitExceeded    mlflowCode = "REQUEST_LIMIT_EXCEEDED"
+	mlflowUnavailable      mlflowCode = "TEMPORARILY_UNAVAILABLE"
+	mlflowInternal         mlflowCode = "INTERNAL_ERROR"
 )
+
+// mlflowCodes is the MLflow code of each api.Code: how the errors of the
+// shared code (authentication, the body reader, the tracking functions,
+// the store) read to an MLflow client. Every code is here
+// (TestErrorRenderers).
+var mlflowCodes = map[api.Code]mlflowCode{
+	api.CodeBadRequest:        mlflowInvalidParameter,
+	api.CodeInvalidSpec:       mlflowInvalidParameter,
+	api.CodeInvalid:           mlflowInvalidParameter,
+	api.CodeTooLarge:          mlflowInvalidParameter,
+	api.CodeStartFailed:       mlflowInvalidParameter,
+	api.CodeUnauthorized:      mlflowUnauthenticated,
+	api.CodeForbidden:         mlflowPermissionDenied,
+	api.CodeNotFound:          mlflowNotFound,
+	api.CodeConflict:          mlflowInvalidState,
+	api.CodeJobNotRunning:     mlflowInvalidState,
+	api.CodeExecUnsupported:   mlflowInvalidState,
+	api.CodeRateLimited:       mlflowLimitExceeded,
+	api.CodeTooManySessions:   mlflowLimitExceeded,
+	api.CodeUnavailable:       mlflowUnavailable,
+	api.CodeWorkerUnavailable: mlflowUnavailable,
+	api.CodeWorkerStopped:     mlflowUnavailable,
+	api.CodeMethodNotAllowed:  mlflowInternal,
+	api.CodeInternal:          mlflowInternal,
+	api.CodeWorkerTimeout:     mlflowInternal,
+	api.CodeTimeout:           mlflowInternal,
+	api.CodeExecFailed:        mlflowInternal,
+	api.CodeOutputLost:        mlflowInternal,
+}
+
+// mlflowErr is an error in MLflow's own words, which the MLflow handlers
+// answer where an MLflow server would: codes api.Code has no word for
+// (RESOURCE_ALREADY_EXISTS) and statuses of MLflow's that differ from the
+// REST API's (MLflow answers a bad parameter, an existing resource and a bad
+// state with 400). Only the MLflow renderer writes it as it is; read as an
+// *api.Error (errors.As) it is the nearest api.Code.
+type mlflowErr struct {
+	Code    mlflowCode
+	Message string
+}
+
+func (e *mlflowErr) Error() string { return string(e.Code) + ": " + e.Message }
+
+// status is what MLflow's server answers with the code.
+func (e *mlflowErr) status() int {
+	if e.Code == mlflowNotFound {
+		return http.StatusNotFound
+	}
+	return http.StatusBadRequest
+}
+
+// As reads the error as an *api.Error.
+func (e *mlflowErr) As(target any) bool {
+	p, ok := target.(**api.Error)
+	if !ok {
+		return false
+	}
+	code := api.CodeBadRequest
+	switch e.Code {
+	case mlflowNotFound:
+		code = api.CodeNotFound
+	case mlflowAlreadyExists, mlflowInvalidState:
+		code = api.CodeConflict
+	}
+	*p = api.Errorf(code, "%s", e.Message)
+	return true
+}
+
+// mlflowErrors renders errors as MLflow's server does: {error_code, message}.
+type mlflowErrors struct{}
+
+func (mlflowErrors) render(err error, e *api.Error) (int, any) {
+	if me := (*mlflowErr)(nil); errors.As(err, &me) {
+		return me.status(), mlflowError{ErrorCode: string(me.Code), Message: me.Message}
+	}
+	return e.Code.Status(), mlflowError{ErrorCode: string(cmp.Or(mlflowCodes[e.Code], mlflowInternal)), Message: e.Message}
+}
+
+func mlflowErrorf(code mlflowCode, format string, args ...any) *mlflowErr {
+	return &mlflowErr{Code: code, Message: fmt.Sprintf(format, args...)}
+}
 
 // MLflow's limits on one log-batch call.
 const (
@@ -46,41 +136,18 @@ const (
 
 func (g *Gateway) mlflowRoutes(read, submit access) {
 	p := mlflowPrefix
-	g.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
-	g.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
-	g.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
-	g.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
-	g.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
-	g.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
-	g.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
-	g.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
-	g.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
-	g.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
-}
-
-// mlflowCode is the MLflow error_code of an API error: handlers here set
-// MLflow codes themselves; the shared middleware's codes map by status.
-func mlflowCode(e *Error) string {
-	if e.Code != "" && e.Code == strings.ToUpper(e.Code) {
-		return e.Code
-	}
-	switch e.Status {
-	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
-		return mlflowInvalidParameter
-	case http.StatusUnauthorized:
-		return "UNAUTHENTICATED"
-	case http.StatusForbidden:
-		return "PERMISSION_DENIED"
-	case http.StatusNotFound:
-		return mlflowNotFound
-	case http.StatusConflict:
-		return "INVALID_STATE"
-	case http.StatusTooManyRequests:
-		return "REQUEST_LIMIT_EXCEEDED"
-	case http.StatusServiceUnavailable:
-		return "TEMPORARILY_UNAVAILABLE"
-	}
-	return "INTERNAL_ERROR"
+	mg := g.newGroup(mlflowErrors{})
+	mg.notFound(p)
+	mg.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
+	mg.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
+	mg.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
+	mg.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
+	mg.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
+	mg.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
+	mg.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
+	mg.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
+	mg.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
+	mg.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
 }
 
 // mlflowError is MLflow's error body.
@@ -89,8 +156,8 @@ type mlflowError struct {
 	Message   string `json:"message"`
 }
 
-func mlflowInvalid(format string, args ...any) *Error {
-	return errorf(http.StatusBadRequest, mlflowInvalidParameter, format, args...)
+func mlflowInvalid(format string, args ...any) *mlflowErr {
+	return mlflowErrorf(mlflowInvalidParameter, format, args...)
 }
 
 // flexInt64 is a proto3 int64 in JSON: MLflow's clients send a number, and
@@ -137,8 +204,8 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 // still work; every other fault is MLflow's INVALID_PARAMETER_VALUE (400).
 func decodeMLflow(c echo.Context, v any) error {
 	err := readJSONBody(c, v, false)
-	var ae *Error
-	if errors.As(err, &ae) && ae.Status != http.StatusRequestEntityTooLarge && ae.Status < 500 {
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Code != api.CodeTooLarge && ae.Code.Status() < 500 {
 		return mlflowInvalid("%s", ae.Message)
 	}
 	return err
@@ -219,14 +286,14 @@ func experimentName(id string) string {
 
 func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflowExperiment, error) {
 	if !nameRE.MatchString(name) {
-		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+		return mlflowExperiment{}, mlflowErrorf(mlflowNotFound, "Could not find experiment with name '%s'", name)
 	}
 	last, err := g.store.ExperimentActivity(ctx, ws, name)
 	if errors.Is(err, store.ErrNotFound) && name == defaultExperiment {
 		last, err = time.Time{}, nil // the default experiment always exists
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+		return mlflowExperiment{}, mlflowErrorf(mlflowNotFound, "Could not find experiment with name '%s'", name)
 	}
 	if err != nil {
 		return mlflowExperiment{}, err
@@ -262,7 +329,7 @@ func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {
 		return err
 	}
 	if !created {
-		return errorf(http.StatusBadRequest, mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
+		return mlflowErrorf(mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
 	}
 	g.audit(c, principalOf(c).Workspace, "experiment.create", name)
 	return c.JSON(http.StatusOK, map[string]string{"experiment_id": experimentID(name)})
@@ -303,7 +370,7 @@ func (g *Gateway) mlflowJob(c echo.Context, runID, runUUID string) (*api.Job, er
 	p := principalOf(c)
 	j, err := g.store.GetJob(ctx, p.Workspace, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, mlflowNotFound, "Run with id=%s not found", id)
+		return nil, mlflowErrorf(mlflowNotFound, "Run with id=%s not found", id)
 	}
 	if err != nil {
 		return nil, err
@@ -416,11 +483,11 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	p := principalOf(c)
 	exp := experimentName(cmp.Or(in.ExperimentID, "0"))
 	if !nameRE.MatchString(exp) {
-		return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+		return mlflowErrorf(mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
 	}
 	if exp != defaultExperiment {
 		if _, err := g.store.ExperimentActivity(ctx, p.Workspace, exp); errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+			return mlflowErrorf(mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
 		} else if err != nil {
 			return err
 		}
@@ -450,7 +517,7 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 		// As for jobs (checkSpec): a canceled parent's children were
 		// canceled with it, and a new one would never be.
 		if pj.Status == api.StatusCanceled {
-			return errorf(http.StatusBadRequest, "INVALID_STATE", "parent run %s was canceled; it takes no new runs", parent)
+			return mlflowErrorf(mlflowInvalidState, "parent run %s was canceled; it takes no new runs", parent)
 		}
 		spec.ParentID = parent
 	} else if p.JobID != "" {

@@ -173,7 +173,7 @@ func (g *Gateway) scheduleParam(c echo.Context) (*store.Schedule, error) {
 	name := c.Param("name")
 	sc, err := g.store.Schedule(c.Request().Context(), principalOf(c).Workspace, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+		return nil, api.Errorf(api.CodeNotFound, "no schedule %q", name)
 	}
 	return sc, err
 }
@@ -218,7 +218,7 @@ func (g *Gateway) createSchedule(c echo.Context) error {
 		Job: spec, CreatedAt: now, CreatedBy: p.Actor, Since: now}
 	switch err := g.store.CreateSchedule(ctx, sc, maxSchedules); {
 	case errors.Is(err, store.ErrConflict):
-		return errorf(http.StatusConflict, CodeConflict, "schedule %q exists in workspace %s", req.Name, p.Workspace)
+		return api.Errorf(api.CodeConflict, "schedule %q exists in workspace %s", req.Name, p.Workspace)
 	case errors.Is(err, store.ErrLimit):
 		return invalid("workspace %s already has %d schedules, the most it may hold; delete one first", p.Workspace, maxSchedules)
 	case err != nil:
@@ -254,7 +254,7 @@ func (g *Gateway) deleteSchedule(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteSchedule(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+			return api.Errorf(api.CodeNotFound, "no schedule %q", name)
 		}
 		return err
 	}
@@ -272,7 +272,7 @@ func (g *Gateway) setPaused(c echo.Context, paused bool) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.SetSchedulePaused(ctx, ws, name, paused, g.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+			return api.Errorf(api.CodeNotFound, "no schedule %q", name)
 		}
 		return err
 	}
@@ -310,7 +310,7 @@ func (g *Gateway) runSchedule(c echo.Context) error {
 		return err
 	}
 	if skipped != "" {
-		return errorf(http.StatusConflict, CodeConflict, "%s; the schedule's concurrency_policy is %s", skipped, sc.ConcurrencyPolicy)
+		return api.Errorf(api.CodeConflict, "%s; the schedule's concurrency_policy is %s", skipped, sc.ConcurrencyPolicy)
 	}
 	g.audit(c, sc.Workspace, "schedule.run", sc.Name)
 	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
@@ -502,13 +502,13 @@ func (g *Gateway) fireTick(ctx context.Context, sc *store.Schedule, tick, now ti
 		return err
 	}
 	_, skipped, err := g.startScheduled(ctx, cur, run)
-	var ae *Error
+	var ae *api.Error
 	switch {
 	case err == nil && skipped == "":
 		return nil // recorded with its job
 	case err == nil:
 		run.SkippedReason = skipped
-	case errors.As(err, &ae) && ae.Status < 500:
+	case errors.As(err, &ae) && ae.Code.Status() < 500:
 		run.SkippedReason = "job refused: " + ae.Message
 		err = nil
 	default:

@@ -118,7 +118,7 @@ func (g *Gateway) setParams(c echo.Context, id string, params map[string]string)
 	err := g.store.SetParams(c.Request().Context(), id, params)
 	switch {
 	case errors.Is(err, store.ErrParamChanged):
-		return errorf(http.StatusConflict, CodeConflict, "params: %v: a param keeps its first value", err)
+		return api.Errorf(api.CodeConflict, "params: %v: a param keeps its first value", err)
 	case errors.Is(err, store.ErrTooMany):
 		return invalid("params: %v", err)
 	case isKVError(err):

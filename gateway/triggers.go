@@ -108,7 +108,7 @@ func triggerSecretName(name string) string { return "trigger:" + name }
 
 func (g *Gateway) createTrigger(c echo.Context) error {
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "triggers need the secrets key to store their signing secrets (start the gateway with --secrets-key-file)")
+		return api.Errorf(api.CodeUnavailable, "triggers need the secrets key to store their signing secrets (start the gateway with --secrets-key-file)")
 	}
 	var req triggerRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -141,7 +141,7 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 		Filter: req.Filter, Job: *req.Job, CreatedAt: g.now().UTC(), SealedSecrets: sealed}
 	if err := g.store.CreateTrigger(ctx, t); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, CodeConflict, "trigger %q exists; delete it first to replace it", req.Name)
+			return api.Errorf(api.CodeConflict, "trigger %q exists; delete it first to replace it", req.Name)
 		}
 		return err
 	}
@@ -227,9 +227,9 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 
 // inJob says that a refused spec is the job of a trigger or schedule.
 func inJob(err error) error {
-	var ae *Error
+	var ae *api.Error
 	if errors.As(err, &ae) {
-		return &Error{Status: ae.Status, Code: ae.Code, Message: "job: " + ae.Message}
+		return api.Errorf(ae.Code, "job: %s", ae.Message)
 	}
 	return err
 }
@@ -255,7 +255,7 @@ func (g *Gateway) triggerParam(c echo.Context) (*store.Trigger, error) {
 	name := c.Param("name")
 	t, err := g.store.Trigger(c.Request().Context(), principalOf(c).Workspace, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+		return nil, api.Errorf(api.CodeNotFound, "no trigger %q", name)
 	}
 	return t, err
 }
@@ -272,7 +272,7 @@ func (g *Gateway) deleteTrigger(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteTrigger(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+			return api.Errorf(api.CodeNotFound, "no trigger %q", name)
 		}
 		return err
 	}
@@ -297,11 +297,11 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
 	if !hookIDRE.MatchString(id) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+		return api.Errorf(api.CodeNotFound, "no such hook")
 	}
 	t, err := g.store.TriggerByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+		return api.Errorf(api.CodeNotFound, "no such hook")
 	}
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		return err
 	}
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "this gateway has no secrets key to check signatures with")
+		return api.Errorf(api.CodeUnavailable, "this gateway has no secrets key to check signatures with")
 	}
 	plain, err := g.secrets.Open(t.Workspace, triggerSecretName(t.Name), t.SealedSecrets)
 	if err != nil {
@@ -339,7 +339,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		// deliveries out of the history.
 		g.logger.InfoContext(ctx, "webhook delivery refused", slog.String("trigger_id", t.ID),
 			slog.String("workspace", t.Workspace), slog.String("reason", err.Error()))
-		return errorf(http.StatusUnauthorized, CodeUnauthorized, "%v", err)
+		return api.Errorf(api.CodeUnauthorized, "%v", err)
 	}
 	if err != nil {
 		return err
@@ -350,8 +350,8 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 	res, err := g.deliver(ctx, t, &d, body)
 	d.ID, d.Event = truncate(d.ID, maxDeliveryIDBytes), truncate(d.Event, 128)
 	if err != nil {
-		var ae *Error
-		if !errors.As(err, &ae) || ae.Status >= 500 {
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code.Status() >= 500 {
 			d.Reason = "internal error"
 		} else {
 			d.Reason = ae.Message
@@ -379,18 +379,18 @@ type hookResult struct {
 func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delivery, body []byte) (hookResult, error) {
 	if t.Provider == providerGitHub {
 		if d.Event == "" {
-			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Event header")
+			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Event header")
 		}
 		if d.Event == "ping" {
 			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
 			return hookResult{http.StatusOK, map[string]bool{"pong": true}}, nil
 		}
 		if d.ID == "" {
-			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Delivery header")
+			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Delivery header")
 		}
 	}
 	if len(d.ID) > maxDeliveryIDBytes {
-		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
+		return hookResult{}, api.Errorf(api.CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
 	}
 	payload, err := tmpl.DecodePayload(body)
 	if err != nil {
@@ -398,7 +398,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		if t.Provider == providerGitHub {
 			hint = " (set the GitHub webhook's content type to application/json)"
 		}
-		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "payload is not a JSON object%s", hint)
+		return hookResult{}, api.Errorf(api.CodeBadRequest, "payload is not a JSON object%s", hint)
 	}
 	if t.Provider == providerStandard {
 		d.Event, _ = payload["type"].(string)
@@ -448,7 +448,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		if err != nil {
 			release(keys[:i])
 			if errors.Is(err, errStillProcessing) {
-				return hookResult{}, errorf(http.StatusConflict, CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
+				return hookResult{}, api.Errorf(api.CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
 			}
 			return hookResult{}, err
 		}
@@ -541,11 +541,23 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 		}
 	}
 	job, err := g.createJobWith(ctx, t.Workspace, "trigger:"+t.Name, spec, save)
-	var ae *Error
-	if errors.As(err, &ae) && ae.Status < 500 {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: ae.Code, Message: "rendered job: " + ae.Message}
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Code.Status() < 500 {
+		return nil, renderedJobError(ae)
 	}
 	return job, err
+}
+
+// renderedJobError is the 422 for a job a trigger's template rendered that
+// the job checks refused: its code when that is a 422 already
+// (invalid_spec, invalid_request), else invalid_spec, as the delivery's job
+// is what is wrong, not the sender's request.
+func renderedJobError(ae *api.Error) *api.Error {
+	code := ae.Code
+	if code.Status() != http.StatusUnprocessableEntity {
+		code = api.CodeInvalidSpec
+	}
+	return api.Errorf(code, "rendered job: %s", ae.Message)
 }
 
 // renderErr is the 422 for a job template that failed on a delivery, naming

@@ -23,8 +23,8 @@ var (
 
 const maxSecretBytes = 64 << 10
 
-func invalid(format string, args ...any) *Error {
-	return errorf(http.StatusUnprocessableEntity, CodeInvalid, format, args...)
+func invalid(format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeInvalid, format, args...)
 }
 
 // wsParam is the :ws of the path, as the principal may see it: another
@@ -32,11 +32,11 @@ func invalid(format string, args ...any) *Error {
 func (g *Gateway) wsParam(c echo.Context) (string, error) {
 	ws, p := c.Param("ws"), principalOf(c)
 	if !p.System && ws != p.Workspace {
-		return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+		return "", api.Errorf(api.CodeNotFound, "no workspace %q", ws)
 	}
 	if _, err := g.store.Workspace(c.Request().Context(), ws); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+			return "", api.Errorf(api.CodeNotFound, "no workspace %q", ws)
 		}
 		return "", err
 	}
@@ -66,7 +66,7 @@ func (g *Gateway) createWorkspace(c echo.Context) error {
 	w.CreatedAt = g.now().UTC()
 	if err := g.store.CreateWorkspace(c.Request().Context(), w); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, CodeConflict, "workspace %q exists", w.Name)
+			return api.Errorf(api.CodeConflict, "workspace %q exists", w.Name)
 		}
 		return err
 	}
@@ -198,7 +198,7 @@ func (g *Gateway) deleteToken(c echo.Context) error {
 	id := c.Param("id")
 	if err := g.store.DeleteToken(c.Request().Context(), ws, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no token %q in workspace %s", id, ws)
+			return api.Errorf(api.CodeNotFound, "no token %q in workspace %s", id, ws)
 		}
 		return err
 	}
@@ -213,7 +213,7 @@ type secretRequest struct {
 
 func (g *Gateway) putSecret(c echo.Context) error {
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "secrets are not enabled on this gateway (start it with --secrets-key-file)")
+		return api.Errorf(api.CodeUnavailable, "secrets are not enabled on this gateway (start it with --secrets-key-file)")
 	}
 	var req secretRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -265,7 +265,7 @@ func (g *Gateway) deleteSecret(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteSecret(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no secret %q", name)
+			return api.Errorf(api.CodeNotFound, "no secret %q", name)
 		}
 		return err
 	}
@@ -278,13 +278,13 @@ func (g *Gateway) auditLog(c echo.Context) error {
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 1000")
 		}
 		limit = int64(n)
 	}
 	cursor := c.QueryParam("cursor")
 	if cursor != "" && !regexp.MustCompile(`^\d+-\d+$`).MatchString(cursor) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+		return api.Errorf(api.CodeBadRequest, "cursor is not one this API returned")
 	}
 	entries, next, err := g.store.AuditLog(c.Request().Context(), principalOf(c).Workspace, limit, cursor)
 	if err != nil {
