@@ -127,7 +127,8 @@ func (g *Gateway) errorHandler(err error, c echo.Context) { g.writeError(c, err,
 // errorf is the old helper, kept only for the code that moves to the job
 // service and the controllers (branch i11-service: jobs.go createJob …
 // cancelOne, spec.go, child_rules.go, idempotency.go, scheduler.go, the cron
-// loop in schedules.go), so that merge stays mechanical. status is ignored:
+// loop in schedules.go) and decodeSpec beside them in spec.go, so that
+// merge stays mechanical. status is ignored:
 // the code's status is api.Code.Status.
 //
 // Deprecated: use api.Errorf; delete with the Code aliases below once
@@ -135,6 +136,11 @@ func (g *Gateway) errorHandler(err error, c echo.Context) { g.writeError(c, err,
 func errorf(_ int, code api.Code, format string, args ...any) *api.Error {
 	return api.Errorf(code, format, args...)
 }
+
+// Error is the old name of api.Error, for errorf's callers only.
+//
+// Deprecated: use api.Error; delete with errorf.
+type Error = api.Error
 
 // The old names of the codes, for errorf's callers only.
 //

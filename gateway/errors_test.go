@@ -142,7 +142,7 @@ func TestErrorsAreRenderedByRouteGroup(t *testing.T) {
 // gateway/). Delete the list with errorf after that merge.
 var oldHelperCallers = map[string]bool{
 	"child_rules.go:checkChild": true, "idempotency.go:createIdempotent": true, "jobs.go:checkHostProcess": true,
-	"scheduler.go:Admissible": true, "schedules.go:lockSchedule": true, "spec.go:specErr": true,
+	"scheduler.go:Admissible": true, "schedules.go:lockSchedule": true, "spec.go:specErr": true, "spec.go:decodeSpec": true,
 }
 
 // TestNoErrorNamesAStatus: errors are made from codes (api.Errorf); the

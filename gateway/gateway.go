@@ -173,7 +173,7 @@ func (g *Gateway) routes() {
 	g.rest = g.newGroup(restErrors{})
 
 	public := access{Public: true}
-	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, api.Health{Status: "ok"}) })
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
 
 	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
@@ -249,7 +249,7 @@ func (g *Gateway) readyz(c echo.Context) error {
 	if err := g.store.Ping(ctx); err != nil {
 		return api.Errorf(api.CodeUnavailable, "redis is not reachable")
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
 }
 
 // ensureDefaultWorkspace creates the workspace default, and grants it

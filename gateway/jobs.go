@@ -209,27 +209,22 @@ func (g *Gateway) getJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, g.view(ctx, j))
 }
 
-// jobView adds what the record does not hold: where a queued job stands,
-// how its earlier attempts ended, and its completion callbacks.
-type jobView struct {
-	*api.Job
-	QueuePosition *int64                `json:"queue_position,omitempty"`
-	Attempts      []store.AttemptRecord `json:"attempts,omitempty"`
-	Notifications []store.Notification  `json:"notifications,omitempty"`
-}
-
-// view is the job as the API shows it, its callback secret hidden.
-func (g *Gateway) view(ctx context.Context, j *api.Job) jobView {
+// view is the job as the API shows it (api.JobDetail: what the record does
+// not hold added), its callback secret hidden.
+func (g *Gateway) view(ctx context.Context, j *api.Job) api.JobDetail {
 	redactSpec(&j.Spec)
-	v := jobView{Job: j}
-	v.Notifications, _ = g.store.Notifications(ctx, j.ID)
+	var v api.JobDetail
+	notes, _ := g.store.Notifications(ctx, j.ID)
+	v.Notifications = convert(notes, func(n store.Notification) api.Notification { return api.Notification(n) })
 	if j.Status == api.StatusQueued {
 		if n := g.store.PendingPosition(ctx, j.ID); n >= 0 {
 			v.QueuePosition = &n
 		}
 	}
-	v.Attempts, _ = g.store.Attempts(ctx, j.ID)
+	attempts, _ := g.store.Attempts(ctx, j.ID)
+	v.Attempts = convert(attempts, func(a store.AttemptRecord) api.Attempt { return api.Attempt(a) })
 	j.Params, j.Tags, _ = g.store.ParamsAndTags(ctx, j.ID)
+	v.Job = *j
 	return v
 }
 
@@ -349,7 +344,7 @@ func (g *Gateway) jobChildren(c echo.Context) error {
 	for i := range kids {
 		redactSpec(&kids[i].Spec)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": kids})
+	return c.JSON(http.StatusOK, api.JobList{Jobs: kids})
 }
 
 // redactSpec hides what a spec holds that the API never shows again.
@@ -372,19 +367,15 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 			return err
 		}
 	}
-	type view struct {
-		store.Worker
-		State string `json:"state"`
-	}
 	now, err := g.store.Time(ctx) // the heartbeats' clock
 	if err != nil {
 		return err
 	}
-	out := make([]view, 0, len(ws))
+	out := api.WorkerList{Workers: make([]api.Worker, 0, len(ws))}
 	for _, w := range ws {
-		out = append(out, view{Worker: w, State: g.sched.workerState(w, now)})
+		out.Workers = append(out.Workers, workerView(w, g.sched.workerState(w, now)))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 // hideOtherJobs leaves in the workers' job lists, and as GPU holders, only

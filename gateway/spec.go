@@ -47,9 +47,9 @@ func decodeSpec(r io.Reader) (api.JobSpec, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return api.JobSpec{}, api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return api.JobSpec{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return api.JobSpec{}, api.Errorf(api.CodeBadRequest, "read body: %v", err)
+		return api.JobSpec{}, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
 	}
 	spec, err := api.DecodeJobSpecJSON(body)
 	var se *api.SpecError
@@ -62,7 +62,7 @@ func decodeSpec(r io.Reader) (api.JobSpec, error) {
 		}
 		return spec, nil
 	case errors.As(err, &se) && se.Syntax:
-		return spec, api.Errorf(api.CodeBadRequest, "request body: %s", se.Msg)
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body: %s", se.Msg)
 	}
 	return spec, specErr("%v", err)
 }
@@ -118,7 +118,7 @@ func checkArgv(field string, argv []string) string {
 // maxSpecTags bounds the tags a spec carries; more may be set later.
 const maxSpecTags = 100
 
-func specErr(format string, args ...any) *api.Error {
+func specErr(format string, args ...any) *Error {
 	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec, format, args...)
 }
 

@@ -63,7 +63,7 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 	if err := g.appendMetrics(c, j.ID, pts); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]int{"recorded": len(pts)})
+	return c.JSON(http.StatusOK, api.MetricsRecorded{Recorded: len(pts)})
 }
 
 // metricPoint checks one reported point; the error starts with the field.

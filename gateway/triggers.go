@@ -85,21 +85,11 @@ type triggerRequest struct {
 	Job    *api.JobSpec    `json:"-"`
 }
 
-// triggerView is a trigger as the API shows it: no secrets.
-type triggerView struct {
-	ID        string              `json:"id"`
-	Name      string              `json:"name"`
-	Provider  string              `json:"provider"`
-	HookURL   string              `json:"hook_url"`
-	Filter    store.TriggerFilter `json:"filter"`
-	Job       api.JobSpec         `json:"job"`
-	CreatedAt time.Time           `json:"created_at"`
-}
-
-func viewTrigger(t store.Trigger) triggerView {
+// viewTrigger is a trigger as the API shows it: no secrets.
+func viewTrigger(t store.Trigger) api.Trigger {
 	redactSpec(&t.Job)
-	return triggerView{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
-		Filter: t.Filter, Job: t.Job, CreatedAt: t.CreatedAt}
+	return api.Trigger{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
+		Filter: api.TriggerFilter(t.Filter), Job: t.Job, CreatedAt: t.CreatedAt}
 }
 
 // triggerSecretName binds a trigger's sealed secrets to its workspace and
@@ -242,11 +232,11 @@ func (g *Gateway) listTriggers(c echo.Context) error {
 		return err
 	}
 	slices.SortFunc(ts, func(a, b store.Trigger) int { return strings.Compare(a.Name, b.Name) })
-	out := make([]triggerView, 0, len(ts))
+	out := api.TriggerList{Triggers: make([]api.Trigger, 0, len(ts))}
 	for _, t := range ts {
-		out = append(out, viewTrigger(t))
+		out.Triggers = append(out.Triggers, viewTrigger(t))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"triggers": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 // triggerParam is the trigger :name of the principal's workspace; another
@@ -289,7 +279,7 @@ func (g *Gateway) triggerDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds})
+	return c.JSON(http.StatusOK, api.DeliveryList{Deliveries: convert(ds, func(d store.Delivery) api.Delivery { return api.Delivery(d) })})
 }
 
 // receiveHook handles POST /hooks/:id, authenticated by signature only.
@@ -371,7 +361,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 
 type hookResult struct {
 	status int
-	body   any
+	body   api.HookResult
 }
 
 // deliver acts on an authenticated delivery and fills in d's outcome. An
@@ -383,7 +373,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		}
 		if d.Event == "ping" {
 			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
-			return hookResult{http.StatusOK, map[string]bool{"pong": true}}, nil
+			return hookResult{http.StatusOK, api.HookResult{Pong: true}}, nil
 		}
 		if d.ID == "" {
 			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Delivery header")
@@ -405,7 +395,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 	}
 	if why := filterMismatch(t.Filter, d.Event, payload); why != "" {
 		d.Outcome, d.Reason = store.OutcomeIgnored, why
-		return hookResult{http.StatusOK, map[string]string{"ignored": why}}, nil
+		return hookResult{http.StatusOK, api.HookResult{Ignored: why}}, nil
 	}
 
 	// Claim the delivery id, so a redelivery, or the same delivery reaching
@@ -460,7 +450,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 				why = "the same body, under another delivery id, already made job "
 			}
 			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, why+jobID
-			return hookResult{http.StatusOK, map[string]any{"job_id": jobID, "duplicate": true}}, nil
+			return hookResult{http.StatusOK, api.HookResult{JobID: jobID, Duplicate: true}}, nil
 		}
 	}
 
@@ -482,10 +472,10 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		// made it meanwhile.
 		complete(keys, made)
 		d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, made, "delivery already made job "+made
-		return hookResult{http.StatusOK, map[string]any{"job_id": made, "duplicate": true}}, nil
+		return hookResult{http.StatusOK, api.HookResult{JobID: made, Duplicate: true}}, nil
 	}
 	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
-	return hookResult{http.StatusAccepted, map[string]string{"job_id": job.ID}}, nil
+	return hookResult{http.StatusAccepted, api.HookResult{JobID: job.ID}}, nil
 }
 
 // errStillProcessing: another delivery with the same key held its claim

@@ -131,7 +131,7 @@ func (g *Gateway) listWorkspaces(c echo.Context) error {
 		out = []api.Workspace{*w}
 	}
 	slices.SortFunc(out, func(a, b api.Workspace) int { return strings.Compare(a.Name, b.Name) })
-	return c.JSON(http.StatusOK, map[string]any{"workspaces": out})
+	return c.JSON(http.StatusOK, api.WorkspaceList{Workspaces: out})
 }
 
 type tokenRequest struct {
@@ -187,7 +187,7 @@ func (g *Gateway) listTokens(c echo.Context) error {
 		return err
 	}
 	slices.SortFunc(ts, func(a, b api.Token) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return c.JSON(http.StatusOK, map[string]any{"tokens": ts})
+	return c.JSON(http.StatusOK, api.TokenList{Tokens: ts})
 }
 
 func (g *Gateway) deleteToken(c echo.Context) error {
@@ -237,7 +237,7 @@ func (g *Gateway) putSecret(c echo.Context) error {
 		return err
 	}
 	g.audit(c, ws, "secret.put", req.Name)
-	return c.JSON(http.StatusCreated, map[string]string{"name": req.Name})
+	return c.JSON(http.StatusCreated, api.SecretName{Name: req.Name})
 }
 
 // badSecretRune reports the characters a secret value may not hold: NUL,
@@ -254,11 +254,11 @@ func (g *Gateway) listSecrets(c echo.Context) error {
 		return err
 	}
 	slices.Sort(names)
-	out := make([]map[string]string, 0, len(names))
+	out := api.SecretList{Secrets: make([]api.SecretName, 0, len(names))}
 	for _, n := range names {
-		out = append(out, map[string]string{"name": n})
+		out.Secrets = append(out.Secrets, api.SecretName{Name: n})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"secrets": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (g *Gateway) deleteSecret(c echo.Context) error {
@@ -290,5 +290,5 @@ func (g *Gateway) auditLog(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"entries": entries, "next_cursor": next})
+	return c.JSON(http.StatusOK, api.AuditPage{Entries: entries, NextCursor: next})
 }
