@@ -186,3 +186,34 @@ func TestNoErrorNamesAStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestMLflowIsAnAdapter: the MLflow dialect translates MLflow's requests and
+// answers onto the tracking code (tracking.go, experiments.go), which the
+// REST handlers call too; it reads and writes no store itself. It may name
+// the store's types, limits and sentinels, and check a batch with
+// store.CheckKV before it writes any of it.
+func TestMLflowIsAnAdapter(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "mlflow.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{"MetricPoint": true, "ErrNotFound": true, "MaxParamValueLen": true, "MaxTagValueLen": true, "CheckKV": true}
+	ast.Inspect(f, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		switch x := sel.X.(type) {
+		case *ast.Ident:
+			if x.Name == "store" && !allowed[sel.Sel.Name] {
+				t.Errorf("%s: mlflow.go uses store.%s; call the tracking code instead", fset.Position(sel.Pos()), sel.Sel.Name)
+			}
+		case *ast.SelectorExpr:
+			if id, ok := x.X.(*ast.Ident); ok && id.Name == "g" && (x.Sel.Name == "store" || x.Sel.Name == "rdb") {
+				t.Errorf("%s: mlflow.go calls g.%s.%s; call the tracking code instead", fset.Position(sel.Pos()), x.Sel.Name, sel.Sel.Name)
+			}
+		}
+		return true
+	})
+}
