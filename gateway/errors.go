@@ -22,7 +22,7 @@ import (
 // errorRenderer writes errors in one HTTP surface's shape.
 type errorRenderer interface {
 	// render is the status and body that answer err. e is apiError(err);
-	// err is there for errors a dialect knows better (mlflowError).
+	// err is there for errors a dialect knows better (mlflowErr).
 	render(err error, e *api.Error) (status int, body any)
 }
 
