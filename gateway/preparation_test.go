@@ -41,7 +41,7 @@ func TestNormalizePreparation(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.mentions) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tt.mentions)
 				}
-				if e := (*Error)(nil); !errors.As(err, &e) || e.Status != http.StatusUnprocessableEntity {
+				if e := (*api.Error)(nil); !errors.As(err, &e) || e.Code.Status() != http.StatusUnprocessableEntity {
 					t.Fatalf("err = %#v, want a 422", err)
 				}
 				return
