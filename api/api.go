@@ -200,7 +200,7 @@ type ErrorBody struct {
 
 // ErrorDetail is a stable machine code and a message meant for a person.
 type ErrorDetail struct {
-	Code    string `json:"code"`
+	Code    Code   `json:"code"`
 	Message string `json:"message"`
 }
 

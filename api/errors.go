@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Code is the stable, machine-readable kind of an error. The set is closed:
@@ -27,6 +28,19 @@ const (
 	CodeUnavailable       Code = "unavailable"        // 503: Redis is out of reach; retry
 	CodeWorkerUnavailable Code = "worker_unavailable" // 503: the job's worker cannot be reached for an exec
 	CodeWorkerTimeout     Code = "worker_timeout"     // 504: the job's worker did not answer an exec in time
+
+	// Exec sessions (POST /v1/jobs/{id}/exec): the refusals a worker sends
+	// back before the command starts, and the error lines of a session that
+	// failed after it started (whose status is the stream's 200; the
+	// status here is what the code means before anything was sent).
+	CodeJobNotRunning   Code = "job_not_running"   // 409: the job does not run (on that worker) now
+	CodeExecUnsupported Code = "exec_unsupported"  // 409: the job's executor cannot exec (a tracked run)
+	CodeTooManySessions Code = "too_many_sessions" // 429: the worker runs as many exec sessions as it allows
+	CodeStartFailed     Code = "start_failed"      // 422: the command could not be started
+	CodeWorkerStopped   Code = "worker_stopped"    // 503: the worker shut down during the session
+	CodeTimeout         Code = "timeout"           // 504: the command ran past its timeout and was stopped
+	CodeExecFailed      Code = "exec_failed"       // 500: anything else that went wrong on the worker
+	CodeOutputLost      Code = "output_lost"       // 500: the client read more slowly than the command wrote
 )
 
 var statusOf = map[Code]int{
@@ -44,6 +58,14 @@ var statusOf = map[Code]int{
 	CodeUnavailable:       http.StatusServiceUnavailable,
 	CodeWorkerUnavailable: http.StatusServiceUnavailable,
 	CodeWorkerTimeout:     http.StatusGatewayTimeout,
+	CodeJobNotRunning:     http.StatusConflict,
+	CodeExecUnsupported:   http.StatusConflict,
+	CodeTooManySessions:   http.StatusTooManyRequests,
+	CodeStartFailed:       http.StatusUnprocessableEntity,
+	CodeWorkerStopped:     http.StatusServiceUnavailable,
+	CodeTimeout:           http.StatusGatewayTimeout,
+	CodeExecFailed:        http.StatusInternalServerError,
+	CodeOutputLost:        http.StatusInternalServerError,
 }
 
 // Codes lists every code, for renderers and tests that must cover them all.
@@ -52,6 +74,7 @@ func Codes() []Code {
 	for c := range statusOf {
 		out = append(out, c)
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -450,7 +450,7 @@ func decodeError(resp *http.Response) *Error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var eb api.ErrorBody
 	if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
-		e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		e.Code, e.Message = string(eb.Error.Code), eb.Error.Message
 		return e
 	}
 	e.Message = cmp.Or(http.StatusText(resp.StatusCode), "unexpected status")

@@ -68,7 +68,7 @@ func (c *Client) ExecWith(ctx context.Context, id string, req api.ExecRequest, s
 		}
 		switch {
 		case l.Error != nil:
-			return -1, &ExecError{Code: l.Error.Code, Message: l.Error.Message}
+			return -1, &ExecError{Code: string(l.Error.Code), Message: l.Error.Message}
 		case l.ExitCode != nil:
 			return *l.ExitCode, nil
 		}

@@ -63,8 +63,8 @@ func TestArgvLimits(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := normalizeExec(&api.ExecRequest{Command: tt.command})
-			var ae *Error
-			if !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Message, tt.mentions) {
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Code.Status() != http.StatusUnprocessableEntity || !strings.Contains(ae.Message, tt.mentions) {
 				t.Fatalf("normalizeExec: %v, want a 422 naming %q", err, tt.mentions)
 			}
 		})

@@ -62,7 +62,7 @@ func (g *Gateway) getArtifact(c echo.Context) error {
 		return err
 	}
 	key := artifact.OutputPrefix(j.ID) + rel
-	notFound := errorf(http.StatusNotFound, CodeNotFound, "job %s has no artifact %q", j.ID, rel)
+	notFound := api.Errorf(api.CodeNotFound, "job %s has no artifact %q", j.ID, rel)
 	w := c.Response()
 	h := w.Header()
 	start := func() {
@@ -128,15 +128,15 @@ func artifactPath(wildcard string, escaped bool) (string, error) {
 	if escaped {
 		var err error
 		if p, err = url.PathUnescape(wildcard); err != nil {
-			return "", errorf(http.StatusBadRequest, CodeBadRequest, "artifact path is not valid percent-encoding")
+			return "", api.Errorf(api.CodeBadRequest, "artifact path is not valid percent-encoding")
 		}
 	}
 	bad := func(why string) error {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "artifact path %q: %s", p, why)
+		return api.Errorf(api.CodeBadRequest, "artifact path %q: %s", p, why)
 	}
 	switch {
 	case p == "":
-		return "", errorf(http.StatusBadRequest, CodeBadRequest, "an artifact path is required: GET /v1/jobs/{id}/artifacts lists them")
+		return "", api.Errorf(api.CodeBadRequest, "an artifact path is required: GET /v1/jobs/{id}/artifacts lists them")
 	case !utf8.ValidString(p):
 		return "", bad("not UTF-8")
 	case strings.HasPrefix(p, "/"):

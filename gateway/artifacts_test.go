@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/jobgate/jobgate/api"
 )
 
 func TestArtifactPath(t *testing.T) {
@@ -44,8 +46,8 @@ func TestArtifactPath(t *testing.T) {
 			t.Parallel()
 			got, err := artifactPath(tt.wildcard, tt.escaped)
 			if tt.want == "" {
-				var e *Error
-				if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+				var e *api.Error
+				if !errors.As(err, &e) || e.Code.Status() != http.StatusBadRequest {
 					t.Fatalf("artifactPath(%q) = %q, %v; want a 400", tt.wildcard, got, err)
 				}
 				return

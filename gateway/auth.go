@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
@@ -69,15 +69,52 @@ type access struct {
 	Job bool
 }
 
-// route registers a handler with its access rule; every route under /v1 goes
-// through here, and the isolation test fails for a route without a rule.
+// route registers a REST API handler with its access rule.
 func (g *Gateway) route(method, path string, rule access, h echo.HandlerFunc) {
+	g.rest.route(method, path, rule, h)
+}
+
+// routeGroup is a set of routes that answer errors in one dialect: each
+// route's chain starts with the group's renderer, so what the handler and
+// the middleware after it return is written in the group's shape.
+type routeGroup struct {
+	g      *Gateway
+	errors errorRenderer
+	// paths holds the group's paths, for its own 404 and 405.
+	paths map[string][]string
+}
+
+func (g *Gateway) newGroup(r errorRenderer) *routeGroup {
+	return &routeGroup{g: g, errors: r, paths: map[string][]string{}}
+}
+
+// route registers a handler with its access rule; every route goes through
+// here, and the isolation test fails for a route without a rule.
+func (rg *routeGroup) route(method, path string, rule access, h echo.HandlerFunc) {
+	g := rg.g
 	g.rules[method+" "+path] = rule
-	if rule.Public {
-		g.echo.Add(method, path, h)
-		return
+	rg.paths[path] = append(rg.paths[path], method)
+	chain := []echo.MiddlewareFunc{g.renderErrors(rg.errors),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: true}), g.limitBody}
+	if !rule.Public {
+		chain = append(chain, g.authenticate, g.authorize(rule), g.rateLimit)
 	}
-	g.echo.Add(method, path, h, g.authenticate, g.authorize(rule), g.rateLimit)
+	g.echo.Add(method, path, h, chain...)
+}
+
+// notFound answers the paths under prefix that no route of the group
+// serves in the group's dialect: a 404, or a 405 for a path of the group
+// called with another method. (echo's RouteNotFound would take the 405s
+// of the group's paths for 404s.)
+func (rg *routeGroup) notFound(prefix string) {
+	rg.g.rules[echo.RouteNotFound+" "+prefix+"*"] = access{Public: true}
+	rg.g.echo.RouteNotFound(prefix+"*", func(c echo.Context) error {
+		if methods, ok := rg.paths[c.Request().URL.Path]; ok {
+			c.Response().Header().Set(echo.HeaderAllow, strings.Join(methods, ", "))
+			return echo.ErrMethodNotAllowed
+		}
+		return echo.ErrNotFound
+	}, rg.g.renderErrors(rg.errors))
 }
 
 // authenticate resolves the bearer token to a principal. The system token is
@@ -89,7 +126,7 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 		tok = strings.TrimSpace(tok)
 		if !ok || tok == "" {
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
+			return api.Errorf(api.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
 		}
 		got := sha256.Sum256([]byte(tok))
 		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
@@ -100,7 +137,7 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if strings.HasPrefix(tok, store.JobTokenPrefix) {
 			jt, err := g.store.JobTokenBySecret(ctx, tok)
 			if errors.Is(err, store.ErrNotFound) {
-				return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid or expired job token (a job token works only while its attempt runs)")
+				return api.Errorf(api.CodeUnauthorized, "invalid or expired job token (a job token works only while its attempt runs)")
 			}
 			if err != nil {
 				return err
@@ -112,7 +149,7 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				return err
 			}
 			if err != nil || j.Status != api.StatusRunning || j.Attempt != jt.Attempt {
-				return errorf(http.StatusUnauthorized, CodeUnauthorized, "job token of an attempt that is no longer running")
+				return api.Errorf(api.CodeUnauthorized, "job token of an attempt that is no longer running")
 			}
 			c.Set(principalKey, principal{Workspace: jt.Workspace, Actor: "job:" + jt.JobID, JobID: jt.JobID,
 				Scopes: []api.Scope{api.ScopeRead, api.ScopeSubmit}})
@@ -120,14 +157,14 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		t, err := g.store.TokenBySecret(ctx, tok)
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
+			return api.Errorf(api.CodeUnauthorized, "invalid bearer token")
 		}
 		if err != nil {
 			return err
 		}
 		now := g.now()
 		if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "token %s expired at %s", t.Name, t.ExpiresAt.Format(time.RFC3339))
+			return api.Errorf(api.CodeUnauthorized, "token %s expired at %s", t.Name, t.ExpiresAt.Format(time.RFC3339))
 		}
 		g.touch(ctx, t.ID, now)
 		c.Set(principalKey, principal{Workspace: t.Workspace, Actor: t.Name, TokenID: t.ID, Scopes: t.Scopes})
@@ -155,11 +192,11 @@ func (g *Gateway) authorize(rule access) echo.MiddlewareFunc {
 			p := principalOf(c)
 			switch {
 			case rule.System && !p.System:
-				return errorf(http.StatusForbidden, CodeForbidden, "only the system admin token may do this")
+				return api.Errorf(api.CodeForbidden, "only the system admin token may do this")
 			case rule.Scope != "" && !p.can(rule.Scope):
-				return errorf(http.StatusForbidden, CodeForbidden, "this token lacks the %q scope", rule.Scope)
+				return api.Errorf(api.CodeForbidden, "this token lacks the %q scope", rule.Scope)
 			case p.JobID != "" && !rule.Job:
-				return errorf(http.StatusForbidden, CodeForbidden, "a job token may not do this (it reaches only its own job and the jobs it started)")
+				return api.Errorf(api.CodeForbidden, "a job token may not do this (it reaches only its own job and the jobs it started)")
 			}
 			if id := c.Param("id"); p.JobID != "" && id != "" {
 				if err := g.checkJobTree(c.Request().Context(), p, id); err != nil {
@@ -182,7 +219,7 @@ func (g *Gateway) checkJobTree(ctx context.Context, p principal, id string) erro
 		return err
 	}
 	if !ok {
-		return errorf(http.StatusForbidden, CodeForbidden, "job %s is not this job token's job (%s) or one of its descendants", id, p.JobID)
+		return api.Errorf(api.CodeForbidden, "job %s is not this job token's job (%s) or one of its descendants", id, p.JobID)
 	}
 	return nil
 }
@@ -207,7 +244,7 @@ func (g *Gateway) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 		if res.Allowed == 0 {
 			secs := int(math.Ceil(res.RetryAfter.Seconds()))
 			c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-			return errorf(http.StatusTooManyRequests, CodeRateLimited,
+			return api.Errorf(api.CodeRateLimited,
 				"workspace %s is limited to %d requests per second; retry after %s", p.Workspace, ws.Quotas.RequestsPerSecond, res.RetryAfter.Round(time.Millisecond))
 		}
 		return next(c)

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/jobgate/jobgate/api"
 )
 
 // decodeBody reads a JSON request body strictly into v: see readJSONBody.
@@ -30,13 +31,13 @@ func readJSONBody(c echo.Context, v any, strict bool) error {
 	trimmed := bytes.TrimSpace(body)
 	switch {
 	case len(trimmed) == 0:
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is empty: send a JSON object")
+		return api.Errorf(api.CodeBadRequest, "request body is empty: send a JSON object")
 	case trimmed[0] != '{':
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body must be a JSON object")
+		return api.Errorf(api.CodeBadRequest, "request body must be a JSON object")
 	case !utf8.Valid(trimmed):
 		// encoding/json would turn the bad bytes into U+FFFD without a word:
 		// a binary secret would be stored changed.
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid UTF-8 (JSON must be); base64-encode binary values")
+		return api.Errorf(api.CodeBadRequest, "request body is not valid UTF-8 (JSON must be); base64-encode binary values")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if strict {
@@ -46,19 +47,19 @@ func readJSONBody(c echo.Context, v any, strict bool) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &te):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "%s must be %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()))
+			return api.Errorf(api.CodeInvalid, "%s must be %s", cmpField(te.Field), jsonKind(te.Type.Kind().String()))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return errorf(http.StatusUnprocessableEntity, CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return api.Errorf(api.CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		}
 		var se *json.SyntaxError
 		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "request body is not valid JSON: %v", err)
+			return api.Errorf(api.CodeBadRequest, "request body is not valid JSON: %v", err)
 		}
 		// A value a field's own decoder refuses (a time, an MLflow number).
-		return errorf(http.StatusUnprocessableEntity, CodeInvalid, "request body: %v", err)
+		return api.Errorf(api.CodeInvalid, "request body: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "request body holds more than one JSON value: send one JSON object and nothing after it")
+		return api.Errorf(api.CodeBadRequest, "request body holds more than one JSON value: send one JSON object and nothing after it")
 	}
 	return nil
 }

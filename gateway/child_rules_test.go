@@ -72,8 +72,8 @@ func TestJobTokenChildCannotEscalate(t *testing.T) {
 				t.Fatalf("got %d %s, want %d mentioning %q", code, body, tt.status, tt.mentions)
 			}
 			var e api.ErrorBody
-			if code == http.StatusForbidden && (json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeForbidden) {
-				t.Fatalf("refusal %s is not a JSON error with code %s", body, CodeForbidden)
+			if code == http.StatusForbidden && (json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != api.CodeForbidden) {
+				t.Fatalf("refusal %s is not a JSON error with code %s", body, api.CodeForbidden)
 			}
 		})
 	}

@@ -55,7 +55,7 @@ func (g *Gateway) createDatastore(c echo.Context) error {
 	ctx := c.Request().Context()
 	if err := g.store.CreateDatastore(ctx, p.Workspace, d); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, CodeConflict, "datastore %q exists; delete it first to replace it", req.Name)
+			return api.Errorf(api.CodeConflict, "datastore %q exists; delete it first to replace it", req.Name)
 		}
 		return err
 	}
@@ -81,7 +81,7 @@ func (g *Gateway) getDatastore(c echo.Context) error {
 	name := c.Param("name")
 	d, err := g.store.Datastore(c.Request().Context(), principalOf(c).Workspace, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no datastore %q", name)
+		return api.Errorf(api.CodeNotFound, "no datastore %q", name)
 	}
 	if err != nil {
 		return err
@@ -93,7 +93,7 @@ func (g *Gateway) deleteDatastore(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteDatastore(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no datastore %q", name)
+			return api.Errorf(api.CodeNotFound, "no datastore %q", name)
 		}
 		return err
 	}
@@ -131,7 +131,7 @@ func (g *Gateway) datastoreRoot(ws, p string) (string, error) {
 		}
 	}
 	if len(roots) == 0 {
-		return "", errorf(http.StatusForbidden, CodeForbidden,
+		return "", api.Errorf(api.CodeForbidden,
 			"path: this gateway has no datastore roots (--datastore-root) for workspace %s, so only the system admin token may register its datastores", ws)
 	}
 	for _, root := range roots {
@@ -147,12 +147,12 @@ func (g *Gateway) datastoreRoot(ws, p string) (string, error) {
 			return "", invalid("path %q: cannot check it here: %v", p, err)
 		}
 		if !within(realRoot, real) {
-			return "", errorf(http.StatusForbidden, CodeForbidden,
+			return "", api.Errorf(api.CodeForbidden,
 				"path %q leads out of the datastore root %s through a symbolic link", p, root)
 		}
 		return root, nil
 	}
-	return "", errorf(http.StatusForbidden, CodeForbidden,
+	return "", api.Errorf(api.CodeForbidden,
 		"path %q is not below a datastore root of this gateway (%s); ask the system admin for a datastore elsewhere", p, strings.Join(roots, ", "))
 }
 

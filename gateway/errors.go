@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,100 +11,115 @@ import (
 	"github.com/jobgate/jobgate/internal/store"
 )
 
-// Error is the gateway's one application error: a status, a stable code and a
-// message that is safe to show a client.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
+// Errors: handlers return an *api.Error (api.Errorf(code, ...)), a store
+// sentinel or any other error; none names an HTTP status. apiError turns
+// every error into an *api.Error, and the route group's renderer writes it
+// in its surface's shape with the one status table, api.Code.Status: the
+// REST API's api.ErrorBody (restErrors), MLflow's {error_code, message}
+// (mlflowErrors). A third surface (KServe V2's {"error": "..."}) is a third
+// renderer and a group mounted with it, nothing more.
+
+// errorRenderer writes errors in one HTTP surface's shape.
+type errorRenderer interface {
+	// render is the status and body that answer err. e is apiError(err);
+	// err is there for errors a dialect knows better (mlflowErr).
+	render(err error, e *api.Error) (status int, body any)
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+// restErrors renders the REST API's errors: api.ErrorBody.
+type restErrors struct{}
 
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+func (restErrors) render(_ error, e *api.Error) (int, any) {
+	return e.Code.Status(), api.ErrorBody{Error: api.ErrorDetail{Code: e.Code, Message: e.Message}}
 }
-
-// Stable error codes.
-const (
-	CodeBadRequest   = "bad_request"
-	CodeInvalidSpec  = "invalid_spec"
-	CodeUnauthorized = "unauthorized"
-	CodeForbidden    = "forbidden"
-	CodeNotFound     = "not_found"
-	CodeConflict     = "conflict"
-	CodeTooLarge     = "request_too_large"
-	CodeUnavailable  = "unavailable"
-	CodeInternal     = "internal"
-	CodeMethod       = "method_not_allowed"
-	CodeInvalid      = "invalid_request"
-	CodeRateLimited  = "rate_limited"
-)
 
 // retryAfterUnavailable is the Retry-After, in seconds, of a 503 answered
 // while Redis is unreachable.
 const retryAfterUnavailable = "2"
 
-// errorHandler is the one place errors become HTTP responses. Causes of 5xx
-// go to the log; the client gets "internal error", or "unavailable" (503,
-// Retry-After) while Redis cannot be reached.
-func (g *Gateway) errorHandler(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
+// apiError is the one mapping of errors onto codes: an *api.Error (or an
+// error that converts to one with errors.As, such as the job service's) as
+// it is, the store's sentinels, echo's own errors (router and middleware),
+// and anything else "internal error": a Go, Redis or podman error's text
+// never reaches a client.
+func apiError(err error) *api.Error {
 	var (
-		ae   *Error
-		apiE *api.Error
-		he   *echo.HTTPError
+		ae *api.Error
+		he *echo.HTTPError
 	)
 	switch {
 	case errors.As(err, &ae):
-	case errors.As(err, &apiE):
-		// The job service's errors (job.Error) and any other api.Error.
-		ae = &Error{Status: apiE.Code.Status(), Code: string(apiE.Code), Message: apiE.Message}
+		return ae
 	case errors.Is(err, store.ErrNotFound):
-		ae = errorf(http.StatusNotFound, CodeNotFound, "not found")
+		return api.Errorf(api.CodeNotFound, "not found")
 	case errors.Is(err, store.ErrConflict):
-		ae = errorf(http.StatusConflict, CodeConflict, "the resource changed state; retry")
+		return api.Errorf(api.CodeConflict, "the resource changed state; retry")
 	case errors.As(err, &he):
-		ae = fromEchoError(he)
+		return fromEchoError(he)
 	case errors.Is(err, store.ErrUnavailable):
 		// Redis is restarting or out of reach (the store's client says
 		// so; a network error of anything else is ours): the client may retry.
-		ae = errorf(http.StatusServiceUnavailable, CodeUnavailable, "the job store is unreachable; retry in a few seconds")
-		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
-	default:
-		ae = errorf(http.StatusInternalServerError, CodeInternal, "internal error")
+		return api.Errorf(api.CodeUnavailable, "the job store is unreachable; retry in a few seconds")
 	}
-	if ae.Status >= 500 {
+	return api.Errorf(api.CodeInternal, "internal error")
+}
+
+// fromEchoError is the code of an error echo makes itself: its router's
+// 404 and 405, and middleware's.
+func fromEchoError(he *echo.HTTPError) *api.Error {
+	switch he.Code {
+	case http.StatusNotFound:
+		return api.Errorf(api.CodeNotFound, "no such route")
+	case http.StatusMethodNotAllowed:
+		return api.Errorf(api.CodeMethodNotAllowed, "method not allowed on this route")
+	case http.StatusRequestEntityTooLarge:
+		return api.Errorf(api.CodeTooLarge, "request body is too large")
+	case http.StatusUnauthorized:
+		return api.Errorf(api.CodeUnauthorized, "missing or invalid bearer token")
+	}
+	if he.Code >= 500 {
+		return api.Errorf(api.CodeInternal, "internal error")
+	}
+	return api.Errorf(api.CodeBadRequest, "%s", http.StatusText(he.Code))
+}
+
+// writeError answers err with r. Causes of 5xx go to the log; the client
+// gets "internal error", or "unavailable" (503, Retry-After) while Redis
+// cannot be reached.
+func (g *Gateway) writeError(c echo.Context, err error, r errorRenderer) {
+	if c.Response().Committed {
+		return
+	}
+	status, body := r.render(err, apiError(err))
+	if errors.Is(err, store.ErrUnavailable) {
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
+	}
+	if status >= 500 {
 		g.logger.ErrorContext(c.Request().Context(), "request failed", slog.String("method", c.Request().Method),
 			slog.String("path", c.Path()), slog.Any("error", err))
 	}
 	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(ae.Status)
+		_ = c.NoContent(status)
 		return
 	}
-	if strings.HasPrefix(c.Request().URL.Path, mlflowPrefix) {
-		// MLflow's clients read MLflow's error shape.
-		_ = c.JSON(ae.Status, mlflowError{ErrorCode: mlflowCode(ae), Message: ae.Message})
-		return
-	}
-	_ = c.JSON(ae.Status, api.ErrorBody{Error: api.ErrorDetail{Code: ae.Code, Message: ae.Message}})
+	_ = c.JSON(status, body)
 }
 
-func fromEchoError(he *echo.HTTPError) *Error {
-	switch he.Code {
-	case http.StatusNotFound:
-		return errorf(he.Code, CodeNotFound, "no such route")
-	case http.StatusMethodNotAllowed:
-		return errorf(he.Code, CodeMethod, "method not allowed on this route")
-	case http.StatusRequestEntityTooLarge:
-		return errorf(he.Code, CodeTooLarge, "request body is too large")
-	case http.StatusUnauthorized:
-		return errorf(he.Code, CodeUnauthorized, "missing or invalid bearer token")
+// renderErrors is a route group's error middleware: it answers the error of
+// the handler (and the middleware after it) with r, so each group speaks
+// its own dialect whatever URL it is mounted at.
+func (g *Gateway) renderErrors(r errorRenderer) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := next(c); err != nil {
+				g.writeError(c, err, r)
+			}
+			return nil
+		}
 	}
-	if he.Code >= 500 {
-		return errorf(http.StatusInternalServerError, CodeInternal, "internal error")
-	}
-	return errorf(he.Code, CodeBadRequest, "%s", http.StatusText(he.Code))
 }
+
+// errorHandler is echo's HTTPErrorHandler: what no route group answered
+// (the router's 404 and 405 outside every group, a panic past them) gets the
+// REST API's shape.
+func (g *Gateway) errorHandler(err error, c echo.Context) { g.writeError(c, err, restErrors{}) }

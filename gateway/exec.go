@@ -36,13 +36,6 @@ const (
 	maxAuditCommand = 1024
 )
 
-// Codes of exec failures that are not the worker's (queue.ExecCode* are).
-const (
-	CodeWorkerUnavailable = "worker_unavailable"
-	CodeWorkerTimeout     = "worker_timeout"
-	CodeOutputLost        = "output_lost"
-)
-
 // normalizeExec fills an exec request's defaults and checks it: the command
 // as a job's, the timeout within queue.ExecMaxTimeout.
 func normalizeExec(r *api.ExecRequest) error {
@@ -79,10 +72,10 @@ func (g *Gateway) execJob(c echo.Context) error {
 		return err
 	}
 	if job.Spec.Mode == api.ModeTracked {
-		return errorf(http.StatusConflict, queue.ExecCodeUnsupported, "job %s is a tracked run, which jobgate records but does not execute: there is nothing to exec into", job.ID)
+		return api.Errorf(api.CodeExecUnsupported, "job %s is a tracked run, which jobgate records but does not execute: there is nothing to exec into", job.ID)
 	}
 	if job.Status != api.StatusRunning || job.Worker == "" {
-		return errorf(http.StatusConflict, queue.ExecCodeNotRunning, "job %s is %s; exec needs a running job", job.ID, job.Status)
+		return api.Errorf(api.CodeJobNotRunning, "job %s is %s; exec needs a running job", job.ID, job.Status)
 	}
 	if job.Spec.Mode == api.ModeProcess {
 		// An exec beside a host process is a host command: it needs the
@@ -116,7 +109,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 	}
 	if n == 0 {
 		finished = true
-		return errorf(http.StatusServiceUnavailable, CodeWorkerUnavailable,
+		return api.Errorf(api.CodeWorkerUnavailable,
 			"worker %s, which runs job %s, is not listening for exec requests (gone, or older than exec)", job.Worker, job.ID)
 	}
 
@@ -145,7 +138,7 @@ func (g *Gateway) awaitExecStart(ctx context.Context, lease *queue.ExecLease, se
 	for {
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return nil, errorf(http.StatusGatewayTimeout, CodeWorkerTimeout, "the job's worker did not take the exec request within %s", execAckTimeout)
+			return nil, api.Errorf(api.CodeWorkerTimeout, "the job's worker did not take the exec request within %s", execAckTimeout)
 		}
 		events, err := queue.ReadExec(ctx, g.rdb, session, "0", min(wait, time.Second))
 		if ctx.Err() != nil {
@@ -164,19 +157,14 @@ func (g *Gateway) awaitExecStart(ctx context.Context, lease *queue.ExecLease, se
 	}
 }
 
-// execStartError is the HTTP error for a session the worker refused.
+// execStartError is the error of a session the worker refused: its code
+// (queue.ExecCode*, each an api.Code) and message, or an internal error for
+// exec_failed and a code the gateway does not know.
 func execStartError(e *queue.ExecEvent) error {
-	switch e.Code {
-	case queue.ExecCodeNotRunning, queue.ExecCodeUnsupported:
-		return errorf(http.StatusConflict, e.Code, "%s", e.Message)
-	case queue.ExecCodeBusy:
-		return errorf(http.StatusTooManyRequests, e.Code, "%s", e.Message)
-	case queue.ExecCodeStart:
-		return errorf(http.StatusUnprocessableEntity, e.Code, "%s", e.Message)
-	case queue.ExecCodeWorkerStopped:
-		return errorf(http.StatusServiceUnavailable, e.Code, "%s", e.Message)
-	case queue.ExecCodeTimeout:
-		return errorf(http.StatusGatewayTimeout, e.Code, "%s", e.Message)
+	switch code := api.Code(e.Code); code {
+	case api.CodeJobNotRunning, api.CodeExecUnsupported, api.CodeTooManySessions, api.CodeStartFailed,
+		api.CodeWorkerStopped, api.CodeTimeout:
+		return api.Errorf(code, "%s", e.Message)
 	}
 	return fmt.Errorf("worker refused exec: %s: %s", e.Code, e.Message)
 }
@@ -237,7 +225,7 @@ func (s *execStream) run(ctx context.Context) bool {
 		w.Flush()
 		return true
 	}
-	fail := func(code, format string, args ...any) {
+	fail := func(code api.Code, format string, args ...any) {
 		send(api.ExecLine{Error: &api.ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
 	}
 
@@ -249,13 +237,13 @@ func (s *execStream) run(ctx context.Context) bool {
 		}
 		if err != nil {
 			s.g.logger.ErrorContext(ctx, "read exec stream", "exec_session", s.session, "error", err)
-			fail(queue.ExecCodeFailed, "internal error")
+			fail(api.CodeExecFailed, "internal error")
 			return false
 		}
 		for _, e := range events {
 			s.after = e.ID
 			if e.Seq != s.seq+1 {
-				fail(CodeOutputLost, "%d chunks of output were lost: the client read more slowly than the command wrote", e.Seq-s.seq-1)
+				fail(api.CodeOutputLost, "%d chunks of output were lost: the client read more slowly than the command wrote", e.Seq-s.seq-1)
 				return false
 			}
 			s.seq = e.Seq
@@ -275,7 +263,7 @@ func (s *execStream) run(ctx context.Context) bool {
 		}
 		s.lease.Keep(ctx)
 		if now.After(s.deadline) {
-			fail(CodeWorkerTimeout, "worker %s did not end the command by its timeout", s.worker)
+			fail(api.CodeWorkerTimeout, "worker %s did not end the command by its timeout", s.worker)
 			return false
 		}
 		// Silence is normal for a quiet command; it is news only when the
@@ -284,7 +272,7 @@ func (s *execStream) run(ctx context.Context) bool {
 			checked = now
 			j, err := s.g.store.GetJobByID(ctx, s.job)
 			if err == nil && (j.Status != api.StatusRunning || j.Attempt != s.attempt || j.Worker != s.worker) && now.Sub(heard) >= 2*execCheckEvery {
-				fail(queue.ExecCodeNotRunning, "job %s is %s and worker %s sent nothing more of the command", s.job, j.Status, s.worker)
+				fail(api.CodeJobNotRunning, "job %s is %s and worker %s sent nothing more of the command", s.job, j.Status, s.worker)
 				return false
 			}
 		}
@@ -298,7 +286,7 @@ func execLine(e queue.ExecEvent) api.ExecLine {
 		code := e.ExitCode
 		return api.ExecLine{ExitCode: &code}
 	case queue.ExecFailed:
-		return api.ExecLine{Error: &api.ErrorDetail{Code: e.Code, Message: e.Message}}
+		return api.ExecLine{Error: &api.ErrorDetail{Code: api.Code(e.Code), Message: e.Message}}
 	}
 	l := api.ExecLine{Stream: string(e.Kind)}
 	if utf8.Valid(e.Data) {

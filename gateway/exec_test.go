@@ -46,9 +46,9 @@ func TestNormalizeExec(t *testing.T) {
 				}
 				return
 			}
-			e, ok := err.(*Error)
-			if !ok || e.Status != http.StatusUnprocessableEntity || e.Code != CodeInvalid || !strings.Contains(e.Message, tt.wantErr) {
-				t.Fatalf("normalizeExec = %v, want 422 %s mentioning %q", err, CodeInvalid, tt.wantErr)
+			e, ok := err.(*api.Error)
+			if !ok || e.Code.Status() != http.StatusUnprocessableEntity || e.Code != api.CodeInvalid || !strings.Contains(e.Message, tt.wantErr) {
+				t.Fatalf("normalizeExec = %v, want 422 %s mentioning %q", err, api.CodeInvalid, tt.wantErr)
 			}
 		})
 	}
@@ -232,7 +232,7 @@ func TestExecRelaysTheWorker(t *testing.T) {
 		for code, status := range map[string]int{queue.ExecCodeNotRunning: 409, queue.ExecCodeUnsupported: 409, queue.ExecCodeBusy: 429, queue.ExecCodeStart: 422} {
 			got, _, lines := f.execCall(j.ID, systemToken, `{"command":["refuse","`+code+`"]}`)
 			var e api.ErrorBody
-			if got != status || len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &e) != nil || e.Error.Code != code {
+			if got != status || len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &e) != nil || string(e.Error.Code) != code {
 				t.Errorf("worker refused with %s: %d %q, want %d with that code", code, got, lines, status)
 			}
 			nextRequest(t, seen)
@@ -240,23 +240,23 @@ func TestExecRelaysTheWorker(t *testing.T) {
 	})
 	t.Run("lost output ends the session", func(t *testing.T) {
 		code, _, lines := f.execCall(j.ID, systemToken, `{"command":["gap"]}`)
-		if code != http.StatusOK || len(lines) != 1 || !strings.Contains(lines[0], `"code":"`+CodeOutputLost+`"`) {
-			t.Fatalf("got %d %q, want one error line %s", code, lines, CodeOutputLost)
+		if code != http.StatusOK || len(lines) != 1 || !strings.Contains(lines[0], `"code":"`+string(api.CodeOutputLost)+`"`) {
+			t.Fatalf("got %d %q, want one error line %s", code, lines, api.CodeOutputLost)
 		}
 		wantCancel(t, seen, nextRequest(t, seen).Session)
 	})
 	t.Run("a worker that never answers", func(t *testing.T) {
 		code, _, lines := f.execCall(j.ID, systemToken, `{"command":["silent"]}`)
-		if code != http.StatusGatewayTimeout || len(lines) != 1 || !strings.Contains(lines[0], CodeWorkerTimeout) {
-			t.Fatalf("got %d %q, want 504 %s", code, lines, CodeWorkerTimeout)
+		if code != http.StatusGatewayTimeout || len(lines) != 1 || !strings.Contains(lines[0], string(api.CodeWorkerTimeout)) {
+			t.Fatalf("got %d %q, want 504 %s", code, lines, api.CodeWorkerTimeout)
 		}
 		wantCancel(t, seen, nextRequest(t, seen).Session)
 	})
 	t.Run("a worker that is not listening", func(t *testing.T) {
 		ghost := f.runningJob("ghost")
 		code, _, lines := f.execCall(ghost.ID, systemToken, body)
-		if code != http.StatusServiceUnavailable || len(lines) != 1 || !strings.Contains(lines[0], CodeWorkerUnavailable) {
-			t.Fatalf("got %d %q, want 503 %s", code, lines, CodeWorkerUnavailable)
+		if code != http.StatusServiceUnavailable || len(lines) != 1 || !strings.Contains(lines[0], string(api.CodeWorkerUnavailable)) {
+			t.Fatalf("got %d %q, want 503 %s", code, lines, api.CodeWorkerUnavailable)
 		}
 	})
 	t.Run("a job that is not running", func(t *testing.T) {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -17,6 +19,41 @@ import (
 // experimentsScanCap bounds how many of an experiment's jobs are read to sort
 // them by a metric.
 const experimentsScanCap = 10_000
+
+// defaultExperiment is the experiment jobs get when they name none; to
+// MLflow it is experiment "0".
+const defaultExperiment = "default"
+
+// experimentActivity is when experiment name of ws last got a job: zero for
+// the default experiment before its first job (it always exists), a
+// not_found error for an experiment ws does not have.
+func (g *Gateway) experimentActivity(ctx context.Context, ws, name string) (time.Time, error) {
+	if !nameRE.MatchString(name) {
+		return time.Time{}, api.Errorf(api.CodeNotFound, "no experiment %q", name)
+	}
+	last, err := g.store.ExperimentActivity(ctx, ws, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && name == defaultExperiment:
+		return time.Time{}, nil
+	case errors.Is(err, store.ErrNotFound):
+		return time.Time{}, api.Errorf(api.CodeNotFound, "no experiment %q", name)
+	}
+	return last, err
+}
+
+// createExperiment registers experiment name in p's workspace before it has
+// jobs (MLflow's clients create experiments first); false when it exists.
+func (g *Gateway) createExperiment(ctx context.Context, p principal, name string) (bool, error) {
+	if !nameRE.MatchString(name) {
+		return false, api.Errorf(api.CodeInvalid, "experiment name %q: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	created, err := g.store.CreateExperiment(ctx, p.Workspace, name, g.now())
+	if err != nil || !created {
+		return false, err
+	}
+	g.auditAs(ctx, p.Workspace, p.Actor, "experiment.create", name)
+	return true, nil
+}
 
 func (g *Gateway) listExperiments(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -49,13 +86,13 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 	ctx := c.Request().Context()
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if !nameRE.MatchString(name) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+		return api.Errorf(api.CodeNotFound, "no experiment %q", name)
 	}
 	limit := 100
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 1000")
 		}
 		limit = n
 	}
@@ -63,14 +100,14 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 	desc := strings.HasPrefix(sortBy, "-")
 	metric := strings.TrimPrefix(sortBy, "-")
 	if sortBy != "" && !store.ValidMetricName(metric) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "sort must be a metric name, with - in front for descending (e.g. -accuracy)")
+		return api.Errorf(api.CodeBadRequest, "sort must be a metric name, with - in front for descending (e.g. -accuracy)")
 	}
 	exps, err := g.store.Experiments(ctx, ws)
 	if err != nil {
 		return err
 	}
 	if _, ok := exps[name]; !ok {
-		return errorf(http.StatusNotFound, CodeNotFound, "no experiment %q", name)
+		return api.Errorf(api.CodeNotFound, "no experiment %q", name)
 	}
 	var jobs []api.Job
 	cursor := ""

@@ -136,6 +136,8 @@ type Gateway struct {
 	// rules holds every route's access rule, keyed "METHOD /path".
 	rules   map[string]access
 	wsCache workspaceCache
+	// rest is the REST API's route group.
+	rest *routeGroup
 
 	// touchMu guards the field below.
 	touchMu sync.Mutex
@@ -168,13 +170,17 @@ func (g *Gateway) Handler() http.Handler { return g.echo }
 func (g *Gateway) routes() {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// Errors: each route group renders its own (renderErrors, first in
+	// every route's chain: the REST API's here, MLflow's in mlflowRoutes);
+	// the handler and Recover below get what is left, the router's 404 and
+	// 405 outside the groups, in the REST API's shape.
 	e.HTTPErrorHandler = g.errorHandler
 	e.Use(middleware.Recover())
-	e.Use(g.limitBody)
 	g.echo = e
+	g.rest = g.newGroup(restErrors{})
 
 	public := access{Public: true}
-	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, api.Health{Status: "ok"}) })
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
 
 	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
@@ -237,7 +243,7 @@ func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		if r.ContentLength > g.cfg.MaxBodyBytes {
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", g.cfg.MaxBodyBytes)
+			return api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", g.cfg.MaxBodyBytes)
 		}
 		r.Body = http.MaxBytesReader(c.Response(), r.Body, g.cfg.MaxBodyBytes)
 		return next(c)
@@ -248,9 +254,9 @@ func (g *Gateway) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := g.store.Ping(ctx); err != nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "redis is not reachable")
+		return api.Errorf(api.CodeUnavailable, "redis is not reachable")
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
 }
 
 // ensureDefaultWorkspace creates the workspace default, and grants it

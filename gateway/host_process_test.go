@@ -38,7 +38,7 @@ func TestHostProcessIsAWorkspacePermission(t *testing.T) {
 	refused := func(what string, code int, body string) {
 		t.Helper()
 		var e api.ErrorBody
-		if code != http.StatusForbidden || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeForbidden || !strings.Contains(e.Error.Message, "mode:") {
+		if code != http.StatusForbidden || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != api.CodeForbidden || !strings.Contains(e.Error.Message, "mode:") {
 			t.Fatalf("%s: %d %s, want 403 naming mode", what, code, body)
 		}
 	}

@@ -401,7 +401,7 @@ func TestBadTokensAreUnauthorizedEverywhere(t *testing.T) {
 				}
 				continue
 			}
-			if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != CodeUnauthorized {
+			if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != api.CodeUnauthorized {
 				t.Errorf("%s %s with %s token: %d %s, want 401 unauthorized", method, path, name, code, body)
 			}
 		}

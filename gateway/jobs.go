@@ -47,9 +47,9 @@ func readBody(c echo.Context) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return nil, api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+		return nil, api.Errorf(api.CodeBadRequest, "read body: %v", err)
 	}
 	return body, nil
 }
@@ -63,27 +63,22 @@ func (g *Gateway) getJob(c echo.Context) error {
 	return c.JSON(http.StatusOK, g.view(ctx, j))
 }
 
-// jobView adds what the record does not hold: where a queued job stands,
-// how its earlier attempts ended, and its completion callbacks.
-type jobView struct {
-	*api.Job
-	QueuePosition *int64                `json:"queue_position,omitempty"`
-	Attempts      []store.AttemptRecord `json:"attempts,omitempty"`
-	Notifications []store.Notification  `json:"notifications,omitempty"`
-}
-
-// view is the job as the API shows it, its callback secret hidden.
-func (g *Gateway) view(ctx context.Context, j *api.Job) jobView {
+// view is the job as the API shows it (api.JobDetail: what the record does
+// not hold added), its callback secret hidden.
+func (g *Gateway) view(ctx context.Context, j *api.Job) api.JobDetail {
 	redactSpec(&j.Spec)
-	v := jobView{Job: j}
-	v.Notifications, _ = g.store.Notifications(ctx, j.ID)
+	var v api.JobDetail
+	notes, _ := g.store.Notifications(ctx, j.ID)
+	v.Notifications = convert(notes, func(n store.Notification) api.Notification { return api.Notification(n) })
 	if j.Status == api.StatusQueued {
 		if n := g.store.PendingPosition(ctx, j.ID); n >= 0 {
 			v.QueuePosition = &n
 		}
 	}
-	v.Attempts, _ = g.store.Attempts(ctx, j.ID)
+	attempts, _ := g.store.Attempts(ctx, j.ID)
+	v.Attempts = convert(attempts, func(a store.AttemptRecord) api.Attempt { return api.Attempt(a) })
 	j.Params, j.Tags, _ = g.store.ParamsAndTags(ctx, j.ID)
+	v.Job = *j
 	return v
 }
 
@@ -93,25 +88,25 @@ func (g *Gateway) listJobs(c echo.Context) error {
 		switch k {
 		case "status", "experiment", "limit", "cursor":
 		default:
-			return errorf(http.StatusBadRequest, CodeBadRequest, "unknown query parameter %q (use status, experiment, limit, cursor)", k)
+			return api.Errorf(api.CodeBadRequest, "unknown query parameter %q (use status, experiment, limit, cursor)", k)
 		}
 	}
 	f := store.ListFilter{Status: api.Status(q.Get("status")), Experiment: q.Get("experiment"), Cursor: q.Get("cursor")}
 	if f.Status != "" && !f.Status.Valid() {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "status must be one of queued, running, succeeded, failed, canceled")
+		return api.Errorf(api.CodeBadRequest, "status must be one of queued, running, succeeded, failed, canceled")
 	}
 	if f.Experiment != "" && !nameRE.MatchString(f.Experiment) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "experiment %q is not a valid experiment name", f.Experiment)
+		return api.Errorf(api.CodeBadRequest, "experiment %q is not a valid experiment name", f.Experiment)
 	}
 	if f.Cursor != "" {
 		if _, err := ulid.ParseStrict(strings.ToUpper(f.Cursor)); err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+			return api.Errorf(api.CodeBadRequest, "cursor is not one this API returned")
 		}
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 500 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 500")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 500")
 		}
 		f.Limit = n
 	}
@@ -155,7 +150,7 @@ func (g *Gateway) jobChildren(c echo.Context) error {
 	for i := range kids {
 		redactSpec(&kids[i].Spec)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": kids})
+	return c.JSON(http.StatusOK, api.JobList{Jobs: kids})
 }
 
 // redactSpec hides what a spec holds that the API never shows again.
@@ -172,19 +167,15 @@ func (g *Gateway) listWorkers(c echo.Context) error {
 			return err
 		}
 	}
-	type view struct {
-		store.Worker
-		State string `json:"state"`
-	}
 	now, err := g.store.Time(ctx) // the heartbeats' clock
 	if err != nil {
 		return err
 	}
-	out := make([]view, 0, len(ws))
+	out := api.WorkerList{Workers: make([]api.Worker, 0, len(ws))}
 	for _, w := range ws {
-		out = append(out, view{Worker: w, State: g.workers.WorkerState(w, now)})
+		out.Workers = append(out.Workers, workerView(w, g.workers.WorkerState(w, now)))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"workers": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 // hideOtherJobs leaves in the workers' job lists, and as GPU holders, only

@@ -30,14 +30,14 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 	if s := c.QueryParam("follow"); s != "" {
 		var err error
 		if follow, err = strconv.ParseBool(s); err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "follow must be true or false")
+			return api.Errorf(api.CodeBadRequest, "follow must be true or false")
 		}
 	}
 	only := 0
 	if s := c.QueryParam("attempt"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "attempt must be a positive integer")
+			return api.Errorf(api.CodeBadRequest, "attempt must be a positive integer")
 		}
 		only = n
 	}
@@ -46,7 +46,7 @@ func (g *Gateway) jobLogs(c echo.Context) error {
 		return err
 	}
 	if only > j.Attempt {
-		return errorf(http.StatusNotFound, CodeNotFound, "job %s has no attempt %d (it is on attempt %d)", j.ID, only, j.Attempt)
+		return api.Errorf(api.CodeNotFound, "job %s has no attempt %d (it is on attempt %d)", j.ID, only, j.Attempt)
 	}
 	w := c.Response()
 	rc := http.NewResponseController(w.Writer)

@@ -17,13 +17,13 @@ func (g *Gateway) jobMetrics(c echo.Context) error {
 	q := c.QueryParams()
 	for k := range q {
 		if k != "name" {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "unknown query parameter %q (use name)", k)
+			return api.Errorf(api.CodeBadRequest, "unknown query parameter %q (use name)", k)
 		}
 	}
 	names := q["name"]
 	for _, n := range names {
 		if !store.ValidMetricName(n) {
-			return errorf(http.StatusBadRequest, CodeBadRequest,
+			return api.Errorf(api.CodeBadRequest,
 				"name %q is not a metric name (a letter or _, then up to 127 letters, digits and _ . - /)", n)
 		}
 	}

@@ -59,11 +59,11 @@ func TestJobMetrics(t *testing.T) {
 	tests := []struct {
 		name, path string
 		status     int
-		code       string
+		code       api.Code
 	}{
-		{name: "bad name", path: "/v1/jobs/" + j.ID + "/metrics?name=a:b", status: 400, code: CodeBadRequest},
-		{name: "unknown parameter", path: "/v1/jobs/" + j.ID + "/metrics?step=1", status: 400, code: CodeBadRequest},
-		{name: "unknown job", path: "/v1/jobs/01nosuchjob0000000000000000/metrics", status: 404, code: CodeNotFound},
+		{name: "bad name", path: "/v1/jobs/" + j.ID + "/metrics?name=a:b", status: 400, code: api.CodeBadRequest},
+		{name: "unknown parameter", path: "/v1/jobs/" + j.ID + "/metrics?step=1", status: 400, code: api.CodeBadRequest},
+		{name: "unknown job", path: "/v1/jobs/01nosuchjob0000000000000000/metrics", status: 404, code: api.CodeNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"unicode"
 
 	"github.com/labstack/echo/v4"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
@@ -30,12 +29,102 @@ import (
 // it.
 const mlflowPrefix = "/api/2.0/mlflow/"
 
-// MLflow's error codes (databricks.ErrorCode), the ones this API answers.
+// mlflowCode is one of MLflow's error codes (databricks.ErrorCode).
+type mlflowCode string
+
+// The MLflow codes this dialect answers.
 const (
-	mlflowInvalidParameter = "INVALID_PARAMETER_VALUE"
-	mlflowNotFound         = "RESOURCE_DOES_NOT_EXIST"
-	mlflowAlreadyExists    = "RESOURCE_ALREADY_EXISTS"
+	mlflowInvalidParameter mlflowCode = "INVALID_PARAMETER_VALUE"
+	mlflowNotFound         mlflowCode = "RESOURCE_DOES_NOT_EXIST"
+	mlflowAlreadyExists    mlflowCode = "RESOURCE_ALREADY_EXISTS"
+	mlflowInvalidState     mlflowCode = "INVALID_STATE"
+	mlflowUnauthenticated  mlflowCode = "UNAUTHENTICATED"
+	mlflowPermissionDenied mlflowCode = "PERMISSION_DENIED"
+	mlflowLimitExceeded    mlflowCode = "REQUEST_LIMIT_EXCEEDED"
+	mlflowUnavailable      mlflowCode = "TEMPORARILY_UNAVAILABLE"
+	mlflowInternal         mlflowCode = "INTERNAL_ERROR"
 )
+
+// mlflowCodes is the MLflow code of each api.Code: how the errors of the
+// shared code (authentication, the body reader, the tracking functions,
+// the store) read to an MLflow client. Every code is here
+// (TestErrorRenderers).
+var mlflowCodes = map[api.Code]mlflowCode{
+	api.CodeBadRequest:        mlflowInvalidParameter,
+	api.CodeInvalidSpec:       mlflowInvalidParameter,
+	api.CodeInvalid:           mlflowInvalidParameter,
+	api.CodeTooLarge:          mlflowInvalidParameter,
+	api.CodeStartFailed:       mlflowInvalidParameter,
+	api.CodeUnauthorized:      mlflowUnauthenticated,
+	api.CodeForbidden:         mlflowPermissionDenied,
+	api.CodeNotFound:          mlflowNotFound,
+	api.CodeConflict:          mlflowInvalidState,
+	api.CodeJobNotRunning:     mlflowInvalidState,
+	api.CodeExecUnsupported:   mlflowInvalidState,
+	api.CodeRateLimited:       mlflowLimitExceeded,
+	api.CodeTooManySessions:   mlflowLimitExceeded,
+	api.CodeUnavailable:       mlflowUnavailable,
+	api.CodeWorkerUnavailable: mlflowUnavailable,
+	api.CodeWorkerStopped:     mlflowUnavailable,
+	api.CodeMethodNotAllowed:  mlflowInternal,
+	api.CodeInternal:          mlflowInternal,
+	api.CodeWorkerTimeout:     mlflowInternal,
+	api.CodeTimeout:           mlflowInternal,
+	api.CodeExecFailed:        mlflowInternal,
+	api.CodeOutputLost:        mlflowInternal,
+}
+
+// mlflowErr is an error in MLflow's own words, which the MLflow handlers
+// answer where an MLflow server would: codes api.Code has no word for
+// (RESOURCE_ALREADY_EXISTS) and statuses of MLflow's that differ from the
+// REST API's (MLflow answers a bad parameter, an existing resource and a bad
+// state with 400). Only the MLflow renderer writes it as it is; read as an
+// *api.Error (errors.As) it is the nearest api.Code.
+type mlflowErr struct {
+	Code    mlflowCode
+	Message string
+}
+
+func (e *mlflowErr) Error() string { return string(e.Code) + ": " + e.Message }
+
+// status is what MLflow's server answers with the code.
+func (e *mlflowErr) status() int {
+	if e.Code == mlflowNotFound {
+		return http.StatusNotFound
+	}
+	return http.StatusBadRequest
+}
+
+// As reads the error as an *api.Error.
+func (e *mlflowErr) As(target any) bool {
+	p, ok := target.(**api.Error)
+	if !ok {
+		return false
+	}
+	code := api.CodeBadRequest
+	switch e.Code {
+	case mlflowNotFound:
+		code = api.CodeNotFound
+	case mlflowAlreadyExists, mlflowInvalidState:
+		code = api.CodeConflict
+	}
+	*p = api.Errorf(code, "%s", e.Message)
+	return true
+}
+
+// mlflowErrors renders errors as MLflow's server does: {error_code, message}.
+type mlflowErrors struct{}
+
+func (mlflowErrors) render(err error, e *api.Error) (int, any) {
+	if me := (*mlflowErr)(nil); errors.As(err, &me) {
+		return me.status(), mlflowError{ErrorCode: string(me.Code), Message: me.Message}
+	}
+	return e.Code.Status(), mlflowError{ErrorCode: string(cmp.Or(mlflowCodes[e.Code], mlflowInternal)), Message: e.Message}
+}
+
+func mlflowErrorf(code mlflowCode, format string, args ...any) *mlflowErr {
+	return &mlflowErr{Code: code, Message: fmt.Sprintf(format, args...)}
+}
 
 // MLflow's limits on one log-batch call.
 const (
@@ -46,41 +135,18 @@ const (
 
 func (g *Gateway) mlflowRoutes(read, submit access) {
 	p := mlflowPrefix
-	g.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
-	g.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
-	g.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
-	g.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
-	g.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
-	g.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
-	g.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
-	g.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
-	g.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
-	g.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
-}
-
-// mlflowCode is the MLflow error_code of an API error: handlers here set
-// MLflow codes themselves; the shared middleware's codes map by status.
-func mlflowCode(e *Error) string {
-	if e.Code != "" && e.Code == strings.ToUpper(e.Code) {
-		return e.Code
-	}
-	switch e.Status {
-	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge:
-		return mlflowInvalidParameter
-	case http.StatusUnauthorized:
-		return "UNAUTHENTICATED"
-	case http.StatusForbidden:
-		return "PERMISSION_DENIED"
-	case http.StatusNotFound:
-		return mlflowNotFound
-	case http.StatusConflict:
-		return "INVALID_STATE"
-	case http.StatusTooManyRequests:
-		return "REQUEST_LIMIT_EXCEEDED"
-	case http.StatusServiceUnavailable:
-		return "TEMPORARILY_UNAVAILABLE"
-	}
-	return "INTERNAL_ERROR"
+	mg := g.newGroup(mlflowErrors{})
+	mg.notFound(p)
+	mg.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
+	mg.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
+	mg.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
+	mg.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
+	mg.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
+	mg.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
+	mg.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
+	mg.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
+	mg.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
+	mg.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
 }
 
 // mlflowError is MLflow's error body.
@@ -89,8 +155,8 @@ type mlflowError struct {
 	Message   string `json:"message"`
 }
 
-func mlflowInvalid(format string, args ...any) *Error {
-	return errorf(http.StatusBadRequest, mlflowInvalidParameter, format, args...)
+func mlflowInvalid(format string, args ...any) *mlflowErr {
+	return mlflowErrorf(mlflowInvalidParameter, format, args...)
 }
 
 // flexInt64 is a proto3 int64 in JSON: MLflow's clients send a number, and
@@ -136,12 +202,7 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 // are ignored, as an MLflow server does, so newer clients that send more
 // still work; every other fault is MLflow's INVALID_PARAMETER_VALUE (400).
 func decodeMLflow(c echo.Context, v any) error {
-	err := readJSONBody(c, v, false)
-	var ae *Error
-	if errors.As(err, &ae) && ae.Status != http.StatusRequestEntityTooLarge && ae.Status < 500 {
-		return mlflowInvalid("%s", ae.Message)
-	}
-	return err
+	return mlflowInvalidFrom(readJSONBody(c, v, false))
 }
 
 type mlflowKV struct {
@@ -187,6 +248,22 @@ type mlflowRun struct {
 	Data mlflowRunData `json:"data"`
 }
 
+// The answers of the MLflow routes.
+type (
+	mlflowRunAnswer struct {
+		Run mlflowRun `json:"run"`
+	}
+	mlflowRunInfoAnswer struct {
+		RunInfo mlflowRunInfo `json:"run_info"`
+	}
+	mlflowExperimentAnswer struct {
+		Experiment mlflowExperiment `json:"experiment"`
+	}
+	mlflowExperimentID struct {
+		ExperimentID string `json:"experiment_id"`
+	}
+)
+
 type mlflowExperiment struct {
 	ExperimentID     string     `json:"experiment_id"`
 	Name             string     `json:"name"`
@@ -196,10 +273,6 @@ type mlflowExperiment struct {
 	CreationTime     int64      `json:"creation_time,omitempty"`
 	Tags             []mlflowKV `json:"tags"`
 }
-
-// defaultExperiment is the experiment jobs get when they name none; to
-// MLflow it is experiment "0".
-const defaultExperiment = "default"
 
 func experimentID(name string) string {
 	if name == defaultExperiment {
@@ -217,16 +290,24 @@ func experimentName(id string) string {
 	return id
 }
 
+// mlflowInvalidFrom is an error of the request reader or the tracking code
+// as MLflow answers a bad parameter: a fault of the request's (an *api.Error
+// below 500 other than a body over the cap: a value out of range, a param
+// that changed, too many names) is INVALID_PARAMETER_VALUE (400); the rest
+// (a lost Redis, ...) stays as it is.
+func mlflowInvalidFrom(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Code != api.CodeTooLarge && ae.Code.Status() < 500 {
+		return mlflowInvalid("%s", ae.Message)
+	}
+	return err
+}
+
+// mlflowExperiment is experiment name of ws in MLflow's shape.
 func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflowExperiment, error) {
-	if !nameRE.MatchString(name) {
-		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
-	}
-	last, err := g.store.ExperimentActivity(ctx, ws, name)
-	if errors.Is(err, store.ErrNotFound) && name == defaultExperiment {
-		last, err = time.Time{}, nil // the default experiment always exists
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		return mlflowExperiment{}, errorf(http.StatusNotFound, mlflowNotFound, "Could not find experiment with name '%s'", name)
+	last, err := g.experimentActivity(ctx, ws, name)
+	if isCode(err, api.CodeNotFound) {
+		return mlflowExperiment{}, mlflowErrorf(mlflowNotFound, "Could not find experiment with name '%s'", name)
 	}
 	if err != nil {
 		return mlflowExperiment{}, err
@@ -242,6 +323,12 @@ func (g *Gateway) mlflowExperiment(ctx context.Context, ws, name string) (mlflow
 	return e, nil
 }
 
+// isCode says whether err is an *api.Error of code.
+func isCode(err error, code api.Code) bool {
+	var ae *api.Error
+	return errors.As(err, &ae) && ae.Code == code
+}
+
 func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {
 	var in struct {
 		Name string `json:"name"`
@@ -249,23 +336,19 @@ func (g *Gateway) mlflowCreateExperiment(c echo.Context) error {
 	if err := decodeMLflow(c, &in); err != nil {
 		return err
 	}
-	name := experimentName(in.Name)
 	if in.Name == "" {
 		return mlflowInvalid("Missing value for required parameter 'name'")
 	}
-	if !nameRE.MatchString(name) {
+	created, err := g.createExperiment(c.Request().Context(), principalOf(c), experimentName(in.Name))
+	switch {
+	case isCode(err, api.CodeInvalid):
 		return mlflowInvalid("Invalid experiment name '%s': jobgate experiment names are 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", in.Name)
-	}
-	ctx := c.Request().Context()
-	created, err := g.store.CreateExperiment(ctx, principalOf(c).Workspace, name, g.now())
-	if err != nil {
+	case err != nil:
 		return err
+	case !created:
+		return mlflowErrorf(mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
 	}
-	if !created {
-		return errorf(http.StatusBadRequest, mlflowAlreadyExists, "Experiment '%s' already exists.", in.Name)
-	}
-	g.audit(c, principalOf(c).Workspace, "experiment.create", name)
-	return c.JSON(http.StatusOK, map[string]string{"experiment_id": experimentID(name)})
+	return c.JSON(http.StatusOK, mlflowExperimentID{ExperimentID: experimentID(experimentName(in.Name))})
 }
 
 func (g *Gateway) mlflowExperimentByName(c echo.Context) error {
@@ -277,7 +360,7 @@ func (g *Gateway) mlflowExperimentByName(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"experiment": e})
+	return c.JSON(http.StatusOK, mlflowExperimentAnswer{Experiment: e})
 }
 
 func (g *Gateway) mlflowGetExperiment(c echo.Context) error {
@@ -289,29 +372,27 @@ func (g *Gateway) mlflowGetExperiment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"experiment": e})
+	return c.JSON(http.StatusOK, mlflowExperimentAnswer{Experiment: e})
 }
 
 // mlflowJob is the run (job) a request names with run_id (or the older
-// run_uuid), in the caller's workspace and, for a job token, its tree.
+// run_uuid), in the caller's reach (trackedJob).
 func (g *Gateway) mlflowJob(c echo.Context, runID, runUUID string) (*api.Job, error) {
 	id := cmp.Or(runID, runUUID)
 	if id == "" {
 		return nil, mlflowInvalid("Missing value for required parameter 'run_id'")
 	}
-	ctx := c.Request().Context()
-	p := principalOf(c)
-	j, err := g.store.GetJob(ctx, p.Workspace, id)
+	j, err := g.trackedJob(c.Request().Context(), principalOf(c), id)
+	return j, mlflowRunErr(err, id)
+}
+
+// mlflowRunErr is an error about run id in MLflow's words: no such run is
+// RESOURCE_DOES_NOT_EXIST.
+func mlflowRunErr(err error, id string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, mlflowNotFound, "Run with id=%s not found", id)
+		return mlflowErrorf(mlflowNotFound, "Run with id=%s not found", id)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := g.checkJobTree(ctx, p, j.ID); err != nil {
-		return nil, err
-	}
-	return j, nil
+	return err
 }
 
 // mlflowStatus is a job's status in MLflow's words.
@@ -336,11 +417,8 @@ func mlflowStatus(s api.Status) string {
 // know, so log_artifact fails with a clear error instead of writing
 // somewhere nobody collects.
 func (g *Gateway) artifactURI(ctx context.Context, j *api.Job) string {
-	switch j.Spec.Mode {
-	case api.ModeContainer:
-		return "file:///outputs"
-	case api.ModeProcess:
-		if p := g.store.OutputsPath(ctx, j.ID); p != "" {
+	if j.Spec.Mode != api.ModeTracked {
+		if p := g.outputsFolder(ctx, j); p != "" {
 			return "file://" + p
 		}
 	}
@@ -362,18 +440,15 @@ func (g *Gateway) runInfo(ctx context.Context, j *api.Job) mlflowRunInfo {
 	return info
 }
 
+// mlflowRunOf is job j as an MLflow run: its info and what it recorded.
 func (g *Gateway) mlflowRunOf(ctx context.Context, j *api.Job) (mlflowRun, error) {
 	run := mlflowRun{Info: g.runInfo(ctx, j), Data: mlflowRunData{Metrics: []mlflowMetricOut{}, Params: []mlflowKV{}, Tags: []mlflowKV{}}}
-	latest, err := g.store.LatestPoints(ctx, j.ID)
+	latest, params, tags, err := g.runData(ctx, j.ID)
 	if err != nil {
 		return run, err
 	}
 	for name, p := range latest {
 		run.Data.Metrics = append(run.Data.Metrics, mlflowMetricOut{Key: name, Value: p.Value, Timestamp: p.Time.UnixMilli(), Step: p.Step})
-	}
-	params, tags, err := g.store.ParamsAndTags(ctx, j.ID)
-	if err != nil {
-		return run, err
 	}
 	for k, v := range params {
 		run.Data.Params = append(run.Data.Params, mlflowKV{k, v})
@@ -396,12 +471,13 @@ func (g *Gateway) mlflowGetRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"run": run})
+	return c.JSON(http.StatusOK, mlflowRunAnswer{Run: run})
 }
 
-// mlflowCreateRun makes a tracked run. With a job token it becomes a child
-// of the token's job (or of the run named by the mlflow.parentRunId tag, if
-// that is in the job's tree), so nested runs land under the job.
+// mlflowCreateRun makes a tracked run (startRun). With a job token it
+// becomes a child of the token's job (or of the run named by the
+// mlflow.parentRunId tag, if that is in the job's tree), so nested runs land
+// under the job.
 func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	var in struct {
 		ExperimentID string     `json:"experiment_id"`
@@ -415,15 +491,10 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	ctx := c.Request().Context()
 	p := principalOf(c)
 	exp := experimentName(cmp.Or(in.ExperimentID, "0"))
-	if !nameRE.MatchString(exp) {
-		return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
-	}
-	if exp != defaultExperiment {
-		if _, err := g.store.ExperimentActivity(ctx, p.Workspace, exp); errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
-		} else if err != nil {
-			return err
-		}
+	if _, err := g.experimentActivity(ctx, p.Workspace, exp); isCode(err, api.CodeNotFound) {
+		return mlflowErrorf(mlflowNotFound, "No Experiment with id=%s exists", in.ExperimentID)
+	} else if err != nil {
+		return err
 	}
 	tags := map[string]string{}
 	for _, t := range in.Tags {
@@ -441,40 +512,24 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
 		return mlflowInvalid("%v", err)
 	}
-	spec := api.JobSpec{Name: in.RunName, Experiment: exp, Mode: api.ModeTracked, Command: []string{}, Tags: tags}
-	if parent := tags["mlflow.parentRunId"]; parent != "" {
-		pj, err := g.mlflowJob(c, parent, "")
-		if err != nil {
-			return err
-		}
-		// As for jobs (checkSpec): a canceled parent's children were
-		// canceled with it, and a new one would never be.
-		if pj.Status == api.StatusCanceled {
-			return errorf(http.StatusBadRequest, "INVALID_STATE", "parent run %s was canceled; it takes no new runs", parent)
-		}
-		spec.ParentID = parent
-	} else if p.JobID != "" {
-		spec.ParentID = p.JobID
-	}
+	spec := api.JobSpec{Name: in.RunName, Experiment: exp, Mode: api.ModeTracked, Command: []string{}, Tags: tags,
+		ParentID: cmp.Or(tags["mlflow.parentRunId"], p.JobID)}
 	started := g.now().UTC()
 	if in.StartTime.Set && in.StartTime.V > 0 {
 		started = time.UnixMilli(in.StartTime.V).UTC()
 	}
-	j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: p.Workspace, Name: spec.Name, Experiment: exp,
-		Status: api.StatusRunning, Attempt: 1, CreatedAt: started, Spec: spec}
-	if err := g.store.CreateJob(ctx, j); err != nil {
-		return err
+	j, err := g.startRun(ctx, p, spec, started)
+	if isCode(err, api.CodeConflict) {
+		return mlflowErrorf(mlflowInvalidState, "%s", apiError(err).Message)
 	}
-	g.audit(c, p.Workspace, "run.create", j.ID)
-	j, err := g.store.GetJob(ctx, p.Workspace, j.ID)
 	if err != nil {
-		return err
+		return mlflowRunErr(err, spec.ParentID)
 	}
 	run, err := g.mlflowRunOf(ctx, j)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"run": run})
+	return c.JSON(http.StatusOK, mlflowRunAnswer{Run: run})
 }
 
 // mlflowUpdateRun ends a tracked run (FINISHED, FAILED or KILLED). A job
@@ -507,27 +562,16 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 		return mlflowInvalid("Invalid value %q for parameter 'status': want RUNNING, SCHEDULED, FINISHED, FAILED or KILLED", in.Status)
 	}
 	ctx := c.Request().Context()
-	if end != "" && j.Spec.Mode == api.ModeTracked && j.Status == api.StatusRunning {
+	if end != "" {
 		reason := api.Reason{Code: api.ReasonEndedByClient, Detail: "ended through the tracking API"}
 		if end == api.StatusCanceled {
 			reason = api.Reason{Code: api.ReasonCanceled, Detail: "killed through the tracking API"}
 		}
-		if err := g.endTrackedRun(ctx, j, end, reason); err != nil && !errors.Is(err, store.ErrConflict) {
-			return err
-		}
-		if j, err = g.store.GetJob(ctx, j.Workspace, j.ID); err != nil {
+		if j, err = g.endRun(ctx, j, end, reason); err != nil {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"run_info": g.runInfo(ctx, j)})
-}
-
-// endTrackedRun ends a tracked run with status (which jobs run by workers
-// never get from here).
-func (g *Gateway) endTrackedRun(ctx context.Context, j *api.Job, status api.Status, reason api.Reason) error {
-	o := store.NewOutcome(status, reason)
-	o.StartedAt = j.StartedAt
-	return g.store.Finish(ctx, j.Workspace, j.ID, 1, o, g.now())
+	return c.JSON(http.StatusOK, mlflowRunInfoAnswer{RunInfo: g.runInfo(ctx, j)})
 }
 
 func (g *Gateway) mlflowLogMetric(c echo.Context) error {
@@ -547,8 +591,8 @@ func (g *Gateway) mlflowLogMetric(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := g.mlflowAppend(c, j.ID, []store.MetricPoint{p}); err != nil {
-		return err
+	if err := g.logMetrics(c.Request().Context(), j.ID, []store.MetricPoint{p}); err != nil {
+		return mlflowInvalidFrom(err)
 	}
 	return c.JSON(http.StatusOK, struct{}{})
 }
@@ -581,31 +625,6 @@ func (g *Gateway) mlflowPoint(m mlflowMetric) (store.MetricPoint, error) {
 		return p, mlflowInvalid("metric '%s': %v", m.Key, err)
 	}
 	return p, nil
-}
-
-func (g *Gateway) mlflowAppend(c echo.Context, id string, pts []store.MetricPoint) error {
-	err := g.store.AppendMetrics(c.Request().Context(), id, pts)
-	if errors.Is(err, store.ErrMetricLimit) {
-		return mlflowInvalid("a run may have at most %d metric names; points of new names were dropped", store.MaxMetricNames)
-	}
-	return err
-}
-
-func (g *Gateway) mlflowSetParams(c echo.Context, id string, params map[string]string) error {
-	err := g.store.SetParams(c.Request().Context(), id, params)
-	switch {
-	case errors.Is(err, store.ErrParamChanged), errors.Is(err, store.ErrTooMany), isKVError(err):
-		return mlflowInvalid("%v", err)
-	}
-	return err
-}
-
-func (g *Gateway) mlflowSetTags(c echo.Context, id string, tags map[string]string) error {
-	err := g.store.SetTags(c.Request().Context(), id, tags)
-	if errors.Is(err, store.ErrTooMany) || isKVError(err) {
-		return mlflowInvalid("%v", err)
-	}
-	return err
 }
 
 func (g *Gateway) mlflowLogBatch(c echo.Context) error {
@@ -655,27 +674,28 @@ func (g *Gateway) mlflowLogBatch(c echo.Context) error {
 	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
 		return mlflowInvalid("%v", err)
 	}
-	if err := g.mlflowSetParams(c, j.ID, params); err != nil {
-		return err
+	ctx := c.Request().Context()
+	if err := g.logParams(ctx, j.ID, params); err != nil {
+		return mlflowInvalidFrom(err)
 	}
-	if err := g.mlflowSetTags(c, j.ID, tags); err != nil {
-		return err
+	if err := g.setTags(ctx, j.ID, tags); err != nil {
+		return mlflowInvalidFrom(err)
 	}
 	if len(pts) > 0 {
-		if err := g.mlflowAppend(c, j.ID, pts); err != nil {
-			return err
+		if err := g.logMetrics(ctx, j.ID, pts); err != nil {
+			return mlflowInvalidFrom(err)
 		}
 	}
 	return c.JSON(http.StatusOK, struct{}{})
 }
 
-func (g *Gateway) mlflowLogParam(c echo.Context) error { return g.mlflowKeyValue(c, g.mlflowSetParams) }
+func (g *Gateway) mlflowLogParam(c echo.Context) error { return g.mlflowKeyValue(c, g.logParams) }
 
-func (g *Gateway) mlflowSetTag(c echo.Context) error { return g.mlflowKeyValue(c, g.mlflowSetTags) }
+func (g *Gateway) mlflowSetTag(c echo.Context) error { return g.mlflowKeyValue(c, g.setTags) }
 
 // mlflowKeyValue serves log-parameter and set-tag: one key and value for a
 // run, stored by set.
-func (g *Gateway) mlflowKeyValue(c echo.Context, set func(echo.Context, string, map[string]string) error) error {
+func (g *Gateway) mlflowKeyValue(c echo.Context, set func(context.Context, string, map[string]string) error) error {
 	var in struct {
 		RunID   string `json:"run_id"`
 		RunUUID string `json:"run_uuid"`
@@ -689,8 +709,8 @@ func (g *Gateway) mlflowKeyValue(c echo.Context, set func(echo.Context, string, 
 	if err != nil {
 		return err
 	}
-	if err := set(c, j.ID, map[string]string{in.Key: in.Value}); err != nil {
-		return err
+	if err := set(c.Request().Context(), j.ID, map[string]string{in.Key: in.Value}); err != nil {
+		return mlflowInvalidFrom(err)
 	}
 	return c.JSON(http.StatusOK, struct{}{})
 }

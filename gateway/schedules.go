@@ -40,27 +40,6 @@ type scheduleRequest struct {
 	Job                     json.RawMessage `json:"job"`
 }
 
-// scheduleView is a schedule as the API shows it.
-type scheduleView struct {
-	Name                    string      `json:"name"`
-	Cron                    string      `json:"cron"`
-	Timezone                string      `json:"timezone"`
-	ConcurrencyPolicy       string      `json:"concurrency_policy"`
-	StartingDeadlineSeconds int         `json:"starting_deadline_seconds"`
-	Job                     api.JobSpec `json:"job"`
-	Paused                  bool        `json:"paused"`
-	CreatedAt               time.Time   `json:"created_at"`
-	CreatedBy               string      `json:"created_by"`
-	// Next are the next 5 fire times in the schedule's time zone; none
-	// while paused.
-	Next []time.Time `json:"next"`
-	// LastScheduledAt is the latest tick handled, fired or skipped.
-	LastScheduledAt *time.Time `json:"last_scheduled_at"`
-	// LastFiredAt and LastJobID: the latest job the schedule started.
-	LastFiredAt *time.Time `json:"last_fired_at"`
-	LastJobID   string     `json:"last_job_id"`
-}
-
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -68,8 +47,9 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (g *Gateway) scheduleView(sc *store.Schedule) scheduleView {
-	v := scheduleView{Name: sc.Name, Cron: sc.Cron, Timezone: sc.Timezone, ConcurrencyPolicy: sc.ConcurrencyPolicy,
+// scheduleView is a schedule as the API shows it.
+func (g *Gateway) scheduleView(sc *store.Schedule) api.Schedule {
+	v := api.Schedule{Name: sc.Name, Cron: sc.Cron, Timezone: sc.Timezone, ConcurrencyPolicy: sc.ConcurrencyPolicy,
 		StartingDeadlineSeconds: sc.StartingDeadlineSeconds, Job: sc.Job, Paused: sc.Paused,
 		CreatedAt: sc.CreatedAt, CreatedBy: sc.CreatedBy, Next: []time.Time{},
 		LastScheduledAt: timePtr(sc.LastTick), LastFiredAt: timePtr(sc.LastFiredAt), LastJobID: sc.LastJob}
@@ -86,7 +66,7 @@ func (g *Gateway) scheduleParam(c echo.Context) (*store.Schedule, error) {
 	name := c.Param("name")
 	sc, err := g.store.Schedule(c.Request().Context(), principalOf(c).Workspace, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+		return nil, api.Errorf(api.CodeNotFound, "no schedule %q", name)
 	}
 	return sc, err
 }
@@ -131,7 +111,7 @@ func (g *Gateway) createSchedule(c echo.Context) error {
 		Job: spec, CreatedAt: now, CreatedBy: p.Actor, Since: now}
 	switch err := g.store.CreateSchedule(ctx, sc, maxSchedules); {
 	case errors.Is(err, store.ErrConflict):
-		return errorf(http.StatusConflict, CodeConflict, "schedule %q exists in workspace %s", req.Name, p.Workspace)
+		return api.Errorf(api.CodeConflict, "schedule %q exists in workspace %s", req.Name, p.Workspace)
 	case errors.Is(err, store.ErrLimit):
 		return invalid("workspace %s already has %d schedules, the most it may hold; delete one first", p.Workspace, maxSchedules)
 	case err != nil:
@@ -148,11 +128,11 @@ func (g *Gateway) listSchedules(c echo.Context) error {
 		return err
 	}
 	slices.SortFunc(all, func(a, b store.Schedule) int { return strings.Compare(a.Name, b.Name) })
-	out := make([]scheduleView, 0, len(all))
+	out := api.ScheduleList{Schedules: make([]api.Schedule, 0, len(all))}
 	for i := range all {
-		out = append(out, g.scheduleView(&all[i]))
+		out.Schedules = append(out.Schedules, g.scheduleView(&all[i]))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"schedules": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (g *Gateway) getSchedule(c echo.Context) error {
@@ -167,7 +147,7 @@ func (g *Gateway) deleteSchedule(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteSchedule(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+			return api.Errorf(api.CodeNotFound, "no schedule %q", name)
 		}
 		return err
 	}
@@ -185,7 +165,7 @@ func (g *Gateway) setPaused(c echo.Context, paused bool) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.SetSchedulePaused(ctx, ws, name, paused, g.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no schedule %q", name)
+			return api.Errorf(api.CodeNotFound, "no schedule %q", name)
 		}
 		return err
 	}
@@ -223,7 +203,7 @@ func (g *Gateway) runSchedule(c echo.Context) error {
 		return err
 	}
 	if skipped != "" {
-		return errorf(http.StatusConflict, CodeConflict, "%s; the schedule's concurrency_policy is %s", skipped, sc.ConcurrencyPolicy)
+		return api.Errorf(api.CodeConflict, "%s; the schedule's concurrency_policy is %s", skipped, sc.ConcurrencyPolicy)
 	}
 	g.audit(c, sc.Workspace, "schedule.run", sc.Name)
 	c.Response().Header().Set("Location", "/v1/jobs/"+job.ID)
@@ -239,5 +219,5 @@ func (g *Gateway) scheduleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"history": runs})
+	return c.JSON(http.StatusOK, api.ScheduleHistory{History: convert(runs, func(r store.ScheduleRun) api.ScheduleRun { return api.ScheduleRun(r) })})
 }

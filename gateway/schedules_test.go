@@ -151,7 +151,7 @@ func TestScheduleValidation(t *testing.T) {
 	if code, got := f.call("POST", "/v1/schedules", tok.Secret, body(func(m map[string]any) { m["name"] = "02xxx" })); code != http.StatusConflict {
 		t.Fatalf("second schedule of the same name: %d %s, want 409", code, got)
 	}
-	var list struct{ Schedules []scheduleView }
+	var list struct{ Schedules []api.Schedule }
 	f.mustCall("GET", "/v1/schedules", tok.Secret, "", &list)
 	var names []string
 	for _, s := range list.Schedules {
@@ -344,7 +344,7 @@ func TestSchedulePauseResume(t *testing.T) {
 	sec := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Second))) }
 
 	f.plane.Cron.Fire(ctx, sec(1)) // fires 00:00:01
-	var v scheduleView
+	var v api.Schedule
 	f.mustCall("POST", "/v1/schedules/s/pause", systemToken, "", &v)
 	if !v.Paused || len(v.Next) != 0 {
 		t.Fatalf("paused schedule: paused %v, next %v; want paused and no next", v.Paused, v.Next)
@@ -391,7 +391,7 @@ func TestScheduleRunNow(t *testing.T) {
 	if len(h) != 2 || h[0].JobID != j2.ID || h[1].JobID != j.ID || !h[0].Manual || h[0].FiredAt == nil {
 		t.Fatalf("history: %+v; want the two runs by hand, newest first", h)
 	}
-	var v scheduleView
+	var v api.Schedule
 	f.mustCall("GET", "/v1/schedules/nightly", tok.Secret, "", &v)
 	if v.LastJobID != j2.ID || v.LastFiredAt == nil || v.LastScheduledAt != nil {
 		t.Fatalf("schedule after runs: %+v", v)
@@ -488,7 +488,7 @@ func TestScheduleMissedTicks(t *testing.T) {
 	if diff := cmp.Diff([]string{"2030-01-11T01:00:00Z fired", "2030-01-11T00:00:00Z skipped"}, ticks(h)); diff != "" {
 		t.Fatalf("ten-minute deadline, 5 minutes late (-want +got):\n%s", diff)
 	}
-	var v scheduleView
+	var v api.Schedule
 	f.mustCall("GET", "/v1/schedules/ten-minutes", systemToken, "", &v)
 	if v.LastScheduledAt == nil || !v.LastScheduledAt.Equal(time.Date(2030, 1, 11, 1, 0, 0, 0, time.UTC)) {
 		t.Fatalf("last_scheduled_at %v", v.LastScheduledAt)

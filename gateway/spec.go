@@ -24,9 +24,9 @@ func decodeSpec(r io.Reader) (api.JobSpec, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return api.JobSpec{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
+			return api.JobSpec{}, api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 		}
-		return api.JobSpec{}, errorf(http.StatusBadRequest, CodeBadRequest, "read body: %v", err)
+		return api.JobSpec{}, api.Errorf(api.CodeBadRequest, "read body: %v", err)
 	}
 	spec, err := api.DecodeJobSpecJSON(body)
 	var se *api.SpecError
@@ -39,7 +39,7 @@ func decodeSpec(r io.Reader) (api.JobSpec, error) {
 		}
 		return spec, nil
 	case errors.As(err, &se) && se.Syntax:
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "request body: %s", se.Msg)
+		return spec, api.Errorf(api.CodeBadRequest, "request body: %s", se.Msg)
 	}
 	return spec, specErr("%v", err)
 }
@@ -67,6 +67,6 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-func specErr(format string, args ...any) *Error {
-	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec, format, args...)
+func specErr(format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeInvalidSpec, format, args...)
 }

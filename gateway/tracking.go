@@ -1,26 +1,107 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
+// Tracking: what a job (or a tracked run) records about itself: metrics,
+// params and tags, and for tracked runs their start and end. The functions
+// here are the tracking code; the REST handlers below and the MLflow dialect
+// (mlflow.go, which translates MLflow's requests and answers onto them) both
+// call them. They take the caller's principal, not its HTTP request, and
+// return an *api.Error for what the caller got wrong.
+
 // maxMetricsPerPost bounds one POST /v1/jobs/{id}/metrics.
 const maxMetricsPerPost = 10_000
+
+// trackedJob is job id in p's workspace, and for a job token in its tree;
+// store.ErrNotFound when there is none.
+func (g *Gateway) trackedJob(ctx context.Context, p principal, id string) (*api.Job, error) {
+	j, err := g.store.GetJob(ctx, p.Workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.checkJobTree(ctx, p, j.ID); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// runData is what job id recorded: each metric's latest point (the one at
+// its highest step), its params and its tags.
+func (g *Gateway) runData(ctx context.Context, id string) (latest map[string]store.MetricPoint, params, tags map[string]string, err error) {
+	if latest, err = g.store.LatestPoints(ctx, id); err != nil {
+		return nil, nil, nil, err
+	}
+	params, tags, err = g.store.ParamsAndTags(ctx, id)
+	return latest, params, tags, err
+}
+
+// outputsFolder is where job id's outputs are, as the job sees them: for a
+// host process the folder its worker recorded, "" when none is known.
+func (g *Gateway) outputsFolder(ctx context.Context, j *api.Job) string {
+	if j.Spec.Mode == api.ModeContainer {
+		return "/outputs"
+	}
+	return g.store.OutputsPath(ctx, j.ID)
+}
+
+// startRun records a tracked run for p: a job record jobgate does not
+// execute, running from started until endRun ends it. A parent (spec's
+// ParentID) must be in p's reach and not canceled: a canceled parent's
+// children were canceled with it, and a new one would never be.
+func (g *Gateway) startRun(ctx context.Context, p principal, spec api.JobSpec, started time.Time) (*api.Job, error) {
+	if spec.ParentID != "" {
+		parent, err := g.trackedJob(ctx, p, spec.ParentID)
+		if err != nil {
+			return nil, err
+		}
+		if parent.Status == api.StatusCanceled {
+			return nil, api.Errorf(api.CodeConflict, "parent run %s was canceled; it takes no new runs", parent.ID)
+		}
+	}
+	j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: p.Workspace, Name: spec.Name, Experiment: spec.Experiment,
+		Status: api.StatusRunning, Attempt: 1, CreatedAt: started, Spec: spec}
+	if err := g.store.CreateJob(ctx, j); err != nil {
+		return nil, err
+	}
+	g.auditAs(ctx, p.Workspace, p.Actor, "run.create", j.ID)
+	return g.store.GetJob(ctx, p.Workspace, j.ID)
+}
+
+// endRun ends j, a tracked run that is running, with status (which jobs run
+// by workers never get from here), and returns it as it is now. A run that
+// is not tracked, or no longer running, is returned as it is: a job jobgate
+// runs ends when its process does.
+func (g *Gateway) endRun(ctx context.Context, j *api.Job, status api.Status, reason api.Reason) (*api.Job, error) {
+	if j.Spec.Mode != api.ModeTracked || j.Status != api.StatusRunning {
+		return j, nil
+	}
+	o := store.NewOutcome(status, reason)
+	o.StartedAt = j.StartedAt
+	if err := g.store.Finish(ctx, j.Workspace, j.ID, 1, o, g.now()); err != nil && !errors.Is(err, store.ErrConflict) {
+		return nil, err
+	}
+	return g.store.GetJob(ctx, j.Workspace, j.ID)
+}
 
 // postMetrics serves POST /v1/jobs/{id}/metrics: points a job reports through
 // the API instead of its stdout (the job's own token may call it).
 func (g *Gateway) postMetrics(c echo.Context) error {
 	ctx := c.Request().Context()
-	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	j, err := g.trackedJob(ctx, principalOf(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
@@ -60,10 +141,10 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 		}
 		pts[i] = p
 	}
-	if err := g.appendMetrics(c, j.ID, pts); err != nil {
+	if err := g.logMetrics(ctx, j.ID, pts); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]int{"recorded": len(pts)})
+	return c.JSON(http.StatusOK, api.MetricsRecorded{Recorded: len(pts)})
 }
 
 // metricPoint checks one reported point; the error starts with the field.
@@ -87,9 +168,9 @@ func metricPoint(name string, value float64, step *int64, ts *time.Time, now tim
 	return p, nil
 }
 
-// appendMetrics stores pts; the name limit is the client's problem (422).
-func (g *Gateway) appendMetrics(c echo.Context, id string, pts []store.MetricPoint) error {
-	err := g.store.AppendMetrics(c.Request().Context(), id, pts)
+// logMetrics stores pts; the name limit is the client's problem (422).
+func (g *Gateway) logMetrics(ctx context.Context, id string, pts []store.MetricPoint) error {
+	err := g.store.AppendMetrics(ctx, id, pts)
 	if errors.Is(err, store.ErrMetricLimit) {
 		return invalid("metrics: a job may have at most %d metric names; points of new names were dropped", store.MaxMetricNames)
 	}
@@ -100,7 +181,7 @@ func (g *Gateway) appendMetrics(c echo.Context, id string, pts []store.MetricPoi
 // A param is logged once; the same value again is fine, another is a 409.
 func (g *Gateway) postParams(c echo.Context) error {
 	ctx := c.Request().Context()
-	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	j, err := g.trackedJob(ctx, principalOf(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
@@ -108,17 +189,19 @@ func (g *Gateway) postParams(c echo.Context) error {
 	if err := decodeBody(c, &in); err != nil {
 		return err
 	}
-	if err := g.setParams(c, j.ID, in.Params); err != nil {
+	if err := g.logParams(ctx, j.ID, in.Params); err != nil {
 		return err
 	}
 	return g.getJob(c)
 }
 
-func (g *Gateway) setParams(c echo.Context, id string, params map[string]string) error {
-	err := g.store.SetParams(c.Request().Context(), id, params)
+// logParams stores params; a param that changes is a 409, a bad key or value
+// and too many params a 422.
+func (g *Gateway) logParams(ctx context.Context, id string, params map[string]string) error {
+	err := g.store.SetParams(ctx, id, params)
 	switch {
 	case errors.Is(err, store.ErrParamChanged):
-		return errorf(http.StatusConflict, CodeConflict, "params: %v: a param keeps its first value", err)
+		return api.Errorf(api.CodeConflict, "params: %v: a param keeps its first value", err)
 	case errors.Is(err, store.ErrTooMany):
 		return invalid("params: %v", err)
 	case isKVError(err):
@@ -131,7 +214,7 @@ func (g *Gateway) setParams(c echo.Context, id string, params map[string]string)
 // a tag's value may change.
 func (g *Gateway) postTags(c echo.Context) error {
 	ctx := c.Request().Context()
-	j, err := g.store.GetJob(ctx, principalOf(c).Workspace, c.Param("id"))
+	j, err := g.trackedJob(ctx, principalOf(c), c.Param("id"))
 	if err != nil {
 		return err
 	}
@@ -139,14 +222,15 @@ func (g *Gateway) postTags(c echo.Context) error {
 	if err := decodeBody(c, &in); err != nil {
 		return err
 	}
-	if err := g.setTags(c, j.ID, in.Tags); err != nil {
+	if err := g.setTags(ctx, j.ID, in.Tags); err != nil {
 		return err
 	}
 	return g.getJob(c)
 }
 
-func (g *Gateway) setTags(c echo.Context, id string, tags map[string]string) error {
-	err := g.store.SetTags(c.Request().Context(), id, tags)
+// setTags stores tags; a bad key or value and too many tags are a 422.
+func (g *Gateway) setTags(ctx context.Context, id string, tags map[string]string) error {
+	err := g.store.SetTags(ctx, id, tags)
 	if err != nil && (errors.Is(err, store.ErrTooMany) || isKVError(err)) {
 		return invalid("tags: %v", err)
 	}

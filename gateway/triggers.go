@@ -86,21 +86,11 @@ type triggerRequest struct {
 	Job    *api.JobSpec    `json:"-"`
 }
 
-// triggerView is a trigger as the API shows it: no secrets.
-type triggerView struct {
-	ID        string              `json:"id"`
-	Name      string              `json:"name"`
-	Provider  string              `json:"provider"`
-	HookURL   string              `json:"hook_url"`
-	Filter    store.TriggerFilter `json:"filter"`
-	Job       api.JobSpec         `json:"job"`
-	CreatedAt time.Time           `json:"created_at"`
-}
-
-func viewTrigger(t store.Trigger) triggerView {
+// viewTrigger is a trigger as the API shows it: no secrets.
+func viewTrigger(t store.Trigger) api.Trigger {
 	redactSpec(&t.Job)
-	return triggerView{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
-		Filter: t.Filter, Job: t.Job, CreatedAt: t.CreatedAt}
+	return api.Trigger{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
+		Filter: api.TriggerFilter(t.Filter), Job: t.Job, CreatedAt: t.CreatedAt}
 }
 
 // triggerSecretName binds a trigger's sealed secrets to its workspace and
@@ -109,7 +99,7 @@ func triggerSecretName(name string) string { return "trigger:" + name }
 
 func (g *Gateway) createTrigger(c echo.Context) error {
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "triggers need the secrets key to store their signing secrets (start the gateway with --secrets-key-file)")
+		return api.Errorf(api.CodeUnavailable, "triggers need the secrets key to store their signing secrets (start the gateway with --secrets-key-file)")
 	}
 	var req triggerRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -142,7 +132,7 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 		Filter: req.Filter, Job: *req.Job, CreatedAt: g.now().UTC(), SealedSecrets: sealed}
 	if err := g.store.CreateTrigger(ctx, t); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, CodeConflict, "trigger %q exists; delete it first to replace it", req.Name)
+			return api.Errorf(api.CodeConflict, "trigger %q exists; delete it first to replace it", req.Name)
 		}
 		return err
 	}
@@ -228,15 +218,13 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 
 // inJob says that a refused spec is the job of a trigger or schedule.
 func inJob(err error) error {
-	var (
-		ae *Error
-		je *job.Error
-	)
-	switch {
-	case errors.As(err, &ae):
-		return &Error{Status: ae.Status, Code: ae.Code, Message: "job: " + ae.Message}
-	case errors.As(err, &je):
+	var je *job.Error
+	if errors.As(err, &je) {
 		return &job.Error{Code: je.Code, Field: strings.TrimSuffix("job."+je.Field, "."), Message: "job: " + je.Message}
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return api.Errorf(ae.Code, "job: %s", ae.Message)
 	}
 	return err
 }
@@ -249,11 +237,11 @@ func (g *Gateway) listTriggers(c echo.Context) error {
 		return err
 	}
 	slices.SortFunc(ts, func(a, b store.Trigger) int { return strings.Compare(a.Name, b.Name) })
-	out := make([]triggerView, 0, len(ts))
+	out := api.TriggerList{Triggers: make([]api.Trigger, 0, len(ts))}
 	for _, t := range ts {
-		out = append(out, viewTrigger(t))
+		out.Triggers = append(out.Triggers, viewTrigger(t))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"triggers": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 // triggerParam is the trigger :name of the principal's workspace; another
@@ -262,7 +250,7 @@ func (g *Gateway) triggerParam(c echo.Context) (*store.Trigger, error) {
 	name := c.Param("name")
 	t, err := g.store.Trigger(c.Request().Context(), principalOf(c).Workspace, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+		return nil, api.Errorf(api.CodeNotFound, "no trigger %q", name)
 	}
 	return t, err
 }
@@ -279,7 +267,7 @@ func (g *Gateway) deleteTrigger(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteTrigger(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no trigger %q", name)
+			return api.Errorf(api.CodeNotFound, "no trigger %q", name)
 		}
 		return err
 	}
@@ -296,7 +284,7 @@ func (g *Gateway) triggerDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds})
+	return c.JSON(http.StatusOK, api.DeliveryList{Deliveries: convert(ds, func(d store.Delivery) api.Delivery { return api.Delivery(d) })})
 }
 
 // receiveHook handles POST /hooks/:id, authenticated by signature only.
@@ -304,11 +292,11 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
 	if !hookIDRE.MatchString(id) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+		return api.Errorf(api.CodeNotFound, "no such hook")
 	}
 	t, err := g.store.TriggerByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, CodeNotFound, "no such hook")
+		return api.Errorf(api.CodeNotFound, "no such hook")
 	}
 	if err != nil {
 		return err
@@ -318,7 +306,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		return err
 	}
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "this gateway has no secrets key to check signatures with")
+		return api.Errorf(api.CodeUnavailable, "this gateway has no secrets key to check signatures with")
 	}
 	plain, err := g.secrets.Open(t.Workspace, triggerSecretName(t.Name), t.SealedSecrets)
 	if err != nil {
@@ -346,7 +334,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		// deliveries out of the history.
 		g.logger.InfoContext(ctx, "webhook delivery refused", slog.String("trigger_id", t.ID),
 			slog.String("workspace", t.Workspace), slog.String("reason", err.Error()))
-		return errorf(http.StatusUnauthorized, CodeUnauthorized, "%v", err)
+		return api.Errorf(api.CodeUnauthorized, "%v", err)
 	}
 	if err != nil {
 		return err
@@ -357,8 +345,8 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 	res, err := g.deliver(ctx, t, &d, body)
 	d.ID, d.Event = truncate(d.ID, maxDeliveryIDBytes), truncate(d.Event, 128)
 	if err != nil {
-		var ae *Error
-		if !errors.As(err, &ae) || ae.Status >= 500 {
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code.Status() >= 500 {
 			d.Reason = "internal error"
 		} else {
 			d.Reason = ae.Message
@@ -378,7 +366,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 
 type hookResult struct {
 	status int
-	body   any
+	body   api.HookResult
 }
 
 // deliver acts on an authenticated delivery and fills in d's outcome. An
@@ -386,18 +374,18 @@ type hookResult struct {
 func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delivery, body []byte) (hookResult, error) {
 	if t.Provider == providerGitHub {
 		if d.Event == "" {
-			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Event header")
+			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Event header")
 		}
 		if d.Event == "ping" {
 			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
-			return hookResult{http.StatusOK, map[string]bool{"pong": true}}, nil
+			return hookResult{http.StatusOK, api.HookResult{Pong: true}}, nil
 		}
 		if d.ID == "" {
-			return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "missing X-GitHub-Delivery header")
+			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Delivery header")
 		}
 	}
 	if len(d.ID) > maxDeliveryIDBytes {
-		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
+		return hookResult{}, api.Errorf(api.CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
 	}
 	payload, err := tmpl.DecodePayload(body)
 	if err != nil {
@@ -405,14 +393,14 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		if t.Provider == providerGitHub {
 			hint = " (set the GitHub webhook's content type to application/json)"
 		}
-		return hookResult{}, errorf(http.StatusBadRequest, CodeBadRequest, "payload is not a JSON object%s", hint)
+		return hookResult{}, api.Errorf(api.CodeBadRequest, "payload is not a JSON object%s", hint)
 	}
 	if t.Provider == providerStandard {
 		d.Event, _ = payload["type"].(string)
 	}
 	if why := filterMismatch(t.Filter, d.Event, payload); why != "" {
 		d.Outcome, d.Reason = store.OutcomeIgnored, why
-		return hookResult{http.StatusOK, map[string]string{"ignored": why}}, nil
+		return hookResult{http.StatusOK, api.HookResult{Ignored: why}}, nil
 	}
 
 	// Claim the delivery id, so a redelivery, or the same delivery reaching
@@ -455,7 +443,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		if err != nil {
 			release(keys[:i])
 			if errors.Is(err, errStillProcessing) {
-				return hookResult{}, errorf(http.StatusConflict, CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
+				return hookResult{}, api.Errorf(api.CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
 			}
 			return hookResult{}, err
 		}
@@ -467,7 +455,7 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 				why = "the same body, under another delivery id, already made job "
 			}
 			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, why+jobID
-			return hookResult{http.StatusOK, map[string]any{"job_id": jobID, "duplicate": true}}, nil
+			return hookResult{http.StatusOK, api.HookResult{JobID: jobID, Duplicate: true}}, nil
 		}
 	}
 
@@ -489,10 +477,10 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 		// made it meanwhile.
 		complete(keys, made)
 		d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, made, "delivery already made job "+made
-		return hookResult{http.StatusOK, map[string]any{"job_id": made, "duplicate": true}}, nil
+		return hookResult{http.StatusOK, api.HookResult{JobID: made, Duplicate: true}}, nil
 	}
 	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
-	return hookResult{http.StatusAccepted, map[string]string{"job_id": job.ID}}, nil
+	return hookResult{http.StatusAccepted, api.HookResult{JobID: job.ID}}, nil
 }
 
 // errStillProcessing: another delivery with the same key held its claim
@@ -548,11 +536,23 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 		}
 	}
 	res, err := g.jobs.Submit(ctx, job.Request{Workspace: t.Workspace, Actor: "trigger:" + t.Name, Spec: spec, Save: save})
-	var je *job.Error
-	if errors.As(err, &je) && je.Code.Status() < 500 {
-		return nil, &Error{Status: http.StatusUnprocessableEntity, Code: string(je.Code), Message: "rendered job: " + je.Message}
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Code.Status() < 500 {
+		return nil, renderedJobError(ae)
 	}
 	return res.Job, err
+}
+
+// renderedJobError is the 422 for a job a trigger's template rendered that
+// the job checks refused: its code when that is a 422 already
+// (invalid_spec, invalid_request), else invalid_spec, as the delivery's job
+// is what is wrong, not the sender's request.
+func renderedJobError(ae *api.Error) *api.Error {
+	code := ae.Code
+	if code.Status() != http.StatusUnprocessableEntity {
+		code = api.CodeInvalidSpec
+	}
+	return api.Errorf(code, "rendered job: %s", ae.Message)
 }
 
 // renderErr is the 422 for a job template that failed on a delivery, naming

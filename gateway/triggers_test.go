@@ -40,9 +40,9 @@ func triggerBody(name string) string {
 }
 
 // createTrigger creates a trigger from body with token and returns it.
-func (f *fixture) createTrigger(token, body string) triggerView {
+func (f *fixture) createTrigger(token, body string) api.Trigger {
 	f.t.Helper()
-	var tv triggerView
+	var tv api.Trigger
 	f.mustCall("POST", "/v1/triggers", token, body, &tv)
 	return tv
 }
@@ -508,7 +508,7 @@ func TestTriggerAPI(t *testing.T) {
 	}
 
 	// Secrets never come back, nor sit in Redis in clear.
-	var list struct{ Triggers []triggerView }
+	var list struct{ Triggers []api.Trigger }
 	f.mustCall("GET", "/v1/triggers", admin.Secret, "", &list)
 	_, one := f.call("GET", "/v1/triggers/gh", admin.Secret, "")
 	raw, _ := json.Marshal(list)

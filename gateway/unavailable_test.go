@@ -68,7 +68,7 @@ func TestOnlyAnUnreachableRedisIs503(t *testing.T) {
 			defer resp.Body.Close()
 			var body api.ErrorBody
 			_ = json.NewDecoder(resp.Body).Decode(&body)
-			if resp.StatusCode != tt.want || body.Error.Code != CodeInternal || resp.Header.Get("Retry-After") != "" {
+			if resp.StatusCode != tt.want || body.Error.Code != api.CodeInternal || resp.Header.Get("Retry-After") != "" {
 				t.Errorf("got %d %+v, Retry-After %q; want %d internal without Retry-After", resp.StatusCode, body.Error, resp.Header.Get("Retry-After"), tt.want)
 			}
 		})
@@ -96,7 +96,7 @@ func TestOnlyAnUnreachableRedisIs503(t *testing.T) {
 		defer resp.Body.Close()
 		var body api.ErrorBody
 		_ = json.NewDecoder(resp.Body).Decode(&body)
-		if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != CodeUnavailable || resp.Header.Get("Retry-After") == "" {
+		if resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code != api.CodeUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("got %d %+v, Retry-After %q; want 503 unavailable with Retry-After", resp.StatusCode, body.Error, resp.Header.Get("Retry-After"))
 		}
 	})

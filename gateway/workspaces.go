@@ -24,8 +24,8 @@ var (
 
 const maxSecretBytes = 64 << 10
 
-func invalid(format string, args ...any) *Error {
-	return errorf(http.StatusUnprocessableEntity, CodeInvalid, format, args...)
+func invalid(format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeInvalid, format, args...)
 }
 
 // wsParam is the :ws of the path, as the principal may see it: another
@@ -33,11 +33,11 @@ func invalid(format string, args ...any) *Error {
 func (g *Gateway) wsParam(c echo.Context) (string, error) {
 	ws, p := c.Param("ws"), principalOf(c)
 	if !p.System && ws != p.Workspace {
-		return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+		return "", api.Errorf(api.CodeNotFound, "no workspace %q", ws)
 	}
 	if _, err := g.store.Workspace(c.Request().Context(), ws); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", errorf(http.StatusNotFound, CodeNotFound, "no workspace %q", ws)
+			return "", api.Errorf(api.CodeNotFound, "no workspace %q", ws)
 		}
 		return "", err
 	}
@@ -67,7 +67,7 @@ func (g *Gateway) createWorkspace(c echo.Context) error {
 	w.CreatedAt = g.now().UTC()
 	if err := g.store.CreateWorkspace(c.Request().Context(), w); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, CodeConflict, "workspace %q exists", w.Name)
+			return api.Errorf(api.CodeConflict, "workspace %q exists", w.Name)
 		}
 		return err
 	}
@@ -132,7 +132,7 @@ func (g *Gateway) listWorkspaces(c echo.Context) error {
 		out = []api.Workspace{*w}
 	}
 	slices.SortFunc(out, func(a, b api.Workspace) int { return strings.Compare(a.Name, b.Name) })
-	return c.JSON(http.StatusOK, map[string]any{"workspaces": out})
+	return c.JSON(http.StatusOK, api.WorkspaceList{Workspaces: out})
 }
 
 type tokenRequest struct {
@@ -188,7 +188,7 @@ func (g *Gateway) listTokens(c echo.Context) error {
 		return err
 	}
 	slices.SortFunc(ts, func(a, b api.Token) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return c.JSON(http.StatusOK, map[string]any{"tokens": ts})
+	return c.JSON(http.StatusOK, api.TokenList{Tokens: ts})
 }
 
 func (g *Gateway) deleteToken(c echo.Context) error {
@@ -199,7 +199,7 @@ func (g *Gateway) deleteToken(c echo.Context) error {
 	id := c.Param("id")
 	if err := g.store.DeleteToken(c.Request().Context(), ws, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no token %q in workspace %s", id, ws)
+			return api.Errorf(api.CodeNotFound, "no token %q in workspace %s", id, ws)
 		}
 		return err
 	}
@@ -214,7 +214,7 @@ type secretRequest struct {
 
 func (g *Gateway) putSecret(c echo.Context) error {
 	if g.secrets == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "secrets are not enabled on this gateway (start it with --secrets-key-file)")
+		return api.Errorf(api.CodeUnavailable, "secrets are not enabled on this gateway (start it with --secrets-key-file)")
 	}
 	var req secretRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -238,7 +238,7 @@ func (g *Gateway) putSecret(c echo.Context) error {
 		return err
 	}
 	g.audit(c, ws, "secret.put", req.Name)
-	return c.JSON(http.StatusCreated, map[string]string{"name": req.Name})
+	return c.JSON(http.StatusCreated, api.SecretName{Name: req.Name})
 }
 
 // badSecretRune reports the characters a secret value may not hold: NUL,
@@ -255,18 +255,18 @@ func (g *Gateway) listSecrets(c echo.Context) error {
 		return err
 	}
 	slices.Sort(names)
-	out := make([]map[string]string, 0, len(names))
+	out := api.SecretList{Secrets: make([]api.SecretName, 0, len(names))}
 	for _, n := range names {
-		out = append(out, map[string]string{"name": n})
+		out.Secrets = append(out.Secrets, api.SecretName{Name: n})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"secrets": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (g *Gateway) deleteSecret(c echo.Context) error {
 	ws, name := principalOf(c).Workspace, c.Param("name")
 	if err := g.store.DeleteSecret(c.Request().Context(), ws, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, CodeNotFound, "no secret %q", name)
+			return api.Errorf(api.CodeNotFound, "no secret %q", name)
 		}
 		return err
 	}
@@ -279,17 +279,17 @@ func (g *Gateway) auditLog(c echo.Context) error {
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "limit must be an integer between 1 and 1000")
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 1000")
 		}
 		limit = int64(n)
 	}
 	cursor := c.QueryParam("cursor")
 	if cursor != "" && !regexp.MustCompile(`^\d+-\d+$`).MatchString(cursor) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "cursor is not one this API returned")
+		return api.Errorf(api.CodeBadRequest, "cursor is not one this API returned")
 	}
 	entries, next, err := g.store.AuditLog(c.Request().Context(), principalOf(c).Workspace, limit, cursor)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"entries": entries, "next_cursor": next})
+	return c.JSON(http.StatusOK, api.AuditPage{Entries: entries, NextCursor: next})
 }

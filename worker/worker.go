@@ -236,22 +236,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("spool dir: %w", err)
 	}
 	w.sweepSpool(ctx)
-	execName := "none"
-	if e := w.executors[api.ModeContainer]; e != nil {
-		execName = e.Name()
-	}
-	_, allowProc := w.executors[api.ModeProcess]
-	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
-		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames(), StopGrace: w.cfg.StopGrace}
-	if w.cfg.NodePrep != "" {
-		reg.Status = store.WorkerPreparing
-	}
-	reg.Hostname, _ = os.Hostname()
-	if w.cfg.GPUs != nil {
-		for _, d := range w.cfg.GPUs.Devices() {
-			reg.GPUs = append(reg.GPUs, store.WorkerGPU{Index: d.Index, UUID: d.UUID, Model: d.Model, MemoryMB: d.MemoryMB, Simulated: d.Simulated})
-		}
-	}
+	reg := w.registration()
 	cluster, err := w.store.ClusterID(ctx)
 	if err != nil {
 		return err
@@ -295,51 +280,44 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err // out of service, or stopped during node preparation
 	}
 
-	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
-	if err != nil {
-		return stoppedStarting(fmt.Errorf("subscribe to wake-ups: %w", err))
-	}
-	defer waker.Close()
-	cancels := w.rdb.Subscribe(ctx, queue.ChannelCancel, queue.ChannelPreempt)
-	if _, err := cancels.Receive(ctx); err != nil {
-		return stoppedStarting(fmt.Errorf("subscribe to cancels: %w", err))
-	}
-	defer cancels.Close()
-	execReqs, err := w.subscribeExec(ctx)
+	subs, err := w.subscribe(ctx)
 	if err != nil {
 		return stoppedStarting(err)
 	}
-	defer execReqs.Close()
-
-	// asynq polls an empty queue; this client's hook turns that poll into a
-	// wait on the wake-up channel (see dequeueWaitHook).
-	srvRedis, err := secondClient(w.rdb)
+	defer subs.close()
+	srv, srvRedis, err := w.taskServer(ctx, subs.waker)
 	if err != nil {
 		return err
 	}
-	srvRedis.AddHook(dequeueWaitHook{pendingKey: "asynq:{" + queue.WorkerQueue(w.cfg.ID) + "}:pending", waker: waker, max: w.cfg.IdleWait})
 	defer srvRedis.Close()
-	srv := asynq.NewServerFromRedisClient(srvRedis, asynq.Config{
-		Concurrency:       w.cfg.Slots,
-		Queues:            map[string]int{queue.WorkerQueue(w.cfg.ID): 1},
-		TaskCheckInterval: time.Millisecond,
-		// Run stops what is still running after ShutdownTimeout itself (see
-		// drain); asynq gives up on its handlers only after that too.
-		ShutdownTimeout: w.cfg.ShutdownTimeout + w.cfg.StopTimeout,
-		Logger:          asynqLogger{w.logger},
-		LogLevel:        asynq.WarnLevel,
-		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 10)) * time.Second },
-		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
-	})
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(queue.TypeRunJob, w.handleRunJob)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
-	w.logger.InfoContext(ctx, "worker started", slog.String("executor", execName), slog.Int("slots", w.cfg.Slots),
+	w.logger.InfoContext(ctx, "worker started", slog.String("executor", reg.Executor), slog.Int("slots", w.cfg.Slots),
 		slog.Bool("host_process", reg.AllowHostProcess))
 	_ = queue.Notify(ctx, w.rdb, queue.ChannelScheduler)
 
+	superseded := w.serve(ctx, srv, subs)
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	stopHeartbeat()
+	if superseded {
+		return idInUse("another process took worker ID %s over while this one could not heartbeat; this one stopped", w.cfg.ID)
+	}
+	if err := w.store.StopWorker(cleanup, w.cfg.ID); err != nil {
+		w.logger.WarnContext(cleanup, "leave registry", slog.Any("error", err))
+	}
+	_ = queue.Notify(cleanup, w.rdb, queue.ChannelScheduler)
+	return nil
+}
+
+// serve runs the worker's background parts (reaper, exec sessions, GPU
+// samples, cancels) while asynq hands it tasks, until ctx is done or
+// another process took the worker's ID over (superseded); then it stops
+// taking tasks, drains, and hands back what it could not finish.
+func (w *Worker) serve(ctx context.Context, srv *asynq.Server, subs *subscriptions) (superseded bool) {
 	// life outlives ctx until the worker has drained and left. serving
 	// ends with ctx, or when another process took the worker's ID over.
 	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
@@ -356,55 +334,135 @@ func (w *Worker) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(life)
 	g.Go(func() error { w.reapEvery(gctx); return nil })
 	// Exec sessions end when the shutdown begins, as they always did.
-	g.Go(func() error { w.serveExec(serving, execReqs); return nil })
+	g.Go(func() error { w.serveExec(serving, subs.execReqs); return nil })
 	if w.cfg.GPUs != nil {
 		g.Go(func() error { w.sampleGPUs(gctx); return nil })
 	}
-	g.Go(func() error {
-		ch := cancels.Channel()
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case m := <-ch:
-				cause := errCancelRequested
-				if m.Channel == queue.ChannelPreempt {
-					cause = errPreempted
-				}
-				w.cancelRunning(m.Payload, cause)
-			}
-		}
-	})
+	g.Go(func() error { w.followCancels(gctx, subs.cancels); return nil })
 	<-serving.Done()
+
 	// Stop taking tasks (closing the waker releases a dequeue held by the
 	// hook) and say so, so that the scheduler places nothing new here; drain
 	// waits ShutdownTimeout for running handlers, then stops their
 	// workloads, which requeue the attempts. Heartbeats and cancels go on
 	// meanwhile. A superseded worker leaves the registry, which is the
 	// other process's now, as it is.
-	superseded := w.isSuperseded()
-	waker.Close()
+	superseded = w.isSuperseded()
+	subs.waker.Close()
 	srv.Stop()
 	if !superseded {
 		w.setStopping(ctx)
 	}
 	w.drain(ctx, srv)
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	if !superseded {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		w.handBack(cleanup)
 	}
 	endLife()
 	g.Wait()
-	stopHeartbeat()
-	if superseded {
-		return idInUse("another process took worker ID %s over while this one could not heartbeat; this one stopped", w.cfg.ID)
+	return superseded
+}
+
+// registration is how this worker describes itself in the registry.
+func (w *Worker) registration() store.Worker {
+	execName := "none"
+	if e := w.executors[api.ModeContainer]; e != nil {
+		execName = e.Name()
 	}
-	if err := w.store.StopWorker(cleanup, w.cfg.ID); err != nil {
-		w.logger.WarnContext(cleanup, "leave registry", slog.Any("error", err))
+	_, allowProc := w.executors[api.ModeProcess]
+	reg := store.Worker{ID: w.cfg.ID, Executor: execName, Slots: w.cfg.Slots,
+		AllowHostProcess: w.cfg.AllowHostProcess && allowProc, StartedAt: w.now(), Mounts: w.mountNames(), StopGrace: w.cfg.StopGrace}
+	if w.cfg.NodePrep != "" {
+		reg.Status = store.WorkerPreparing
 	}
-	_ = queue.Notify(cleanup, w.rdb, queue.ChannelScheduler)
-	return nil
+	reg.Hostname, _ = os.Hostname()
+	if w.cfg.GPUs != nil {
+		for _, d := range w.cfg.GPUs.Devices() {
+			reg.GPUs = append(reg.GPUs, store.WorkerGPU{Index: d.Index, UUID: d.UUID, Model: d.Model, MemoryMB: d.MemoryMB, Simulated: d.Simulated})
+		}
+	}
+	return reg
+}
+
+// subscriptions are the channels a serving worker listens on: wake-ups for
+// its queue, cancels and preemptions, and exec requests.
+type subscriptions struct {
+	waker    *queue.Waker
+	cancels  *redis.PubSub
+	execReqs *redis.PubSub
+}
+
+// subscribe listens on every channel before the worker takes a task, so
+// that nothing published about one is missed.
+func (w *Worker) subscribe(ctx context.Context) (*subscriptions, error) {
+	waker, err := queue.NewWaker(ctx, w.rdb, queue.WorkerChannel(w.cfg.ID))
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to wake-ups: %w", err)
+	}
+	s := &subscriptions{waker: waker}
+	s.cancels = w.rdb.Subscribe(ctx, queue.ChannelCancel, queue.ChannelPreempt)
+	if _, err := s.cancels.Receive(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("subscribe to cancels: %w", err)
+	}
+	if s.execReqs, err = w.subscribeExec(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *subscriptions) close() {
+	s.waker.Close()
+	if s.cancels != nil {
+		s.cancels.Close()
+	}
+	if s.execReqs != nil {
+		s.execReqs.Close()
+	}
+}
+
+// taskServer is the asynq server of this worker's queue, on a Redis client
+// of its own whose hook turns asynq's poll of an empty queue into a wait on
+// the wake-up channel (see dequeueWaitHook). The caller closes the client.
+func (w *Worker) taskServer(ctx context.Context, waker *queue.Waker) (*asynq.Server, *redis.Client, error) {
+	srvRedis, err := secondClient(w.rdb)
+	if err != nil {
+		return nil, nil, err
+	}
+	srvRedis.AddHook(dequeueWaitHook{pendingKey: "asynq:{" + queue.WorkerQueue(w.cfg.ID) + "}:pending", waker: waker, max: w.cfg.IdleWait})
+	srv := asynq.NewServerFromRedisClient(srvRedis, asynq.Config{
+		Concurrency:       w.cfg.Slots,
+		Queues:            map[string]int{queue.WorkerQueue(w.cfg.ID): 1},
+		TaskCheckInterval: time.Millisecond,
+		// Run stops what is still running after ShutdownTimeout itself (see
+		// drain); asynq gives up on its handlers only after that too.
+		ShutdownTimeout: w.cfg.ShutdownTimeout + w.cfg.StopTimeout,
+		Logger:          asynqLogger{w.logger},
+		LogLevel:        asynq.WarnLevel,
+		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(min(n+1, 10)) * time.Second },
+		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
+	})
+	return srv, srvRedis, nil
+}
+
+// followCancels stops the running attempts a cancel or preemption names,
+// until ctx is done.
+func (w *Worker) followCancels(ctx context.Context, sub *redis.PubSub) {
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ch:
+			cause := errCancelRequested
+			if m.Channel == queue.ChannelPreempt {
+				cause = errPreempted
+			}
+			w.cancelRunning(m.Payload, cause)
+		}
+	}
 }
 
 // recoverOwn requeues the attempts an earlier life of this worker was running
@@ -492,47 +550,16 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	log := w.logger.With(slog.String("job_id", p.JobID), slog.Int("attempt", p.Attempt))
-	job, err := w.store.GetJobByID(ctx, p.JobID)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("job %s: %w: %w", p.JobID, err, asynq.SkipRetry)
+	job, resumed, err := w.taskJob(ctx, p)
+	if job == nil || err != nil {
+		return err
 	}
+	exec, refused, err := w.executorFor(ctx, job)
 	if err != nil {
 		return err
 	}
-	if job.Status.Terminal() || job.Attempt != p.Attempt {
-		return nil // canceled meanwhile, or a stale task of an earlier attempt
-	}
-	resumed := false
-	if job.Status == api.StatusRunning {
-		// The store says this worker runs the attempt already: this
-		// process (a task delivered again), or an earlier life of it.
-		if job.Worker != w.cfg.ID {
-			return nil
-		}
-		if resumed, err = w.redelivered(ctx, job); !resumed {
-			return err
-		}
-	}
-
-	exec := w.executors[job.Spec.Mode]
-	if job.Spec.Mode == api.ModeProcess && !w.cfg.AllowHostProcess {
-		exec = nil
-	}
-	if exec == nil {
-		return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonModeRefused,
-			Detail: fmt.Sprintf("worker %s does not run %s jobs (start it with --allow-host-process)", w.cfg.ID, job.Spec.Mode)}))
-	}
-	if job.Spec.Mode == api.ModeProcess {
-		// The gateway checked at submit; the grant may have been taken back
-		// since (or the job was written to Redis by someone else).
-		ws, err := w.store.Workspace(ctx, job.Workspace)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if ws == nil || !ws.AllowHostProcess {
-			return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, api.Reason{Code: api.ReasonModeRefused,
-				Detail: fmt.Sprintf("workspace %s may not run host-process jobs (the system admin grants allow_host_process)", job.Workspace)}))
-		}
+	if refused != nil {
+		return w.finish(ctx, job, store.NewOutcome(api.StatusFailed, *refused))
 	}
 
 	secretEnv, err := w.openSecrets(ctx, job)
@@ -593,7 +620,74 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	outcome, runErr := w.runAttempt(runCtx, exec, job, p.Attempt, secretEnv, devices, gpuEnv, stopGrace)
 	outcome.Worker, outcome.StartedAt = w.cfg.ID, &started
 
-	cause := context.Cause(runCtx)
+	if w.judge(ctx, log, job, p.Attempt, &outcome, runErr, context.Cause(runCtx)) {
+		return w.requeue(ctx, job, outcome)
+	}
+	return w.finish(ctx, job, outcome)
+}
+
+// taskJob is the job a task runs, or nil when there is nothing to do: the
+// job ended meanwhile, the task is of an earlier attempt, or another worker
+// runs it. resumed: this worker's store record says it runs the attempt
+// already, and it is to be taken up again (see redelivered).
+func (w *Worker) taskJob(ctx context.Context, p queue.RunJobPayload) (job *api.Job, resumed bool, err error) {
+	job, err = w.store.GetJobByID(ctx, p.JobID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, fmt.Errorf("job %s: %w: %w", p.JobID, err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if job.Status.Terminal() || job.Attempt != p.Attempt {
+		return nil, false, nil // canceled meanwhile, or a stale task of an earlier attempt
+	}
+	if job.Status == api.StatusRunning {
+		// The store says this worker runs the attempt already: this
+		// process (a task delivered again), or an earlier life of it.
+		if job.Worker != w.cfg.ID {
+			return nil, false, nil
+		}
+		if resumed, err = w.redelivered(ctx, job); !resumed {
+			return nil, false, err
+		}
+	}
+	return job, resumed, nil
+}
+
+// executorFor is the executor that runs job, or why this worker refuses to
+// run it (the mode is not enabled here, or the workspace may not run host
+// processes).
+func (w *Worker) executorFor(ctx context.Context, job *api.Job) (Executor, *api.Reason, error) {
+	exec := w.executors[job.Spec.Mode]
+	if job.Spec.Mode == api.ModeProcess && !w.cfg.AllowHostProcess {
+		exec = nil
+	}
+	if exec == nil {
+		return nil, &api.Reason{Code: api.ReasonModeRefused,
+			Detail: fmt.Sprintf("worker %s does not run %s jobs (start it with --allow-host-process)", w.cfg.ID, job.Spec.Mode)}, nil
+	}
+	if job.Spec.Mode == api.ModeProcess {
+		// The gateway checked at submit; the grant may have been taken back
+		// since (or the job was written to Redis by someone else).
+		ws, err := w.store.Workspace(ctx, job.Workspace)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, err
+		}
+		if ws == nil || !ws.AllowHostProcess {
+			return nil, &api.Reason{Code: api.ReasonModeRefused,
+				Detail: fmt.Sprintf("workspace %s may not run host-process jobs (the system admin grants allow_host_process)", job.Workspace)}, nil
+		}
+	}
+	return exec, nil, nil
+}
+
+// judge sets how an attempt ended from what ran it returned (runErr) and
+// why its context ended (cause), and reports whether the attempt goes back
+// to the queue: not the job's failure (preempted, the worker stopping), or
+// a failure with retries left. Failures that another attempt would repeat
+// (an image that is not there, outputs over the cap, an input that is not
+// there) end the job.
+func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, attempt int, outcome *store.Outcome, runErr, cause error) (requeue bool) {
 	fail := func(code, detail string) {
 		outcome.Status = api.StatusFailed
 		outcome.SetReason(api.Reason{Code: code, Detail: detail})
@@ -602,31 +696,31 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	case runErr != nil && errors.Is(runErr, ErrImageNotFound):
 		log.WarnContext(ctx, "image not found", slog.Any("error", runErr))
 		fail(api.ReasonImageNotFound, cmp.Or(job.Spec.Image, "no image given"))
-		return w.finish(ctx, job, outcome)
+		return false
 	case runErr != nil && errors.Is(runErr, ErrStart):
 		log.WarnContext(ctx, "start failed", slog.Any("error", runErr))
 		fail(api.ReasonStartFailed, startDetail(job.Spec, runErr))
-		return w.finish(ctx, job, outcome)
+		return false
 	case errors.Is(cause, errCancelRequested):
 		outcome.Status = api.StatusCanceled
 		outcome.SetReason(api.Reason{Code: api.ReasonCanceled})
-		return w.finish(ctx, job, outcome)
+		return false
 	case errors.Is(cause, errPreempted):
 		// Not the job's failure: back to the queue, retries untouched.
 		fail(api.ReasonPreempted, fmt.Sprintf("its GPUs went to high-priority job %s", w.store.PreemptRequested(ctx, job.ID)))
-		return w.requeue(ctx, job, outcome)
+		return true
 	case errors.Is(cause, errWorkerStopped):
 		// The worker is shutting down: the attempt did not fail on its own.
 		fail(api.ReasonWorkerStopped, "worker shut down during the attempt")
-		return w.requeue(ctx, job, outcome)
+		return true
 	case errors.Is(runErr, errOutputsTooLarge):
 		// Retrying would write the same again.
 		fail(api.ReasonOutputsTooLarge, detail(runErr, errOutputsTooLarge))
-		return w.finish(ctx, job, outcome)
+		return false
 	case errors.Is(runErr, errInputUnavailable):
 		// The data will not be there for another attempt either.
 		fail(api.ReasonInputUnavailable, detail(runErr, errInputUnavailable))
-		return w.finish(ctx, job, outcome)
+		return false
 	case errors.Is(cause, errTimeout):
 		fail(api.ReasonTimeout, fmt.Sprintf("exceeded timeout_seconds=%d", job.Spec.TimeoutSeconds))
 	case errors.Is(runErr, errPreparationFailed):
@@ -638,14 +732,11 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		fail(api.ReasonExecutorError, "the worker could not run the attempt (its log says why)")
 	case outcome.ExitCode != nil && *outcome.ExitCode == 0:
 		outcome.Status = api.StatusSucceeded
-		return w.finish(ctx, job, outcome)
+		return false
 	default:
 		fail(api.ReasonExitCode, fmt.Sprintf("exited with %d", derefOr(outcome.ExitCode, -1)))
 	}
-	if p.Attempt <= job.Spec.MaxRetries {
-		return w.requeue(ctx, job, outcome)
-	}
-	return w.finish(ctx, job, outcome)
+	return attempt <= job.Spec.MaxRetries
 }
 
 // startDetail is the detail of a start_failed reason: which program of spec
@@ -723,28 +814,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	// Every way out ends the shipper's goroutine; the normal one closes it
 	// below, before the log is stored at rest (Close is idempotent).
 	defer ship.Close()
-	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
-	for k, v := range job.Spec.Env {
-		env[k] = v
-	}
-	for k, v := range secretEnv {
-		env[k] = v
-	}
-	for k, v := range gpuEnv {
-		env[k] = v
-	}
-	env["JOBGATE_JOB_ID"] = job.ID
-	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
-	env["JOBGATE_WORKSPACE"] = job.Workspace
-	env["JOBGATE_URL"] = w.cfg.GatewayURL
-	env["JOBGATE_JOB_TOKEN"] = token
-	// An unchanged MLflow script logs into this job, unless the job points
-	// MLflow at a server of its own.
-	if _, own := env["MLFLOW_TRACKING_URI"]; !own { // in its env or its secrets
-		env["MLFLOW_TRACKING_URI"] = w.cfg.GatewayURL
-		env["MLFLOW_TRACKING_TOKEN"] = token
-		env["MLFLOW_RUN_ID"] = job.ID
-	}
+	env := w.attemptEnv(job, attempt, token, secretEnv, gpuEnv)
 	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices,
 		Worker: w.cfg.ID, Cluster: w.cluster, StopGrace: stopGrace}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
@@ -799,15 +869,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	if err := ship.Close(); err != nil {
 		w.logger.WarnContext(ctx, "ship logs to redis", slog.String("job_id", job.ID), slog.Any("error", err))
 	}
-	// After Close, which may take a while against a slow Redis: the log at
-	// rest gets its 30 seconds whatever shipping took.
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if _, err := spool.Seek(0, 0); err == nil {
-		if err := w.artifacts.Put(cleanup, artifact.LogKey(job.ID, attempt), spool); err != nil {
-			w.logger.ErrorContext(cleanup, "store log at rest", slog.String("job_id", job.ID), slog.Any("error", err))
-		}
-	}
+	w.storeLog(ctx, job.ID, attempt, spool)
 	var out store.Outcome
 	if runErr == nil {
 		code := res.ExitCode
@@ -815,6 +877,48 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		runErr = outErr
 	}
 	return out, runErr
+}
+
+// attemptEnv is the workload's environment: the job's env, its secrets and
+// GPU variables, and the JOBGATE_* variables (with the job's own token)
+// that let it reach the API and MLflow.
+func (w *Worker) attemptEnv(job *api.Job, attempt int, token string, secretEnv, gpuEnv map[string]string) map[string]string {
+	env := make(map[string]string, len(job.Spec.Env)+len(secretEnv)+10)
+	for k, v := range job.Spec.Env {
+		env[k] = v
+	}
+	for k, v := range secretEnv {
+		env[k] = v
+	}
+	for k, v := range gpuEnv {
+		env[k] = v
+	}
+	env["JOBGATE_JOB_ID"] = job.ID
+	env["JOBGATE_ATTEMPT"] = strconv.Itoa(attempt)
+	env["JOBGATE_WORKSPACE"] = job.Workspace
+	env["JOBGATE_URL"] = w.cfg.GatewayURL
+	env["JOBGATE_JOB_TOKEN"] = token
+	// An unchanged MLflow script logs into this job, unless the job points
+	// MLflow at a server of its own.
+	if _, own := env["MLFLOW_TRACKING_URI"]; !own { // in its env or its secrets
+		env["MLFLOW_TRACKING_URI"] = w.cfg.GatewayURL
+		env["MLFLOW_TRACKING_TOKEN"] = token
+		env["MLFLOW_RUN_ID"] = job.ID
+	}
+	return env
+}
+
+// storeLog stores the attempt's log (its spool file) at rest. After the
+// shipper's Close, which may take a while against a slow Redis: the log at
+// rest gets its 30 seconds whatever shipping took.
+func (w *Worker) storeLog(ctx context.Context, jobID string, attempt int, spool *os.File) {
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := spool.Seek(0, 0); err == nil {
+		if err := w.artifacts.Put(cleanup, artifact.LogKey(jobID, attempt), spool); err != nil {
+			w.logger.ErrorContext(cleanup, "store log at rest", slog.String("job_id", jobID), slog.Any("error", err))
+		}
+	}
 }
 
 // giveFolder gives the workload host folder dir under the variable name: a

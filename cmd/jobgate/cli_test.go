@@ -69,7 +69,7 @@ func newFakeGateway(t *testing.T) (*fakeGateway, string) {
 }
 
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeResp(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+	writeResp(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: api.Code(code), Message: msg}})
 }
 
 func writeResp(w http.ResponseWriter, status int, v any) {

@@ -439,7 +439,7 @@ func TestBadRequestsCreateNothing(t *testing.T) {
 			if err := json.Unmarshal(raw, &body); err != nil {
 				t.Fatalf("error body %q is not JSON: %v", raw, err)
 			}
-			if resp.StatusCode != tt.status || body.Error.Code != tt.code || !strings.Contains(body.Error.Message, tt.mentions) {
+			if resp.StatusCode != tt.status || string(body.Error.Code) != tt.code || !strings.Contains(body.Error.Message, tt.mentions) {
 				t.Fatalf("got %d %s %q; want %d %s mentioning %q", resp.StatusCode, body.Error.Code, body.Error.Message, tt.status, tt.code, tt.mentions)
 			}
 		})
