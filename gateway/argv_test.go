@@ -9,17 +9,18 @@ import (
 	"testing"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 )
 
-// TestArgvLimits: an argv element past maxArgBytes (podman's runc stack
+// TestArgvLimits: an argv element past job.MaxArgBytes (podman's runc stack
 // wedges on one past 64 KiB: the job hung to its timeout and leaked
-// processes) and an argv past maxArgvBytes in total are a 422 naming the
+// processes) and an argv past job.MaxArgvBytes in total are a 422 naming the
 // field and index, for a job's command and preparation and for an exec.
 func TestArgvLimits(t *testing.T) {
 	f := newFixture(t)
-	big := strings.Repeat("a", maxArgBytes)
+	big := strings.Repeat("a", job.MaxArgBytes)
 	tooBig := big + "a"
-	many := make([]string, maxArgvBytes/maxArgBytes+1) // each at the limit, together past it
+	many := make([]string, job.MaxArgvBytes/job.MaxArgBytes+1) // each at the limit, together past it
 	for i := range many {
 		many[i] = big
 	}
@@ -78,7 +79,7 @@ func TestTriggerRenderedArgvLimits(t *testing.T) {
 	const secret = "argv-limit-secret-0123456789"
 	tv := f.createTrigger(systemToken, `{"name":"big","provider":"github","secret":"`+secret+`",
 		"job":{"image":"localhost/x:1","command":["x","{{ .payload.after }}"]}}`)
-	body, _ := json.Marshal(map[string]any{"after": strings.Repeat("f", maxArgBytes+1)})
+	body, _ := json.Marshal(map[string]any{"after": strings.Repeat("f", job.MaxArgBytes+1)})
 	code, resp := f.deliver("", tv.HookURL, githubHeaders(secret, "push", "d-big", body), body)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(anyErrMessage(resp), "command[1] is") {
 		t.Fatalf("delivery: %d %s, want 422 naming command[1]", code, resp)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 )
@@ -72,11 +70,7 @@ func (f *fixture) dyingGateway() *httptest.Server {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	g, err := New(Config{AdminToken: systemToken}, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: f.t.TempDir()}, box,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	g, _ := newGateway(f.t, Config{AdminToken: systemToken}, control.Config{}, rdb, store.New(rdb, store.Config{}), box, nil)
 	ts := httptest.NewServer(g.Handler())
 	f.t.Cleanup(ts.Close)
 	return ts

@@ -1,15 +1,11 @@
 package gateway
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -24,12 +20,7 @@ import (
 // (api.Input). The gateway checks who may register which path; the worker
 // checks again, on its own filesystem, when it gives the data to a job.
 
-var inputNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
-
-const (
-	maxInputs     = 64
-	maxPathLength = 4096
-)
+const maxPathLength = 4096
 
 type datastoreRequest struct {
 	Name string `json:"name"`
@@ -214,71 +205,4 @@ func cleanRoots(roots []string) []string {
 		out = append(out, filepath.Clean(root))
 	}
 	return out
-}
-
-// normalizeInputs fills each input's default mode and checks the spec's
-// inputs field by field; that each datastore exists is checkInputs' part.
-func normalizeInputs(s *api.JobSpec) error {
-	if len(s.Inputs) > maxInputs {
-		return specErr("inputs has %d entries; at most %d", len(s.Inputs), maxInputs)
-	}
-	for _, name := range slices.Sorted(maps.Keys(s.Inputs)) {
-		in := s.Inputs[name]
-		if !inputNameRE.MatchString(name) {
-			return specErr("inputs: name %q must be 1-63 lower-case letters, digits or '_', starting with a letter (it names /inputs/NAME and JOBGATE_INPUT_NAME)", name)
-		}
-		if in.Datastore == "" {
-			return specErr("inputs.%s.datastore is required: the name of a datastore of this workspace (GET /v1/datastores)", name)
-		}
-		if !nameRE.MatchString(in.Datastore) {
-			return specErr("inputs.%s.datastore %q is not a datastore name", name, in.Datastore)
-		}
-		if err := checkInputPath(in.Path); err != nil {
-			return specErr("inputs.%s.path: %v", name, err)
-		}
-		switch in.Mode {
-		case "":
-			in.Mode = api.InputReadOnlyMount
-		case api.InputReadOnlyMount, api.InputDownload:
-		default:
-			return specErr("inputs.%s.mode must be %q or %q, not %q", name, api.InputReadOnlyMount, api.InputDownload, in.Mode)
-		}
-		s.Inputs[name] = in
-	}
-	return nil
-}
-
-// checkInputPath checks an input's path below its datastore: relative and
-// clean, so that joined to the datastore's folder it stays inside (links
-// are the worker's to check).
-func checkInputPath(p string) error {
-	switch {
-	case p == "":
-		return nil
-	case len(p) > maxPathLength || strings.IndexByte(p, 0) >= 0 || !utf8.ValidString(p):
-		return fmt.Errorf("must be valid UTF-8 of at most %d bytes without NUL", maxPathLength)
-	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("%q must be relative to the datastore's folder, not absolute", p)
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return fmt.Errorf("%q must be a clean relative path without \"..\", \".\" or empty segments, e.g. \"sets/v1\" (empty for the whole datastore)", p)
-		}
-	}
-	return nil
-}
-
-// checkInputs checks that every datastore the spec's inputs name exists in
-// workspace ws.
-func (g *Gateway) checkInputs(ctx context.Context, ws string, spec api.JobSpec) error {
-	for _, name := range slices.Sorted(maps.Keys(spec.Inputs)) {
-		in := spec.Inputs[name]
-		if _, err := g.store.Datastore(ctx, ws, in.Datastore); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return specErr("inputs.%s.datastore: no datastore %q in workspace %s", name, in.Datastore, ws)
-			}
-			return err
-		}
-	}
-	return nil
 }

@@ -123,34 +123,3 @@ func (g *Gateway) renderErrors(r errorRenderer) echo.MiddlewareFunc {
 // (the router's 404 and 405 outside every group, a panic past them) gets the
 // REST API's shape.
 func (g *Gateway) errorHandler(err error, c echo.Context) { g.writeError(c, err, restErrors{}) }
-
-// errorf is the old helper, kept only for the code that moves to the job
-// service and the controllers (branch i11-service: jobs.go createJob …
-// cancelOne, spec.go, child_rules.go, idempotency.go, scheduler.go, the cron
-// loop in schedules.go) and decodeSpec beside them in spec.go, so that
-// merge stays mechanical. status is ignored:
-// the code's status is api.Code.Status.
-//
-// Deprecated: use api.Errorf; delete with the Code aliases below once
-// i11-service has merged.
-func errorf(_ int, code api.Code, format string, args ...any) *api.Error {
-	return api.Errorf(code, format, args...)
-}
-
-// Error is the old name of api.Error, for errorf's callers only.
-//
-// Deprecated: use api.Error; delete with errorf.
-type Error = api.Error
-
-// The old names of the codes, for errorf's callers only.
-//
-// Deprecated: use the api.Code constants; delete with errorf.
-const (
-	CodeBadRequest  = api.CodeBadRequest
-	CodeInvalidSpec = api.CodeInvalidSpec
-	CodeForbidden   = api.CodeForbidden
-	CodeNotFound    = api.CodeNotFound
-	CodeConflict    = api.CodeConflict
-	CodeTooLarge    = api.CodeTooLarge
-	CodeInvalid     = api.CodeInvalid
-)

@@ -137,17 +137,10 @@ func TestErrorsAreRenderedByRouteGroup(t *testing.T) {
 	}
 }
 
-// oldHelperCallers are the functions still on the deprecated errorf: the
-// job service's and the controllers' (branch i11-service moves them out of
-// gateway/). Delete the list with errorf after that merge.
-var oldHelperCallers = map[string]bool{
-	"child_rules.go:checkChild": true, "idempotency.go:createIdempotent": true, "jobs.go:checkHostProcess": true,
-	"scheduler.go:Admissible": true, "schedules.go:lockSchedule": true, "spec.go:specErr": true, "spec.go:decodeSpec": true,
-}
-
 // TestNoErrorNamesAStatus: errors are made from codes (api.Errorf); the
-// code says the status, in one table. No call site outside the list above
-// names one.
+// code says the status, in one table. No call site names one (the old
+// errorf(status, code, ...) is gone with the code that moved to the job
+// service and the controllers).
 func TestNoErrorNamesAStatus(t *testing.T) {
 	files, err := filepath.Glob("*.go")
 	if err != nil {
@@ -171,7 +164,7 @@ func TestNoErrorNamesAStatus(t *testing.T) {
 			ast.Inspect(fn.Body, func(n ast.Node) bool {
 				switch n := n.(type) {
 				case *ast.CallExpr:
-					if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "errorf" && !oldHelperCallers[where] {
+					if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "errorf" {
 						t.Errorf("%s: %s calls errorf(status, code, ...); use api.Errorf(code, ...)", fset.Position(n.Pos()), where)
 					}
 				case *ast.CompositeLit:

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -41,7 +42,7 @@ func normalizeExec(r *api.ExecRequest) error {
 	if len(r.Command) == 0 {
 		return invalid("command must be a non-empty array of strings (argv), e.g. [\"ls\", \"/outputs\"]")
 	}
-	if problem := checkArgv("command", r.Command); problem != "" {
+	if problem := job.CheckArgv("command", r.Command); problem != "" {
 		return invalid("%s", problem)
 	}
 	maxSecs := int(queue.ExecMaxTimeout / time.Second)
@@ -79,13 +80,14 @@ func (g *Gateway) execJob(c echo.Context) error {
 	if job.Spec.Mode == api.ModeProcess {
 		// An exec beside a host process is a host command: it needs the
 		// grant now, not only when the job was submitted.
-		if err := g.checkHostProcess(ctx, job.Workspace); err != nil {
+		if err := g.jobs.CheckHostProcess(ctx, job.Workspace); err != nil {
 			return err
 		}
 	}
 
 	session := newID("ex")
-	if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil {
+	lease, err := queue.HoldExecLease(ctx, g.rdb, session)
+	if err != nil {
 		return err
 	}
 	finished := false
@@ -97,7 +99,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 		if !finished {
 			_, _ = queue.PublishExec(cleanup, g.rdb, job.Worker, queue.ExecRequest{Session: session, Cancel: true})
 		}
-		g.rdb.Del(cleanup, queue.ExecLeaseKey(session), queue.ExecStreamKey(session))
+		_ = lease.Release(cleanup)
 	}()
 	g.audit(c, job.Workspace, "job.exec", execAuditTarget(job.ID, req.Command))
 	n, err := queue.PublishExec(ctx, g.rdb, job.Worker, queue.ExecRequest{Session: session, JobID: job.ID, Attempt: job.Attempt,
@@ -111,7 +113,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 			"worker %s, which runs job %s, is not listening for exec requests (gone, or older than exec)", job.Worker, job.ID)
 	}
 
-	first, err := g.awaitExecStart(ctx, session)
+	first, err := g.awaitExecStart(ctx, lease, session)
 	if err != nil || first == nil {
 		return err // nil: the client went away
 	}
@@ -120,7 +122,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 		return execStartError(first)
 	}
 
-	s := &execStream{g: g, c: c, session: session, job: job.ID, attempt: job.Attempt, worker: job.Worker,
+	s := &execStream{g: g, c: c, session: session, lease: lease, job: job.ID, attempt: job.Attempt, worker: job.Worker,
 		after: first.ID, seq: first.Seq, deadline: time.Now().Add(time.Duration(req.TimeoutSeconds)*time.Second + execDeadlineMargin)}
 	if first.Kind != queue.ExecStarted {
 		s.after, s.seq = "0", 0 // Relay it too.
@@ -131,7 +133,7 @@ func (g *Gateway) execJob(c echo.Context) error {
 
 // awaitExecStart waits up to execAckTimeout for the session's first event;
 // nil without an error when ctx ended first.
-func (g *Gateway) awaitExecStart(ctx context.Context, session string) (*queue.ExecEvent, error) {
+func (g *Gateway) awaitExecStart(ctx context.Context, lease *queue.ExecLease, session string) (*queue.ExecEvent, error) {
 	deadline := time.Now().Add(execAckTimeout)
 	for {
 		wait := time.Until(deadline)
@@ -149,7 +151,7 @@ func (g *Gateway) awaitExecStart(ctx context.Context, session string) (*queue.Ex
 			return &events[0], nil
 		}
 		// The client still waits: the worker must not take it for gone.
-		if err := queue.RenewExecLease(ctx, g.rdb, session); err != nil && ctx.Err() == nil {
+		if err := lease.Renew(ctx); err != nil && ctx.Err() == nil {
 			return nil, err
 		}
 	}
@@ -190,6 +192,7 @@ type execStream struct {
 	g       *Gateway
 	c       echo.Context
 	session string
+	lease   *queue.ExecLease
 	job     string
 	attempt int
 	worker  string
@@ -226,8 +229,6 @@ func (s *execStream) run(ctx context.Context) bool {
 		send(api.ExecLine{Error: &api.ErrorDetail{Code: code, Message: fmt.Sprintf(format, args...)}})
 	}
 
-	// The lease is renewed at once: the start may have taken a while.
-	var renewed time.Time
 	heard, checked := time.Now(), time.Now()
 	for {
 		events, err := queue.ReadExec(ctx, s.g.rdb, s.session, s.after, time.Second)
@@ -260,11 +261,7 @@ func (s *execStream) run(ctx context.Context) bool {
 		if len(events) > 0 {
 			heard = now
 		}
-		if now.Sub(renewed) >= queue.ExecLeaseTTL/4 {
-			if err := queue.RenewExecLease(ctx, s.g.rdb, s.session); err == nil {
-				renewed = now
-			}
-		}
+		s.lease.Keep(ctx)
 		if now.After(s.deadline) {
 			fail(api.CodeWorkerTimeout, "worker %s did not end the command by its timeout", s.worker)
 			return false

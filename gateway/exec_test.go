@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -29,7 +30,7 @@ func TestNormalizeExec(t *testing.T) {
 		{name: "empty program", req: api.ExecRequest{Command: []string{"", "x"}}, wantErr: "command[0] must name the program"},
 		{name: "NUL", req: api.ExecRequest{Command: []string{"ls", "a\x00b"}}, wantErr: "command[1] must be valid UTF-8 without NUL"},
 		{name: "not UTF-8", req: api.ExecRequest{Command: []string{"ls", "\xff"}}, wantErr: "command[1] must be valid UTF-8"},
-		{name: "too many arguments", req: api.ExecRequest{Command: make([]string, maxCommandArgs+1)}, wantErr: "at most 4096"},
+		{name: "too many arguments", req: api.ExecRequest{Command: make([]string, job.MaxCommandArgs+1)}, wantErr: "at most 4096"},
 		{name: "negative timeout", req: api.ExecRequest{Command: []string{"ls"}, TimeoutSeconds: -1}, wantErr: "timeout_seconds must be between 1 and 3600"},
 		{name: "timeout too long", req: api.ExecRequest{Command: []string{"ls"}, TimeoutSeconds: 3601}, wantErr: "timeout_seconds must be between 1 and 3600"},
 	}

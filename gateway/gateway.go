@@ -1,7 +1,10 @@
 // Package gateway is jobgate's REST API (labstack/echo): authentication,
-// validation, job submission and queries, log streaming, and the scheduler
-// that places queued jobs on workers. Any number of gateways may run against
-// one Redis; one of them at a time leads the scheduler.
+// job submission and queries (through the job service), log streaming,
+// artifacts, tracking, triggers and schedules. It serves HTTP only: the
+// components beside it (placement, the cron loop, the callback notifier, the
+// log hub, the leader elector) are internal/control's, run by cmd/jobgate;
+// the gateway reads from them. Any number of gateways may run against one
+// Redis.
 package gateway
 
 import (
@@ -13,14 +16,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
-	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
@@ -28,9 +29,13 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
+	"github.com/jobgate/jobgate/internal/cron"
+	"github.com/jobgate/jobgate/internal/job"
+	"github.com/jobgate/jobgate/internal/loghub"
+	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
-	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // DefaultAddr is where a Gateway listens unless Config.Addr says otherwise.
@@ -46,25 +51,10 @@ type Config struct {
 	AdminToken string
 	// MaxBodyBytes caps request bodies; default 1 MiB.
 	MaxBodyBytes int64
-	// DefaultTimeoutSeconds for jobs that set none; default 3600.
-	DefaultTimeoutSeconds int
-	// MaxTimeoutSeconds a job may ask for; default 7 days.
-	MaxTimeoutSeconds int
-	// MaxRetries a job may ask for; default 10.
-	MaxRetries int
-	// SchedulerID names this gateway in the scheduler election; default host-pid.
-	SchedulerID string
-	// WorkerLostAfter is the heartbeat silence after which a worker's jobs are
-	// recovered; default 15s.
-	WorkerLostAfter time.Duration
 	// ShutdownTimeout for in-flight requests (log followers are cut); default 10s.
 	ShutdownTimeout time.Duration
 	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS.
 	TLSCertFile, TLSKeyFile string
-	// CallbackPolicy says which addresses completion callbacks and other
-	// outbound calls may reach; the zero value refuses loopback, link-local
-	// and private addresses (`jobgate dev` allows loopback).
-	CallbackPolicy webhook.AddressPolicy
 	// DatastoreRoots are the absolute folders below which workspace admins
 	// may register datastores: "/srv/data" for every workspace, or
 	// "team-a=/srv/data/team-a" for one. The system admin may register any
@@ -100,7 +90,30 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Gateway serves the REST API and runs the scheduler.
+// workerStates says what state a registered worker is in
+// (placement.Scheduler).
+type workerStates interface {
+	WorkerState(w store.Worker, now time.Time) string
+}
+
+// scheduleFirer fires a schedule by hand under its firing lock (cron.Cron).
+type scheduleFirer interface {
+	Lock(ctx context.Context, sc *store.Schedule) (unlock func(), err error)
+	Start(ctx context.Context, sc *store.Schedule, run store.ScheduleRun) (*api.Job, string, error)
+}
+
+// logFollower wakes log followers (loghub.Hub).
+type logFollower interface {
+	Follow(ctx context.Context, id string) (wake <-chan struct{}, stop func())
+}
+
+var (
+	_ workerStates  = (*placement.Scheduler)(nil)
+	_ scheduleFirer = (*cron.Cron)(nil)
+	_ logFollower   = (*loghub.Hub)(nil)
+)
+
+// Gateway serves the REST API.
 type Gateway struct {
 	cfg       Config
 	rdb       redis.UniversalClient
@@ -108,10 +121,14 @@ type Gateway struct {
 	artifacts artifact.Store
 	logger    *slog.Logger
 	echo      *echo.Echo
-	sched     *Scheduler
-	notify    *notifier
+	// jobs submits and cancels every job the API, triggers and schedules make.
+	jobs *job.Service
+	// workers says what state the workers view shows a worker in.
+	workers workerStates
+	// cron fires a schedule by hand (POST /v1/schedules/:name/run).
+	cron scheduleFirer
 	// logs wakes log followers (GET /v1/jobs/:id/logs?follow=true).
-	logs    *logHub
+	logs    logFollower
 	limiter *redis_rate.Limiter
 	// secrets encrypts workspace secrets; nil disables the secrets API.
 	secrets *secretbox.Box
@@ -127,32 +144,22 @@ type Gateway struct {
 	touched map[string]time.Time
 }
 
-// New returns a Gateway; Run serves it.
-// secrets may be nil: the secrets API then answers 503 and jobs that use
-// secrets are refused.
-func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, secrets *secretbox.Box, logger *slog.Logger) (*Gateway, error) {
+// New returns a Gateway over plane (control.New), whose job service it
+// submits through and whose components it reads from; Run serves it, and
+// the caller runs the plane's components. secrets may be nil: the secrets
+// API then answers 503 (plane refuses jobs that use secrets).
+func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.Store, secrets *secretbox.Box, plane *control.Plane, logger *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	var err error
 	cfg.Addr = cmp.Or(cfg.Addr, DefaultAddr)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
-	cfg.DefaultTimeoutSeconds = cmp.Or(cfg.DefaultTimeoutSeconds, 3600)
-	cfg.MaxTimeoutSeconds = cmp.Or(cfg.MaxTimeoutSeconds, 7*24*3600)
-	cfg.MaxRetries = cmp.Or(cfg.MaxRetries, 10)
-	cfg.SchedulerID = cmp.Or(cfg.SchedulerID, fmt.Sprintf("%s-%d", host, os.Getpid()))
-	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
-		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}}, logs: newLogHub(rdb, logger)}
-	g.sched = NewScheduler(SchedulerConfig{ID: cfg.SchedulerID, WorkerLostAfter: cfg.WorkerLostAfter},
-		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
-	if g.notify, err = newNotifier(g, webhook.SenderConfig{}); err != nil {
-		return nil, err
-	}
+		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}},
+		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs}
 	g.routes()
 	return g, nil
 }
@@ -276,12 +283,11 @@ func (g *Gateway) ensureDefaultWorkspace(ctx context.Context) error {
 	return nil
 }
 
-// Run serves HTTP and runs the scheduler until ctx is done or one of its
-// parts fails, and returns the first failure. A TLS certificate and key
-// that do not load are an error before it listens. Shutdown order: stop
-// accepting requests and let in-flight ones finish (ShutdownTimeout), then
-// stop the scheduler, the callback notifier and the schedules loop, and give
-// up the scheduler lease.
+// Run serves HTTP until ctx is done or serving fails, and returns the
+// failure. A TLS certificate and key that do not load are an error before
+// it listens. When ctx is done it stops accepting requests and lets
+// in-flight ones finish (ShutdownTimeout; log followers are cut), then
+// returns.
 func (g *Gateway) Run(ctx context.Context) error {
 	var tlsConfig *tls.Config
 	if g.cfg.TLSCertFile != "" {
@@ -314,14 +320,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	// The loops get a context of their own, canceled only once HTTP is
-	// down; the first part to fail cancels parts (and so the rest).
-	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSched()
+	// Serving failing ends Run as ctx ending does.
 	eg, parts := errgroup.WithContext(ctx)
-	eg.Go(func() error { return g.sched.Run(schedCtx) })
-	eg.Go(func() error { return g.notify.Run(schedCtx) })
-	eg.Go(func() error { return g.runSchedules(schedCtx) })
 	eg.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
 		if tlsConfig != nil {
@@ -339,7 +339,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := srv.Shutdown(shut); err != nil {
 			srv.Close()
 		}
-		stopSched()
 		return nil
 	})
 	g.logger.InfoContext(ctx, "gateway listening", slog.String("addr", ln.Addr().String()))

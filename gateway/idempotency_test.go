@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
@@ -72,7 +73,8 @@ func TestIdempotencyKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.st.ClaimIdempotency(context.Background(), "team-a", sha([]byte("busy")), specHash(busy), idempotencyCreating); err != nil {
+	keyHash, bodyHash := job.IdempotencyHashes("", "busy", busy)
+	if _, err := f.st.ClaimIdempotency(context.Background(), "team-a", keyHash, bodyHash, job.IdempotencyCreating); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := f.submitWithKey(a.Secret, "busy", jobBody); code != http.StatusConflict {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -31,10 +32,34 @@ const systemToken = "system-token-0123456789"
 const testDatastoreRoot = "/srv/jobgate-test/datastores"
 
 type fixture struct {
-	t  *testing.T
-	g  *Gateway
-	st *store.Store
-	ts *httptest.Server
+	t     *testing.T
+	g     *Gateway
+	plane *control.Plane
+	st    *store.Store
+	ts    *httptest.Server
+	// clk is the clock of g and its plane: the real one until a test sets it.
+	clk *schedClock
+}
+
+// newGateway makes a gateway and its control plane as cmd/jobgate does
+// (control.New, then New), with the clock now for both; its plane's
+// components run only where a test starts them.
+func newGateway(t testing.TB, cfg Config, ccfg control.Config, rdb redis.UniversalClient, st *store.Store, box *secretbox.Box, now func() time.Time) (*Gateway, *control.Plane) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ccfg.Now = now
+	plane, err := control.New(ccfg, rdb, st, box, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, rdb, st, artifact.Dir{Root: t.TempDir()}, box, plane, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now != nil {
+		g.now = now
+	}
+	return g, plane
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,17 +75,15 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Config{AdminToken: systemToken, DatastoreRoots: []string{testDatastoreRoot}}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := &schedClock{}
+	g, plane := newGateway(t, Config{AdminToken: systemToken, DatastoreRoots: []string{testDatastoreRoot}}, control.Config{}, rdb, st, box, clk.now)
 	// As `jobgate dev` and the end-to-end cluster: default may run host processes.
 	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: DefaultWorkspace, AllowHostProcess: true}); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(g.Handler())
 	t.Cleanup(ts.Close)
-	return &fixture{t: t, g: g, st: st, ts: ts}
+	return &fixture{t: t, g: g, plane: plane, st: st, ts: ts, clk: clk}
 }
 
 func (f *fixture) call(method, path, token, body string) (int, string) {

@@ -171,7 +171,7 @@ func (l *logReader) live(ctx context.Context, a int, only bool) {
 	var wake <-chan struct{}
 	if l.follow {
 		var stop func()
-		wake, stop = l.g.logs.follow(ctx, l.job.ID)
+		wake, stop = l.g.logs.Follow(ctx, l.job.ID)
 		defer stop()
 	}
 	tick := time.NewTicker(followPoll)

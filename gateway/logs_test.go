@@ -63,7 +63,7 @@ func TestLogsByAttempt(t *testing.T) {
 	}
 	appendLine(1, "one")
 	next("one")
-	if n := f.g.logs.followers(); n != 1 {
+	if n := f.plane.Logs.Followers(); n != 1 {
 		t.Fatalf("the hub has %d followers, want 1", n)
 	}
 	// Cut the gateway's subscription: the follower still gets new lines.
@@ -106,7 +106,7 @@ func TestLogsByAttempt(t *testing.T) {
 			return false
 		}
 	}, "the follow did not end with the job")
-	testenv.Eventually(t, 5*time.Second, func() bool { return f.g.logs.followers() == 0 }, "the follower was not let go")
+	testenv.Eventually(t, 5*time.Second, func() bool { return f.plane.Logs.Followers() == 0 }, "the follower was not let go")
 
 	tests := []struct {
 		query    string

@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
@@ -51,10 +49,7 @@ func TestRunEndsWhenAPartFails(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.AdminToken = systemToken
-			g, err := New(tt.cfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: t.TempDir()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			g, _ := newGateway(t, tt.cfg, control.Config{}, rdb, store.New(rdb, store.Config{}), nil, nil)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel() // never before Run returns: it must end by itself
 			done := make(chan error, 1)

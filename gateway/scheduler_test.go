@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
@@ -39,9 +40,9 @@ func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
 	if err := st.StopWorker(ctx, "quitter"); err != nil {
 		t.Fatal(err)
 	}
-	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
+	s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
 		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.pass(ctx); err != nil {
+	if err := s.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := st.GetJobByID(ctx, running.ID)
@@ -82,9 +83,9 @@ func TestLostWorkerJobsAreRecovered(t *testing.T) {
 	}
 	st.Placed(ctx, DefaultWorkspace, placed.ID, 1, "ghost")
 
-	s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), st,
+	s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
 		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.pass(ctx); err != nil {
+	if err := s.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := st.GetJobByID(ctx, running.ID)

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
@@ -44,15 +45,15 @@ func TestPassRoundTripsDoNotGrowWithPendingJobs(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, rdb, st,
+		s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, rdb, st,
 			asynq.NewClientFromRedisClient(rdb), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		calls.Reset()
-		if err := s.pass(ctx); err != nil {
+		if err := s.Pass(ctx); err != nil {
 			t.Fatal(err)
 		}
 		first = calls.Trips()
 		calls.Reset()
-		if err := s.pass(ctx); err != nil {
+		if err := s.Pass(ctx); err != nil {
 			t.Fatal(err)
 		}
 		again = calls.Trips()
@@ -121,9 +122,9 @@ func TestWaitReasonsHaveCodes(t *testing.T) {
 			} else {
 				f.mustCall("POST", "/v1/jobs", systemToken, tt.body, &j)
 			}
-			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, f.st.Redis(), f.st,
+			s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), f.st,
 				asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err := s.pass(ctx); err != nil {
+			if err := s.Pass(ctx); err != nil {
 				t.Fatal(err)
 			}
 			var got map[string]any

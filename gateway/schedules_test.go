@@ -3,9 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
@@ -27,16 +24,22 @@ func scheduleBody(name string) string {
 	return `{"name":"` + name + `","cron":"0 0 1 1 *","job":` + jobBody + `}`
 }
 
-// schedClock is a settable clock for g.now, safe to read from handlers.
+// schedClock is a settable clock for a gateway and its control plane, safe
+// to read from handlers and loops; the real clock until set.
 type schedClock struct{ ns atomic.Int64 }
 
-func (c *schedClock) now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *schedClock) now() time.Time {
+	if ns := c.ns.Load(); ns != 0 {
+		return time.Unix(0, ns).UTC()
+	}
+	return time.Now()
+}
 func (c *schedClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// clock sets the fixture's clock (its gateway's and plane's) to at.
 func (f *fixture) clock(at time.Time) *schedClock {
-	c := &schedClock{}
-	c.set(at)
-	f.g.now = c.now
-	return c
+	f.clk.set(at)
+	return f.clk
 }
 
 func (f *fixture) schedHistory(token, name string) []store.ScheduleRun {
@@ -55,19 +58,27 @@ func (f *fixture) schedJobs(ws string) []api.Job {
 	return jobs
 }
 
-// startScheduleLoop runs g's firing loop until the returned stop is called
-// (or the test ends); stop returns once the loop has ended.
-func startScheduleLoop(t *testing.T, g *Gateway) (stop func()) {
+// startScheduleLoop runs plane's firing loop, and the leader elector it
+// follows, until the returned stop is called (or the test ends); stop
+// returns once both have ended, the loop first, as cmd/jobgate stops them.
+func startScheduleLoop(t *testing.T, plane *control.Plane) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	electCtx, stopElect := context.WithCancel(context.Background())
+	done, elected := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(elected)
+		if err := plane.Elector.Run(electCtx); err != nil {
+			t.Errorf("elector: %v", err)
+		}
+	}()
 	go func() {
 		defer close(done)
-		if err := g.runSchedules(ctx); err != nil {
-			t.Errorf("runSchedules: %v", err)
+		if err := plane.Cron.Run(ctx); err != nil {
+			t.Errorf("cron: %v", err)
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop = func() { once.Do(func() { cancel(); <-done; stopElect(); <-elected }) }
 	t.Cleanup(stop)
 	return stop
 }
@@ -184,7 +195,7 @@ func TestScheduleForbid(t *testing.T) {
 	tok := f.token("team-a", api.ScopeSubmit, api.ScopeRead)
 	f.mustCall("POST", "/v1/schedules", tok.Secret,
 		`{"name":"every-second","cron":"*/1 * * * * *","concurrency_policy":"Forbid","job":`+jobBody+`}`, nil)
-	stop := startScheduleLoop(t, f.g)
+	stop := startScheduleLoop(t, f.plane)
 
 	firstJob := func(h []store.ScheduleRun) (fired, skipped int) {
 		for _, r := range h {
@@ -232,28 +243,6 @@ func TestScheduleForbid(t *testing.T) {
 	}
 }
 
-// TestScheduleFiresUnderRun checks that Gateway.Run starts the firing loop.
-func TestScheduleFiresUnderRun(t *testing.T) {
-	f := newFixture(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.g.cfg.Listener = ln
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	f.mustCall("POST", "/v1/schedules", systemToken, `{"name":"s","cron":"@every 1s","job":`+jobBody+`}`, nil)
-	testenv.Eventually(t, 15*time.Second, func() bool { return len(f.schedHistory(systemToken, "s")) > 0 },
-		"the schedule never fired under Run")
-}
-
 // TestScheduleFiresOncePerTickAcrossGateways runs two gateways' firing loops
 // on one Redis with a per-second schedule. With distinct scheduler IDs one
 // leads; with the same ID both believe they lead, so only the tick claims
@@ -269,13 +258,10 @@ func TestScheduleFiresOncePerTickAcrossGateways(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			g2, err := New(Config{AdminToken: systemToken, SchedulerID: cmpOrString(tt.secondID, f.g.cfg.SchedulerID)},
-				f.st.Redis(), f.st, artifact.Dir{Root: t.TempDir()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, plane2 := newGateway(t, Config{AdminToken: systemToken}, control.Config{ID: cmpOrString(tt.secondID, f.plane.Elector.ID())},
+				f.st.Redis(), f.st, nil, nil)
 			f.mustCall("POST", "/v1/schedules", systemToken, `{"name":"tick","cron":"* * * * * *","job":`+jobBody+`}`, nil)
-			stop1, stop2 := startScheduleLoop(t, f.g), startScheduleLoop(t, g2)
+			stop1, stop2 := startScheduleLoop(t, f.plane), startScheduleLoop(t, plane2)
 			testenv.Eventually(t, 20*time.Second, func() bool { return len(f.schedHistory(systemToken, "tick")) >= 4 },
 				"the schedule fired fewer than 4 times: %v", ticks(f.schedHistory(systemToken, "tick")))
 			stop1()
@@ -311,11 +297,7 @@ func TestScheduleFiresOncePerTickAcrossGateways(t *testing.T) {
 // claim each tick: each tick still makes one job.
 func TestScheduleTickClaimsUnderRace(t *testing.T) {
 	f := newFixture(t)
-	g2, err := New(Config{AdminToken: systemToken, SchedulerID: "second-gateway"}, f.st.Redis(), f.st,
-		artifact.Dir{Root: t.TempDir()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, plane2 := newGateway(t, Config{AdminToken: systemToken}, control.Config{ID: "second-gateway"}, f.st.Redis(), f.st, nil, nil)
 	f.mustCall("POST", "/v1/schedules", systemToken, `{"name":"tick","cron":"* * * * * *","job":`+jobBody+`}`, nil)
 	t0 := time.Now().Truncate(time.Second).Add(time.Minute)
 	const n = 20
@@ -323,10 +305,10 @@ func TestScheduleTickClaimsUnderRace(t *testing.T) {
 		at := t0.Add(time.Duration(i) * time.Second)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
-		for _, g := range []*Gateway{f.g, g2, f.g, g2} {
+		for _, p := range []*control.Plane{f.plane, plane2, f.plane, plane2} {
 			wg.Go(func() {
 				<-start
-				g.fireSchedules(context.Background(), at)
+				p.Cron.Fire(context.Background(), at)
 			})
 		}
 		close(start)
@@ -361,20 +343,20 @@ func TestSchedulePauseResume(t *testing.T) {
 	ctx := context.Background()
 	sec := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Second))) }
 
-	f.g.fireSchedules(ctx, sec(1)) // fires 00:00:01
+	f.plane.Cron.Fire(ctx, sec(1)) // fires 00:00:01
 	var v api.Schedule
 	f.mustCall("POST", "/v1/schedules/s/pause", systemToken, "", &v)
 	if !v.Paused || len(v.Next) != 0 {
 		t.Fatalf("paused schedule: paused %v, next %v; want paused and no next", v.Paused, v.Next)
 	}
-	f.g.fireSchedules(ctx, sec(2))
-	f.g.fireSchedules(ctx, sec(3))
+	f.plane.Cron.Fire(ctx, sec(2))
+	f.plane.Cron.Fire(ctx, sec(3))
 	clk.set(sec(3.2))
 	f.mustCall("POST", "/v1/schedules/s/resume", systemToken, "", &v)
 	if v.Paused || len(v.Next) != 5 || !v.Next[0].Equal(sec(3.5)) {
 		t.Fatalf("resumed schedule: paused %v, next %v; want next from %s", v.Paused, v.Next, sec(3.5))
 	}
-	f.g.fireSchedules(ctx, sec(4)) // 00:00:02 and 00:00:03 were due while paused: never fired
+	f.plane.Cron.Fire(ctx, sec(4)) // 00:00:02 and 00:00:03 were due while paused: never fired
 
 	got := ticks(f.schedHistory(systemToken, "s"))
 	want := []string{"2030-01-01T00:00:04Z fired", "2030-01-01T00:00:01Z fired"}
@@ -454,8 +436,8 @@ func TestScheduleReplace(t *testing.T) {
 	f.mustCall("POST", "/v1/schedules", systemToken,
 		`{"name":"r","cron":"*/1 * * * * *","concurrency_policy":"Replace","job":`+jobBody+`}`, nil)
 	ctx := context.Background()
-	f.g.fireSchedules(ctx, t0.Add(time.Second))
-	f.g.fireSchedules(ctx, t0.Add(2*time.Second))
+	f.plane.Cron.Fire(ctx, t0.Add(time.Second))
+	f.plane.Cron.Fire(ctx, t0.Add(2*time.Second))
 
 	h := f.schedHistory(systemToken, "r")
 	if len(h) != 2 || h[0].JobID == "" || h[1].JobID == "" {
@@ -483,8 +465,8 @@ func TestScheduleMissedTicks(t *testing.T) {
 	}
 	ctx := context.Background()
 	back := t0.Add(10*24*time.Hour + 20*time.Minute) // 2030-01-11 00:30, ten days later
-	f.g.fireSchedules(ctx, back)
-	f.g.fireSchedules(ctx, back) // nothing new is due
+	f.plane.Cron.Fire(ctx, back)
+	f.plane.Cron.Fire(ctx, back) // nothing new is due
 
 	h := f.schedHistory(systemToken, "no-deadline")
 	if diff := cmp.Diff([]string{"2030-01-11T00:00:00Z fired"}, ticks(h)); diff != "" {
@@ -501,7 +483,7 @@ func TestScheduleMissedTicks(t *testing.T) {
 		t.Fatalf("%d jobs, want 1", n)
 	}
 
-	f.g.fireSchedules(ctx, time.Date(2030, 1, 11, 1, 5, 0, 0, time.UTC)) // five minutes late
+	f.plane.Cron.Fire(ctx, time.Date(2030, 1, 11, 1, 5, 0, 0, time.UTC)) // five minutes late
 	h = f.schedHistory(systemToken, "ten-minutes")
 	if diff := cmp.Diff([]string{"2030-01-11T01:00:00Z fired", "2030-01-11T00:00:00Z skipped"}, ticks(h)); diff != "" {
 		t.Fatalf("ten-minute deadline, 5 minutes late (-want +got):\n%s", diff)

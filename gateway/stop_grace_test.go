@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
@@ -39,9 +40,9 @@ func TestPlacedTaskCarriesWorkersStopGrace(t *testing.T) {
 			var job api.Job
 			f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"timeout_seconds":120}`, &job)
 			rdb := f.st.Redis().(*redis.Client)
-			s := NewScheduler(SchedulerConfig{ID: "test", WorkerLostAfter: time.Minute}, rdb, f.st,
+			s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, rdb, f.st,
 				asynq.NewClientFromRedisClient(rdb), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err := s.pass(ctx); err != nil {
+			if err := s.Pass(ctx); err != nil {
 				t.Fatal(err)
 			}
 			tasks, err := asynq.NewInspectorFromRedisClient(rdb).ListPendingTasks(queue.WorkerQueue("w"))

@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/tmpl"
 	"github.com/jobgate/jobgate/internal/webhook"
@@ -32,7 +33,7 @@ import (
 // history) → GitHub ping (200) → decode the payload (400) → filter (200
 // ignored) → claim the delivery id, and for GitHub the body's hash, with SET
 // NX (a redelivery, or GitHub's body replayed under a new delivery id, gets
-// the first job back, 200) → render the template (422) → createJob (422),
+// the first job back, 200) → render the template (422) → the job service (422),
 // which completes the claims in the step that stores the job → 202. Every
 // authenticated delivery is recorded in the trigger's history.
 
@@ -143,9 +144,9 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 // checkTrigger validates a trigger request. The job template is checked
 // without a payload: env values and command arguments must be templates
 // tmpl.Check accepts, and the spec, with those templates left as they are,
-// must pass normalize and the workspace's rules. That catches every fault
+// must pass the job service's Validate. That catches every fault
 // that does not depend on a payload (a bad image, a bad name, an unknown
-// secret); what a rendering produces is checked again by createJob on each
+// secret); what a rendering produces is checked again by the job service on each
 // delivery, which answers 422 if it is wrong.
 func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerRequest) error {
 	if !nameRE.MatchString(req.Name) {
@@ -212,11 +213,15 @@ func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerReques
 			return specErr("job.%s is not a template: only env values, tag values, command and preparation arguments are rendered from the payload", k)
 		}
 	}
-	return inJob(g.checkSpec(ctx, ws, &spec))
+	return inJob(g.jobs.Validate(ctx, ws, &spec))
 }
 
 // inJob says that a refused spec is the job of a trigger or schedule.
 func inJob(err error) error {
+	var je *job.Error
+	if errors.As(err, &je) {
+		return &job.Error{Code: je.Code, Field: strings.TrimSuffix("job."+je.Field, "."), Message: "job: " + je.Message}
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		return api.Errorf(ae.Code, "job: %s", ae.Message)
@@ -503,8 +508,8 @@ func (g *Gateway) claimDelivery(ctx context.Context, trigger string, k store.Del
 }
 
 // jobFromDelivery renders the trigger's template over the delivery and
-// submits the job as "trigger:NAME", stored by save (createJobWith: no job
-// and no error when save made none). Rendered values become whole env
+// submits the job as "trigger:NAME" through the job service, stored by
+// save (no job and no error when save made none). Rendered values become whole env
 // values and argv elements; nothing is passed through a shell.
 func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *store.Delivery, payload map[string]any, save func(context.Context, *api.Job) (bool, error)) (*api.Job, error) {
 	data := map[string]any{"payload": payload, "event": d.Event, "delivery": d.ID}
@@ -530,12 +535,12 @@ func (g *Gateway) jobFromDelivery(ctx context.Context, t *store.Trigger, d *stor
 			return nil, renderErr("job.tags", false, err)
 		}
 	}
-	job, err := g.createJobWith(ctx, t.Workspace, "trigger:"+t.Name, spec, save)
+	res, err := g.jobs.Submit(ctx, job.Request{Workspace: t.Workspace, Actor: "trigger:" + t.Name, Spec: spec, Save: save})
 	var ae *api.Error
 	if errors.As(err, &ae) && ae.Code.Status() < 500 {
 		return nil, renderedJobError(ae)
 	}
-	return job, err
+	return res.Job, err
 }
 
 // renderedJobError is the 422 for a job a trigger's template rendered that

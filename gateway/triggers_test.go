@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -138,11 +137,7 @@ func (f *fixture) secondGateway() *httptest.Server {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	g, err := New(Config{AdminToken: systemToken}, f.st.Redis(), f.st, artifact.Dir{Root: f.t.TempDir()}, box,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	g, _ := newGateway(f.t, Config{AdminToken: systemToken}, control.Config{}, f.st.Redis(), f.st, box, nil)
 	ts := httptest.NewServer(g.Handler())
 	f.t.Cleanup(ts.Close)
 	return ts
@@ -578,11 +573,7 @@ func TestTriggerAPI(t *testing.T) {
 func TestTriggersNeedTheSecretsKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	g, err := New(Config{AdminToken: systemToken}, f.st.Redis(), f.st, artifact.Dir{Root: t.TempDir()}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, _ := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, f.st.Redis(), f.st, nil, nil)
 	ts := httptest.NewServer(g.Handler())
 	defer ts.Close()
 	req, _ := http.NewRequest("POST", ts.URL+"/v1/triggers", strings.NewReader(triggerBody("t")))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
@@ -82,11 +83,7 @@ func TestOnlyAnUnreachableRedisIs503(t *testing.T) {
 		opts.MaxRetries = -1
 		rdb := redis.NewClient(opts)
 		t.Cleanup(func() { rdb.Close() })
-		g, err := New(Config{AdminToken: systemToken}, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: t.TempDir()}, nil,
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, _ := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, rdb, store.New(rdb, store.Config{}), nil, nil)
 		ts := httptest.NewServer(g.Handler())
 		t.Cleanup(ts.Close)
 		svc.Stop()

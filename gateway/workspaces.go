@@ -13,12 +13,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
 var (
 	wsNameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	secretNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
+	secretNameRE = job.SecretNameRE
 )
 
 const maxSecretBytes = 64 << 10

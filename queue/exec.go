@@ -94,6 +94,46 @@ func RenewExecLease(ctx context.Context, rdb redis.UniversalClient, session stri
 	return rdb.Set(ctx, ExecLeaseKey(session), "1", ExecLeaseTTL).Err()
 }
 
+// ExecLease is a client's hold on an exec session: the worker runs the
+// command only while it is held (ExecLeaseHeld). HoldExecLease takes it;
+// the client renews it while it waits (Renew) and while it streams (Keep,
+// every ExecLeaseTTL/4), and Release drops it with what is left of the
+// session's stream. It is used by one goroutine, the request's.
+type ExecLease struct {
+	rdb     redis.UniversalClient
+	session string
+	renewed time.Time
+}
+
+// HoldExecLease takes the lease of session for ExecLeaseTTL.
+func HoldExecLease(ctx context.Context, rdb redis.UniversalClient, session string) (*ExecLease, error) {
+	l := &ExecLease{rdb: rdb, session: session}
+	return l, l.Renew(ctx)
+}
+
+// Renew sets the lease for ExecLeaseTTL from now.
+func (l *ExecLease) Renew(ctx context.Context) error {
+	if err := RenewExecLease(ctx, l.rdb, l.session); err != nil {
+		return err
+	}
+	l.renewed = time.Now()
+	return nil
+}
+
+// Keep renews the lease when a quarter of ExecLeaseTTL has passed since it
+// was last renewed; a renewal that fails is tried again on the next call.
+func (l *ExecLease) Keep(ctx context.Context) {
+	if time.Since(l.renewed) >= ExecLeaseTTL/4 {
+		_ = l.Renew(ctx)
+	}
+}
+
+// Release drops the lease and the session's stream: the worker need not go
+// on.
+func (l *ExecLease) Release(ctx context.Context) error {
+	return l.rdb.Del(ctx, ExecLeaseKey(l.session), ExecStreamKey(l.session)).Err()
+}
+
 // ExecLeaseHeld reports whether the session's client still listens.
 func ExecLeaseHeld(ctx context.Context, rdb redis.UniversalClient, session string) (bool, error) {
 	n, err := rdb.Exists(ctx, ExecLeaseKey(session)).Result()

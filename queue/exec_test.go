@@ -74,3 +74,36 @@ func TestExecEventsRoundTrip(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
+
+// TestExecLeaseHoldAndRelease: a held lease is what the worker looks for
+// (ExecLeaseHeld), for ExecLeaseTTL; Release drops it and the session's
+// stream.
+func TestExecLeaseHoldAndRelease(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	ctx := context.Background()
+	l, err := queue.HoldExecLease(ctx, rdb, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, err := queue.ExecLeaseHeld(ctx, rdb, "s1"); err != nil || !held {
+		t.Fatalf("held after HoldExecLease: %v %v", held, err)
+	}
+	if ttl := rdb.PTTL(ctx, queue.ExecLeaseKey("s1")).Val(); ttl <= 0 || ttl > queue.ExecLeaseTTL {
+		t.Fatalf("lease TTL %s, want up to %s", ttl, queue.ExecLeaseTTL)
+	}
+	l.Keep(ctx) // just renewed: nothing to do, and nothing breaks
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: queue.ExecStreamKey("s1"), Values: []string{"k", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, queue.ExecLeaseKey("s1"), queue.ExecStreamKey("s1")).Val(); n != 0 {
+		t.Fatalf("%d of the session's keys left after Release", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/jobgate/jobgate/gateway"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/webhook"
 	"github.com/jobgate/jobgate/worker"
 )
@@ -115,20 +116,22 @@ func TestWorkerConfig(t *testing.T) {
 // address policy and refuses what it does not know.
 func TestGatewayConfig(t *testing.T) {
 	tests := []struct {
-		name    string
-		f       gatewayFlags
-		want    gateway.Config
-		wantErr string
+		name        string
+		f           gatewayFlags
+		want        gateway.Config
+		wantControl control.Config
+		wantErr     string
 	}{
 		{name: "no flags", want: gateway.Config{AdminToken: "tok"}},
 		{name: "callbacks and lost after",
-			f:    gatewayFlags{allowCallbacks: []string{"loopback", "private"}, workerLostAfter: 5 * time.Second, addr: "127.0.0.1:0"},
-			want: gateway.Config{AdminToken: "tok", Addr: "127.0.0.1:0", WorkerLostAfter: 5 * time.Second, CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true, AllowPrivate: true}}},
+			f:           gatewayFlags{allowCallbacks: []string{"loopback", "private"}, workerLostAfter: 5 * time.Second, addr: "127.0.0.1:0"},
+			want:        gateway.Config{AdminToken: "tok", Addr: "127.0.0.1:0"},
+			wantControl: control.Config{WorkerLostAfter: 5 * time.Second, CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true, AllowPrivate: true}}},
 		{name: "unknown callback target", f: gatewayFlags{allowCallbacks: []string{"public"}}, wantErr: `--allow-callbacks-to "public"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := gatewayConfig(&tt.f, "tok")
+			got, gotControl, err := gatewayConfig(&tt.f, "tok")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("gatewayConfig: %v, want an error with %q", err, tt.wantErr)
@@ -140,6 +143,9 @@ func TestGatewayConfig(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("gateway.Config (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantControl, gotControl); diff != "" {
+				t.Errorf("control.Config (-want +got):\n%s", diff)
 			}
 		})
 	}

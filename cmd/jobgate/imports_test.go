@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"os/exec"
@@ -30,6 +33,17 @@ var importRules = []struct{ from, to, why string }{
 	{"queue", "worker", "queue/ carries messages between the components and depends on neither"},
 	{"internal", "gateway", "internal/ is shared by the components and depends on none"},
 	{"internal", "worker", "internal/ is shared by the components and depends on none"},
+	{"internal", "internal/control", "internal/control wires the control plane for gateway/ and cmd/; nothing below it builds on it"},
+	{"internal/job", "internal/cron", "the job service knows none of its submitters"},
+	{"internal/job", "internal/notify", "the job service knows none of the controllers"},
+	{"internal/placement", "internal/job", "placement places jobs; it makes none"},
+	{"internal/placement", "internal/cron", "the controllers do not know each other"},
+	{"internal/placement", "internal/notify", "the controllers do not know each other"},
+	{"internal/cron", "internal/notify", "the controllers do not know each other"},
+	{"internal/notify", "internal/cron", "the controllers do not know each other"},
+	{"internal/leader", "internal/job", "the elector only holds the lease; loops subscribe to it"},
+	{"internal/leader", "internal/placement", "the elector only holds the lease; loops subscribe to it"},
+	{"internal/leader", "internal/cron", "the elector only holds the lease; loops subscribe to it"},
 }
 
 // under reports whether pkg (a path inside the module) is dir or below it;
@@ -96,5 +110,46 @@ func TestImportRules(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("go list found %d packages of the module; want them all", n)
+	}
+}
+
+// leaseAndLoopCalls are calls that take or renew a lease, or start a
+// process-wide loop: the components' business, not the HTTP layer's.
+var leaseAndLoopCalls = map[string]bool{
+	"AcquireLeadership": true, "ReleaseLeadership": true, // the leader lease (internal/leader)
+	"RenewExecLease": true, // an exec session's lease (queue.ExecLease)
+	"NewWaker":       true, // the scheduler's wake-ups (internal/placement)
+	"ReadEnded":      true, // the callbacks' stream (internal/notify)
+	"Subscribe":      true, // a process-wide pub/sub fan-out (internal/loghub)
+}
+
+// TestGatewayRunsNoLoop: no file in gateway/ runs a loop of its own or holds
+// a lease (issue 11): it starts no goroutine (the HTTP server's are
+// errgroup.Go calls in Run), and makes none of leaseAndLoopCalls.
+func TestGatewayRunsNoLoop(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "gateway", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("gateway/*.go: %v (%d files)", err, len(files))
+	}
+	fset := token.NewFileSet()
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.GoStmt:
+				t.Errorf("%s: a go statement; a loop beside the HTTP API is a component with Run(ctx) error, outside gateway/", fset.Position(n.Pos()))
+			case *ast.SelectorExpr:
+				if leaseAndLoopCalls[n.Sel.Name] {
+					t.Errorf("%s: %s; the lease or loop belongs to a component outside gateway/", fset.Position(n.Pos()), n.Sel.Name)
+				}
+			}
+			return true
+		})
 	}
 }

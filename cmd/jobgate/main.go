@@ -25,11 +25,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/gateway"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/gpu"
 	"github.com/jobgate/jobgate/internal/secretbox"
@@ -159,9 +159,10 @@ func (f *gatewayFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.datastoreRoots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
 }
 
-// gatewayConfig is the gateway's Config as the flags give it, with the
-// admin token; gateway.New fills the defaults and validates the rest.
-func gatewayConfig(f *gatewayFlags, adminToken string) (gateway.Config, error) {
+// gatewayConfig is the gateway's Config and its control plane's as the
+// flags give them, with the admin token; gateway.New and control.New fill
+// the defaults, and gateway.New validates the rest.
+func gatewayConfig(f *gatewayFlags, adminToken string) (gateway.Config, control.Config, error) {
 	var policy webhook.AddressPolicy
 	for _, a := range f.allowCallbacks {
 		switch a {
@@ -170,12 +171,12 @@ func gatewayConfig(f *gatewayFlags, adminToken string) (gateway.Config, error) {
 		case "private":
 			policy.AllowPrivate = true
 		default:
-			return gateway.Config{}, fmt.Errorf("--allow-callbacks-to %q: want loopback or private", a)
+			return gateway.Config{}, control.Config{}, fmt.Errorf("--allow-callbacks-to %q: want loopback or private", a)
 		}
 	}
 	return gateway.Config{Addr: f.addr, AdminToken: adminToken, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
-		CallbackPolicy: policy, DatastoreRoots: f.datastoreRoots, HostProcessDefault: f.hostProcessDefault,
-		WorkerLostAfter: f.workerLostAfter}, nil
+			DatastoreRoots: f.datastoreRoots, HostProcessDefault: f.hostProcessDefault},
+		control.Config{CallbackPolicy: policy, WorkerLostAfter: f.workerLostAfter}, nil
 }
 
 // workerFlags are the flags that configure the worker and its executors, of
@@ -362,7 +363,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
-			gcfg, err := gatewayConfig(&gf, token)
+			gcfg, ccfg, err := gatewayConfig(&gf, token)
 			if err != nil {
 				return err
 			}
@@ -410,7 +411,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			st := store.New(rdb, store.Config{})
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
-			gw, err := gateway.New(gcfg, rdb, st, arts, box, logger)
+			plane, err := control.New(ccfg, rdb, st, box, logger)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(gcfg, rdb, st, arts, box, plane, logger)
 			if err != nil {
 				return err
 			}
@@ -422,17 +427,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", gf.addr, dataDir)
-			// The gateway and the worker run until a signal, or until the
-			// first of them fails: its error cancels gctx, which stops the
-			// other, and is what dev exits with. Shutdown order: the
-			// gateway stops taking requests (in-flight ones finish, then its
-			// scheduler gives up the lease) while the worker stops taking
-			// jobs and drains the running ones; then, deferred above, GPUs,
-			// podman, the Redis client and redis-server stop.
-			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return gw.Run(gctx) })
-			g.Go(func() error { return wk.Run(gctx) })
-			return g.Wait()
+			// The gateway's parts and the worker run until a signal, or
+			// until the first of them fails (runGateway says in what order
+			// they stop); then, deferred above, GPUs, podman, the Redis
+			// client and redis-server stop.
+			return runGateway(ctx, gw, plane, wk)
 		},
 	}
 	fl := cmd.Flags()
@@ -533,15 +532,22 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if box == nil {
 				logger.WarnContext(ctx, "no secrets key (--secrets-key-file or JOBGATE_SECRETS_KEY): the secrets API is off")
 			}
-			gcfg, err := gatewayConfig(&gf, getenv("JOBGATE_TOKEN"))
+			gcfg, ccfg, err := gatewayConfig(&gf, getenv("JOBGATE_TOKEN"))
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(gcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, box, logger)
+			st := store.New(rdb, store.Config{})
+			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
 			}
-			return gw.Run(ctx)
+			gw, err := gateway.New(gcfg, rdb, st, artifact.Dir{Root: artifactsDir}, box, plane, logger)
+			if err != nil {
+				return err
+			}
+			// Deferred above: the Redis client closes once runGateway
+			// has stopped every part.
+			return runGateway(ctx, gw, plane, nil)
 		},
 	}
 	fl := cmd.Flags()

@@ -1,9 +1,8 @@
-package gateway
+package job
 
 import (
 	"context"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -12,7 +11,7 @@ import (
 
 // checkChild applies the rule for a job submitted with a job's own token
 // (JOBGATE_JOB_TOKEN): the child may ask for nothing the token's job lacks.
-// It is compared with that job (the principal's JobID), not with the
+// It is compared with that job (byJob), not with the
 // parent it names, which may be a descendant someone else submitted with
 // more. A refusal is a 403 naming the field:
 //
@@ -31,8 +30,8 @@ import (
 //
 // spec is changed only by what it inherits and its inputs' Within; the
 // caller checks the rest of it as for any job.
-func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec) error {
-	own, err := g.store.GetJob(ctx, p.Workspace, p.JobID)
+func (s *Service) checkChild(ctx context.Context, ws, byJob string, spec *api.JobSpec) error {
+	own, err := s.store.GetJob(ctx, ws, byJob)
 	if err != nil {
 		return err
 	}
@@ -48,22 +47,21 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 		inherited.Secret = js.Notify.Secret
 		spec.Notify = &inherited
 	}
-	deny := func(format string, args ...any) error {
-		return errorf(http.StatusForbidden, CodeForbidden, format+" (a job token submits only children that ask for nothing its job %s lacks)", append(args, own.ID)...)
+	deny := func(field, format string, args ...any) error {
+		return Errorf(api.CodeForbidden, field, format+" (a job token submits only children that ask for nothing its job %s lacks)", append(args, own.ID)...)
 	}
 	if spec.Notify != nil && (js.Notify == nil || spec.Notify.URL != js.Notify.URL) {
-		return deny("notify.url: a child may call back only the job's own notify URL")
+		return deny("notify.url", "notify.url: a child may call back only the job's own notify URL")
 	}
 	// Compare with the defaults filled in (mode, priority, input modes), on
-	// a copy: checkSpec normalizes the spec itself later.
+	// a copy: Validate normalizes the spec itself later.
 	c := *spec
 	c.Inputs = maps.Clone(spec.Inputs)
-	if err := normalize(&c, SpecLimits{DefaultTimeoutSeconds: g.cfg.DefaultTimeoutSeconds,
-		MaxTimeoutSeconds: g.cfg.MaxTimeoutSeconds, MaxRetries: g.cfg.MaxRetries}); err != nil {
+	if err := normalize(&c, s.cfg.Limits); err != nil {
 		return err
 	}
 	if c.Mode == api.ModeProcess && js.Mode != api.ModeProcess {
-		return deny("mode: process, but the job is a %s job", js.Mode)
+		return deny("mode", "mode: process, but the job is a %s job", js.Mode)
 	}
 	has := map[string]bool{}
 	for _, name := range js.Secrets {
@@ -71,14 +69,14 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 	}
 	for _, env := range slices.Sorted(maps.Keys(c.Secrets)) {
 		if !has[c.Secrets[env]] {
-			return deny("secrets.%s: secret %q is not one of the job's secrets", env, c.Secrets[env])
+			return deny("secrets."+env, "secrets.%s: secret %q is not one of the job's secrets", env, c.Secrets[env])
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Inputs)) {
 		in := c.Inputs[name]
 		cover, ok := inputCovered(in, js.Inputs)
 		if !ok {
-			return deny("inputs.%s: %s of datastore %q path %q is not within the job's own inputs", name, in.Mode, in.Datastore, in.Path)
+			return deny("inputs."+name, "inputs.%s: %s of datastore %q path %q is not within the job's own inputs", name, in.Mode, in.Datastore, in.Path)
 		}
 		// The path is checked as written; a link below the job's path may
 		// lead elsewhere in the datastore, where the job's own mount does
@@ -92,10 +90,10 @@ func (g *Gateway) checkChild(ctx context.Context, p principal, spec *api.JobSpec
 		spec.Inputs[name] = orig
 	}
 	if priorityLevel(c.Priority) > priorityLevel(js.Priority) {
-		return deny("priority: %s is above the job's %s", c.Priority, js.Priority)
+		return deny("priority", "priority: %s is above the job's %s", c.Priority, js.Priority)
 	}
 	if js.User != "" && c.User != js.User {
-		return deny("user: the job runs as %q; so must its children", js.User)
+		return deny("user", "user: the job runs as %q; so must its children", js.User)
 	}
 	return nil
 }

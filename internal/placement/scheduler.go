@@ -1,4 +1,4 @@
-package gateway
+package placement
 
 import (
 	"cmp"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,17 +15,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
 
-// SchedulerConfig configures the Scheduler. Zero values get defaults.
-type SchedulerConfig struct {
-	// ID names this scheduler in the leader election.
+// Config configures the Scheduler. Zero values get defaults.
+type Config struct {
+	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
-	// LeaseTTL of the leadership; default 10s. A dead leader is replaced
-	// within this time.
-	LeaseTTL time.Duration
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
 	// recovered; default 15s. Silence is measured on Redis's clock, which
 	// stamps the heartbeats, and only once this scheduler has been in
@@ -44,11 +41,21 @@ type SchedulerConfig struct {
 	StopGrace time.Duration
 }
 
-// Scheduler places queued jobs on workers. One scheduler leads at a time
-// (a lease in Redis); the others wait to take over. It is woken through
-// queue.ChannelScheduler when jobs arrive or slots free up.
+// leadership tells a loop that only the leader runs whether this process
+// leads (internal/leader.Elector).
+type leadership interface {
+	Listen() *leader.Subscription
+}
+
+var _ leadership = (*leader.Elector)(nil)
+
+// Scheduler places queued jobs on workers. Only the scheduler of the
+// process that leads (its leadership says so) places; the others wait to
+// take over. It is woken through queue.ChannelScheduler when jobs arrive or
+// slots free up.
 type Scheduler struct {
-	cfg    SchedulerConfig
+	cfg    Config
+	leader leadership
 	rdb    redis.UniversalClient
 	store  *store.Store
 	tasks  *asynq.Client
@@ -58,16 +65,16 @@ type Scheduler struct {
 	graceUntil atomic.Int64
 }
 
-// NewScheduler returns a Scheduler; Run runs it.
-func NewScheduler(cfg SchedulerConfig, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
-	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, 10*time.Second)
+// New returns a Scheduler that places while lead says this process leads;
+// Run runs it.
+func New(cfg Config, lead leadership, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
 	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 30*time.Second)
-	return &Scheduler{cfg: cfg, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
+	return &Scheduler{cfg: cfg, leader: lead, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
 }
 
-// Run schedules until ctx is done, then gives up the lease.
+// Run schedules until ctx is done, while this process leads.
 func (s *Scheduler) Run(ctx context.Context) error {
 	waker, err := queue.NewWaker(ctx, s.rdb, queue.ChannelScheduler)
 	if err != nil {
@@ -77,28 +84,25 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	defer waker.Close()
+	sub := s.leader.Listen()
+	defer sub.Unlisten()
 	leading := false
 	// inContact is false until Redis answers, at the start and after it
 	// failed to: then a grace begins (see WorkerLostAfter).
 	inContact := false
 	for ctx.Err() == nil {
 		gen := waker.Gen()
-		ok, err := s.store.AcquireLeadership(ctx, s.cfg.ID, s.cfg.LeaseTTL)
-		switch {
-		case err != nil:
-			inContact = false
-			if ctx.Err() == nil {
-				s.logger.WarnContext(ctx, "scheduler lease", slog.Any("error", err))
-			}
-		case ok != leading:
-			leading = ok
-			s.logger.InfoContext(ctx, "scheduler leadership", slog.Bool("leading", ok))
+		select {
+		case leading = <-sub.C():
+		default:
 		}
-		if err == nil && !inContact {
-			inContact = s.startGrace(ctx)
+		// A leader's passes say whether Redis answers; the others (and a
+		// leader out of contact) ask it the time.
+		if !leading || !inContact {
+			inContact = s.contact(ctx, inContact)
 		}
 		if leading && inContact {
-			if err := s.pass(ctx); err != nil && ctx.Err() == nil {
+			if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
 				if store.Unavailable(err) {
 					inContact = false
 				}
@@ -107,22 +111,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		waker.Wait(ctx, gen, s.cfg.Tick)
 	}
-	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if leading {
-		_ = s.store.ReleaseLeadership(cleanup, s.cfg.ID)
-	}
 	return nil
 }
 
-// startGrace gives the workers WorkerLostAfter from now to heartbeat before
-// any is called lost for its silence; false when Redis does not answer.
-func (s *Scheduler) startGrace(ctx context.Context) bool {
+// contact says whether Redis answers; when it answers again after it did not
+// (or for the first time), the grace begins.
+func (s *Scheduler) contact(ctx context.Context, inContact bool) bool {
 	now, err := s.store.Time(ctx)
 	if err != nil {
 		return false
 	}
-	s.graceUntil.Store(now.Add(s.cfg.WorkerLostAfter).UnixMilli())
+	if !inContact {
+		s.graceUntil.Store(now.Add(s.cfg.WorkerLostAfter).UnixMilli())
+	}
 	return true
 }
 
@@ -133,7 +134,10 @@ func (s *Scheduler) alive(w store.Worker, now time.Time) bool {
 	return w.Status != store.WorkerStopped && (now.Sub(w.LastHeartbeat) < s.cfg.WorkerLostAfter || now.UnixMilli() < s.graceUntil.Load())
 }
 
-func (s *Scheduler) workerState(w store.Worker, now time.Time) string {
+// WorkerState is what the workers view (GET /v1/workers) shows of w at
+// now (Redis's clock): stopped, lost (silent past WorkerLostAfter and the
+// grace), the status a worker out of service reports, or up.
+func (s *Scheduler) WorkerState(w store.Worker, now time.Time) string {
 	switch {
 	case w.Status == store.WorkerStopped:
 		return store.WorkerStopped
@@ -152,86 +156,11 @@ func inService(w store.Worker) bool {
 	return w.Status != store.WorkerPreparing && w.Status != store.WorkerOutOfService && w.Status != store.WorkerStopping
 }
 
-// canRun says whether worker w could run spec at all (ignoring what is busy).
-func canRun(w store.Worker, spec api.JobSpec) bool {
-	if spec.Resources.GPUs > len(matchingGPUs(w, spec.Resources, false)) {
-		return false
-	}
-	if spec.Mode == api.ModeProcess {
-		return w.AllowHostProcess
-	}
-	return w.Executor != "" && w.Executor != "none"
-}
-
-// gpuMatches reports whether g meets the model and memory asked for.
-func gpuMatches(g store.WorkerGPU, r api.Resources) bool {
-	return (r.GPUModel == "" || strings.Contains(strings.ToLower(g.Model), strings.ToLower(r.GPUModel))) &&
-		g.MemoryMB >= r.GPUMemoryMB
-}
-
-// matchingGPUs lists w's GPUs that meet r, only the free ones if freeOnly.
-func matchingGPUs(w store.Worker, r api.Resources, freeOnly bool) []store.WorkerGPU {
-	var out []store.WorkerGPU
-	for _, g := range w.GPUs {
-		if gpuMatches(g, r) && (!freeOnly || g.JobID == "") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// describeGPUs says what a request asks for, e.g. "2 GPUs H100 with >= 40000 MB".
-func describeGPUs(r api.Resources) string {
-	d := fmt.Sprintf("%d GPU", r.GPUs)
-	if r.GPUs != 1 {
-		d += "s"
-	}
-	if r.GPUModel != "" {
-		d += " " + r.GPUModel
-	}
-	if r.GPUMemoryMB > 0 {
-		d += fmt.Sprintf(" with >= %d MB", r.GPUMemoryMB)
-	}
-	return d
-}
-
-// Admissible refuses at submit what no registered worker could ever run, with
-// what exists. A job for capacity that is only busy or down is accepted and waits.
-func (s *Scheduler) Admissible(ctx context.Context, spec api.JobSpec) error {
-	if spec.Resources.GPUs == 0 && spec.Mode != api.ModeProcess {
-		return nil
-	}
-	workers, err := s.store.Workers(ctx)
-	if err != nil {
-		return err
-	}
-	if spec.Resources.GPUs > 0 {
-		var have []string
-		for _, w := range workers {
-			if canRun(w, spec) {
-				return nil
-			}
-			if len(w.GPUs) > 0 {
-				have = append(have, fmt.Sprintf("%s: %d× %s (%d MB)", w.ID, len(w.GPUs), w.GPUs[0].Model, w.GPUs[0].MemoryMB))
-			}
-		}
-		if len(have) == 0 {
-			return specErr("resources.gpus: needs %s, but no registered worker has GPUs", describeGPUs(spec.Resources))
-		}
-		return specErr("resources.gpus: needs %s on one worker; workers have %s", describeGPUs(spec.Resources), strings.Join(have, "; "))
-	}
-	for _, w := range workers {
-		if w.AllowHostProcess {
-			return nil
-		}
-	}
-	return errorf(http.StatusUnprocessableEntity, CodeInvalidSpec,
-		"mode: no registered worker runs host-process jobs (of %d workers; start one with `jobgate worker --allow-host-process`)", len(workers))
-}
-
-// pass recovers the jobs of lost workers, then places pending jobs in order
-// (priority, then age) on live workers with free slots.
-func (s *Scheduler) pass(ctx context.Context) error {
+// Pass recovers the jobs of lost workers, then places pending jobs in order
+// (priority, then age) on live workers with free slots. Run makes a pass on
+// each wake-up while this process leads; a test or a tool may make one
+// itself.
+func (s *Scheduler) Pass(ctx context.Context) error {
 	// Redis's clock, which stamps the heartbeats: no other clock is trusted.
 	now, err := s.store.Time(ctx)
 	if err != nil {
@@ -339,10 +268,10 @@ func takeGPUs(live []store.Worker, worker string, gpus []int, jobID string) {
 func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.Worker) api.Reason {
 	need := job.Spec.Resources.GPUs
 	for _, w := range live {
-		if !canRun(w, job.Spec) {
+		if !CanRun(w, job.Spec) {
 			continue
 		}
-		freeNow := len(matchingGPUs(w, job.Spec.Resources, true))
+		freeNow := len(MatchingGPUs(w, job.Spec.Resources, true))
 		// GPUs held by low-priority jobs, per job, newest start first: the
 		// least work is lost by stopping those.
 		type holder struct {
@@ -351,7 +280,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			pending bool
 		}
 		held := map[string]*holder{}
-		for _, g := range matchingGPUs(w, job.Spec.Resources, false) {
+		for _, g := range MatchingGPUs(w, job.Spec.Resources, false) {
 			if g.JobID == "" {
 				continue
 			}
@@ -376,7 +305,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 		}
 		if freeNow+soon >= need {
 			return api.Reason{Code: api.ReasonPreempting,
-				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", describeGPUs(job.Spec.Resources), w.ID)}
+				Detail: fmt.Sprintf("needs %s: waiting for preempted low-priority jobs on %s to stop", DescribeGPUs(job.Spec.Resources), w.ID)}
 		}
 		total := freeNow + soon
 		for _, h := range victims {
@@ -402,7 +331,7 @@ func (s *Scheduler) preemptFor(ctx context.Context, job *api.Job, live []store.W
 			stopped = append(stopped, h.job.ID)
 		}
 		return api.Reason{Code: api.ReasonPreempting,
-			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", describeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
+			Detail: fmt.Sprintf("needs %s: preempting low-priority jobs %s on %s", DescribeGPUs(job.Spec.Resources), strings.Join(stopped, ", "), w.ID)}
 	}
 	return api.Reason{}
 }
@@ -461,15 +390,15 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 	capable, freeSlots, slots, freeGPUs, gpus := 0, 0, 0, 0, 0
 	for i := range live {
 		w := &live[i]
-		if !canRun(*w, spec) {
+		if !CanRun(*w, spec) {
 			continue
 		}
 		capable++
 		freeSlots += max(free[w.ID], 0)
 		slots += w.Slots
-		fg := matchingGPUs(*w, spec.Resources, true)
+		fg := MatchingGPUs(*w, spec.Resources, true)
 		freeGPUs += len(fg)
-		gpus += len(matchingGPUs(*w, spec.Resources, false))
+		gpus += len(MatchingGPUs(*w, spec.Resources, false))
 		if free[w.ID] <= 0 || len(fg) < need {
 			continue
 		}
@@ -495,7 +424,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 		return "", nil, noWorkerWait
 	case capable == 0 && need > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", describeGPUs(spec.Resources), len(live))}
+			Detail: fmt.Sprintf("needs %s: none of %d running workers has that many", DescribeGPUs(spec.Resources), len(live))}
 	case capable == 0 && spec.Mode == api.ModeProcess:
 		return "", nil, api.Reason{Code: api.ReasonNoWorker,
 			Detail: fmt.Sprintf("waiting for a worker that runs host-process jobs: none of %d running workers allows them", len(live))}
@@ -504,7 +433,7 @@ func (s *Scheduler) choose(live []store.Worker, free map[string]int, spec api.Jo
 			Detail: fmt.Sprintf("waiting for a worker that runs %s jobs: none of %d running workers can", spec.Mode, len(live))}
 	case need > 0 && freeSlots > 0:
 		return "", nil, api.Reason{Code: api.ReasonWaitingForGPU,
-			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", describeGPUs(spec.Resources), freeGPUs, gpus, capable)}
+			Detail: fmt.Sprintf("needs %s; %d of %d free on %d workers", DescribeGPUs(spec.Resources), freeGPUs, gpus, capable)}
 	}
 	return "", nil, api.Reason{Code: api.ReasonWaitingForSlot,
 		Detail: fmt.Sprintf("waiting for a free slot: %d of %d free on %d workers", freeSlots, slots, capable)}
@@ -569,7 +498,7 @@ func isLive(live []store.Worker, id string) bool {
 // be running on the worker's machine until it is reaped (the history's
 // note): nothing here can stop it. A worker that comes back later finds its old tasks stale.
 func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.Time) {
-	state := s.workerState(w, now)
+	state := s.WorkerState(w, now)
 	for _, id := range w.Jobs {
 		job, err := s.store.GetJobByID(ctx, id)
 		if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package loghub
 
 import (
 	"context"
@@ -76,14 +76,14 @@ func TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow(t *testing.T) {
 	opts, _ := redis.ParseURL(url)
 	plain := redis.NewClient(opts)
 	t.Cleanup(func() { plain.Close() })
-	h := newLogHub(slow, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := New(slow, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 
 	const n = 50
 	var chans []string
 	stops := make([]func(), n)
 	for i := range n {
-		_, stops[i] = h.follow(ctx, fmt.Sprintf("job%d", i))
+		_, stops[i] = h.Follow(ctx, fmt.Sprintf("job%d", i))
 		chans = append(chans, store.LogChannel(fmt.Sprintf("job%d", i)))
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool {
@@ -116,7 +116,7 @@ func TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow(t *testing.T) {
 	// 50 delays; the 10 s here are 10.
 	testenv.Eventually(t, 10*delay, func() bool { return left.Load() == n }, "the followers did not leave within 10 delays of Redis")
 	wg.Wait()
-	if k := h.followers(); k != 0 {
+	if k := h.Followers(); k != 0 {
 		t.Fatalf("the hub has %d followers, want 0", k)
 	}
 
@@ -131,7 +131,7 @@ func TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow(t *testing.T) {
 		}
 		return true
 	}, "the channels of followers that left are still subscribed to")
-	wake, stop := h.follow(ctx, "again")
+	wake, stop := h.Follow(ctx, "again")
 	defer stop()
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		plain.Publish(ctx, store.LogChannel("again"), "")
@@ -155,7 +155,7 @@ func TestLogHubChurn(t *testing.T) {
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	h := newLogHub(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := New(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 
 	const jobs = 4
@@ -169,7 +169,7 @@ func TestLogHubChurn(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 30 {
-				_, stop := h.follow(ctx, fmt.Sprintf("churn%d", (g+i)%jobs))
+				_, stop := h.Follow(ctx, fmt.Sprintf("churn%d", (g+i)%jobs))
 				stop()
 			}
 		}()
@@ -179,7 +179,7 @@ func TestLogHubChurn(t *testing.T) {
 	wakes := make([]<-chan struct{}, 2)
 	for j := range wakes {
 		var stop func()
-		wakes[j], stop = h.follow(ctx, fmt.Sprintf("churn%d", j))
+		wakes[j], stop = h.Follow(ctx, fmt.Sprintf("churn%d", j))
 		defer stop()
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool {

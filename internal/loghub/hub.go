@@ -1,4 +1,8 @@
-package gateway
+// Package loghub wakes the log followers of a gateway
+// (GET /v1/jobs/{id}/logs?follow=true) when the live log stream of their
+// job grows: one Redis subscription per process carries the wake-ups of all
+// of them.
+package loghub
 
 import (
 	"context"
@@ -13,7 +17,7 @@ import (
 	"github.com/jobgate/jobgate/internal/store"
 )
 
-// logHub wakes log followers when the live log stream of their job grows.
+// Hub wakes log followers when the live log stream of their job grows.
 // One Redis subscription per gateway, to store.LogChannel of every followed
 // job, carries the wake-ups of all followers, so a follower holds no Redis
 // connection while it waits and any number of them leave the request pool to
@@ -30,7 +34,7 @@ import (
 // with it, a batch of channels per SUBSCRIBE or UNSUBSCRIBE. So against a
 // slow or unreachable Redis a follower leaves at once, many leaving cost a
 // call or two, not one each, and wake-ups for the others are not held up.
-type logHub struct {
+type Hub struct {
 	rdb    redis.UniversalClient
 	logger *slog.Logger
 
@@ -48,6 +52,11 @@ type logHub struct {
 	ready map[string]chan struct{}
 	// syncing is set while a sync goroutine runs.
 	syncing bool
+	// stopped is set once Run ended: no goroutine starts after it.
+	stopped bool
+
+	// wg counts the goroutines that loop and sync run in; Run waits for them.
+	wg sync.WaitGroup
 }
 
 const (
@@ -61,22 +70,29 @@ const (
 	hubOpTimeout = 5 * time.Second
 )
 
-func newLogHub(rdb redis.UniversalClient, logger *slog.Logger) *logHub {
-	return &logHub{rdb: rdb, logger: logger, subs: map[string]map[chan struct{}]struct{}{},
+// New returns a Hub over rdb; Run owns its goroutines.
+func New(rdb redis.UniversalClient, logger *slog.Logger) *Hub {
+	return &Hub{rdb: rdb, logger: logger, subs: map[string]map[chan struct{}]struct{}{},
 		on: map[string]bool{}, ready: map[string]chan struct{}{}}
 }
 
-// follow registers a follower of job id's log. The returned channel receives
+// Follow registers a follower of job id's log. The returned channel receives
 // a value (coalesced) whenever the stream may have grown; stop unregisters.
 // It returns once the subscription is in place (or hubReadyWait passed), so
 // a line appended after the follower's next read wakes it.
-func (h *logHub) follow(ctx context.Context, id string) (wake <-chan struct{}, stop func()) {
+func (h *Hub) Follow(ctx context.Context, id string) (wake <-chan struct{}, stop func()) {
 	ch := store.LogChannel(id)
 	w := make(chan struct{}, 1)
 	h.mu.Lock()
+	if h.stopped {
+		// Shutting down: the follower relies on its own polling.
+		h.mu.Unlock()
+		return make(chan struct{}), func() {}
+	}
 	if h.ps == nil {
 		// Subscribing to nothing yet: go-redis does not call Redis here.
 		h.ps = h.rdb.Subscribe(context.WithoutCancel(ctx))
+		h.wg.Add(1)
 		go h.loop(h.ps)
 	}
 	if h.subs[ch] == nil {
@@ -101,7 +117,7 @@ func (h *logHub) follow(ctx context.Context, id string) (wake <-chan struct{}, s
 	return w, func() { h.unfollow(ch, w) }
 }
 
-func (h *logHub) unfollow(ch string, w chan struct{}) {
+func (h *Hub) unfollow(ch string, w chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs[ch], w)
@@ -117,9 +133,10 @@ func (h *logHub) unfollow(ch string, w chan struct{}) {
 }
 
 // startSync starts a sync goroutine unless one runs. The caller holds mu.
-func (h *logHub) startSync() {
-	if !h.syncing {
+func (h *Hub) startSync() {
+	if !h.syncing && !h.stopped {
 		h.syncing = true
+		h.wg.Add(1)
 		go h.sync()
 	}
 }
@@ -129,7 +146,8 @@ func (h *logHub) startSync() {
 // a call is under way goes in the next one. A call that fails is not tried
 // again: go-redis keeps the channels it was asked for and subscribes to them
 // when it reconnects.
-func (h *logHub) sync() {
+func (h *Hub) sync() {
+	defer h.wg.Done()
 	for {
 		h.mu.Lock()
 		ps := h.ps
@@ -169,7 +187,8 @@ func (h *logHub) sync() {
 }
 
 // loop receives on ps until it is closed or idle.
-func (h *logHub) loop(ps *redis.PubSub) {
+func (h *Hub) loop(ps *redis.PubSub) {
+	defer h.wg.Done()
 	ctx := context.Background()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, hubIdle)
@@ -218,7 +237,7 @@ func (h *logHub) loop(ps *redis.PubSub) {
 }
 
 // deliver hands one received message on. The caller holds mu.
-func (h *logHub) deliver(msg any) {
+func (h *Hub) deliver(msg any) {
 	switch m := msg.(type) {
 	case *redis.Message:
 		for w := range h.subs[m.Channel] {
@@ -243,8 +262,8 @@ func poke(w chan struct{}) {
 	}
 }
 
-// followers is how many log followers this gateway has; for tests.
-func (h *logHub) followers() int {
+// Followers is how many log followers this process has.
+func (h *Hub) Followers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
@@ -252,4 +271,22 @@ func (h *logHub) followers() int {
 		n += len(ws)
 	}
 	return n
+}
+
+// Run waits for ctx to end, then closes the subscription and waits for the
+// hub's goroutines to end; followers left (there are none once HTTP is shut
+// down) fall back on their own polling. It returns nil.
+func (h *Hub) Run(ctx context.Context) error {
+	<-ctx.Done()
+	h.mu.Lock()
+	h.stopped = true
+	ps := h.ps
+	h.ps = nil
+	h.on, h.ready = map[string]bool{}, map[string]chan struct{}{}
+	h.mu.Unlock()
+	if ps != nil {
+		ps.Close()
+	}
+	h.wg.Wait()
+	return nil
 }

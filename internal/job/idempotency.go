@@ -1,4 +1,4 @@
-package gateway
+package job
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/jobgate/jobgate/api"
@@ -16,12 +15,12 @@ import (
 const (
 	// idempotencyTTL is how long a key keeps answering with its first job.
 	idempotencyTTL = 24 * time.Hour
-	// idempotencyCreating bounds how long a key stays "being created" if the
+	// IdempotencyCreating bounds how long a key stays "being created" if the
 	// gateway dies mid-request; a retry after it goes through. It may be
 	// short: the job and the key's completion are one Redis step
 	// (store.CreateJobOnce), so a request slower than this still makes one
 	// job, whoever gets there first.
-	idempotencyCreating = 10 * time.Second
+	IdempotencyCreating = 10 * time.Second
 	maxIdempotencyKey   = 255
 )
 
@@ -39,42 +38,49 @@ func specHash(spec api.JobSpec) string {
 	return sha(b)
 }
 
+// IdempotencyHashes are what names key in the store and what it compares:
+// the hash of the key in its scope (a job's token has a key space of its
+// own: two runs of one script sending the same key must each get their own
+// child), and specHash.
+func IdempotencyHashes(byJob, key string, spec api.JobSpec) (keyHash, bodyHash string) {
+	scope := key
+	if byJob != "" {
+		scope = "job:" + byJob + "\x00" + key
+	}
+	return sha([]byte(scope)), specHash(spec)
+}
+
 // createIdempotent creates the job once per Idempotency-Key and workspace:
 // the same key and spec return the first job again; the same key with
 // another spec is a 422; a duplicate while the first is still being created
 // is a 409. A request that fails frees its key for a retry.
-func (g *Gateway) createIdempotent(ctx context.Context, p principal, key string, spec api.JobSpec) (*api.Job, bool, error) {
+func (s *Service) createIdempotent(ctx context.Context, req Request) (*api.Job, bool, error) {
+	key := req.IdempotencyKey
 	if len(key) > maxIdempotencyKey {
-		return nil, false, errorf(http.StatusBadRequest, CodeBadRequest, "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+		return nil, false, Errorf(api.CodeBadRequest, "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
 	}
 	for _, r := range key {
 		if r < 0x20 || r > 0x7e {
-			return nil, false, errorf(http.StatusBadRequest, CodeBadRequest, "Idempotency-Key must be printable ASCII")
+			return nil, false, Errorf(api.CodeBadRequest, "Idempotency-Key", "Idempotency-Key must be printable ASCII")
 		}
 	}
-	// A job's token has a key space of its own: two runs of one script
-	// sending the same key must each get their own child.
-	scope := key
-	if p.JobID != "" {
-		scope = "job:" + p.JobID + "\x00" + key
-	}
-	keyHash, bodyHash := sha([]byte(scope)), specHash(spec)
-	prev, err := g.store.ClaimIdempotency(ctx, p.Workspace, keyHash, bodyHash, idempotencyCreating)
+	keyHash, bodyHash := IdempotencyHashes(req.ByJob, key, req.Spec)
+	prev, err := s.store.ClaimIdempotency(ctx, req.Workspace, keyHash, bodyHash, IdempotencyCreating)
 	if err != nil {
 		return nil, false, err
 	}
 	if prev == nil {
 		// The job is made and the key completed in one step, unless the
 		// key already names a job, whose record comes back instead.
-		job, err := g.createJobWith(ctx, p.Workspace, p.Actor, spec, func(ctx context.Context, j *api.Job) (bool, error) {
+		job, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, func(ctx context.Context, j *api.Job) (bool, error) {
 			var err error
-			prev, err = g.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
+			prev, err = s.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
 			return prev == nil, err
 		})
 		if err != nil {
 			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if rerr := g.store.ReleaseIdempotency(cleanup, p.Workspace, keyHash); rerr != nil {
+			if rerr := s.store.ReleaseIdempotency(cleanup, req.Workspace, keyHash); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 			return nil, false, err
@@ -86,10 +92,10 @@ func (g *Gateway) createIdempotent(ctx context.Context, p principal, key string,
 	}
 	switch {
 	case prev.BodyHash != bodyHash:
-		return nil, false, errorf(http.StatusUnprocessableEntity, CodeInvalid, "Idempotency-Key was already used with another job spec")
+		return nil, false, Errorf(api.CodeInvalid, "Idempotency-Key", "Idempotency-Key was already used with another job spec")
 	case prev.JobID == "":
-		return nil, false, errorf(http.StatusConflict, CodeConflict, "a request with this Idempotency-Key is still being processed; retry shortly")
+		return nil, false, Errorf(api.CodeConflict, "Idempotency-Key", "a request with this Idempotency-Key is still being processed; retry shortly")
 	}
-	job, err := g.store.GetJob(ctx, p.Workspace, prev.JobID)
+	job, err := s.store.GetJob(ctx, req.Workspace, prev.JobID)
 	return job, true, err
 }

@@ -1,0 +1,181 @@
+package leader_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobgate/jobgate/internal/leader"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
+)
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return store.New(rdb, store.Config{})
+}
+
+// killed is the lease store of a process that is killed: once dead is
+// closed it releases nothing, as a process killed with SIGKILL gives up
+// nothing; its lease lapses after its TTL.
+type killed struct {
+	*store.Store
+	dead chan struct{}
+}
+
+func (k killed) ReleaseLeadership(ctx context.Context, holder string) error {
+	select {
+	case <-k.dead:
+		return nil
+	default:
+		return k.Store.ReleaseLeadership(ctx, holder)
+	}
+}
+
+// running is one elector's Run, and its subscription.
+type running struct {
+	e   *leader.Elector
+	sub *leader.Subscription
+	// initial is what sub held at once, before Run started.
+	initial bool
+	seen    chan bool // what sub received later, in order
+	stop    func()
+}
+
+func start(t *testing.T, e *leader.Elector) *running {
+	t.Helper()
+	r := &running{e: e, sub: e.Listen(), seen: make(chan bool, 100)}
+	select {
+	case r.initial = <-r.sub.C():
+	default:
+		t.Fatal("a new subscription holds no state")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	subDone := make(chan struct{})
+	go func() {
+		defer close(subDone)
+		for {
+			select {
+			case v := <-r.sub.C():
+				r.seen <- v
+			case <-done:
+				// What Run said last, before it returned.
+				select {
+				case v := <-r.sub.C():
+					r.seen <- v
+				default:
+				}
+				return
+			}
+		}
+	}()
+	stopped := false
+	r.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+			<-subDone
+			r.sub.Unlisten()
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// next is the next value r's subscriber received.
+func (r *running) next(t *testing.T) bool {
+	t.Helper()
+	select {
+	case v := <-r.seen:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatal("the subscriber heard nothing")
+		return false
+	}
+}
+
+// TestElectorOneLeadsAndHandsOver: of two electors one leads; when it stops,
+// it gives the lease up and the other takes over; when it is killed (no
+// release), the other takes over once the lease lapsed. Subscribers learn
+// the state at once and every change.
+func TestElectorOneLeadsAndHandsOver(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		kill bool
+	}{
+		{"leader stops", false},
+		{"leader is killed", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := newStore(t)
+			logger := slog.New(slog.DiscardHandler)
+			cfg := leader.Config{TTL: 600 * time.Millisecond, Interval: 50 * time.Millisecond}
+			dead := make(chan struct{})
+			cfg.ID = "a"
+			a := start(t, leader.New(cfg, killed{st, dead}, logger))
+			if a.initial {
+				t.Fatal("a leads before it bid")
+			}
+			if !a.next(t) {
+				t.Fatal("a, alone, did not become the leader")
+			}
+			cfg.ID = "b"
+			b := start(t, leader.New(cfg, st, logger))
+			if b.initial {
+				t.Fatal("b leads at Listen")
+			}
+			late := a.e.Listen() // a new subscriber learns the state at once
+			if v := <-late.C(); !v {
+				t.Fatal("a late subscriber of a heard it does not lead")
+			}
+			late.Unlisten()
+			if b.e.Leading() {
+				t.Fatal("b leads beside a")
+			}
+
+			if tt.kill {
+				close(dead)
+			}
+			a.stop()
+			if a.next(t) {
+				t.Fatal("a's subscriber did not hear that a stopped leading")
+			}
+			if !b.next(t) {
+				t.Fatal("b did not take over")
+			}
+			if a.e.Leading() || !b.e.Leading() {
+				t.Fatalf("after the hand-over a leads %v, b leads %v", a.e.Leading(), b.e.Leading())
+			}
+			ok, err := st.AcquireLeadership(context.Background(), "c", time.Second)
+			if err != nil || ok {
+				t.Fatalf("c took the lease b holds: %v %v", ok, err)
+			}
+			b.stop()
+			if b.next(t) {
+				t.Fatal("b's subscriber did not hear that b stopped leading")
+			}
+			// b gave the lease up on its way out: c gets it at once.
+			if ok, err := st.AcquireLeadership(context.Background(), "c", time.Second); err != nil || !ok {
+				t.Fatalf("after b stopped, c did not get the lease: %v %v", ok, err)
+			}
+		})
+	}
+}
