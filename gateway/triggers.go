@@ -372,91 +372,16 @@ type hookResult struct {
 // deliver acts on an authenticated delivery and fills in d's outcome. An
 // error means the delivery is rejected.
 func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delivery, body []byte) (hookResult, error) {
-	if t.Provider == providerGitHub {
-		if d.Event == "" {
-			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Event header")
-		}
-		if d.Event == "ping" {
-			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
-			return hookResult{http.StatusOK, api.HookResult{Pong: true}}, nil
-		}
-		if d.ID == "" {
-			return hookResult{}, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Delivery header")
-		}
+	payload, done, err := screenDelivery(t, d, body)
+	if err != nil || done != nil {
+		return deref(done), err
 	}
-	if len(d.ID) > maxDeliveryIDBytes {
-		return hookResult{}, api.Errorf(api.CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
-	}
-	payload, err := tmpl.DecodePayload(body)
-	if err != nil {
-		hint := ""
-		if t.Provider == providerGitHub {
-			hint = " (set the GitHub webhook's content type to application/json)"
-		}
-		return hookResult{}, api.Errorf(api.CodeBadRequest, "payload is not a JSON object%s", hint)
-	}
-	if t.Provider == providerStandard {
-		d.Event, _ = payload["type"].(string)
-	}
-	if why := filterMismatch(t.Filter, d.Event, payload); why != "" {
-		d.Outcome, d.Reason = store.OutcomeIgnored, why
-		return hookResult{http.StatusOK, api.HookResult{Ignored: why}}, nil
-	}
-
-	// Claim the delivery id, so a redelivery, or the same delivery reaching
-	// two gateways at once, makes one job. GitHub signs only the body, so
-	// anyone who saw one delivery could send its body and signature again
-	// under a fresh X-GitHub-Delivery: claim the body's hash too, the same
-	// way. Each claim is one SET NX, and a job is made only by the holder
-	// of all of them, so one body makes one job in 24 h however many
-	// gateways it reaches at once, under whatever ids. (Standard Webhooks
-	// signs the id with the body: a new id needs the secret.)
-	keys := []store.DeliveryKey{store.ByDeliveryID(d.ID)}
-	if t.Provider == providerGitHub {
-		keys = append(keys, store.ByBody(body))
-	}
-	token := rand.Text()
 	// The job is made and the claims settled even if the sender hangs up.
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	release := func(held []store.DeliveryKey) {
-		for _, k := range held {
-			if err := g.store.ReleaseDelivery(work, t.ID, k, token); err != nil {
-				g.logger.ErrorContext(ctx, "release webhook delivery", slog.String("trigger_id", t.ID), slog.Any("error", err))
-			}
-		}
-	}
-	// complete points the claims held to the job another delivery with one
-	// of the keys made; a job made here completes them itself.
-	complete := func(held []store.DeliveryKey, jobID string) {
-		for _, k := range held {
-			if err := g.store.CompleteDelivery(work, t.ID, k, token, jobID, deliveryTTL); err != nil {
-				// The job exists and its own keys name it: this key alone
-				// may make another job once the claim lapses.
-				g.logger.ErrorContext(ctx, "complete webhook delivery", slog.String("trigger_id", t.ID),
-					slog.String("job_id", jobID), slog.Any("error", err))
-			}
-		}
-	}
-	for i, k := range keys {
-		jobID, err := g.claimDelivery(ctx, t.ID, k, token)
-		if err != nil {
-			release(keys[:i])
-			if errors.Is(err, errStillProcessing) {
-				return hookResult{}, api.Errorf(api.CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
-			}
-			return hookResult{}, err
-		}
-		if jobID != "" {
-			// This id, if it was new, answers with that job from now on.
-			complete(keys[:i], jobID)
-			why := "delivery already made job "
-			if i > 0 {
-				why = "the same body, under another delivery id, already made job "
-			}
-			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, why+jobID
-			return hookResult{http.StatusOK, api.HookResult{JobID: jobID, Duplicate: true}}, nil
-		}
+	claims := g.newDeliveryClaims(work, t, d, body)
+	if res, err := claims.claim(ctx, d); err != nil || res != nil {
+		return deref(res), err
 	}
 
 	// The job is stored and every claim completed with its id in one step:
@@ -465,22 +390,139 @@ func (g *Gateway) deliver(ctx context.Context, t *store.Trigger, d *store.Delive
 	var made string
 	job, err := g.jobFromDelivery(work, t, d, payload, func(ctx context.Context, j *api.Job) (bool, error) {
 		var err error
-		made, err = g.store.CreateJobForDelivery(ctx, j, t.ID, keys, deliveryTTL)
+		made, err = g.store.CreateJobForDelivery(ctx, j, t.ID, claims.keys, deliveryTTL)
 		return made == "", err
 	})
 	if err != nil {
-		release(keys)
+		claims.release(claims.keys)
 		return hookResult{}, err
 	}
 	if job == nil {
 		// Our claims lapsed while the job was checked, and a redelivery
 		// made it meanwhile.
-		complete(keys, made)
+		claims.complete(claims.keys, made)
 		d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, made, "delivery already made job "+made
 		return hookResult{http.StatusOK, api.HookResult{JobID: made, Duplicate: true}}, nil
 	}
 	d.Outcome, d.JobID = store.OutcomeAccepted, job.ID
 	return hookResult{http.StatusAccepted, api.HookResult{JobID: job.ID}}, nil
+}
+
+func deref(r *hookResult) hookResult {
+	if r == nil {
+		return hookResult{}
+	}
+	return *r
+}
+
+// screenDelivery checks an authenticated delivery's headers and decodes its
+// payload. done is the answer when the delivery makes no job (a ping, or an
+// event the trigger's filter leaves out); an error rejects it.
+func screenDelivery(t *store.Trigger, d *store.Delivery, body []byte) (payload map[string]any, done *hookResult, err error) {
+	if t.Provider == providerGitHub {
+		if d.Event == "" {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Event header")
+		}
+		if d.Event == "ping" {
+			d.Outcome, d.Reason = store.OutcomeIgnored, "ping"
+			return nil, &hookResult{http.StatusOK, api.HookResult{Pong: true}}, nil
+		}
+		if d.ID == "" {
+			return nil, nil, api.Errorf(api.CodeBadRequest, "missing X-GitHub-Delivery header")
+		}
+	}
+	if len(d.ID) > maxDeliveryIDBytes {
+		return nil, nil, api.Errorf(api.CodeBadRequest, "delivery id is longer than %d bytes", maxDeliveryIDBytes)
+	}
+	payload, err = tmpl.DecodePayload(body)
+	if err != nil {
+		hint := ""
+		if t.Provider == providerGitHub {
+			hint = " (set the GitHub webhook's content type to application/json)"
+		}
+		return nil, nil, api.Errorf(api.CodeBadRequest, "payload is not a JSON object%s", hint)
+	}
+	if t.Provider == providerStandard {
+		d.Event, _ = payload["type"].(string)
+	}
+	if why := filterMismatch(t.Filter, d.Event, payload); why != "" {
+		d.Outcome, d.Reason = store.OutcomeIgnored, why
+		return nil, &hookResult{http.StatusOK, api.HookResult{Ignored: why}}, nil
+	}
+	return payload, nil, nil
+}
+
+// deliveryClaims are the claims one delivery makes so that a redelivery,
+// or the same delivery reaching two gateways at once, makes one job.
+// GitHub signs only the body, so anyone who saw one delivery could send its
+// body and signature again under a fresh X-GitHub-Delivery: the body's
+// hash is claimed too, the same way. Each claim is one SET NX, and a job is
+// made only by the holder of all of them, so one body makes one job in 24 h
+// however many gateways it reaches at once, under whatever ids. (Standard
+// Webhooks signs the id with the body: a new id needs the secret.)
+type deliveryClaims struct {
+	g       *Gateway
+	work    context.Context // settles the claims even if the sender hangs up
+	trigger string
+	keys    []store.DeliveryKey
+	token   string
+}
+
+func (g *Gateway) newDeliveryClaims(work context.Context, t *store.Trigger, d *store.Delivery, body []byte) *deliveryClaims {
+	keys := []store.DeliveryKey{store.ByDeliveryID(d.ID)}
+	if t.Provider == providerGitHub {
+		keys = append(keys, store.ByBody(body))
+	}
+	return &deliveryClaims{g: g, work: work, trigger: t.ID, keys: keys, token: rand.Text()}
+}
+
+// claim takes every claim of the delivery. It returns nil, nil once all are
+// held; the answer when a delivery with one of the keys already made a job
+// (d is marked duplicate); or an error, having released what it held.
+func (c *deliveryClaims) claim(ctx context.Context, d *store.Delivery) (*hookResult, error) {
+	for i, k := range c.keys {
+		jobID, err := c.g.claimDelivery(ctx, c.trigger, k, c.token)
+		if err != nil {
+			c.release(c.keys[:i])
+			if errors.Is(err, errStillProcessing) {
+				return nil, api.Errorf(api.CodeConflict, "delivery %s is still being processed; retry shortly", d.ID)
+			}
+			return nil, err
+		}
+		if jobID != "" {
+			// This id, if it was new, answers with that job from now on.
+			c.complete(c.keys[:i], jobID)
+			why := "delivery already made job "
+			if i > 0 {
+				why = "the same body, under another delivery id, already made job "
+			}
+			d.Outcome, d.JobID, d.Reason = store.OutcomeDuplicate, jobID, why+jobID
+			return &hookResult{http.StatusOK, api.HookResult{JobID: jobID, Duplicate: true}}, nil
+		}
+	}
+	return nil, nil
+}
+
+// release gives up the claims held.
+func (c *deliveryClaims) release(held []store.DeliveryKey) {
+	for _, k := range held {
+		if err := c.g.store.ReleaseDelivery(c.work, c.trigger, k, c.token); err != nil {
+			c.g.logger.ErrorContext(c.work, "release webhook delivery", slog.String("trigger_id", c.trigger), slog.Any("error", err))
+		}
+	}
+}
+
+// complete points the claims held to the job another delivery with one of
+// the keys made; a job made here completes them itself.
+func (c *deliveryClaims) complete(held []store.DeliveryKey, jobID string) {
+	for _, k := range held {
+		if err := c.g.store.CompleteDelivery(c.work, c.trigger, k, c.token, jobID, deliveryTTL); err != nil {
+			// The job exists and its own keys name it: this key alone may
+			// make another job once the claim lapses.
+			c.g.logger.ErrorContext(c.work, "complete webhook delivery", slog.String("trigger_id", c.trigger),
+				slog.String("job_id", jobID), slog.Any("error", err))
+		}
+	}
 }
 
 // errStillProcessing: another delivery with the same key held its claim

@@ -368,15 +368,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				return err
 			}
 			if redisURL == "" {
-				svc, err := devenv.StartRedisServer(ctx, filepath.Join(dataDir, "redis"))
-				switch {
-				case err == nil:
-					logger.InfoContext(ctx, "started redis-server", slog.String("url", svc.URL), slog.String("dir", filepath.Join(dataDir, "redis")))
-				default:
-					logger.WarnContext(ctx, "redis-server unavailable, using an IN-PROCESS REDIS: NOTHING PERSISTS when jobgate stops; install redis-server to keep jobs and logs", slog.Any("reason", err))
-					if svc, err = devenv.StartMiniredis(); err != nil {
-						return err
-					}
+				svc, err := startDevRedis(ctx, dataDir, logger)
+				if err != nil {
+					return err
 				}
 				defer svc.Stop()
 				redisURL = svc.URL
@@ -387,25 +381,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			defer rdb.Close()
 
-			executors := map[api.Mode]worker.Executor{
-				api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: wcfg.StopGrace, WorkDir: filepath.Join(dataDir, "work")}, logger),
-			}
-			podmanSvc, pod := devPodman(ctx, pcfg, dataDir, logger)
-			if podmanSvc != nil {
-				defer podmanSvc.Stop()
-			}
-			if pod != nil {
-				executors[api.ModeContainer] = pod
-				logger.InfoContext(ctx, "container jobs run in podman", slog.String("url", pcfg.URL), slog.String("network", pcfg.Network))
-			} else {
-				logger.WarnContext(ctx, "no podman service: container jobs cannot run here; host-process jobs (mode: process) run directly on this machine")
-			}
-
-			key, err := secretbox.EnsureKeyFile(cmp.Or(secretsKeyFile, filepath.Join(dataDir, "secrets.key")))
-			if err != nil {
-				return err
-			}
-			box, err := secretbox.New(key)
+			executors, stopPodman := devExecutors(ctx, wcfg, pcfg, dataDir, logger)
+			defer stopPodman()
+			box, err := devSecrets(secretsKeyFile, dataDir)
 			if err != nil {
 				return err
 			}
@@ -445,6 +423,50 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	gf.register(cmd)
 	wf.register(cmd, "host")
 	return cmd
+}
+
+// startDevRedis starts redis-server with its files in dataDir/redis, or,
+// when redis-server is not installed, an in-process Redis that keeps
+// nothing (and says so loudly).
+func startDevRedis(ctx context.Context, dataDir string, logger *slog.Logger) (*devenv.Service, error) {
+	svc, err := devenv.StartRedisServer(ctx, filepath.Join(dataDir, "redis"))
+	if err == nil {
+		logger.InfoContext(ctx, "started redis-server", slog.String("url", svc.URL), slog.String("dir", filepath.Join(dataDir, "redis")))
+		return svc, nil
+	}
+	logger.WarnContext(ctx, "redis-server unavailable, using an IN-PROCESS REDIS: NOTHING PERSISTS when jobgate stops; install redis-server to keep jobs and logs", slog.Any("reason", err))
+	return devenv.StartMiniredis()
+}
+
+// devExecutors are dev's worker's executors: host processes always, podman
+// containers when a podman service answers (one is started when podman is
+// installed; stop stops it).
+func devExecutors(ctx context.Context, wcfg worker.Config, pcfg worker.PodmanConfig, dataDir string, logger *slog.Logger) (executors map[api.Mode]worker.Executor, stop func()) {
+	executors = map[api.Mode]worker.Executor{
+		api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{StopGrace: wcfg.StopGrace, WorkDir: filepath.Join(dataDir, "work")}, logger),
+	}
+	podmanSvc, pod := devPodman(ctx, pcfg, dataDir, logger)
+	stop = func() {}
+	if podmanSvc != nil {
+		stop = func() { _ = podmanSvc.Stop() }
+	}
+	if pod != nil {
+		executors[api.ModeContainer] = pod
+		logger.InfoContext(ctx, "container jobs run in podman", slog.String("url", pcfg.URL), slog.String("network", pcfg.Network))
+	} else {
+		logger.WarnContext(ctx, "no podman service: container jobs cannot run here; host-process jobs (mode: process) run directly on this machine")
+	}
+	return executors, stop
+}
+
+// devSecrets opens the secrets key at keyFile, default dataDir/secrets.key,
+// made when it is missing.
+func devSecrets(keyFile, dataDir string) (*secretbox.Box, error) {
+	key, err := secretbox.EnsureKeyFile(cmp.Or(keyFile, filepath.Join(dataDir, "secrets.key")))
+	if err != nil {
+		return nil, err
+	}
+	return secretbox.New(key)
 }
 
 // loadSecrets opens the secrets key from --secrets-key-file or
