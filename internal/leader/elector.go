@@ -111,7 +111,13 @@ func (e *Elector) Run(ctx context.Context) error {
 			}
 			e.set(ctx, ok)
 		}
-		t.Reset(e.cfg.Interval)
+		next := e.cfg.Interval
+		if e.Leading() {
+			// Bid again by the time the lease lapses at the latest, so
+			// that failed renewals end the leadership then.
+			next = max(min(next, time.Until(renewed.Add(e.cfg.TTL))), 0)
+		}
+		t.Reset(next)
 	}
 }
 
