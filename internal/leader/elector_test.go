@@ -2,6 +2,7 @@ package leader_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -222,4 +223,33 @@ func TestElectorStepsDownWhenTheLeaseLapsesDuringABid(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, e.Leading, "the elector never led")
 	testenv.Eventually(t, 10*time.Second, func() bool { return !e.Leading() },
 		"the elector still leads long after its lease lapsed, while a renewal hangs")
+}
+
+// refused is the lease store of a Redis that refuses every call after the
+// first bid at once (connection refused).
+type refused struct{ first chan struct{} }
+
+func (r *refused) AcquireLeadership(context.Context, string, time.Duration) (bool, error) {
+	select {
+	case <-r.first:
+		return false, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	default:
+		close(r.first)
+		return true, nil
+	}
+}
+
+func (r *refused) ReleaseLeadership(context.Context, string) error { return nil }
+
+// TestElectorStepsDownWhenItsLeaseLapses: a leader whose renewals fail
+// steps down once its lease can have lapsed, even when its next bid is not
+// due before then (an Interval longer than what is left of the TTL).
+func TestElectorStepsDownWhenItsLeaseLapses(t *testing.T) {
+	e := leader.New(leader.Config{ID: "a", TTL: 200 * time.Millisecond, Interval: time.Minute}, &refused{first: make(chan struct{})},
+		slog.New(slog.DiscardHandler))
+	r := start(t, e)
+	defer r.stop()
+	testenv.Eventually(t, 10*time.Second, e.Leading, "the elector never led")
+	testenv.Eventually(t, 10*time.Second, func() bool { return !e.Leading() },
+		"the elector still leads long after its lease lapsed")
 }
