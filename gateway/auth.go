@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,11 +111,29 @@ func (rg *routeGroup) notFound(prefix string) {
 	rg.g.rules[echo.RouteNotFound+" "+prefix+"*"] = access{Public: true}
 	rg.g.echo.RouteNotFound(prefix+"*", func(c echo.Context) error {
 		if methods, ok := rg.paths[c.Request().URL.Path]; ok {
-			c.Response().Header().Set(echo.HeaderAllow, strings.Join(methods, ", "))
+			// As echo's router answers a path it serves: OPTIONS is a 204,
+			// and Allow names OPTIONS first, then the methods in its order.
+			c.Response().Header().Set(echo.HeaderAllow, allowHeader(methods))
+			if c.Request().Method == http.MethodOptions {
+				return c.NoContent(http.StatusNoContent)
+			}
 			return echo.ErrMethodNotAllowed
 		}
 		return echo.ErrNotFound
 	}, rg.g.renderErrors(rg.errors))
+}
+
+// allowHeader is the Allow header echo's router writes for a path served
+// with methods: OPTIONS, then the methods in echo's order.
+func allowHeader(methods []string) string {
+	out := []string{http.MethodOptions}
+	for _, m := range []string{http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch,
+		http.MethodPost, "PROPFIND", http.MethodPut, http.MethodTrace, "REPORT"} {
+		if slices.Contains(methods, m) {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // authenticate resolves the bearer token to a principal. The system token is

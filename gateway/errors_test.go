@@ -210,3 +210,41 @@ func TestMLflowIsAnAdapter(t *testing.T) {
 		return true
 	})
 }
+
+// TestMLflowGroupAnswersOptionsAsEcho: the MLflow group answers its own 404
+// and 405 (routeGroup.notFound), and must answer what echo's router did
+// before it for a path of the group: OPTIONS is a 204 with the Allow header,
+// and a 405's Allow names OPTIONS too, as the REST API's do.
+func TestMLflowGroupAnswersOptionsAsEcho(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name, method, path string
+		status             int
+		allow              string
+	}{
+		{"REST: OPTIONS", http.MethodOptions, "/v1/jobs", http.StatusNoContent, "OPTIONS, GET, POST"},
+		{"REST: another method", http.MethodPut, "/v1/jobs", http.StatusMethodNotAllowed, "OPTIONS, GET, POST"},
+		{"MLflow: OPTIONS of a GET route", http.MethodOptions, mlflowPrefix + "runs/get", http.StatusNoContent, "OPTIONS, GET"},
+		{"MLflow: OPTIONS of a POST route", http.MethodOptions, mlflowPrefix + "runs/create", http.StatusNoContent, "OPTIONS, POST"},
+		{"MLflow: another method", http.MethodPut, mlflowPrefix + "runs/get", http.StatusMethodNotAllowed, "OPTIONS, GET"},
+		{"MLflow: HEAD", http.MethodHead, mlflowPrefix + "runs/create", http.StatusMethodNotAllowed, "OPTIONS, POST"},
+		{"MLflow: OPTIONS of no route", http.MethodOptions, mlflowPrefix + "nope", http.StatusNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, f.ts.URL+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+systemToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || resp.Header.Get("Allow") != tt.allow {
+				t.Fatalf("%s %s: %d Allow %q, want %d Allow %q", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), tt.status, tt.allow)
+			}
+		})
+	}
+}

@@ -138,6 +138,10 @@ type Gateway struct {
 	wsCache workspaceCache
 	// rest is the REST API's route group.
 	rest *routeGroup
+	// ln and tlsConfig are what Listen made for Run to serve (ln nil
+	// before).
+	ln        net.Listener
+	tlsConfig *tls.Config
 
 	// touchMu guards the field below.
 	touchMu sync.Mutex
@@ -283,12 +287,13 @@ func (g *Gateway) ensureDefaultWorkspace(ctx context.Context) error {
 	return nil
 }
 
-// Run serves HTTP until ctx is done or serving fails, and returns the
-// failure. A TLS certificate and key that do not load are an error before
-// it listens. When ctx is done it stops accepting requests and lets
-// in-flight ones finish (ShutdownTimeout; log followers are cut), then
-// returns.
-func (g *Gateway) Run(ctx context.Context) error {
+// Listen readies the gateway to serve: it loads the TLS certificate and key
+// (an error when they do not load), listens (or takes cfg.Listener) and
+// makes the default workspace. Run calls it when it was not called; a
+// process calls it first, so that a gateway that cannot serve fails before
+// anything beside it (the controllers, the elector) starts, as it did while
+// Run ran them.
+func (g *Gateway) Listen(ctx context.Context) error {
 	var tlsConfig *tls.Config
 	if g.cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(g.cfg.TLSCertFile, g.cfg.TLSKeyFile)
@@ -304,6 +309,26 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return fmt.Errorf("listen on %s: %w", g.cfg.Addr, err)
 		}
 	}
+	if err := g.ensureDefaultWorkspace(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	g.ln, g.tlsConfig = ln, tlsConfig
+	return nil
+}
+
+// Run serves HTTP until ctx is done or serving fails, and returns the
+// failure. A TLS certificate and key that do not load are an error before
+// it listens (see Listen, which it calls unless the caller did). When ctx
+// is done it stops accepting requests and lets in-flight ones finish
+// (ShutdownTimeout; log followers are cut), then returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.ln == nil {
+		if err := g.Listen(ctx); err != nil {
+			return err
+		}
+	}
+	ln, tlsConfig := g.ln, g.tlsConfig
 	srv := &http.Server{
 		Handler:           g.echo,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -315,10 +340,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return ctx },
 		TLSConfig:      tlsConfig,
-	}
-	if err := g.ensureDefaultWorkspace(ctx); err != nil {
-		ln.Close()
-		return err
 	}
 	// Serving failing ends Run as ctx ending does.
 	eg, parts := errgroup.WithContext(ctx)

@@ -293,9 +293,13 @@ func experimentName(id string) string {
 // mlflowInvalidFrom is an error of the request reader or the tracking code
 // as MLflow answers a bad parameter: a fault of the request's (an *api.Error
 // below 500 other than a body over the cap: a value out of range, a param
-// that changed, too many names) is INVALID_PARAMETER_VALUE (400); the rest
-// (a lost Redis, ...) stays as it is.
+// that changed, too many names) is INVALID_PARAMETER_VALUE (400), in an
+// MLflow server's words where the tracking code has them (refusal); the
+// rest (a lost Redis, ...) stays as it is.
 func mlflowInvalidFrom(err error) error {
+	if r := (*refusal)(nil); errors.As(err, &r) {
+		return mlflowInvalid("%s", r.mlflow)
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) && ae.Code != api.CodeTooLarge && ae.Code.Status() < 500 {
 		return mlflowInvalid("%s", ae.Message)

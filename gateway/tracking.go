@@ -172,7 +172,8 @@ func metricPoint(name string, value float64, step *int64, ts *time.Time, now tim
 func (g *Gateway) logMetrics(ctx context.Context, id string, pts []store.MetricPoint) error {
 	err := g.store.AppendMetrics(ctx, id, pts)
 	if errors.Is(err, store.ErrMetricLimit) {
-		return invalid("metrics: a job may have at most %d metric names; points of new names were dropped", store.MaxMetricNames)
+		return refuse(invalid("metrics: a job may have at most %d metric names; points of new names were dropped", store.MaxMetricNames),
+			fmt.Sprintf("a run may have at most %d metric names; points of new names were dropped", store.MaxMetricNames))
 	}
 	return err
 }
@@ -201,11 +202,11 @@ func (g *Gateway) logParams(ctx context.Context, id string, params map[string]st
 	err := g.store.SetParams(ctx, id, params)
 	switch {
 	case errors.Is(err, store.ErrParamChanged):
-		return api.Errorf(api.CodeConflict, "params: %v: a param keeps its first value", err)
+		return refuse(api.Errorf(api.CodeConflict, "params: %v: a param keeps its first value", err), err.Error())
 	case errors.Is(err, store.ErrTooMany):
-		return invalid("params: %v", err)
+		return refuse(invalid("params: %v", err), err.Error())
 	case isKVError(err):
-		return invalid("params: %v", err)
+		return refuse(invalid("params: %v", err), err.Error())
 	}
 	return err
 }
@@ -232,10 +233,24 @@ func (g *Gateway) postTags(c echo.Context) error {
 func (g *Gateway) setTags(ctx context.Context, id string, tags map[string]string) error {
 	err := g.store.SetTags(ctx, id, tags)
 	if err != nil && (errors.Is(err, store.ErrTooMany) || isKVError(err)) {
-		return invalid("tags: %v", err)
+		return refuse(invalid("tags: %v", err), err.Error())
 	}
 	return err
 }
+
+// refusal is the tracking code's refusal of what its caller sent: the
+// *api.Error the REST API answers (what errors.As finds), and the words an
+// MLflow server answers the same with, which the MLflow dialect uses
+// (mlflowInvalidFrom).
+type refusal struct {
+	err    *api.Error
+	mlflow string
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+func refuse(e *api.Error, mlflow string) error { return &refusal{err: e, mlflow: mlflow} }
 
 // isKVError tells the store's validation errors (bad key or value) from
 // Redis failures.

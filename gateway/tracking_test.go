@@ -424,3 +424,49 @@ func TestEndTrackedRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestMLflowRefusalsKeepMLflowWords: the tracking code is shared by the
+// REST API and the MLflow dialect, and each answers a refused param, tag or
+// metric name in its own words: the REST API names the field ("params: ",
+// "tags: ", "metrics: "), MLflow says what its server says, as it did before
+// the adapter.
+func TestMLflowRefusalsKeepMLflowWords(t *testing.T) {
+	f := newFixture(t)
+	var run struct {
+		Run struct {
+			Info struct {
+				RunID string `json:"run_id"`
+			} `json:"info"`
+		} `json:"run"`
+	}
+	f.mustCall("POST", mlflowPrefix+"runs/create", systemToken, `{}`, &run)
+	id := run.Run.Info.RunID
+	f.mustCall("POST", mlflowPrefix+"runs/log-parameter", systemToken, `{"run_id":"`+id+`","key":"p","value":"1"}`, nil)
+	var names []string
+	for i := range store.MaxMetricNames + 1 {
+		names = append(names, fmt.Sprintf(`{"key":"m%d","value":1,"timestamp":1,"step":0}`, i))
+	}
+	f.mustCall("POST", mlflowPrefix+"runs/log-batch", systemToken, `{"run_id":"`+id+`","metrics":[`+strings.Join(names[:mlflowMaxBatchMetrics], ",")+`]}`, nil)
+	tests := []struct {
+		name, path, body, want string
+	}{
+		{"param changed", "runs/log-parameter", `{"run_id":"` + id + `","key":"p","value":"2"}`,
+			`param "p" of job ` + id + `: param already logged with another value ("2")`},
+		{"bad tag key", "runs/set-tag", `{"run_id":"` + id + `","key":"","value":"v"}`,
+			`tag key "": want 1-250 letters, digits, '_', '-', '.', ' ' or '/'`},
+		{"param changed in a batch", "runs/log-batch", `{"run_id":"` + id + `","params":[{"key":"p","value":"3"}]}`,
+			`param "p" of job ` + id + `: param already logged with another value ("3")`},
+		{"too many metric names", "runs/log-batch", `{"run_id":"` + id + `","metrics":[` + names[mlflowMaxBatchMetrics] + `]}`,
+			fmt.Sprintf("a run may have at most %d metric names; points of new names were dropped", store.MaxMetricNames)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := f.call("POST", mlflowPrefix+tt.path, systemToken, tt.body)
+			var e mlflowError
+			if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusBadRequest ||
+				e.ErrorCode != string(mlflowInvalidParameter) || e.Message != tt.want {
+				t.Fatalf("%d %s, want 400 %s %q", code, body, mlflowInvalidParameter, tt.want)
+			}
+		})
+	}
+}

@@ -34,6 +34,12 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 	//  5. The caller's defers close the Redis client (and dev's GPUs, podman
 	//     and redis-server); jobgate exports no telemetry yet, so there is
 	//     nothing to flush.
+	//
+	// Before any of it: the HTTP API listens (and loads its certificate),
+	// and a gateway that cannot serve fails here, having run nothing.
+	if err := gw.Listen(ctx); err != nil {
+		return err
+	}
 	eg, gctx := errgroup.WithContext(ctx)
 	controllersCtx, stopControllers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopControllers()

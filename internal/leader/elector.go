@@ -74,10 +74,11 @@ func (e *Elector) Leading() bool {
 // until ctx is done; then it gives the lease up (so another gateway takes
 // over at once, not after TTL) and tells the subscribers it no longer leads.
 // While Redis does not answer, the last answer stands until the lease
-// would have lapsed (TTL after the last renewal): then it no longer leads.
+// would have lapsed (TTL after the last renewal began, even while a
+// renewal has not come back): then it no longer leads.
 // It returns nil.
 func (e *Elector) Run(ctx context.Context) error {
-	var renewed time.Time // the last successful renewal while leading
+	var renewed time.Time // when the last successful bid began
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -87,7 +88,16 @@ func (e *Elector) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		ok, err := e.store.AcquireLeadership(ctx, e.cfg.ID, e.cfg.TTL)
+		// A renewal waits no longer than the lease lasts: the lease lapses
+		// TTL after the last renewal began, and another gateway may take it
+		// then, whether or not this call has come back.
+		bid, start := ctx, time.Now()
+		cancelBid := func() {}
+		if e.Leading() {
+			bid, cancelBid = context.WithDeadline(ctx, renewed.Add(e.cfg.TTL))
+		}
+		ok, err := e.store.AcquireLeadership(bid, e.cfg.ID, e.cfg.TTL)
+		cancelBid()
 		switch {
 		case err != nil && ctx.Err() != nil:
 		case err != nil:
@@ -97,11 +107,17 @@ func (e *Elector) Run(ctx context.Context) error {
 			}
 		default:
 			if ok {
-				renewed = time.Now()
+				renewed = start
 			}
 			e.set(ctx, ok)
 		}
-		t.Reset(e.cfg.Interval)
+		next := e.cfg.Interval
+		if e.Leading() {
+			// Bid again by the time the lease lapses at the latest, so
+			// that failed renewals end the leadership then.
+			next = max(min(next, time.Until(renewed.Add(e.cfg.TTL))), 0)
+		}
+		t.Reset(next)
 	}
 }
 

@@ -2,6 +2,7 @@ package leader_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -178,4 +179,77 @@ func TestElectorOneLeadsAndHandsOver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hung is the lease store of a Redis that stops answering after the first
+// bid: every later call waits until its context ends (or the test ends),
+// as a call to an unreachable Redis waits for its timeouts and retries.
+type hung struct {
+	first chan struct{} // closed by the first bid, which wins
+	end   chan struct{}
+}
+
+func (h *hung) AcquireLeadership(ctx context.Context, _ string, _ time.Duration) (bool, error) {
+	select {
+	case <-h.first:
+	default:
+		close(h.first)
+		return true, nil
+	}
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-h.end:
+		return false, context.DeadlineExceeded
+	}
+}
+
+func (h *hung) ReleaseLeadership(context.Context, string) error { return nil }
+
+// TestElectorStepsDownWhenTheLeaseLapsesDuringABid: while a renewal hangs
+// (Redis out of reach, the call waiting on its timeouts), the lease in Redis
+// lapses TTL after the last renewal began, and another gateway may take it.
+// The elector must say it no longer leads by then, not only once the hung
+// call returns: the loops that subscribe to it (placement, the cron loop)
+// act on what it said meanwhile, and the scheduler of before stopped at the
+// first failed renewal.
+func TestElectorStepsDownWhenTheLeaseLapsesDuringABid(t *testing.T) {
+	h := &hung{first: make(chan struct{}), end: make(chan struct{})}
+	t.Cleanup(func() { close(h.end) })
+	e := leader.New(leader.Config{ID: "a", TTL: 200 * time.Millisecond, Interval: 20 * time.Millisecond}, h,
+		slog.New(slog.DiscardHandler))
+	r := start(t, e)
+	defer r.stop()
+	testenv.Eventually(t, 10*time.Second, e.Leading, "the elector never led")
+	testenv.Eventually(t, 10*time.Second, func() bool { return !e.Leading() },
+		"the elector still leads long after its lease lapsed, while a renewal hangs")
+}
+
+// refused is the lease store of a Redis that refuses every call after the
+// first bid at once (connection refused).
+type refused struct{ first chan struct{} }
+
+func (r *refused) AcquireLeadership(context.Context, string, time.Duration) (bool, error) {
+	select {
+	case <-r.first:
+		return false, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	default:
+		close(r.first)
+		return true, nil
+	}
+}
+
+func (r *refused) ReleaseLeadership(context.Context, string) error { return nil }
+
+// TestElectorStepsDownWhenItsLeaseLapses: a leader whose renewals fail
+// steps down once its lease can have lapsed, even when its next bid is not
+// due before then (an Interval longer than what is left of the TTL).
+func TestElectorStepsDownWhenItsLeaseLapses(t *testing.T) {
+	e := leader.New(leader.Config{ID: "a", TTL: 200 * time.Millisecond, Interval: time.Minute}, &refused{first: make(chan struct{})},
+		slog.New(slog.DiscardHandler))
+	r := start(t, e)
+	defer r.stop()
+	testenv.Eventually(t, 10*time.Second, e.Leading, "the elector never led")
+	testenv.Eventually(t, 10*time.Second, func() bool { return !e.Leading() },
+		"the elector still leads long after its lease lapsed")
 }
