@@ -113,16 +113,16 @@ func (r ModelRef) String() string {
 }
 
 // ParseModelRef reads "name:version" or "name@alias". It checks the shape
-// only; the name's own rule is the registry's.
+// (a name without ':', '@' or '/'); the name's own rule is the registry's.
 func ParseModelRef(s string) (ModelRef, error) {
 	if name, alias, ok := strings.Cut(s, "@"); ok {
-		if name == "" || !ModelAliasRE.MatchString(alias) {
+		if name == "" || strings.ContainsAny(name, ":/") || !ModelAliasRE.MatchString(alias) {
 			return ModelRef{}, fmt.Errorf("model %q: want NAME@ALIAS, the alias starting with a letter", s)
 		}
 		return ModelRef{Name: name, Alias: alias}, nil
 	}
 	name, v, ok := strings.Cut(s, ":")
-	if !ok || name == "" {
+	if !ok || name == "" || strings.Contains(name, "/") {
 		return ModelRef{}, fmt.Errorf("model %q: want NAME:VERSION (iris:2) or NAME@ALIAS (iris@production)", s)
 	}
 	n, err := strconv.Atoi(v)
