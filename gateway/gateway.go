@@ -142,6 +142,9 @@ type Gateway struct {
 	// before).
 	ln        net.Listener
 	tlsConfig *tls.Config
+	// modelUsers says whether a model version is in use (nothing uses one
+	// until deployments exist).
+	modelUsers modelUsers
 
 	// touchMu guards the field below.
 	touchMu sync.Mutex
@@ -163,7 +166,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}},
-		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs}
+		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: noModelUsers{}}
 	g.routes()
 	return g, nil
 }
@@ -207,6 +210,16 @@ func (g *Gateway) routes() {
 	g.mlflowRoutes(jobRead, jobSubmit)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
 	g.route(http.MethodGet, "/v1/experiments/:name/jobs", read, g.experimentJobs)
+
+	// -- the model registry (issue 12) --
+	g.route(http.MethodPost, "/v1/models", submit, g.registerModel)
+	g.route(http.MethodGet, "/v1/models", read, g.listModels)
+	g.route(http.MethodGet, "/v1/models/:name", read, g.getModel)
+	g.route(http.MethodGet, "/v1/models/:name/versions/:v", read, g.getModelVersion)
+	g.route(http.MethodGet, "/v1/models/:name/versions/:v/download", read, g.downloadModelVersion)
+	g.route(http.MethodDelete, "/v1/models/:name/versions/:v", submit, g.deleteModelVersion)
+	g.route(http.MethodPut, "/v1/models/:name/aliases/:alias", submit, g.setModelAlias)
+	g.route(http.MethodDelete, "/v1/models/:name/aliases/:alias", submit, g.deleteModelAlias)
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)

@@ -149,6 +149,8 @@ type objects struct {
 	schedule               string
 	experiment             string
 	datastore              string
+	// model has version 1, aliased prod, registered from modelJob.
+	model, modelJob string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -169,7 +171,12 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	if err := f.g.artifacts.Put(context.Background(), artifact.OutputPrefix(j.ID)+"out.txt", strings.NewReader("out")); err != nil {
 		f.t.Fatal(err)
 	}
-	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds}
+	mj := f.endedJob(ws, admin, api.StatusSucceeded, map[string]string{"model.json": "m-" + ws})
+	model := fmt.Sprintf("m-%d", time.Now().UnixNano())
+	f.register(admin, model, mj.ID, "model.json")
+	f.mustCall("PUT", "/v1/models/"+model+"/aliases/prod", admin, `{"version":1}`, nil)
+	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds,
+		model: model, modelJob: mj.ID}
 }
 
 func fill(path string, o objects) string {
@@ -189,6 +196,9 @@ func fill(path string, o objects) string {
 	if strings.HasPrefix(path, "/v1/datastores") {
 		r = strings.NewReplacer(":name", o.datastore)
 	}
+	if strings.HasPrefix(path, "/v1/models") {
+		r = strings.NewReplacer(":name", o.model, ":v", "1", ":alias", "prod")
+	}
 	switch path {
 	case mlflowPrefix + "runs/get":
 		return path + "?run_id=" + o.job
@@ -201,9 +211,12 @@ func fill(path string, o objects) string {
 }
 
 // namesObject reports whether a route names one object of a workspace, so
-// that another workspace's is a 404: by a path parameter, or (MLflow) by a
-// run or experiment in its query or body.
-func namesObject(path string) bool {
+// that another workspace's is a 404: by a path parameter, or (MLflow, a
+// model's registration) by a run, experiment or job in its query or body.
+func namesObject(method, path string) bool {
+	if method == http.MethodPost && path == "/v1/models" {
+		return true
+	}
 	if strings.HasPrefix(path, mlflowPrefix) {
 		return path != mlflowPrefix+"runs/create" && path != mlflowPrefix+"experiments/create"
 	}
@@ -230,6 +243,8 @@ func bodyFor(method, path string, o objects) string {
 		}
 	}
 	switch {
+	case method == http.MethodPut && strings.HasPrefix(path, "/v1/models/"):
+		return `{"version":1}`
 	case method != http.MethodPost:
 		return ""
 	case strings.HasSuffix(path, "/:id/metrics"):
@@ -252,6 +267,8 @@ func bodyFor(method, path string, o objects) string {
 		return scheduleBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/datastores":
 		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
+	case path == "/v1/models":
+		return `{"name":"made","job_id":"` + o.modelJob + `","path":"model.json"}`
 	case strings.HasSuffix(path, "/exec"):
 		return `{"command":["x"]}`
 	}
@@ -295,7 +312,7 @@ func TestIsolationMatrix(t *testing.T) {
 					if target == "other" {
 						o = f.objectsIn("team-b", adminB.Secret)
 					}
-					names := namesObject(path)
+					names := namesObject(method, path)
 					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
 					case !allowed:
@@ -318,7 +335,7 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore} {
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore, other.model} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}
@@ -355,6 +372,14 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	}
 	if code, body := f.call("GET", "/v1/datastores/"+o.datastore, admin, ""); code != http.StatusOK {
 		f.t.Fatalf("other workspace's datastore %s is gone: %d %s", o.datastore, code, body)
+	}
+	var mv api.ModelVersion
+	f.mustCall("GET", "/v1/models/"+o.model+"/versions/prod", admin, "", &mv)
+	if mv.Version != 1 {
+		f.t.Fatalf("other workspace's model %s@prod is version %d after a refused call", o.model, mv.Version)
+	}
+	if code, _ := f.call("GET", "/v1/models/made", admin, ""); code != http.StatusNotFound {
+		f.t.Fatalf("a refused call made model \"made\" in the other workspace: %d", code)
 	}
 	var sch struct{ Paused bool }
 	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)

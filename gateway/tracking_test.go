@@ -69,7 +69,7 @@ func TestJobTokenRoutes(t *testing.T) {
 				}
 				tok := f.jobToken("team-a", owner)
 				code, body := f.call(method, fill(path, o), tok, bodyFor(method, path, o))
-				names := namesObject(path) && !strings.Contains(path, "experiment")
+				names := namesObject(method, path) && !strings.Contains(path, "experiment")
 				switch {
 				case !rule.Job:
 					if code != http.StatusForbidden {

@@ -46,13 +46,22 @@ type Seeker interface {
 	OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Info, error)
 }
 
+// Deleter is a Store that can remove blobs: the model registry removes a
+// deleted version's files with it. A Store without it keeps them.
+type Deleter interface {
+	// DeletePrefix removes every blob below prefix (a folder key ending
+	// in "/"); nothing there is no error.
+	DeletePrefix(ctx context.Context, prefix string) error
+}
+
 // Dir is a Store in a local folder. Writes go to a temporary file first and
 // are renamed into place, so a reader never sees half a blob.
 type Dir struct{ Root string }
 
 var (
-	_ Store  = Dir{}
-	_ Seeker = Dir{}
+	_ Store   = Dir{}
+	_ Seeker  = Dir{}
+	_ Deleter = Dir{}
 )
 
 // CheckKey says why key is not one a Store takes (nil when it is): keys are
@@ -147,6 +156,15 @@ func (d Dir) OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Inf
 	return f, Info{Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
+// DeletePrefix removes the folder of prefix and everything in it.
+func (d Dir) DeletePrefix(ctx context.Context, prefix string) error {
+	p, err := cleanKey(strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(d.Root, filepath.FromSlash(p)))
+}
+
 // List returns the keys below prefix (a folder key ending in "/"), sorted.
 func (d Dir) List(ctx context.Context, prefix string) ([]string, error) {
 	p, err := cleanKey(strings.TrimSuffix(prefix, "/"))
@@ -187,3 +205,9 @@ func LogPrefix(jobID string) string { return "jobs/" + jobID + "/logs/" }
 // OutputPrefix holds the files a job wrote to its outputs folder
 // (JOBGATE_OUTPUTS), each under its path relative to that folder.
 func OutputPrefix(jobID string) string { return "jobs/" + jobID + "/outputs/" }
+
+// ModelPrefix holds the files of version v of model name of workspace ws:
+// the registry's own copy, which no job writes.
+func ModelPrefix(ws, name string, v int) string {
+	return fmt.Sprintf("models/%s/%s/%d/", ws, name, v)
+}

@@ -60,4 +60,6 @@ var (
 	recordRunScript         = script("schedule_record_run.lua")
 	createTrigger           = script("trigger_create.lua")
 	finishClaim             = script("delivery_claim_finish.lua")
+	setModelAliasScript     = script("model_alias_set.lua")
+	deleteModelVersion      = script("model_version_delete.lua")
 )
