@@ -14,13 +14,14 @@
 // and model_version; a refused request gets 400 (404 for another model) and
 // {"error": "..."}.
 //
-// It is configured by the environment a deployment sets:
+// It is configured by the environment a deployment sets, or, without the
+// JOBGATE_ prefix (which a job's own env may not use), by a plain job's:
 //
-//	JOBGATE_MODEL_PATH     model.json, or a folder holding it (default /model)
-//	JOBGATE_MODEL_NAME     the name it serves the model under (default iris)
-//	JOBGATE_MODEL_VERSION  the registry version it reports (default 1)
-//	JOBGATE_PORT, PORT     the port it listens on (default 8080)
-//	JOBGATE_HOST           the address it listens on (default: all)
+//	JOBGATE_MODEL_PATH, MODEL_PATH        model.json, or a folder holding it (default /model)
+//	JOBGATE_MODEL_NAME, MODEL_NAME        the name it serves the model under (default iris)
+//	JOBGATE_MODEL_VERSION, MODEL_VERSION  the registry version it reports (default 1)
+//	JOBGATE_PORT, PORT                    the port it listens on (default 8080)
+//	JOBGATE_HOST, HOST                    the address it listens on (default: all)
 //
 // and traces every infer with OpenTelemetry (internal/telemetry.Setup: the
 // OTEL_* variables, off by default): one server span per infer, in the trace
@@ -56,7 +57,9 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) error {
-	path := cmp.Or(getenv("JOBGATE_MODEL_PATH"), "/model")
+	// env is the variable JOBGATE_name, else name.
+	env := func(name string) string { return cmp.Or(getenv("JOBGATE_"+name), getenv(name)) }
+	path := cmp.Or(env("MODEL_PATH"), "/model")
 	m, err := loadModel(path)
 	if err != nil {
 		return err
@@ -67,12 +70,12 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	}
 	s := &server{
 		model:   m,
-		name:    cmp.Or(getenv("JOBGATE_MODEL_NAME"), "iris"),
-		version: cmp.Or(getenv("JOBGATE_MODEL_VERSION"), "1"),
+		name:    cmp.Or(env("MODEL_NAME"), "iris"),
+		version: cmp.Or(env("MODEL_VERSION"), "1"),
 		tracer:  otel.GetTracerProvider(),
 		prop:    otel.GetTextMapPropagator(),
 	}
-	addr := net.JoinHostPort(getenv("JOBGATE_HOST"), cmp.Or(getenv("JOBGATE_PORT"), getenv("PORT"), "8080"))
+	addr := net.JoinHostPort(env("HOST"), cmp.Or(env("PORT"), "8080"))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -234,5 +236,34 @@ func TestInferIsTraced(t *testing.T) {
 	}
 	if attrs["model.name"] != "iris" || attrs["model.version"] != "2" || attrs["infer.rows"] != "3" {
 		t.Errorf("span attributes %v, want model.name iris, model.version 2, infer.rows 3", attrs)
+	}
+}
+
+func TestLoadModelRefusesBadModels(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("testdata", "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, body, want string
+	}{
+		{"not JSON", `{`, "decode model"},
+		{"other kind", `{"kind": "tree"}`, `kind "tree", want softmax_regression`},
+		{"short weights", strings.Replace(string(good), `"biases": [`, `"biases": [0, `, 1), "do not fit together"},
+		{"zero std", `{"kind": "softmax_regression", "classes": ["a"], "mean": [0], "std": [0], "weights": [[1]], "biases": [0]}`, "standard deviation 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "model.json")
+			if err := os.WriteFile(path, []byte(tt.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadModel(path); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("loadModel: %v, want an error with %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := loadModel(filepath.Join(t.TempDir(), "missing.json")); err == nil || !strings.Contains(err.Error(), "read model") {
+		t.Errorf("loadModel of a missing file: %v", err)
 	}
 }
