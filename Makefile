@@ -15,12 +15,14 @@ build:
 dev: deps build images
 	./$(BIN) dev
 
-# The example image: static Go programs from examples/ (toolbox, train) on FROM scratch, built
-# offline with podman (no registry is needed).
+# The example image: static Go programs from examples/ (toolbox, train, iris-train, modelserver)
+# on FROM scratch, built offline with podman (no registry is needed).
 images:
 	@mkdir -p bin/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/toolbox ./examples/toolbox
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/train ./examples/train
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/iris-train ./examples/iris-train
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/modelserver ./examples/modelserver
 	cp examples/Containerfile bin/image/Containerfile
 	podman build -q -t $(IMAGE) bin/image
 
