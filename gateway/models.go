@@ -84,6 +84,12 @@ func (g *Gateway) registerModel(c echo.Context) error {
 	if j.Status != api.StatusSucceeded {
 		return api.Errorf(api.CodeConflict, "job_id: job %s is %s; a model is registered from a succeeded job's outputs", j.ID, j.Status)
 	}
+	// The copy of a large model may take longer than the server's
+	// WriteTimeout: it is lifted while the files are copied, and the
+	// answer, once they are, gets modelAnswerTimeout of its own.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
+	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(modelAnswerTimeout)) }()
 	src := artifact.OutputPrefix(j.ID) + rel
 	kind, files, err := g.modelSources(ctx, src)
 	if err != nil {
@@ -115,6 +121,10 @@ func (g *Gateway) registerModel(c echo.Context) error {
 	c.Response().Header().Set("Location", fmt.Sprintf("/v1/models/%s/versions/%d", mv.Name, mv.Version))
 	return c.JSON(http.StatusCreated, mv)
 }
+
+// modelAnswerTimeout bounds writing the answer of a registration, whose
+// copy ran without the server's WriteTimeout.
+const modelAnswerTimeout = 30 * time.Second
 
 // modelSources is what the key src of a job's outputs holds: one file
 // (the key itself) or the files of a folder (relative paths, sorted).
