@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 
@@ -148,6 +149,10 @@ func (s *server) infer(w http.ResponseWriter, r *http.Request) {
 	var req inferRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	if err := dec.Decode(&req); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", maxBody)
+			return
+		}
 		writeError(w, http.StatusBadRequest, "request body is not a V2 inference request: %v", err)
 		return
 	}
@@ -216,7 +221,9 @@ func (s *server) rows(inputs []tensor) ([][]float64, error) {
 	if err := json.Unmarshal(in.Data, &data); err != nil || in.Data == nil {
 		return nil, errors.New("input data: want an array of numbers, flat or nested")
 	}
-	flat := make([]float64, 0, in.Shape[0]*int64(nf))
+	// Room for what the data can hold (a number and its comma take two
+	// bytes at least), not for what the shape claims.
+	flat := make([]float64, 0, min(in.Shape[0]*int64(nf), int64(len(in.Data)/2+1)))
 	if err := flatten(data, &flat); err != nil {
 		return nil, fmt.Errorf("input data: %w", err)
 	}
@@ -227,7 +234,11 @@ func (s *server) rows(inputs []tensor) ([][]float64, error) {
 	for i := range rows {
 		rows[i] = make([]float64, nf)
 		for j := range rows[i] {
-			rows[i][j] = float64(float32(flat[i*nf+j])) // FP32, as declared
+			f := float32(flat[i*nf+j]) // FP32, as declared
+			if math.IsInf(float64(f), 0) {
+				return nil, fmt.Errorf("input data: %v is beyond FP32's range", flat[i*nf+j])
+			}
+			rows[i][j] = float64(f)
 		}
 	}
 	return rows, nil
