@@ -366,12 +366,19 @@ func (g *Gateway) downloadModelVersion(c echo.Context) error {
 		map[string]string{"filename": fmt.Sprintf("%s-%d.tar", mv.Name, mv.Version)}))
 	h.Set(echo.HeaderContentType, "application/x-tar")
 	w.WriteHeader(http.StatusOK)
+	// The status is out: a failure past it breaks the connection
+	// (http.ErrAbortHandler), so that the client sees it. Returning would
+	// end the chunked body cleanly, and a tar cut at a file's boundary
+	// reads as a whole model without the rest of its files.
+	cut := func(file string, err error) {
+		g.logger.ErrorContext(ctx, "model download", "model", mv.Name, "version", mv.Version, "file", file, "error", err)
+		panic(http.ErrAbortHandler)
+	}
 	tw := tar.NewWriter(w)
 	for _, f := range mv.Files {
 		body, err := g.artifacts.Open(ctx, prefix+f.Path)
 		if err != nil {
-			g.logger.ErrorContext(ctx, "model download", "model", mv.Name, "version", mv.Version, "file", f.Path, "error", err)
-			return nil // the status is out: a cut tar stream shows it
+			cut(f.Path, err)
 		}
 		err = tw.WriteHeader(&tar.Header{Name: f.Path, Mode: 0o644, Size: f.Size, ModTime: mv.CreatedAt, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
 		if err == nil {
@@ -379,10 +386,12 @@ func (g *Gateway) downloadModelVersion(c echo.Context) error {
 		}
 		body.Close()
 		if err != nil {
-			return nil
+			cut(f.Path, err)
 		}
 	}
-	_ = tw.Close()
+	if err := tw.Close(); err != nil {
+		cut("", err)
+	}
 	return nil
 }
 

@@ -66,3 +66,28 @@ func TestModelRegisterOutlastsWriteTimeout(t *testing.T) {
 		t.Fatalf("register: %d %s, want 201 with version 1", resp.StatusCode, body)
 	}
 }
+
+// TestModelFolderDownloadCutIsAnError: a folder version whose files cannot
+// all be read ends its download with a broken connection, so a client
+// sees the failure; before, the tar stream ended cleanly without the rest
+// of the files and without its end, and a client took it for the model.
+func TestModelFolderDownloadCutIsAnError(t *testing.T) {
+	f := newFixture(t)
+	j := f.endedJob(DefaultWorkspace, systemToken, api.StatusSucceeded, map[string]string{"model/a.bin": "A", "model/b.bin": "B"})
+	mv := f.register(systemToken, "cut", j.ID, "model")
+	// The second file is lost from the registry's area of the store.
+	if err := f.g.artifacts.(artifact.Deleter).DeletePrefix(context.Background(), artifact.ModelPrefix(DefaultWorkspace, "cut", mv.Version)+"b.bin"); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", f.ts.URL+"/v1/models/cut/versions/1/download", nil)
+	req.Header.Set("Authorization", "Bearer "+systemToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return // broken before the status reached the client: an error too
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("download of a folder version missing a file: %d, %d bytes read without an error", resp.StatusCode, len(body))
+	}
+}
