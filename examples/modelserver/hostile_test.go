@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,5 +58,34 @@ func TestInferMemoryIsBoundedByTheBody(t *testing.T) {
 	}
 	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
 		t.Fatalf("a %d-byte request allocated %d MiB", len(body), got>>20)
+	}
+}
+
+// discard is a ResponseWriter that keeps nothing of the answer.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// TestInferMemoryOfALargeRequest: a request near the body cap allocates at
+// most 40 times its size (35 now, half of it the JSON encoding of the
+// answer). Its data decoded as []any allocated some 90 times the body (1.4
+// GiB for 15 MiB), so a few such requests at once from an untrusted caller
+// exhausted a replica's memory.
+func TestInferMemoryOfALargeRequest(t *testing.T) {
+	m, err := loadModel("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{model: m, name: "iris", version: "2", tracer: noop.NewTracerProvider(), prop: propagation.TraceContext{}}
+	n := (maxBody - 200) / 2 / 4 * 4 // numbers of "0," that fit
+	body := `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [` + strconv.Itoa(n/4) + `, 4], "data": [` + strings.Repeat("0,", n-1) + `0]}]}`
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s.handler().ServeHTTP(&discard{h: http.Header{}}, httptest.NewRequest(http.MethodPost, "/v2/models/iris/infer", strings.NewReader(body)))
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 40*uint64(len(body)) {
+		t.Fatalf("a %d MiB request allocated %d MiB, more than 40 times its size", len(body)>>20, got>>20)
 	}
 }
