@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +92,46 @@ func TestModelFolderDownloadCutIsAnError(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	if err == nil {
 		t.Fatalf("download of a folder version missing a file: %d, %d bytes read without an error", resp.StatusCode, len(body))
+	}
+}
+
+// TestModelFolderDigestAsDocumented: the command the README gives for a
+// folder version's sha256 prints the registry's digest, for a file name
+// with a space too (the command split such names: xargs without -0).
+func TestModelFolderDigestAsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "`cd folder && ")
+	cmdline, _, ok2 := strings.Cut(after, "`")
+	if !ok || !ok2 {
+		t.Fatal("README.md: no `cd folder && ...` command for a folder's digest")
+	}
+	for _, tool := range []string{"sh", "find", "sed", "sort", "xargs", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: %v", tool, err)
+		}
+	}
+	files := map[string]string{"my weights.bin": "W", "config/labels.txt": "a\nb\n", "a.txt": "a"}
+	outputs := map[string]string{}
+	dir := t.TempDir()
+	for p, c := range files {
+		outputs["model/"+p] = c
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFixture(t)
+	j := f.endedJob(DefaultWorkspace, systemToken, api.StatusSucceeded, outputs)
+	mv := f.register(systemToken, "digest", j.ID, "model")
+	cmd := exec.Command("sh", "-c", cmdline)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if got := strings.Fields(string(out)); err != nil || len(got) != 2 || got[0] != mv.SHA256 {
+		t.Fatalf("the README's command in the folder: %v %q; the registry's sha256 is %s", err, out, mv.SHA256)
 	}
 }
