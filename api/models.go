@@ -37,7 +37,8 @@ type ModelVersion struct {
 	// SHA256 (hex) is, for a file, the SHA-256 of its bytes; for a folder,
 	// the SHA-256 of the lines "<sha256 of the file>  <relative path>\n",
 	// one per file, sorted by relative path in byte order: what
-	// `find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum` prints.
+	// `find . -type f -print0 | sed -z 's|^\./||' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum`
+	// prints (for names without a backslash or a newline, which sha256sum escapes).
 	SHA256 string    `json:"sha256"`
 	Size   int64     `json:"size"`
 	Kind   ModelKind `json:"kind"`

@@ -84,6 +84,12 @@ func (g *Gateway) registerModel(c echo.Context) error {
 	if j.Status != api.StatusSucceeded {
 		return api.Errorf(api.CodeConflict, "job_id: job %s is %s; a model is registered from a succeeded job's outputs", j.ID, j.Status)
 	}
+	// The copy of a large model may take longer than the server's
+	// WriteTimeout: it is lifted while the files are copied, and the
+	// answer, once they are, gets modelAnswerTimeout of its own.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
+	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(modelAnswerTimeout)) }()
 	src := artifact.OutputPrefix(j.ID) + rel
 	kind, files, err := g.modelSources(ctx, src)
 	if err != nil {
@@ -115,6 +121,10 @@ func (g *Gateway) registerModel(c echo.Context) error {
 	c.Response().Header().Set("Location", fmt.Sprintf("/v1/models/%s/versions/%d", mv.Name, mv.Version))
 	return c.JSON(http.StatusCreated, mv)
 }
+
+// modelAnswerTimeout bounds writing the answer of a registration, whose
+// copy ran without the server's WriteTimeout.
+const modelAnswerTimeout = 30 * time.Second
 
 // modelSources is what the key src of a job's outputs holds: one file
 // (the key itself) or the files of a folder (relative paths, sorted).
@@ -356,12 +366,19 @@ func (g *Gateway) downloadModelVersion(c echo.Context) error {
 		map[string]string{"filename": fmt.Sprintf("%s-%d.tar", mv.Name, mv.Version)}))
 	h.Set(echo.HeaderContentType, "application/x-tar")
 	w.WriteHeader(http.StatusOK)
+	// The status is out: a failure past it breaks the connection
+	// (http.ErrAbortHandler), so that the client sees it. Returning would
+	// end the chunked body cleanly, and a tar cut at a file's boundary
+	// reads as a whole model without the rest of its files.
+	cut := func(file string, err error) {
+		g.logger.ErrorContext(ctx, "model download", "model", mv.Name, "version", mv.Version, "file", file, "error", err)
+		panic(http.ErrAbortHandler)
+	}
 	tw := tar.NewWriter(w)
 	for _, f := range mv.Files {
 		body, err := g.artifacts.Open(ctx, prefix+f.Path)
 		if err != nil {
-			g.logger.ErrorContext(ctx, "model download", "model", mv.Name, "version", mv.Version, "file", f.Path, "error", err)
-			return nil // the status is out: a cut tar stream shows it
+			cut(f.Path, err)
 		}
 		err = tw.WriteHeader(&tar.Header{Name: f.Path, Mode: 0o644, Size: f.Size, ModTime: mv.CreatedAt, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
 		if err == nil {
@@ -369,10 +386,12 @@ func (g *Gateway) downloadModelVersion(c echo.Context) error {
 		}
 		body.Close()
 		if err != nil {
-			return nil
+			cut(f.Path, err)
 		}
 	}
-	_ = tw.Close()
+	if err := tw.Close(); err != nil {
+		cut("", err)
+	}
 	return nil
 }
 

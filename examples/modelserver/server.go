@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
-	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -148,6 +150,10 @@ func (s *server) infer(w http.ResponseWriter, r *http.Request) {
 	var req inferRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	if err := dec.Decode(&req); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", maxBody)
+			return
+		}
 		writeError(w, http.StatusBadRequest, "request body is not a V2 inference request: %v", err)
 		return
 	}
@@ -212,41 +218,81 @@ func (s *server) rows(inputs []tensor) ([][]float64, error) {
 	case in.Shape[0] > maxBody/int64(nf):
 		return nil, fmt.Errorf("input shape %v: too many rows", in.Shape)
 	}
-	var data any
-	if err := json.Unmarshal(in.Data, &data); err != nil || in.Data == nil {
+	if in.Data == nil {
 		return nil, errors.New("input data: want an array of numbers, flat or nested")
 	}
-	flat := make([]float64, 0, in.Shape[0]*int64(nf))
-	if err := flatten(data, &flat); err != nil {
+	// Room for what the data can hold (a number and its comma take two
+	// bytes at least), not for what the shape claims.
+	flat, err := numbers(in.Data, min(in.Shape[0]*int64(nf), int64(len(in.Data)/2+1)))
+	if err != nil {
 		return nil, fmt.Errorf("input data: %w", err)
 	}
 	if int64(len(flat)) != in.Shape[0]*int64(nf) {
 		return nil, fmt.Errorf("input data has %d numbers, shape %v needs %d", len(flat), in.Shape, in.Shape[0]*int64(nf))
 	}
+	// The rows are slices of flat, each number made FP32, as declared.
 	rows := make([][]float64, in.Shape[0])
 	for i := range rows {
-		rows[i] = make([]float64, nf)
-		for j := range rows[i] {
-			rows[i][j] = float64(float32(flat[i*nf+j])) // FP32, as declared
+		rows[i] = flat[i*nf : (i+1)*nf : (i+1)*nf]
+		for j, v := range rows[i] {
+			f := float32(v)
+			if math.IsInf(float64(f), 0) {
+				return nil, fmt.Errorf("input data: %v is beyond FP32's range", v)
+			}
+			rows[i][j] = float64(f)
 		}
 	}
 	return rows, nil
 }
 
-func flatten(v any, out *[]float64) error {
-	switch v := v.(type) {
-	case float64:
-		*out = append(*out, v)
-	case []any:
-		for _, e := range v {
-			if err := flatten(e, out); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("%s is not a number", strings.TrimSpace(fmt.Sprintf("%T", v)))
+// numbers reads data, an array of numbers flat or nested, into one flat
+// slice. The flat and the [n][features] forms decode straight into
+// float64s (in room, what they can need); only another nesting goes through decoded tokens, one at a
+// time (a generic decode into []any took some 50 bytes of heap a number).
+func numbers(data json.RawMessage, room int64) ([]float64, error) {
+	flat := make([]float64, 0, room)
+	if json.Unmarshal(data, &flat) == nil {
+		return flat, nil
 	}
-	return nil
+	var nested [][]float64
+	if json.Unmarshal(data, &nested) == nil {
+		flat = flat[:0] // the failed decode above may have left some numbers
+		for _, row := range nested {
+			flat = append(flat, row...)
+		}
+		return flat, nil
+	}
+	flat = flat[:0]
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for depth := 0; ; {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return flat, nil
+		}
+		if err != nil {
+			return nil, errors.New("want an array of numbers, flat or nested")
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '[':
+				depth++
+			case ']':
+				depth--
+			default:
+				return nil, errors.New("an object is not a number")
+			}
+		case float64:
+			if depth == 0 {
+				return nil, errors.New("want an array of numbers, flat or nested")
+			}
+			flat = append(flat, v)
+		case nil:
+			return nil, errors.New("null is not a number")
+		default:
+			return nil, fmt.Errorf("%T is not a number", v)
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

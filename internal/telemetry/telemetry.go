@@ -32,7 +32,8 @@ import (
 //     always_off, traceidratio, parentbased_always_on (the default),
 //     parentbased_always_off, parentbased_traceidratio; the argument is the
 //     ratio, 0 to 1 (default 1);
-//   - OTEL_SERVICE_NAME: the service name, serviceName when unset.
+//   - OTEL_SERVICE_NAME: the service name, serviceName when unset;
+//   - OTEL_SDK_DISABLED=true: tracing off, whatever the others say.
 //
 // A value it does not know is an error that names the variable. shutdown
 // flushes and stops the exporter; call it last, on a bounded context.
@@ -45,6 +46,9 @@ func setup(ctx context.Context, serviceName string, getenv func(string) string, 
 	// the trace context it receives.
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	noop := func(context.Context) error { return nil }
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return noop, nil // the standard switch: off, whatever else is set
+	}
 
 	exporter := strings.ToLower(strings.TrimSpace(cmp.Or(getenv("OTEL_TRACES_EXPORTER"), "none")))
 	sampler, err := samplerFrom(getenv)
