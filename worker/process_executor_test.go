@@ -339,7 +339,8 @@ func TestProcessExecutorKillsLeftoverChildren(t *testing.T) {
 	}
 	pt := newProcessTest(t)
 	a := pt.attempt(t, nil)
-	a.Spec.Command = []string{"sh", "-c", pt.toolbox + " sleep 300 & echo $!"}
+	// The child says "sleeping" when it starts; only sh's echo of its pid is wanted here.
+	a.Spec.Command = []string{"sh", "-c", pt.toolbox + " sleep 300 >/dev/null & echo $!"}
 	var stdout execBuffer
 	out, err := pt.exec.Run(t.Context(), a, &stdout, nil)
 	if err != nil || out.ExitCode != 0 {
