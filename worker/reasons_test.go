@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 	"github.com/jobgate/jobgate/worker"
@@ -31,17 +29,8 @@ func TestEndReasonsHaveCodes(t *testing.T) {
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := worker.New(worker.Config{ID: "codes", Slots: 2, AllowHostProcess: true, SpoolDir: t.TempDir()},
-		rdb, st, artifact.Dir{Root: t.TempDir()},
-		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
-		nil, slog.Default())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		ws, _ := st.Workers(ctx)
-		return len(ws) == 1
-	}, "worker did not register")
+	w := processWorker(t, worker.Config{ID: "codes", Slots: 2}, rdb, st)
+	defer runWorker(t, ctx, w, st)()
 
 	tests := []struct {
 		name       string

@@ -3,7 +3,6 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 	"github.com/jobgate/jobgate/queue"
@@ -38,17 +36,8 @@ func TestAttemptReadsItsJobOnce(t *testing.T) {
 	wst := store.New(wrdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := worker.New(worker.Config{ID: "reads", Slots: 1, AllowHostProcess: true, SpoolDir: t.TempDir()},
-		wrdb, wst, artifact.Dir{Root: t.TempDir()},
-		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
-		nil, slog.Default())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		ws, _ := st.Workers(ctx)
-		return len(ws) == 1
-	}, "worker did not register")
+	w := processWorker(t, worker.Config{ID: "reads", Slots: 1}, wrdb, wst)
+	defer runWorker(t, ctx, w, st)()
 
 	j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/echo", "once"}, TimeoutSeconds: 30}, "reads")
 	var got *api.Job
@@ -114,10 +103,7 @@ func TestCancelRightAfterStartIsSeen(t *testing.T) {
 			st := store.New(rdb, store.Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			w := worker.New(worker.Config{ID: "slow-answer", Slots: 1, AllowHostProcess: true, SpoolDir: t.TempDir()},
-				rdb, st, artifact.Dir{Root: t.TempDir()},
-				map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
-				nil, slog.Default())
+			w := processWorker(t, worker.Config{ID: "slow-answer", Slots: 1}, rdb, st)
 			published := make(chan struct{})
 			worker.SetStartStore(w, &slowStartAnswer{StartStore: st, lose: lose, meanwhile: func(jobID string) {
 				defer close(published)
@@ -139,13 +125,7 @@ func TestCancelRightAfterStartIsSeen(t *testing.T) {
 					t.Error(err)
 				}
 			}})
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			testenv.Eventually(t, 10*time.Second, func() bool {
-				ws, _ := st.Workers(ctx)
-				return len(ws) == 1
-			}, "worker did not register")
+			defer runWorker(t, ctx, w, st)()
 
 			j := place(t, ctx, rdb, st, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sleep", "60"}, TimeoutSeconds: 120}, "slow-answer")
 			<-published

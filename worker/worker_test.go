@@ -142,3 +142,28 @@ func TestWorkerRefusesHostProcessWithoutWorkspaceGrant(t *testing.T) {
 		t.Fatalf("process job with the grant: %s (%s)", got.Status, got.Reason)
 	}
 }
+
+// processWorker is a worker over rdb and st that runs host-process jobs
+// (cfg.AllowHostProcess and a spool folder are set for it).
+func processWorker(t *testing.T, cfg worker.Config, rdb *redis.Client, st *store.Store) *worker.Worker {
+	t.Helper()
+	cfg.AllowHostProcess, cfg.SpoolDir = true, t.TempDir()
+	return worker.New(cfg, rdb, st, artifact.Dir{Root: t.TempDir()},
+		map[api.Mode]worker.Executor{api.ModeProcess: worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default())},
+		nil, slog.Default())
+}
+
+// runWorker runs w until stop, which ends ctx's worker and waits for Run to
+// return, and waits until w registered.
+func runWorker(t *testing.T, ctx context.Context, w *worker.Worker, st *store.Store) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		ws, _ := st.Workers(ctx)
+		return len(ws) == 1
+	}, "worker did not register")
+	return stop
+}
