@@ -109,6 +109,11 @@ type JobSpec struct {
 	// non-zero the attempt fails with the reason preparation_failed (retried
 	// like a failed command, up to MaxRetries) and Command does not run.
 	Preparation []string `json:"preparation,omitempty"`
+	// Service makes the job a replica of a deployment: a long-running
+	// server with no timeout, a port of its own and a model mounted
+	// read-only (see Service). Only the deployment controller sets it; the
+	// API refuses it from a client.
+	Service *Service `json:"service,omitempty"`
 }
 
 // InputMode says how an input reaches the job.

@@ -96,6 +96,13 @@ const (
 	// ChannelPreempt carries the ID of a running low-priority job the
 	// scheduler wants stopped and requeued, to free its GPUs.
 	ChannelPreempt = "jobgate:preempt"
+	// ChannelDeploy wakes the deployment controller: a deployment was
+	// created, changed or deleted, a replica's job ended, or a router saw
+	// a request for a deployment scaled to zero.
+	ChannelDeploy = "jobgate:wake:deploy"
+	// ChannelRouting wakes the scoring routers: a replica became ready,
+	// started draining or went away; they reload their routing table.
+	ChannelRouting = "jobgate:wake:routing"
 )
 
 // WorkerChannel wakes one worker: a task was put on its queue.
