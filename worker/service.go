@@ -237,6 +237,7 @@ func (w *Worker) runService(ctx context.Context, exec Executor, a Attempt, r *re
 func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop context.CancelCauseFunc) {
 	bg := context.WithoutCancel(ctx)
 	r.put(bg)
+	_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
 	client := &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	defer client.CloseIdleConnections()
 	var rd readiness
