@@ -48,6 +48,14 @@ func RunJobDeadline(jobTimeout, stopGrace time.Duration) time.Duration {
 	return jobTimeout + stopGrace + RunJobMargin
 }
 
+// ServiceDeadline stands for the timeout of a service job (a deployment's
+// replica), which has none and runs until it is stopped: the task of one is
+// given RunJobDeadline(ServiceDeadline, stopGrace). A replica that outlives
+// it is not stopped (the worker runs workloads on a context of their own);
+// asynq delivers its task again and the worker, which holds the attempt
+// already, lets the copy go.
+const ServiceDeadline = 365 * 24 * time.Hour
+
 // WorkerQueue is the asynq queue a worker consumes; only the scheduler enqueues on it.
 func WorkerQueue(workerID string) string { return "worker:" + workerID }
 

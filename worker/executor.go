@@ -25,6 +25,9 @@ type Attempt struct {
 	// Mounts are host folders to bind into a container. Process executors
 	// ignore them (the workload sees the host's paths through Env).
 	Mounts []Mount
+	// Ports are published on the host for a container with a network of
+	// its own (a service job's port, see portPublisher); others ignore them.
+	Ports []Port
 	// WorkDir is the workload's working directory as the workload sees it
 	// (a container path, or a host path for a process); empty leaves it to
 	// the executor. The worker gives every attempt one (JOBGATE_WORKDIR).
@@ -65,6 +68,12 @@ func (a Attempt) Argv() []string {
 type Mount struct {
 	Source, Target string
 	ReadOnly       bool
+}
+
+// Port publishes a container's TCP port on the host.
+type Port struct {
+	HostIP                  string
+	HostPort, ContainerPort int
 }
 
 // Outcome is how an attempt's workload ended.

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	nettypes "github.com/containers/common/libnetwork/types"
 	"github.com/containers/podman/v4/pkg/bindings"
 	"github.com/containers/podman/v4/pkg/bindings/containers"
 	"github.com/containers/podman/v4/pkg/bindings/images"
@@ -217,6 +218,13 @@ func connect(ctx context.Context, url string) (context.Context, error) {
 	return context.WithoutCancel(conn), nil
 }
 
+// publishesPorts: containers on podman's bridge have a network of their
+// own, so a service job's port is published on the host (see
+// portPublisher); with host networking the server binds the host's.
+func (p *PodmanExecutor) publishesPorts() bool { return p.cfg.Network == "" }
+
+var _ portPublisher = (*PodmanExecutor)(nil)
+
 // Name returns "podman".
 func (p *PodmanExecutor) Name() string { return "podman" }
 
@@ -375,6 +383,12 @@ func (p *PodmanExecutor) spec(a Attempt, name string) *specgen.SpecGenerator {
 		s.NetNS = specgen.Namespace{NSMode: specgen.Host}
 	case "none":
 		s.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
+	}
+	if p.publishesPorts() {
+		for _, pt := range a.Ports {
+			s.PortMappings = append(s.PortMappings, nettypes.PortMapping{HostIP: pt.HostIP, HostPort: uint16(pt.HostPort),
+				ContainerPort: uint16(pt.ContainerPort), Protocol: "tcp"})
+		}
 	}
 	for _, d := range a.Devices {
 		s.Devices = append(s.Devices, spec.LinuxDevice{Path: d})

@@ -129,6 +129,19 @@ type Config struct {
 	// it in the task, and the worker stops the task's workload with the
 	// task's grace (Attempt.StopGrace), this one only for tasks without.
 	StopGrace time.Duration
+	// AdvertiseHost is the address a service job (a deployment's replica)
+	// listens on and is reached at: the worker picks a free port on it for
+	// each replica and writes host:port in the replica's endpoint. Default
+	// 127.0.0.1.
+	AdvertiseHost string
+	// DrainDelay is how long a stopped service job keeps serving after its
+	// endpoint says draining, so that every scoring router has dropped it
+	// before it gets SIGTERM; default 1s.
+	DrainDelay time.Duration
+	// ModelCacheDir holds the model versions service jobs serve, fetched
+	// from the artifact store and checked against their SHA-256. Default
+	// os.TempDir()/jobgate-models/<ID>.
+	ModelCacheDir string
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -138,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if c.StopGrace < 0 {
 		return fmt.Errorf("worker: stop grace %s: must not be negative (0 means the default, %s)", c.StopGrace, DefaultStopGrace)
+	}
+	if err := c.validateService(); err != nil {
+		return err
 	}
 	return c.validateMounts()
 }
@@ -172,6 +188,8 @@ type Worker struct {
 	held map[string]*heldAttempt
 	// stopping is set when the worker stops its running attempts to leave.
 	stopping error
+	// ports are the ports given to the service jobs running here.
+	ports portSet
 
 	// superseded is closed when another process claimed this worker's ID
 	// (see claim) while this one was silent.
@@ -208,6 +226,9 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
 	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, DefaultStopGrace)
+	cfg.AdvertiseHost = cmp.Or(cfg.AdvertiseHost, DefaultAdvertiseHost)
+	cfg.DrainDelay = cmp.Or(cfg.DrainDelay, DefaultDrainDelay)
+	cfg.ModelCacheDir = cmp.Or(cfg.ModelCacheDir, filepath.Join(os.TempDir(), "jobgate-models", cfg.ID))
 	// Absolute: jobs run in folders of their own, and containers bind them.
 	if abs, err := filepath.Abs(cfg.CheckpointDir); err == nil {
 		cfg.CheckpointDir = abs
@@ -215,9 +236,12 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	if abs, err := filepath.Abs(cfg.SpoolDir); err == nil {
 		cfg.SpoolDir = abs
 	}
+	if abs, err := filepath.Abs(cfg.ModelCacheDir); err == nil {
+		cfg.ModelCacheDir = abs
+	}
 	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, starts: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
-		instance: newInstanceID(), held: map[string]*heldAttempt{}}
+		instance: newInstanceID(), held: map[string]*heldAttempt{}, ports: portSet{}}
 }
 
 // ID is the worker's registry ID.
@@ -554,6 +578,10 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if job == nil || err != nil {
 		return err
 	}
+	if job.Spec.Service != nil {
+		// After the end is recorded: the controller, woken, finds it.
+		defer w.serviceEnded(ctx)
+	}
 	exec, refused, err := w.executorFor(ctx, job)
 	if err != nil {
 		return err
@@ -612,8 +640,11 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		cancel(errPreempted)
 	}
 	defer w.trackGPUs(job.ID, job.GPUs)()
-	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
-	defer cancelTimeout()
+	if job.Spec.Service == nil { // a service job has no timeout: it runs until stopped
+		var cancelTimeout context.CancelFunc
+		runCtx, cancelTimeout = context.WithTimeoutCause(runCtx, time.Duration(job.Spec.TimeoutSeconds)*time.Second, errTimeout)
+		defer cancelTimeout()
+	}
 
 	// Stopped with the grace the task's deadline was computed with.
 	stopGrace := cmp.Or(p.StopGrace, w.cfg.StopGrace)
@@ -730,9 +761,12 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
 		fail(api.ReasonExecutorError, "the worker could not run the attempt (its log says why)")
-	case outcome.ExitCode != nil && *outcome.ExitCode == 0:
+	case outcome.ExitCode != nil && *outcome.ExitCode == 0 && job.Spec.Service == nil:
 		outcome.Status = api.StatusSucceeded
 		return false
+	case job.Spec.Service != nil:
+		// A replica runs until it is stopped: exiting at all is a crash.
+		fail(api.ReasonExitCode, fmt.Sprintf("the service exited with %d before it was stopped", derefOr(outcome.ExitCode, -1)))
 	default:
 		fail(api.ReasonExitCode, fmt.Sprintf("exited with %d", derefOr(outcome.ExitCode, -1)))
 	}
@@ -794,7 +828,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	// The job's own token, for the API and MLflow: it reaches only this job
 	// and its children, and dies with the attempt (or its TTL, if the worker
 	// dies first).
-	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, attempt, time.Duration(job.Spec.TimeoutSeconds)*time.Second+time.Hour)
+	token, err := w.store.CreateJobToken(ctx, job.ID, job.Workspace, attempt, jobTokenTTL(job.Spec))
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("job token: %w", err)
 	}
@@ -851,8 +885,17 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	// timeout and cancel as the workload does.
 	dropInputs, runErr := w.giveInputs(ctx, &a, job, attempt, ship.stderr)
 	defer dropInputs()
+	var svc *replica
+	if runErr == nil && job.Spec.Service != nil {
+		svc, runErr = w.giveService(ctx, &a, exec, job, attempt, token)
+		defer svc.close()
+	}
 	var res Outcome
-	if runErr == nil {
+	switch {
+	case runErr != nil:
+	case svc != nil:
+		res, runErr = w.runService(ctx, exec, a, svc, ship.stdout, ship.stderr)
+	default:
 		res, runErr = runSteps(ctx, exec, a, ship.stdout, ship.stderr)
 	}
 	if runErr != nil {

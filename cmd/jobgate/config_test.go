@@ -70,11 +70,12 @@ func TestWorkerConfig(t *testing.T) {
 			args: []string{"--max-input-mb", "2", "--max-output-mb", "3", "--max-live-log-mb", "4", "--max-log-mb", "5",
 				"--max-log-line-kb", "6", "--slots", "7", "--stop-grace", "45s", "--gpu-sample-every", "1s",
 				"--node-prep-timeout", "2m", "--shutdown-timeout", "3s", "--reap-every", "4s", "--mount", "data=" + data,
-				"--podman-url", "unix:///tmp/p.sock", "--network", "none", "--rlimit-nofile", "100"},
+				"--podman-url", "unix:///tmp/p.sock", "--network", "none", "--rlimit-nofile", "100",
+				"--advertise-host", "127.0.0.2", "--drain-delay", "2s"},
 			want: worker.Config{MaxInputBytes: 2 << 20, MaxOutputBytes: 3 << 20, MaxLiveLogBytes: 4 << 20, MaxLogBytes: 5 << 20,
 				MaxLogLineBytes: 6 << 10, Slots: 7, StopGrace: 45 * time.Second, GPUSampleEvery: time.Second,
 				NodePrepTimeout: 2 * time.Minute, ShutdownTimeout: 3 * time.Second, ReapEvery: 4 * time.Second,
-				Mounts: map[string]string{"data": data}},
+				Mounts: map[string]string{"data": data}, AdvertiseHost: "127.0.0.2", DrainDelay: 2 * time.Second},
 			wantPodman: worker.PodmanConfig{URL: "unix:///tmp/p.sock", Network: "none", StopGrace: 45 * time.Second, NofileLimit: 100}},
 		{name: "negative size", args: []string{"--max-output-mb", "-1"}, wantErr: "--max-output-mb must be between 1 and 1048576"},
 		{name: "size too large", args: []string{"--max-input-mb", "1048577"}, wantErr: "--max-input-mb must be between 1 and 1048576"},
@@ -83,6 +84,8 @@ func TestWorkerConfig(t *testing.T) {
 		{name: "bad mount", args: []string{"--mount", "data"}, wantErr: `--mount "data": want NAME=/host/folder`},
 		{name: "mount twice", args: []string{"--mount", "a=/x", "--mount", "a=/y"}, wantErr: "--mount: a is given twice"},
 		{name: "bad network", args: []string{"--network", "bridge0"}, wantErr: `podman network "bridge0"`},
+		{name: "negative drain delay", args: []string{"--drain-delay", "-1s"}, wantErr: "drain delay -1s: must not be negative"},
+		{name: "advertise host with a port", args: []string{"--advertise-host", "127.0.0.1:80"}, wantErr: `advertise host "127.0.0.1:80"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

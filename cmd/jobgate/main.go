@@ -206,6 +206,8 @@ type workerFlags struct {
 	nodePrepTimeout        time.Duration
 	shutdownTimeout        time.Duration
 	reapEvery              time.Duration
+	advertiseHost          string
+	drainDelay             time.Duration
 }
 
 // register adds the flags dev and worker share; worker adds its own.
@@ -231,6 +233,8 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.StringVar(&f.nodePrep, "node-prep", "", "executable run once at start, before any job; if it fails the worker stays out of service and says why in /v1/workers")
 	fl.DurationVar(&f.nodePrepTimeout, "node-prep-timeout", 0, "how long --node-prep may run before it counts as failed (default 10m)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 0, "on SIGTERM, how long running jobs may take to end before they are stopped and handed back to run elsewhere (default 10s)")
+	fl.StringVar(&f.advertiseHost, "advertise-host", "", "address a deployment's replicas listen on and are reached at, each on a free port of its own (default "+worker.DefaultAdvertiseHost+")")
+	fl.DurationVar(&f.drainDelay, "drain-delay", 0, "how long a stopped replica keeps serving after its endpoint says draining, so every scoring router has dropped it, before it gets SIGTERM (default "+worker.DefaultDrainDelay.String()+")")
 	fl.DurationVar(&f.reapEvery, "reap-every", 0, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start (default 30s)")
 }
 
@@ -243,7 +247,8 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 func workerConfig(f *workerFlags) (worker.Config, worker.PodmanConfig, error) {
 	cfg := worker.Config{ID: f.id, Slots: f.slots, AllowHostProcess: f.allowHost, SpoolDir: f.spoolDir,
 		CheckpointDir: f.checkpointDir, GPUSampleEvery: f.gpuSample, GatewayURL: f.gatewayURL, StopGrace: f.stopGrace,
-		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery}
+		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery,
+		AdvertiseHost: f.advertiseHost, DrainDelay: f.drainDelay}
 	pcfg := worker.PodmanConfig{URL: cmp.Or(f.podmanURL, worker.DefaultPodmanURL), Network: f.network, KeepFailed: f.keepFailed,
 		StopGrace: f.stopGrace, NofileLimit: f.nofile, NprocLimit: f.nproc}
 	cfg.Mounts = map[string]string{}

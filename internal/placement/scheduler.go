@@ -454,7 +454,11 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 	// The worker's own stop grace makes the deadline, and travels in the
 	// task so that the worker stops the workload with exactly it.
 	p := queue.RunJobPayload{JobID: job.ID, Attempt: job.Attempt, Placement: placement, StopGrace: s.stopGrace(live, workerID)}
-	task, err := queue.NewRunJobTask(p, queue.RunJobDeadline(time.Duration(job.Spec.TimeoutSeconds)*time.Second, p.StopGrace))
+	timeout := time.Duration(job.Spec.TimeoutSeconds) * time.Second
+	if job.Spec.Service != nil {
+		timeout = queue.ServiceDeadline // a service job has no timeout
+	}
+	task, err := queue.NewRunJobTask(p, queue.RunJobDeadline(timeout, p.StopGrace))
 	if err != nil {
 		return "", err
 	}

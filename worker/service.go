@@ -1,0 +1,549 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/queue"
+)
+
+// A service job (Spec.Service set) is a deployment's replica: a model
+// server that runs until it is stopped. The worker fetches the model
+// version it serves into its model cache (checked against the version's
+// SHA-256), gives it to the workload read-only (/model in a container, the
+// cache's host path to a process), picks a free port on AdvertiseHost,
+// and keeps the replica's endpoint in the store (store.Endpoint): starting,
+// ready once the readiness probe answers 200, draining when it is stopped,
+// removed when the attempt ends; every change wakes the scoring routers
+// (queue.ChannelRouting), and the attempt's end wakes the deployment
+// controller (queue.ChannelDeploy).
+
+const (
+	// DefaultAdvertiseHost is Config.AdvertiseHost's default.
+	DefaultAdvertiseHost = "127.0.0.1"
+	// DefaultDrainDelay is Config.DrainDelay's default.
+	DefaultDrainDelay = time.Second
+	// DefaultReadinessPath is probed when the service names none.
+	DefaultReadinessPath = "/v2/health/ready"
+	// ModelMount is where a container replica finds its model.
+	ModelMount = "/model"
+)
+
+// The probe's and the endpoint's rhythm.
+const (
+	// probeFast is the probe's interval while the replica is not ready.
+	probeFast = 40 * time.Millisecond
+	// probeSlow is its interval once the replica is ready.
+	probeSlow = time.Second
+	// probeTimeout bounds one probe.
+	probeTimeout = time.Second
+	// probeFailures in a row take a ready replica back to starting.
+	probeFailures = 3
+	// endpointRenewEvery renews the endpoint, whose record lives 30 s.
+	endpointRenewEvery = 10 * time.Second
+	// serviceTokenTTL is the life of a service job's token, renewed with its
+	// endpoint: a replica runs without a timeout, and the token of one
+	// whose worker died dies within this.
+	serviceTokenTTL = time.Hour
+)
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// validateService checks the service settings of c.
+func (c Config) validateService() error {
+	if c.DrainDelay < 0 {
+		return fmt.Errorf("worker: drain delay %s: must not be negative (0 means the default, %s)", c.DrainDelay, DefaultDrainDelay)
+	}
+	if h := c.AdvertiseHost; h != "" && net.ParseIP(h) == nil && !hostnameRE.MatchString(h) {
+		return fmt.Errorf("worker: advertise host %q: want an IP address or a host name, without a port", h)
+	}
+	return nil
+}
+
+// jobTokenTTL is the life of a job's token: its timeout and an hour; a
+// service job's serviceTokenTTL, renewed while it runs.
+func jobTokenTTL(spec api.JobSpec) time.Duration {
+	if spec.Service != nil {
+		return serviceTokenTTL
+	}
+	return time.Duration(spec.TimeoutSeconds)*time.Second + time.Hour
+}
+
+// serviceEnded wakes the deployment controller once a replica's task is
+// done (its end recorded), so that it restarts or replaces it.
+func (w *Worker) serviceEnded(ctx context.Context) {
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = queue.Notify(nctx, w.rdb, queue.ChannelDeploy)
+}
+
+// portSet is the ports given to the replicas running on a worker, so that
+// two starting at once do not get the same one.
+type portSet struct {
+	// mu guards the fields below.
+	mu    sync.Mutex
+	taken map[int]bool
+}
+
+// take reserves a free TCP port on host.
+func (p *portSet) take(host string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken == nil {
+		p.taken = map[int]bool{}
+	}
+	for range 32 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("pick a port on %s: %w", host, err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if !p.taken[port] {
+			p.taken[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("pick a port on %s: every port offered is in use by a replica", host)
+}
+
+func (p *portSet) give(port int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.taken, port)
+}
+
+// portPublisher is an executor whose workloads have a network of their own
+// (podman's bridge): a replica's port is published on the host, and the
+// server inside listens on every address.
+type portPublisher interface {
+	publishesPorts() bool
+}
+
+// replica is one running service attempt, as its worker sees it.
+type replica struct {
+	w        *Worker
+	endpoint store.Endpoint
+	// probeURL is the readiness probe's address.
+	probeURL string
+	token    string
+	port     int
+}
+
+// giveService readies a service attempt: the model in place, a port, the
+// JOBGATE_MODEL_* / JOBGATE_HOST / JOBGATE_PORT variables. A model that
+// is not there or does not match its checksum wraps errInputUnavailable.
+// The caller calls close on the replica (nil-safe) when the attempt ends.
+func (w *Worker) giveService(ctx context.Context, a *Attempt, exec Executor, job *api.Job, attempt int, token string) (*replica, error) {
+	svc := job.Spec.Service
+	modelDir, file, err := w.fetchModel(ctx, job.Workspace, svc)
+	if err != nil {
+		return nil, err
+	}
+	port, err := w.ports.take(w.cfg.AdvertiseHost)
+	if err != nil {
+		return nil, err
+	}
+	r := &replica{w: w, token: token, port: port}
+	addr := net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(port))
+	listen := w.cfg.AdvertiseHost
+	if pp, ok := exec.(portPublisher); ok && a.Spec.Mode == api.ModeContainer && pp.publishesPorts() {
+		a.Ports = append(a.Ports, Port{HostIP: w.cfg.AdvertiseHost, HostPort: port, ContainerPort: port})
+		listen = "0.0.0.0" // inside its own network namespace
+	}
+	modelPath := modelDir
+	if a.Spec.Mode == api.ModeContainer {
+		a.Mounts = append(a.Mounts, Mount{Source: modelDir, Target: ModelMount, ReadOnly: true})
+		modelPath = ModelMount
+	}
+	if file != "" {
+		modelPath = path.Join(filepath.ToSlash(modelPath), file)
+		if a.Spec.Mode != api.ModeContainer {
+			modelPath = filepath.Join(modelDir, file)
+		}
+	}
+	a.Env["JOBGATE_MODEL_PATH"] = modelPath
+	a.Env["JOBGATE_MODEL_NAME"] = svc.Deployment
+	a.Env["JOBGATE_MODEL_VERSION"] = strconv.Itoa(svc.Version)
+	a.Env["JOBGATE_HOST"] = listen
+	a.Env["JOBGATE_PORT"] = strconv.Itoa(port)
+	r.probeURL = "http://" + addr + readinessPath(svc.ReadinessPath)
+	r.endpoint = store.Endpoint{JobID: job.ID, Attempt: attempt, Workspace: job.Workspace, Deployment: svc.Deployment,
+		Replica: svc.Replica, Worker: w.cfg.ID, Address: addr, State: store.EndpointStarting, Model: svc.Model,
+		Version: svc.Version, Revision: svc.Revision}
+	return r, nil
+}
+
+// readinessPath is p, or the default, with a leading slash.
+func readinessPath(p string) string {
+	p = cmp.Or(p, DefaultReadinessPath)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return p
+}
+
+// close gives the replica's port back.
+func (r *replica) close() {
+	if r != nil {
+		r.w.ports.give(r.port)
+	}
+}
+
+// runService runs a service attempt's workload and keeps its endpoint
+// until it ends. When ctx ends first (cancel, preemption, the worker
+// stopping) the replica drains: its endpoint says draining, and the
+// workload gets DrainDelay before it is stopped (with its grace) under
+// ctx's cause. The endpoint is removed as soon as the workload is gone.
+func (w *Worker) runService(ctx context.Context, exec Executor, a Attempt, r *replica, stdout, stderr io.Writer) (Outcome, error) {
+	work, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stop(nil)
+	exited := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		r.watch(ctx, exited, stop)
+	}()
+	res, err := runSteps(work, exec, a, stdout, stderr)
+	close(exited)
+	<-watched
+	r.remove(ctx)
+	return res, err
+}
+
+// watch keeps the endpoint while the workload runs (until exited is
+// closed): it probes readiness, renews the endpoint and the job's token,
+// and drains when ctx ends, then stops the workload with ctx's cause.
+func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop context.CancelCauseFunc) {
+	bg := context.WithoutCancel(ctx)
+	r.put(bg)
+	_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
+	client := &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	defer client.CloseIdleConnections()
+	var rd readiness
+	probe := time.NewTimer(probeFast)
+	defer probe.Stop()
+	renew := time.NewTicker(endpointRenewEvery)
+	defer renew.Stop()
+	for {
+		select {
+		case <-exited:
+			return
+		case <-ctx.Done():
+			r.drain(bg, exited)
+			stop(context.Cause(ctx))
+			return
+		case <-renew.C:
+			r.put(bg)
+			if err := r.w.store.RenewJobToken(bg, r.token, serviceTokenTTL); err != nil {
+				r.w.logger.WarnContext(bg, "renew the service job's token", slog.String("job_id", r.endpoint.JobID), slog.Any("error", err))
+			}
+		case <-probe.C:
+			if state, changed := rd.observe(probeOnce(ctx, client, r.probeURL)); changed {
+				r.endpoint.State = state
+				r.put(bg)
+				_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
+			}
+			probe.Reset(rd.interval())
+		}
+	}
+}
+
+// drain says the replica is draining, waits DrainDelay (or for the
+// workload to exit), and returns.
+func (r *replica) drain(ctx context.Context, exited <-chan struct{}) {
+	r.endpoint.State = store.EndpointDraining
+	r.put(ctx)
+	_ = queue.Notify(ctx, r.w.rdb, queue.ChannelRouting)
+	t := time.NewTimer(r.w.cfg.DrainDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-exited:
+	}
+}
+
+// put writes the endpoint as it is now.
+func (r *replica) put(ctx context.Context) {
+	r.endpoint.UpdatedAt = r.w.now().UTC()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.w.store.PutEndpoint(pctx, r.endpoint); err != nil {
+		r.w.logger.WarnContext(ctx, "write the replica's endpoint", slog.String("job_id", r.endpoint.JobID), slog.Any("error", err))
+	}
+}
+
+// remove removes the endpoint and wakes the routers.
+func (r *replica) remove(ctx context.Context) {
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.w.store.RemoveEndpoint(cleanup, r.endpoint.JobID, r.endpoint.Attempt); err != nil {
+		r.w.logger.WarnContext(cleanup, "remove the replica's endpoint", slog.String("job_id", r.endpoint.JobID), slog.Any("error", err))
+	}
+	_ = queue.Notify(cleanup, r.w.rdb, queue.ChannelRouting)
+}
+
+// readiness is a replica's readiness as its probes tell it: ready on the
+// first success, back to starting after probeFailures failures in a row.
+type readiness struct {
+	ready bool
+	fails int
+}
+
+// observe takes one probe's result and says the state, and whether it
+// changed.
+func (rd *readiness) observe(ok bool) (store.EndpointState, bool) {
+	was := rd.ready
+	switch {
+	case ok:
+		rd.ready, rd.fails = true, 0
+	case rd.ready:
+		rd.fails++
+		if rd.fails >= probeFailures {
+			rd.ready, rd.fails = false, 0
+		}
+	}
+	state := store.EndpointStarting
+	if rd.ready {
+		state = store.EndpointReady
+	}
+	return state, rd.ready != was
+}
+
+// interval is the wait before the next probe: fast until ready.
+func (rd *readiness) interval() time.Duration {
+	if rd.ready {
+		return probeSlow
+	}
+	return probeFast
+}
+
+// probeOnce reports whether url answers GET with 200.
+func probeOnce(ctx context.Context, client *http.Client, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// fetchModel puts the files of the service's model version into the
+// worker's model cache, checked against svc.SHA256 (and the registry's),
+// and returns the cached folder; file is the file's name for a file
+// version, "" for a folder. A cached copy is checked again before it is
+// used (a host process may have written to it).
+func (w *Worker) fetchModel(ctx context.Context, ws string, svc *api.Service) (dir, file string, err error) {
+	ref := fmt.Sprintf("%s:%d", svc.Model, svc.Version)
+	mv, err := w.store.ModelVersion(ctx, ws, svc.Model, svc.Version)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", fmt.Errorf("%w: model %s is not in the registry", errInputUnavailable, ref)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("model %s: %w", ref, err)
+	}
+	if svc.SHA256 != "" && !strings.EqualFold(svc.SHA256, mv.SHA256) {
+		return "", "", fmt.Errorf("%w: model %s: the registry's sha256 %s is not the deployment's %s", errInputUnavailable, ref, mv.SHA256, svc.SHA256)
+	}
+	want := strings.ToLower(cmp.Or(svc.SHA256, mv.SHA256))
+	c := modelCache{root: w.cfg.ModelCacheDir, arts: w.artifacts, kind: mv.Kind}
+	dir, err = c.get(ctx, artifact.ModelPrefix(ws, svc.Model, svc.Version), filepath.Join(ws, svc.Model, strconv.Itoa(svc.Version)+"-"+want), want)
+	if err != nil {
+		if errors.Is(err, errModelDigest) || errors.Is(err, artifact.ErrNotFound) {
+			return "", "", fmt.Errorf("%w: model %s: %s", errInputUnavailable, ref, modelDetail(err))
+		}
+		return "", "", fmt.Errorf("model %s: %w", ref, err)
+	}
+	if mv.Kind == api.ModelFileKind {
+		// The one file a file version holds is the folder's.
+		entries, err := os.ReadDir(dir)
+		if err != nil || len(entries) != 1 {
+			return "", "", fmt.Errorf("model %s: cached file version: %d files (%v)", ref, len(entries), err)
+		}
+		file = entries[0].Name()
+	}
+	return dir, file, nil
+}
+
+// errModelDigest means the files of a model version are not the ones its
+// SHA-256 names.
+var errModelDigest = errors.New("model files do not match their sha256")
+
+func modelDetail(err error) string {
+	if errors.Is(err, errModelDigest) {
+		return "its files in the artifact store do not match its sha256"
+	}
+	return "its files are not in the artifact store"
+}
+
+// modelCache is a folder of model versions fetched from the artifact
+// store, each in a folder of its own named after its digest, moved into
+// place only once its files were checked.
+type modelCache struct {
+	root string
+	arts artifact.Store
+	kind api.ModelKind
+}
+
+// get returns the cached folder rel holding the files below prefix, whose
+// digest (ModelDigest of c.kind) must be want: fetched when it is not cached, or
+// when the cached copy no longer matches.
+func (c modelCache) get(ctx context.Context, prefix, rel, want string) (string, error) {
+	dir := filepath.Join(c.root, rel)
+	if got, err := ModelDigest(dir, c.kind); err == nil && got == want {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".fetch-")
+	if err != nil {
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	keys, err := c.arts.List(ctx, prefix)
+	if err != nil {
+		return "", fmt.Errorf("list %s: %w", prefix, err)
+	}
+	if len(keys) == 0 {
+		return "", fmt.Errorf("%s: %w", prefix, artifact.ErrNotFound)
+	}
+	for _, k := range keys {
+		if err := c.fetch(ctx, k, filepath.Join(tmp, filepath.FromSlash(strings.TrimPrefix(k, prefix)))); err != nil {
+			return "", err
+		}
+	}
+	got, err := ModelDigest(tmp, c.kind)
+	if err != nil {
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	if got != want {
+		return "", fmt.Errorf("%s: %w: got %s, want %s", prefix, errModelDigest, got, want)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	// A stale copy goes; another replica that fetched the same meanwhile
+	// wins the rename, and its copy is as good.
+	_ = os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		if got, derr := ModelDigest(dir, c.kind); derr == nil && got == want {
+			return dir, nil
+		}
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	return dir, nil
+}
+
+// fetch copies the blob key to the file dst.
+func (c modelCache) fetch(ctx context.Context, key, dst string) error {
+	r, err := c.arts.Open(ctx, key)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", key, err)
+	}
+	defer r.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("copy %s: %w", key, err)
+	}
+	return f.Close()
+}
+
+// ModelDigest is the SHA-256 (hex) of the model version of kind in dir,
+// as the registry computes it (api.ModelVersion.SHA256): for a file
+// version (dir holds its one file), the digest of its bytes; for a folder,
+// the digest of the lines "<sha256 of the file>  <relative path>\n", one per
+// file, sorted by path in byte order.
+func ModelDigest(dir string, kind api.ModelKind) (string, error) {
+	files, err := modelFiles(dir)
+	if err != nil {
+		return "", err
+	}
+	if len(files) == 0 {
+		return "", fmt.Errorf("%s: no files", dir)
+	}
+	if kind == api.ModelFileKind {
+		if len(files) != 1 {
+			return "", fmt.Errorf("%s: a file version holds one file, not %d", dir, len(files))
+		}
+		return fileSHA256(filepath.Join(dir, filepath.FromSlash(files[0])))
+	}
+	folder := sha256.New()
+	for _, rel := range files {
+		sum, err := fileSHA256(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(folder, "%s  %s\n", sum, rel)
+	}
+	return hex.EncodeToString(folder.Sum(nil)), nil
+}
+
+// modelFiles lists the regular files below dir, relative, slash-separated,
+// sorted in byte order.
+func modelFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, filepath.ToSlash(rel))
+		return nil
+	})
+	// WalkDir walks in lexical order of each folder's names, which is not
+	// the byte order of whole paths ("a/b" vs "a-b"): sort them.
+	slices.Sort(out)
+	return out, err
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
