@@ -142,8 +142,7 @@ type Gateway struct {
 	// before).
 	ln        net.Listener
 	tlsConfig *tls.Config
-	// modelUsers says whether a model version is in use (nothing uses one
-	// until deployments exist).
+	// modelUsers says whether a model version is in use (by a deployment).
 	modelUsers modelUsers
 
 	// touchMu guards the field below.
@@ -166,7 +165,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}},
-		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: noModelUsers{}}
+		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: deployedModels{st}}
 	g.routes()
 	return g, nil
 }
@@ -220,6 +219,13 @@ func (g *Gateway) routes() {
 	g.route(http.MethodDelete, "/v1/models/:name/versions/:v", submit, g.deleteModelVersion)
 	g.route(http.MethodPut, "/v1/models/:name/aliases/:alias", submit, g.setModelAlias)
 	g.route(http.MethodDelete, "/v1/models/:name/aliases/:alias", submit, g.deleteModelAlias)
+
+	// -- deployments (issue 12) --
+	g.route(http.MethodPost, "/v1/deployments", submit, g.createDeployment)
+	g.route(http.MethodGet, "/v1/deployments", read, g.listDeployments)
+	g.route(http.MethodGet, "/v1/deployments/:name", read, g.getDeployment)
+	g.route(http.MethodPatch, "/v1/deployments/:name", submit, g.patchDeployment)
+	g.route(http.MethodDelete, "/v1/deployments/:name", submit, g.deleteDeployment)
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)

@@ -149,8 +149,10 @@ type objects struct {
 	schedule               string
 	experiment             string
 	datastore              string
-	// model has version 1, aliased prod, registered from modelJob.
+	// model has version 1, aliased prod, registered from modelJob, and
+	// version 2, which deployment serves.
 	model, modelJob string
+	deployment      string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -175,8 +177,11 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	model := fmt.Sprintf("m-%d", time.Now().UnixNano())
 	f.register(admin, model, mj.ID, "model.json")
 	f.mustCall("PUT", "/v1/models/"+model+"/aliases/prod", admin, `{"version":1}`, nil)
+	f.register(admin, model, mj.ID, "model.json")
+	dep := fmt.Sprintf("dep-%d", time.Now().UnixNano())
+	f.mustCall("POST", "/v1/deployments", admin, deploymentBody(dep, model+":2"), nil)
 	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds,
-		model: model, modelJob: mj.ID}
+		model: model, modelJob: mj.ID, deployment: dep}
 }
 
 func fill(path string, o objects) string {
@@ -198,6 +203,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/models") {
 		r = strings.NewReplacer(":name", o.model, ":v", "1", ":alias", "prod")
+	}
+	if strings.HasPrefix(path, "/v1/deployments") {
+		r = strings.NewReplacer(":name", o.deployment)
 	}
 	switch path {
 	case mlflowPrefix + "runs/get":
@@ -245,6 +253,8 @@ func bodyFor(method, path string, o objects) string {
 	switch {
 	case method == http.MethodPut && strings.HasPrefix(path, "/v1/models/"):
 		return `{"version":1}`
+	case method == http.MethodPatch && strings.HasPrefix(path, "/v1/deployments/"):
+		return `{"replicas":2}`
 	case method != http.MethodPost:
 		return ""
 	case strings.HasSuffix(path, "/:id/metrics"):
@@ -269,6 +279,8 @@ func bodyFor(method, path string, o objects) string {
 		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/models":
 		return `{"name":"made","job_id":"` + o.modelJob + `","path":"model.json"}`
+	case path == "/v1/deployments":
+		return deploymentBody(fmt.Sprintf("made-%d", time.Now().UnixNano()), o.model+":1")
 	case strings.HasSuffix(path, "/exec"):
 		return `{"command":["x"]}`
 	}
@@ -308,10 +320,13 @@ func TestIsolationMatrix(t *testing.T) {
 			allowed := !rule.System && (slices_contains(p.scopes, rule.Scope) || slices_contains(p.scopes, api.ScopeAdmin))
 			for _, target := range []string{"own", "other"} {
 				t.Run(fmt.Sprintf("%s %s/%s/%s", method, path, p.name, target), func(t *testing.T) {
-					o := f.objectsIn("team-a", adminA.Secret)
+					o, admin := f.objectsIn("team-a", adminA.Secret), adminA.Secret
 					if target == "other" {
-						o = f.objectsIn("team-b", adminB.Secret)
+						o, admin = f.objectsIn("team-b", adminB.Secret), adminB.Secret
 					}
+					// A workspace holds at most 500 schedules: each
+					// subtest's goes when it ends.
+					defer f.call("DELETE", "/v1/schedules/"+o.schedule, admin, "")
 					names := namesObject(method, path)
 					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
@@ -322,6 +337,13 @@ func TestIsolationMatrix(t *testing.T) {
 					case target == "other" && names:
 						if code != http.StatusNotFound {
 							t.Fatalf("got %d %s, want 404 (another workspace's object)", code, body)
+						}
+					case target == "other" && method == http.MethodPost && path == "/v1/deployments":
+						// The deployment is the caller's own; the model
+						// version it names is another workspace's, so
+						// there is none.
+						if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no model version") {
+							t.Fatalf("got %d %s, want 422 (no such model version in this workspace)", code, body)
 						}
 					case strings.HasSuffix(path, "/exec"):
 						// The fixture's jobs never run: past access and
@@ -335,7 +357,8 @@ func TestIsolationMatrix(t *testing.T) {
 						}
 						if method == http.MethodGet && !names {
 							other := f.objectsIn("team-b", adminB.Secret)
-							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore, other.model} {
+							defer f.call("DELETE", "/v1/schedules/"+other.schedule, adminB.Secret, "")
+							for _, leak := range []string{other.job, other.secret, other.token, other.trigger, other.schedule, `"team-b"`, other.experiment, other.datastore, other.model, other.deployment} {
 								if strings.Contains(body, leak) {
 									t.Fatalf("list shows %s of team-b: %s", leak, body)
 								}
@@ -380,6 +403,11 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	}
 	if code, _ := f.call("GET", "/v1/models/made", admin, ""); code != http.StatusNotFound {
 		f.t.Fatalf("a refused call made model \"made\" in the other workspace: %d", code)
+	}
+	var dep api.Deployment
+	f.mustCall("GET", "/v1/deployments/"+o.deployment, admin, "", &dep)
+	if dep.Status == api.DeploymentDeleting || dep.Spec.Replicas != nil || dep.Revision != 1 {
+		f.t.Fatalf("other workspace's deployment %s changed after a refused call: %+v", o.deployment, dep)
 	}
 	var sch struct{ Paused bool }
 	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)

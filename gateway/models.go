@@ -40,21 +40,11 @@ import (
 // files; here a version is something that finished).
 
 // modelUsers says whether a version of a model is in use, and by what, so
-// that it is not deleted from under its user (deployments, which come
-// later, will be one).
+// that it is not deleted from under its user (a deployment:
+// deployedModels).
 type modelUsers interface {
 	ModelVersionInUse(ctx context.Context, ws, name string, version int) (by string, err error)
 }
-
-// noModelUsers is the modelUsers of a gateway without deployments: nothing
-// uses a model yet.
-type noModelUsers struct{}
-
-func (noModelUsers) ModelVersionInUse(context.Context, string, string, int) (string, error) {
-	return "", nil
-}
-
-var _ modelUsers = noModelUsers{}
 
 // registerModel serves POST /v1/models.
 func (g *Gateway) registerModel(c echo.Context) error {

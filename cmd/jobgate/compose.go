@@ -27,7 +27,8 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 	//     them back (the worker's ShutdownTimeout).
 	//  3. Stop the controllers once both are done, so nothing a request or
 	//     a job started is cut short: placement, the cron loop (a tick once
-	//     claimed is still fired), the callback notifier (deliveries in
+	//     claimed is still fired), the deployment controller (what it
+	//     asked of the job service stays asked), the callback notifier (deliveries in
 	//     flight are left to another gateway) and the log hub.
 	//  4. Stop the elector last: it gives up the lease once nothing leads on
 	//     it, so another gateway takes over at once.
@@ -55,7 +56,7 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 		intake.Add(1)
 		eg.Go(func() error { defer intake.Done(); return run(gctx) })
 	}
-	for _, run := range []func(context.Context) error{plane.Placement.Run, plane.Cron.Run, plane.Notifier.Run, plane.Logs.Run} {
+	for _, run := range []func(context.Context) error{plane.Placement.Run, plane.Cron.Run, plane.Deploy.Run, plane.Notifier.Run, plane.Logs.Run} {
 		controllers.Add(1)
 		eg.Go(func() error { defer controllers.Done(); return run(controllersCtx) })
 	}

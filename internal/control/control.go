@@ -1,7 +1,7 @@
 // Package control builds the control plane of a gateway process: the job
 // service every submitter goes through, the one leader elector, and the
 // components that run beside the HTTP API (placement, the cron loop, the
-// callback notifier, the log hub). New is the one place they are made and
+// deployment controller, the callback notifier, the log hub). New is the one place they are made and
 // wired to each other, for `jobgate gateway`, `jobgate dev` and the tests
 // alike; cmd/jobgate runs them (each has Run(ctx) error) in the order its
 // shutdown needs, and gateway/ reads from them, never running them.
@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/internal/cron"
+	"github.com/jobgate/jobgate/internal/deploy"
 	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/loghub"
@@ -64,6 +65,9 @@ type Plane struct {
 	// Cron fires schedules while this process leads; the schedule API's
 	// "run now" fires through its Lock and Start.
 	Cron *cron.Cron
+	// Deploy keeps the deployments' replicas running while this process
+	// leads.
+	Deploy *deploy.Controller
 	// Notifier delivers completion callbacks.
 	Notifier *notify.Notifier
 	// Logs wakes the API's log followers.
@@ -83,6 +87,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, secrets *secret
 	p.Placement = placement.New(placement.Config{ID: cfg.ID, WorkerLostAfter: cfg.WorkerLostAfter}, p.Elector,
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	p.Cron = cron.New(cron.Config{ID: cfg.ID, Now: cfg.Now}, p.Elector, st, p.Jobs, logger)
+	p.Deploy = deploy.New(deploy.Config{}, p.Elector, rdb, st, p.Jobs, logger)
 	var err error
 	if p.Notifier, err = notify.New(notify.Config{Consumer: cfg.ID, Sender: webhook.SenderConfig{Policy: cfg.CallbackPolicy}}, st, logger); err != nil {
 		return nil, err

@@ -57,7 +57,7 @@ func (s *Service) checkChild(ctx context.Context, ws, byJob string, spec *api.Jo
 	// a copy: Validate normalizes the spec itself later.
 	c := *spec
 	c.Inputs = maps.Clone(spec.Inputs)
-	if err := normalize(&c, s.cfg.Limits); err != nil {
+	if err := normalize(&c, s.cfg.Limits, false); err != nil {
 		return err
 	}
 	if c.Mode == api.ModeProcess && js.Mode != api.ModeProcess {

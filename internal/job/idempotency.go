@@ -76,7 +76,7 @@ func (s *Service) createIdempotent(ctx context.Context, req Request) (*api.Job, 
 			var err error
 			prev, err = s.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
 			return prev == nil, err
-		})
+		}, false)
 		if err != nil {
 			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()

@@ -106,6 +106,9 @@ type Result struct {
 // Submit checks req and queues its job, on behalf of req.Actor. A refusal is
 // an *Error; any other error is a fault (Redis) and nothing was queued.
 func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
+	if err := refuseService(req.Spec); err != nil {
+		return Result{}, err
+	}
 	if req.IdempotencyKey != "" && req.Save != nil {
 		return Result{}, errors.New("job: a request with an Idempotency-Key stores its job itself; it takes no Save")
 	}
@@ -127,8 +130,39 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 	if save == nil {
 		save = func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }
 	}
-	j, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, save)
+	j, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, save, false)
 	return Result{Job: j}, err
+}
+
+// refuseService refuses a client's spec that sets service: only the
+// deployment controller makes a replica's job (SubmitService).
+func refuseService(spec api.JobSpec) error {
+	if spec.Service != nil {
+		return specErr("service", "service: a job of kind service is a deployment's replica, made by the deployment controller; create a deployment instead (POST /v1/deployments)")
+	}
+	return nil
+}
+
+// SubmitService queues the job of one replica of a deployment, on behalf of
+// the deployment controller (actor "deployment:NAME"): the one path that
+// takes a spec with Service set. Such a job has no timeout
+// (TimeoutSeconds 0) and no retries (the controller restarts a replica
+// itself); otherwise it is checked and placed as any other job.
+func (s *Service) SubmitService(ctx context.Context, ws, actor string, spec api.JobSpec) (*api.Job, error) {
+	if spec.Service == nil {
+		return nil, errors.New("job: SubmitService needs a spec with Service set")
+	}
+	return s.create(ctx, ws, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }, true)
+}
+
+// ValidateService is Validate for a replica's spec (Service set), as
+// SubmitService checks it: the deployments API checks a deployment's
+// image, command, env and resources with it before it keeps the spec.
+func (s *Service) ValidateService(ctx context.Context, ws string, spec *api.JobSpec) error {
+	if spec.Service == nil {
+		return errors.New("job: ValidateService needs a spec with Service set")
+	}
+	return s.validate(ctx, ws, spec, true)
 }
 
 // checkJobTree refuses parent unless it is job byJob or one of its
@@ -146,8 +180,8 @@ func (s *Service) checkJobTree(ctx context.Context, byJob, parent string) error 
 
 // create validates spec for workspace ws, stores the job with save and wakes
 // the scheduler.
-func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc) (*api.Job, error) {
-	if err := s.Validate(ctx, ws, &spec); err != nil {
+func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc, service bool) (*api.Job, error) {
+	if err := s.validate(ctx, ws, &spec, service); err != nil {
 		return nil, err
 	}
 	job := &api.Job{
@@ -175,7 +209,18 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 // rules, and where its callback may go. Jobs, schedules and triggers all
 // check their specs here. A refusal is an *Error.
 func (s *Service) Validate(ctx context.Context, ws string, spec *api.JobSpec) error {
-	if err := normalize(spec, s.cfg.Limits); err != nil {
+	return s.validate(ctx, ws, spec, false)
+}
+
+// validate is Validate; service says that the spec comes from the
+// deployment controller, the one submitter that may set Service.
+func (s *Service) validate(ctx context.Context, ws string, spec *api.JobSpec, service bool) error {
+	if !service {
+		if err := refuseService(*spec); err != nil {
+			return err
+		}
+	}
+	if err := normalize(spec, s.cfg.Limits, service); err != nil {
 		return err
 	}
 	if spec.Mode == api.ModeProcess {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -126,5 +127,61 @@ func TestSubmitSaveAndIdempotency(t *testing.T) {
 	}
 	if got, _ := st.GetJob(ctx, "ws", first.Job.ID); got.Status != api.StatusCanceled {
 		t.Fatalf("after Cancel: %s, want canceled", got.Status)
+	}
+}
+
+// TestServiceOnlyFromTheController: a spec with service set is refused with
+// 422 naming "service" on every client path (Submit, with and without an
+// Idempotency-Key, a job token's child, and Validate of a kept template),
+// and SubmitService, the controller's, makes it with no timeout.
+func TestServiceOnlyFromTheController(t *testing.T) {
+	t.Parallel()
+	svc, st := newService(t, job.Config{})
+	ctx := context.Background()
+	withService := func() api.JobSpec {
+		s := spec()
+		s.Service = &api.Service{Deployment: "iris", Replica: "r1", Revision: 1, Model: "iris", Version: 1, SHA256: "ab"}
+		return s
+	}
+	parent, err := svc.Submit(ctx, job.Request{Workspace: "ws", Actor: "t", Spec: spec()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(t *testing.T, err error) {
+		t.Helper()
+		var je *job.Error
+		if !errors.As(err, &je) || je.Field != "service" || je.Code.Status() != http.StatusUnprocessableEntity {
+			t.Fatalf("err = %v, want a 422 job.Error about service", err)
+		}
+	}
+	for _, req := range []job.Request{
+		{Workspace: "ws", Actor: "t", Spec: withService()},
+		{Workspace: "ws", Actor: "t", Spec: withService(), IdempotencyKey: "k1"},
+		{Workspace: "ws", Actor: "t", Spec: withService(), ByJob: parent.Job.ID},
+	} {
+		_, err := svc.Submit(ctx, req)
+		refused(t, err)
+	}
+	s := withService()
+	refused(t, svc.Validate(ctx, "ws", &s))
+	jobs, _, err := st.ListJobs(ctx, "ws", store.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 {
+		t.Fatalf("%d jobs stored, want only the parent", len(jobs))
+	}
+
+	j, err := svc.SubmitService(ctx, "ws", "deployment:iris", withService())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Spec.TimeoutSeconds != 0 || j.Spec.Service == nil || j.Spec.Service.Replica != "r1" {
+		t.Fatalf("service job spec = %+v, want timeout 0 and its service", j.Spec)
+	}
+	bad := withService()
+	bad.TimeoutSeconds = 60
+	if _, err := svc.SubmitService(ctx, "ws", "deployment:iris", bad); err == nil || !strings.Contains(err.Error(), "timeout_seconds") {
+		t.Fatalf("SubmitService with a timeout: %v, want a refusal naming timeout_seconds", err)
 	}
 }

@@ -84,8 +84,9 @@ type Limits struct {
 }
 
 // normalize fills defaults and validates every field, naming the first one
-// that is wrong.
-func normalize(s *api.JobSpec, lim Limits) error {
+// that is wrong. service says that the spec is a deployment replica's
+// (Service set, from the controller): it has no timeout and no retries.
+func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	if s.Mode == "" {
 		s.Mode = api.ModeContainer
 	}
@@ -150,7 +151,11 @@ func normalize(s *api.JobSpec, lim Limits) error {
 	if err := checkResources(s.Resources); err != nil {
 		return err
 	}
-	if s.TimeoutSeconds == 0 {
+	if service {
+		if err := checkService(s); err != nil {
+			return err
+		}
+	} else if s.TimeoutSeconds == 0 {
 		s.TimeoutSeconds = lim.DefaultTimeoutSeconds
 	}
 	if s.TimeoutSeconds < 0 {
@@ -168,6 +173,28 @@ func normalize(s *api.JobSpec, lim Limits) error {
 	case api.PriorityHigh, api.PriorityNormal, api.PriorityLow:
 	default:
 		return specErr("priority", "priority must be %q, %q or %q, not %q", api.PriorityHigh, api.PriorityNormal, api.PriorityLow, s.Priority)
+	}
+	return nil
+}
+
+// checkService checks a replica's spec: a service runs until its
+// deployment stops it, so it has no timeout (0) and no retries (the
+// controller restarts a crashed replica itself).
+func checkService(s *api.JobSpec) error {
+	sv := s.Service
+	switch {
+	case s.TimeoutSeconds != 0:
+		return specErr("timeout_seconds", "timeout_seconds: a service job has no timeout (0), not %d", s.TimeoutSeconds)
+	case s.MaxRetries != 0:
+		return specErr("max_retries", "max_retries: a service job is restarted by its deployment, not retried (0), not %d", s.MaxRetries)
+	case !NameRE.MatchString(sv.Deployment):
+		return specErr("service.deployment", "service.deployment %q is not a deployment name", sv.Deployment)
+	case !NameRE.MatchString(sv.Replica):
+		return specErr("service.replica", "service.replica %q is not a replica id", sv.Replica)
+	case sv.Model == "" || sv.Version < 1:
+		return specErr("service.model", "service.model and service.version name the model version it serves")
+	case sv.ReadinessPath != "" && (!strings.HasPrefix(sv.ReadinessPath, "/") || len(sv.ReadinessPath) > 1024 || strings.ContainsAny(sv.ReadinessPath, " \x00\r\n#")):
+		return specErr("service.readiness_path", "service.readiness_path %q must be a URL path starting with /", sv.ReadinessPath)
 	}
 	return nil
 }

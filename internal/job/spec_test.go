@@ -33,7 +33,7 @@ func TestNormalizePreparation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := api.JobSpec{Image: "localhost/x:1", Command: []string{"run"}, Preparation: tt.prep}
-			err := normalize(&s, lim)
+			err := normalize(&s, lim, false)
 			if tt.mentions != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.mentions) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tt.mentions)
