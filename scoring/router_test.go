@@ -80,7 +80,6 @@ func newEnv(t *testing.T, cfg Config) *env {
 	return &env{t: t, rdb: rdb, st: st, r: r, ts: ts}
 }
 
-
 // deploy writes deployment name of ws with targets "model:version" →
 // weight, as the API does.
 func (e *env) deploy(ws, name string, autoscale *api.Autoscale, targets ...api.DeploymentTarget) {
