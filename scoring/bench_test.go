@@ -35,7 +35,9 @@ func (b benchStore) Endpoints(context.Context, ...string) ([]store.Endpoint, err
 		State: store.EndpointReady, Model: "iris", Version: 1}}, nil
 }
 
-func (b benchStore) ReportLoad(context.Context, string, string, string, store.RouterLoad) error { return nil }
+func (b benchStore) ReportLoad(context.Context, string, string, string, store.RouterLoad) error {
+	return nil
+}
 
 var benchBody = []byte(`{"inputs":[{"name":"input","datatype":"FP32","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}`)
 
