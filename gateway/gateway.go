@@ -29,6 +29,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/authcache"
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/cron"
 	"github.com/jobgate/jobgate/internal/job"
@@ -65,6 +66,9 @@ type Config struct {
 	// --allow-host-process-default`). False leaves the record as it is: a
 	// grant made through PATCH /v1/workspaces/default stays.
 	HostProcessDefault bool
+	// Around, when set, wraps the handler Run serves: `jobgate dev` serves
+	// the scoring router's /v2 on the API's address with it.
+	Around func(http.Handler) http.Handler
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -145,6 +149,9 @@ type Gateway struct {
 	// modelUsers says whether a model version is in use (by a deployment).
 	modelUsers modelUsers
 
+	// tokens caches issued tokens' lookups for authenticate.
+	tokens *authcache.Cache
+
 	// touchMu guards the field below.
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -165,7 +172,8 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}},
-		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: deployedModels{st}}
+		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: deployedModels{st},
+		tokens: authcache.New(authcache.Config{}, st)}
 	g.routes()
 	return g, nil
 }
@@ -348,8 +356,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	ln, tlsConfig := g.ln, g.tlsConfig
+	var handler http.Handler = g.echo
+	if g.cfg.Around != nil {
+		handler = g.cfg.Around(handler)
+	}
 	srv := &http.Server{
-		Handler:           g.echo,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// Log follows lift this for themselves (they stream for as long as

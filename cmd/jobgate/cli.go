@@ -79,6 +79,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.experimentsCmd()}
 	cmds = append(cmds, c.datastoresCmd(), c.modelsCmd(), c.deployCmd(), c.deploymentsCmd())
 	cmds = append(cmds, c.execCmd())
+	cmds = append(cmds, c.scoreCmd())
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)

@@ -13,11 +13,12 @@ import (
 
 // runGateway runs a gateway process: the HTTP API, the control plane's
 // components and its leader elector, and, for `jobgate dev`, a worker (nil
-// for `jobgate gateway`). It runs them until ctx is done or one of them
+// for `jobgate gateway`), and more parts that stop with the HTTP API (dev's
+// scoring router, whose /v2 the API's server serves). It runs them until ctx is done or one of them
 // fails, and returns the first failure. All of them are in the one errgroup
 // below; the failure of one cancels gctx, which stops the rest in the order
 // written above it.
-func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, wk *worker.Worker) error {
+func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, wk *worker.Worker, parts ...func(context.Context) error) error {
 	// Shutdown order, when ctx is done or a part failed:
 	//  1. Stop intake: the HTTP server stops accepting requests and lets
 	//     in-flight ones finish (the gateway's ShutdownTimeout; log
@@ -48,7 +49,7 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 	defer stopElector()
 
 	var intake, controllers sync.WaitGroup
-	intakeParts := []func(context.Context) error{gw.Run}
+	intakeParts := append([]func(context.Context) error{gw.Run}, parts...)
 	if wk != nil {
 		intakeParts = append(intakeParts, wk.Run)
 	}

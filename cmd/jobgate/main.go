@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +36,7 @@ import (
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
+	"github.com/jobgate/jobgate/scoring"
 	"github.com/jobgate/jobgate/worker"
 )
 
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(devCommand(getenv, stdout, stderr), gatewayCommand(getenv, stderr), workerCommand(getenv, stderr))
+	root.AddCommand(scoringCommand(getenv, stderr))
 	root.AddCommand(cliCommands(getenv, stdout, stderr)...)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -372,6 +375,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			// The scoring router serves /v2 on the API's address.
+			var router *scoring.Router
+			gcfg.Around = func(h http.Handler) http.Handler { return withScoring(router)(h) }
 			if redisURL == "" {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
@@ -409,12 +415,16 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				defer wcfg.GPUs.Close()
 			}
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
-			fmt.Fprintf(stdout, "jobgate dev: API on http://%s (data in %s)\n", gf.addr, dataDir)
+			if router, err = scoring.New(scoring.Config{AdminToken: token}, rdb, st, nil, logger); err != nil {
+				return err
+			}
+			defer router.Close()
+			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
 			// The gateway's parts and the worker run until a signal, or
 			// until the first of them fails (runGateway says in what order
 			// they stop); then, deferred above, GPUs, podman, the Redis
 			// client and redis-server stop.
-			return runGateway(ctx, gw, plane, wk)
+			return runGateway(ctx, gw, plane, wk, router.Run)
 		},
 	}
 	fl := cmd.Flags()
