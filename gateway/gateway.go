@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jobgate/jobgate/api"
@@ -65,6 +66,10 @@ type Config struct {
 	// --allow-host-process-default`). False leaves the record as it is: a
 	// grant made through PATCH /v1/workspaces/default stays.
 	HostProcessDefault bool
+	// TracerProvider, when set, gives every request but the health and
+	// readiness probes a server span named by route (telemetry.Provider()
+	// in cmd/jobgate). Nil: no tracing at all, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -121,6 +126,8 @@ type Gateway struct {
 	artifacts artifact.Store
 	logger    *slog.Logger
 	echo      *echo.Echo
+	// handler is echo, wrapped in tracing when cfg.TracerProvider is set.
+	handler http.Handler
 	// jobs submits and cancels every job the API, triggers and schedules make.
 	jobs *job.Service
 	// workers says what state the workers view shows a worker in.
@@ -172,7 +179,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 }
 
 // Handler is the HTTP handler, for tests that drive it in-process.
-func (g *Gateway) Handler() http.Handler { return g.echo }
+func (g *Gateway) Handler() http.Handler { return g.handler }
 
 func (g *Gateway) routes() {
 	e := echo.New()
@@ -183,7 +190,10 @@ func (g *Gateway) routes() {
 	// 405 outside the groups, in the REST API's shape.
 	e.HTTPErrorHandler = g.errorHandler
 	e.Use(middleware.Recover())
-	g.echo = e
+	if g.cfg.TracerProvider != nil {
+		e.Use(g.nameSpanByRoute)
+	}
+	g.echo, g.handler = e, g.traced(e)
 	g.rest = g.newGroup(restErrors{})
 
 	public := access{Public: true}
@@ -343,7 +353,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	ln, tlsConfig := g.ln, g.tlsConfig
 	srv := &http.Server{
-		Handler:           g.echo,
+		Handler:           g.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// Log follows lift this for themselves (they stream for as long as

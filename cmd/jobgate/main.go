@@ -34,6 +34,7 @@ import (
 	"github.com/jobgate/jobgate/internal/gpu"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/telemetry"
 	"github.com/jobgate/jobgate/internal/webhook"
 	"github.com/jobgate/jobgate/worker"
 )
@@ -331,6 +332,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			stopTelemetry, err := startTelemetry(ctx, "jobgate", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, err := newLogger(stderr, logLevel)
 			if err != nil {
 				return err
@@ -367,6 +373,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			gcfg.TracerProvider = telemetry.Provider()
 			if redisURL == "" {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
@@ -542,6 +549,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			stopTelemetry, err := startTelemetry(ctx, "jobgate-gateway", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err
@@ -558,6 +570,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
+			gcfg.TracerProvider = telemetry.Provider()
 			st := store.New(rdb, store.Config{})
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
@@ -606,6 +619,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			stopTelemetry, err := startTelemetry(ctx, "jobgate-worker", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err
