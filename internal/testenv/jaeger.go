@@ -354,4 +354,3 @@ func (j *JaegerService) Trace(traceID string) (*JaegerTrace, error) {
 	}
 	return &body.Data[0], nil
 }
-
