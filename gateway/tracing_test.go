@@ -152,3 +152,36 @@ func TestNoTracerProviderIsEcho(t *testing.T) {
 		t.Fatalf("handler %T, want the echo instance itself", f.g.Handler())
 	}
 }
+
+// BenchmarkTracingCost is the handler's cost per request with tracing off
+// (no provider: echo alone) and on (every span sampled, exported to
+// memory), on a request answered without Redis (401, no token).
+func BenchmarkTracingCost(b *testing.B) {
+	opts, err := redis.ParseURL(testenv.Redis(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	b.Cleanup(func() { rdb.Close() })
+	st := store.New(rdb, store.Config{})
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	for _, bc := range []struct {
+		name string
+		tp   trace.TracerProvider
+	}{{"off", nil}, {"on", tp}} {
+		b.Run(bc.name, func(b *testing.B) {
+			g, _ := newGateway(b, Config{AdminToken: systemToken, TracerProvider: bc.tp}, control.Config{}, rdb, st, nil, nil)
+			h := g.Handler()
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/workers", nil))
+				if w.Code != http.StatusUnauthorized {
+					b.Fatalf("status %d", w.Code)
+				}
+				exp.Reset()
+			}
+		})
+	}
+}
