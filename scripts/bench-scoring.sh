@@ -76,6 +76,7 @@ service:
 extensions:
   jaeger_storage: {backends: {mem: {memory: {max_traces: 100000}}}}
   jaeger_query:
+    enable_tracing: false
     storage: {traces: mem}
     http: {endpoint: "127.0.0.1:$jq_http"}
     grpc: {endpoint: "127.0.0.1:$jq_grpc"}

@@ -167,8 +167,9 @@ func (j *JaegerService) ready() bool {
 
 // jaegerConfig is Jaeger's configuration (an OpenTelemetry collector's):
 // memory storage, the OTLP receivers and the query API on the given ports
-// (query HTTP, query gRPC, OTLP gRPC, OTLP HTTP), loopback only, and no
-// internal metrics server (its default port would clash between tests).
+// (query HTTP, query gRPC, OTLP gRPC, OTLP HTTP), loopback only; no tracing
+// of its own and no internal metrics server (their default ports, 4317 and
+// 8888, would be shared between tests).
 const jaegerConfig = `service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -188,6 +189,9 @@ extensions:
         memory:
           max_traces: 100000
   jaeger_query:
+    # Jaeger traces its own query API to localhost:4317 otherwise, and
+    # waits 10 s at stop to export that.
+    enable_tracing: false
     storage:
       traces: memstore
     http:
