@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps vet clean bench-dispatch bench-exec gpu-check
+.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring gpu-check
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -31,9 +31,14 @@ images:
 deps:
 	@./.ci/deps.sh
 
-# test runs every test against a real redis-server and real podman; here an
-# integration test that would skip fails instead.
-test: deps
+# jaeger builds Jaeger v1.76.0 (tools/jaeger) for the tracing tests, once, into
+# the test cache folder outside the clone (~/.cache/jobgate-test; reused after).
+jaeger:
+	@./.ci/jaeger.sh >/dev/null
+
+# test runs every test against a real redis-server, real podman and a real
+# Jaeger; here an integration test that would skip fails instead.
+test: deps jaeger
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 15m ./...
 
 test-unit:
@@ -52,6 +57,11 @@ bench-dispatch:
 # Exec round trip into a running container, jobgate side by side with podman exec.
 bench-exec:
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'ExecEcho' -benchtime 30x ./cmd/jobgate
+
+# Scoring latency: the example modelserver direct, behind nginx and behind the
+# scoring router, at concurrency 1 and 16 (BENCHMARKS.md).
+bench-scoring:
+	./scripts/bench-scoring.sh
 
 # On a machine with an NVIDIA driver (no podman or Redis needed): list the
 # GPUs, run a 1-GPU host-process job through `jobgate dev`, print PASS/FAIL.

@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jobgate/jobgate/api"
@@ -69,6 +70,10 @@ type Config struct {
 	// Around, when set, wraps the handler Run serves: `jobgate dev` serves
 	// the scoring router's /v2 on the API's address with it.
 	Around func(http.Handler) http.Handler
+	// TracerProvider, when set, gives every request but the health and
+	// readiness probes a server span named by route (telemetry.Provider()
+	// in cmd/jobgate). Nil: no tracing at all, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -125,6 +130,8 @@ type Gateway struct {
 	artifacts artifact.Store
 	logger    *slog.Logger
 	echo      *echo.Echo
+	// handler is echo, wrapped in tracing when cfg.TracerProvider is set.
+	handler http.Handler
 	// jobs submits and cancels every job the API, triggers and schedules make.
 	jobs *job.Service
 	// workers says what state the workers view shows a worker in.
@@ -179,7 +186,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 }
 
 // Handler is the HTTP handler, for tests that drive it in-process.
-func (g *Gateway) Handler() http.Handler { return g.echo }
+func (g *Gateway) Handler() http.Handler { return g.handler }
 
 func (g *Gateway) routes() {
 	e := echo.New()
@@ -190,7 +197,10 @@ func (g *Gateway) routes() {
 	// 405 outside the groups, in the REST API's shape.
 	e.HTTPErrorHandler = g.errorHandler
 	e.Use(middleware.Recover())
-	g.echo = e
+	if g.cfg.TracerProvider != nil {
+		e.Use(g.nameSpanByRoute)
+	}
+	g.echo, g.handler = e, g.traced(e)
 	g.rest = g.newGroup(restErrors{})
 
 	public := access{Public: true}
@@ -356,7 +366,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	ln, tlsConfig := g.ln, g.tlsConfig
-	var handler http.Handler = g.echo
+	// The scoring router's /v2 (Around) is outside the gateway's tracing:
+	// the router names its own spans.
+	handler := g.handler
 	if g.cfg.Around != nil {
 		handler = g.cfg.Around(handler)
 	}

@@ -34,8 +34,8 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 	//  4. Stop the elector last: it gives up the lease once nothing leads on
 	//     it, so another gateway takes over at once.
 	//  5. The caller's defers close the Redis client (and dev's GPUs, podman
-	//     and redis-server); jobgate exports no telemetry yet, so there is
-	//     nothing to flush.
+	//     and redis-server), and last flush the spans still buffered
+	//     (startTelemetry's stop, deferred first).
 	//
 	// Before any of it: the HTTP API listens (and loads its certificate),
 	// and a gateway that cannot serve fails here, having run nothing.

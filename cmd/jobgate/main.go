@@ -35,6 +35,7 @@ import (
 	"github.com/jobgate/jobgate/internal/gpu"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/telemetry"
 	"github.com/jobgate/jobgate/internal/webhook"
 	"github.com/jobgate/jobgate/scoring"
 	"github.com/jobgate/jobgate/worker"
@@ -339,6 +340,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			stopTelemetry, err := startTelemetry(ctx, "jobgate", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, err := newLogger(stderr, logLevel)
 			if err != nil {
 				return err
@@ -378,6 +384,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			// The scoring router serves /v2 on the API's address.
 			var router *scoring.Router
 			gcfg.Around = func(h http.Handler) http.Handler { return withScoring(router)(h) }
+			gcfg.TracerProvider = telemetry.Provider()
 			if redisURL == "" {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
@@ -557,6 +564,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			stopTelemetry, err := startTelemetry(ctx, "jobgate-gateway", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err
@@ -573,6 +585,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
+			gcfg.TracerProvider = telemetry.Provider()
 			st := store.New(rdb, store.Config{})
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
@@ -621,6 +634,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			stopTelemetry, err := startTelemetry(ctx, "jobgate-worker", stderr)
+			if err != nil {
+				return err
+			}
+			defer stopTelemetry() // last, after every other defer below
 			logger, rdb, err := startRedisComponent(ctx, stderr, logLevel, redisURL, redisCA)
 			if err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -18,7 +19,22 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// installed is the provider the last Setup installed; nil when tracing is off.
+var installed atomic.Pointer[sdktrace.TracerProvider]
+
+// Provider is the tracer provider the last Setup installed, or nil when
+// tracing is off (OTEL_TRACES_EXPORTER=none, the default, or
+// OTEL_SDK_DISABLED=true): a component given nil adds no instrumentation,
+// so tracing off costs nothing (gateway.Config.TracerProvider).
+func Provider() trace.TracerProvider {
+	if tp := installed.Load(); tp != nil {
+		return tp
+	}
+	return nil
+}
 
 // Setup installs the process's tracer provider and the W3C tracecontext
 // propagator as OpenTelemetry's globals, configured by the standard
@@ -45,6 +61,7 @@ func setup(ctx context.Context, serviceName string, getenv func(string) string, 
 	// The propagator is set even when tracing is off, so a process passes on
 	// the trace context it receives.
 	otel.SetTextMapPropagator(propagation.TraceContext{})
+	installed.Store(nil)
 	noop := func(context.Context) error { return nil }
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
 		return noop, nil // the standard switch: off, whatever else is set
@@ -80,6 +97,7 @@ func setup(ctx context.Context, serviceName string, getenv func(string) string, 
 		sdktrace.WithResource(res),
 	)
 	otel.SetTracerProvider(tp)
+	installed.Store(tp)
 	return tp.Shutdown, nil
 }
 
