@@ -59,6 +59,8 @@ type cluster struct {
 	token string
 	// gwFlags are added to the gateway's flags by startGateway.
 	gwFlags []string
+	// scoringURL is the scoring router's base URL.
+	scoringURL string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
