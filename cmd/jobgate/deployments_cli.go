@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 )
 
 // deployCmd is `jobgate deploy -f dep.yaml`: create a deployment, or roll
@@ -43,8 +45,9 @@ replica; replicas or autoscale only scale).`}
 			return err
 		}
 		d, err := cl.CreateDeployment(ctx, spec)
-		var ae *api.Error
-		if errors.As(err, &ae) && ae.Code == api.CodeConflict {
+		// The client's errors are *client.Error (the gateway's code and status).
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.StatusCode == http.StatusConflict {
 			p := api.DeploymentPatch{Image: &spec.Image, Command: spec.Command, Env: spec.Env, Resources: &spec.Resources,
 				Replicas: spec.Replicas, Autoscale: spec.Autoscale, Traffic: spec.Traffic}
 			if spec.Model != "" {
