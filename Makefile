@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring gpu-check
+.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-coldstart gpu-check
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -62,6 +62,10 @@ bench-exec:
 # scoring router, at concurrency 1 and 16 (BENCHMARKS.md).
 bench-scoring:
 	./scripts/bench-scoring.sh
+
+# Cold start from zero: the first request to a deployment scaled to zero, held and answered.
+bench-coldstart:
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench ColdStart -benchtime 20x ./cmd/jobgate
 
 # On a machine with an NVIDIA driver (no podman or Redis needed): list the
 # GPUs, run a 1-GPU host-process job through `jobgate dev`, print PASS/FAIL.

@@ -137,17 +137,41 @@ nginx -e "$work/nginx/error.log" -c "$work/nginx.conf" &
 pids+=($!)
 wait_http "http://127.0.0.1:$nginx_port/v2/health/ready"
 
-# ---- ROUTER SLOT (to fill after the merge of `jobgate scoring`) ----------
-# Start jobgate's scoring router here in front of the same modelserver (a
-# Redis, a deployment record or endpoint pointing at 127.0.0.1:$ms_port, and
-# `jobgate scoring` on a free port, started in the background with its PID
-# appended to pids), then set router_url to its infer URL and router_auth to
-# its "Authorization: Bearer ..." header. Until then, ROUTER_URL (and
-# ROUTER_TOKEN) may point at a router started by hand; unset, the row is
-# left out.
+# jobgate's scoring router in front of the same modelserver: a Redis of its
+# own holding a deployment iris whose one ready replica is that modelserver
+# (the records a worker and the controller write; the endpoint without its
+# TTL, since no worker renews it here), and `jobgate scoring` on a free port.
+# ROUTER_URL (and ROUTER_TOKEN) point at another router instead.
 router_url=${ROUTER_URL:-}
 router_auth=${ROUTER_TOKEN:+Authorization: Bearer $ROUTER_TOKEN}
-# ---------------------------------------------------------------------------
+if [ -z "$router_url" ]; then
+  echo "building jobgate" >&2
+  CGO_CFLAGS=-Wno-deprecated-declarations go build \
+    -tags 'remote exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper containers_image_openpgp' \
+    -o "$work/jobgate" ./cmd/jobgate
+  redis_port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  rc() { redis-cli -p "$redis_port" "$@" >/dev/null; }
+  rc SADD jobgate:deployments default/iris
+  rc HSET jobgate:ws:default:deployment:iris spec "{\"workspace\":\"default\",\"spec\":{\"name\":\"iris\",\"model\":\"iris:1\",\"image\":\"localhost/jobgate-examples:latest\",\"command\":[\"/bin/modelserver\"]},\"targets\":[{\"ref\":\"iris:1\",\"model\":\"iris\",\"version\":1,\"sha256\":\"\",\"weight\":100}],\"revision\":1,\"created_at\":\"$now\",\"updated_at\":\"$now\"}"
+  rc HSET jobgate:ws:default:deployment:iris:replicas r1 "{\"id\":\"r1\",\"job_id\":\"bench1\",\"revision\":1,\"model\":\"iris\",\"version\":1,\"restarts\":0,\"created_at\":\"$now\"}"
+  rc SET jobgate:endpoint:bench1 "{\"job_id\":\"bench1\",\"attempt\":1,\"workspace\":\"default\",\"deployment\":\"iris\",\"replica\":\"r1\",\"worker\":\"bench\",\"address\":\"127.0.0.1:$ms_port\",\"state\":\"ready\",\"model\":\"iris\",\"version\":1,\"revision\":1,\"updated_at\":\"$now\"}"
+  router_port=$(free_port)
+  token=bench-scoring-admin-token-$RANDOM$RANDOM
+  JOBGATE_TOKEN=$token "$work/jobgate" scoring --listen "127.0.0.1:$router_port" --redis-url "redis://127.0.0.1:$redis_port" \
+    --log-level warn 2>"$work/scoring.log" &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$router_port/v2/health/ready"
+  for _ in $(seq 200); do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$router_port/v2/models/iris/ready" 2>/dev/null && break
+    sleep 0.05
+  done
+  router_url="http://127.0.0.1:$router_port/v2/models/iris/infer"
+  router_auth="Authorization: Bearer $token"
+fi
 
 echo "modelserver :$ms_port, nginx :$nginx_port, tracing $tracing, $DURATION per row ($WARMUP warm-up), $(nproc) cores" >&2
 echo "| path | c | req/s | p50 | p90 | p99 | p99.9 | max | errors |"
