@@ -424,5 +424,15 @@ func (g *Gateway) deploymentView(ctx context.Context, d *store.DeploymentRecord,
 		}
 		v.Replicas = append(v.Replicas, r)
 	}
+	// The controller's status is of its last pass: a change made since
+	// (a PATCH's new revision) is not ready until its replicas are.
+	if v.Status == api.DeploymentReady {
+		for _, r := range v.Replicas {
+			if r.Revision != d.Revision {
+				v.Status, v.Reason = api.DeploymentDeploying, fmt.Sprintf("rolling update to revision %d", d.Revision)
+				break
+			}
+		}
+	}
 	return v, nil
 }

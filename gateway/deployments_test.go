@@ -244,6 +244,13 @@ func TestDeploymentShowsReplicas(t *testing.T) {
 	if j.Spec.Service == nil || j.Spec.TimeoutSeconds != 0 || j.Spec.Service.Deployment != "iris" || j.Spec.Priority != api.PriorityHigh {
 		t.Fatalf("replica job spec %+v", j.Spec)
 	}
+	// A change that rolls is not ready before the controller has seen it:
+	// the answer to the PATCH, and a GET, say it deploys.
+	d = api.Deployment{}
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"env":{"LEVEL":"2"}}`, &d)
+	if d.Revision != 2 || d.Status != api.DeploymentDeploying || !strings.Contains(d.Reason, "revision 2") {
+		t.Fatalf("after a rolling change: revision %d, %s (%s); want revision 2 deploying", d.Revision, d.Status, d.Reason)
+	}
 }
 
 // TestClientsCannotSubmitServiceJobs: a job spec with service, from any
