@@ -36,6 +36,9 @@ const (
 	maxReplicas       = 100
 	maxTrafficTargets = 16
 	maxScaleDownDelay = 7 * 24 * 3600
+	// writeAttempts bounds how often a write that lost a race with
+	// another is made again.
+	writeAttempts = 8
 )
 
 // deployedModels is the modelUsers of the store's deployments: a version a
@@ -63,17 +66,30 @@ func (g *Gateway) createDeployment(c echo.Context) error {
 	if !deploymentNameRE.MatchString(spec.Name) {
 		return specErr("name %q must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (it is the model name clients score: /v2/models/{name}/infer)", spec.Name)
 	}
-	targets, err := g.checkDeployment(ctx, ws, &spec)
-	if err != nil {
-		return err
-	}
-	now := g.now().UTC()
-	d := store.DeploymentRecord{Workspace: ws, Spec: spec, Targets: targets, Revision: 1, CreatedAt: now, UpdatedAt: now}
-	if err := g.store.PutDeployment(ctx, d, true); err != nil {
+	var d store.DeploymentRecord
+	var targets []api.DeploymentTarget
+	for attempt := 0; ; attempt++ {
+		s := spec
+		var err error
+		if targets, err = g.checkDeployment(ctx, ws, &s); err != nil {
+			return err
+		}
+		now := g.now().UTC()
+		d = store.DeploymentRecord{Workspace: ws, Spec: s, Targets: targets, Revision: 1, CreatedAt: now, UpdatedAt: now}
+		// Written only while the versions it resolved exist (a delete of
+		// one may have come between): else resolved again.
+		err = g.store.PutDeploymentIf(ctx, d, nil)
 		if errors.Is(err, store.ErrConflict) {
 			return api.Errorf(api.CodeConflict, "deployment %q exists; change it with PATCH /v1/deployments/%s", spec.Name, spec.Name)
 		}
-		return err
+		if errors.Is(err, store.ErrNotFound) && attempt < writeAttempts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		spec = s
+		break
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelDeploy)
 	g.audit(c, ws, "deployment.create", fmt.Sprintf("%s (%s, revision 1)", spec.Name, describeTargets(targets)))
@@ -135,59 +151,74 @@ func (g *Gateway) patchDeployment(c echo.Context) error {
 	if err := decodeBody(c, &p); err != nil {
 		return err
 	}
-	d, _, err := g.deployment(ctx, ws, c.Param("name"))
-	if err != nil {
-		return err
-	}
-	if d.Deleting {
-		return api.Errorf(api.CodeConflict, "deployment %q is being deleted", d.Spec.Name)
-	}
-	spec := d.Spec
-	spec.Command, spec.Env, spec.Traffic = slices.Clone(spec.Command), maps.Clone(spec.Env), maps.Clone(spec.Traffic)
-	if p.Model != nil && p.Traffic != nil {
-		return specErr("model, traffic: give one: a model, or a traffic split")
-	}
-	if p.Replicas != nil && p.Autoscale != nil {
-		return specErr("replicas, autoscale: give one: a fixed replica count, or autoscale")
-	}
-	if p.Model != nil {
-		spec.Model, spec.Traffic = *p.Model, nil
-	}
-	if p.Traffic != nil {
-		spec.Model, spec.Traffic = "", p.Traffic
-	}
-	if p.Image != nil {
-		spec.Image = *p.Image
-	}
-	if p.Command != nil {
-		spec.Command = p.Command
-	}
-	if p.Env != nil {
-		spec.Env = p.Env
-	}
-	if p.Resources != nil {
-		spec.Resources = *p.Resources
-	}
-	if p.Replicas != nil {
-		spec.Replicas, spec.Autoscale = p.Replicas, nil
-	}
-	if p.Autoscale != nil {
-		spec.Replicas, spec.Autoscale = nil, p.Autoscale
-	}
-	targets, err := g.checkDeployment(ctx, ws, &spec)
-	if err != nil {
-		return err
-	}
-	rollout := !reflect.DeepEqual(targets, d.Targets) || spec.Image != d.Spec.Image || !slices.Equal(spec.Command, d.Spec.Command) ||
-		!maps.Equal(spec.Env, d.Spec.Env) || spec.Resources != d.Spec.Resources
-	action := "deployment.scale"
-	if rollout {
-		d.Revision++
-		action = "deployment.update"
-	}
-	d.Spec, d.Targets, d.UpdatedAt = spec, targets, g.now().UTC()
-	if err := g.store.PutDeployment(ctx, *d, false); err != nil {
-		return err
+	var d *store.DeploymentRecord
+	var targets []api.DeploymentTarget
+	var action string
+	for attempt := 0; ; attempt++ {
+		var err error
+		d, _, err = g.deployment(ctx, ws, c.Param("name"))
+		if err != nil {
+			return err
+		}
+		if d.Deleting {
+			return api.Errorf(api.CodeConflict, "deployment %q is being deleted", d.Spec.Name)
+		}
+		prev := *d
+		spec := d.Spec
+		spec.Command, spec.Env, spec.Traffic = slices.Clone(spec.Command), maps.Clone(spec.Env), maps.Clone(spec.Traffic)
+		if p.Model != nil && p.Traffic != nil {
+			return specErr("model, traffic: give one: a model, or a traffic split")
+		}
+		if p.Replicas != nil && p.Autoscale != nil {
+			return specErr("replicas, autoscale: give one: a fixed replica count, or autoscale")
+		}
+		if p.Model != nil {
+			spec.Model, spec.Traffic = *p.Model, nil
+		}
+		if p.Traffic != nil {
+			spec.Model, spec.Traffic = "", p.Traffic
+		}
+		if p.Image != nil {
+			spec.Image = *p.Image
+		}
+		if p.Command != nil {
+			spec.Command = p.Command
+		}
+		if p.Env != nil {
+			spec.Env = p.Env
+		}
+		if p.Resources != nil {
+			spec.Resources = *p.Resources
+		}
+		if p.Replicas != nil {
+			spec.Replicas, spec.Autoscale = p.Replicas, nil
+		}
+		if p.Autoscale != nil {
+			spec.Replicas, spec.Autoscale = nil, p.Autoscale
+		}
+		targets, err = g.checkDeployment(ctx, ws, &spec)
+		if err != nil {
+			return err
+		}
+		rollout := !reflect.DeepEqual(targets, d.Targets) || spec.Image != d.Spec.Image || !slices.Equal(spec.Command, d.Spec.Command) ||
+			!maps.Equal(spec.Env, d.Spec.Env) || spec.Resources != d.Spec.Resources
+		action = "deployment.scale"
+		if rollout {
+			d.Revision++
+			action = "deployment.update"
+		}
+		d.Spec, d.Targets, d.UpdatedAt = spec, targets, g.now().UTC()
+		// Written only if no other change came since it was read (a DELETE,
+		// another PATCH) and the versions it resolved still exist: else all
+		// of it again.
+		err = g.store.PutDeploymentIf(ctx, *d, &prev)
+		if (errors.Is(err, store.ErrDeploymentChanged) || errors.Is(err, store.ErrNotFound)) && attempt < writeAttempts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	_ = queue.Notify(ctx, g.rdb, queue.ChannelDeploy)
 	g.audit(c, ws, action, fmt.Sprintf("%s (%s, revision %d)", d.Spec.Name, describeTargets(targets), d.Revision))
@@ -211,9 +242,18 @@ func (g *Gateway) deleteDeployment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !d.Deleting {
+	for attempt := 0; !d.Deleting; attempt++ {
+		prev := *d
 		d.Deleting, d.UpdatedAt = true, g.now().UTC()
-		if err := g.store.PutDeployment(ctx, *d, false); err != nil {
+		// Not over a change that came since it was read (a PATCH).
+		err := g.store.PutDeploymentIf(ctx, *d, &prev)
+		if errors.Is(err, store.ErrDeploymentChanged) && attempt < writeAttempts {
+			if d, st, err = g.deployment(ctx, ws, c.Param("name")); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		_ = queue.Notify(ctx, g.rdb, queue.ChannelDeploy)

@@ -451,7 +451,12 @@ func (g *Gateway) deleteModelVersion(c echo.Context) error {
 	if by != "" {
 		return api.Errorf(api.CodeConflict, "model %s:%d is in use by %s; it cannot be deleted", name, v, by)
 	}
-	aliases, err := g.store.DeleteModelVersion(ctx, ws, name, v)
+	// Checked again in the delete itself: a deployment written meanwhile
+	// (its PATCH resolved this version) keeps it.
+	aliases, by, err := g.store.DeleteUnusedModelVersion(ctx, ws, name, v)
+	if by != "" {
+		return api.Errorf(api.CodeConflict, "model %s:%d is in use by deployment %s; it cannot be deleted", name, v, by)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return api.Errorf(api.CodeNotFound, "model %s has no version %d", name, v)
 	}

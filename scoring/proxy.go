@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -86,9 +87,11 @@ func (r *Router) serveTraced(w http.ResponseWriter, req *http.Request) {
 	// Infer: the body is kept, so that a retry can send it again.
 	d.stats.inFlight.Add(1)
 	defer d.stats.inFlight.Add(-1)
-	if !r.bufferBody(ctx, w, req) {
+	release, ok := r.bufferBody(ctx, w, req)
+	if !ok {
 		return
 	}
+	defer release()
 	rep := d.pick(rc.rt.version, nil)
 	if rep == nil {
 		if !d.holds {
@@ -126,38 +129,90 @@ func (r *Router) forward(ctx context.Context, w http.ResponseWriter, req *http.R
 }
 
 // bufferBody reads req's body into memory (at most MaxBodyBytes) and makes
-// it readable again for a retry; false when it answered an error.
-func (r *Router) bufferBody(ctx context.Context, w http.ResponseWriter, req *http.Request) bool {
+// it readable again for a retry; ok false when it answered an error. The
+// body is read by the request's deadline (a client that sends it slowly
+// does not hold the router past it), its memory is taken as it arrives,
+// never on the word of Content-Length, and counted against
+// MaxBufferedBytes, the bodies of every request at once: past it, 503.
+// release gives the memory's share back once the request is done.
+func (r *Router) bufferBody(ctx context.Context, w http.ResponseWriter, req *http.Request) (release func(), ok bool) {
 	limit := r.cfg.MaxBodyBytes
 	if req.ContentLength > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over the router's limit of %d", req.ContentLength, limit)
-		return false
+		return nil, false
 	}
-	var b []byte
-	var err error
-	if req.ContentLength > 0 {
-		b = make([]byte, req.ContentLength)
-		_, err = io.ReadFull(req.Body, b)
-	} else {
-		b, err = io.ReadAll(io.LimitReader(req.Body, limit+1))
-		if err == nil && int64(len(b)) > limit {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body is over the router's limit of %d bytes", limit)
-			return false
+	var held int64
+	release = func() { r.buffered.Add(-held) }
+	if dl, ok := ctx.Deadline(); ok {
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(dl) == nil {
+			// The rest of the request is bounded by ctx.
+			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 		}
 	}
-	if err != nil {
-		if ctx.Err() != nil {
+	var b []byte
+	chunk := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(chunk)
+	var err error
+	for {
+		var n int
+		n, err = req.Body.Read(*chunk)
+		if n > 0 {
+			if int64(len(b)+n) > limit {
+				release()
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusRequestEntityTooLarge, "request body is over the router's limit of %d bytes", limit)
+				return nil, false
+			}
+			if len(b)+n > cap(b) {
+				grown := int64(max(2*cap(b), len(b)+n, 64<<10))
+				if req.ContentLength > 0 {
+					grown = max(min(grown, req.ContentLength), int64(len(b)+n))
+				}
+				grown = min(grown, limit)
+				if !r.reserve(grown - int64(cap(b))) {
+					release()
+					w.Header().Set("Connection", "close")
+					w.Header().Set("Retry-After", "1")
+					writeError(w, http.StatusServiceUnavailable, "the scoring router holds %d bytes of request bodies, its limit; retry later", r.cfg.MaxBufferedBytes)
+					return nil, false
+				}
+				held += grown - int64(cap(b))
+				nb := make([]byte, len(b), grown)
+				copy(nb, b)
+				b = nb
+			}
+			b = append(b, (*chunk)[:n]...)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != io.EOF {
+		release()
+		// The rest of the body is not waited for: the connection goes.
+		w.Header().Set("Connection", "close")
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			writeError(w, http.StatusGatewayTimeout, "deadline exceeded while reading the request body")
 		} else {
 			writeError(w, http.StatusBadRequest, "read request body: %v", err)
 		}
-		return false
+		return nil, false
 	}
 	req.Body = io.NopCloser(bytes.NewReader(b))
 	req.ContentLength = int64(len(b))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	if len(b) == 0 {
 		req.Body, req.GetBody = http.NoBody, nil
+	}
+	return release, true
+}
+
+// reserve takes n bytes of MaxBufferedBytes; false when they are not left.
+func (r *Router) reserve(n int64) bool {
+	if r.buffered.Add(n) > r.cfg.MaxBufferedBytes {
+		r.buffered.Add(-n)
+		return false
 	}
 	return true
 }

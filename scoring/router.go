@@ -86,6 +86,9 @@ type Config struct {
 	// MaxBodyBytes caps a request body (it is kept for a retry); default
 	// 64 MiB, past it 413.
 	MaxBodyBytes int64
+	// MaxBufferedBytes caps the request bodies held at once, over every
+	// request (held ones included); default 1 GiB, past it 503.
+	MaxBufferedBytes int64
 	// MaxIdleConnsPerHost is the idle keep-alive connections kept to each
 	// replica; default 256 (Go's default of 2 makes every request past the
 	// second concurrent one dial).
@@ -109,7 +112,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("scoring: the %s must not be negative, not %s", d.name, d.v)
 		}
 	}
-	if c.MaxBodyBytes < 0 || c.MaxIdleConnsPerHost < 0 {
+	if c.MaxBodyBytes < 0 || c.MaxBufferedBytes < 0 || c.MaxIdleConnsPerHost < 0 {
 		return errors.New("scoring: the body limit and the idle connections per host must not be negative")
 	}
 	return nil
@@ -155,6 +158,8 @@ type Router struct {
 	table atomic.Pointer[table]
 	// retried counts the requests sent again to another replica.
 	retried atomic.Int64
+	// buffered is the memory the request bodies held now take.
+	buffered atomic.Int64
 	// reportNow asks the reporter for a report at once (a request found no
 	// ready replica).
 	reportNow chan struct{}
@@ -190,6 +195,7 @@ func newRouter(cfg Config, rdb redis.UniversalClient, st routeStore, tokens toke
 	cfg.Debounce = cmp.Or(cfg.Debounce, 5*time.Millisecond)
 	cfg.ReportInterval = cmp.Or(cfg.ReportInterval, time.Second)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 64<<20)
+	cfg.MaxBufferedBytes = max(cmp.Or(cfg.MaxBufferedBytes, 1<<30), cfg.MaxBodyBytes)
 	cfg.MaxIdleConnsPerHost = cmp.Or(cfg.MaxIdleConnsPerHost, 256)
 	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, 2*time.Second)
 	if cfg.TracerProvider == nil {
@@ -252,6 +258,9 @@ func newTransport(cfg Config) *http.Transport {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 		ExpectContinueTimeout: 0,
+		// A replica runs a job's code: its headers are bounded as a
+		// client's are (Go's default for a client is 10 MiB).
+		MaxResponseHeaderBytes: 1 << 20,
 	}
 }
 

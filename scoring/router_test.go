@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -611,4 +613,106 @@ func TestTokenLookupsCached(t *testing.T) {
 	if n := calls.TripsTouching("jobgate:token:" + store.HashToken(secret)); n > allowed {
 		t.Fatalf("200 requests read the token %d times; want at most %d (one per second)", n, allowed)
 	}
+}
+
+// rawRequest writes an infer request's head (with contentLength) and
+// partial of its body on a connection of its own, and returns the
+// connection, its response read with read.
+func (e *env) rawRequest(contentLength int, partial []byte, h http.Header) net.Conn {
+	e.t.Helper()
+	c, err := net.Dial("tcp", e.ts.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	var head strings.Builder
+	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: router\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n", inferPath, adminToken, contentLength)
+	for k, v := range h {
+		fmt.Fprintf(&head, "%s: %s\r\n", k, v[0])
+	}
+	head.WriteString("\r\n")
+	if _, err := c.Write(append([]byte(head.String()), partial...)); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// TestSlowBodyBoundedByDeadline: a client that never sends the body it
+// announced is answered 504 by its deadline, not held forever.
+func TestSlowBodyBoundedByDeadline(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.deploy("default", "iris", nil, tgt("iris", 1, 100))
+	e.addReplica("default", "iris", "iris", 1, answer("a"))
+	e.waitReady("default", "iris", 1)
+	c := e.rawRequest(1000, []byte("{}"), http.Header{HeaderDeadline: {"200"}})
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a request whose body never came: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+}
+
+// TestBufferedBodiesBounded: the bodies the router holds at once are
+// bounded; memory is taken as a body arrives, not on the word of its
+// Content-Length; past the bound a request is answered 503 with
+// Retry-After, and the memory is given back when a request ends.
+func TestBufferedBodiesBounded(t *testing.T) {
+	e := newEnv(t, Config{MaxBodyBytes: 1 << 20, MaxBufferedBytes: 1 << 20})
+	e.deploy("default", "iris", nil, tgt("iris", 1, 100))
+	e.addReplica("default", "iris", "iris", 1, answer("a"))
+	e.waitReady("default", "iris", 1)
+
+	// Announced 1 MiB, nothing sent: nothing taken.
+	idle := e.rawRequest(1<<20, nil, nil)
+	testenv.Eventually(t, 5*time.Second, func() bool { return inFlight(e.r, "default", "iris") == 1 }, "the idle request never arrived")
+	if got := e.r.buffered.Load(); got != 0 {
+		t.Fatalf("%d bytes taken for a body not sent yet, want 0", got)
+	}
+	// 900 KiB of 1000 sent, then it stalls: the bound is nearly used.
+	slow := e.rawRequest(1000<<10, bytes.Repeat([]byte("x"), 900<<10), nil)
+	testenv.Eventually(t, 5*time.Second, func() bool { return e.r.buffered.Load() >= 900<<10 }, "the slow body was never taken in (%d bytes)", e.r.buffered.Load())
+	resp, b := e.infer(adminToken, inferPath, bytes.Repeat([]byte("y"), 100<<10), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a body past the bound: %d %s (Retry-After %q), want 503 with Retry-After", resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+	idle.Close()
+	slow.Close()
+	testenv.Eventually(t, 5*time.Second, func() bool { return e.r.buffered.Load() == 0 }, "%d bytes still taken after the requests ended", e.r.buffered.Load())
+	resp, b = e.infer(adminToken, inferPath, bytes.Repeat([]byte("y"), 100<<10), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the bodies were given back: %d %s, want 200", resp.StatusCode, b)
+	}
+}
+
+// TestReplicaHeadersBounded: a replica (a job's code) that answers with
+// huge headers gets a 502, not its headers passed on.
+func TestReplicaHeadersBounded(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.deploy("default", "iris", nil, tgt("iris", 1, 100))
+	big := strings.Repeat("z", 64<<10)
+	e.addReplica("default", "iris", "iris", 1, func(w http.ResponseWriter, r *http.Request) {
+		for i := range 40 {
+			w.Header().Set(fmt.Sprintf("X-Big-%d", i), big)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	e.waitReady("default", "iris", 1)
+	resp, b := e.infer(adminToken, inferPath, []byte("{}"), nil)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a replica's 2.5 MiB of headers: %d (%d header bytes passed on) %.100s, want 502", resp.StatusCode, len(resp.Header)*len(big), b)
+	}
+}
+
+// inFlight is the requests of ws/name the router has in flight now.
+func inFlight(r *Router, ws, name string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.stats[depKey{ws, name}]; s != nil {
+		return s.inFlight.Load()
+	}
+	return 0
 }

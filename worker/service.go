@@ -238,7 +238,7 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 	bg := context.WithoutCancel(ctx)
 	r.put(bg)
 	_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
-	client := &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	client := newProbeClient()
 	defer client.CloseIdleConnections()
 	var rd readiness
 	probe := time.NewTimer(probeFast)
@@ -336,6 +336,14 @@ func (rd *readiness) interval() time.Duration {
 		return probeSlow
 	}
 	return probeFast
+}
+
+// newProbeClient is the readiness probe's client. A redirect is not
+// followed: the replica runs a job's code, which must not point its
+// worker's requests anywhere else (a 3xx is not ready).
+func newProbeClient() *http.Client {
+	return &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // probeOnce reports whether url answers GET with 200.

@@ -91,6 +91,19 @@ func TestProbeOnce(t *testing.T) {
 	}
 }
 
+// TestProbeRedirectNotFollowed: a replica that answers its probe with a
+// redirect does not send its worker's request elsewhere, and is not ready.
+func TestProbeRedirectNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	replica := httptest.NewServer(http.RedirectHandler(other.URL+"/internal", http.StatusFound))
+	defer replica.Close()
+	if probeOnce(t.Context(), newProbeClient(), replica.URL+readinessPath("")) || elsewhere.Load() != 0 {
+		t.Fatalf("the probe followed the replica's redirect (%d requests elsewhere) or counted it as ready", elsewhere.Load())
+	}
+}
+
 // putModel stores files under prefix and returns their digest as the
 // registry computes it (api.ModelVersion.SHA256).
 func putModel(t *testing.T, arts artifact.Store, prefix string, kind api.ModelKind, files map[string]string) string {

@@ -233,22 +233,20 @@ func (s *Store) RemoveReplicaSlot(ctx context.Context, ws, name, id string) erro
 // the worker renews it while the replica runs.
 const endpointTTL = 30 * time.Second
 
-// PutEndpoint writes (or renews) a running replica's endpoint.
+// PutEndpoint writes (or renews) a running replica's endpoint, unless a
+// newer attempt of its job wrote one (endpoint_attempts.go).
 func (s *Store) PutEndpoint(ctx context.Context, e Endpoint) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode endpoint: %w", err)
 	}
-	return s.rdb.Set(ctx, endpointKey(e.JobID), b, endpointTTL).Err()
+	return putEndpointScript.Run(ctx, s.rdb, []string{endpointKey(e.JobID)}, b, e.Attempt, endpointTTL.Milliseconds()).Err()
 }
 
-// RemoveEndpoint removes a replica job's endpoint, if attempt still owns it.
+// RemoveEndpoint removes a replica job's endpoint, if attempt still owns it
+// (checked and removed at once).
 func (s *Store) RemoveEndpoint(ctx context.Context, jobID string, attempt int) error {
-	e, err := s.Endpoints(ctx, jobID)
-	if err != nil || len(e) == 0 || e[0].Attempt != attempt {
-		return err
-	}
-	return s.rdb.Del(ctx, endpointKey(jobID)).Err()
+	return removeEndpointScript.Run(ctx, s.rdb, []string{endpointKey(jobID)}, attempt).Err()
 }
 
 // Endpoints returns the endpoints of the given replica jobs, in one round
