@@ -29,6 +29,13 @@
 //     their jobs ended;
 //   - the deployment's state (status, reason, desired) is written for the
 //     API to show.
+//
+// After the deployments, at most every SweepInterval, a pass sweeps the
+// orphans (sweep): live service jobs that no slot names, left by a
+// controller that died (or lost Redis, or a cancel) between SubmitService
+// and writing the slot, by a DELETE that removed the deployment meanwhile,
+// or by two leaders briefly overlapping. Each is canceled once it was seen
+// unowned for OrphanGrace.
 package deploy
 
 import (
@@ -43,6 +50,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,6 +86,15 @@ type Config struct {
 	// LoadMaxAge is how old a router's load report may be and still count;
 	// default 10s.
 	LoadMaxAge time.Duration
+	// SweepInterval is the least time between two orphan sweeps; default
+	// 5s.
+	SweepInterval time.Duration
+	// OrphanGrace is how long a live service job must be seen with no slot
+	// naming it, over consecutive sweeps of this controller, before it is
+	// canceled: longer than a submit takes to reach its slot, so that the
+	// job another (overlapping) leader just submitted is not taken for an
+	// orphan; default 30s.
+	OrphanGrace time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -106,6 +123,13 @@ type Controller struct {
 	store  *store.Store
 	jobs   jobService
 	logger *slog.Logger
+
+	mu sync.Mutex // over the sweep's state
+	// lastSweep is when the last orphan sweep ran; unowned, since when each
+	// live service job without a slot has been seen so, over consecutive
+	// sweeps (reset when this process starts leading).
+	lastSweep time.Time
+	unowned   map[string]time.Time
 }
 
 // New returns a Controller that reconciles while lead says this process
@@ -114,10 +138,13 @@ func New(cfg Config, lead leadership, rdb redis.UniversalClient, st *store.Store
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.BusyTick = cmp.Or(cfg.BusyTick, 100*time.Millisecond)
 	cfg.LoadMaxAge = cmp.Or(cfg.LoadMaxAge, 10*time.Second)
+	cfg.SweepInterval = cmp.Or(cfg.SweepInterval, 5*time.Second)
+	cfg.OrphanGrace = cmp.Or(cfg.OrphanGrace, 30*time.Second)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Controller{cfg: cfg, leader: lead, rdb: rdb, store: st, jobs: jobs, logger: logger.With(slog.String("component", "deploy"))}
+	return &Controller{cfg: cfg, leader: lead, rdb: rdb, store: st, jobs: jobs, logger: logger.With(slog.String("component", "deploy")),
+		unowned: map[string]time.Time{}}
 }
 
 // Run reconciles on every wake-up (queue.ChannelDeploy) and timer while
@@ -141,7 +168,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		gen := waker.Gen()
 		if sub != nil {
 			select {
-			case leading = <-sub.C():
+			case l := <-sub.C():
+				if l && !leading {
+					c.resetSweep() // what it saw before it last led is stale
+				}
+				leading = l
 			default:
 			}
 		}
@@ -160,8 +191,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// Pass reconciles every deployment once, leader or not, and says whether
-// one of them is changing (so the next pass should come soon).
+// Pass reconciles every deployment once, leader or not, then sweeps the
+// orphans if SweepInterval passed since the last sweep, and says whether a
+// deployment is changing (so the next pass should come soon).
 func (c *Controller) Pass(ctx context.Context) (busy bool, err error) {
 	names, err := c.store.DeploymentNames(ctx, "")
 	if err != nil {
@@ -175,7 +207,132 @@ func (c *Controller) Pass(ctx context.Context) (busy bool, err error) {
 			errs = append(errs, fmt.Errorf("deployment %s/%s: %w", n[0], n[1], err))
 		}
 	}
+	c.mu.Lock()
+	due := c.lastSweep.IsZero() || c.cfg.Now().Sub(c.lastSweep) >= c.cfg.SweepInterval
+	c.mu.Unlock()
+	if due {
+		if err := c.SweepOrphans(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("orphan sweep: %w", err))
+		}
+	}
 	return busy, errors.Join(errs...)
+}
+
+// resetSweep forgets what the sweeps saw.
+func (c *Controller) resetSweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastSweep, c.unowned = time.Time{}, map[string]time.Time{}
+}
+
+// SweepOrphans cancels the live service jobs that no replica slot wants:
+//
+//   - a job that no slot names (its deployment is gone, or the replica it
+//     was made for has none or names another job) once this controller has
+//     seen it so for OrphanGrace, over consecutive sweeps. A job is indexed
+//     from the MULTI that makes it (store.ServiceJobs), so none escapes;
+//     the grace, measured on this controller's own clock from when it
+//     first saw the job (not from the job's creation, so no clock skew
+//     between gateways counts), covers the moment between a submit and its
+//     slot's write, by this controller (whose own sweep runs after the
+//     slots are written) or by another leader overlapping it;
+//   - a job whose slot is draining and whose cancel was never asked (a
+//     drain whose cancel failed): asked again at once.
+//
+// Each cancel is in the audit log as job.cancel by deployment:NAME,
+// preceded by a deployment.orphan entry whose target is the job and why.
+func (c *Controller) SweepOrphans(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	c.lastSweep = now
+	jobs, err := c.store.ServiceJobs(ctx)
+	if err != nil {
+		return err
+	}
+	type depKey struct{ ws, name string }
+	slots := map[depKey]map[string]store.ReplicaSlot{}
+	seen := map[string]bool{}
+	var errs []error
+	for _, j := range jobs {
+		svc := j.Spec.Service
+		if svc == nil {
+			continue
+		}
+		k := depKey{j.Workspace, svc.Deployment}
+		byID, ok := slots[k]
+		if !ok {
+			ss, err := c.store.ReplicaSlots(ctx, k.ws, k.name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			byID = map[string]store.ReplicaSlot{}
+			for _, s := range ss {
+				byID[s.ID] = s
+			}
+			slots[k] = byID
+		}
+		sl, ok := byID[svc.Replica]
+		var why string
+		switch {
+		case ok && sl.JobID == j.ID:
+			if !sl.Draining || j.CancelRequested {
+				continue
+			}
+			why = fmt.Sprintf("replica %s is draining and its job was not canceled", svc.Replica)
+		default:
+			seen[j.ID] = true
+			first, known := c.unowned[j.ID]
+			if !known {
+				c.unowned[j.ID] = now
+				continue
+			}
+			if now.Sub(first) < c.cfg.OrphanGrace || j.CancelRequested {
+				continue
+			}
+			_, _, err := c.store.Deployment(ctx, k.ws, k.name)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				why = fmt.Sprintf("deployment %s does not exist", k.name)
+			case err != nil:
+				errs = append(errs, err)
+				continue
+			case !ok:
+				why = fmt.Sprintf("deployment %s has no replica %s", k.name, svc.Replica)
+			case sl.JobID == "":
+				why = fmt.Sprintf("replica %s of deployment %s runs no job", svc.Replica, k.name)
+			default:
+				why = fmt.Sprintf("replica %s of deployment %s runs job %s", svc.Replica, k.name, sl.JobID)
+			}
+			why = "orphan: " + why
+		}
+		if err := c.reap(ctx, j, why); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(c.unowned, j.ID)
+	}
+	for id := range c.unowned {
+		if !seen[id] {
+			delete(c.unowned, id) // ended, or a slot names it now
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reap cancels service job j for why, and says so in the audit log.
+func (c *Controller) reap(ctx context.Context, j *api.Job, why string) error {
+	actor := "deployment:" + j.Spec.Service.Deployment
+	c.logger.WarnContext(ctx, "replica job canceled", slog.String("workspace", j.Workspace), slog.String("job", j.ID), slog.String("reason", why))
+	e := api.AuditEntry{Time: c.cfg.Now().UTC(), Workspace: j.Workspace, Actor: actor, Action: "deployment.orphan", Target: j.ID + " (" + why + ")"}
+	if err := c.store.Audit(ctx, e); err != nil {
+		c.logger.ErrorContext(ctx, "audit", slog.String("action", e.Action), slog.Any("error", err))
+	}
+	if err := c.jobs.Cancel(ctx, j.Workspace, actor, j.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("cancel job %s (%s): %w", j.ID, why, err)
+	}
+	return nil
 }
 
 // replica is a slot with what the controller sees of its job.

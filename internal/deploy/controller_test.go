@@ -37,12 +37,14 @@ func (c *clock) add(d time.Duration) {
 }
 
 type fixture struct {
-	t   *testing.T
-	ctx context.Context
-	st  *store.Store
-	ctl *deploy.Controller
-	clk *clock
-	sim *simulator
+	t    *testing.T
+	ctx  context.Context
+	rdb  *redis.Client
+	st   *store.Store
+	jobs *job.Service
+	ctl  *deploy.Controller
+	clk  *clock
+	sim  *simulator
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -61,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 	logger := slog.New(slog.DiscardHandler)
 	jobs := job.New(job.Config{}, rdb, st, logger)
 	clk := &clock{t: time.Now()}
-	f := &fixture{t: t, ctx: ctx, st: st, clk: clk,
+	f := &fixture{t: t, ctx: ctx, rdb: rdb, st: st, jobs: jobs, clk: clk,
 		ctl: deploy.New(deploy.Config{Now: clk.now}, nil, rdb, st, jobs, logger)}
 	f.sim = &simulator{f: f, readyAfter: 1, steps: map[string]int{}}
 	return f

@@ -129,3 +129,40 @@ func TestDeployRacesVersionDelete(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceJobs: every service job that has not ended is listed, in any
+// workspace, oldest first; other jobs are not, and an ended one leaves the
+// index.
+func TestServiceJobs(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	svc := func(ws, replica string) func(*api.Job) {
+		return func(j *api.Job) {
+			j.Workspace = ws
+			j.Spec.Service = &api.Service{Deployment: "dep", Replica: replica}
+		}
+	}
+	if err := s.EnsureWorkspace(ctx, api.Workspace{Name: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	a := newJob(t, s, svc("default", "r1"))
+	newJob(t, s) // a batch job
+	b := newJob(t, s, svc("other", "r2"))
+	c := newJob(t, s, svc("default", "r3"))
+	if _, err := s.Cancel(ctx, "default", c.ID, time.Now()); err != nil { // queued: canceled at once
+		t.Fatal(err)
+	}
+	for range 2 { // the second time from the pruned index
+		got, err := s.ServiceJobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, j := range got {
+			ids = append(ids, j.ID)
+		}
+		if len(ids) != 2 || ids[0] != a.ID || ids[1] != b.ID {
+			t.Fatalf("service jobs %v, want [%s %s]", ids, a.ID, b.ID)
+		}
+	}
+}

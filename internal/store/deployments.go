@@ -23,7 +23,12 @@ import (
 //	jobgate:ws:{ws}:deployment:{name}:replicas hash replica ID → ReplicaSlot (the controller's)
 //	jobgate:ws:{ws}:deployment:{name}:load     hash router ID → RouterLoad (each router its field)
 //	jobgate:endpoint:{job}                     hash: Endpoint of a running replica job (its worker's)
+//	jobgate:service-jobs                       zset of every job of kind service by creation (ms),
+//	                                           added with the job, pruned once it ended (ServiceJobs)
 func deploymentsKey() string { return prefix + "deployments" }
+
+const serviceJobsKey = prefix + "service-jobs"
+
 func deploymentKey(ws, name, part string) string {
 	k := prefix + "ws:" + ws + ":deployment:" + name
 	if part != "" {
@@ -227,6 +232,43 @@ func (s *Store) PutReplicaSlot(ctx context.Context, ws, name string, r ReplicaSl
 // RemoveReplicaSlot forgets one replica of a deployment.
 func (s *Store) RemoveReplicaSlot(ctx context.Context, ws, name, id string) error {
 	return s.rdb.HDel(ctx, deploymentKey(ws, name, "replicas"), id).Err()
+}
+
+// ServiceJobs returns every job of kind service (a deployment's replica)
+// that has not ended, in every workspace, oldest first: what the deployment
+// controller's orphan sweep checks against the replica slots. Each job is in
+// the index from the MULTI that made it; ended and removed ones are dropped
+// from it here.
+func (s *Store) ServiceJobs(ctx context.Context) ([]*api.Job, error) {
+	const page = 500
+	var out []*api.Job
+	for start := int64(0); ; start += page {
+		ids, err := s.rdb.ZRange(ctx, serviceJobsKey, start, start+page-1).Result()
+		if err != nil {
+			return nil, err
+		}
+		jobs, err := s.getMany(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		var ended []any
+		for i, j := range jobs {
+			if j == nil || j.Status.Terminal() {
+				ended = append(ended, ids[i])
+				continue
+			}
+			out = append(out, j)
+		}
+		if len(ended) > 0 {
+			if err := s.rdb.ZRem(ctx, serviceJobsKey, ended...).Err(); err != nil {
+				return nil, err
+			}
+			start -= int64(len(ended)) // the ones after them moved up
+		}
+		if len(ids) < page {
+			return out, nil
+		}
+	}
 }
 
 // endpointTTL bounds an endpoint whose worker died without removing it;

@@ -239,6 +239,11 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 	if j.Spec.ParentID != "" {
 		p.ZAdd(ctx, childrenKey(j.Spec.ParentID), redis.Z{Member: j.ID})
 	}
+	if j.Spec.Service != nil {
+		// In the MULTI that makes the job: no replica job exists that the
+		// deployment controller's orphan sweep cannot find (ServiceJobs).
+		p.ZAdd(ctx, serviceJobsKey, redis.Z{Member: j.ID, Score: float64(j.CreatedAt.UnixMilli())})
+	}
 }
 
 func childrenKey(id string) string { return prefix + "job:" + id + ":children" }
