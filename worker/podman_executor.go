@@ -247,6 +247,23 @@ func (b boundContext) Value(key any) any {
 	return b.Context.Value(key)
 }
 
+// workloadPID is the host PID of the first process of the container
+// running attempt number of jobID's command; 0 while it is not running.
+func (p *PodmanExecutor) workloadPID(ctx context.Context, jobID string, number int) (int, error) {
+	info, err := containers.Inspect(p.bind(ctx), ContainerName(jobID, number), nil)
+	var apiErr *errorhandling.ErrorModel
+	if errors.As(err, &apiErr) && apiErr.ResponseCode == http.StatusNotFound {
+		return 0, nil // not created yet, or gone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect container %s: %w", ContainerName(jobID, number), err)
+	}
+	if info.State == nil || !info.State.Running {
+		return 0, nil
+	}
+	return info.State.Pid, nil
+}
+
 // ContainerName is the name of the container running attempt number of jobID.
 func ContainerName(jobID string, number int) string {
 	return fmt.Sprintf("jobgate-%s-%d", jobID, number)

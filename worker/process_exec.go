@@ -19,6 +19,9 @@ type procAttempt struct {
 	dir  string
 	env  map[string]string
 	done chan struct{}
+	// pid is the command's process (its group's leader) once it started;
+	// guarded by ProcessExecutor.mu.
+	pid int
 	// execs counts the Execs running beside the attempt; Run waits for
 	// them, so none outlives the working folder.
 	execs sync.WaitGroup
@@ -44,6 +47,26 @@ func (p *ProcessExecutor) track(jobID string, number int, dir string, env map[st
 		close(a.done)
 		a.execs.Wait()
 	}
+}
+
+// started records the started command's pid for workloadPID.
+func (p *ProcessExecutor) started(jobID string, number, pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a := p.attempts[procKey(jobID, number)]; a != nil {
+		a.pid = pid
+	}
+}
+
+// workloadPID is the host PID of attempt number of jobID's command, the
+// leader of its process group; 0 when it has not started (or ended).
+func (p *ProcessExecutor) workloadPID(_ context.Context, jobID string, number int) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a := p.attempts[procKey(jobID, number)]; a != nil {
+		return a.pid, nil
+	}
+	return 0, nil
 }
 
 // Exec runs argv on the host beside attempt number of jobID: with the

@@ -125,6 +125,9 @@ func (p *ProcessExecutor) Run(ctx context.Context, a Attempt, stdout, stderr io.
 	}
 	pgid := cmd.Process.Pid // Setpgid: the group is named after its leader.
 	log.DebugContext(ctx, "process started", slog.Int("pid", pgid))
+	if a.Step == StepCommand {
+		p.started(a.JobID, a.Number, pgid)
+	}
 
 	waitOrStop(ctx, log, pgid, cmp.Or(a.StopGrace, p.cfg.StopGrace))
 	// The leader is gone; what it started must not outlive the attempt, and

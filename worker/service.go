@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,6 +60,10 @@ const (
 	probeTimeout = time.Second
 	// probeFailures in a row take a ready replica back to starting.
 	probeFailures = 3
+	// portTakenFailAfter is how long another program may hold a replica's
+	// port (see portOwner) before the replica fails: its workload is
+	// stopped and the attempt ends with errPortTaken.
+	portTakenFailAfter = 5 * time.Second
 	// endpointRenewEvery renews the endpoint, whose record lives 30 s.
 	endpointRenewEvery = 10 * time.Second
 	// serviceTokenTTL is the life of a service job's token, renewed with its
@@ -103,6 +108,8 @@ type portSet struct {
 	// mu guards the fields below.
 	mu    sync.Mutex
 	taken map[int]bool
+	// pick, set by tests, chooses the port instead (SetPortPicker).
+	pick func() int
 }
 
 // take reserves a free TCP port on host.
@@ -111,6 +118,11 @@ func (p *portSet) take(host string) (int, error) {
 	defer p.mu.Unlock()
 	if p.taken == nil {
 		p.taken = map[int]bool{}
+	}
+	if p.pick != nil {
+		port := p.pick()
+		p.taken[port] = true
+		return port, nil
 	}
 	for range 32 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -140,6 +152,23 @@ type portPublisher interface {
 	publishesPorts() bool
 }
 
+// workloadPIDer is an executor that names the host process of a running
+// attempt's command (its container's first process, or a process
+// workload's group leader), 0 while there is none, so that the worker can
+// tell the replica's sockets from another program's (portOwner).
+type workloadPIDer interface {
+	workloadPID(ctx context.Context, jobID string, number int) (int, error)
+}
+
+var (
+	_ workloadPIDer = (*PodmanExecutor)(nil)
+	_ workloadPIDer = (*ProcessExecutor)(nil)
+)
+
+// errPortTaken ends a replica whose port another program held for
+// portTakenFailAfter.
+var errPortTaken = errors.New("the replica's port was taken by another program")
+
 // replica is one running service attempt, as its worker sees it.
 type replica struct {
 	w        *Worker
@@ -148,6 +177,17 @@ type replica struct {
 	probeURL string
 	token    string
 	port     int
+	// pids names the workload's process for the port check; nil skips
+	// it (the port is published by podman, which holds it on the host).
+	pids workloadPIDer
+	// ip is the probe's address, invalid for a host name (then every
+	// listener on the port counts).
+	ip netip.Addr
+	// root is the workload's process last found to hold the port.
+	root int
+	// takenSince is when another program was first seen on the port, in
+	// the current run of such probes; zero when it was not.
+	takenSince time.Time
 }
 
 // giveService readies a service attempt: the model in place, a port, the
@@ -165,11 +205,23 @@ func (w *Worker) giveService(ctx context.Context, a *Attempt, exec Executor, job
 		return nil, err
 	}
 	r := &replica{w: w, token: token, port: port}
+	r.ip, _ = netip.ParseAddr(w.cfg.AdvertiseHost)
 	addr := net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(port))
 	listen := w.cfg.AdvertiseHost
 	if pp, ok := exec.(portPublisher); ok && a.Spec.Mode == api.ModeContainer && pp.publishesPorts() {
 		a.Ports = append(a.Ports, Port{HostIP: w.cfg.AdvertiseHost, HostPort: port, ContainerPort: port})
 		listen = "0.0.0.0" // inside its own network namespace
+		// No port check: podman binds the host port itself when it starts
+		// the container (a program that took it first makes the start fail)
+		// and holds it until the container is gone, when the attempt ends.
+	} else {
+		// Host networking: any program may bind the port the worker
+		// closed. Without a way to name the workload's processes the
+		// check finds the port foreign and the replica never gets ready.
+		r.pids, _ = exec.(workloadPIDer)
+		if r.pids == nil {
+			r.pids = noPIDs{}
+		}
 	}
 	modelPath := modelDir
 	if a.Spec.Mode == api.ModeContainer {
@@ -222,19 +274,25 @@ func (w *Worker) runService(ctx context.Context, exec Executor, a Attempt, r *re
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		r.watch(ctx, exited, stop)
+		r.watch(ctx, exited, stop, stderr)
 	}()
 	res, err := runSteps(work, exec, a, stdout, stderr)
 	close(exited)
 	<-watched
 	r.remove(ctx)
+	if cause := context.Cause(work); err == nil && errors.Is(cause, errPortTaken) {
+		return res, cause
+	}
 	return res, err
 }
 
 // watch keeps the endpoint while the workload runs (until exited is
 // closed): it probes readiness, renews the endpoint and the job's token,
-// and drains when ctx ends, then stops the workload with ctx's cause.
-func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop context.CancelCauseFunc) {
+// and drains when ctx ends, then stops the workload with ctx's cause. A
+// probe answered by another program's listener (see portOwner) is not a
+// success; when that lasts portTakenFailAfter it stops the workload with
+// errPortTaken. Notes for the job's log go to stderr.
+func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop context.CancelCauseFunc, stderr io.Writer) {
 	bg := context.WithoutCancel(ctx)
 	r.put(bg)
 	_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
@@ -259,14 +317,93 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 				r.w.logger.WarnContext(bg, "renew the service job's token", slog.String("job_id", r.endpoint.JobID), slog.Any("error", err))
 			}
 		case <-probe.C:
-			if state, changed := rd.observe(probeOnce(ctx, client, r.probeURL)); changed {
+			ok := probeOnce(ctx, client, r.probeURL)
+			taken := false
+			if ok && r.pids != nil {
+				ok, taken = r.ownsPort(bg, stderr)
+			}
+			state, changed := rd.observe(ok)
+			if taken {
+				// Not one more request may go there.
+				state, changed = rd.lost()
+			}
+			if changed {
 				r.endpoint.State = state
 				r.put(bg)
 				_ = queue.Notify(bg, r.w.rdb, queue.ChannelRouting)
 			}
-			probe.Reset(rd.interval())
+			if taken && r.w.now().Sub(r.takenSince) >= portTakenFailAfter {
+				err := fmt.Errorf("%w: port %d on %s was held by another program's listener for %s", errPortTaken, r.port, r.w.cfg.AdvertiseHost, portTakenFailAfter)
+				r.w.logger.WarnContext(bg, "stop the replica: its port is held by another program", slog.String("job_id", r.endpoint.JobID),
+					slog.Int("port", r.port))
+				stop(err)
+				return
+			}
+			next := rd.interval()
+			if taken {
+				next = probeSlow // the check reads all of /proc: not at probeFast
+			}
+			probe.Reset(next)
 		}
 	}
+}
+
+// ownsPort checks, after the probe was answered, that the sockets
+// listening on the replica's port are held by its workload's processes:
+// ok when they are, taken when one is another program's (noted in the
+// job's log and the worker's when that starts), neither when nothing
+// listens any more.
+func (r *replica) ownsPort(ctx context.Context, stderr io.Writer) (ok, taken bool) {
+	own, inode, err := r.checkPort(ctx)
+	if own != portForeign {
+		if !r.takenSince.IsZero() {
+			r.w.logger.InfoContext(ctx, "the replica's port is no longer held by another program", slog.String("job_id", r.endpoint.JobID), slog.Int("port", r.port))
+		}
+		r.takenSince = time.Time{}
+		return own == portOwned, false
+	}
+	if r.takenSince.IsZero() {
+		r.takenSince = r.w.now()
+		why := fmt.Sprintf("the socket listening there (inode %d) is held by none of the replica's processes", inode)
+		if err != nil {
+			why = fmt.Sprintf("the worker could not tell whose socket listens there (%v)", err)
+		}
+		fmt.Fprintf(stderr, "jobgate: port %d on %s answers the readiness probe, but %s: another program took the port, so the replica is not ready (it fails if this lasts %s)\n",
+			r.port, r.w.cfg.AdvertiseHost, why, portTakenFailAfter)
+		r.w.logger.WarnContext(ctx, "the replica's port is held by another program: not ready", slog.String("job_id", r.endpoint.JobID),
+			slog.Int("port", r.port), slog.Uint64("inode", inode), slog.Any("error", err))
+	}
+	return false, true
+}
+
+// checkPort runs portOwner.check against the workload's process: the one
+// found last time, else the one the executor names now.
+func (r *replica) checkPort(ctx context.Context) (portOwnership, uint64, error) {
+	var po portOwner
+	if r.root > 0 {
+		if own, inode, err := po.check(r.root, r.ip, r.port); err != nil || own != portForeign {
+			return own, inode, err
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	root, err := r.pids.workloadPID(pctx, r.endpoint.JobID, r.endpoint.Attempt)
+	if err != nil {
+		return portForeign, 0, err
+	}
+	own, inode, err := po.check(root, r.ip, r.port)
+	if own == portOwned {
+		r.root = root
+	}
+	return own, inode, err
+}
+
+// noPIDs is the workloadPIDer of an executor that cannot name its
+// workload's processes: there is never one.
+type noPIDs struct{}
+
+func (noPIDs) workloadPID(context.Context, string, int) (int, error) {
+	return 0, errors.New("the executor cannot name the replica's processes")
 }
 
 // drain says the replica is draining, waits DrainDelay (or for the
@@ -328,6 +465,14 @@ func (rd *readiness) observe(ok bool) (store.EndpointState, bool) {
 		state = store.EndpointReady
 	}
 	return state, rd.ready != was
+}
+
+// lost takes the replica back to starting at once, and says whether that
+// changed its state.
+func (rd *readiness) lost() (store.EndpointState, bool) {
+	was := rd.ready
+	rd.ready, rd.fails = false, 0
+	return store.EndpointStarting, was
 }
 
 // interval is the wait before the next probe: fast until ready.

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +47,7 @@ type serviceFixture struct {
 
 const serviceWorker = "svc"
 
-func newServiceFixture(t *testing.T) serviceFixture {
+func newServiceFixture(t *testing.T, hooks ...func(*worker.Worker)) serviceFixture {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -82,6 +84,9 @@ func newServiceFixture(t *testing.T) serviceFixture {
 			api.ModeContainer: pod,
 			api.ModeProcess:   worker.NewProcessExecutor(worker.ProcessConfig{WorkDir: t.TempDir()}, slog.Default()),
 		}, nil, slog.Default())
+	for _, o := range hooks {
+		o(w)
+	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -365,5 +370,83 @@ func TestServiceReplicaModelMismatch(t *testing.T) {
 	got := f.waitEnded(t, j)
 	if got.Status != api.StatusFailed || got.ReasonCode != api.ReasonInputUnavailable || !strings.Contains(got.Reason, "sha256") {
 		t.Fatalf("replica of a tampered model ended %s (%s %s), want failed with %s naming the sha256", got.Status, got.ReasonCode, got.Reason, api.ReasonInputUnavailable)
+	}
+}
+
+// impostor is another program's server on a loopback port, answering 200
+// on the readiness path: what a job of another workspace could bind in
+// the moment between the worker closing a replica's port and the replica
+// binding it.
+type impostor struct {
+	port int
+	mu   sync.Mutex
+	hits int
+}
+
+func newImpostor(t *testing.T) *impostor {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := &impostor{port: ln.Addr().(*net.TCPAddr).Port}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		imp.mu.Lock()
+		imp.hits++
+		imp.mu.Unlock()
+		w.WriteHeader(http.StatusOK) // ready, on every path
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return imp
+}
+
+func (imp *impostor) probed() int {
+	imp.mu.Lock()
+	defer imp.mu.Unlock()
+	return imp.hits
+}
+
+// TestServiceReplicaImpostorPort: another program already listens on the
+// port the worker gives a container replica (host networking) and answers
+// the readiness probe with 200. The endpoint must never be ready (the
+// routers would send the deployment's requests there); the model server
+// cannot bind the port and the replica ends failed.
+func TestServiceReplicaImpostorPort(t *testing.T) {
+	imp := newImpostor(t)
+	f := newServiceFixture(t, func(w *worker.Worker) { worker.SetPortPicker(w, func() int { return imp.port }) })
+	j := f.placeService(t, api.JobSpec{Mode: api.ModeContainer, Image: f.image, Command: []string{"/bin/modelserver"}})
+	var states routingStates
+	states.follow(t, f, j.ID)
+	got := f.waitEnded(t, j)
+	if slices.Contains(states.get(), string(store.EndpointReady)) {
+		t.Fatalf("endpoint states %v: the impostor's listener made the replica ready\n%s", states.get(), f.jobLog(t, j))
+	}
+	if got.Status != api.StatusFailed {
+		t.Fatalf("replica ended %s (%s), want failed", got.Status, got.Reason)
+	}
+	if imp.probed() == 0 {
+		t.Fatal("the readiness probe never reached the impostor: the test proves nothing")
+	}
+}
+
+// TestServiceReplicaPortTaken: a process replica that stays up while
+// another program holds its port is never ready, says so in its log, and
+// fails once that lasted a few seconds (another attempt gets another port).
+func TestServiceReplicaPortTaken(t *testing.T) {
+	imp := newImpostor(t)
+	f := newServiceFixture(t, func(w *worker.Worker) { worker.SetPortPicker(w, func() int { return imp.port }) })
+	j := f.placeService(t, api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "exec sleep 600"}})
+	var states routingStates
+	states.follow(t, f, j.ID)
+	got := f.waitEnded(t, j)
+	if slices.Contains(states.get(), string(store.EndpointReady)) {
+		t.Fatalf("endpoint states %v: the impostor's listener made the replica ready", states.get())
+	}
+	if got.Status != api.StatusFailed || got.ReasonCode != api.ReasonExecutorError || !strings.Contains(got.Reason, "taken by another program") {
+		t.Fatalf("replica ended %s (%s %s), want failed with %s saying its port was taken", got.Status, got.ReasonCode, got.Reason, api.ReasonExecutorError)
+	}
+	if log := f.jobLog(t, j); !strings.Contains(log, "another program took the port") {
+		t.Fatalf("log %q: want a line saying another program took the port", log)
 	}
 }

@@ -758,6 +758,9 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 		// Retried like a failed command: a preparation may fail for a
 		// passing reason, such as a download.
 		fail(api.ReasonPreparationFailed, detail(runErr, errPreparationFailed))
+	case errors.Is(runErr, errPortTaken):
+		// Retried like a crash: another attempt gets another port.
+		fail(api.ReasonExecutorError, runErr.Error())
 	case runErr != nil:
 		log.ErrorContext(ctx, "executor", slog.Any("error", runErr))
 		fail(api.ReasonExecutorError, "the worker could not run the attempt (its log says why)")
