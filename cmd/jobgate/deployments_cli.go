@@ -48,7 +48,12 @@ replica; replicas or autoscale only scale).`}
 		// The client's errors are *client.Error (the gateway's code and status).
 		var ce *client.Error
 		if errors.As(err, &ce) && ce.StatusCode == http.StatusConflict {
-			p := api.DeploymentPatch{Image: &spec.Image, Command: spec.Command, Env: spec.Env, Resources: &spec.Resources,
+			// The spec replaces the deployment's: no env in it clears env.
+			env := spec.Env
+			if env == nil {
+				env = map[string]string{}
+			}
+			p := api.DeploymentPatch{Image: &spec.Image, Command: spec.Command, Env: env, Resources: &spec.Resources,
 				Replicas: spec.Replicas, Autoscale: spec.Autoscale, Traffic: spec.Traffic}
 			if spec.Model != "" {
 				p.Model = &spec.Model
