@@ -363,3 +363,21 @@ func TestDeploymentReadyWhileOldReplicaDrains(t *testing.T) {
 		t.Fatalf("GET says %s (%s) while the controller says ready and only a drained replica is of the old revision", d.Status, d.Reason)
 	}
 }
+
+// TestDeploymentPatchEnv: a PATCH's env of null (what the Go client sends
+// for a scale) keeps the deployment's env; {} clears it, a rolling change.
+func TestDeploymentPatchEnv(t *testing.T) {
+	f := newFixture(t)
+	f.irisVersions(1)
+	f.mustCall("POST", "/v1/deployments", systemToken, `{"name":"iris","model":"iris:1","image":"localhost/jobgate-examples:test","command":["/bin/modelserver"],"env":{"LOG":"on"}}`, nil)
+	var d api.Deployment
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"replicas":2,"env":null}`, &d)
+	if d.Revision != 1 || d.Spec.Env["LOG"] != "on" {
+		t.Fatalf("after env null: revision %d, env %v; want revision 1 with LOG=on", d.Revision, d.Spec.Env)
+	}
+	d = api.Deployment{}
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"env":{}}`, &d)
+	if d.Revision != 2 || len(d.Spec.Env) != 0 {
+		t.Fatalf("after env {}: revision %d, env %v; want revision 2 with no env", d.Revision, d.Spec.Env)
+	}
+}
