@@ -148,13 +148,13 @@ type DeploymentList struct {
 // DeploymentPatch is the body of PATCH /v1/deployments/{name}: the fields
 // given replace the spec's; a change of model, traffic, image, command, env
 // or resources starts a rolling update, a change of replicas or autoscale
-// only scales.
+// only scales. An env of {} clears the spec's (null or none keeps it).
 type DeploymentPatch struct {
 	Model     *string           `json:"model,omitempty"`
 	Traffic   map[string]int    `json:"traffic,omitempty"`
 	Image     *string           `json:"image,omitempty"`
 	Command   []string          `json:"command,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
+	Env       map[string]string `json:"env"` // not omitempty: {} clears
 	Resources *Resources        `json:"resources,omitempty"`
 	Replicas  *int              `json:"replicas,omitempty"`
 	Autoscale *Autoscale        `json:"autoscale,omitempty"`

@@ -465,10 +465,11 @@ func (g *Gateway) deploymentView(ctx context.Context, d *store.DeploymentRecord,
 		v.Replicas = append(v.Replicas, r)
 	}
 	// The controller's status is of its last pass: a change made since
-	// (a PATCH's new revision) is not ready until its replicas are.
+	// (a PATCH's new revision) is not ready until its replicas are. A
+	// draining replica is on its way out, as the controller counts it.
 	if v.Status == api.DeploymentReady {
 		for _, r := range v.Replicas {
-			if r.Revision != d.Revision {
+			if r.Revision != d.Revision && r.State != api.ReplicaDraining {
 				v.Status, v.Reason = api.DeploymentDeploying, fmt.Sprintf("rolling update to revision %d", d.Revision)
 				break
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +291,93 @@ func TestClientsCannotSubmitServiceJobs(t *testing.T) {
 	f.mustCall("GET", "/v1/jobs", systemToken, "", &list)
 	if len(list.Jobs) != 0 {
 		t.Fatalf("jobs made: %+v", list.Jobs)
+	}
+}
+
+// TestDeploymentReadyWhileOldReplicaDrains: once a rolling update's new
+// replica is ready and the old one drains (taken out of the routers, its
+// job stopping), the controller says ready, and so does the API: a
+// draining replica of the older revision is no rollout under way.
+func TestDeploymentReadyWhileOldReplicaDrains(t *testing.T) {
+	f := newFixture(t)
+	f.irisVersions(1)
+	f.mustCall("POST", "/v1/deployments", systemToken, `{"name":"iris","model":"iris:1","image":"localhost/jobgate-examples:test","command":["/bin/modelserver"],"replicas":1}`, nil)
+	ctx := context.Background()
+	pass := func() {
+		t.Helper()
+		if _, err := f.plane.Deploy.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// runReady starts every queued replica job on a worker, with a ready
+	// endpoint.
+	runReady := func() {
+		t.Helper()
+		slots, err := f.st.ReplicaSlots(ctx, DefaultWorkspace, "iris")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range slots {
+			j, err := f.st.GetJob(ctx, DefaultWorkspace, s.JobID)
+			if err != nil || j.Status != api.StatusQueued {
+				continue
+			}
+			_, n, err := f.st.Reserve(ctx, j.ID, 1, "w1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.st.Start(ctx, DefaultWorkspace, j.ID, 1, "w1", n, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.st.PutEndpoint(ctx, store.Endpoint{JobID: j.ID, Attempt: 1, Workspace: DefaultWorkspace, Deployment: "iris", Replica: s.ID,
+				Worker: "w1", Address: "127.0.0.1:4123" + strconv.Itoa(s.Revision), State: store.EndpointReady, Model: "iris", Version: 1, Revision: s.Revision}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pass()
+	runReady()
+	pass()
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"env":{"LEVEL":"2"}}`, nil)
+	pass() // the surge replica of revision 2
+	runReady()
+	pass() // it is ready: the old one drains
+	pass()
+	var d api.Deployment
+	f.mustCall("GET", "/v1/deployments/iris", systemToken, "", &d)
+	states := map[int]api.ReplicaState{}
+	for _, r := range d.Replicas {
+		states[r.Revision] = r.State
+	}
+	if len(d.Replicas) != 2 || states[1] != api.ReplicaDraining || states[2] != api.ReplicaReady {
+		t.Fatalf("replicas %+v: want revision 1 draining and revision 2 ready", d.Replicas)
+	}
+	_, st, err := f.st.Deployment(ctx, DefaultWorkspace, "iris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != api.DeploymentReady {
+		t.Fatalf("the controller says %s (%s), want ready", st.Status, st.Reason)
+	}
+	if d.Status != api.DeploymentReady {
+		t.Fatalf("GET says %s (%s) while the controller says ready and only a drained replica is of the old revision", d.Status, d.Reason)
+	}
+}
+
+// TestDeploymentPatchEnv: a PATCH's env of null (what the Go client sends
+// for a scale) keeps the deployment's env; {} clears it, a rolling change.
+func TestDeploymentPatchEnv(t *testing.T) {
+	f := newFixture(t)
+	f.irisVersions(1)
+	f.mustCall("POST", "/v1/deployments", systemToken, `{"name":"iris","model":"iris:1","image":"localhost/jobgate-examples:test","command":["/bin/modelserver"],"env":{"LOG":"on"}}`, nil)
+	var d api.Deployment
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"replicas":2,"env":null}`, &d)
+	if d.Revision != 1 || d.Spec.Env["LOG"] != "on" {
+		t.Fatalf("after env null: revision %d, env %v; want revision 1 with LOG=on", d.Revision, d.Spec.Env)
+	}
+	d = api.Deployment{}
+	f.mustCall("PATCH", "/v1/deployments/iris", systemToken, `{"env":{}}`, &d)
+	if d.Revision != 2 || len(d.Spec.Env) != 0 {
+		t.Fatalf("after env {}: revision %d, env %v; want revision 2 with no env", d.Revision, d.Spec.Env)
 	}
 }

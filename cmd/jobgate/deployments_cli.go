@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/deploy"
 )
 
 // deployCmd is `jobgate deploy -f dep.yaml`: create a deployment, or roll
@@ -31,7 +33,8 @@ names the deployment, the model ("iris:1", "iris@production") or a
 traffic split, the model server's image and command, and replicas or
 autoscale. When a deployment of that name exists, the spec replaces its
 own (a new model, image, command, env or resources rolls out replica by
-replica; replicas or autoscale only scale).`}
+replica; replicas or autoscale only scale; priority and readiness_path
+cannot change: delete the deployment and deploy again).`}
 	cmd.RunE = runE("deploy", func(ctx context.Context, _ []string) error {
 		if file == "" {
 			return errors.New("-f FILE is required (a deployment spec, YAML or JSON; - for stdin)")
@@ -48,7 +51,23 @@ replica; replicas or autoscale only scale).`}
 		// The client's errors are *client.Error (the gateway's code and status).
 		var ce *client.Error
 		if errors.As(err, &ce) && ce.StatusCode == http.StatusConflict {
-			p := api.DeploymentPatch{Image: &spec.Image, Command: spec.Command, Env: spec.Env, Resources: &spec.Resources,
+			// A PATCH carries neither priority nor readiness_path: refuse a
+			// spec that changes them rather than leave them as they were.
+			cur, gerr := cl.Deployment(ctx, spec.Name)
+			if gerr != nil {
+				return errors.Join(err, gerr)
+			}
+			if cmp.Or(spec.Priority, api.PriorityHigh) != cmp.Or(cur.Spec.Priority, api.PriorityHigh) ||
+				cmp.Or(spec.ReadinessPath, deploy.DefaultReadinessPath) != cmp.Or(cur.Spec.ReadinessPath, deploy.DefaultReadinessPath) {
+				return fmt.Errorf("deployment %s exists with priority %s and readiness_path %s, and a change cannot change those: delete it and deploy again",
+					spec.Name, cmp.Or(cur.Spec.Priority, api.PriorityHigh), cmp.Or(cur.Spec.ReadinessPath, deploy.DefaultReadinessPath))
+			}
+			// The spec replaces the deployment's: no env in it clears env.
+			env := spec.Env
+			if env == nil {
+				env = map[string]string{}
+			}
+			p := api.DeploymentPatch{Image: &spec.Image, Command: spec.Command, Env: env, Resources: &spec.Resources,
 				Replicas: spec.Replicas, Autoscale: spec.Autoscale, Traffic: spec.Traffic}
 			if spec.Model != "" {
 				p.Model = &spec.Model
