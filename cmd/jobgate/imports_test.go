@@ -44,6 +44,13 @@ var importRules = []struct{ from, to, why string }{
 	{"internal/leader", "internal/job", "the elector only holds the lease; loops subscribe to it"},
 	{"internal/leader", "internal/placement", "the elector only holds the lease; loops subscribe to it"},
 	{"internal/leader", "internal/cron", "the elector only holds the lease; loops subscribe to it"},
+	{"scoring", "gateway", "the scoring router reads the routing table from internal/store; it runs without the API"},
+	{"scoring", "worker", "the scoring router reaches replicas over HTTP, never through the worker's code"},
+	{"scoring", "internal/deploy", "the router serves what the controller wrote; it decides no scaling"},
+	{"gateway", "scoring", "/v2 is mounted beside the API by cmd/, not by the gateway"},
+	{"worker", "scoring", "workers run replicas; they do not route to them"},
+	{"internal", "scoring", "internal/ is shared by the components and depends on none"},
+	{"internal/placement", "internal/deploy", "the controllers do not know each other"},
 }
 
 // under reports whether pkg (a path inside the module) is dir or below it;
