@@ -188,6 +188,20 @@ type replica struct {
 	// takenSince is when another program was first seen on the port, in
 	// the current run of such probes; zero when it was not.
 	takenSince time.Time
+	// portCheckedAt is when the port was last found the replica's own.
+	portCheckedAt time.Time
+}
+
+// portRecheckEvery is how often a ready replica's port is checked again
+// (portOwner reads all of /proc/net/tcp and tcp6, some milliseconds on a
+// large machine); a replica becoming ready is checked on every probe.
+const portRecheckEvery = 10 * time.Second
+
+// portCheckDue says whether this probe's answer needs the port check: on
+// every probe until the replica is ready and while another program holds
+// the port, then every portRecheckEvery.
+func (r *replica) portCheckDue(ready bool) bool {
+	return !ready || !r.takenSince.IsZero() || r.w.now().Sub(r.portCheckedAt) >= portRecheckEvery
 }
 
 // giveService readies a service attempt: the model in place, a port, the
@@ -319,8 +333,11 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 		case <-probe.C:
 			ok := probeOnce(ctx, client, r.probeURL)
 			taken := false
-			if ok && r.pids != nil {
+			if ok && r.pids != nil && r.portCheckDue(rd.ready) {
 				ok, taken = r.ownsPort(bg, stderr)
+				if ok {
+					r.portCheckedAt = r.w.now()
+				}
 			}
 			state, changed := rd.observe(ok)
 			if taken {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
@@ -237,5 +238,32 @@ func TestJobTokenTTL(t *testing.T) {
 	}
 	if got, want := jobTokenTTL(api.JobSpec{TimeoutSeconds: 60}), 61*60; int(got.Seconds()) != want {
 		t.Errorf("batch job's token TTL %s, want %ds", got, want)
+	}
+}
+
+// TestPortCheckDue: the port check runs on every probe until the replica is
+// ready and while another program holds its port, then once every
+// portRecheckEvery (it reads all of /proc/net/tcp).
+func TestPortCheckDue(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := &replica{w: &Worker{now: func() time.Time { return now }}}
+	if !r.portCheckDue(false) {
+		t.Error("not ready yet: want a check")
+	}
+	r.portCheckedAt = now
+	if r.portCheckDue(true) {
+		t.Error("ready, checked just now: want no check")
+	}
+	now = now.Add(portRecheckEvery - time.Second)
+	if r.portCheckDue(true) {
+		t.Error("ready, checked less than portRecheckEvery ago: want no check")
+	}
+	now = now.Add(time.Second)
+	if !r.portCheckDue(true) {
+		t.Error("ready, checked portRecheckEvery ago: want a check")
+	}
+	r.portCheckedAt, r.takenSince = now, now
+	if !r.portCheckDue(true) {
+		t.Error("port held by another program: want a check on every probe")
 	}
 }

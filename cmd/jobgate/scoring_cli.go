@@ -27,6 +27,7 @@ const defaultScoringAddr = "127.0.0.1:8090"
 // the Redis the gateways and workers share.
 func scoringCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var redisURL, redisCA, logLevel, listen string
+	var maxBodyMB, maxBufferedMB int64
 	var cfg scoring.Config
 	cmd := &cobra.Command{
 		Use:   "scoring",
@@ -54,6 +55,7 @@ Tracing follows the standard OTEL_* variables.`,
 				_ = shutdownTracing(sctx)
 			}()
 			cfg.AdminToken = getenv("JOBGATE_TOKEN")
+			cfg.MaxBodyBytes, cfg.MaxBufferedBytes = maxBodyMB<<20, maxBufferedMB<<20 // New checks them
 			router, err := scoring.New(cfg, rdb, store.New(rdb, store.Config{}), nil, logger)
 			if err != nil {
 				return err
@@ -77,6 +79,8 @@ Tracing follows the standard OTEL_* variables.`,
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&cfg.ID, "id", "", "this router's name in its load reports (default host name and process ID)")
 	fl.DurationVar(&cfg.HoldTimeout, "hold-timeout", 0, "how long a request to a deployment scaled to zero is held while a replica starts (default 30s)")
+	fl.Int64Var(&maxBodyMB, "max-body-mb", 0, "largest request body, kept for a retry; larger is a 413 (default 64)")
+	fl.Int64Var(&maxBufferedMB, "max-buffered-mb", 0, "request bodies held at once over all requests; past it a 503 with Retry-After (default 1024)")
 	fl.DurationVar(&cfg.DefaultDeadline, "default-deadline", 0, "deadline of a request without a "+scoring.HeaderDeadline+" header (default 60s)")
 	return cmd
 }

@@ -79,7 +79,7 @@ func TestScoringCommandAndScore(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(rctx, []string{"scoring", "--listen", addr, "--redis-url", redisURL}, func(k string) string { return env[k] }, io.Discard, &stderr)
+		done <- run(rctx, []string{"scoring", "--listen", addr, "--redis-url", redisURL, "--max-body-mb", "1"}, func(k string) string { return env[k] }, io.Discard, &stderr)
 	}()
 	defer func() {
 		cancel()
@@ -110,6 +110,21 @@ func TestScoringCommandAndScore(t *testing.T) {
 		if r.err != nil || !strings.Contains(r.stdout, `"echo":{"inputs":[1]}`) || !strings.Contains(r.stderr, "served by iris:1") {
 			t.Fatalf("jobgate %v: %v\nstdout %s\nstderr %s", args, r.err, r.stdout, r.stderr)
 		}
+	}
+	// --max-body-mb 1: a 2 MiB body is refused, with V2's error shape.
+	big, err := http.NewRequest("POST", "http://"+addr+"/v2/models/iris/infer", strings.NewReader(`{"inputs":"`+strings.Repeat("x", 2<<20)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"error"`) {
+		t.Fatalf("a 2 MiB body with --max-body-mb 1: %d %s, want 413", resp.StatusCode, body)
 	}
 	if r := runCLI(t, cli, "", "score", "nope", "-d", "{}"); r.err == nil || !strings.Contains(r.err.Error(), "not found") || !strings.Contains(r.err.Error(), "404") {
 		t.Fatalf("jobgate score nope: %v; want a 404 naming the model", r.err)
