@@ -105,8 +105,7 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 		}
 	} else if len(s.Command) == 0 {
 		return specErr("command", "command must be a non-empty array of strings (argv), e.g. [\"python\", \"train.py\"]")
-	}
-	if problem := CheckArgv("command", s.Command); problem != "" {
+	} else if problem := CheckArgv("command", s.Command); problem != "" {
 		return specErr("command", "%s", problem)
 	}
 	if err := checkPreparation(s); err != nil {
