@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +259,47 @@ func TestBatchHTTP(t *testing.T) {
 			if err := checkAnswers(c.batchResults(acc.ID), bad); err != nil {
 				t.Fatal(err)
 			}
+		}
+	})
+
+	t.Run("CLI", func(t *testing.T) {
+		var body strings.Builder
+		for i := range 250 {
+			body.WriteString(batchRow(i) + "\n")
+		}
+		file := filepath.Join(t.TempDir(), "rows.jsonl")
+		if err := os.WriteFile(file, []byte(body.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{"JOBGATE_URL": c.gwURL, "JOBGATE_TOKEN": c.token}
+		res := runCLI(t, env, "", "batch", "submit", "iris", "-f", file, "--wait")
+		if res.err != nil {
+			t.Fatalf("batch submit --wait: %v\n%s%s", res.err, res.stdout, res.stderr)
+		}
+		id := strings.TrimSpace(res.stdout)
+		// Not a terminal: plain progress lines, the last one the end.
+		if !strings.Contains(res.stderr, "succeeded [##############################] 250/250 rows, 0 failed") {
+			t.Errorf("progress on stderr:\n%s", res.stderr)
+		}
+		res = runCLI(t, env, "", "batch", "results", id)
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+		if len(lines) != 250 {
+			t.Fatalf("batch results: %d lines, want 250", len(lines))
+		}
+		if err := checkAnswers(lines, nil); err != nil {
+			t.Fatal(err)
+		}
+		res = runCLI(t, env, "", "batch", "get", id, "--json")
+		var b api.Batch
+		if res.err != nil || json.Unmarshal([]byte(res.stdout), &b) != nil || b.Done != 250 || b.Status != api.BatchSucceeded {
+			t.Fatalf("batch get: %v %s", res.err, res.stdout)
+		}
+		res = runCLI(t, env, "", "batch", "cancel", id)
+		if res.err != nil || !strings.Contains(res.stdout, "succeeded (250 of 250 rows done)") {
+			t.Fatalf("cancel of an ended batch: %v %s%s", res.err, res.stdout, res.stderr)
 		}
 	})
 
