@@ -123,19 +123,11 @@ func checkAnswers(lines []string, bad map[int]bool) error {
 	return nil
 }
 
-// TestBatchHTTP is issue 13's HTTP batch on a real cluster: iris trained,
-// registered and deployed (one replica of /bin/modelserver), `jobgate
-// scoring` as a child process, a worker sending through it. 1,000 rows
-// uploaded as JSON lines come back answered, in order, each correct, and
-// what GET .../results shows while the batch runs is always a correct
-// prefix; the same upload with the same Idempotency-Key is the same batch;
-// a bad line is a 422 naming it; rows the model refuses count against
-// error_threshold (over it the batch fails with the counts); a canceled
-// batch stops, and its results are the rows done.
-func TestBatchHTTP(t *testing.T) {
-	c := newCluster(t)
-	c.startScoringProcess()
-	c.startWorker("w1", "--slots", "8", "--scoring-url", c.scoringURL)
+// deployIris trains iris, registers it as iris:1 and deploys one replica
+// of it, waiting until it is ready.
+func (c *cluster) deployIris() {
+	c.t.Helper()
+	t := c.t
 	ctx := context.Background()
 
 	train := c.waitEnded(c.submit(api.JobSpec{Command: []string{"/bin/iris-train"}}).ID)
@@ -150,10 +142,27 @@ func TestBatchHTTP(t *testing.T) {
 	if code := c.do("POST", "/v1/deployments", spec, &created); code != http.StatusCreated {
 		t.Fatalf("create deployment: %d %+v", code, created)
 	}
-	t.Cleanup(func() { c.do("DELETE", "/v1/deployments/iris", "", nil) })
+	c.t.Cleanup(func() { c.do("DELETE", "/v1/deployments/iris", "", nil) })
 	c.waitDeployment("iris", 90*time.Second, "ready", func(d api.Deployment) bool {
 		return d.Status == api.DeploymentReady && d.ReadyReplicas == 1
 	})
+
+}
+
+// TestBatchHTTP is issue 13's HTTP batch on a real cluster: iris trained,
+// registered and deployed (one replica of /bin/modelserver), `jobgate
+// scoring` as a child process, a worker sending through it. 1,000 rows
+// uploaded as JSON lines come back answered, in order, each correct, and
+// what GET .../results shows while the batch runs is always a correct
+// prefix; the same upload with the same Idempotency-Key is the same batch;
+// a bad line is a 422 naming it; rows the model refuses count against
+// error_threshold (over it the batch fails with the counts); a canceled
+// batch stops, and its results are the rows done.
+func TestBatchHTTP(t *testing.T) {
+	c := newCluster(t)
+	c.startScoringProcess()
+	c.startWorker("w1", "--slots", "8", "--scoring-url", c.scoringURL)
+	c.deployIris()
 
 	t.Run("1000 rows as JSON lines", func(t *testing.T) {
 		var body strings.Builder
@@ -330,4 +339,62 @@ func TestBatchHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestBatchWorkerKilledResumes SIGKILLs the `jobgate worker` process that
+// scores a batch of 20,000 rows, mid-batch, and starts it again under the
+// same ID: attempt 2 resumes at the first chunk not written (its log says
+// at which row, past 0), and the results hold every row once, in order,
+// each answer right. The replica runs on another, in-process worker of one
+// slot, which the replica fills, so the batch goes to the one killed.
+func TestBatchWorkerKilledResumes(t *testing.T) {
+	c := newCluster(t)
+	c.startScoringProcess()
+	c.startWorker("svc", "--slots", "1")
+	c.deployIris()
+	spool, ckpt := t.TempDir(), t.TempDir()
+	w := c.startWorkerProcess("crashy", spool, ckpt, "--scoring-url", c.scoringURL, "--gateway-url", c.gwURL)
+
+	const n = 20000
+	var body bytes.Buffer
+	for i := range n {
+		body.WriteString(batchRow(i) + "\n")
+	}
+	code, _, b := c.postBatch("iris", "?max_concurrency=1", "application/x-ndjson", &body, nil)
+	var acc api.BatchAccepted
+	if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	c.waitBatch(acc.ID, 60*time.Second, "300 rows done", func(b api.Batch) bool { return b.Done >= 300 })
+	if err := w.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait()
+	killedAt := c.batch(acc.ID).Done
+	if killedAt >= n {
+		t.Fatalf("the batch ended before the worker was killed")
+	}
+	c.startWorkerProcess("crashy", spool, ckpt, "--scoring-url", c.scoringURL, "--gateway-url", c.gwURL)
+	got := c.waitBatch(acc.ID, 180*time.Second, "succeeded", func(b api.Batch) bool {
+		if b.Status == api.BatchFailed || b.Status == api.BatchCanceled {
+			t.Fatalf("batch ended %+v", b)
+		}
+		return b.Status == api.BatchSucceeded
+	})
+	if got.Done != n || got.Failed != 0 {
+		t.Fatalf("batch %+v, want %d done", got, n)
+	}
+	lines := c.batchResults(acc.ID)
+	if len(lines) != n {
+		t.Fatalf("results: %d lines, want %d (each row once)", len(lines), n)
+	}
+	if err := checkAnswers(lines, nil); err != nil {
+		t.Fatal(err)
+	}
+	j := c.get(acc.ID)
+	logs := c.logs(acc.ID)
+	if j.Attempt < 2 || !strings.Contains(logs, "jobgate: batch resumes at row ") {
+		t.Fatalf("attempt %d, log %q: want a second attempt that resumed", j.Attempt, logs)
+	}
+	t.Logf("killed with %d rows recorded done; %s", killedAt, logs[strings.Index(logs, "jobgate: batch resumes"):])
 }
