@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // irisRows are rows 1, 51 and 101 of Fisher's table; row i of a batch is
@@ -309,6 +311,36 @@ func TestBatchHTTP(t *testing.T) {
 		res = runCLI(t, env, "", "batch", "cancel", id)
 		if res.err != nil || !strings.Contains(res.stdout, "succeeded (250 of 250 rows done)") {
 			t.Fatalf("cancel of an ended batch: %v %s%s", res.err, res.stdout, res.stderr)
+		}
+	})
+
+	t.Run("callback signed", func(t *testing.T) {
+		secret := webhook.NewSecret()
+		got := make(chan string, 4)
+		receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if err := webhook.VerifyStandard([]string{secret}, r.Header, body, time.Now(), 0); err != nil {
+				got <- "bad signature: " + err.Error()
+				http.Error(w, "bad signature", http.StatusUnauthorized)
+				return
+			}
+			got <- string(body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer receiver.Close()
+		body := fmt.Sprintf(`{"requests": [%s, %s], "callback": {"url": %q, "secret": %q}}`, batchRow(0), batchRow(1), receiver.URL, secret)
+		code, _, b := c.postBatch("iris", "", "application/json", strings.NewReader(body), nil)
+		var acc api.BatchAccepted
+		if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+			t.Fatalf("submit: %d %s", code, b)
+		}
+		select {
+		case msg := <-got:
+			if !strings.Contains(msg, `"job.succeeded"`) || !strings.Contains(msg, acc.ID) {
+				t.Fatalf("callback: %s, want job.succeeded of batch %s, signed", msg, acc.ID)
+			}
+		case <-time.After(60 * time.Second): // a bound on the wait, not a sleep
+			t.Fatalf("no callback for batch %s: %+v", acc.ID, c.batch(acc.ID))
 		}
 	})
 
