@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net/http"
@@ -80,7 +81,7 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 		if u := q.Get("callback_url"); u != "" {
 			req.Callback = &api.BatchCallback{URL: u, Secret: r.Header.Get("Jobgate-Callback-Secret")}
 		}
-		rows = func(yield func(int, []byte) error) error { return scanRows(r.Body, int(g.cfg.MaxBodyBytes), yield) }
+		rows = scanRows(r.Body, int(g.cfg.MaxBodyBytes))
 	} else {
 		if r.ContentLength > g.cfg.MaxBodyBytes {
 			return api.Errorf(api.CodeTooLarge, "request body is larger than %d bytes; send the rows as JSON lines (Content-Type: %s)", g.cfg.MaxBodyBytes, ndjsonType)
@@ -92,16 +93,17 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 		if req.Requests == nil {
 			return api.Errorf(api.CodeInvalid, "requests: send the V2 inference requests to score, as {\"requests\": [...]}, or the rows as JSON lines (Content-Type: %s)", ndjsonType)
 		}
+		i := 0
 		rows = func(yield func(int, []byte) error) error {
-			for i, row := range req.Requests {
-				if err := checkRow(row); err != nil {
-					return api.Errorf(api.CodeInvalid, "requests[%d]: %v", i, err)
-				}
-				if err := yield(i, row); err != nil {
-					return err
-				}
+			if i == len(req.Requests) {
+				return io.EOF
 			}
-			return nil
+			row := req.Requests[i]
+			if err := checkRow(row); err != nil {
+				return api.Errorf(api.CodeInvalid, "requests[%d]: %v", i, err)
+			}
+			i++
+			return yield(i-1, row)
 		}
 	}
 	if req.ErrorThreshold < 0 {
@@ -154,69 +156,79 @@ func checkRow(row []byte) error {
 
 // scanRows yields each non-blank line of body (1-based line numbers); a
 // line that is not a JSON object, or longer than maxLine, is a 422 naming it.
-func scanRows(body io.Reader, maxLine int, yield func(int, []byte) error) error {
+func scanRows(body io.Reader, maxLine int) func(yield func(int, []byte) error) error {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
+	return func(yield func(int, []byte) error) error {
+		for sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			if err := checkRow(b); err != nil {
+				return api.Errorf(api.CodeInvalid, "line %d: %v", line, err)
+			}
+			return yield(line, b)
 		}
-		if err := checkRow(b); err != nil {
-			return api.Errorf(api.CodeInvalid, "line %d: %v", line, err)
+		if err := sc.Err(); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) {
+				return api.Errorf(api.CodeInvalid, "line %d: longer than %d bytes", line+1, maxLine)
+			}
+			return api.Errorf(api.CodeBadRequest, "read body: %v", err)
 		}
-		if err := yield(line, b); err != nil {
-			return err
-		}
+		return io.EOF
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return api.Errorf(api.CodeInvalid, "line %d: longer than %d bytes", line+1, maxLine)
-		}
-		return api.Errorf(api.CodeBadRequest, "read body: %v", err)
-	}
-	return nil
 }
 
-// storeRows streams rows into the artifact store, one compact line each,
-// and returns their key (named by their SHA-256) and count.
-func (g *Gateway) storeRows(ctx context.Context, rows func(func(int, []byte) error) error) (string, int, error) {
+// rowReader is the rows as the artifact store reads them: one compact line
+// each, checked, counted and hashed as they pass. next yields the next row,
+// or io.EOF after the last; its other errors end the read and are kept in
+// err.
+type rowReader struct {
+	next  func(yield func(int, []byte) error) error
+	buf   bytes.Buffer
+	hash  hash.Hash
+	total int
+	err   error
+}
+
+func (r *rowReader) Read(p []byte) (int, error) {
+	for r.buf.Len() == 0 && r.err == nil {
+		r.err = r.next(func(_ int, row []byte) error {
+			if err := json.Compact(&r.buf, row); err != nil {
+				return api.Errorf(api.CodeInvalid, "row %d: %v", r.total, err)
+			}
+			r.buf.WriteByte('\n')
+			r.hash.Write(r.buf.Bytes())
+			r.total++
+			return nil
+		})
+	}
+	if r.buf.Len() > 0 {
+		return r.buf.Read(p)
+	}
+	return 0, r.err
+}
+
+// storeRows streams the rows next yields into the artifact store (read as
+// they arrive, never held whole) and returns their key (named by their
+// SHA-256) and count.
+func (g *Gateway) storeRows(ctx context.Context, next func(func(int, []byte) error) error) (string, int, error) {
 	tmpDir := "batches/uploads/" + strings.ToLower(ulid.Make().String()) + "/"
 	tmp := tmpDir + "rows.jsonl"
-	pr, pw := io.Pipe()
-	putErr := make(chan error, 1)
-	go func() { putErr <- g.artifacts.Put(ctx, tmp, pr); pr.Close() }()
-	h := sha256.New()
-	total := 0
-	var buf bytes.Buffer
-	err := rows(func(_ int, row []byte) error {
-		buf.Reset()
-		if err := json.Compact(&buf, row); err != nil {
-			return err
-		}
-		buf.WriteByte('\n')
-		h.Write(buf.Bytes())
-		total++
-		_, err := pw.Write(buf.Bytes())
-		return err
-	})
-	pw.CloseWithError(err)
-	perr := <-putErr
 	defer g.dropUpload(ctx, tmpDir)
-	if errors.Is(err, io.ErrClosedPipe) && perr != nil {
-		err = nil // the store's error says why
+	rr := &rowReader{next: next, hash: sha256.New()}
+	if err := g.artifacts.Put(ctx, tmp, rr); err != nil {
+		if rr.err != nil && !errors.Is(rr.err, io.EOF) {
+			return "", 0, rr.err // the rows' fault, named
+		}
+		return "", 0, fmt.Errorf("store batch rows: %w", err)
 	}
-	if err != nil {
-		return "", 0, err
-	}
-	if perr != nil {
-		return "", 0, fmt.Errorf("store batch rows: %w", perr)
-	}
-	key := BatchInputKey(hex.EncodeToString(h.Sum(nil)))
+	key := BatchInputKey(hex.EncodeToString(rr.hash.Sum(nil)))
 	if _, err := g.artifacts.Stat(ctx, key); err == nil {
-		return key, total, nil
+		return key, rr.total, nil
 	} else if !errors.Is(err, artifact.ErrNotFound) {
 		return "", 0, err
 	}
@@ -228,7 +240,7 @@ func (g *Gateway) storeRows(ctx context.Context, rows func(func(int, []byte) err
 	if err := g.artifacts.Put(ctx, key, f); err != nil {
 		return "", 0, fmt.Errorf("store batch rows: %w", err)
 	}
-	return key, total, nil
+	return key, rr.total, nil
 }
 
 func (g *Gateway) dropUpload(ctx context.Context, dir string) {
