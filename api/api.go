@@ -114,6 +114,9 @@ type JobSpec struct {
 	// read-only (see Service). Only the deployment controller sets it; the
 	// API refuses it from a client.
 	Service *Service `json:"service,omitempty"`
+	// Batch makes the job a batch's scorer (see BatchJob). Only the batch
+	// API sets it; the API refuses it from a client.
+	Batch *BatchJob `json:"batch,omitempty"`
 }
 
 // InputMode says how an input reaches the job.

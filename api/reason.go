@@ -58,6 +58,12 @@ const (
 	// ReasonExecutorError: the worker could not run the attempt for a
 	// reason of its own (its log says which).
 	ReasonExecutorError = "executor_error"
+	// ReasonBatchErrors: more of a batch's rows failed than its
+	// error_threshold tolerates ("batch_errors: 3 of 10 rows failed").
+	ReasonBatchErrors = "batch_errors"
+	// ReasonBatchUnavailable: the worker cannot score a batch (no scoring
+	// router configured, or its input is gone).
+	ReasonBatchUnavailable = "batch_unavailable"
 	// ReasonRunAbandoned: a tracked run's job ended without ending it.
 	ReasonRunAbandoned = "run_abandoned"
 	// ReasonEndedByClient: a tracked run was ended through the tracking API.

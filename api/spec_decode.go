@@ -375,6 +375,9 @@ func kindWords(t reflect.Type, yamlWords bool) string {
 func unknownField(path, key string, fields map[string]reflect.Type) error {
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range fields {
+			if n == "batch" && path == key {
+				continue // a job spec's batch is set by the batch API, never by hand
+			}
 			if !yield(n) {
 				return
 			}

@@ -69,6 +69,9 @@ type access struct {
 	Public bool
 	// Job: a job's own token may call it too (for that job's tree only).
 	Job bool
+	// Stream: the handler caps its body itself (a JSON-lines upload of
+	// any size), not limitBody.
+	Stream bool
 }
 
 // route registers a REST API handler with its access rule.
@@ -97,7 +100,10 @@ func (rg *routeGroup) route(method, path string, rule access, h echo.HandlerFunc
 	g.rules[method+" "+path] = rule
 	rg.paths[path] = append(rg.paths[path], method)
 	chain := []echo.MiddlewareFunc{g.renderErrors(rg.errors),
-		middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: true}), g.limitBody}
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: true})}
+	if !rule.Stream {
+		chain = append(chain, g.limitBody)
+	}
 	if !rule.Public {
 		chain = append(chain, g.authenticate, g.authorize(rule), g.rateLimit)
 	}

@@ -245,6 +245,12 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPatch, "/v1/deployments/:name", submit, g.patchDeployment)
 	g.route(http.MethodDelete, "/v1/deployments/:name", submit, g.deleteDeployment)
 
+	// -- batches (issue 13) --
+	g.route(http.MethodPost, "/v1/deployments/:name/batch", access{Scope: api.ScopeSubmit, Stream: true}, g.submitBatch)
+	g.route(http.MethodGet, "/v1/batches/:id", read, g.getBatch)
+	g.route(http.MethodPost, "/v1/batches/:id/cancel", submit, g.cancelBatch)
+	g.route(http.MethodGet, "/v1/batches/:id/results", read, g.batchResults)
+
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)
 	g.route(http.MethodPatch, "/v1/workspaces/:ws", access{System: true}, g.updateWorkspace)

@@ -153,6 +153,8 @@ type objects struct {
 	// version 2, which deployment serves.
 	model, modelJob string
 	deployment      string
+	// batch scores one row through deployment.
+	batch string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -180,9 +182,14 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.register(admin, model, mj.ID, "model.json")
 	dep := fmt.Sprintf("dep-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/deployments", admin, deploymentBody(dep, model+":2"), nil)
+	var b api.BatchAccepted
+	f.mustCall("POST", "/v1/deployments/"+dep+"/batch", admin, batchBody, &b)
 	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds,
-		model: model, modelJob: mj.ID, deployment: dep}
+		model: model, modelJob: mj.ID, deployment: dep, batch: b.ID}
 }
+
+// batchBody is a batch of one row.
+const batchBody = `{"requests":[{"inputs":[]}]}`
 
 func fill(path string, o objects) string {
 	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret, "/artifacts/*", "/artifacts/out.txt")
@@ -206,6 +213,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/deployments") {
 		r = strings.NewReplacer(":name", o.deployment)
+	}
+	if strings.HasPrefix(path, "/v1/batches") {
+		r = strings.NewReplacer(":id", o.batch)
 	}
 	switch path {
 	case mlflowPrefix + "runs/get":
@@ -279,6 +289,8 @@ func bodyFor(method, path string, o objects) string {
 		return datastoreBody(fmt.Sprintf("made-%d", time.Now().UnixNano()))
 	case path == "/v1/models":
 		return `{"name":"made","job_id":"` + o.modelJob + `","path":"model.json"}`
+	case strings.HasSuffix(path, "/batch"):
+		return batchBody
 	case path == "/v1/deployments":
 		return deploymentBody(fmt.Sprintf("made-%d", time.Now().UnixNano()), o.model+":1")
 	case strings.HasSuffix(path, "/exec"):

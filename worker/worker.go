@@ -95,6 +95,10 @@ type Config struct {
 	// own job; it must be reachable from inside the job. Default
 	// http://127.0.0.1:8080.
 	GatewayURL string
+	// ScoringURL is the scoring router's address (its /v2 API) that batch
+	// jobs send their rows through; empty: this worker fails batch jobs
+	// with batch_unavailable.
+	ScoringURL string
 	// Mounts are cluster-level mounts, name → absolute host folder: every
 	// container job on this worker gets each read-only at /mounts/NAME, and
 	// every job its path in JOBGATE_MOUNT_NAME. Validate checks them.
@@ -224,6 +228,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	cfg.MaxOutputBytes = cmp.Or(cfg.MaxOutputBytes, 10<<30)
 	cfg.MaxInputBytes = cmp.Or(cfg.MaxInputBytes, 100<<30)
 	cfg.GatewayURL = strings.TrimRight(cmp.Or(cfg.GatewayURL, "http://127.0.0.1:8080"), "/")
+	cfg.ScoringURL = strings.TrimRight(cfg.ScoringURL, "/")
 	cfg.NodePrepTimeout = cmp.Or(cfg.NodePrepTimeout, 10*time.Minute)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, DefaultStopGrace)
 	cfg.AdvertiseHost = cmp.Or(cfg.AdvertiseHost, DefaultAdvertiseHost)
@@ -748,6 +753,13 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 		// Retrying would write the same again.
 		fail(api.ReasonOutputsTooLarge, detail(runErr, errOutputsTooLarge))
 		return false
+	case errors.Is(runErr, errBatchErrors):
+		// The rows would fail again.
+		fail(api.ReasonBatchErrors, detail(runErr, errBatchErrors))
+		return false
+	case errors.Is(runErr, errBatchUnavailable):
+		fail(api.ReasonBatchUnavailable, detail(runErr, errBatchUnavailable))
+		return false
 	case errors.Is(runErr, errInputUnavailable):
 		// The data will not be there for another attempt either.
 		fail(api.ReasonInputUnavailable, detail(runErr, errInputUnavailable))
@@ -898,6 +910,8 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	case runErr != nil:
 	case svc != nil:
 		res, runErr = w.runService(ctx, exec, a, svc, ship.stdout, ship.stderr)
+	case job.Spec.Batch != nil:
+		res, runErr = w.runBatch(ctx, job, attempt, ship.stderr)
 	default:
 		res, runErr = runSteps(ctx, exec, a, ship.stdout, ship.stderr)
 	}

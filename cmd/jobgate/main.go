@@ -190,7 +190,9 @@ type workerFlags struct {
 	// id, allowHost, spoolDir, checkpointDir and gatewayURL are flags of
 	// `jobgate worker` only; dev sets them itself.
 	id, spoolDir, checkpointDir, gatewayURL string
-	allowHost                               bool
+	// scoringURL is the scoring router batch jobs send through.
+	scoringURL string
+	allowHost  bool
 
 	podmanURL  string
 	network    string
@@ -250,7 +252,7 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 // resolved here. The host-process executor takes the worker's StopGrace.
 func workerConfig(f *workerFlags) (worker.Config, worker.PodmanConfig, error) {
 	cfg := worker.Config{ID: f.id, Slots: f.slots, AllowHostProcess: f.allowHost, SpoolDir: f.spoolDir,
-		CheckpointDir: f.checkpointDir, GPUSampleEvery: f.gpuSample, GatewayURL: f.gatewayURL, StopGrace: f.stopGrace,
+		CheckpointDir: f.checkpointDir, GPUSampleEvery: f.gpuSample, GatewayURL: f.gatewayURL, ScoringURL: f.scoringURL, StopGrace: f.stopGrace,
 		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery,
 		AdvertiseHost: f.advertiseHost, DrainDelay: f.drainDelay}
 	pcfg := worker.PodmanConfig{URL: cmp.Or(f.podmanURL, worker.DefaultPodmanURL), Network: f.network, KeepFailed: f.keepFailed,
@@ -365,6 +367,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				scheme = "https"
 			}
 			wf.id, wf.allowHost, wf.gatewayURL = "dev", true, scheme+"://"+gf.addr
+			wf.scoringURL = wf.gatewayURL // dev serves /v2 beside the API
 			wf.spoolDir, wf.checkpointDir = filepath.Join(dataDir, "spool"), filepath.Join(dataDir, "checkpoints")
 			wcfg, pcfg, err := workerConfig(&wf)
 			if err != nil {
@@ -683,6 +686,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
 	fl.StringVar(&wf.gatewayURL, "gateway-url", getenv("JOBGATE_URL"),
 		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL; default http://127.0.0.1:8080)")
+	fl.StringVar(&wf.scoringURL, "scoring-url", "", "the scoring router (jobgate scoring) batch jobs send their rows through; without it this worker fails batch jobs")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	wf.register(cmd, "")
 	return cmd

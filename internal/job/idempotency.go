@@ -54,7 +54,7 @@ func IdempotencyHashes(byJob, key string, spec api.JobSpec) (keyHash, bodyHash s
 // the same key and spec return the first job again; the same key with
 // another spec is a 422; a duplicate while the first is still being created
 // is a 409. A request that fails frees its key for a retry.
-func (s *Service) createIdempotent(ctx context.Context, req Request) (*api.Job, bool, error) {
+func (s *Service) createIdempotent(ctx context.Context, req Request, tr trust) (*api.Job, bool, error) {
 	key := req.IdempotencyKey
 	if len(key) > maxIdempotencyKey {
 		return nil, false, Errorf(api.CodeBadRequest, "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
@@ -76,7 +76,7 @@ func (s *Service) createIdempotent(ctx context.Context, req Request) (*api.Job, 
 			var err error
 			prev, err = s.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
 			return prev == nil, err
-		}, false)
+		}, tr)
 		if err != nil {
 			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()

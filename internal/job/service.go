@@ -109,6 +109,30 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 	if err := refuseService(req.Spec); err != nil {
 		return Result{}, err
 	}
+	return s.submit(ctx, req, trustClient)
+}
+
+// SubmitBatch queues the job of a batch (Spec.Batch set), on behalf of the
+// batch API: the one path that takes a spec with Batch set. It is
+// otherwise Submit: the same checks, Idempotency-Keys and placement.
+func (s *Service) SubmitBatch(ctx context.Context, req Request) (Result, error) {
+	if req.Spec.Batch == nil || req.Spec.Service != nil {
+		return Result{}, errors.New("job: SubmitBatch needs a spec with Batch set (and no Service)")
+	}
+	return s.submit(ctx, req, trustBatch)
+}
+
+// trust says which submitter a spec comes from: a client's may set neither
+// Service nor Batch.
+type trust int
+
+const (
+	trustClient trust = iota
+	trustService
+	trustBatch
+)
+
+func (s *Service) submit(ctx context.Context, req Request, tr trust) (Result, error) {
 	if req.IdempotencyKey != "" && req.Save != nil {
 		return Result{}, errors.New("job: a request with an Idempotency-Key stores its job itself; it takes no Save")
 	}
@@ -123,14 +147,14 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	if req.IdempotencyKey != "" {
-		j, replayed, err := s.createIdempotent(ctx, req)
+		j, replayed, err := s.createIdempotent(ctx, req, tr)
 		return Result{Job: j, Replayed: replayed}, err
 	}
 	save := req.Save
 	if save == nil {
 		save = func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }
 	}
-	j, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, save, false)
+	j, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, save, tr)
 	return Result{Job: j}, err
 }
 
@@ -139,6 +163,9 @@ func (s *Service) Submit(ctx context.Context, req Request) (Result, error) {
 func refuseService(spec api.JobSpec) error {
 	if spec.Service != nil {
 		return specErr("service", "service: a job of kind service is a deployment's replica, made by the deployment controller; create a deployment instead (POST /v1/deployments)")
+	}
+	if spec.Batch != nil {
+		return specErr("batch", "batch: a batch job is made by the batch API; post the rows instead (POST /v1/deployments/{name}/batch)")
 	}
 	return nil
 }
@@ -152,7 +179,7 @@ func (s *Service) SubmitService(ctx context.Context, ws, actor string, spec api.
 	if spec.Service == nil {
 		return nil, errors.New("job: SubmitService needs a spec with Service set")
 	}
-	return s.create(ctx, ws, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }, true)
+	return s.create(ctx, ws, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }, trustService)
 }
 
 // ValidateService is Validate for a replica's spec (Service set), as
@@ -162,7 +189,7 @@ func (s *Service) ValidateService(ctx context.Context, ws string, spec *api.JobS
 	if spec.Service == nil {
 		return errors.New("job: ValidateService needs a spec with Service set")
 	}
-	return s.validate(ctx, ws, spec, true)
+	return s.validate(ctx, ws, spec, trustService)
 }
 
 // checkJobTree refuses parent unless it is job byJob or one of its
@@ -180,8 +207,8 @@ func (s *Service) checkJobTree(ctx context.Context, byJob, parent string) error 
 
 // create validates spec for workspace ws, stores the job with save and wakes
 // the scheduler.
-func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc, service bool) (*api.Job, error) {
-	if err := s.validate(ctx, ws, &spec, service); err != nil {
+func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc, tr trust) (*api.Job, error) {
+	if err := s.validate(ctx, ws, &spec, tr); err != nil {
 		return nil, err
 	}
 	job := &api.Job{
@@ -209,18 +236,17 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 // rules, and where its callback may go. Jobs, schedules and triggers all
 // check their specs here. A refusal is an *Error.
 func (s *Service) Validate(ctx context.Context, ws string, spec *api.JobSpec) error {
-	return s.validate(ctx, ws, spec, false)
+	return s.validate(ctx, ws, spec, trustClient)
 }
 
-// validate is Validate; service says that the spec comes from the
-// deployment controller, the one submitter that may set Service.
-func (s *Service) validate(ctx context.Context, ws string, spec *api.JobSpec, service bool) error {
-	if !service {
-		if err := refuseService(*spec); err != nil {
-			return err
-		}
+// validate is Validate; tr says where the spec comes from: only the
+// deployment controller may set Service, only the batch API Batch.
+func (s *Service) validate(ctx context.Context, ws string, spec *api.JobSpec, tr trust) error {
+	switch {
+	case tr != trustService && spec.Service != nil, tr != trustBatch && spec.Batch != nil:
+		return refuseService(*spec)
 	}
-	if err := normalize(spec, s.cfg.Limits, service); err != nil {
+	if err := normalize(spec, s.cfg.Limits, tr == trustService); err != nil {
 		return err
 	}
 	if spec.Mode == api.ModeProcess {

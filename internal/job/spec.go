@@ -99,10 +99,13 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	if s.Mode != api.ModeContainer && s.Mode != api.ModeProcess {
 		return specErr("mode", "mode must be %q or %q, not %q", api.ModeContainer, api.ModeProcess, s.Mode)
 	}
-	if len(s.Command) == 0 {
+	if s.Batch != nil {
+		if err := checkBatch(s); err != nil {
+			return err
+		}
+	} else if len(s.Command) == 0 {
 		return specErr("command", "command must be a non-empty array of strings (argv), e.g. [\"python\", \"train.py\"]")
-	}
-	if problem := CheckArgv("command", s.Command); problem != "" {
+	} else if problem := CheckArgv("command", s.Command); problem != "" {
 		return specErr("command", "%s", problem)
 	}
 	if err := checkPreparation(s); err != nil {
@@ -110,6 +113,9 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	}
 	switch s.Mode {
 	case api.ModeContainer:
+		if s.Image == "" && s.Batch != nil {
+			break // the worker scores a batch itself
+		}
 		if s.Image == "" {
 			return specErr("image", "image is required in container mode")
 		}
@@ -173,6 +179,25 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	case api.PriorityHigh, api.PriorityNormal, api.PriorityLow:
 	default:
 		return specErr("priority", "priority must be %q, %q or %q, not %q", api.PriorityHigh, api.PriorityNormal, api.PriorityLow, s.Priority)
+	}
+	return nil
+}
+
+// checkBatch checks a batch's spec (from the batch API): the worker runs
+// it in-process, so it has no command, image or preparation.
+func checkBatch(s *api.JobSpec) error {
+	b := s.Batch
+	switch {
+	case len(s.Command) != 0 || s.Image != "" || len(s.Preparation) != 0 || s.Mode != api.ModeContainer:
+		return specErr("batch", "batch: a batch job runs no command of its own")
+	case !NameRE.MatchString(b.Deployment):
+		return specErr("batch.deployment", "batch.deployment %q is not a deployment name", b.Deployment)
+	case b.Input == "" || b.Total < 0:
+		return specErr("batch.input", "batch.input names the rows to score")
+	case b.ErrorThreshold < 0:
+		return specErr("error_threshold", "error_threshold must be >= 0, not %d", b.ErrorThreshold)
+	case b.MaxConcurrency < 1 || b.MaxConcurrency > 256:
+		return specErr("max_concurrency", "max_concurrency must be between 1 and 256, not %d", b.MaxConcurrency)
 	}
 	return nil
 }

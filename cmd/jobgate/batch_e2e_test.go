@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/webhook"
+)
+
+// irisRows are rows 1, 51 and 101 of Fisher's table; row i of a batch is
+// irisRows[i%3], whose class is i%3.
+var irisRows = []string{"[5.1, 3.5, 1.4, 0.2]", "[7.0, 3.2, 4.7, 1.4]", "[6.3, 3.3, 6.0, 2.5]"}
+
+// batchRow is row i of a test batch: one V2 request with id row-i.
+func batchRow(i int) string {
+	return fmt.Sprintf(`{"id": "row-%d", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [%s]}]}`, i, irisRows[i%3])
+}
+
+// badRow is a request the model server refuses (400).
+func badRow(i int) string { return fmt.Sprintf(`{"id": "row-%d", "inputs": []}`, i) }
+
+// postBatch posts body to deployment name's batch with content type ct and
+// the extra headers; it returns the status and body.
+func (c *cluster) postBatch(name, query, ct string, body io.Reader, hdr map[string]string) (int, http.Header, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest("POST", c.gwURL+"/v1/deployments/"+name+"/batch"+query, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", ct)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func (c *cluster) batch(id string) api.Batch {
+	c.t.Helper()
+	var b api.Batch
+	if code := c.do("GET", "/v1/batches/"+id, "", &b); code != http.StatusOK {
+		c.t.Fatalf("GET batch %s: %d", id, code)
+	}
+	return b
+}
+
+func (c *cluster) waitBatch(id string, within time.Duration, what string, cond func(api.Batch) bool) api.Batch {
+	c.t.Helper()
+	var b api.Batch
+	testenv.Eventually(c.t, within, func() bool { b = c.batch(id); return cond(b) },
+		"batch %s never %s; last: %s", id, what, lazy(func() string { j, _ := json.Marshal(b); return string(j) }))
+	return b
+}
+
+// batchResults reads batch id's results: one raw line each.
+func (c *cluster) batchResults(id string) []string {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", c.gwURL+"/v1/batches/"+id+"/results", nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		c.t.Fatalf("results of %s: %d %s", id, resp.StatusCode, b)
+	}
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	return lines
+}
+
+// checkAnswers says what is wrong with lines as the answers to rows
+// 0..len(lines)-1 of batchRow, bad naming the rows answered with an error.
+func checkAnswers(lines []string, bad map[int]bool) error {
+	for i, l := range lines {
+		if bad[i] {
+			var e api.BatchRowError
+			if err := json.Unmarshal([]byte(l), &e); err != nil || e.Index != i || e.Error == "" {
+				return fmt.Errorf("line %d: %s, want the error of row %d", i, l, i)
+			}
+			continue
+		}
+		var a struct {
+			ID      string `json:"id"`
+			Outputs []struct {
+				Name string    `json:"name"`
+				Data []float64 `json:"data"`
+			} `json:"outputs"`
+		}
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			return fmt.Errorf("line %d: %s: %v", i, l, err)
+		}
+		if a.ID != fmt.Sprintf("row-%d", i) || len(a.Outputs) == 0 || a.Outputs[0].Name != "label" || fmt.Sprint(a.Outputs[0].Data) != fmt.Sprintf("[%d]", i%3) {
+			return fmt.Errorf("line %d: %s, want id row-%d with label %d", i, l, i, i%3)
+		}
+	}
+	return nil
+}
+
+// deployIris trains iris, registers it as iris:1 and deploys one replica
+// of it, waiting until it is ready.
+func (c *cluster) deployIris() {
+	c.t.Helper()
+	t := c.t
+	ctx := context.Background()
+
+	train := c.waitEnded(c.submit(api.JobSpec{Command: []string{"/bin/iris-train"}}).ID)
+	if train.Status != api.StatusSucceeded {
+		t.Fatalf("iris-train: %s (%s)\n%s", train.Status, train.Reason, c.logs(train.ID))
+	}
+	if _, err := c.api.RegisterModel(ctx, "iris", train.ID, "model.json"); err != nil {
+		t.Fatal(err)
+	}
+	spec := fmt.Sprintf(`{"name": "iris", "model": "iris:1", "image": %q, "command": ["/bin/modelserver"], "replicas": 1}`, testenv.ExampleImage)
+	var created api.Deployment
+	if code := c.do("POST", "/v1/deployments", spec, &created); code != http.StatusCreated {
+		t.Fatalf("create deployment: %d %+v", code, created)
+	}
+	c.t.Cleanup(func() { c.do("DELETE", "/v1/deployments/iris", "", nil) })
+	c.waitDeployment("iris", 90*time.Second, "ready", func(d api.Deployment) bool {
+		return d.Status == api.DeploymentReady && d.ReadyReplicas == 1
+	})
+
+}
+
+// TestBatchHTTP is issue 13's HTTP batch on a real cluster: iris trained,
+// registered and deployed (one replica of /bin/modelserver), `jobgate
+// scoring` as a child process, a worker sending through it. 1,000 rows
+// uploaded as JSON lines come back answered, in order, each correct, and
+// what GET .../results shows while the batch runs is always a correct
+// prefix; the same upload with the same Idempotency-Key is the same batch;
+// a bad line is a 422 naming it; rows the model refuses count against
+// error_threshold (over it the batch fails with the counts); a canceled
+// batch stops, and its results are the rows done.
+func TestBatchHTTP(t *testing.T) {
+	c := newCluster(t)
+	c.startScoringProcess()
+	c.startWorker("w1", "--slots", "8", "--scoring-url", c.scoringURL)
+	c.deployIris()
+
+	t.Run("1000 rows as JSON lines", func(t *testing.T) {
+		var body strings.Builder
+		for i := range 1000 {
+			body.WriteString(batchRow(i) + "\n")
+		}
+		hdr := map[string]string{"Idempotency-Key": "k-1000"}
+		code, _, b := c.postBatch("iris", "?max_concurrency=2", "application/x-ndjson", strings.NewReader(body.String()), hdr)
+		var acc api.BatchAccepted
+		if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil || acc.ID == "" || acc.Status != api.BatchQueued {
+			t.Fatalf("submit: %d %s, want 202 {id, status: queued}", code, b)
+		}
+		// While it runs: what the results show is always a correct prefix.
+		partial := 0
+		final := c.waitBatch(acc.ID, 120*time.Second, "succeeded", func(bt api.Batch) bool {
+			lines := c.batchResults(acc.ID)
+			if err := checkAnswers(lines, nil); err != nil {
+				t.Fatalf("results while %s: %v", bt.Status, err)
+			}
+			if len(lines) > 0 && len(lines) < 1000 {
+				partial++
+			}
+			return bt.Status == api.BatchSucceeded
+		})
+		if final.Total != 1000 || final.Done != 1000 || final.Failed != 0 || final.Deployment != "iris" || final.FinishedAt == nil {
+			t.Fatalf("batch ended %+v, want 1000 done, 0 failed", final)
+		}
+		lines := c.batchResults(acc.ID)
+		if len(lines) != 1000 {
+			t.Fatalf("results: %d lines, want 1000", len(lines))
+		}
+		if err := checkAnswers(lines, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("partial results seen %d times while running; %.0f rows/s", partial, final.RowsPerSecond)
+
+		// The same key and rows: the same batch.
+		code, h, b := c.postBatch("iris", "?max_concurrency=2", "application/x-ndjson", strings.NewReader(body.String()), hdr)
+		var again api.BatchAccepted
+		if code != http.StatusAccepted || json.Unmarshal(b, &again) != nil || again.ID != acc.ID || h.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay: %d %s %v, want 202 with batch %s replayed", code, b, h, acc.ID)
+		}
+	})
+
+	t.Run("bad input is refused naming it", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, ct, query, body, want string
+			code                        int
+		}{
+			{"bad line", "application/x-ndjson", "", batchRow(0) + "\n" + batchRow(1) + "\nnot json\n", "line 3", 422},
+			{"not an object", "application/json", "", `{"requests": [` + batchRow(0) + `, [1]]}`, "requests[1]", 422},
+			{"no requests", "application/json", "", `{"error_threshold": 1}`, "requests", 422},
+			{"unknown field", "application/json", "", `{"requests": [], "rows": []}`, "rows", 422},
+			{"concurrency", "application/x-ndjson", "?max_concurrency=1000", batchRow(0), "max_concurrency", 422},
+			{"no deployment", "application/json", "", `{"requests": [` + batchRow(0) + `]}`, "nope", 404},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				name := "iris"
+				if tc.code == 404 {
+					name = "nope"
+				}
+				code, _, b := c.postBatch(name, tc.query, tc.ct, strings.NewReader(tc.body), nil)
+				if code != tc.code || !strings.Contains(string(b), tc.want) {
+					t.Fatalf("got %d %s, want %d naming %q", code, b, tc.code, tc.want)
+				}
+			})
+		}
+		// A client's job spec may not be a batch.
+		var e api.ErrorBody
+		if code := c.do("POST", "/v1/jobs", `{"batch": {"deployment": "iris", "input": "x", "total": 1, "max_concurrency": 1}}`, &e); code != 422 || !strings.Contains(e.Error.Message, "batch") {
+			t.Fatalf("job with batch: %d %+v, want 422 naming batch", code, e)
+		}
+	})
+
+	t.Run("error_threshold", func(t *testing.T) {
+		rows := make([]string, 30)
+		bad := map[int]bool{7: true, 19: true}
+		for i := range rows {
+			rows[i] = batchRow(i)
+			if bad[i] {
+				rows[i] = badRow(i)
+			}
+		}
+		for _, tc := range []struct {
+			threshold int
+			want      api.BatchStatus
+		}{{2, api.BatchSucceeded}, {1, api.BatchFailed}} {
+			body := fmt.Sprintf(`{"requests": [%s], "error_threshold": %d}`, strings.Join(rows, ","), tc.threshold)
+			code, _, b := c.postBatch("iris", "", "application/json", strings.NewReader(body), nil)
+			var acc api.BatchAccepted
+			if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+				t.Fatalf("submit: %d %s", code, b)
+			}
+			got := c.waitBatch(acc.ID, 60*time.Second, "ended", func(b api.Batch) bool {
+				return b.Status != api.BatchQueued && b.Status != api.BatchRunning
+			})
+			if got.Status != tc.want || got.Done != 30 || got.Failed != 2 {
+				t.Fatalf("threshold %d: %+v, want %s with 30 done, 2 failed", tc.threshold, got, tc.want)
+			}
+			if tc.want == api.BatchFailed && !strings.Contains(got.Reason, "2 of 30 rows failed") {
+				t.Errorf("reason %q, want the counts", got.Reason)
+			}
+			if err := checkAnswers(c.batchResults(acc.ID), bad); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("CLI", func(t *testing.T) {
+		var body strings.Builder
+		for i := range 250 {
+			body.WriteString(batchRow(i) + "\n")
+		}
+		file := filepath.Join(t.TempDir(), "rows.jsonl")
+		if err := os.WriteFile(file, []byte(body.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{"JOBGATE_URL": c.gwURL, "JOBGATE_TOKEN": c.token}
+		res := runCLI(t, env, "", "batch", "submit", "iris", "-f", file, "--wait")
+		if res.err != nil {
+			t.Fatalf("batch submit --wait: %v\n%s%s", res.err, res.stdout, res.stderr)
+		}
+		id := strings.TrimSpace(res.stdout)
+		// Not a terminal: plain progress lines, the last one the end.
+		if !strings.Contains(res.stderr, "succeeded [##############################] 250/250 rows, 0 failed") {
+			t.Errorf("progress on stderr:\n%s", res.stderr)
+		}
+		res = runCLI(t, env, "", "batch", "results", id)
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+		if len(lines) != 250 {
+			t.Fatalf("batch results: %d lines, want 250", len(lines))
+		}
+		if err := checkAnswers(lines, nil); err != nil {
+			t.Fatal(err)
+		}
+		res = runCLI(t, env, "", "batch", "get", id, "--json")
+		var b api.Batch
+		if res.err != nil || json.Unmarshal([]byte(res.stdout), &b) != nil || b.Done != 250 || b.Status != api.BatchSucceeded {
+			t.Fatalf("batch get: %v %s", res.err, res.stdout)
+		}
+		res = runCLI(t, env, "", "batch", "cancel", id)
+		if res.err != nil || !strings.Contains(res.stdout, "succeeded (250 of 250 rows done)") {
+			t.Fatalf("cancel of an ended batch: %v %s%s", res.err, res.stdout, res.stderr)
+		}
+	})
+
+	t.Run("callback signed", func(t *testing.T) {
+		secret := webhook.NewSecret()
+		got := make(chan string, 4)
+		receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if err := webhook.VerifyStandard([]string{secret}, r.Header, body, time.Now(), 0); err != nil {
+				got <- "bad signature: " + err.Error()
+				http.Error(w, "bad signature", http.StatusUnauthorized)
+				return
+			}
+			got <- string(body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer receiver.Close()
+		body := fmt.Sprintf(`{"requests": [%s, %s], "callback": {"url": %q, "secret": %q}}`, batchRow(0), batchRow(1), receiver.URL, secret)
+		code, _, b := c.postBatch("iris", "", "application/json", strings.NewReader(body), nil)
+		var acc api.BatchAccepted
+		if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+			t.Fatalf("submit: %d %s", code, b)
+		}
+		select {
+		case msg := <-got:
+			if !strings.Contains(msg, `"job.succeeded"`) || !strings.Contains(msg, acc.ID) {
+				t.Fatalf("callback: %s, want job.succeeded of batch %s, signed", msg, acc.ID)
+			}
+		case <-time.After(60 * time.Second): // a bound on the wait, not a sleep
+			t.Fatalf("no callback for batch %s: %+v", acc.ID, c.batch(acc.ID))
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		var body bytes.Buffer
+		for i := range 20000 {
+			body.WriteString(batchRow(i) + "\n")
+		}
+		code, _, b := c.postBatch("iris", "?max_concurrency=1", "application/x-ndjson", &body, nil)
+		var acc api.BatchAccepted
+		if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+			t.Fatalf("submit: %d %s", code, b)
+		}
+		c.waitBatch(acc.ID, 60*time.Second, "running with rows done", func(b api.Batch) bool { return b.Done > 0 })
+		var after api.Batch
+		if code := c.do("POST", "/v1/batches/"+acc.ID+"/cancel", "", &after); code != http.StatusOK {
+			t.Fatalf("cancel: %d %+v", code, after)
+		}
+		got := c.waitBatch(acc.ID, 30*time.Second, "canceled", func(b api.Batch) bool { return b.Status == api.BatchCanceled })
+		if got.Done >= 20000 {
+			t.Fatalf("canceled batch did all its rows: %+v", got)
+		}
+		lines := c.batchResults(acc.ID)
+		if len(lines) != got.Done {
+			t.Fatalf("results: %d lines, want the %d rows done", len(lines), got.Done)
+		}
+		if err := checkAnswers(lines, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestBatchWorkerKilledResumes SIGKILLs the `jobgate worker` process that
+// scores a batch of 20,000 rows, mid-batch, and starts it again under the
+// same ID: attempt 2 resumes at the first chunk not written (its log says
+// at which row, past 0), and the results hold every row once, in order,
+// each answer right. The replica runs on another, in-process worker of one
+// slot, which the replica fills, so the batch goes to the one killed.
+func TestBatchWorkerKilledResumes(t *testing.T) {
+	c := newCluster(t)
+	c.startScoringProcess()
+	c.startWorker("svc", "--slots", "1")
+	c.deployIris()
+	spool, ckpt := t.TempDir(), t.TempDir()
+	w := c.startWorkerProcess("crashy", spool, ckpt, "--scoring-url", c.scoringURL, "--gateway-url", c.gwURL)
+
+	const n = 20000
+	var body bytes.Buffer
+	for i := range n {
+		body.WriteString(batchRow(i) + "\n")
+	}
+	code, _, b := c.postBatch("iris", "?max_concurrency=1", "application/x-ndjson", &body, nil)
+	var acc api.BatchAccepted
+	if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	c.waitBatch(acc.ID, 60*time.Second, "300 rows done", func(b api.Batch) bool { return b.Done >= 300 })
+	if err := w.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait()
+	killedAt := c.batch(acc.ID).Done
+	if killedAt >= n {
+		t.Fatalf("the batch ended before the worker was killed")
+	}
+	c.startWorkerProcess("crashy", spool, ckpt, "--scoring-url", c.scoringURL, "--gateway-url", c.gwURL)
+	got := c.waitBatch(acc.ID, 180*time.Second, "succeeded", func(b api.Batch) bool {
+		if b.Status == api.BatchFailed || b.Status == api.BatchCanceled {
+			t.Fatalf("batch ended %+v", b)
+		}
+		return b.Status == api.BatchSucceeded
+	})
+	if got.Done != n || got.Failed != 0 {
+		t.Fatalf("batch %+v, want %d done", got, n)
+	}
+	lines := c.batchResults(acc.ID)
+	if len(lines) != n {
+		t.Fatalf("results: %d lines, want %d (each row once)", len(lines), n)
+	}
+	if err := checkAnswers(lines, nil); err != nil {
+		t.Fatal(err)
+	}
+	j := c.get(acc.ID)
+	logs := c.logs(acc.ID)
+	if j.Attempt < 2 || !strings.Contains(logs, "jobgate: batch resumes at row ") {
+		t.Fatalf("attempt %d, log %q: want a second attempt that resumed", j.Attempt, logs)
+	}
+	t.Logf("killed with %d rows recorded done; %s", killedAt, logs[strings.Index(logs, "jobgate: batch resumes"):])
+}
