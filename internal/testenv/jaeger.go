@@ -308,21 +308,23 @@ func (j *JaegerService) WaitTrace(t testing.TB, traceID string, names ...string)
 		}
 		return true
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !complete() {
-		if time.Now().After(deadline) {
-			var held []string
-			if last != nil {
-				for _, s := range last.Spans {
-					held = append(held, last.Service(s)+": "+s.OperationName)
-				}
+	held := stringer(func() string {
+		var held []string
+		if last != nil {
+			for _, s := range last.Spans {
+				held = append(held, last.Service(s)+": "+s.OperationName)
 			}
-			t.Fatalf("jaeger: trace %s after 20s holds %q (last error: %v); want spans %q", traceID, held, lastErr, names)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Sprintf("%q (last error: %v)", held, lastErr)
+	})
+	Eventually(t, 20*time.Second, complete, "jaeger: trace %s holds %s; want spans %q", traceID, held, names)
 	return last
 }
+
+// stringer makes a failure message's part when it is printed, not before.
+type stringer func() string
+
+func (f stringer) String() string { return f() }
 
 // errNoTrace is Trace's answer for a trace Jaeger does not hold (yet).
 var errNoTrace = errors.New("no such trace")
