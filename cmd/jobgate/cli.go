@@ -565,9 +565,16 @@ func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) 
 // readSpec reads and strictly parses a job spec file; "-" is stdin. Errors
 // name the file.
 func readSpec(name string, stdin io.Reader) (api.JobSpec, error) {
+	return readSpecFile(name, stdin, "job spec", parseSpec)
+}
+
+// readSpecFile reads file name ("-" is stdin) and parses it with parse;
+// a read error says what was read, a parse error names the file.
+func readSpecFile[T any](name string, stdin io.Reader, what string, parse func([]byte) (T, error)) (T, error) {
 	var (
 		data []byte
 		err  error
+		zero T
 	)
 	if name == "-" {
 		name = "stdin"
@@ -576,11 +583,11 @@ func readSpec(name string, stdin io.Reader) (api.JobSpec, error) {
 		data, err = os.ReadFile(name)
 	}
 	if err != nil {
-		return api.JobSpec{}, fmt.Errorf("read job spec: %w", err)
+		return zero, fmt.Errorf("read %s: %w", what, err)
 	}
-	spec, err := parseSpec(data)
+	spec, err := parse(data)
 	if err != nil {
-		return api.JobSpec{}, fmt.Errorf("%s: %w", name, err)
+		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return spec, nil
 }

@@ -241,24 +241,7 @@ func describeDeploymentTargets(ts []api.DeploymentTarget) string {
 // readDeploymentSpec reads a deployment spec file, YAML or JSON ("-" is
 // stdin), strictly: a field the spec does not have is an error naming it.
 func readDeploymentSpec(name string, stdin io.Reader) (api.DeploymentSpec, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if name == "-" {
-		name = "stdin"
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(name)
-	}
-	if err != nil {
-		return api.DeploymentSpec{}, fmt.Errorf("read deployment spec: %w", err)
-	}
-	spec, err := parseDeploymentSpec(data)
-	if err != nil {
-		return api.DeploymentSpec{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return spec, nil
+	return readSpecFile(name, stdin, "deployment spec", parseDeploymentSpec)
 }
 
 func parseDeploymentSpec(data []byte) (api.DeploymentSpec, error) {
