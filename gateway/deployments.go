@@ -423,18 +423,15 @@ func (g *Gateway) deploymentView(ctx context.Context, d *store.DeploymentRecord,
 	if err != nil {
 		return v, err
 	}
-	jobs := map[string]*api.Job{}
 	var ids []string
 	for _, s := range slots {
-		if s.JobID == "" {
-			continue
+		if s.JobID != "" {
+			ids = append(ids, s.JobID)
 		}
-		j, err := g.store.GetJob(ctx, d.Workspace, s.JobID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return v, err
-		}
-		jobs[s.JobID] = j
-		ids = append(ids, s.JobID)
+	}
+	jobs, err := g.store.JobsOf(ctx, d.Workspace, ids)
+	if err != nil {
+		return v, err
 	}
 	eps, err := g.store.Endpoints(ctx, ids...)
 	if err != nil {

@@ -552,21 +552,20 @@ func (c *Controller) replicas(ctx context.Context, ws, name string) ([]*replica,
 	reps := make([]*replica, len(slots))
 	for i, s := range slots {
 		reps[i] = &replica{slot: s}
-		if s.JobID == "" {
-			continue
+		if s.JobID != "" {
+			ids = append(ids, s.JobID)
 		}
-		j, err := c.store.GetJob(ctx, ws, s.JobID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		reps[i].job = j
-		ids = append(ids, s.JobID)
+	}
+	jobs, err := c.store.JobsOf(ctx, ws, ids)
+	if err != nil {
+		return nil, err
 	}
 	eps, err := c.store.Endpoints(ctx, ids...)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range reps {
+		r.job = jobs[r.slot.JobID]
 		for i := range eps {
 			if eps[i].JobID == r.slot.JobID {
 				r.ep = &eps[i]

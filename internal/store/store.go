@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -278,6 +279,26 @@ func (s *Store) GetJob(ctx context.Context, ws, id string) (*api.Job, error) {
 		return nil, ErrNotFound
 	}
 	return j, nil
+}
+
+// JobsOf returns the jobs of workspace ws among ids, by ID, in one round
+// trip; a job that does not exist or is another workspace's is left out.
+func (s *Store) JobsOf(ctx context.Context, ws string, ids []string) (map[string]*api.Job, error) {
+	valid := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !validID(id) })
+	out := make(map[string]*api.Job, len(valid))
+	if len(valid) == 0 {
+		return out, nil
+	}
+	jobs, err := s.getMany(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		if j != nil && j.Workspace == ws {
+			out[j.ID] = j
+		}
+	}
+	return out, nil
 }
 
 // GetJobByID returns a job whatever its workspace; for workers and the scheduler.

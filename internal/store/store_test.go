@@ -269,3 +269,18 @@ func TestAGPUIsNeverReservedTwice(t *testing.T) {
 		t.Fatalf("GPUs not freed by requeue: %v", err)
 	}
 }
+
+// TestJobsOf: the jobs of one workspace among the IDs, in one read; a
+// missing ID, a malformed one and another workspace's job are left out.
+func TestJobsOf(t *testing.T) {
+	s := newStore(t)
+	a := newJob(t, s)
+	other := newJob(t, s, func(j *api.Job) { j.Workspace = "team-b" })
+	got, err := s.JobsOf(context.Background(), a.Workspace, []string{a.ID, other.ID, "01nosuchjob0000000000000000", "bad id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[a.ID] == nil || got[a.ID].ID != a.ID {
+		t.Fatalf("JobsOf: %v, want only %s", got, a.ID)
+	}
+}
