@@ -67,8 +67,10 @@ type Resources struct {
 // JobSpec is what a client submits. Zero values get the defaults documented per
 // field when the gateway accepts the job; the stored spec has them filled in.
 type JobSpec struct {
-	Name       string `json:"name,omitempty"`
-	Experiment string `json:"experiment,omitempty"`
+	// Kind is "" or command (run Command), or batch-score (see BatchScore).
+	Kind       JobKind `json:"kind,omitempty"`
+	Name       string  `json:"name,omitempty"`
+	Experiment string  `json:"experiment,omitempty"`
 	// Image is the container image; required in container mode.
 	Image string `json:"image,omitempty"`
 	// Command is the argv to run, never passed through a shell.
@@ -117,6 +119,8 @@ type JobSpec struct {
 	// Batch makes the job a batch's scorer (see BatchJob). Only the batch
 	// API sets it; the API refuses it from a client.
 	Batch *BatchJob `json:"batch,omitempty"`
+	// BatchScore is what a job of kind batch-score scores (see BatchScore).
+	BatchScore *BatchScore `json:"batch_score,omitempty"`
 }
 
 // InputMode says how an input reaches the job.

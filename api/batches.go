@@ -59,6 +59,9 @@ type BatchJob struct {
 	ErrorThreshold int `json:"error_threshold,omitempty"`
 	// MaxConcurrency caps the requests in flight.
 	MaxConcurrency int `json:"max_concurrency"`
+	// TraceParent is the W3C traceparent of the request that submitted the
+	// batch: every attempt's spans join its trace.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Batch is a batch as GET /v1/batches/{id} shows it.

@@ -109,6 +109,19 @@ func (c *cluster) start(args ...string) func() {
 		return ""
 	}
 	go func() { done <- run(ctx, args, getenv, w, w) }()
+	// A failed test shows what its processes said: a worker's warnings
+	// (a port taken, a probe refused) are often the only clue.
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			b := out.Bytes()
+			if len(b) > 32<<10 {
+				b = b[len(b)-32<<10:]
+			}
+			c.t.Logf("jobgate %s said (last 32 KiB):\n%s", args[0], b)
+		}
+	})
 	var once sync.Once
 	return func() {
 		once.Do(func() {

@@ -83,8 +83,32 @@ func (c *cluster) waitDeployment(name string, within time.Duration, what string,
 	c.t.Helper()
 	var d api.Deployment
 	testenv.Eventually(c.t, within, func() bool { d, _ = c.deployment(name); return cond(d) },
-		"deployment %s never %s; last: %s", name, what, lazy(func() string { b, _ := json.Marshal(d); return string(b) }))
+		"deployment %s never %s; last: %s\n%s", name, what, lazy(func() string { b, _ := json.Marshal(d); return string(b) }),
+		lazy(func() string { return c.replicaJobs(d) }))
 	return d
+}
+
+// replicaJobs describes the jobs of d's replicas, with their logs' tails:
+// why a replica is not ready is often only there.
+func (c *cluster) replicaJobs(d api.Deployment) string {
+	var b strings.Builder
+	for _, r := range d.Replicas {
+		j, err := c.api.Get(context.Background(), r.JobID)
+		if err != nil {
+			fmt.Fprintf(&b, "replica %s job %s: %v\n", r.ID, r.JobID, err)
+			continue
+		}
+		fmt.Fprintf(&b, "replica %s job %s: %s (%s), attempt %d on %s\n", r.ID, r.JobID, j.Status, j.Reason, j.Attempt, j.Worker)
+		rc, err := c.api.Logs(context.Background(), r.JobID, false)
+		if err != nil {
+			fmt.Fprintf(&b, "  logs: %v\n", err)
+			continue
+		}
+		logs, _ := io.ReadAll(io.LimitReader(rc, 8<<10))
+		rc.Close()
+		fmt.Fprintf(&b, "  logs:\n%s\n", logs)
+	}
+	return b.String()
 }
 
 // load keeps n clients inferring until stop is called, which returns how

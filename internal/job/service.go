@@ -130,9 +130,18 @@ const (
 	trustClient trust = iota
 	trustService
 	trustBatch
+	// trustBatchScore: a batch-score spec whose model the gateway resolved
+	// (resolveBatchScore), and its partitions.
+	trustBatchScore
 )
 
 func (s *Service) submit(ctx context.Context, req Request, tr trust) (Result, error) {
+	if tr == trustClient && req.Spec.Kind == api.KindBatchScore {
+		if err := s.resolveBatchScore(ctx, req.Workspace, &req.Spec); err != nil {
+			return Result{}, err
+		}
+		tr = trustBatchScore
+	}
 	if req.IdempotencyKey != "" && req.Save != nil {
 		return Result{}, errors.New("job: a request with an Idempotency-Key stores its job itself; it takes no Save")
 	}
@@ -226,6 +235,9 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 	if made, err := save(ctx, job); err != nil || !made {
 		return nil, err
 	}
+	if b := job.Spec.BatchScore; b != nil && b.Partition == 0 && b.InstanceCount > 1 {
+		s.submitPartitions(ctx, job, actor)
+	}
 	_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
 	s.audit(ctx, ws, actor, "job.submit", job.ID)
 	return job, nil
@@ -245,6 +257,11 @@ func (s *Service) validate(ctx context.Context, ws string, spec *api.JobSpec, tr
 	switch {
 	case tr != trustService && spec.Service != nil, tr != trustBatch && spec.Batch != nil:
 		return refuseService(*spec)
+	}
+	if tr != trustBatchScore {
+		if err := refuseResolved(spec.BatchScore); err != nil {
+			return err
+		}
 	}
 	if err := normalize(spec, s.cfg.Limits, tr == trustService); err != nil {
 		return err

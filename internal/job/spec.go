@@ -99,10 +99,16 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	if s.Mode != api.ModeContainer && s.Mode != api.ModeProcess {
 		return specErr("mode", "mode must be %q or %q, not %q", api.ModeContainer, api.ModeProcess, s.Mode)
 	}
+	if err := checkBatchScore(s); err != nil {
+		return err
+	}
+	// A batch-score job through a deployment runs no program of its own.
+	throughDeployment := s.BatchScore != nil && s.BatchScore.Deployment != ""
 	if s.Batch != nil {
 		if err := checkBatch(s); err != nil {
 			return err
 		}
+	} else if throughDeployment {
 	} else if len(s.Command) == 0 {
 		return specErr("command", "command must be a non-empty array of strings (argv), e.g. [\"python\", \"train.py\"]")
 	} else if problem := CheckArgv("command", s.Command); problem != "" {
@@ -113,7 +119,7 @@ func normalize(s *api.JobSpec, lim Limits, service bool) error {
 	}
 	switch s.Mode {
 	case api.ModeContainer:
-		if s.Image == "" && s.Batch != nil {
+		if s.Image == "" && (s.Batch != nil || throughDeployment) {
 			break // the worker scores a batch itself
 		}
 		if s.Image == "" {
@@ -310,6 +316,12 @@ func checkResources(r api.Resources) error {
 // defaultName names a job after its image's repository, else its program.
 func defaultName(s *api.JobSpec) string {
 	base := s.Image
+	if s.Kind == api.KindBatchScore {
+		base = "batch-score"
+	}
+	if base == "" && len(s.Command) == 0 {
+		return "job"
+	}
 	if base == "" {
 		base = s.Command[0]
 	}
