@@ -64,6 +64,9 @@ const (
 	// port (see portOwner) before the replica fails: its workload is
 	// stopped and the attempt ends with errPortTaken.
 	portTakenFailAfter = 5 * time.Second
+	// workloadPIDTimeout bounds the executor's naming of the workload's
+	// process for the port check.
+	workloadPIDTimeout = 10 * time.Second
 	// endpointRenewEvery renews the endpoint, whose record lives 30 s.
 	endpointRenewEvery = 10 * time.Second
 	// serviceTokenTTL is the life of a service job's token, renewed with its
@@ -190,6 +193,9 @@ type replica struct {
 	takenSince time.Time
 	// portCheckedAt is when the port was last found the replica's own.
 	portCheckedAt time.Time
+	// unsureNoted says the worker logged that it could not tell who holds
+	// the port.
+	unsureNoted bool
 }
 
 // portRecheckEvery is how often a ready replica's port is checked again
@@ -334,7 +340,7 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 			ok := probeOnce(ctx, client, r.probeURL)
 			taken := false
 			if ok && r.pids != nil && r.portCheckDue(rd.ready) {
-				ok, taken = r.ownsPort(bg, stderr)
+				ok, taken = r.ownsPort(ctx, stderr)
 				if ok {
 					r.portCheckedAt = r.w.now()
 				}
@@ -369,9 +375,20 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 // listening on the replica's port are held by its workload's processes:
 // ok when they are, taken when one is another program's (noted in the
 // job's log and the worker's when that starts), neither when nothing
-// listens any more.
+// listens any more or the worker could not tell (the executor did not
+// name the workload's process: podman slow under load). Not knowing is
+// not ready, but it is no sign of another program either, so it does not
+// start the clock that fails the replica: the next probe asks again.
 func (r *replica) ownsPort(ctx context.Context, stderr io.Writer) (ok, taken bool) {
 	own, inode, err := r.checkPort(ctx)
+	if err != nil {
+		if !r.unsureNoted && ctx.Err() == nil {
+			r.unsureNoted = true
+			r.w.logger.WarnContext(ctx, "cannot tell who holds the replica's port yet: not ready until the worker can", slog.String("job_id", r.endpoint.JobID),
+				slog.Int("port", r.port), slog.Any("error", err))
+		}
+		return false, false
+	}
 	if own != portForeign {
 		if !r.takenSince.IsZero() {
 			r.w.logger.InfoContext(ctx, "the replica's port is no longer held by another program", slog.String("job_id", r.endpoint.JobID), slog.Int("port", r.port))
@@ -382,13 +399,10 @@ func (r *replica) ownsPort(ctx context.Context, stderr io.Writer) (ok, taken boo
 	if r.takenSince.IsZero() {
 		r.takenSince = r.w.now()
 		why := fmt.Sprintf("the socket listening there (inode %d) is held by none of the replica's processes", inode)
-		if err != nil {
-			why = fmt.Sprintf("the worker could not tell whose socket listens there (%v)", err)
-		}
 		fmt.Fprintf(stderr, "jobgate: port %d on %s answers the readiness probe, but %s: another program took the port, so the replica is not ready (it fails if this lasts %s)\n",
 			r.port, r.w.cfg.AdvertiseHost, why, portTakenFailAfter)
 		r.w.logger.WarnContext(ctx, "the replica's port is held by another program: not ready", slog.String("job_id", r.endpoint.JobID),
-			slog.Int("port", r.port), slog.Uint64("inode", inode), slog.Any("error", err))
+			slog.Int("port", r.port), slog.Uint64("inode", inode))
 	}
 	return false, true
 }
@@ -402,7 +416,9 @@ func (r *replica) checkPort(ctx context.Context) (portOwnership, uint64, error) 
 			return own, inode, err
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	// Podman's inspect can take seconds on a loaded machine; the attempt's
+	// ctx still ends the wait at once.
+	pctx, cancel := context.WithTimeout(ctx, workloadPIDTimeout)
 	defer cancel()
 	root, err := r.pids.workloadPID(pctx, r.endpoint.JobID, r.endpoint.Attempt)
 	if err != nil {
@@ -416,12 +432,11 @@ func (r *replica) checkPort(ctx context.Context) (portOwnership, uint64, error) 
 }
 
 // noPIDs is the workloadPIDer of an executor that cannot name its
-// workload's processes: there is never one.
+// workload's processes: there is never one, so whatever listens on the
+// port is foreign.
 type noPIDs struct{}
 
-func (noPIDs) workloadPID(context.Context, string, int) (int, error) {
-	return 0, errors.New("the executor cannot name the replica's processes")
-}
+func (noPIDs) workloadPID(context.Context, string, int) (int, error) { return 0, nil }
 
 // drain says the replica is draining, waits DrainDelay (or for the
 // workload to exit), and returns.

@@ -6,8 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -265,5 +268,46 @@ func TestPortCheckDue(t *testing.T) {
 	r.portCheckedAt, r.takenSince = now, now
 	if !r.portCheckDue(true) {
 		t.Error("port held by another program: want a check on every probe")
+	}
+}
+
+// pidsFunc is a workloadPIDer from a function.
+type pidsFunc func() (int, error)
+
+func (f pidsFunc) workloadPID(context.Context, string, int) (int, error) { return f() }
+
+// TestOwnsPortUnsureIsNotTaken: when the executor cannot name the
+// workload's process (podman's inspect timing out on a loaded machine),
+// the replica is not ready, but that is no sign of another program: the
+// clock that fails the replica does not start. A listener the workload
+// does not hold is taken.
+func TestOwnsPortUnsureIsNotTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	w := &Worker{now: func() time.Time { return now }, logger: slog.New(slog.DiscardHandler)}
+	r := &replica{w: w, ip: netip.MustParseAddr("127.0.0.1"), port: ln.Addr().(*net.TCPAddr).Port,
+		pids: pidsFunc(func() (int, error) { return 0, context.DeadlineExceeded })}
+	var log bytes.Buffer
+	if ok, taken := r.ownsPort(context.Background(), &log); ok || taken {
+		t.Fatalf("executor did not answer: ok %v taken %v, want neither", ok, taken)
+	}
+	if !r.takenSince.IsZero() || log.Len() != 0 {
+		t.Fatalf("executor did not answer: taken since %v, job log %q: want no taken clock and no note", r.takenSince, log.String())
+	}
+	r.pids = noPIDs{}
+	if ok, taken := r.ownsPort(context.Background(), &log); ok || !taken {
+		t.Fatalf("no workload process, a listener on the port: ok %v taken %v, want taken", ok, taken)
+	}
+	if r.takenSince != now || !strings.Contains(log.String(), "another program took the port") {
+		t.Fatalf("taken since %v, job log %q: want the clock started and a note", r.takenSince, log.String())
+	}
+	// This test process holds the listener: named as the workload, it owns it.
+	r.pids = pidsFunc(func() (int, error) { return os.Getpid(), nil })
+	if ok, taken := r.ownsPort(context.Background(), &log); !ok || taken {
+		t.Fatalf("the workload holds the listener: ok %v taken %v, want ok", ok, taken)
 	}
 }

@@ -238,7 +238,7 @@ func TestScoringChain(t *testing.T) {
 		t.Fatalf("create deployment: %d %+v", code, created)
 	}
 	t.Cleanup(func() { c.do("DELETE", "/v1/deployments/iris", "", nil) })
-	d := c.waitDeployment("iris", 90*time.Second, "ready with 2 replicas", func(d api.Deployment) bool {
+	d := c.waitDeployment("iris", 180*time.Second, "ready with 2 replicas", func(d api.Deployment) bool {
 		return d.Status == api.DeploymentReady && d.ReadyReplicas == 2
 	})
 	if len(d.Targets) != 1 || d.Targets[0].Version != 1 {
