@@ -119,7 +119,7 @@ func refuseResolved(b *api.BatchScore) error {
 	case b == nil:
 		return nil
 	case b.ModelName != "" || b.Version != 0 || b.SHA256 != "":
-		return specErr("batch_score.model_name", "batch_score: model_name, version and sha256 are set by the gateway from batch_score.model; leave them out")
+		return specErr("batch_score.model_name", "batch_score.model_name, batch_score.version and batch_score.sha256 are set by the gateway from batch_score.model; leave them out")
 	case b.TraceParent != "":
 		return specErr("batch_score.traceparent", "batch_score.traceparent is set by the gateway from the request's trace; leave it out")
 	case b.Partition != 0:
