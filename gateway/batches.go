@@ -142,7 +142,7 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 	if res.Replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
-	return c.JSON(http.StatusAccepted, api.BatchAccepted{ID: res.Job.ID, Status: batchStatus(res.Job.Status)})
+	return c.JSON(http.StatusAccepted, api.BatchAccepted{ID: res.Job.ID, Status: store.BatchStatus(res.Job.Status)})
 }
 
 // checkRow refuses a row that is not one JSON object.
@@ -251,21 +251,6 @@ func (g *Gateway) dropUpload(ctx context.Context, dir string) {
 	}
 }
 
-func batchStatus(s api.Status) api.BatchStatus {
-	switch s {
-	case api.StatusRunning:
-		return api.BatchRunning
-	case api.StatusSucceeded:
-		return api.BatchSucceeded
-	case api.StatusFailed:
-		return api.BatchFailed
-	case api.StatusCanceled:
-		return api.BatchCanceled
-	default:
-		return api.BatchQueued
-	}
-}
-
 // batchJob is batch id of ws's job, or not found.
 func (g *Gateway) batchJob(ctx context.Context, ws, id string) (*api.Job, error) {
 	j, err := g.store.GetJob(ctx, ws, id)
@@ -279,23 +264,7 @@ func (g *Gateway) batchJob(ctx context.Context, ws, id string) (*api.Job, error)
 }
 
 func (g *Gateway) batchView(ctx context.Context, j *api.Job) (api.Batch, error) {
-	pr, err := g.store.BatchProgress(ctx, j.ID)
-	if err != nil {
-		return api.Batch{}, err
-	}
-	b := api.Batch{ID: j.ID, Deployment: j.Spec.Batch.Deployment, Status: batchStatus(j.Status),
-		Total: j.Spec.Batch.Total, Done: pr.Done, Failed: pr.Failed,
-		CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Reason: j.Reason}
-	if j.StartedAt != nil {
-		end := g.now()
-		if j.FinishedAt != nil {
-			end = *j.FinishedAt
-		}
-		if s := end.Sub(*j.StartedAt).Seconds(); s > 0 {
-			b.RowsPerSecond = float64(pr.Done) / s
-		}
-	}
-	return b, nil
+	return g.store.Batch(ctx, j, g.now())
 }
 
 // getBatch serves GET /v1/batches/:id.

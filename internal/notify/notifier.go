@@ -98,7 +98,14 @@ func (n *Notifier) deliver(ctx context.Context, e store.EndedEvent) {
 	}
 	nf := *j.Spec.Notify
 	job.Redact(&j.Spec)
-	payload, err := json.Marshal(map[string]any{"type": typ, "job": j})
+	body := map[string]any{"type": typ, "job": j}
+	if j.Spec.Batch != nil {
+		// A batch's caller wants its rows' counts, as GET /v1/batches/{id} has them.
+		if b, err := n.store.Batch(ctx, j, time.Now()); err == nil {
+			body["batch"] = b
+		}
+	}
+	payload, err := json.Marshal(body)
 	if err != nil {
 		return
 	}
