@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,12 +261,19 @@ func TestBatchHTTP(t *testing.T) {
 				rows[i] = badRow(i)
 			}
 		}
+		// As JSON ("error_threshold") and as JSON lines (?error_threshold=).
 		for _, tc := range []struct {
 			threshold int
+			ndjson    bool
 			want      api.BatchStatus
-		}{{2, api.BatchSucceeded}, {1, api.BatchFailed}} {
+		}{{2, false, api.BatchSucceeded}, {1, false, api.BatchFailed}, {2, true, api.BatchSucceeded}, {1, true, api.BatchFailed}} {
 			body := fmt.Sprintf(`{"requests": [%s], "error_threshold": %d}`, strings.Join(rows, ","), tc.threshold)
-			code, _, b := c.postBatch("iris", "", "application/json", strings.NewReader(body), nil)
+			ct, query := "application/json", ""
+			if tc.ndjson {
+				body = strings.Join(rows, "\n") + "\n"
+				ct, query = "application/x-ndjson", fmt.Sprintf("?error_threshold=%d", tc.threshold)
+			}
+			code, _, b := c.postBatch("iris", query, ct, strings.NewReader(body), nil)
 			var acc api.BatchAccepted
 			if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
 				t.Fatalf("submit: %d %s", code, b)
@@ -274,7 +282,7 @@ func TestBatchHTTP(t *testing.T) {
 				return b.Status != api.BatchQueued && b.Status != api.BatchRunning
 			})
 			if got.Status != tc.want || got.Done != 30 || got.Failed != 2 {
-				t.Fatalf("threshold %d: %+v, want %s with 30 done, 2 failed", tc.threshold, got, tc.want)
+				t.Fatalf("threshold %d (%s): %+v, want %s with 30 done, 2 failed", tc.threshold, ct, got, tc.want)
 			}
 			if tc.want == api.BatchFailed && !strings.Contains(got.Reason, "2 of 30 rows failed") {
 				t.Errorf("reason %q, want the counts", got.Reason)
@@ -340,19 +348,28 @@ func TestBatchHTTP(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		}))
 		defer receiver.Close()
-		body := fmt.Sprintf(`{"requests": [%s, %s], "callback": {"url": %q, "secret": %q}}`, batchRow(0), batchRow(1), receiver.URL, secret)
-		code, _, b := c.postBatch("iris", "", "application/json", strings.NewReader(body), nil)
-		var acc api.BatchAccepted
-		if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
-			t.Fatalf("submit: %d %s", code, b)
-		}
-		select {
-		case msg := <-got:
-			if !strings.Contains(msg, `"job.succeeded"`) || !strings.Contains(msg, acc.ID) {
-				t.Fatalf("callback: %s, want job.succeeded of batch %s, signed", msg, acc.ID)
+		// As JSON ("callback") and as JSON lines (?callback_url= and the
+		// Jobgate-Callback-Secret header).
+		for _, ndjson := range []bool{false, true} {
+			body := fmt.Sprintf(`{"requests": [%s, %s], "callback": {"url": %q, "secret": %q}}`, batchRow(0), batchRow(1), receiver.URL, secret)
+			ct, query, hdr := "application/json", "", map[string]string(nil)
+			if ndjson {
+				body = batchRow(0) + "\n" + batchRow(1) + "\n"
+				ct, query, hdr = "application/x-ndjson", "?callback_url="+url.QueryEscape(receiver.URL), map[string]string{"Jobgate-Callback-Secret": secret}
 			}
-		case <-time.After(60 * time.Second): // a bound on the wait, not a sleep
-			t.Fatalf("no callback for batch %s: %+v", acc.ID, c.batch(acc.ID))
+			code, _, b := c.postBatch("iris", query, ct, strings.NewReader(body), hdr)
+			var acc api.BatchAccepted
+			if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+				t.Fatalf("submit: %d %s", code, b)
+			}
+			select {
+			case msg := <-got:
+				if !strings.Contains(msg, `"job.succeeded"`) || !strings.Contains(msg, acc.ID) {
+					t.Fatalf("callback (%s): %s, want job.succeeded of batch %s, signed", ct, msg, acc.ID)
+				}
+			case <-time.After(60 * time.Second): // a bound on the wait, not a sleep
+				t.Fatalf("no callback (%s) for batch %s: %+v", ct, acc.ID, c.batch(acc.ID))
+			}
 		}
 	})
 
