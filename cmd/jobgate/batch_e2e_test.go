@@ -581,8 +581,12 @@ func TestBatchLargeUpload(t *testing.T) {
 // replica died to the other one; with 1, the batch waits (502, then 503
 // until the replica is back) and sends it again.
 func TestBatchReplicaKilled(t *testing.T) {
-	for _, replicas := range []int{2, 1} {
-		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		replicas int
+	}{{"2 replicas", 2}, {"1 replica", 1}} {
+		replicas := tc.replicas
+		t.Run(tc.name, func(t *testing.T) {
 			if replicas == 1 {
 				t.Skip("until worker/batch.go's scorer sends a row again on the router's 502 (its only replica died): today it is the row's error, and the batch fails")
 			}
