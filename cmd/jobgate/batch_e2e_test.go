@@ -367,6 +367,14 @@ func TestBatchHTTP(t *testing.T) {
 				if !strings.Contains(msg, `"job.succeeded"`) || !strings.Contains(msg, acc.ID) {
 					t.Fatalf("callback (%s): %s, want job.succeeded of batch %s, signed", ct, msg, acc.ID)
 				}
+				// The batch itself, with its counts, as GET /v1/batches/{id} has it.
+				var payload struct {
+					Batch *api.Batch `json:"batch"`
+				}
+				if err := json.Unmarshal([]byte(msg), &payload); err != nil || payload.Batch == nil || payload.Batch.ID != acc.ID ||
+					payload.Batch.Status != api.BatchSucceeded || payload.Batch.Total != 2 || payload.Batch.Done != 2 || payload.Batch.Failed != 0 {
+					t.Fatalf("callback (%s): %s, want the batch: succeeded, 2 of 2 done, 0 failed", ct, msg)
+				}
 			case <-time.After(60 * time.Second): // a bound on the wait, not a sleep
 				t.Fatalf("no callback (%s) for batch %s: %+v", ct, acc.ID, c.batch(acc.ID))
 			}
