@@ -331,7 +331,8 @@ func (s *fileScorer) score(ctx context.Context, m *miniBatch) (err error) {
 }
 
 // post sends rows as one V2 request and returns the answer: 200 or a 4xx
-// other than 429. It sends again on 503 and 429 while ctx lives, and on no
+// other than 429 (401, 403 and 404 are the attempt's error: no row is at
+// fault). It sends again on 503 and 429 while ctx lives, and on no
 // answer or another 5xx up to scoreMaxTries times.
 func (s *fileScorer) post(ctx context.Context, rows []*scoreRow) (int, []byte, error) {
 	body, err := s.request(rows)
@@ -362,6 +363,10 @@ func (s *fileScorer) post(ctx context.Context, rows []*scoreRow) (int, []byte, e
 				wait = retryAfter(resp.Header.Get("Retry-After"), backoff)
 			case resp.StatusCode >= 500:
 				failure = fmt.Errorf("%d: %s", resp.StatusCode, errorMessage(answer))
+			case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
+				// The token or the model is wrong, not the rows: every row
+				// would fail alike, so the attempt fails, saying why.
+				return 0, nil, fmt.Errorf("batch-score: score %s at %s: %d: %s", what, s.target.url, resp.StatusCode, errorMessage(answer))
 			case resp.StatusCode == http.StatusOK || (resp.StatusCode >= 400 && resp.StatusCode < 500):
 				return resp.StatusCode, answer, nil
 			default:

@@ -511,6 +511,29 @@ func TestScoreFileTargetFails(t *testing.T) {
 	}
 }
 
+// TestScoreFileNotTheRows: 401, 403 and 404 (a wrong token, a model not
+// there) fail the attempt at once: no row is at fault, and counting every
+// row as refused would only hide why.
+func TestScoreFileNotTheRows(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			d := newModelDouble(t)
+			d.before = func(*http.Request, [][]float64) (int, http.Header, string) {
+				return status, nil, `{"error": "no such model"}`
+			}
+			got := score(t, t.Context(), d.target(), "f.jsonl", "[0]\n[1]\n", api.BatchScore{MiniBatchSize: 10, MaxConcurrency: 1})
+			if got.err == nil || !strings.Contains(got.err.Error(), fmt.Sprintf("%d: no such model", status)) {
+				t.Fatalf("scoreFile: %d rows %d failed, error %v; want the attempt's error naming %d", got.rows, got.failed, got.err, status)
+			}
+			if requests, _, _ := d.stats(); requests != 1 {
+				t.Errorf("%d requests, want 1: rows are not sent alone for a %d", requests, status)
+			}
+		})
+	}
+}
+
 // TestScoreFileCanceled: ctx done while a mini-batch is in flight, or
 // while it backs off on 503, ends scoreFile with ctx's error.
 func TestScoreFileCanceled(t *testing.T) {
