@@ -67,6 +67,9 @@ const (
 	// workloadPIDTimeout bounds the executor's naming of the workload's
 	// process for the port check.
 	workloadPIDTimeout = 10 * time.Second
+	// notReadyNoteAfter is when the job's log says why its server is not
+	// ready yet.
+	notReadyNoteAfter = 30 * time.Second
 	// endpointRenewEvery renews the endpoint, whose record lives 30 s.
 	endpointRenewEvery = 10 * time.Second
 	// serviceTokenTTL is the life of a service job's token, renewed with its
@@ -196,6 +199,9 @@ type replica struct {
 	// unsureNoted says the worker logged that it could not tell who holds
 	// the port.
 	unsureNoted bool
+	// portNote says why the last port check did not find the port the
+	// replica's own.
+	portNote string
 }
 
 // portRecheckEvery is how often a ready replica's port is checked again
@@ -319,8 +325,9 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 	client := newProbeClient()
 	defer client.CloseIdleConnections()
 	var rd readiness
-	probe := time.NewTimer(probeFast)
-	defer probe.Stop()
+	since, notedSlow := r.w.now(), false
+	probeT := time.NewTimer(probeFast)
+	defer probeT.Stop()
 	renew := time.NewTicker(endpointRenewEvery)
 	defer renew.Stop()
 	for {
@@ -336,16 +343,30 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 			if err := r.w.store.RenewJobToken(bg, r.token, serviceTokenTTL); err != nil {
 				r.w.logger.WarnContext(bg, "renew the service job's token", slog.String("job_id", r.endpoint.JobID), slog.Any("error", err))
 			}
-		case <-probe.C:
-			ok := probeOnce(ctx, client, r.probeURL)
+		case <-probeT.C:
+			perr := probe(ctx, client, r.probeURL)
+			ok := perr == nil
+			why := ""
+			if perr != nil {
+				why = perr.Error()
+			}
 			taken := false
 			if ok && r.pids != nil && r.portCheckDue(rd.ready) {
 				ok, taken = r.ownsPort(ctx, stderr)
 				if ok {
 					r.portCheckedAt = r.w.now()
+				} else {
+					why = r.portNote
 				}
 			}
 			state, changed := rd.observe(ok)
+			if !rd.ready && !notedSlow && r.w.now().Sub(since) >= notReadyNoteAfter && ctx.Err() == nil {
+				// Say once why a server stays unready, where its user looks.
+				notedSlow = true
+				fmt.Fprintf(stderr, "jobgate: the server (%s) is not ready after %s: %s\n", r.probeURL, notReadyNoteAfter, why)
+				r.w.logger.WarnContext(bg, "a model server is not ready yet", slog.String("job_id", r.endpoint.JobID),
+					slog.String("probe", r.probeURL), slog.String("why", why))
+			}
 			if taken {
 				// Not one more request may go there.
 				state, changed = rd.lost()
@@ -366,7 +387,7 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 			if taken {
 				next = probeSlow // the check reads all of /proc: not at probeFast
 			}
-			probe.Reset(next)
+			probeT.Reset(next)
 		}
 	}
 }
@@ -381,6 +402,12 @@ func (r *replica) watch(ctx context.Context, exited <-chan struct{}, stop contex
 // start the clock that fails the replica: the next probe asks again.
 func (r *replica) ownsPort(ctx context.Context, stderr io.Writer) (ok, taken bool) {
 	own, inode, err := r.checkPort(ctx)
+	switch {
+	case err != nil:
+		r.portNote = fmt.Sprintf("the probe was answered, but the worker cannot tell who holds port %d: %v", r.port, err)
+	case own == portFree:
+		r.portNote = fmt.Sprintf("the probe was answered, but nothing listens on port %d in this worker's network namespace", r.port)
+	}
 	if err != nil {
 		if !r.unsureNoted && ctx.Err() == nil {
 			r.unsureNoted = true
@@ -525,17 +552,25 @@ func newProbeClient() *http.Client {
 
 // probeOnce reports whether url answers GET with 200.
 func probeOnce(ctx context.Context, client *http.Client, url string) bool {
+	return probe(ctx, client, url) == nil
+}
+
+// probe says why url did not answer GET with 200; nil when it did.
+func probe(ctx context.Context, client *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 // fetchModel puts the files of the service's model version into the
