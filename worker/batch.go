@@ -31,9 +31,9 @@ import (
 // flight (across chunk boundaries, see batchRun), backing off on 503 and
 // 429, and writes the answers in order, in chunks of batchChunkRows rows,
 // each chunk whole under its own key, then its progress
-// (store.BatchProgress) as the checkpoint. A retried or resumed attempt starts at the first chunk not
-// recorded; a chunk written again replaces itself, so no row is in the
-// results twice.
+// (store.BatchProgress) as the checkpoint. A retried or resumed attempt
+// starts at the first chunk not recorded; a chunk written again replaces
+// itself, so no row is in the results twice.
 //
 // The router is reached with a token of the job's workspace with the score
 // scope only, made for the attempt and deleted when it ends (it expires
@@ -161,10 +161,10 @@ func (w *Worker) batchToken(ctx context.Context, st batchStore, job *api.Job, at
 	}, nil
 }
 
-// batchClient is the attempt's client to the router: one keep-alive
-// connection kept per request in flight (the default keeps 2 idle, so at a
-// higher concurrency most requests would dial anew), each request traced;
-// conns is its connections, closed when the attempt ends.
+// batchClient is the attempt's client to the router: a keep-alive
+// connection kept idle per request in flight (Go's default keeps 2 per
+// host, and 100 in all), each request traced; conns holds its
+// connections, closed when the attempt ends.
 func (w *Worker) batchClient(conc int) (_ *http.Client, conns *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conc
