@@ -35,15 +35,18 @@ import (
 //   - the HTTP batch API: BATCH_ROWS rows (default 100,000; also a tenth of
 //     them first) uploaded as JSON lines with max_concurrency
 //     BATCH_CONCURRENCY (default 16), rows per second as the batch reports
-//     it (done over its job's run time), and the peak RSS (VmHWM, reset with
-//     clear_refs before each batch) of the gateway and of the worker;
+//     it (done over its job's run time), and the peak RSS (VmHWM) of the
+//     gateway (reset with clear_refs before each batch) and of the worker
+//     (a fresh process each batch); with BATCH_BEFORE_BIN, each batch once
+//     more by turns with that binary's worker (the code before a change);
 //   - the ceiling: the same rows sent by a tuned Go client (a keep-alive
 //     connection per request in flight) at the same concurrency straight to
-//     the two replicas, round robin;
+//     the two replicas, round robin (before the batches and again after
+//     them: the load of a shared machine drifts);
 //   - the same client through the scoring router (where the router's share
 //     of the gap is).
 //
-// It prints a Markdown table. Run it on main's code for "before".
+// It prints a Markdown table.
 func BenchmarkBatchIris(b *testing.B) {
 	rows := envInt(b, "BATCH_ROWS", 100000)
 	conc := envInt(b, "BATCH_CONCURRENCY", 16)
@@ -64,7 +67,16 @@ func BenchmarkBatchIris(b *testing.B) {
 	c.startScoringProcess()
 	c.startWorker("svc", "--slots", "2") // the replicas (and iris-train)
 	addrs := c.deployIris2()
-	bw := c.startWorkerProcess("batch", b.TempDir(), b.TempDir(), "--scoring-url", c.scoringURL, "--gateway-url", c.gwURL, "--slots", "1")
+
+	// The batch's worker: this tree's `jobgate worker`, and before it, when
+	// BATCH_BEFORE_BIN names another jobgate binary (main's, say), that
+	// one's, run by turns on the same deployment: a fresh process each
+	// batch, the only worker with a free slot.
+	type batchWorker struct{ label, bin string }
+	bws := []batchWorker{{"this tree", ""}}
+	if bin := os.Getenv("BATCH_BEFORE_BIN"); bin != "" {
+		bws = append([]batchWorker{{"before: " + filepath.Base(bin), bin}}, bws...)
+	}
 
 	dir := b.TempDir()
 	file := func(n int) string {
@@ -85,19 +97,28 @@ func BenchmarkBatchIris(b *testing.B) {
 	router := tunedClient(b, big, conc, func(int) string { return c.scoringURL + "/v2/models/iris/infer" }, c.token)
 	fmt.Fprintf(&table, "| tuned client -> 2 replicas (ceiling) | %d | %d | %.0f | 1.00 | | |\n", rows, conc, ceiling)
 	fmt.Fprintf(&table, "| tuned client -> router -> 2 replicas | %d | %d | %.0f | %.2f | | |\n", rows, conc, router, router/ceiling)
+	run := 0
 	for _, n := range []int{rows / 10, rows} {
 		p := big
 		if n != rows {
 			p = file(n)
 		}
-		for _, pid := range []int{gw.Process.Pid, bw.Process.Pid} {
-			_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset VmHWM
+		for _, bwk := range bws {
+			run++
+			bw, stop := c.startBatchWorker(bwk.bin, fmt.Sprintf("batch-%d", run))
+			_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", gw.Process.Pid), []byte("5"), 0) // reset VmHWM
+			bt, wall := c.benchBatch(p, n, conc)
+			fmt.Fprintf(&table, "| HTTP batch API, worker of %s | %d | %d | %.0f (%.0f end to end) | %.2f | %s | %s |\n",
+				bwk.label, n, conc, bt.RowsPerSecond, float64(n)/wall.Seconds(), bt.RowsPerSecond/ceiling, peakRSS(gw.Process.Pid), peakRSS(bw.Process.Pid))
+			stop()
+			if bwk.bin == "" {
+				b.ReportMetric(bt.RowsPerSecond, fmt.Sprintf("rows/s@%d", n))
+			}
 		}
-		bt, wall := c.benchBatch(p, n, conc)
-		fmt.Fprintf(&table, "| HTTP batch API (gateway, worker, router) | %d | %d | %.0f (%.0f end to end) | %.2f | %s | %s |\n",
-			n, conc, bt.RowsPerSecond, float64(n)/wall.Seconds(), bt.RowsPerSecond/ceiling, peakRSS(gw.Process.Pid), peakRSS(bw.Process.Pid))
-		b.ReportMetric(bt.RowsPerSecond, fmt.Sprintf("rows/s@%d", n))
 	}
+	// The machine's load drifts: the ceiling once more, after the batches.
+	again := tunedClient(b, big, conc, func(i int) string { return "http://" + addrs[i%len(addrs)] + "/v2/models/iris/infer" }, "")
+	fmt.Fprintf(&table, "| tuned client -> 2 replicas (ceiling, again after the batches) | %d | %d | %.0f | %.2f | | |\n", rows, conc, again, again/ceiling)
 	b.ReportMetric(ceiling, "ceiling-rows/s")
 	b.Logf("batch scoring, %d cores:\n%s", runtimeCores(), table.String())
 }
@@ -135,6 +156,34 @@ func peakRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// startBatchWorker runs `jobgate worker` (bin, or this test binary when
+// bin is "") as a real child process with one slot and the scoring router,
+// and waits until it is up; stop ends it (SIGTERM) and waits for it.
+func (c *cluster) startBatchWorker(bin, id string) (*exec.Cmd, func()) {
+	c.t.Helper()
+	args := []string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--slots", "1",
+		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
+		"--scoring-url", c.scoringURL, "--gateway-url", c.gwURL}
+	cmd := exec.Command(cmpOr(bin, os.Args[0]), args...)
+	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+			testenv.Eventually(c.t, 30*time.Second, func() bool { return c.workerState(id) != "up" }, "stopped worker %s still up", id)
+		})
+	}
+	c.t.Cleanup(stop)
+	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker process %s did not register", id)
+	return cmd, stop
 }
 
 // startGatewayProcess runs `jobgate gateway` as a real child process with
