@@ -38,7 +38,9 @@ import (
 //     it (done over its job's run time), and the peak RSS (VmHWM) of the
 //     gateway (reset with clear_refs before each batch) and of the worker
 //     (a fresh process each batch); with BATCH_BEFORE_BIN, each batch once
-//     more by turns with that binary's worker (the code before a change);
+//     more by turns with that binary's worker (the code before a change;
+//     BATCH_AFTER_BIN names this tree's binary, so that both workers'
+//     memory is a jobgate binary's, not the larger test binary's);
 //   - the ceiling: the same rows sent by a tuned Go client (a keep-alive
 //     connection per request in flight) at the same concurrency straight to
 //     the two replicas, round robin (before the batches and again after
@@ -73,7 +75,7 @@ func BenchmarkBatchIris(b *testing.B) {
 	// one's, run by turns on the same deployment: a fresh process each
 	// batch, the only worker with a free slot.
 	type batchWorker struct{ label, bin string }
-	bws := []batchWorker{{"this tree", ""}}
+	bws := []batchWorker{{"this tree", os.Getenv("BATCH_AFTER_BIN")}} // "": this test binary
 	if bin := os.Getenv("BATCH_BEFORE_BIN"); bin != "" {
 		bws = append([]batchWorker{{"before: " + filepath.Base(bin), bin}}, bws...)
 	}
@@ -111,7 +113,7 @@ func BenchmarkBatchIris(b *testing.B) {
 			fmt.Fprintf(&table, "| HTTP batch API, worker of %s | %d | %d | %.0f (%.0f end to end) | %.2f | %s | %s |\n",
 				bwk.label, n, conc, bt.RowsPerSecond, float64(n)/wall.Seconds(), bt.RowsPerSecond/ceiling, peakRSS(gw.Process.Pid), peakRSS(bw.Process.Pid))
 			stop()
-			if bwk.bin == "" {
+			if bwk.label == "this tree" {
 				b.ReportMetric(bt.RowsPerSecond, fmt.Sprintf("rows/s@%d", n))
 			}
 		}
