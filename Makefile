@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-coldstart gpu-check
+.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -62,6 +62,12 @@ bench-exec:
 # scoring router, at concurrency 1 and 16 (BENCHMARKS.md).
 bench-scoring:
 	./scripts/bench-scoring.sh
+
+# BENCHMARKS.md "Batch scoring": 100,000 Iris rows through the HTTP batch API
+# and a 2-replica deployment, against a tuned client straight to the replicas
+# (BATCH_ROWS, BATCH_CONCURRENCY to change the defaults).
+bench-batch:
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'BatchIris' -benchtime 1x -timeout 60m -v ./cmd/jobgate
 
 # Cold start from zero: the first request to a deployment scaled to zero, held and answered.
 bench-coldstart:

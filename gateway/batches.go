@@ -19,6 +19,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
@@ -133,6 +134,10 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 	if req.Callback != nil {
 		spec.Notify = &api.Notify{URL: req.Callback.URL, Secret: req.Callback.Secret}
 	}
+	// The batch's trace is this request's: every attempt's spans join it.
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	spec.Batch.TraceParent = carrier["traceparent"]
 	res, err := g.jobs.SubmitBatch(ctx, job.Request{Workspace: p.Workspace, Actor: p.Actor, Spec: spec,
 		IdempotencyKey: r.Header.Get("Idempotency-Key")})
 	if err != nil {

@@ -17,23 +17,33 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
 // A batch job (Spec.Batch) is run by the worker itself, not by an
 // executor: it reads the rows from the artifact store, sends each to the
-// scoring router (/v2/models/{deployment}/infer) with at most
-// max_concurrency in flight, backing off on 503 and 429, and writes the
-// answers in order, in chunks of batchChunkRows rows, each chunk whole
-// under its own key, then its progress (store.BatchProgress) as the
-// checkpoint. A retried or resumed attempt starts at the first chunk not
-// recorded; a chunk written again replaces itself, so no row is in the
-// results twice.
+// scoring router (/v2/models/{deployment}/infer) with max_concurrency in
+// flight (across chunk boundaries, see batchRun), backing off on 503 and
+// 429, and writes the answers in order, in chunks of batchChunkRows rows,
+// each chunk whole under its own key, then its progress
+// (store.BatchProgress) as the checkpoint. A retried or resumed attempt
+// starts at the first chunk not recorded; a chunk written again replaces
+// itself, so no row is in the results twice.
 //
 // The router is reached with a token of the job's workspace with the score
 // scope only, made for the attempt and deleted when it ends (it expires
 // with the job's timeout if the worker dies first).
+//
+// Each attempt is a span ("batch") in the trace of the request that
+// submitted the batch (BatchJob.TraceParent), each chunk a span under it
+// ("batch chunk": the chunk is the batch's mini-batch, its unit of
+// checkpoint and of results), and each row's request a client span under
+// its chunk's, which the router's spans continue.
 
 var (
 	errBatchErrors      = errors.New("batch_errors")
@@ -61,8 +71,18 @@ type batchStore interface {
 var _ batchStore = (*store.Store)(nil)
 
 // runBatch scores job's batch; logw is the job's log.
-func (w *Worker) runBatch(ctx context.Context, job *api.Job, attempt int, logw io.Writer) (Outcome, error) {
+func (w *Worker) runBatch(ctx context.Context, job *api.Job, attempt int, logw io.Writer) (_ Outcome, err error) {
 	b := job.Spec.Batch
+	ctx, span := batchSpan(ctx, b.TraceParent, "batch", attribute.String("batch.id", job.ID),
+		attribute.String("batch.deployment", b.Deployment), attribute.Int("batch.attempt", attempt),
+		attribute.Int("batch.total", b.Total), attribute.Int("batch.max_concurrency", b.MaxConcurrency))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	if w.cfg.ScoringURL == "" {
 		return Outcome{}, fmt.Errorf("%w: worker %s has no scoring router (start it with --scoring-url)", errBatchUnavailable, w.cfg.ID)
 	}
@@ -90,42 +110,17 @@ func (w *Worker) runBatch(ctx context.Context, job *api.Job, attempt int, logw i
 	if prog.Done > 0 {
 		fmt.Fprintf(logw, "jobgate: batch resumes at row %d (%d chunks written)\n", prog.Done, prog.Chunks)
 	}
-	sc := &scorer{client: w.batchClient(b.MaxConcurrency), url: w.cfg.ScoringURL + "/v2/models/" + b.Deployment + "/infer",
+	client, conns := w.batchClient(b.MaxConcurrency)
+	defer conns.CloseIdleConnections()
+	sc := &scorer{client: client, url: w.cfg.ScoringURL + "/v2/models/" + b.Deployment + "/infer",
 		token: token, logger: w.logger}
-	for prog.Done < b.Total {
-		rows := make([][]byte, 0, batchChunkRows)
-		for len(rows) < batchChunkRows && prog.Done+len(rows) < b.Total {
-			line, err := rd.ReadBytes('\n')
-			if len(bytes.TrimSpace(line)) > 0 {
-				rows = append(rows, line)
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return Outcome{}, fmt.Errorf("read the batch's rows: %w", err)
-			}
-		}
-		if len(rows) == 0 {
-			break
-		}
-		answers, failed, err := sc.chunk(ctx, prog.Done, rows, b.MaxConcurrency)
-		if err != nil {
-			return Outcome{}, err
-		}
-		if err := w.artifacts.Put(ctx, batchChunkKey(job.ID, prog.Chunks), bytes.NewReader(answers)); err != nil {
-			return Outcome{}, fmt.Errorf("write batch answers: %w", err)
-		}
-		prog.Chunks++
-		prog.Done += len(rows)
-		prog.Failed += failed
-		if err := st.SetBatchProgress(ctx, job.ID, prog); err != nil {
-			return Outcome{}, fmt.Errorf("batch checkpoint: %w", err)
-		}
-		if prog.Failed > b.ErrorThreshold {
-			return Outcome{}, fmt.Errorf("%w: %d of %d rows failed, over error_threshold %d (after %d rows)",
-				errBatchErrors, prog.Failed, b.Total, b.ErrorThreshold, prog.Done)
-		}
+	run := &batchRun{sc: sc, conc: b.MaxConcurrency, total: b.Total, threshold: b.ErrorThreshold,
+		put: func(ctx context.Context, i int, answers []byte) error {
+			return w.artifacts.Put(ctx, batchChunkKey(job.ID, i), bytes.NewReader(answers))
+		},
+		save: func(ctx context.Context, p store.BatchProgress) error { return st.SetBatchProgress(ctx, job.ID, p) }}
+	if err := run.run(ctx, rd, &prog); err != nil {
+		return Outcome{}, err
 	}
 	fmt.Fprintf(logw, "jobgate: batch done: %d rows, %d failed\n", prog.Done, prog.Failed)
 	return Outcome{ExitCode: 0}, nil
@@ -166,10 +161,15 @@ func (w *Worker) batchToken(ctx context.Context, st batchStore, job *api.Job, at
 	}, nil
 }
 
-func (w *Worker) batchClient(conc int) *http.Client {
+// batchClient is the attempt's client to the router: a keep-alive
+// connection kept idle per request in flight (Go's default keeps 2 per
+// host, and 100 in all), each request traced; conns holds its
+// connections, closed when the attempt ends.
+func (w *Worker) batchClient(conc int) (_ *http.Client, conns *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conc
-	return &http.Client{Transport: tr}
+	tr.MaxIdleConns = max(tr.MaxIdleConns, conc)
+	return &http.Client{Transport: tracedTransport(tr)}, tr
 }
 
 // scorer sends rows to the router.
@@ -180,39 +180,170 @@ type scorer struct {
 	logger *slog.Logger
 }
 
-// chunk scores rows (the first is row first of the batch), at most conc at
-// once, and returns their answers, one line each in order, and how many
-// failed. An error is the attempt's (the router out of reach, ctx done).
-func (s *scorer) chunk(ctx context.Context, first int, rows [][]byte, conc int) ([]byte, int, error) {
-	lines := make([][]byte, len(rows))
-	bad := make([]bool, len(rows))
-	errs := make([]error, len(rows))
-	sem := make(chan struct{}, conc)
-	var wg sync.WaitGroup
-	for i, row := range rows {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return nil, 0, context.Cause(ctx)
+// batchRun is one attempt's pass over the rows not yet answered: a
+// pipeline that keeps conc requests in flight across chunk boundaries (a
+// sliding window: the next chunk's rows go out while the last rows of the
+// one before are still being answered), and writes each chunk whole, in
+// order, then the checkpoint after it, as a chunk-by-chunk pass would. What
+// it holds is bounded: the chunks read ahead (batchAhead) and their
+// answers, whatever the batch's size.
+type batchRun struct {
+	sc        *scorer
+	conc      int
+	total     int
+	threshold int
+	// put writes chunk i's answers; save records the progress after it.
+	put  func(ctx context.Context, i int, answers []byte) error
+	save func(ctx context.Context, p store.BatchProgress) error
+}
+
+// batchAhead is how many chunks are read and sent ahead of the one being
+// written: enough for conc rows in flight when the oldest chunk has only
+// its last row left to answer.
+func batchAhead(conc int) int { return conc/batchChunkRows + 2 }
+
+// pendingChunk is a chunk whose rows are out: its answers fill in as the
+// rows are answered (wg counts those not yet).
+type pendingChunk struct {
+	index, first int
+	lines        [][]byte
+	bad          []bool
+	errs         []error
+	wg           sync.WaitGroup
+	ctx          context.Context
+	span         trace.Span
+}
+
+// run scores the rows of rd from prog on, advancing prog chunk by chunk as
+// each is written and recorded.
+func (r *batchRun) run(ctx context.Context, rd *bufio.Reader, prog *store.BatchProgress) error {
+	ctx, cancel := context.WithCancel(ctx)
+	queue := make(chan *pendingChunk, batchAhead(r.conc))
+	var readErr error
+	go func() {
+		defer close(queue)
+		readErr = r.send(ctx, rd, *prog, queue)
+	}()
+	// However it ends: stop sending, and wait for every row still out.
+	defer func() {
+		cancel()
+		for c := range queue {
+			c.wg.Wait()
+			c.span.End()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			lines[i], bad[i], errs[i] = s.one(ctx, first+i, row)
-		}()
+	}()
+	for c := range queue {
+		c.wg.Wait()
+		answers, failed, err := c.answers()
+		if err == nil {
+			err = r.put(ctx, c.index, answers)
+			if err != nil {
+				err = fmt.Errorf("write batch answers: %w", err)
+			}
+		}
+		if err == nil {
+			prog.Chunks++
+			prog.Done += len(c.lines)
+			prog.Failed += failed
+			if err = r.save(ctx, *prog); err != nil {
+				err = fmt.Errorf("batch checkpoint: %w", err)
+			}
+		}
+		c.span.SetAttributes(attribute.Int("batch.failed", failed))
+		if err != nil {
+			c.span.RecordError(err)
+			c.span.SetStatus(codes.Error, err.Error())
+		}
+		c.span.End()
+		if err != nil {
+			return err
+		}
+		if prog.Failed > r.threshold {
+			return fmt.Errorf("%w: %d of %d rows failed, over error_threshold %d (after %d rows)",
+				errBatchErrors, prog.Failed, r.total, r.threshold, prog.Done)
+		}
 	}
-	wg.Wait()
+	if readErr == nil && ctx.Err() != nil {
+		return context.Cause(ctx) // stopped between two chunks
+	}
+	return readErr
+}
+
+// send reads the rows from prog on, chunk by chunk, queues each chunk (in
+// order; the queue's room bounds how far it reads ahead) and sends its
+// rows, at most conc in flight across all chunks. It returns when the rows
+// are all out, ctx is done, or reading them failed.
+func (r *batchRun) send(ctx context.Context, rd *bufio.Reader, prog store.BatchProgress, queue chan<- *pendingChunk) error {
+	sem := make(chan struct{}, r.conc)
+	done, index := prog.Done, prog.Chunks
+	for done < r.total {
+		rows := make([][]byte, 0, batchChunkRows)
+		var readErr error
+		for len(rows) < batchChunkRows && done+len(rows) < r.total {
+			line, err := rd.ReadBytes('\n')
+			if len(bytes.TrimSpace(line)) > 0 {
+				rows = append(rows, line)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				readErr = fmt.Errorf("read the batch's rows: %w", err)
+				break
+			}
+		}
+		if readErr != nil {
+			return readErr
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		c := &pendingChunk{index: index, first: done, lines: make([][]byte, len(rows)),
+			bad: make([]bool, len(rows)), errs: make([]error, len(rows))}
+		c.ctx, c.span = batchTracer().Start(ctx, "batch chunk", trace.WithAttributes(
+			attribute.Int("batch.chunk", index), attribute.Int("batch.first_row", done), attribute.Int("batch.rows", len(rows))))
+		c.wg.Add(len(rows))
+		select {
+		case queue <- c:
+		case <-ctx.Done():
+			c.span.End()
+			return nil
+		}
+		for i, row := range rows {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for j := i; j < len(rows); j++ {
+					c.errs[j] = context.Cause(ctx)
+					c.wg.Done()
+				}
+				return nil
+			}
+			go func() {
+				defer c.wg.Done()
+				defer func() { <-sem }()
+				c.lines[i], c.bad[i], c.errs[i] = r.sc.one(c.ctx, c.first+i, row)
+			}()
+		}
+		done += len(rows)
+		index++
+	}
+	return nil
+}
+
+// answers are c's answers, one line each in order, and how many failed;
+// an error is the first row's that could not be answered at all (the
+// router out of reach, ctx done): the attempt's.
+func (c *pendingChunk) answers() ([]byte, int, error) {
 	var out bytes.Buffer
 	failed := 0
-	for i := range rows {
-		if errs[i] != nil {
-			return nil, 0, errs[i]
+	for i := range c.lines {
+		if c.errs[i] != nil {
+			return nil, 0, c.errs[i]
 		}
-		out.Write(lines[i])
+		out.Write(c.lines[i])
 		out.WriteByte('\n')
-		if bad[i] {
+		if c.bad[i] {
 			failed++
 		}
 	}

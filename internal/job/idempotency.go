@@ -32,8 +32,19 @@ func sha(b []byte) string {
 // specHash is what an Idempotency-Key compares: the spec as decoded,
 // encoded again as JSON (fields in a fixed order, map keys sorted), so the
 // same spec sent as YAML through the CLI and as hand-written JSON is the
-// same request.
+// same request. The traceparent the gateway sets from the request's trace
+// is left out: a retry is a request of its own, with a span of its own.
 func specHash(spec api.JobSpec) string {
+	if spec.Batch != nil {
+		b := *spec.Batch
+		b.TraceParent = ""
+		spec.Batch = &b
+	}
+	if spec.BatchScore != nil {
+		b := *spec.BatchScore
+		b.TraceParent = ""
+		spec.BatchScore = &b
+	}
 	b, _ := json.Marshal(spec)
 	return sha(b)
 }
