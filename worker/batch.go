@@ -390,6 +390,14 @@ func (s *scorer) one(ctx context.Context, index int, row []byte) (line []byte, b
 				if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && ra > 0 {
 					wait = min(time.Duration(ra)*time.Second, 5*time.Second)
 				}
+			case resp.StatusCode == http.StatusBadGateway:
+				// The router's replica died before it answered and no other
+				// could take the row: not the row's fault. Sent again (the
+				// router drops the dead replica: then 503 until one is ready).
+				if tries++; tries >= maxTransportTries {
+					return nil, false, fmt.Errorf("scoring router: %d: %s", resp.StatusCode, errorMessage(body))
+				}
+				wait = backoff
 			case resp.StatusCode == http.StatusOK:
 				var buf bytes.Buffer
 				if err := json.Compact(&buf, body); err == nil {

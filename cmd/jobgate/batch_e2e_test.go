@@ -595,9 +595,6 @@ func TestBatchReplicaKilled(t *testing.T) {
 	}{{"2 replicas", 2}, {"1 replica", 1}} {
 		replicas := tc.replicas
 		t.Run(tc.name, func(t *testing.T) {
-			if replicas == 1 {
-				t.Skip("until worker/batch.go's scorer sends a row again on the router's 502 (its only replica died): today it is the row's error, and the batch fails")
-			}
 			batchReplicaKilled(t, replicas)
 		})
 	}
