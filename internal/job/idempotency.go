@@ -32,8 +32,10 @@ func sha(b []byte) string {
 // specHash is what an Idempotency-Key compares: the spec as decoded,
 // encoded again as JSON (fields in a fixed order, map keys sorted), so the
 // same spec sent as YAML through the CLI and as hand-written JSON is the
-// same request. The traceparent the gateway sets from the request's trace
-// is left out: a retry is a request of its own, with a span of its own.
+// same request. What the gateway sets is left out: the traceparent from
+// the request's trace (a retry is a request of its own, with a span of its
+// own), and the version a batch-score job's model resolved to (an alias
+// moved between the request and its retry is still the same request).
 func specHash(spec api.JobSpec) string {
 	if spec.Batch != nil {
 		b := *spec.Batch
@@ -43,6 +45,7 @@ func specHash(spec api.JobSpec) string {
 	if spec.BatchScore != nil {
 		b := *spec.BatchScore
 		b.TraceParent = ""
+		b.ModelName, b.Version, b.SHA256 = "", 0, ""
 		spec.BatchScore = &b
 	}
 	b, _ := json.Marshal(spec)

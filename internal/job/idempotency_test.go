@@ -1,6 +1,7 @@
 package job_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jobgate/jobgate/api"
@@ -18,6 +19,10 @@ func TestIdempotencyIgnoresTraceParent(t *testing.T) {
 	score := func(tp, model string) api.JobSpec {
 		return api.JobSpec{Name: "s", Kind: api.KindBatchScore, BatchScore: &api.BatchScore{Model: model, TraceParent: tp}}
 	}
+	resolved := func(s api.JobSpec, v int) api.JobSpec {
+		s.BatchScore.ModelName, s.BatchScore.Version, s.BatchScore.SHA256 = "iris", v, fmt.Sprint("sha-", v)
+		return s
+	}
 	const tp1, tp2 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
 	for _, tc := range []struct {
 		name string
@@ -29,6 +34,7 @@ func TestIdempotencyIgnoresTraceParent(t *testing.T) {
 		{"batch, another deployment", batch(tp1, "iris"), batch(tp1, "other"), false},
 		{"batch-score, another traceparent", score(tp1, "iris:1"), score(tp2, "iris:1"), true},
 		{"batch-score, another model", score(tp1, "iris:1"), score(tp1, "iris:2"), false},
+		{"batch-score, the alias moved since", resolved(score(tp1, "iris@production"), 1), resolved(score(tp2, "iris@production"), 2), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ha := job.IdempotencyHashes("", "k", tc.a)
