@@ -9,7 +9,8 @@ import (
 // V2 inference requests to score, in order. A JSON-lines upload
 // (Content-Type: application/x-ndjson, one V2 request a line) carries the
 // rows in the body and the other fields as query parameters
-// (error_threshold, max_concurrency, callback_url) and the callback's
+// (error_threshold, max_concurrency, priority, timeout_seconds,
+// callback_url) and the callback's
 // secret in the Jobgate-Callback-Secret header.
 type BatchRequest struct {
 	// Requests are V2 inference requests (POST /v2/models/{name}/infer
@@ -23,6 +24,12 @@ type BatchRequest struct {
 	ErrorThreshold int `json:"error_threshold,omitempty"`
 	// MaxConcurrency caps the requests in flight to the router; default 4.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// Priority is the batch job's; default low, so that online traffic
+	// and other work go first.
+	Priority Priority `json:"priority,omitempty"`
+	// TimeoutSeconds bounds one attempt of the batch job; default the
+	// gateway's job default.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }
 
 // BatchCallback is where a batch's completion is sent.

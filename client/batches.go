@@ -19,6 +19,10 @@ type BatchOptions struct {
 	// MaxConcurrency caps the requests in flight; 0 is the gateway's
 	// default (4).
 	MaxConcurrency int
+	// Priority is the batch job's; "" is low.
+	Priority api.Priority
+	// TimeoutSeconds bounds one attempt; 0 is the gateway's default.
+	TimeoutSeconds int
 	// Callback, when set, is called when the batch ends.
 	Callback *api.BatchCallback
 	// IdempotencyKey, when set, makes the batch once per key.
@@ -38,6 +42,12 @@ func (c *Client) SubmitBatch(ctx context.Context, name string, rows io.Reader, o
 	}
 	if o.MaxConcurrency != 0 {
 		q.Set("max_concurrency", strconv.Itoa(o.MaxConcurrency))
+	}
+	if o.Priority != "" {
+		q.Set("priority", string(o.Priority))
+	}
+	if o.TimeoutSeconds != 0 {
+		q.Set("timeout_seconds", strconv.Itoa(o.TimeoutSeconds))
 	}
 	u := c.base + "/v1/deployments/" + url.PathEscape(name) + "/batch"
 	if o.Callback != nil {

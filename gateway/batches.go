@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,7 +71,7 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 		for _, f := range []struct {
 			name string
 			dst  *int
-		}{{"error_threshold", &req.ErrorThreshold}, {"max_concurrency", &req.MaxConcurrency}} {
+		}{{"error_threshold", &req.ErrorThreshold}, {"max_concurrency", &req.MaxConcurrency}, {"timeout_seconds", &req.TimeoutSeconds}} {
 			if v := q.Get(f.name); v != "" {
 				n, err := strconv.Atoi(v)
 				if err != nil {
@@ -79,6 +80,7 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 				*f.dst = n
 			}
 		}
+		req.Priority = api.Priority(q.Get("priority"))
 		if u := q.Get("callback_url"); u != "" {
 			req.Callback = &api.BatchCallback{URL: u, Secret: r.Header.Get("Jobgate-Callback-Secret")}
 		}
@@ -116,6 +118,14 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 	if req.MaxConcurrency < 1 || req.MaxConcurrency > 256 {
 		return api.Errorf(api.CodeInvalid, "max_concurrency must be between 1 and 256, not %d", req.MaxConcurrency)
 	}
+	switch req.Priority {
+	case "", api.PriorityLow, api.PriorityNormal, api.PriorityHigh:
+	default:
+		return api.Errorf(api.CodeInvalid, "priority must be %q, %q or %q, not %q", api.PriorityLow, api.PriorityNormal, api.PriorityHigh, req.Priority)
+	}
+	if req.TimeoutSeconds < 0 {
+		return api.Errorf(api.CodeInvalid, "timeout_seconds must be > 0, not %d", req.TimeoutSeconds)
+	}
 	if req.Callback != nil && req.Callback.URL == "" {
 		return api.Errorf(api.CodeInvalid, "callback.url is required with a callback")
 	}
@@ -124,10 +134,11 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 		return err
 	}
 	spec := api.JobSpec{
-		Name:       "batch-" + name,
-		Mode:       api.ModeContainer,
-		Priority:   api.PriorityLow,
-		MaxRetries: batchRetries,
+		Name:           "batch-" + name,
+		Mode:           api.ModeContainer,
+		Priority:       cmp.Or(req.Priority, api.PriorityLow),
+		TimeoutSeconds: req.TimeoutSeconds, // the job's checks refuse a bad one, naming it
+		MaxRetries:     batchRetries,
 		Batch: &api.BatchJob{Deployment: name, Input: key, Total: total,
 			ErrorThreshold: req.ErrorThreshold, MaxConcurrency: req.MaxConcurrency},
 	}

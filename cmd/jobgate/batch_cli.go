@@ -80,6 +80,8 @@ func (c *cli) batchSubmitCmd() *cobra.Command {
 	fl.BoolVar(&wait, "wait", false, "wait until the batch ends, showing its progress")
 	fl.IntVar(&o.ErrorThreshold, "error-threshold", 0, "failed rows tolerated before the batch fails")
 	fl.IntVar(&o.MaxConcurrency, "max-concurrency", 0, "requests in flight at once (default 4)")
+	fl.StringVar((*string)(&o.Priority), "priority", "", "the batch job's priority: low (default), normal or high")
+	fl.IntVar(&o.TimeoutSeconds, "timeout", 0, "seconds one attempt may run (default: the gateway's job default)")
 	fl.StringVar(&key, "idempotency-key", "", "submit the batch once per key")
 	c.addConnFlags(cmd, &f)
 	return cmd
