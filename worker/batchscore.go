@@ -129,6 +129,15 @@ func (w *Worker) runBatchScore(ctx context.Context, exec Executor, a Attempt, jo
 		span.End()
 	}()
 
+	if b.Partition > 0 {
+		// A child started after its job ended (its cancel raced the
+		// start) has nothing to do, and must not plan anew once the
+		// family's keys expired.
+		if pj, err := w.store.GetJobByID(ctx, parent); err == nil && pj.Status.Terminal() {
+			fmt.Fprintf(stderr, "jobgate: batch-score: job %s ended (%s): partition %d has nothing to do\n", parent, pj.Status, b.Partition)
+			return Outcome{}, nil
+		}
+	}
 	dir, ok := inputHostPath(a, b.Input)
 	if !ok {
 		return Outcome{}, fmt.Errorf("%w: batch_score.input %q is not one of the job's inputs", errInputUnavailable, b.Input)
