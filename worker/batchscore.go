@@ -147,9 +147,20 @@ func (w *Worker) runBatchScore(ctx context.Context, exec Executor, a Attempt, jo
 		return Outcome{}, err
 	}
 	defer root.Close()
+	// The files' results are spooled in a folder of the attempt's own
+	// (removed at its end, or by the worker's next life when it dies).
+	spoolDir, err := w.attemptDir("batch-score", job.ID, attempt, 0o700)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer func() {
+		if err := os.RemoveAll(spoolDir); err != nil {
+			w.logger.WarnContext(ctx, "remove the batch-score spool folder", slog.String("job_id", job.ID), slog.Any("error", err))
+		}
+	}()
 	run := &batchScoreRun{st: w.store, arts: w.artifacts, logger: w.logger, b: b, jobID: job.ID, parent: parent,
 		owner: fmt.Sprintf("%s:%d", job.ID, attempt), ttl: time.Duration(job.Spec.TimeoutSeconds)*time.Second + batchScoreKeep,
-		spoolDir: w.cfg.SpoolDir, root: root, logw: stderr, score: scoreFile,
+		spoolDir: spoolDir, root: root, logw: stderr, score: scoreFile,
 		lease: batchScoreLease, renewEvery: batchScoreRenewEvery, waitEvery: batchScoreWaitEvery}
 	if err := run.makePlan(ctx); err != nil {
 		return Outcome{}, err
@@ -183,6 +194,17 @@ func (w *Worker) runBatchScore(ctx context.Context, exec Executor, a Attempt, jo
 		return Outcome{}, nil
 	}
 	return Outcome{}, w.finishBatchScore(ctx, run, job, outDir)
+}
+
+// removeBatchScoreDirs removes the batch-score spool folders an earlier
+// life of this worker left for jobID.
+func (w *Worker) removeBatchScoreDirs(ctx context.Context, jobID string) {
+	dirs, _ := filepath.Glob(filepath.Join(w.cfg.SpoolDir, "batch-score", jobID+"-*"))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			w.logger.WarnContext(ctx, "remove the batch-score spool folder", slog.String("job_id", jobID), slog.Any("error", err))
+		}
+	}
 }
 
 // serverOutcome turns the end of a model server before it was stopped into

@@ -1225,6 +1225,7 @@ func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
 	w.removeInputsDirs(ctx, job.ID)
 	w.removeWorkDirs(ctx, job.ID)
+	w.removeBatchScoreDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

@@ -276,6 +276,10 @@ func TestBatchScoreWorkerKilledResumes(t *testing.T) {
 		t.Fatalf("%v\n%s", err, logs)
 	}
 	kid := c.waitFor(kids[0].ID, 60*time.Second, "ended", func(j *api.Job) bool { return j.Status.Terminal() })
+	// The killed attempts' spool folders went with the worker's next life.
+	if left, _ := filepath.Glob(filepath.Join(spool, "batch-score", "*")); len(left) != 0 {
+		t.Errorf("batch-score spool folders left: %v", left)
+	}
 	t.Logf("killed with %d of 3 files done; resumed: %s; the child %s on attempt %d", atKill, m[0], kid.Status, kid.Attempt)
 }
 
