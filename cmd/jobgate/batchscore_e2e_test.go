@@ -65,13 +65,27 @@ func (c *cluster) registerIris() {
 	}
 }
 
-// submitBatchScore submits the job spec (JSON, as a user writes it) and
-// returns the job and its partitions.
-func (c *cluster) submitBatchScore(spec string) (*api.Job, []api.Job) {
+// submitBatchScore submits the job spec (JSON, as a user writes it), with
+// the W3C traceparent unless it is "", and returns the job and its
+// partitions.
+func (c *cluster) submitBatchScore(spec, traceparent string) (*api.Job, []api.Job) {
 	c.t.Helper()
+	req, err := http.NewRequest("POST", c.gwURL+"/v1/jobs", strings.NewReader(spec))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
 	var j api.Job
-	if code := c.do("POST", "/v1/jobs", spec, &j); code != http.StatusCreated {
-		c.t.Fatalf("submit %s: %d %+v", spec, code, j)
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusCreated {
+		c.t.Fatalf("submit %s: %d %+v %v", spec, resp.StatusCode, j, err)
 	}
 	var kids struct {
 		Jobs []api.Job `json:"jobs"`
@@ -159,16 +173,27 @@ var irisScoreFiles = []scoreFile{{"day1.csv", 300}, {"day2.csv", 200}, {"more/da
 // the job and its one child each start /bin/modelserver with the model
 // mounted and claim the files. The job succeeds, its predictions.jsonl
 // holds every row once, in input order, each class right, and the child
-// succeeded.
+// succeeded. The job is one trace in a real Jaeger, the submitting
+// request's: a batch-score span per partition under the gateway's span, a
+// span per mini-batch under those, and the model server's spans under
+// the mini-batches' requests.
 func TestBatchScoreJob(t *testing.T) {
+	jaeger := testenv.Jaeger(t)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.OTLPEndpoint)
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // export every 100 ms, not every 5 s
 	c := newCluster(t)
 	c.startWorker("w1", "--slots", "4")
 	c.registerIris()
 	c.batchScoreData(irisScoreFiles...)
 
+	const traceID, clientSpan = "7c1e5a0f3b8d4e2a9c6b1d0f7e3a2b99", "00f067aa0ba902b7"
 	j, kids := c.submitBatchScore(fmt.Sprintf(`{"kind": "batch-score", "image": %q, "command": ["/bin/modelserver"],
 		"inputs": {"data": {"datastore": "scores"}},
-		"batch_score": {"model": "iris:1", "instance_count": 2, "mini_batch_size": 10}}`, testenv.ExampleImage))
+		"env": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": %q, "OTEL_BSP_SCHEDULE_DELAY": "100"},
+		"batch_score": {"model": "iris:1", "instance_count": 2, "mini_batch_size": 10}}`, testenv.ExampleImage, jaeger.OTLPEndpoint),
+		"00-"+traceID+"-"+clientSpan+"-01")
 	if len(kids) != 1 || kids[0].Spec.BatchScore == nil || kids[0].Spec.BatchScore.Partition != 1 {
 		t.Fatalf("partitions %+v, want one child of partition 1", kids)
 	}
@@ -196,6 +221,65 @@ func TestBatchScoreJob(t *testing.T) {
 	if !strings.Contains(logs, "skipped 1 entries of inputs.data that are not regular *.csv, *.jsonl or *.ndjson files: README.txt") {
 		t.Errorf("the logs do not say README.txt was skipped:\n%s", logs)
 	}
+
+	// One trace: both partitions' spans, their mini-batches, the servers'.
+	var tr *testenv.JaegerTrace
+	var why string
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		tr, _ = jaeger.Trace(traceID)
+		why = traceShape(tr, clientSpan)
+		return why == ""
+	}, "trace %s: %s", traceID, lazy(func() string { return why }))
+	t.Logf("trace %s: %d spans", traceID, len(tr.Spans))
+}
+
+// traceShape says what is missing from tr as a batch-score job's trace
+// of two partitions under the client's span; "" when nothing is.
+func traceShape(tr *testenv.JaegerTrace, clientSpan string) string {
+	if tr == nil {
+		return "no trace yet"
+	}
+	byID := map[string]*testenv.JaegerSpan{}
+	for i := range tr.Spans {
+		byID[tr.Spans[i].SpanID] = &tr.Spans[i]
+	}
+	// under says whether span s has an ancestor named name (or with the
+	// span ID id, for name "").
+	under := func(s *testenv.JaegerSpan, name, id string) bool {
+		for p := s.Parent(); p != ""; {
+			if p == id {
+				return true
+			}
+			ps := byID[p]
+			if ps == nil {
+				return false
+			}
+			if name != "" && ps.OperationName == name {
+				return true
+			}
+			p = ps.Parent()
+		}
+		return false
+	}
+	attempts, miniBatches, servers := 0, 0, 0
+	// A mini-batch's request is the worker's client span (tracedTransport),
+	// the model server's span under it.
+	for i := range tr.Spans {
+		s := &tr.Spans[i]
+		switch {
+		case s.OperationName == "batch-score" && under(s, "", clientSpan):
+			attempts++
+		case s.OperationName == "batch-score mini-batch" && under(s, "batch-score", ""):
+			miniBatches++
+		case tr.Service(*s) == "modelserver" && under(s, "batch-score mini-batch", ""):
+			servers++
+		}
+	}
+	if attempts < 2 || miniBatches == 0 || servers == 0 {
+		return fmt.Sprintf("%d batch-score spans under the client's (want 2), %d mini-batch spans under them, %d model server spans under those",
+			attempts, miniBatches, servers)
+	}
+	return ""
 }
 
 // TestBatchScoreWorkerKilledResumes SIGKILLs the `jobgate worker` process
@@ -218,7 +302,7 @@ func TestBatchScoreWorkerKilledResumes(t *testing.T) {
 
 	j, kids := c.submitBatchScore(fmt.Sprintf(`{"kind": "batch-score", "image": %q, "command": ["/bin/modelserver"],
 		"inputs": {"data": {"datastore": "scores"}},
-		"batch_score": {"model": "iris:1", "instance_count": 2, "mini_batch_size": 5, "max_concurrency": 1}}`, testenv.ExampleImage))
+		"batch_score": {"model": "iris:1", "instance_count": 2, "mini_batch_size": 5, "max_concurrency": 1}}`, testenv.ExampleImage), "")
 	rdb := c.redisClient()
 	doneKey := "jobgate:bscore:" + j.ID + ":done"
 	var atKill int64
@@ -296,7 +380,7 @@ func TestBatchScoreThroughDeployment(t *testing.T) {
 	c.batchScoreData(files...)
 
 	j, _ := c.submitBatchScore(`{"kind": "batch-score", "inputs": {"data": {"datastore": "scores"}},
-		"batch_score": {"model": "iris:1", "deployment": "iris", "mini_batch_size": 7}}`)
+		"batch_score": {"model": "iris:1", "deployment": "iris", "mini_batch_size": 7}}`, "")
 	done := c.waitFor(j.ID, 90*time.Second, "ended", func(j *api.Job) bool { return j.Status.Terminal() })
 	logs := c.logs(j.ID)
 	if done.Status != api.StatusSucceeded {
