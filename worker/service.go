@@ -179,6 +179,8 @@ var errPortTaken = errors.New("the replica's port was taken by another program")
 type replica struct {
 	w        *Worker
 	endpoint store.Endpoint
+	// addr is host:port, where the server listens.
+	addr string
 	// probeURL is the readiness probe's address.
 	probeURL string
 	token    string
@@ -217,12 +219,32 @@ func (r *replica) portCheckDue(ready bool) bool {
 }
 
 // giveService readies a service attempt: the model in place, a port, the
-// JOBGATE_MODEL_* / JOBGATE_HOST / JOBGATE_PORT variables. A model that
-// is not there or does not match its checksum wraps errInputUnavailable.
-// The caller calls close on the replica (nil-safe) when the attempt ends.
+// JOBGATE_MODEL_* / JOBGATE_HOST / JOBGATE_PORT variables (giveModelServer),
+// and the endpoint it keeps. A model that is not there or does not match
+// its checksum wraps errInputUnavailable. The caller calls close on the
+// replica (nil-safe) when the attempt ends.
 func (w *Worker) giveService(ctx context.Context, a *Attempt, exec Executor, job *api.Job, attempt int, token string) (*replica, error) {
 	svc := job.Spec.Service
-	modelDir, file, err := w.fetchModel(ctx, job.Workspace, svc)
+	r, err := w.giveModelServer(ctx, a, exec, job.Workspace, svc, job.ID, attempt)
+	if err != nil {
+		return nil, err
+	}
+	r.token = token
+	r.endpoint = store.Endpoint{JobID: job.ID, Attempt: attempt, Workspace: job.Workspace, Deployment: svc.Deployment,
+		Replica: svc.Replica, Worker: w.cfg.ID, Address: r.addr, State: store.EndpointStarting, Model: svc.Model,
+		Version: svc.Version, Revision: svc.Revision}
+	return r, nil
+}
+
+// giveModelServer readies attempt number attempt of job jobID (of
+// workspace ws) to run a model server of svc's model version, served as
+// svc.Deployment (JOBGATE_MODEL_NAME): the model fetched and given
+// read-only, a port, the JOBGATE_MODEL_* / JOBGATE_HOST / JOBGATE_PORT
+// variables. The replica it returns probes and checks the port; it has no
+// endpoint or token (a batch-score job's server, which nothing routes to,
+// keeps it so; giveService adds them). The caller calls close on it.
+func (w *Worker) giveModelServer(ctx context.Context, a *Attempt, exec Executor, ws string, svc *api.Service, jobID string, attempt int) (*replica, error) {
+	modelDir, file, err := w.fetchModel(ctx, ws, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -230,9 +252,11 @@ func (w *Worker) giveService(ctx context.Context, a *Attempt, exec Executor, job
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{w: w, token: token, port: port}
+	r := &replica{w: w, port: port}
 	r.ip, _ = netip.ParseAddr(w.cfg.AdvertiseHost)
-	addr := net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(port))
+	r.addr = net.JoinHostPort(w.cfg.AdvertiseHost, strconv.Itoa(port))
+	// The port check names the workload by its job and attempt.
+	r.endpoint = store.Endpoint{JobID: jobID, Attempt: attempt}
 	listen := w.cfg.AdvertiseHost
 	if pp, ok := exec.(portPublisher); ok && a.Spec.Mode == api.ModeContainer && pp.publishesPorts() {
 		a.Ports = append(a.Ports, Port{HostIP: w.cfg.AdvertiseHost, HostPort: port, ContainerPort: port})
@@ -265,10 +289,7 @@ func (w *Worker) giveService(ctx context.Context, a *Attempt, exec Executor, job
 	a.Env["JOBGATE_MODEL_VERSION"] = strconv.Itoa(svc.Version)
 	a.Env["JOBGATE_HOST"] = listen
 	a.Env["JOBGATE_PORT"] = strconv.Itoa(port)
-	r.probeURL = "http://" + addr + readinessPath(svc.ReadinessPath)
-	r.endpoint = store.Endpoint{JobID: job.ID, Attempt: attempt, Workspace: job.Workspace, Deployment: svc.Deployment,
-		Replica: svc.Replica, Worker: w.cfg.ID, Address: addr, State: store.EndpointStarting, Model: svc.Model,
-		Version: svc.Version, Revision: svc.Revision}
+	r.probeURL = "http://" + r.addr + readinessPath(svc.ReadinessPath)
 	return r, nil
 }
 

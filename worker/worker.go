@@ -912,6 +912,8 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		res, runErr = w.runService(ctx, exec, a, svc, ship.stdout, ship.stderr)
 	case job.Spec.Batch != nil:
 		res, runErr = w.runBatch(ctx, job, attempt, ship.stderr)
+	case job.Spec.BatchScore != nil:
+		res, runErr = w.runBatchScore(ctx, exec, a, job, attempt, outDir, ship.stdout, ship.stderr)
 	default:
 		res, runErr = runSteps(ctx, exec, a, ship.stdout, ship.stderr)
 	}
@@ -1223,6 +1225,7 @@ func (w *Worker) cleanupLeftovers(ctx context.Context, job *api.Job) {
 	w.removeOutputsDirs(ctx, job.ID)
 	w.removeInputsDirs(ctx, job.ID)
 	w.removeWorkDirs(ctx, job.ID)
+	w.removeBatchScoreDirs(ctx, job.ID)
 	if exec := w.executors[job.Spec.Mode]; exec != nil {
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()

@@ -211,3 +211,10 @@ func OutputPrefix(jobID string) string { return "jobs/" + jobID + "/outputs/" }
 func ModelPrefix(ws, name string, v int) string {
 	return fmt.Sprintf("models/%s/%s/%d/", ws, name, v)
 }
+
+// BatchScoreKey is where a batch-score job's results for file index of its
+// plan live while the job runs (its checkpoint): one JSON-lines object per
+// file, written whole, merged into the job's outputs at the end.
+func BatchScoreKey(jobID string, index int) string {
+	return fmt.Sprintf("jobs/%s/checkpoints/batch-score/%06d.jsonl", jobID, index)
+}
