@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -590,7 +591,10 @@ func (r *batchScoreRun) scoreOne(ctx context.Context, t scoreTarget, i int) erro
 	f := r.plan[i]
 	n := len(r.plan)
 	fmt.Fprintf(r.logw, "jobgate: batch-score: file %d of %d claimed: %s (%d bytes)\n", i+1, n, f.Path, f.Size)
-	in, err := r.root.Open(f.Path)
+	// O_NONBLOCK: a file turned into a FIFO since the plan (the model
+	// server of a download-mode job can write its inputs folder) must not
+	// block the open for ever; the check below then refuses it.
+	in, err := r.root.OpenFile(f.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("%w: inputs.%s: %s: %s", errInputUnavailable, r.b.Input, f.Path, pathDetail(err))
 	}
