@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
@@ -136,3 +137,60 @@ func TestSplitAnswerDeepNestingBounded(t *testing.T) {
 }
 
 var _ = store.BatchScoreFile{}
+
+// gatedArts is an artifact store whose Put waits for release (entered
+// says it began): a slow write of a file's results.
+type gatedArts struct {
+	artifact.Dir
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gatedArts) Put(ctx context.Context, key string, r io.Reader) error {
+	close(g.entered)
+	<-g.release
+	return g.Dir.Put(ctx, key, r)
+}
+
+// TestBatchScoreClaimRenewedThroughPut: the claim of a file is renewed
+// while its results are written (a large file's results, a slow artifact
+// store), not only while it is scored; before, the renewal stopped before
+// the Put, so a Put longer than the lease let another partition take the
+// file and score it all again.
+func TestBatchScoreClaimRenewedThroughPut(t *testing.T) {
+	dir := t.TempDir()
+	f := newFamily(t, dir, writeFiles(t, dir, 3, "a.csv"))
+	ga := gatedArts{Dir: f.arts, entered: make(chan struct{}), release: make(chan struct{})}
+	run := f.run("c", 1, 1)
+	run.arts = ga
+	if i := claimOne(t, f, "c:1"); i != 0 {
+		t.Fatalf("claimed %d", i)
+	}
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- run.scoreOne(ctx, scoreTarget{}, 0) }()
+	<-ga.entered
+	claim := func() string {
+		v, err := f.rdb.HGet(ctx, "jobgate:bscore:p:claims", "0").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	first := claim()
+	deadline := time.Now().Add(5 * time.Second)
+	for claim() == first && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	renewed := claim() != first
+	close(ga.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !renewed {
+		t.Fatalf("the claim was not renewed while the file's results were written (still %q after 5 s; renewals every %s)", first, run.renewEvery)
+	}
+	if d, _ := f.st.BatchScoreDoneFiles(ctx, "p"); d[0].Rows != 3 {
+		t.Fatalf("done marks %+v", d)
+	}
+}
