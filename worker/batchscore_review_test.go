@@ -194,3 +194,46 @@ func TestBatchScoreClaimRenewedThroughPut(t *testing.T) {
 		t.Fatalf("done marks %+v", d)
 	}
 }
+
+// endless is a file of one line that never ends (a sparse file of
+// terabytes reads so); started says the first Read came.
+type endless struct {
+	started chan struct{}
+	once    bool
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if !e.once {
+		e.once = true
+		close(e.started)
+	}
+	for i := range p {
+		p[i] = '1'
+	}
+	return len(p), nil
+}
+
+// TestScoreFileStopsWithCtxInALongLine: a cancel (or the job's timeout)
+// ends the scoring of a file while a line is being read past, however
+// long; before, the line was read to its end first (a sparse 16 TB file
+// is hours of reading that no cancel stops, its claim renewed all along).
+func TestScoreFileStopsWithCtxInALongLine(t *testing.T) {
+	in := &endless{started: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := scoreFile(ctx, scoreTarget{url: "http://127.0.0.1:1/"}, "a.jsonl", in, &api.BatchScore{}, io.Discard)
+		done <- err
+	}()
+	<-in.started
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("scoreFile: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("scoreFile still reading a line 10 s after its ctx was canceled")
+	}
+}

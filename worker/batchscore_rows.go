@@ -102,6 +102,9 @@ const (
 // a part of the file's lines (rows and failed count the lines made until
 // then): the caller discards it.
 func scoreFile(ctx context.Context, t scoreTarget, name string, in io.Reader, b *api.BatchScore, out io.Writer) (rows, failed int, err error) {
+	// Reading ends with ctx too, even within a line read past (a sparse
+	// file of terabytes is one line of zeros).
+	in = ctxReader{ctx: ctx, r: in} // (inputs.go)
 	var src rowSource
 	switch strings.ToLower(path.Ext(name)) {
 	case ".csv":
