@@ -169,7 +169,7 @@ func (w *Worker) batchClient(conc int) (_ *http.Client, conns *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conc
 	tr.MaxIdleConns = max(tr.MaxIdleConns, conc)
-	return &http.Client{Transport: tracedTransport(tr)}, tr
+	return &http.Client{Transport: tracedTransport(tr), CheckRedirect: refuseRedirect}, tr
 }
 
 // scorer sends rows to the router.
@@ -430,16 +430,27 @@ func errorMessage(body []byte) string {
 	var v struct {
 		Error any `json:"error"`
 	}
-	if json.Unmarshal(body, &v) == nil && v.Error != nil {
-		if s, ok := v.Error.(string); ok {
-			return s
-		}
-		b, _ := json.Marshal(v.Error)
-		return string(b)
-	}
 	s := strings.TrimSpace(string(body))
-	if len(s) > 512 {
-		s = s[:512]
+	if json.Unmarshal(body, &v) == nil && v.Error != nil {
+		if m, ok := v.Error.(string); ok {
+			s = m
+		} else {
+			b, _ := json.Marshal(v.Error)
+			s = string(b)
+		}
+	}
+	// The target is the user's code: its message is cut short whatever
+	// its form (it becomes the error of each row it refuses).
+	if len(s) > maxErrorMessage {
+		s = strings.ToValidUTF8(s[:maxErrorMessage], "") + "..."
 	}
 	return s
 }
+
+// maxErrorMessage caps what errorMessage keeps of an answer.
+const maxErrorMessage = 512
+
+// refuseRedirect is the CheckRedirect of the clients that send rows: a
+// redirect is the target's answer (an unexpected status), never followed
+// with the rows (and a token) to wherever it points.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

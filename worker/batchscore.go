@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -590,7 +591,10 @@ func (r *batchScoreRun) scoreOne(ctx context.Context, t scoreTarget, i int) erro
 	f := r.plan[i]
 	n := len(r.plan)
 	fmt.Fprintf(r.logw, "jobgate: batch-score: file %d of %d claimed: %s (%d bytes)\n", i+1, n, f.Path, f.Size)
-	in, err := r.root.Open(f.Path)
+	// O_NONBLOCK: a file turned into a FIFO since the plan (the model
+	// server of a download-mode job can write its inputs folder) must not
+	// block the open for ever; the check below then refuses it.
+	in, err := r.root.OpenFile(f.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("%w: inputs.%s: %s: %s", errInputUnavailable, r.b.Input, f.Path, pathDetail(err))
 	}
@@ -612,11 +616,15 @@ func (r *batchScoreRun) scoreOne(ctx context.Context, t scoreTarget, i int) erro
 		defer close(renewed)
 		r.renew(fileCtx, i, cancel)
 	}()
+	// The claim is renewed until the file is marked done: writing its
+	// results can outlast a lease too.
+	defer func() {
+		cancel(nil)
+		<-renewed
+	}()
 	bw := bufio.NewWriterSize(spool, 256<<10)
 	rows, failed, err := r.score(fileCtx, t, f.Path, in, r.b, bw)
 	lost := errors.Is(context.Cause(fileCtx), errClaimLost)
-	cancel(nil)
-	<-renewed
 	if lost && ctx.Err() == nil {
 		fmt.Fprintf(r.logw, "jobgate: batch-score: file %d of %d, %s: its claim was taken over (a lapsed lease); left to the other\n", i+1, n, f.Path)
 		return nil
@@ -642,6 +650,11 @@ func (r *batchScoreRun) scoreOne(ctx context.Context, t scoreTarget, i int) erro
 	}
 	if err := r.arts.Put(ctx, artifact.BatchScoreKey(r.parent, i), spool); err != nil {
 		return fmt.Errorf("write the results of %s: %w", f.Path, err)
+	}
+	if errors.Is(context.Cause(fileCtx), errClaimLost) {
+		// Taken over while its results were written: the other marks it.
+		fmt.Fprintf(r.logw, "jobgate: batch-score: file %d of %d, %s: its claim was taken over (a lapsed lease); left to the other\n", i+1, n, f.Path)
+		return nil
 	}
 	if _, err := r.st.MarkBatchScoreDone(ctx, r.parent, i, r.owner, store.BatchScoreDone{Rows: rows, Failed: failed}, r.ttl); err != nil {
 		return err

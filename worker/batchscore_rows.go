@@ -102,6 +102,9 @@ const (
 // a part of the file's lines (rows and failed count the lines made until
 // then): the caller discards it.
 func scoreFile(ctx context.Context, t scoreTarget, name string, in io.Reader, b *api.BatchScore, out io.Writer) (rows, failed int, err error) {
+	// Reading ends with ctx too, even within a line read past (a sparse
+	// file of terabytes is one line of zeros).
+	in = ctxReader{ctx: ctx, r: in} // (inputs.go)
 	var src rowSource
 	switch strings.ToLower(path.Ext(name)) {
 	case ".csv":
@@ -111,9 +114,12 @@ func scoreFile(ctx context.Context, t scoreTarget, name string, in io.Reader, b 
 	default:
 		return 0, 0, fmt.Errorf("batch-score: %s: not a .csv, .jsonl or .ndjson file", name)
 	}
+	// The target's redirects are answers, not followed (refuseRedirect).
+	client := *cmp.Or(t.client, http.DefaultClient)
+	client.CheckRedirect = refuseRedirect
 	s := &fileScorer{
 		target: t, file: name, inputName: cmp.Or(b.InputName, "input"),
-		client: cmp.Or(t.client, http.DefaultClient), backoff: cmp.Or(t.backoff, scoreBackoff),
+		client: &client, backoff: cmp.Or(t.backoff, scoreBackoff),
 	}
 	// The defaults are the spec's (internal/job fills them in).
 	size, conc := max(cmp.Or(b.MiniBatchSize, 10), 1), max(cmp.Or(b.MaxConcurrency, 2), 1)
@@ -539,31 +545,47 @@ func splitAnswer(body []byte, n int) ([][]json.RawMessage, error) {
 }
 
 // flattenJSON appends the elements of raw, an array flat or nested, to
-// leaves, as they are written.
+// leaves, as JSON. It reads raw once, token by token: what it costs is in
+// raw's size, however deep the nesting (the answer is the user's code's).
 func flattenJSON(raw json.RawMessage, leaves []json.RawMessage) ([]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, errors.New("not an array")
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(raw, &elems); err != nil {
-		return nil, err
-	}
-	for _, e := range elems {
-		e = bytes.TrimSpace(e)
-		switch {
-		case len(e) > 0 && e[0] == '[':
-			var err error
-			if leaves, err = flattenJSON(e, leaves); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '[':
+				depth++
+			case ']':
+				depth--
+			default:
+				return nil, errors.New("an object is not a tensor element")
+			}
+		case json.Number:
+			leaves = append(leaves, json.RawMessage(v))
+		default:
+			b, err := json.Marshal(v) // a string, a boolean or null
+			if err != nil {
 				return nil, err
 			}
-		case len(e) > 0 && e[0] == '{':
-			return nil, errors.New("an object is not a tensor element")
-		default:
-			leaves = append(leaves, e)
+			leaves = append(leaves, b)
+		}
+		if depth == 0 {
+			if dec.More() {
+				return nil, errors.New("more than one value")
+			}
+			return leaves, nil
 		}
 	}
-	return leaves, nil
 }
 
 // rowSource reads a file's data rows in order; io.EOF at its end. An error
