@@ -163,6 +163,12 @@ func (w *Worker) runBatchScore(ctx context.Context, exec Executor, a Attempt, jo
 		owner: fmt.Sprintf("%s:%d", job.ID, attempt), ttl: time.Duration(job.Spec.TimeoutSeconds)*time.Second + batchScoreKeep,
 		spoolDir: spoolDir, root: root, logw: stderr, score: scoreFile,
 		lease: batchScoreLease, renewEvery: batchScoreRenewEvery, waitEvery: batchScoreWaitEvery}
+	if b.Partition > 0 {
+		run.parentEnded = func(ctx context.Context) bool {
+			pj, err := w.store.GetJobByID(ctx, parent)
+			return err == nil && pj.Status.Terminal()
+		}
+	}
 	if err := run.makePlan(ctx); err != nil {
 		return Outcome{}, err
 	}
@@ -486,6 +492,9 @@ type batchScoreRun struct {
 	// lease, renewEvery and waitEvery: batchScoreLease,
 	// batchScoreRenewEvery, batchScoreWaitEvery, but in tests.
 	lease, renewEvery, waitEvery time.Duration
+	// parentEnded, for a child, says whether the family's job has ended
+	// (failed for good, canceled): then no one will merge what it scores.
+	parentEnded func(context.Context) bool
 }
 
 // makePlan lists the input folder and makes it the family's plan, unless
@@ -534,6 +543,12 @@ func (r *batchScoreRun) allDone(ctx context.Context) bool {
 // fails the job).
 func (r *batchScoreRun) loop(ctx context.Context, t scoreTarget) error {
 	for {
+		if r.parentEnded != nil && r.parentEnded(ctx) {
+			// The job failed for good (its own attempts used up, its
+			// timeout) or was canceled: scoring on would be for no one.
+			fmt.Fprintf(r.logw, "jobgate: batch-score: job %s ended: partition %d stops claiming files\n", r.parent, r.b.Partition)
+			return nil
+		}
 		i, left, err := r.st.ClaimBatchScoreFile(ctx, r.parent, len(r.plan), r.owner, r.lease, r.ttl)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -254,6 +254,28 @@ func TestBatchScoreFamilyScoresEachFileOnce(t *testing.T) {
 	}
 }
 
+// TestBatchScoreChildStopsWhenJobEnded: a child whose job has ended (failed
+// for good, or canceled) claims no more files: no one would merge them.
+func TestBatchScoreChildStopsWhenJobEnded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := writeFiles(t, dir, 5, "a.csv", "b.csv", "c.csv")
+	f := newFamily(t, dir, files)
+	child := f.run("c", 1, 1)
+	checks := 0
+	child.parentEnded = func(context.Context) bool { checks++; return checks > 1 } // ends after the first file
+	if err := child.loop(ctx, scoreTarget{}); err != nil {
+		t.Fatal(err)
+	}
+	scored := 0
+	for _, file := range files {
+		scored += f.calls[file.Path]
+	}
+	if scored != 1 {
+		t.Fatalf("the child scored %d files after its job ended, want 1 (the one before)", scored)
+	}
+}
+
 // TestBatchScoreTakesOver: a file claimed by an earlier attempt of the
 // parent is taken at once by its next attempt; one claimed by a child whose
 // lease lapses is taken by the parent once it lapses; a file whose claim is
