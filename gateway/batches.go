@@ -133,6 +133,9 @@ func (g *Gateway) submitBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if total == 0 {
+		return api.Errorf(api.CodeInvalid, "requests: a batch needs at least one row (a V2 inference request)")
+	}
 	spec := api.JobSpec{
 		Name:           "batch-" + name,
 		Mode:           api.ModeContainer,

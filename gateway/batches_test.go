@@ -13,7 +13,7 @@ import (
 // TestBatchPriorityAndTimeout: a batch's job is low priority unless the
 // request says otherwise (a JSON field, or a query parameter of a
 // JSON-lines upload), its timeout the request's; a bad one is a 422 naming
-// it, before any row is stored.
+// it, before any row is stored; a batch of no rows is refused.
 func TestBatchPriorityAndTimeout(t *testing.T) {
 	f := newFixture(t)
 	f.irisVersions(1)
@@ -61,6 +61,8 @@ func TestBatchPriorityAndTimeout(t *testing.T) {
 		{"bad priority", "", "application/json", `{"requests":[` + row + `],"priority":"urgent"}`, "priority"},
 		{"bad priority in the query", "?priority=urgent", "application/x-ndjson", row + "\n", "priority"},
 		{"negative timeout", "?timeout_seconds=-1", "application/x-ndjson", row + "\n", "timeout_seconds"},
+		{"no rows", "", "application/json", `{"requests":[]}`, "at least one row"},
+		{"no lines", "", "application/x-ndjson", "\n\n", "at least one row"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if code, body := post(tc.query, tc.ct, tc.body); code != http.StatusUnprocessableEntity || !strings.Contains(body, tc.field) {
