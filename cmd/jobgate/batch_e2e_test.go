@@ -75,26 +75,8 @@ func (c *cluster) waitBatch(id string, within time.Duration, what string, cond f
 // batchResults reads batch id's results: one raw line each.
 func (c *cluster) batchResults(id string) []string {
 	c.t.Helper()
-	req, _ := http.NewRequest("GET", c.gwURL+"/v1/batches/"+id+"/results", nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		c.t.Fatalf("results of %s: %d %s", id, resp.StatusCode, b)
-	}
 	var lines []string
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if err := sc.Err(); err != nil {
-		c.t.Fatal(err)
-	}
+	c.streamResults(id, func(_ int, line string) error { lines = append(lines, line); return nil })
 	return lines
 }
 

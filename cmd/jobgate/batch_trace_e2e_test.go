@@ -23,11 +23,7 @@ import (
 // same batch (a retry is a request of its own: its trace is not the
 // batch's spec).
 func TestBatchTraceInJaeger(t *testing.T) {
-	jaeger := testenv.Jaeger(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.OTLPEndpoint)
-	t.Setenv("OTEL_SERVICE_NAME", "")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // export every 100 ms, not every 5 s
+	jaeger := tracedToJaeger(t)
 	c := newCluster(t)
 	c.startScoringProcess()
 	c.startWorker("svc", "--slots", "1") // the replica fills it: the batch goes to the process

@@ -178,11 +178,7 @@ var irisScoreFiles = []scoreFile{{"day1.csv", 300}, {"day2.csv", 200}, {"more/da
 // span per mini-batch under those, and the model server's spans under
 // the mini-batches' requests.
 func TestBatchScoreJob(t *testing.T) {
-	jaeger := testenv.Jaeger(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.OTLPEndpoint)
-	t.Setenv("OTEL_SERVICE_NAME", "")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // export every 100 ms, not every 5 s
+	jaeger := tracedToJaeger(t)
 	c := newCluster(t)
 	c.startWorker("w1", "--slots", "4")
 	c.registerIris()

@@ -78,6 +78,19 @@ func (c *cluster) deployment(name string) (api.Deployment, int) {
 	return d, code
 }
 
+// tracedToJaeger starts Jaeger and points every process the test starts
+// (in-process, child processes, the containers' model servers given the
+// same env) at it, exporting every 100 ms rather than every 5 s.
+func tracedToJaeger(t *testing.T) *testenv.JaegerService {
+	t.Helper()
+	jaeger := testenv.Jaeger(t)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.OTLPEndpoint)
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	return jaeger
+}
+
 // waitDeployment polls deployment name until cond holds.
 func (c *cluster) waitDeployment(name string, within time.Duration, what string, cond func(api.Deployment) bool) api.Deployment {
 	c.t.Helper()
@@ -205,11 +218,7 @@ func (c *cluster) startScoringProcess(extra ...string) {
 // zero when idle and its next request is held and answered; delete drains
 // and ends every replica.
 func TestScoringChain(t *testing.T) {
-	jaeger := testenv.Jaeger(t)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.OTLPEndpoint)
-	t.Setenv("OTEL_SERVICE_NAME", "")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // export every 100 ms, not every 5 s
+	jaeger := tracedToJaeger(t)
 	c := newCluster(t)
 	c.startWorker("w1", "--slots", "8")
 	c.startScoringProcess()
