@@ -147,12 +147,28 @@ func (p portOwner) path(elem ...string) string {
 	return filepath.Join(append([]string{p.dir()}, elem...)...)
 }
 
+// netFile is the path of /proc's net file name as the calling thread
+// sees it. /proc/net is the thread group leader's view, which need not be
+// the namespace the worker's probes connect from: a thread moved into
+// another network namespace that cannot end (the process's main thread,
+// wedged by the Go runtime when its goroutine exits locked) stays there,
+// and /proc/net with it. /proc/thread-self/net is the view of the thread
+// that opens it, one the Go scheduler runs goroutines on.
+func (p portOwner) netFile(name string) string {
+	if p.root == "" {
+		if _, err := os.Stat("/proc/thread-self/net"); err == nil {
+			return "/proc/thread-self/net/" + name
+		}
+	}
+	return p.path("net", name)
+}
+
 // listeners are the sockets where a connection to ip:port may arrive,
 // from the worker's network namespace (the host's, with host networking).
 func (p portOwner) listeners(ip netip.Addr, port int) ([]tcpListener, error) {
 	var out []tcpListener
 	for _, name := range []string{"tcp", "tcp6"} {
-		f, err := os.Open(p.path("net", name))
+		f, err := os.Open(p.netFile(name))
 		if errors.Is(err, os.ErrNotExist) && name == "tcp6" {
 			continue // no IPv6 in this kernel
 		}
@@ -162,7 +178,7 @@ func (p portOwner) listeners(ip netip.Addr, port int) ([]tcpListener, error) {
 		ls, err := parseProcNetTCP(f)
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.path("net", name), err)
+			return nil, fmt.Errorf("%s: %w", p.netFile(name), err)
 		}
 		for _, l := range ls {
 			if l.listens(ip, port) {

@@ -382,8 +382,12 @@ func (d *readmeDev) logTail(n int) string {
 }
 
 // dialInNetns dials from inside the network namespace at path: the socket is
-// made on an OS thread moved into it, which is never handed back (it ends
-// with its goroutine), so no other goroutine ever runs there.
+// made on an OS thread moved into it and moved back before it is handed
+// back. A thread that cannot be moved back stays locked, so no other
+// goroutine runs there; but that is not enough: the Go runtime cannot end
+// the process's main thread, so one left in another namespace takes
+// /proc/net (the thread group leader's view) with it, and the worker's
+// port check in later tests of this binary saw no listener at all.
 func dialInNetns(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		type result struct {
@@ -392,19 +396,31 @@ func dialInNetns(path string) func(ctx context.Context, network, addr string) (n
 		}
 		ch := make(chan result, 1)
 		go func() {
-			runtime.LockOSThread() // no Unlock: the thread dies with this goroutine
+			runtime.LockOSThread()
+			home, err := os.Open("/proc/thread-self/ns/net")
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, err}
+				return
+			}
+			defer home.Close()
 			f, err := os.Open(path)
 			if err != nil {
+				runtime.UnlockOSThread()
 				ch <- result{nil, err}
 				return
 			}
 			defer f.Close()
 			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				runtime.UnlockOSThread()
 				ch <- result{nil, fmt.Errorf("setns %s: %w", path, err)}
 				return
 			}
 			var dl net.Dialer
 			c, err := dl.DialContext(ctx, network, addr)
+			if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread() // back home: the thread may serve others again
+			} // else it stays locked and ends with this goroutine
 			ch <- result{c, err}
 		}()
 		r := <-ch
