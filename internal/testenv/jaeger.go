@@ -76,6 +76,19 @@ func Jaeger(t testing.TB) *JaegerService {
 			t.Fatalf("build jaeger: %v", jaegerBuild.err)
 		}
 	}
+	// A port picked free may be taken by another test before Jaeger binds
+	// it: then start again, on other ports.
+	for try := 1; ; try++ {
+		if j := startJaeger(t, bin, try == 3); j != nil {
+			return j
+		}
+	}
+}
+
+// startJaeger starts Jaeger on free ports and waits until it is ready; nil
+// when it exited at start because a port was taken meanwhile (unless last).
+func startJaeger(t testing.TB, bin string, last bool) *JaegerService {
+	t.Helper()
 	ports := make([]int, 4)
 	for i := range ports {
 		p, err := devenv.FreePort()
@@ -103,6 +116,10 @@ func Jaeger(t testing.TB) *JaegerService {
 	if err != nil {
 		t.Fatalf("start jaeger: %v", err)
 	}
+	// done is received once, here; stop and the wait below use exited.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = <-done; close(exited) }()
 	logTail := func() string {
 		b, _ := os.ReadFile(logPath)
 		if len(b) > 4000 {
@@ -115,10 +132,10 @@ func Jaeger(t testing.TB) *JaegerService {
 		stopOnce.Do(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-done:
+			case <-exited:
 			case <-time.After(10 * time.Second):
 				_ = cmd.Process.Kill()
-				<-done
+				<-exited
 			}
 		})
 	}
@@ -133,9 +150,13 @@ func Jaeger(t testing.TB) *JaegerService {
 	deadline := time.Now().Add(60 * time.Second)
 	for !j.ready() {
 		select {
-		case err := <-done:
+		case <-exited:
 			stop()
-			t.Fatalf("jaeger exited at start: %v\n%s", err, logTail())
+			if tail := logTail(); !last && strings.Contains(tail, "address already in use") {
+				t.Logf("jaeger exited at start, a port taken meanwhile; starting it again on others")
+				return nil
+			}
+			t.Fatalf("jaeger exited at start: %v\n%s", exitErr, logTail())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
