@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what jobgate's integration tests need: redis-server, podman and runc,
 # and for the README test (cmd/jobgate TestReadmeShellBlocks, which runs the
-# README's shell blocks) curl, jq, openssl and ip/unshare/nsenter.
+# README's shell blocks) curl, jq, openssl and ip/unshare/nsenter; for the metrics
+# tests Prometheus (prometheus, promtool) and for the compose test podman-compose.
 # On Debian as root it installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 missing=()
-for bin in redis-server podman runc curl jq openssl ip unshare nsenter; do
+for bin in redis-server podman runc curl jq openssl ip unshare nsenter prometheus promtool podman-compose; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -14,6 +15,7 @@ for bin in "${missing[@]}"; do
   case "$bin" in
     redis-server) pkgs+=(redis-server) ;;
     ip) pkgs+=(iproute2) ;;
+    promtool) pkgs+=(prometheus) ;;
     unshare | nsenter) pkgs+=(util-linux) ;;
     *) pkgs+=("$bin") ;;
   esac
