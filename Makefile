@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check
+.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -72,6 +72,15 @@ bench-batch:
 # Cold start from zero: the first request to a deployment scaled to zero, held and answered.
 bench-coldstart:
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench ColdStart -benchtime 20x ./cmd/jobgate
+
+# Each fuzz target for FUZZTIME (their seed corpora already run in `make test`).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./api:FuzzDecodeJobSpec ./internal/webhook:FuzzVerifyGitHub ./internal/webhook:FuzzVerifyStandard \
+	./internal/schedule:FuzzParse ./internal/artifact:FuzzCheckKey ./gateway:FuzzArtifactAndModelPaths \
+	./worker:FuzzParseMetricLine ./internal/tmpl:FuzzRender ./internal/tmpl:FuzzPrintfBound
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "== $$fn ($$pkg)"; $(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 # On a machine with an NVIDIA driver (no podman or Redis needed): list the
 # GPUs, run a 1-GPU host-process job through `jobgate dev`, print PASS/FAIL.

@@ -72,9 +72,11 @@ func CheckKey(key string) error {
 	return err
 }
 
-// cleanKey rejects keys that could leave Root.
+// cleanKey rejects keys that could leave Root, and "." (Root itself: a Put
+// of it would write its temporary file beside Root, a DeletePrefix of it
+// would empty the whole store).
 func cleanKey(key string) (string, error) {
-	if key == "" || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || path.Clean(key) != key ||
+	if key == "" || key == "." || strings.HasPrefix(key, "/") || strings.Contains(key, "\\") || path.Clean(key) != key ||
 		key == ".." || strings.HasPrefix(key, "../") {
 		return "", fmt.Errorf("artifact key %q: not a clean relative path", key)
 	}
