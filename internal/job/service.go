@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
@@ -41,6 +42,9 @@ type Config struct {
 	Secrets bool
 	// Now is the clock jobs are stamped with; default time.Now.
 	Now func() time.Time
+	// Metrics counts submitted jobs and those canceled while queued; nil:
+	// off.
+	Metrics *metrics.Control
 }
 
 // Service submits and cancels jobs. It holds no state of its own: any number
@@ -240,6 +244,7 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 	}
 	_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
 	s.audit(ctx, ws, actor, "job.submit", job.ID)
+	s.cfg.Metrics.JobSubmitted(ws)
 	return job, nil
 }
 
@@ -439,6 +444,7 @@ func (s *Service) cancelOne(ctx context.Context, ws, actor, id string) error {
 	case store.CancelRequested:
 		return s.rdb.Publish(ctx, queue.ChannelCancel, id).Err()
 	case store.CancelDone:
+		s.cfg.Metrics.JobFinished(ws, api.StatusCanceled)
 		_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
 	}
 	return nil
