@@ -1,0 +1,296 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/devenv"
+	"github.com/jobgate/jobgate/internal/testenv"
+)
+
+// freeAddr is a free loopback address, 127.0.0.1:PORT.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := devenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// metricsCluster is a cluster whose gateway and worker w1 serve their
+// metrics on --metrics-addr.
+func metricsCluster(t *testing.T) (c *cluster, gwMetrics, wkMetrics string) {
+	t.Helper()
+	c = newCluster(t)
+	gwMetrics, wkMetrics = freeAddr(t), freeAddr(t)
+	c.stopGateway()
+	c.gwFlags = []string{"--metrics-addr", gwMetrics}
+	c.startGateway()
+	c.startWorker("w1", "--metrics-addr", wkMetrics)
+	return c, gwMetrics, wkMetrics
+}
+
+// TestMetricsOfGatewayWorkerAndScoring scrapes /metrics of each server
+// process after real work (a job that succeeds, one that is retried and
+// fails), checks each scrape with promtool, and that the values moved; the
+// API port's /metrics answers the system admin token alone.
+func TestMetricsOfGatewayWorkerAndScoring(t *testing.T) {
+	c, gwMetrics, wkMetrics := metricsCluster(t)
+	gwURL, wkURL := "http://"+gwMetrics+"/metrics", "http://"+wkMetrics+"/metrics"
+	submitted := func() float64 {
+		return max(testenv.MetricValue(t, testenv.Scrape(t, gwURL, ""), "jobgate_jobs_submitted_total", "workspace", "default"), 0)
+	}
+	before := submitted()
+
+	ok := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("echo", "hi")}).ID)
+	if ok.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", ok.Status, ok.Reason)
+	}
+	if after := submitted(); after != before+1 {
+		t.Errorf("jobgate_jobs_submitted_total{workspace=default} went from %v to %v, want +1", before, after)
+	}
+	bad := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("exit", "3"), MaxRetries: 1}).ID)
+	if bad.Status != api.StatusFailed || bad.Attempt != 2 {
+		t.Fatalf("failing job: %s after %d attempts, want failed after 2", bad.Status, bad.Attempt)
+	}
+
+	gw := testenv.Scrape(t, gwURL, "")
+	testenv.CheckMetrics(t, gw)
+	wk := testenv.Scrape(t, wkURL, "")
+	testenv.CheckMetrics(t, wk)
+	for _, tc := range []struct {
+		process string
+		scrape  []byte
+		name    string
+		labels  []string
+		want    float64
+	}{
+		{"gateway", gw, "jobgate_jobs_submitted_total", []string{"workspace", "default"}, before + 2},
+		{"gateway", gw, "jobgate_queue_depth", []string{"priority", "normal"}, 0},
+		{"gateway", gw, "jobgate_queue_oldest_waiting_seconds", []string{"priority", "normal"}, 0},
+		{"worker", wk, "jobgate_jobs_finished_total", []string{"workspace", "default", "status", "succeeded"}, 1},
+		{"worker", wk, "jobgate_jobs_finished_total", []string{"workspace", "default", "status", "failed"}, 1},
+		{"worker", wk, "jobgate_job_retries_total", []string{"workspace", "default"}, 1},
+		{"worker", wk, "jobgate_dispatch_seconds", []string{"priority", "normal"}, 2},     // first attempts only
+		{"worker", wk, "jobgate_job_duration_seconds", []string{"status", "succeeded"}, 1}, // one observation
+		{"worker", wk, "jobgate_job_duration_seconds", []string{"status", "requeued"}, 1},
+		{"worker", wk, "jobgate_worker_slots", nil, 4},
+		{"worker", wk, "jobgate_worker_slots_in_use", nil, 0},
+		{"worker", wk, "jobgate_worker_gpus", nil, 0},
+	} {
+		if got := testenv.MetricValue(t, tc.scrape, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s: %s%v = %v, want %v", tc.process, tc.name, tc.labels, got, tc.want)
+		}
+	}
+
+	// The API port: the system admin token only, errors in the API's shape.
+	var ro api.NewToken
+	if code := c.do("POST", "/v1/workspaces/default/tokens", `{"name":"ro","scopes":["read","admin"]}`, &ro); code != http.StatusCreated {
+		t.Fatalf("create token: %d", code)
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{{"no token", "", http.StatusUnauthorized}, {"a workspace admin", ro.Secret, http.StatusForbidden}} {
+		req, _ := http.NewRequest(http.MethodGet, c.gwURL+"/metrics", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body api.ErrorBody
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || err != nil || body.Error.Code == "" {
+			t.Errorf("%s: GET /metrics on the API port is %d (%+v, %v), want %d with a JSON error", tc.name, resp.StatusCode, body, err, tc.want)
+		}
+	}
+	onAPI := testenv.Scrape(t, c.gwURL+"/metrics", testToken)
+	testenv.CheckMetrics(t, onAPI)
+	if got := testenv.MetricValue(t, onAPI, "jobgate_jobs_submitted_total", "workspace", "default"); got != before+2 {
+		t.Errorf("the API port's jobgate_jobs_submitted_total = %v, want %v", got, before+2)
+	}
+
+	// The scoring router: its --metrics-addr and its own /metrics (the
+	// system admin token), linted; scoring/TestRouterMetrics has the
+	// requests counted.
+	scMetrics := freeAddr(t)
+	c.startScoringProcess("--metrics-addr", scMetrics)
+	c.infer(t.Context(), "no-such-model", "") // a 404, counted by no label
+	testenv.CheckMetrics(t, testenv.Scrape(t, "http://"+scMetrics+"/metrics", ""))
+	testenv.CheckMetrics(t, testenv.Scrape(t, c.scoringURL+"/metrics", testToken))
+	resp, err := http.Get(c.scoringURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("scoring GET /metrics without a token: %s, want 401", resp.Status)
+	}
+}
+
+// TestDevMetricsOnOneRegistry: `jobgate dev --metrics-addr` serves the
+// metrics of all its parts (gateway, control plane, worker) on one
+// listener, the job's whole path in one scrape.
+func TestDevMetricsOnOneRegistry(t *testing.T) {
+	redisURL := testenv.Redis(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	c := &cluster{t: t, gwURL: "http://" + addr, token: testToken}
+	stop := c.start("dev", "--redis-url", redisURL, "--data-dir", t.TempDir(), "--addr", addr, "--metrics-addr", metricsAddr,
+		"--podman-url", "unix://"+filepath.Join(t.TempDir(), "podman.sock"), "--network", "host", "--log-level", "warn")
+	defer stop()
+	c.api = client.New(c.gwURL, testToken)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		resp, err := http.Get(c.gwURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "jobgate dev did not become ready")
+	j := c.waitEnded(c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "echo hi"}}).ID)
+	if j.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", j.Status, j.Reason)
+	}
+	scrape := testenv.Scrape(t, "http://"+metricsAddr+"/metrics", "")
+	testenv.CheckMetrics(t, scrape)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"jobgate_jobs_submitted_total", []string{"workspace", "default"}, 1},
+		{"jobgate_jobs_finished_total", []string{"workspace", "default", "status", "succeeded"}, 1},
+		{"jobgate_dispatch_seconds", []string{"priority", "normal"}, 1},
+		{"jobgate_worker_slots", nil, 4},
+		{"jobgate_queue_depth", []string{"priority", "high"}, 0},
+	} {
+		if got := testenv.MetricValue(t, scrape, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}
+
+// TestPrometheusScrapesJobgate runs Debian's real Prometheus against a
+// gateway and a worker (--metrics-addr), waits for both targets to be up,
+// and finds the submitted job in a PromQL query.
+func TestPrometheusScrapesJobgate(t *testing.T) {
+	const promBin = "/usr/bin/prometheus"
+	if _, err := exec.LookPath(promBin); err != nil {
+		if testenv.Required() {
+			t.Fatalf("prometheus not found (apt-get install -y prometheus): %v", err)
+		}
+		t.Skipf("prometheus not found (apt-get install -y prometheus): %v", err)
+	}
+	c, gwMetrics, wkMetrics := metricsCluster(t)
+	j := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("echo", "scraped")}).ID)
+	if j.Status != api.StatusSucceeded {
+		t.Fatalf("job: %s (%s)", j.Status, j.Reason)
+	}
+
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: jobgate-gateway
+    static_configs: [{targets: [%q]}]
+  - job_name: jobgate-worker
+    static_configs: [{targets: [%q]}]
+`, gwMetrics, wkMetrics)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := freeAddr(t)
+	cmd := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--web.listen-address="+promAddr,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--log.level=warn")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Only the Prometheus this test started, by its PID.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus said:\n%s", out.String())
+		}
+	})
+	prom := "http://" + promAddr
+	promGet := func(path string, v any) error {
+		resp, err := http.Get(prom + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s %s", path, resp.Status, b)
+		}
+		return json.Unmarshal(b, v)
+	}
+
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		if promGet("/api/v1/targets", &targets) != nil || len(targets.Data.ActiveTargets) != 2 {
+			return false
+		}
+		for _, tg := range targets.Data.ActiveTargets {
+			if tg.Health != "up" {
+				return false
+			}
+		}
+		return true
+	}, "Prometheus's targets never all up: %+v", lazy(func() string { return fmt.Sprintf("%+v", targets.Data.ActiveTargets) }))
+
+	var result struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	query := "/api/v1/query?query=" + url.QueryEscape("jobgate_jobs_submitted_total")
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		if promGet(query, &result) != nil {
+			return false
+		}
+		for _, r := range result.Data.Result {
+			if r.Metric["workspace"] == "default" && r.Metric["job"] == "jobgate-gateway" && r.Value[1] == "1" {
+				return true
+			}
+		}
+		return false
+	}, "Prometheus never had jobgate_jobs_submitted_total{workspace=default} = 1 from the gateway: %+v", lazy(func() string { return fmt.Sprintf("%+v", result) }))
+	query = "/api/v1/query?query=" + url.QueryEscape(`jobgate_jobs_finished_total{status="succeeded"}`)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		return promGet(query, &result) == nil && len(result.Data.Result) == 1 && result.Data.Result[0].Metric["job"] == "jobgate-worker" &&
+			strings.TrimSpace(fmt.Sprint(result.Data.Result[0].Value[1])) == "1"
+	}, "Prometheus never had the worker's finished job: %+v", lazy(func() string { return fmt.Sprintf("%+v", result) }))
+}
