@@ -84,7 +84,7 @@ func TestMetricsOfGatewayWorkerAndScoring(t *testing.T) {
 		{"worker", wk, "jobgate_jobs_finished_total", []string{"workspace", "default", "status", "succeeded"}, 1},
 		{"worker", wk, "jobgate_jobs_finished_total", []string{"workspace", "default", "status", "failed"}, 1},
 		{"worker", wk, "jobgate_job_retries_total", []string{"workspace", "default"}, 1},
-		{"worker", wk, "jobgate_dispatch_seconds", []string{"priority", "normal"}, 2},     // first attempts only
+		{"worker", wk, "jobgate_dispatch_seconds", []string{"priority", "normal"}, 2},      // first attempts only
 		{"worker", wk, "jobgate_job_duration_seconds", []string{"status", "succeeded"}, 1}, // one observation
 		{"worker", wk, "jobgate_job_duration_seconds", []string{"status", "requeued"}, 1},
 		{"worker", wk, "jobgate_worker_slots", nil, 4},
