@@ -418,10 +418,6 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			reg := metrics.NewRegistry()
 			ccfg.Metrics = metrics.NewControl(reg, st)
 			gcfg.Metrics, gcfg.MetricsGatherer, wcfg.Metrics = ccfg.Metrics, reg, metrics.NewWorker(reg)
-			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
-			if err != nil {
-				return err
-			}
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
@@ -442,6 +438,10 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			defer router.Close()
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
+			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
+			if err != nil {
+				return err
+			}
 			// The gateway's parts and the worker run until a signal, or
 			// until the first of them fails (runGateway says in what order
 			// they stop); then, deferred above, GPUs, podman, the Redis
@@ -605,15 +605,15 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			reg := metrics.NewRegistry()
 			ccfg.Metrics = metrics.NewControl(reg, st)
 			gcfg.Metrics, gcfg.MetricsGatherer = ccfg.Metrics, reg
-			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
-			if err != nil {
-				return err
-			}
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
 			}
 			gw, err := gateway.New(gcfg, rdb, st, artifact.Dir{Root: artifactsDir}, box, plane, logger)
+			if err != nil {
+				return err
+			}
+			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
 			if err != nil {
 				return err
 			}
@@ -689,11 +689,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			}
 			reg := metrics.NewRegistry()
 			wcfg.Metrics = metrics.NewWorker(reg)
+			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {
 				return err
 			}
-			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return runBeside(ctx, wk.Run, serveMetrics)
 		},
 	}

@@ -294,3 +294,34 @@ scrape_configs:
 			strings.TrimSpace(fmt.Sprint(result.Data.Result[0].Value[1])) == "1"
 	}, "Prometheus never had the worker's finished job: %+v", lazy(func() string { return fmt.Sprintf("%+v", result) }))
 }
+
+// TestRecoveryIsCounted: a worker process killed with SIGKILL mid-job and
+// not restarted has its attempt recovered by the gateway's scheduler, and
+// the gateway's jobgate_recoveries_total{reason="worker_lost"} counts it.
+func TestRecoveryIsCounted(t *testing.T) {
+	c := newCluster(t)
+	gwMetrics := freeAddr(t)
+	c.stopGateway()
+	c.gwFlags = []string{"--metrics-addr", gwMetrics, "--worker-lost-after", "3s"}
+	c.startGateway()
+	doomed := c.startWorkerProcess("doomed", t.TempDir(), t.TempDir())
+	// Attempt 1 sleeps (bounded: its worker is not there to stop it);
+	// attempt 2 ends at once.
+	j := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",
+		`if [ "$JOBGATE_ATTEMPT" = 1 ]; then sleep 30; fi; echo done`}})
+	c.waitFor(j.ID, 30*time.Second, "started", func(j *api.Job) bool { return j.Status == api.StatusRunning })
+	if err := doomed.Process.Kill(); err != nil { // only the worker this test started
+		t.Fatal(err)
+	}
+	doomed.Wait()
+	c.startWorker("rescuer")
+	done := c.waitEnded(j.ID)
+	if done.Status != api.StatusSucceeded || done.Attempt != 2 {
+		t.Fatalf("job: %s (%s) on attempt %d, want succeeded on attempt 2", done.Status, done.Reason, done.Attempt)
+	}
+	scrape := testenv.Scrape(t, "http://"+gwMetrics+"/metrics", "")
+	testenv.CheckMetrics(t, scrape)
+	if got := testenv.MetricValue(t, scrape, "jobgate_recoveries_total", "reason", api.ReasonWorkerLost); got != 1 {
+		t.Errorf("jobgate_recoveries_total{reason=worker_lost} = %v, want 1", got)
+	}
+}
