@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/jobgate/jobgate/client"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/webhook"
 )
 
 // freeAddr is a free loopback address, 127.0.0.1:PORT.
@@ -55,7 +57,10 @@ func TestMetricsOfGatewayWorkerAndScoring(t *testing.T) {
 	}
 	before := submitted()
 
-	ok := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("echo", "hi")}).ID)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(receiver.Close)
+	ok := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("echo", "hi"),
+		Notify: &api.Notify{URL: receiver.URL + "/done", Secret: webhook.NewSecret()}}).ID)
 	if ok.Status != api.StatusSucceeded {
 		t.Fatalf("job: %s (%s)", ok.Status, ok.Reason)
 	}
@@ -67,6 +72,9 @@ func TestMetricsOfGatewayWorkerAndScoring(t *testing.T) {
 		t.Fatalf("failing job: %s after %d attempts, want failed after 2", bad.Status, bad.Attempt)
 	}
 
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return testenv.MetricValue(t, testenv.Scrape(t, gwURL, ""), "jobgate_callbacks_total", "workspace", "default", "outcome", "delivered") == 1
+	}, "the gateway never counted the job's callback as delivered")
 	gw := testenv.Scrape(t, gwURL, "")
 	testenv.CheckMetrics(t, gw)
 	wk := testenv.Scrape(t, wkURL, "")
