@@ -333,3 +333,46 @@ func TestRecoveryIsCounted(t *testing.T) {
 		t.Errorf("jobgate_recoveries_total{reason=worker_lost} = %v, want 1", got)
 	}
 }
+
+// TestScoringAndBatchMetrics: the scoring router process counts a scored
+// request by deployment, version and code (its --metrics-addr, linted), and
+// the worker counts the rows of a batch sent through it.
+func TestScoringAndBatchMetrics(t *testing.T) {
+	c := newCluster(t)
+	scMetrics, wkMetrics := freeAddr(t), freeAddr(t)
+	c.startScoringProcess("--metrics-addr", scMetrics)
+	c.startWorker("w1", "--slots", "8", "--scoring-url", c.scoringURL, "--metrics-addr", wkMetrics)
+	c.deployIris()
+	if _, err := c.infer(t.Context(), "iris", ""); err != nil {
+		t.Fatal(err)
+	}
+	scURL := "http://" + scMetrics + "/metrics"
+	served := []string{"workspace", "default", "deployment", "iris", "version", "1"}
+	sc := testenv.Scrape(t, scURL, "")
+	testenv.CheckMetrics(t, sc)
+	if got := testenv.MetricValue(t, sc, "jobgate_scoring_requests_total", append(served, "code", "200")...); got != 1 {
+		t.Errorf("jobgate_scoring_requests_total{iris, 1, 200} = %v, want 1", got)
+	}
+	if got := testenv.MetricValue(t, sc, "jobgate_scoring_request_seconds", served...); got != 1 {
+		t.Errorf("jobgate_scoring_request_seconds{iris, 1} counted %v, want 1", got)
+	}
+
+	var body strings.Builder
+	for i := range 10 {
+		body.WriteString(batchRow(i) + "\n")
+	}
+	code, _, b := c.postBatch("iris", "", "application/x-ndjson", strings.NewReader(body.String()), nil)
+	var acc api.BatchAccepted
+	if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil {
+		t.Fatalf("submit batch: %d %s", code, b)
+	}
+	c.waitBatch(acc.ID, 120*time.Second, "succeeded", func(bt api.Batch) bool { return bt.Status == api.BatchSucceeded })
+	wk := testenv.Scrape(t, "http://"+wkMetrics+"/metrics", "")
+	testenv.CheckMetrics(t, wk)
+	if got := testenv.MetricValue(t, wk, "jobgate_batch_rows_total", "kind", "batch", "outcome", "ok"); got != 10 {
+		t.Errorf("jobgate_batch_rows_total{batch, ok} = %v, want 10", got)
+	}
+	if got := testenv.MetricValue(t, testenv.Scrape(t, scURL, ""), "jobgate_scoring_requests_total", append(served, "code", "200")...); got != 11 {
+		t.Errorf("after the batch jobgate_scoring_requests_total{iris, 1, 200} = %v, want 11 (its 10 rows and the request before)", got)
+	}
+}
