@@ -376,3 +376,49 @@ func TestScoringAndBatchMetrics(t *testing.T) {
 		t.Errorf("after the batch jobgate_scoring_requests_total{iris, 1, 200} = %v, want 11 (its 10 rows and the request before)", got)
 	}
 }
+
+// TestPreemptionAndGPUsInUse: a worker with a simulated GPU reports it in
+// use while a low-priority job holds it, and counts the preemption when a
+// high-priority job takes it.
+func TestPreemptionAndGPUsInUse(t *testing.T) {
+	c := newCluster(t)
+	wkMetrics := freeAddr(t)
+	c.startWorker("g1", "--simulate-gpus", "1", "--metrics-addr", wkMetrics)
+	wkURL := "http://" + wkMetrics + "/metrics"
+	low := gpuJob(1, `if [ "$JOBGATE_ATTEMPT" != 1 ]; then exit 0; fi
+trap 'exit 143' TERM
+while true; do sleep 0.1; done`)
+	low.Priority = api.PriorityLow
+	lj := c.submit(low)
+	c.waitFor(lj.ID, 30*time.Second, "started", func(j *api.Job) bool { return j.Status == api.StatusRunning })
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return testenv.MetricValue(t, testenv.Scrape(t, wkURL, ""), "jobgate_worker_gpus_in_use") == 1
+	}, "the worker never reported its GPU in use")
+
+	high := gpuJob(1, `echo high ran`)
+	high.Priority = api.PriorityHigh
+	if done := c.waitEnded(c.submit(high).ID); done.Status != api.StatusSucceeded {
+		t.Fatalf("high job: %s (%s)", done.Status, done.Reason)
+	}
+	if done := c.waitEnded(lj.ID); done.Status != api.StatusSucceeded || done.Attempt != 2 {
+		t.Fatalf("low job: %s (%s) attempt %d, want succeeded on attempt 2", done.Status, done.Reason, done.Attempt)
+	}
+	wk := testenv.Scrape(t, wkURL, "")
+	testenv.CheckMetrics(t, wk)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"jobgate_preemptions_total", []string{"workspace", "default"}, 1},
+		{"jobgate_job_retries_total", []string{"workspace", "default"}, -1}, // a preemption is no retry
+		{"jobgate_dispatch_seconds", []string{"priority", "high"}, 1},
+		{"jobgate_dispatch_seconds", []string{"priority", "low"}, 1},
+		{"jobgate_worker_gpus", nil, 1},
+		{"jobgate_worker_gpus_in_use", nil, 0},
+	} {
+		if got := testenv.MetricValue(t, wk, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}
