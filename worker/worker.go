@@ -35,6 +35,9 @@ import (
 // Config configures a Worker. The zero value works once ID-less defaults are
 // filled in by New.
 type Config struct {
+	// Metrics is the worker's metric set (dispatch latency, ends, retries,
+	// preemptions, batch rows, and its slots and GPUs in use); nil: off.
+	Metrics *metrics.Worker
 	// ID names the worker in the registry and its queue. Keep it stable across
 	// restarts (the default is the hostname) so tasks placed on the worker while
 	// it was down are picked up when it comes back.
@@ -80,9 +83,6 @@ type Config struct {
 	CheckpointDir string
 	// GPUs is the worker's GPU inventory; nil means none.
 	GPUs gpu.Inventory
-	// Metrics is the worker's metric set (dispatch latency, ends, retries,
-	// preemptions, batch rows, and its slots and GPUs in use); nil: off.
-	Metrics *metrics.Worker
 	// GPUSampleEvery is how often GPU utilization and memory are sampled
 	// into the registry and the metrics of the jobs using them; default 10s.
 	GPUSampleEvery time.Duration

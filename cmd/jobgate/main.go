@@ -712,9 +712,9 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
 	fl.StringVar(&wf.gatewayURL, "gateway-url", getenv("JOBGATE_URL"),
 		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL; default http://127.0.0.1:8080)")
-	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	fl.StringVar(&wf.scoringURL, "scoring-url", "", "the scoring router (jobgate scoring) batch jobs send their rows through; without it this worker fails batch jobs")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	wf.register(cmd, "")
 	return cmd
 }

@@ -81,7 +81,6 @@ Tracing follows the standard OTEL_* variables.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&listen, "listen", defaultScoringAddr, "address to serve /v2 on")
-	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -90,6 +89,7 @@ Tracing follows the standard OTEL_* variables.`,
 	fl.Int64Var(&maxBodyMB, "max-body-mb", 0, "largest request body, kept for a retry; larger is a 413 (default 64)")
 	fl.Int64Var(&maxBufferedMB, "max-buffered-mb", 0, "request bodies held at once over all requests; past it a 503 with Retry-After (default 1024)")
 	fl.DurationVar(&cfg.DefaultDeadline, "default-deadline", 0, "deadline of a request without a "+scoring.HeaderDeadline+" header (default 60s)")
+	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	return cmd
 }
 

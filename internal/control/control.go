@@ -33,6 +33,9 @@ import (
 // Config configures a gateway process's control plane. Zero values get the
 // defaults on each field.
 type Config struct {
+	// Metrics is the process's control-plane metric set, given to the job
+	// service, placement and the notifier; nil: off.
+	Metrics *metrics.Control
 	// ID names this process in the leader election, the callbacks' consumer
 	// group and the schedules' tick claims; default host-pid.
 	ID string
@@ -48,9 +51,6 @@ type Config struct {
 	// Now is the clock of the job service and the cron loop; default
 	// time.Now.
 	Now func() time.Time
-	// Metrics is the process's control-plane metric set, given to the job
-	// service, placement and the notifier; nil: off.
-	Metrics *metrics.Control
 }
 
 // Plane is a gateway process's control plane. Run each component (all but

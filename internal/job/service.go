@@ -32,6 +32,9 @@ import (
 
 // Config configures a Service. Zero values get the defaults on each field.
 type Config struct {
+	// Metrics counts submitted jobs and those canceled while queued; nil:
+	// off.
+	Metrics *metrics.Control
 	// Limits bound what a spec may ask for.
 	Limits Limits
 	// CallbackPolicy says where a job's completion callback may go; the
@@ -42,9 +45,6 @@ type Config struct {
 	Secrets bool
 	// Now is the clock jobs are stamped with; default time.Now.
 	Now func() time.Time
-	// Metrics counts submitted jobs and those canceled while queued; nil:
-	// off.
-	Metrics *metrics.Control
 }
 
 // Service submits and cancels jobs. It holds no state of its own: any number

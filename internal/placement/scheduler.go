@@ -23,6 +23,8 @@ import (
 
 // Config configures the Scheduler. Zero values get defaults.
 type Config struct {
+	// Metrics counts the attempts recovered off lost workers; nil: off.
+	Metrics *metrics.Control
 	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
@@ -40,8 +42,6 @@ type Config struct {
 	// on that worker. A worker that registered its grace gets tasks computed
 	// with its own (see place). Default 30s, more than a worker's default.
 	StopGrace time.Duration
-	// Metrics counts the attempts recovered off lost workers; nil: off.
-	Metrics *metrics.Control
 }
 
 // leadership tells a loop that only the leader runs whether this process
