@@ -239,12 +239,12 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 	if made, err := save(ctx, job); err != nil || !made {
 		return nil, err
 	}
+	s.cfg.Metrics.JobSubmitted(ws)
 	if b := job.Spec.BatchScore; b != nil && b.Partition == 0 && b.InstanceCount > 1 {
 		s.submitPartitions(ctx, job, actor)
 	}
 	_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
 	s.audit(ctx, ws, actor, "job.submit", job.ID)
-	s.cfg.Metrics.JobSubmitted(ws)
 	return job, nil
 }
 
