@@ -673,6 +673,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if wcfg.GPUs != nil {
 				defer wcfg.GPUs.Close()
 			}
+			reg := metrics.NewRegistry()
+			wcfg.Metrics = metrics.NewWorker(reg)
 			executors := map[api.Mode]worker.Executor{}
 			pod, err := worker.NewPodmanExecutor(ctx, pcfg, logger)
 			if err != nil {
@@ -687,8 +689,6 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			reg := metrics.NewRegistry()
-			wcfg.Metrics = metrics.NewWorker(reg)
 			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {
