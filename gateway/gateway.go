@@ -24,6 +24,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -35,6 +36,7 @@ import (
 	"github.com/jobgate/jobgate/internal/cron"
 	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/loghub"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
@@ -74,6 +76,12 @@ type Config struct {
 	// readiness probes a server span named by route (telemetry.Provider()
 	// in cmd/jobgate). Nil: no tracing at all, at no cost.
 	TracerProvider trace.TracerProvider
+	// Metrics counts what the API sees (webhook deliveries); nil: off.
+	Metrics *metrics.Control
+	// MetricsGatherer, when set, is served on GET /metrics to the system
+	// admin token only (workspace names are in the labels); nil: no such
+	// route. cmd/jobgate gives the process's registry.
+	MetricsGatherer prometheus.Gatherer
 }
 
 // Validate says what is wrong with cfg in words a person can act on.
@@ -206,6 +214,9 @@ func (g *Gateway) routes() {
 	public := access{Public: true}
 	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, api.Health{Status: "ok"}) })
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
+	if g.cfg.MetricsGatherer != nil {
+		g.route(http.MethodGet, "/metrics", access{System: true}, echo.WrapHandler(metrics.Handler(g.cfg.MetricsGatherer)))
+	}
 
 	read, submit, admin := access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit}, access{Scope: api.ScopeAdmin}
 	// What a job's own token (JOBGATE_JOB_TOKEN) may do, in its job tree.

@@ -334,6 +334,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		// deliveries out of the history.
 		g.logger.InfoContext(ctx, "webhook delivery refused", slog.String("trigger_id", t.ID),
 			slog.String("workspace", t.Workspace), slog.String("reason", err.Error()))
+		g.cfg.Metrics.WebhookDelivery(t.Workspace, "bad_signature")
 		return api.Errorf(api.CodeUnauthorized, "%v", err)
 	}
 	if err != nil {
@@ -353,6 +354,7 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 		}
 		d.Outcome = store.OutcomeRejected
 	}
+	g.cfg.Metrics.WebhookDelivery(t.Workspace, d.Outcome)
 	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if rerr := g.store.RecordDelivery(rec, t.ID, d); rerr != nil {

@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/authcache"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
@@ -99,6 +101,13 @@ type Config struct {
 	// (telemetry.Setup).
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// Metrics counts the inference requests by deployment, version and
+	// code, with their latency; nil: off.
+	Metrics *metrics.Scoring
+	// MetricsGatherer, when set, is served on GET /metrics to AdminToken
+	// only (workspace and deployment names are in the labels); nil: no
+	// such route.
+	MetricsGatherer prometheus.Gatherer
 }
 
 // Validate says what is wrong with cfg.
@@ -312,6 +321,10 @@ func (r *Router) loadLoop(ctx context.Context, waker *queue.Waker) {
 // ServeHTTP serves the V2 API: health without a token or a span, every
 // other route with a bearer token with the score scope and a server span.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/metrics" && r.cfg.MetricsGatherer != nil {
+		r.serveMetrics(w, req)
+		return
+	}
 	rt, ok := parseRoute(req.Method, req.URL.Path)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no such endpoint: %s %s", req.Method, req.URL.Path)
@@ -335,6 +348,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rc := &reqCtx{route: rt.pattern, rt: rt}
+	if r.cfg.Metrics != nil && rt.kind == routeInfer {
+		r.serveMeasured(w, req.WithContext(withReqCtx(req.Context(), rc)), rc)
+		return
+	}
 	r.served.ServeHTTP(w, req.WithContext(withReqCtx(req.Context(), rc)))
 }
 

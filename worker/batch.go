@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
@@ -118,7 +119,8 @@ func (w *Worker) runBatch(ctx context.Context, job *api.Job, attempt int, logw i
 		put: func(ctx context.Context, i int, answers []byte) error {
 			return w.artifacts.Put(ctx, batchChunkKey(job.ID, i), bytes.NewReader(answers))
 		},
-		save: func(ctx context.Context, p store.BatchProgress) error { return st.SetBatchProgress(ctx, job.ID, p) }}
+		save:    func(ctx context.Context, p store.BatchProgress) error { return st.SetBatchProgress(ctx, job.ID, p) },
+		metrics: w.cfg.Metrics}
 	if err := run.run(ctx, rd, &prog); err != nil {
 		return Outcome{}, err
 	}
@@ -195,6 +197,8 @@ type batchRun struct {
 	// put writes chunk i's answers; save records the progress after it.
 	put  func(ctx context.Context, i int, answers []byte) error
 	save func(ctx context.Context, p store.BatchProgress) error
+	// metrics counts the rows answered; nil: off.
+	metrics *metrics.Worker
 }
 
 // batchAhead is how many chunks are read and sent ahead of the one being
@@ -245,6 +249,7 @@ func (r *batchRun) run(ctx context.Context, rd *bufio.Reader, prog *store.BatchP
 			prog.Chunks++
 			prog.Done += len(c.lines)
 			prog.Failed += failed
+			r.metrics.BatchRows(metrics.BatchKindBatch, len(c.lines)-failed, failed)
 			if err = r.save(ctx, *prog); err != nil {
 				err = fmt.Errorf("batch checkpoint: %w", err)
 			}

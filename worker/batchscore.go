@@ -22,6 +22,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
@@ -162,7 +163,7 @@ func (w *Worker) runBatchScore(ctx context.Context, exec Executor, a Attempt, jo
 	run := &batchScoreRun{st: w.store, arts: w.artifacts, logger: w.logger, b: b, jobID: job.ID, parent: parent,
 		owner: fmt.Sprintf("%s:%d", job.ID, attempt), ttl: time.Duration(job.Spec.TimeoutSeconds)*time.Second + batchScoreKeep,
 		spoolDir: spoolDir, root: root, logw: stderr, score: scoreFile,
-		lease: batchScoreLease, renewEvery: batchScoreRenewEvery, waitEvery: batchScoreWaitEvery}
+		lease: batchScoreLease, renewEvery: batchScoreRenewEvery, waitEvery: batchScoreWaitEvery, metrics: w.cfg.Metrics}
 	if b.Partition > 0 {
 		run.parentEnded = func(ctx context.Context) bool {
 			pj, err := w.store.GetJobByID(ctx, parent)
@@ -495,6 +496,8 @@ type batchScoreRun struct {
 	// parentEnded, for a child, says whether the family's job has ended
 	// (failed for good, canceled): then no one will merge what it scores.
 	parentEnded func(context.Context) bool
+	// metrics counts the rows scored; nil: off.
+	metrics *metrics.Worker
 }
 
 // makePlan lists the input folder and makes it the family's plan, unless
@@ -674,6 +677,7 @@ func (r *batchScoreRun) scoreOne(ctx context.Context, t scoreTarget, i int) erro
 	if _, err := r.st.MarkBatchScoreDone(ctx, r.parent, i, r.owner, store.BatchScoreDone{Rows: rows, Failed: failed}, r.ttl); err != nil {
 		return err
 	}
+	r.metrics.BatchRows(metrics.BatchKindBatchScore, rows-failed, failed)
 	fmt.Fprintf(r.logw, "jobgate: batch-score: file %d of %d done: %s, %d rows, %d failed\n", i+1, n, f.Path, rows, failed)
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
@@ -34,6 +35,9 @@ import (
 // Config configures a Worker. The zero value works once ID-less defaults are
 // filled in by New.
 type Config struct {
+	// Metrics is the worker's metric set (dispatch latency, ends, retries,
+	// preemptions, batch rows, and its slots and GPUs in use); nil: off.
+	Metrics *metrics.Worker
 	// ID names the worker in the registry and its queue. Keep it stable across
 	// restarts (the default is the hostname) so tasks placed on the worker while
 	// it was down are picked up when it comes back.
@@ -244,9 +248,11 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	if abs, err := filepath.Abs(cfg.ModelCacheDir); err == nil {
 		cfg.ModelCacheDir = abs
 	}
-	return &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, starts: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
+	w := &Worker{cfg: cfg, rdb: rdb, store: st, ends: st, starts: st, artifacts: arts, executors: executors, secrets: secrets, superseded: make(chan struct{}),
 		logger: logger.With(slog.String("worker_id", cfg.ID)), now: time.Now, running: map[string]context.CancelCauseFunc{}, gpuJobs: map[string]*gpuJob{},
 		instance: newInstanceID(), held: map[string]*heldAttempt{}, ports: portSet{}}
+	cfg.Metrics.WatchCapacity(w.capacity)
+	return w
 }
 
 // ID is the worker's registry ID.
@@ -638,6 +644,9 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	}
 	started := w.now()
 	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
+	if !resumed {
+		w.cfg.Metrics.AttemptStarted(job, started)
+	}
 	if start.CancelRequested {
 		cancel(errCancelRequested)
 	}
@@ -1253,6 +1262,9 @@ func (w *Worker) recordEnd(ctx context.Context, e *attemptEnd) error {
 	err := w.record(ctx, e)
 	if err != nil && !endGone(err) {
 		return err
+	}
+	if err == nil { // an end gone was counted by whoever recorded it
+		w.cfg.Metrics.AttemptEnded(e.Workspace, e.Requeue, e.Outcome.Status, e.Outcome.ReasonCode, e.Outcome.StartedAt, e.At)
 	}
 	w.ended(ctx, e)
 	return nil

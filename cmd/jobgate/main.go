@@ -33,6 +33,7 @@ import (
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/gpu"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/telemetry"
@@ -147,6 +148,7 @@ func connectRedis(ctx context.Context, url, caFile string) (*redis.Client, error
 type gatewayFlags struct {
 	addr, tlsCert, tlsKey string
 	datastoreRoots        []string
+	metricsAddr           string
 	// allowCallbacks, hostProcessDefault and workerLostAfter are flags of
 	// `jobgate gateway` only; dev sets the first two itself.
 	allowCallbacks     []string
@@ -160,6 +162,7 @@ func (f *gatewayFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.addr, "addr", "", "address of the HTTP API (default "+gateway.DefaultAddr+")")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file for --tls-cert (PEM)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	fl.StringArrayVar(&f.datastoreRoots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
 }
 
@@ -410,6 +413,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			st := store.New(rdb, store.Config{})
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
+			// One registry for every part: the API's /metrics and
+			// --metrics-addr serve them all.
+			reg := metrics.NewRegistry()
+			ccfg.Metrics = metrics.NewControl(reg, st)
+			gcfg.Metrics, gcfg.MetricsGatherer, wcfg.Metrics = ccfg.Metrics, reg, metrics.NewWorker(reg)
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
@@ -425,16 +433,20 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				defer wcfg.GPUs.Close()
 			}
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
-			if router, err = scoring.New(scoring.Config{AdminToken: token}, rdb, st, nil, logger); err != nil {
+			if router, err = scoring.New(scoring.Config{AdminToken: token, Metrics: metrics.NewScoring(reg)}, rdb, st, nil, logger); err != nil {
 				return err
 			}
 			defer router.Close()
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
+			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
+			if err != nil {
+				return err
+			}
 			// The gateway's parts and the worker run until a signal, or
 			// until the first of them fails (runGateway says in what order
 			// they stop); then, deferred above, GPUs, podman, the Redis
 			// client and redis-server stop.
-			return runGateway(ctx, gw, plane, wk, router.Run)
+			return runBeside(ctx, func(ctx context.Context) error { return runGateway(ctx, gw, plane, wk, router.Run) }, serveMetrics)
 		},
 	}
 	fl := cmd.Flags()
@@ -590,6 +602,9 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			}
 			gcfg.TracerProvider = telemetry.Provider()
 			st := store.New(rdb, store.Config{})
+			reg := metrics.NewRegistry()
+			ccfg.Metrics = metrics.NewControl(reg, st)
+			gcfg.Metrics, gcfg.MetricsGatherer = ccfg.Metrics, reg
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
@@ -598,9 +613,13 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
+			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
+			if err != nil {
+				return err
+			}
 			// Deferred above: the Redis client closes once runGateway
-			// has stopped every part.
-			return runGateway(ctx, gw, plane, nil)
+			// has stopped every part (the metrics listener last).
+			return runBeside(ctx, func(ctx context.Context) error { return runGateway(ctx, gw, plane, nil) }, serveMetrics)
 		},
 	}
 	fl := cmd.Flags()
@@ -621,6 +640,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	var (
 		redisURL, artifactsDir, logLevel string
 		secretsKeyFile, redisCA          string
+		metricsAddr                      string
 		listGPUs, listJSON               bool
 		wf                               workerFlags
 	)
@@ -653,6 +673,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if wcfg.GPUs != nil {
 				defer wcfg.GPUs.Close()
 			}
+			reg := metrics.NewRegistry()
+			wcfg.Metrics = metrics.NewWorker(reg)
 			executors := map[api.Mode]worker.Executor{}
 			pod, err := worker.NewPodmanExecutor(ctx, pcfg, logger)
 			if err != nil {
@@ -668,7 +690,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
-			return wk.Run(ctx)
+			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
+			if err != nil {
+				return err
+			}
+			return runBeside(ctx, wk.Run, serveMetrics)
 		},
 	}
 	fl := cmd.Flags()
@@ -688,6 +714,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL; default http://127.0.0.1:8080)")
 	fl.StringVar(&wf.scoringURL, "scoring-url", "", "the scoring router (jobgate scoring) batch jobs send their rows through; without it this worker fails batch jobs")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	wf.register(cmd, "")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/telemetry"
 	"github.com/jobgate/jobgate/scoring"
@@ -26,7 +27,7 @@ const defaultScoringAddr = "127.0.0.1:8090"
 // scoringCommand is `jobgate scoring`: the scoring router alone, against
 // the Redis the gateways and workers share.
 func scoringCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
-	var redisURL, redisCA, logLevel, listen string
+	var redisURL, redisCA, logLevel, listen, metricsAddr string
 	var maxBodyMB, maxBufferedMB int64
 	var cfg scoring.Config
 	cmd := &cobra.Command{
@@ -56,6 +57,12 @@ Tracing follows the standard OTEL_* variables.`,
 			}()
 			cfg.AdminToken = getenv("JOBGATE_TOKEN")
 			cfg.MaxBodyBytes, cfg.MaxBufferedBytes = maxBodyMB<<20, maxBufferedMB<<20 // New checks them
+			reg := metrics.NewRegistry()
+			cfg.Metrics, cfg.MetricsGatherer = metrics.NewScoring(reg), reg // GET /metrics: JOBGATE_TOKEN only
+			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
+			if err != nil {
+				return err
+			}
 			router, err := scoring.New(cfg, rdb, store.New(rdb, store.Config{}), nil, logger)
 			if err != nil {
 				return err
@@ -69,7 +76,7 @@ Tracing follows the standard OTEL_* variables.`,
 			// requests finish, up to 10s), then the table loader and the
 			// load reporter; deferred above: idle connections, telemetry
 			// flushed, Redis closed.
-			return serveScoring(ctx, ln, router, logger)
+			return runBeside(ctx, func(ctx context.Context) error { return serveScoring(ctx, ln, router, logger) }, serveMetrics)
 		},
 	}
 	fl := cmd.Flags()
@@ -82,6 +89,7 @@ Tracing follows the standard OTEL_* variables.`,
 	fl.Int64Var(&maxBodyMB, "max-body-mb", 0, "largest request body, kept for a retry; larger is a 413 (default 64)")
 	fl.Int64Var(&maxBufferedMB, "max-buffered-mb", 0, "request bodies held at once over all requests; past it a 503 with Retry-After (default 1024)")
 	fl.DurationVar(&cfg.DefaultDeadline, "default-deadline", 0, "deadline of a request without a "+scoring.HeaderDeadline+" header (default 60s)")
+	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
 	return cmd
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/loghub"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/notify"
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/secretbox"
@@ -32,6 +33,9 @@ import (
 // Config configures a gateway process's control plane. Zero values get the
 // defaults on each field.
 type Config struct {
+	// Metrics is the process's control-plane metric set, given to the job
+	// service, placement and the notifier; nil: off.
+	Metrics *metrics.Control
 	// ID names this process in the leader election, the callbacks' consumer
 	// group and the schedules' tick claims; default host-pid.
 	ID string
@@ -80,16 +84,16 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, secrets *secret
 	host, _ := os.Hostname()
 	cfg.ID = cmp.Or(cfg.ID, fmt.Sprintf("%s-%d", host, os.Getpid()))
 	p := &Plane{
-		Jobs:    job.New(job.Config{Limits: cfg.Limits, CallbackPolicy: cfg.CallbackPolicy, Secrets: secrets != nil, Now: cfg.Now}, rdb, st, logger),
+		Jobs:    job.New(job.Config{Limits: cfg.Limits, CallbackPolicy: cfg.CallbackPolicy, Secrets: secrets != nil, Now: cfg.Now, Metrics: cfg.Metrics}, rdb, st, logger),
 		Elector: leader.New(leader.Config{ID: cfg.ID}, st, logger),
 		Logs:    loghub.New(rdb, logger),
 	}
-	p.Placement = placement.New(placement.Config{ID: cfg.ID, WorkerLostAfter: cfg.WorkerLostAfter}, p.Elector,
+	p.Placement = placement.New(placement.Config{ID: cfg.ID, WorkerLostAfter: cfg.WorkerLostAfter, Metrics: cfg.Metrics}, p.Elector,
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	p.Cron = cron.New(cron.Config{ID: cfg.ID, Now: cfg.Now}, p.Elector, st, p.Jobs, logger)
 	p.Deploy = deploy.New(deploy.Config{}, p.Elector, rdb, st, p.Jobs, logger)
 	var err error
-	if p.Notifier, err = notify.New(notify.Config{Consumer: cfg.ID, Sender: webhook.SenderConfig{Policy: cfg.CallbackPolicy}}, st, logger); err != nil {
+	if p.Notifier, err = notify.New(notify.Config{Consumer: cfg.ID, Sender: webhook.SenderConfig{Policy: cfg.CallbackPolicy}, Metrics: cfg.Metrics}, st, logger); err != nil {
 		return nil, err
 	}
 	return p, nil

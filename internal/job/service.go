@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
@@ -31,6 +32,9 @@ import (
 
 // Config configures a Service. Zero values get the defaults on each field.
 type Config struct {
+	// Metrics counts submitted jobs and those canceled while queued; nil:
+	// off.
+	Metrics *metrics.Control
 	// Limits bound what a spec may ask for.
 	Limits Limits
 	// CallbackPolicy says where a job's completion callback may go; the
@@ -235,6 +239,7 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 	if made, err := save(ctx, job); err != nil || !made {
 		return nil, err
 	}
+	s.cfg.Metrics.JobSubmitted(ws)
 	if b := job.Spec.BatchScore; b != nil && b.Partition == 0 && b.InstanceCount > 1 {
 		s.submitPartitions(ctx, job, actor)
 	}
@@ -439,6 +444,7 @@ func (s *Service) cancelOne(ctx context.Context, ws, actor, id string) error {
 	case store.CancelRequested:
 		return s.rdb.Publish(ctx, queue.ChannelCancel, id).Err()
 	case store.CancelDone:
+		s.cfg.Metrics.JobFinished(ws, api.StatusCanceled)
 		_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobgate/jobgate/internal/job"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/webhook"
 )
@@ -24,6 +25,8 @@ type Config struct {
 	// Sender sends the callbacks: its Policy says which addresses they may
 	// reach, its zero value the defaults of webhook.SenderConfig.
 	Sender webhook.SenderConfig
+	// Metrics counts the callbacks by outcome; nil: off.
+	Metrics *metrics.Control
 }
 
 // Notifier delivers completion callbacks. Ended jobs that asked for one are
@@ -120,6 +123,7 @@ func (n *Notifier) deliver(ctx context.Context, e store.EndedEvent) {
 	if ctx.Err() != nil {
 		return // shutting down: another gateway (or this one, restarted) takes it over
 	}
+	n.cfg.Metrics.Callback(j.Workspace, err)
 	if err != nil {
 		n.logger.WarnContext(ctx, "completion callback failed", slog.String("job_id", j.ID), slog.Any("error", err))
 	}

@@ -16,12 +16,15 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/leader"
+	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/queue"
 )
 
 // Config configures the Scheduler. Zero values get defaults.
 type Config struct {
+	// Metrics counts the attempts recovered off lost workers; nil: off.
+	Metrics *metrics.Control
 	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
@@ -523,7 +526,9 @@ func (s *Scheduler) recoverWorker(ctx context.Context, w store.Worker, now time.
 			o.Worker, o.StartedAt = w.ID, job.StartedAt
 			o.Note = fmt.Sprintf("attempt %d may still be running on the machine of %s until it is reaped (by %s when it comes back, or by another worker on the same podman)",
 				job.Attempt, w.ID, w.ID)
-			err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, o, now)
+			if err = s.store.Requeue(ctx, job.Workspace, id, job.Attempt, o, now); err == nil {
+				s.cfg.Metrics.Recovered(why.Code)
+			}
 			s.logger.WarnContext(ctx, "recovered job of "+state+" worker", slog.String("job_id", id), slog.String("worker_id", w.ID))
 		case job.Status.Terminal():
 			err = s.store.ForgetWorkerJob(ctx, w.ID, id)
