@@ -388,6 +388,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			var router *scoring.Router
 			gcfg.Around = func(h http.Handler) http.Handler { return withScoring(router)(h) }
 			gcfg.TracerProvider = telemetry.Provider()
+			ccfg.TracerProvider = gcfg.TracerProvider
 			if redisURL == "" {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
@@ -424,6 +425,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if wcfg.GPUs != nil {
 				defer wcfg.GPUs.Close()
 			}
+			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
 			if router, err = scoring.New(scoring.Config{AdminToken: token}, rdb, st, nil, logger); err != nil {
 				return err
@@ -589,6 +591,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				return err
 			}
 			gcfg.TracerProvider = telemetry.Provider()
+			ccfg.TracerProvider = gcfg.TracerProvider
 			st := store.New(rdb, store.Config{})
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
@@ -667,6 +670,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			return wk.Run(ctx)
 		},
