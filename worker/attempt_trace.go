@@ -27,15 +27,21 @@ const attemptTracerName = "github.com/jobgate/jobgate/worker"
 
 // traceAttempt starts the job.attempt span of attempt p.Attempt of job,
 // under the context task's headers carry, when the worker has a
-// TracerProvider (a task without them starts a trace of its own). With
-// none, ctx is returned as it is, with a no-op span: tracing off adds
-// nothing, to the workload's environment either.
+// TracerProvider. A task without them (from a scheduler that does not
+// trace) continues the submit's context stored with the job, and one of a
+// job stored without any starts a trace of its own. With no provider, ctx
+// is returned as it is, with a no-op span: tracing off adds nothing, to
+// the workload's environment either.
 func (w *Worker) traceAttempt(ctx context.Context, t *asynq.Task, job *api.Job, p queue.RunJobPayload, resumed bool) (context.Context, trace.Span) {
 	tp := w.cfg.TracerProvider
 	if tp == nil {
 		return ctx, noop.Span{}
 	}
-	ctx = queue.TraceContext(ctx, t.Headers())
+	h := t.Headers()
+	if h["traceparent"] == "" && job.TraceParent != "" {
+		h = map[string]string{"traceparent": job.TraceParent, "tracestate": job.TraceState}
+	}
+	ctx = queue.TraceContext(ctx, h)
 	return tp.Tracer(attemptTracerName).Start(ctx, "job.attempt", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
 		attribute.String("job.id", job.ID), attribute.String("job.workspace", job.Workspace), attribute.Int("job.attempt", p.Attempt),
 		attribute.String("job.mode", string(job.Spec.Mode)), attribute.String("worker.id", w.cfg.ID), attribute.Bool("job.resumed", resumed)))

@@ -25,7 +25,9 @@ import (
 // a run-job task's headers carry with a job.attempt span (job, attempt,
 // worker, exit code, an error status for a failed attempt), and the
 // workload finds that span's context in TRACEPARENT and TRACESTATE. A
-// worker without a TracerProvider gives the workload neither.
+// task without headers (from a scheduler that does not trace) continues
+// the submit's context stored with the job. A worker without a
+// TracerProvider gives the workload neither.
 func TestAttemptContinuesTraceFromTaskHeaders(t *testing.T) {
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -44,14 +46,15 @@ func TestAttemptContinuesTraceFromTaskHeaders(t *testing.T) {
 	)
 	headers := map[string]string{"traceparent": "00-" + traceID + "-" + place + "-01", "tracestate": "vendor=abc"}
 	// run places a job that prints its trace variables and exits 3 on
-	// worker id, with the task headers above, and returns its log.
-	run := func(w *worker.Worker, id string) (*api.Job, string) {
+	// worker id, stored with traceparent, its task with headers, and
+	// returns its log.
+	run := func(w *worker.Worker, id, traceparent string, headers map[string]string) (*api.Job, string) {
 		t.Helper()
 		stop := runWorker(t, ctx, w, st)
 		defer stop()
 		j := &api.Job{ID: strings.ToLower(ulid.Make().String()), Workspace: "default", Name: "t", Experiment: "default",
 			Status: api.StatusQueued, Attempt: 1, CreatedAt: time.Now().UTC(), Spec: api.JobSpec{Mode: api.ModeProcess, TimeoutSeconds: 30,
-				Command: []string{"/bin/sh", "-c", `echo "TRACEPARENT=$TRACEPARENT TRACESTATE=$TRACESTATE"; exit 3`}}}
+				Command: []string{"/bin/sh", "-c", `echo "TRACEPARENT=$TRACEPARENT TRACESTATE=$TRACESTATE"; exit 3`}}, TraceParent: traceparent}
 		if err := st.CreateJob(ctx, j); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +91,7 @@ func TestAttemptContinuesTraceFromTaskHeaders(t *testing.T) {
 
 	rec := tracetest.NewSpanRecorder()
 	traced := processWorker(t, worker.Config{ID: "traced", Slots: 1, TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}, rdb, st)
-	j, log := run(traced, "traced")
+	j, log := run(traced, "traced", "", headers)
 	if j.Status != api.StatusFailed {
 		t.Fatalf("job %s (%s), want failed (exit 3)", j.Status, j.Reason)
 	}
@@ -119,8 +122,27 @@ func TestAttemptContinuesTraceFromTaskHeaders(t *testing.T) {
 		t.Errorf("job log %q, want %q (the attempt span's context)", log, want)
 	}
 
+	// A task without headers, of a job whose submit was traced.
+	const submit = "1111111111111111"
+	j, log = run(traced, "traced", "00-"+traceID+"-"+submit+"-01", nil)
+	var fromJob sdktrace.ReadOnlySpan
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		for _, s := range rec.Ended() {
+			set := attribute.NewSet(s.Attributes()...)
+			if v, _ := set.Value("job.id"); s.Name() == "job.attempt" && v.AsString() == j.ID {
+				fromJob = s
+			}
+		}
+		return fromJob != nil
+	}, "no job.attempt span of job %s ended", j.ID)
+	if fromJob.SpanContext().TraceID().String() != traceID || fromJob.Parent().SpanID().String() != submit ||
+		!strings.Contains(log, "TRACEPARENT=00-"+traceID+"-"+fromJob.SpanContext().SpanID().String()+"-01") {
+		t.Errorf("task without headers: attempt span in trace %s under %s, log %q; want trace %s under the stored submit %s",
+			fromJob.SpanContext().TraceID(), fromJob.Parent().SpanID(), log, traceID, submit)
+	}
+
 	untraced := processWorker(t, worker.Config{ID: "untraced", Slots: 1}, rdb, st)
-	if _, log := run(untraced, "untraced"); strings.TrimSpace(log) != "TRACEPARENT= TRACESTATE=" {
+	if _, log := run(untraced, "untraced", "", headers); strings.TrimSpace(log) != "TRACEPARENT= TRACESTATE=" {
 		t.Errorf("job log on a worker that does not trace: %q, want no trace variables", log)
 	}
 }
