@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -92,6 +93,35 @@ func TestJobTraceInJaeger(t *testing.T) {
 	}
 	if submit.Tag("job.id") != j.ID || place.Tag("worker.id") != "traced" {
 		t.Errorf("job.submit job.id %q, job.place worker.id %q; want %s, traced", submit.Tag("job.id"), place.Tag("worker.id"), j.ID)
+	}
+
+	// A retry is another attempt span in the job's one trace, under a
+	// placement of its own.
+	retried := c.submit(api.JobSpec{Command: toolbox("exit", "1"), MaxRetries: 1})
+	if j := c.waitEnded(retried.ID); j.Status != api.StatusFailed || j.Attempt != 2 || retried.TraceID == "" {
+		t.Fatalf("job %s attempt %d, trace_id %q; want failed on attempt 2, traced", j.Status, j.Attempt, retried.TraceID)
+	}
+	attempts := map[string]string{} // job.attempt → its parent
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		tr, err := jaeger.Trace(retried.TraceID)
+		if err != nil {
+			return false
+		}
+		places := map[string]bool{}
+		for _, s := range tr.Spans {
+			if s.OperationName == "job.place" {
+				places[s.SpanID] = true
+			}
+		}
+		for _, s := range tr.Spans {
+			if s.OperationName == "job.attempt" && places[s.Parent()] {
+				attempts[s.Tag("job.attempt")] = s.Parent()
+			}
+		}
+		return len(attempts) == 2
+	}, "trace %s: attempts under a placement %v, want 1 and 2", retried.TraceID, lazy(func() string { return fmt.Sprint(attempts) }))
+	if attempts["1"] == attempts["2"] || attempts["1"] == "" {
+		t.Errorf("attempt spans' placements %v, want one placement each", attempts)
 	}
 
 	// A schedule's job: its trace begins at the tick.
