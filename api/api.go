@@ -196,6 +196,16 @@ type Job struct {
 	Params map[string]string `json:"params,omitempty"`
 	// Tags are the spec's tags and those added since.
 	Tags map[string]string `json:"tags,omitempty"`
+	// TraceID is the W3C trace ID of the job's trace (its submit, placement
+	// and attempts, and the spans of a workload that reads TRACEPARENT), to
+	// look up in a tracing backend; empty when the gateway that made the job
+	// traced nothing.
+	TraceID string `json:"trace_id,omitempty"`
+	// TraceParent and TraceState are the W3C trace context of the job's
+	// submit, which placement and the attempts continue; stored with the
+	// job, not part of the API.
+	TraceParent string `json:"-"`
+	TraceState  string `json:"-"`
 }
 
 // JobList is one page of GET /v1/jobs, newest first.

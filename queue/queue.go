@@ -67,17 +67,18 @@ func TaskID(p RunJobPayload) string { return fmt.Sprintf("%s-%d-%d", p.JobID, p.
 // RunJobDeadline of the job's own timeout and p.StopGrace, never asynq's
 // silent 30-minute default.
 func NewRunJobTask(p RunJobPayload, deadline time.Duration) (*asynq.Task, error) {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode run-job payload: %w", err)
-	}
-	return asynq.NewTask(TypeRunJob, b,
+	return NewRunJobTaskWithHeaders(p, deadline, nil)
+}
+
+// runJobOptions are the options of p's task (see NewRunJobTask).
+func runJobOptions(p RunJobPayload, deadline time.Duration) []asynq.Option {
+	return []asynq.Option{
 		asynq.TaskID(TaskID(p)),
 		asynq.Timeout(deadline),
 		// asynq retries only infrastructure failures (Redis down mid-run); job
 		// failures and max_retries are the scheduler's business.
 		asynq.MaxRetry(10),
-	), nil
+	}
 }
 
 // ParseRunJobPayload decodes a TypeRunJob payload.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jobgate/jobgate/api"
@@ -83,6 +84,10 @@ type Config struct {
 	CheckpointDir string
 	// GPUs is the worker's GPU inventory; nil means none.
 	GPUs gpu.Inventory
+	// TracerProvider, when set, makes each attempt a job.attempt span in
+	// its job's trace, whose context the workload gets as TRACEPARENT
+	// (traceAttempt); nil makes none and sets none.
+	TracerProvider trace.TracerProvider
 	// GPUSampleEvery is how often GPU utilization and memory are sampled
 	// into the registry and the metrics of the jobs using them; default 10s.
 	GPUSampleEvery time.Duration
@@ -589,6 +594,8 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if job == nil || err != nil {
 		return err
 	}
+	ctx, span := w.traceAttempt(ctx, t, job, p, resumed)
+	defer span.End()
 	if job.Spec.Service != nil {
 		// After the end is recorded: the controller, woken, finds it.
 		defer w.serviceEnded(ctx)
@@ -873,6 +880,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	// below, before the log is stored at rest (Close is idempotent).
 	defer ship.Close()
 	env := w.attemptEnv(job, attempt, token, secretEnv, gpuEnv)
+	traceEnv(ctx, env)
 	a := Attempt{JobID: job.ID, Workspace: job.Workspace, Number: attempt, Spec: job.Spec, Env: env, Devices: devices,
 		Worker: w.cfg.ID, Cluster: w.cluster, StopGrace: stopGrace}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
@@ -1273,6 +1281,7 @@ func (w *Worker) recordEnd(ctx context.Context, e *attemptEnd) error {
 // ended logs e, ends the tracked runs the job left open, and wakes the
 // scheduler.
 func (w *Worker) ended(ctx context.Context, e *attemptEnd) {
+	traceEnded(ctx, e)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	o := e.Outcome

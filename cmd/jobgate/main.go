@@ -391,6 +391,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			var router *scoring.Router
 			gcfg.Around = func(h http.Handler) http.Handler { return withScoring(router)(h) }
 			gcfg.TracerProvider = telemetry.Provider()
+			ccfg.TracerProvider = gcfg.TracerProvider
 			if redisURL == "" {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
@@ -432,6 +433,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if wcfg.GPUs != nil {
 				defer wcfg.GPUs.Close()
 			}
+			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
 			if router, err = scoring.New(scoring.Config{AdminToken: token, Metrics: metrics.NewScoring(reg)}, rdb, st, nil, logger); err != nil {
 				return err
@@ -601,6 +603,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 				return err
 			}
 			gcfg.TracerProvider = telemetry.Provider()
+			ccfg.TracerProvider = gcfg.TracerProvider
 			st := store.New(rdb, store.Config{})
 			reg := metrics.NewRegistry()
 			ccfg.Metrics = metrics.NewControl(reg, st)
@@ -689,6 +692,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
+			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {

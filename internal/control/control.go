@@ -16,6 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobgate/jobgate/internal/cron"
 	"github.com/jobgate/jobgate/internal/deploy"
@@ -51,6 +52,10 @@ type Config struct {
 	// Now is the clock of the job service and the cron loop; default
 	// time.Now.
 	Now func() time.Time
+	// TracerProvider, when set, traces the job path: the submit, the
+	// placement and the schedule ticks (each component's Config); nil
+	// traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Plane is a gateway process's control plane. Run each component (all but
@@ -84,13 +89,13 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, secrets *secret
 	host, _ := os.Hostname()
 	cfg.ID = cmp.Or(cfg.ID, fmt.Sprintf("%s-%d", host, os.Getpid()))
 	p := &Plane{
-		Jobs:    job.New(job.Config{Limits: cfg.Limits, CallbackPolicy: cfg.CallbackPolicy, Secrets: secrets != nil, Now: cfg.Now, Metrics: cfg.Metrics}, rdb, st, logger),
+		Jobs:    job.New(job.Config{Limits: cfg.Limits, CallbackPolicy: cfg.CallbackPolicy, Secrets: secrets != nil, Now: cfg.Now, Metrics: cfg.Metrics, TracerProvider: cfg.TracerProvider}, rdb, st, logger),
 		Elector: leader.New(leader.Config{ID: cfg.ID}, st, logger),
 		Logs:    loghub.New(rdb, logger),
 	}
-	p.Placement = placement.New(placement.Config{ID: cfg.ID, WorkerLostAfter: cfg.WorkerLostAfter, Metrics: cfg.Metrics}, p.Elector,
+	p.Placement = placement.New(placement.Config{ID: cfg.ID, WorkerLostAfter: cfg.WorkerLostAfter, Metrics: cfg.Metrics, TracerProvider: cfg.TracerProvider}, p.Elector,
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
-	p.Cron = cron.New(cron.Config{ID: cfg.ID, Now: cfg.Now}, p.Elector, st, p.Jobs, logger)
+	p.Cron = cron.New(cron.Config{ID: cfg.ID, Now: cfg.Now, TracerProvider: cfg.TracerProvider}, p.Elector, st, p.Jobs, logger)
 	p.Deploy = deploy.New(deploy.Config{}, p.Elector, rdb, st, p.Jobs, logger)
 	var err error
 	if p.Notifier, err = notify.New(notify.Config{Consumer: cfg.ID, Sender: webhook.SenderConfig{Policy: cfg.CallbackPolicy}, Metrics: cfg.Metrics}, st, logger); err != nil {

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/leader"
@@ -69,6 +71,9 @@ type Config struct {
 	ID string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// TracerProvider, when set, makes each fired tick a schedule.tick span,
+	// where its job's trace begins; nil makes none.
+	TracerProvider trace.TracerProvider
 }
 
 // leadership tells a loop that only the leader runs whether this process
@@ -287,6 +292,8 @@ func (c *Cron) fireTick(ctx context.Context, sc *store.Schedule, tick, now time.
 	if err != nil || !ok {
 		return err
 	}
+	ctx, span := c.traceTick(ctx, sc, tick)
+	defer span.End()
 	run := store.ScheduleRun{ScheduledAt: tick.UTC()}
 	deadline := time.Duration(sc.StartingDeadlineSeconds) * time.Second
 	if !schedule.WithinDeadline(tick, now, deadline) {

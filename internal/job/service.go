@@ -21,6 +21,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/metrics"
@@ -45,6 +46,10 @@ type Config struct {
 	Secrets bool
 	// Now is the clock jobs are stamped with; default time.Now.
 	Now func() time.Time
+	// TracerProvider, when set, gives every submit a job.submit span; nil
+	// makes none (the job still keeps the trace context its caller's
+	// context carries).
+	TracerProvider trace.TracerProvider
 }
 
 // Service submits and cancels jobs. It holds no state of its own: any number
@@ -236,6 +241,8 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 		CreatedAt:  s.cfg.Now().UTC(),
 		Spec:       spec,
 	}
+	ctx, span := s.traceSubmit(ctx, job)
+	defer span.End()
 	if made, err := save(ctx, job); err != nil || !made {
 		return nil, err
 	}

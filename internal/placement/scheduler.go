@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/leader"
@@ -42,6 +43,10 @@ type Config struct {
 	// on that worker. A worker that registered its grace gets tasks computed
 	// with its own (see place). Default 30s, more than a worker's default.
 	StopGrace time.Duration
+	// TracerProvider, when set, gives each placement a job.place span in the
+	// job's trace, whose context its task carries to the worker
+	// (tracePlace); nil makes none and sends none.
+	TracerProvider trace.TracerProvider
 }
 
 // leadership tells a loop that only the leader runs whether this process
@@ -461,7 +466,9 @@ func (s *Scheduler) place(ctx context.Context, job *api.Job, target string, gpus
 	if job.Spec.Service != nil {
 		timeout = queue.ServiceDeadline // a service job has no timeout
 	}
-	task, err := queue.NewRunJobTask(p, queue.RunJobDeadline(timeout, p.StopGrace))
+	ctx, span := s.tracePlace(ctx, job, workerID, placement)
+	defer span.End()
+	task, err := queue.NewRunJobTaskWithHeaders(p, queue.RunJobDeadline(timeout, p.StopGrace), queue.TraceHeaders(ctx))
 	if err != nil {
 		return "", err
 	}

@@ -225,6 +225,9 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 		// Its own field so job tokens can walk up a job tree cheaply.
 		"parent_id": j.Spec.ParentID,
 	})
+	if tc := traceField(j); tc != "" {
+		p.HSet(ctx, jobKey(j.ID), "trace", tc)
+	}
 	p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
 	p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
 	p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
@@ -342,6 +345,7 @@ func decodeJob(m map[string]string) (*api.Job, error) {
 		CancelRequested: m["cancel_requested"] == "1",
 	}
 	j.Attempt, _ = strconv.Atoi(m["attempt"])
+	decodeTrace(j, m["trace"])
 	for _, f := range strings.Split(m["gpus"], ",") {
 		if n, err := strconv.Atoi(f); err == nil {
 			j.GPUs = append(j.GPUs, n)
