@@ -658,6 +658,9 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
+	if !resumed && p.Attempt > 1 {
+		w.reapEarlierAttempts(ctx, exec, job)
+	}
 	started := w.now()
 	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
 	if start.CancelRequested {
