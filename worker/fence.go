@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // A worker that cannot heartbeat is called lost by the scheduler once it
@@ -152,4 +154,10 @@ func (w *Worker) cancelAll(cause error) int {
 		}
 	}
 	return len(w.running)
+}
+
+// exitedZero says whether the workload of an attempt exited 0 on its own
+// account: what ran it reported no error.
+func exitedZero(o *store.Outcome, runErr error) bool {
+	return runErr == nil && o.ExitCode != nil && *o.ExitCode == 0
 }

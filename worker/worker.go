@@ -770,9 +770,11 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 		// Not the job's failure: back to the queue, retries untouched.
 		fail(api.ReasonPreempted, fmt.Sprintf("its GPUs went to high-priority job %s", w.store.PreemptRequested(ctx, job.ID)))
 		return true
-	case errors.As(cause, new(*errFenced)):
+	case errors.As(cause, new(*errFenced)) && !exitedZero(outcome, runErr):
 		// Stopped before the scheduler places it elsewhere: not the job's
-		// failure. Recorded only if it has not been requeued meanwhile.
+		// failure. Recorded only if it has not been requeued meanwhile. One
+		// that exited 0 (before the fence, while its end waited for Redis,
+		// or on the SIGTERM) succeeded.
 		fail(api.ReasonWorkerLost, fmt.Sprintf("worker %s lost touch with Redis (%s) and stopped the attempt", w.cfg.ID, cause))
 		return true
 	case errors.Is(cause, errWorkerStopped):
