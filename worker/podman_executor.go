@@ -528,6 +528,7 @@ func (p *PodmanExecutor) grace(a Attempt) time.Duration { return cmp.Or(a.StopGr
 // stop sends SIGTERM, waits grace for the container to exit, then sends
 // SIGKILL, and returns how it exited.
 func (p *PodmanExecutor) stop(ctx context.Context, log *slog.Logger, id string, grace time.Duration, exited <-chan waitResult) waitResult {
+	grace = fencedGrace(ctx, grace)
 	log.InfoContext(ctx, "stopping container", slog.Duration("grace", grace), slog.Any("cause", context.Cause(ctx)))
 	p.kill(ctx, log, id, "SIGTERM")
 	timer := time.NewTimer(grace)

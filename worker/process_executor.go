@@ -181,6 +181,7 @@ func waitOrStop(ctx context.Context, log *slog.Logger, pgid int, grace time.Dura
 	select {
 	case <-exited:
 	case <-ctx.Done():
+		grace = fencedGrace(ctx, grace)
 		log.InfoContext(ctx, "stopping process group", slog.Int("pgid", pgid),
 			slog.Duration("grace", grace), slog.Any("cause", context.Cause(ctx)))
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)

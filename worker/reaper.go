@@ -90,6 +90,21 @@ func (w *Worker) reap(ctx context.Context) {
 	}
 }
 
+// reapEarlierAttempts removes, before a later attempt of job starts here,
+// what its earlier attempts left running on this machine: the workload of
+// an attempt whose worker was killed (or cut off) and that the scheduler
+// has given up on runs on until it is reaped, and the new one must not run
+// beside it. Those on other machines are reaped by their own workers when
+// they come back (see reap). The record says the earlier attempts have
+// ended, so nothing of theirs is anyone's any more.
+func (w *Worker) reapEarlierAttempts(ctx context.Context, exec Executor, job *api.Job) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reapTimeout)
+	defer cancel()
+	if err := exec.Cleanup(cctx, job.ID); err != nil {
+		w.logger.WarnContext(ctx, "remove what earlier attempts left", slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+}
+
 // orphaned says why nobody runs workload wl any more, or "" when somebody
 // may: this process, when it holds its attempt; another live process under
 // this worker's ID (see runsElsewhere); another worker, when the job's

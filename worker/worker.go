@@ -47,13 +47,16 @@ type Config struct {
 	Slots int
 	// AllowHostProcess lets this worker run mode=process jobs on the host.
 	AllowHostProcess bool
-	// HeartbeatInterval; default 2s. The scheduler calls a worker lost after
-	// several missed beats.
+	// HeartbeatInterval; default 1s. The scheduler calls a worker lost after
+	// LostAfter without a beat (seven missed beats by default).
 	HeartbeatInterval time.Duration
-	// LostAfter is the gateways' WorkerLostAfter (default 15s): a process
-	// that holds this worker's ID in the registry and has heartbeated within
-	// it counts as alive, and this one does not start under the same ID
-	// (see claim).
+	// LostAfter is the gateways' WorkerLostAfter (default 7s), and must not
+	// be longer than theirs: a process that holds this worker's ID in the
+	// registry and has heartbeated within it counts as alive, and this one
+	// does not start under the same ID (see claim); and a worker whose
+	// beats have not reached Redis for all but the last 2s of it stops its
+	// running attempts, before the scheduler places them elsewhere (see
+	// watchSilence).
 	LostAfter time.Duration
 	// IdleWait bounds how long an idle worker waits for a wake-up before it
 	// looks at its queue anyway; default 2s.
@@ -204,6 +207,10 @@ type Worker struct {
 	// ports are the ports given to the service jobs running here.
 	ports portSet
 
+	// lastBeat is when the last heartbeat that reached Redis was sent (the
+	// claim's start before the first); see watchSilence.
+	lastBeat time.Time
+
 	// superseded is closed when another process claimed this worker's ID
 	// (see claim) while this one was silent.
 	superseded     chan struct{}
@@ -224,8 +231,8 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	host, _ := os.Hostname()
 	cfg.ID = cmp.Or(cfg.ID, host, "worker")
 	cfg.Slots = cmp.Or(cfg.Slots, 4)
-	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 2*time.Second)
-	cfg.LostAfter = cmp.Or(cfg.LostAfter, 15*time.Second)
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, time.Second)
+	cfg.LostAfter = cmp.Or(cfg.LostAfter, DefaultLostAfter)
 	cfg.IdleWait = cmp.Or(cfg.IdleWait, 2*time.Second)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, time.Minute)
@@ -538,15 +545,30 @@ func (w *Worker) recoverOwn(ctx context.Context) {
 	}
 }
 
+// heartbeat beats every HeartbeatInterval until ctx is done, and fences
+// the worker while its beats do not reach Redis (see watchSilence). A beat
+// that fails is tried again after a fifth of the interval: the silence
+// that ends when Redis answers again is kept short.
 func (w *Worker) heartbeat(ctx context.Context) {
-	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	w.beatOK(time.Now())
+	go w.watchSilence(ctx)
+	t := time.NewTimer(w.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := w.store.Heartbeat(ctx, w.cfg.ID, w.instance)
+			sent := time.Now()
+			bctx, cancel := context.WithTimeout(ctx, max(w.cfg.HeartbeatInterval, time.Second))
+			err := w.store.Heartbeat(bctx, w.cfg.ID, w.instance)
+			cancel()
+			if err == nil {
+				w.beatOK(sent)
+				t.Reset(w.cfg.HeartbeatInterval - time.Since(sent))
+			} else {
+				t.Reset(w.cfg.HeartbeatInterval / 5)
+			}
 			switch {
 			case errors.Is(err, store.ErrConflict):
 				w.logger.ErrorContext(ctx, "another process took this worker's ID over while this one could not heartbeat: this one stops", slog.Any("error", err))
@@ -648,6 +670,9 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 			return nil
 		}
 		return err
+	}
+	if !resumed && p.Attempt > 1 {
+		w.reapEarlierAttempts(ctx, exec, job)
 	}
 	started := w.now()
 	log.InfoContext(ctx, "attempt started", slog.String("mode", string(job.Spec.Mode)))
@@ -760,6 +785,13 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 	case errors.Is(cause, errPreempted):
 		// Not the job's failure: back to the queue, retries untouched.
 		fail(api.ReasonPreempted, fmt.Sprintf("its GPUs went to high-priority job %s", w.store.PreemptRequested(ctx, job.ID)))
+		return true
+	case errors.As(cause, new(*errFenced)) && !exitedZero(outcome, runErr):
+		// Stopped before the scheduler places it elsewhere: not the job's
+		// failure. Recorded only if it has not been requeued meanwhile. One
+		// that exited 0 (before the fence, while its end waited for Redis,
+		// or on the SIGTERM) succeeded.
+		fail(api.ReasonWorkerLost, fmt.Sprintf("worker %s lost touch with Redis (%s) and stopped the attempt", w.cfg.ID, cause))
 		return true
 	case errors.Is(cause, errWorkerStopped):
 		// The worker is shutting down: the attempt did not fail on its own.

@@ -215,6 +215,7 @@ type workerFlags struct {
 	nodePrepTimeout        time.Duration
 	shutdownTimeout        time.Duration
 	reapEvery              time.Duration
+	lostAfter              time.Duration
 	advertiseHost          string
 	drainDelay             time.Duration
 }
@@ -245,6 +246,7 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.StringVar(&f.advertiseHost, "advertise-host", "", "address a deployment's replicas listen on and are reached at, each on a free port of its own (default "+worker.DefaultAdvertiseHost+")")
 	fl.DurationVar(&f.drainDelay, "drain-delay", 0, "how long a stopped replica keeps serving after its endpoint says draining, so every scoring router has dropped it, before it gets SIGTERM (default "+worker.DefaultDrainDelay.String()+")")
 	fl.DurationVar(&f.reapEvery, "reap-every", 0, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start (default 30s)")
+	fl.DurationVar(&f.lostAfter, "worker-lost-after", 0, "the gateways' --worker-lost-after, or less: cut off from Redis for all but 2s of it, this worker stops its running jobs before they are run elsewhere (default 7s)")
 }
 
 // workerConfig is the worker's Config and its podman executor's as the flags
@@ -256,7 +258,7 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 func workerConfig(f *workerFlags) (worker.Config, worker.PodmanConfig, error) {
 	cfg := worker.Config{ID: f.id, Slots: f.slots, AllowHostProcess: f.allowHost, SpoolDir: f.spoolDir,
 		CheckpointDir: f.checkpointDir, GPUSampleEvery: f.gpuSample, GatewayURL: f.gatewayURL, ScoringURL: f.scoringURL, StopGrace: f.stopGrace,
-		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery,
+		NodePrep: f.nodePrep, NodePrepTimeout: f.nodePrepTimeout, ShutdownTimeout: f.shutdownTimeout, ReapEvery: f.reapEvery, LostAfter: f.lostAfter,
 		AdvertiseHost: f.advertiseHost, DrainDelay: f.drainDelay}
 	pcfg := worker.PodmanConfig{URL: cmp.Or(f.podmanURL, worker.DefaultPodmanURL), Network: f.network, KeepFailed: f.keepFailed,
 		StopGrace: f.stopGrace, NofileLimit: f.nofile, NprocLimit: f.nproc}
@@ -633,7 +635,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&gf.allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
-	fl.DurationVar(&gf.workerLostAfter, "worker-lost-after", 0, "heartbeat silence after which a worker is lost and its running jobs run again elsewhere (default 15s)")
+	fl.DurationVar(&gf.workerLostAfter, "worker-lost-after", 0, "heartbeat silence after which a worker is lost and its running jobs run again elsewhere; the workers' --worker-lost-after must not be longer (default 7s)")
 	fl.BoolVar(&gf.hostProcessDefault, "allow-host-process-default", false, "grant the workspace default allow_host_process at start (mode: process jobs; other workspaces get it through PATCH /v1/workspaces/{ws})")
 	gf.register(cmd)
 	return cmd

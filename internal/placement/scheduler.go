@@ -29,7 +29,10 @@ type Config struct {
 	// ID names this scheduler in its log lines (the elector's ID).
 	ID string
 	// WorkerLostAfter: heartbeat silence after which a worker's jobs are
-	// recovered; default 15s. Silence is measured on Redis's clock, which
+	// recovered; default 7s (seven beats of a worker's default 1s), so that
+	// a killed worker's job runs elsewhere within ten seconds. The
+	// recovery is made when the silence reaches it, not at the next Tick
+	// (see Run). Silence is measured on Redis's clock, which
 	// stamps the heartbeats, and only once this scheduler has been in
 	// contact with Redis for that long (since it started, or since Redis last
 	// failed to answer it): while Redis was away the workers could not
@@ -71,12 +74,15 @@ type Scheduler struct {
 	// graceUntil (Unix ms, Redis's clock): no worker is called lost for
 	// its silence before it; see WorkerLostAfter.
 	graceUntil atomic.Int64
+	// lostAt (local monotonic clock) is when the next live worker seen by
+	// the last pass turns lost unless it heartbeats; see untilLost.
+	lostAt atomic.Pointer[time.Time]
 }
 
 // New returns a Scheduler that places while lead says this process leads;
 // Run runs it.
 func New(cfg Config, lead leadership, rdb redis.UniversalClient, st *store.Store, tasks *asynq.Client, logger *slog.Logger) *Scheduler {
-	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 15*time.Second)
+	cfg.WorkerLostAfter = cmp.Or(cfg.WorkerLostAfter, 7*time.Second)
 	cfg.Tick = cmp.Or(cfg.Tick, time.Second)
 	cfg.StopGrace = cmp.Or(cfg.StopGrace, 30*time.Second)
 	return &Scheduler{cfg: cfg, leader: lead, rdb: rdb, store: st, tasks: tasks, logger: logger.With(slog.String("scheduler", cfg.ID))}
@@ -117,9 +123,41 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.logger.WarnContext(ctx, "scheduling pass", slog.Any("error", err))
 			}
 		}
-		waker.Wait(ctx, gen, s.cfg.Tick)
+		waker.Wait(ctx, gen, s.untilLost(s.cfg.Tick))
 	}
 	return nil
+}
+
+// untilLost is tick, or less when a live worker turns lost sooner (see
+// noteLost): then the pass that recovers its jobs comes when it does.
+func (s *Scheduler) untilLost(tick time.Duration) time.Duration {
+	at := s.lostAt.Load()
+	if at == nil || !time.Now().Before(*at) {
+		return tick // none, or a pass that failed left it behind
+	}
+	// A millisecond late: Redis's clock must have passed the silence.
+	return min(tick, time.Until(*at)+time.Millisecond)
+}
+
+// noteLost keeps, from the live workers of a pass made at now (Redis's
+// clock), when the first of them turns lost if it heartbeats no more.
+func (s *Scheduler) noteLost(live []store.Worker, now time.Time) {
+	var first time.Time
+	for _, w := range live {
+		at := w.LastHeartbeat.Add(s.cfg.WorkerLostAfter)
+		if grace := time.UnixMilli(s.graceUntil.Load()); at.Before(grace) {
+			at = grace
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	if first.IsZero() {
+		s.lostAt.Store(nil)
+		return
+	}
+	local := time.Now().Add(first.Sub(now))
+	s.lostAt.Store(&local)
 }
 
 // contact says whether Redis answers; when it answers again after it did not
@@ -181,7 +219,11 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 	free := map[string]int{}
 	var live []store.Worker
 	var held []string // live workers not in service, as "id state"
+	var alive []store.Worker
 	for _, w := range workers {
+		if s.alive(w, now) {
+			alive = append(alive, w)
+		}
 		if !s.alive(w, now) || !inService(w) {
 			// A worker out of service hands its placed jobs to others.
 			s.recoverWorker(ctx, w, now)
@@ -193,6 +235,7 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		live = append(live, w)
 		free[w.ID] = w.Slots - len(w.Jobs)
 	}
+	s.noteLost(alive, now)
 	// live holds the registry as read; placements below mark GPUs taken in it.
 	ids, jobs, err := s.store.PendingJobs(ctx, 1000)
 	if err != nil {
