@@ -51,10 +51,10 @@ func (e *env) scenarioEG(ctx context.Context, doE, doG bool) []section {
 	cfg := e.cfg
 	n := cfg.eN
 	gpuJob := containerJob(`,"resources":{"gpus":1,"gpu_model":"` + simGPUModel + `"}`)
-	se.intro = fmt.Sprintf("%d container jobs (`%s`) submitted by %d clients to a fresh cluster; bytes per job is Redis's `used_memory` after (settled) less before, over %d; gateway memory is its `VmRSS` after the submits and its `VmHWM` (peak). The jobs ask for a GPU of model %s, which only a stopped worker (registered with `--simulate-gpus 1:%s`) has, so they stay pending while scenario g's idle workers run beside them (%d of them, no slot used). Peer: asynq `Enqueue` of %d tasks with the same JSON as payload on a fresh Redis (no server), `used_memory` delta over the count.",
-		n, gpuJob, cfg.aClients, n, simGPUModel, simGPUModel, cfg.gWorkers, n)
-	sg.intro = fmt.Sprintf("Redis `total_commands_processed` over %s, as commands per second, on the cluster of scenario e: a gateway (scheduler included) and %d idle `jobgate worker`s (4 slots each), first with no job pending, then with the %d pending jobs of scenario e (which no running worker can take). Peer: one asynq v0.26 server with its default configuration, idle on a fresh Redis, then with %d tasks scheduled for a day later (asynq's pending list would be run at once; its scheduled set is its backlog that waits). CPU is each process's over the window.",
-		cfg.gWindow, cfg.gWorkers, n, n)
+	se.intro = fmt.Sprintf("Up to %d container jobs (`%s`) submitted by %d clients to a fresh cluster; bytes per job is Redis's `used_memory` after (settled) less before, over the count queued (%d asked); gateway memory is its `VmRSS` after the submits and its `VmHWM` (peak). The jobs ask for a GPU of model %s, which only a stopped worker (registered with `--simulate-gpus 1:%s`) has, so they stay pending while scenario g's %d idle workers run beside them, during the submits too (no worker takes one: as far as the jobs go, there is no worker). Peer: asynq `Enqueue` of as many tasks with the same JSON as payload on a fresh Redis (no server), `used_memory` delta over the count.",
+		n, gpuJob, cfg.aClients, n, simGPUModel, simGPUModel, cfg.gWorkers)
+	sg.intro = fmt.Sprintf("Redis `total_commands_processed` over %s, as commands per second, on the cluster of scenario e: a gateway (scheduler included) and %d idle `jobgate worker`s (4 slots each), first with no job pending, then with the pending jobs of scenario e (which no running worker can take; the count is the table's). Peer: one asynq v0.26 server with its default configuration, idle on a fresh Redis, then with as many tasks scheduled for a day later (asynq's pending list would be run at once; its scheduled set is its backlog that waits). CPU is each process's over the window.",
+		cfg.gWindow, cfg.gWorkers)
 	out := func() []section {
 		var s []section
 		if doE {
