@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz
+.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -81,6 +81,13 @@ FUZZ_TARGETS := ./api:FuzzDecodeJobSpec ./internal/webhook:FuzzVerifyGitHub ./in
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "== $$fn ($$pkg)"; $(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
+
+# The load test of issue 14: jobgate beside asynq, bare podman run and nginx,
+# scenarios a-g (LOADTEST_FLAGS='-scenario a,c' for some); rewrites its section
+# of BENCHMARKS.md. Bounded to about 10 minutes on the 2-core machine.
+LOADTEST_FLAGS ?= -scenario all
+loadtest:
+	$(GO) run -tags '$(TAGS)' ./loadtest $(LOADTEST_FLAGS) -report BENCHMARKS.md
 
 # On a machine with an NVIDIA driver (no podman or Redis needed): list the
 # GPUs, run a 1-GPU host-process job through `jobgate dev`, print PASS/FAIL.
