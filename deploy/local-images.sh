@@ -18,12 +18,13 @@ out=bin/compose
 mkdir -p "$out"
 export CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}"
 tags='remote exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper containers_image_openpgp'
-go build -trimpath -tags "$tags" -o "$out/jobgate" ./cmd/jobgate
+go build -trimpath -tags "$tags" -o "$out/bin/jobgate" ./cmd/jobgate
 jaeger=$(./.ci/jaeger.sh)
 
 # image NAME BINARY: localhost/NAME:local, the BINARY at /usr/bin/<its name>.
 image() {
-  local name=$1 bin=$2 ctx="$out/$name" lib
+  local name=$1 bin=$2 ctx lib
+  ctx="$out/$name"
   rm -rf "$ctx"
   mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/tmp"
   chmod 1777 "$ctx/rootfs/tmp"
@@ -45,7 +46,7 @@ image() {
   echo "localhost/$name:local ($hash)"
 }
 
-image jobgate "$out/jobgate"
+image jobgate "$out/bin/jobgate"
 image jobgate-redis "$(command -v redis-server)"
 image jobgate-prometheus "$(command -v prometheus)"
 image jobgate-jaeger "$jaeger"
