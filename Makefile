@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
+.PHONY: build dev images compose-images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -25,6 +25,12 @@ images:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/modelserver ./examples/modelserver
 	cp examples/Containerfile bin/image/Containerfile
 	podman build -q -t $(IMAGE) bin/image
+
+# The images deploy/compose.local.yaml runs (jobgate, redis-server,
+# prometheus, Jaeger), FROM scratch with binaries from this machine; no
+# registry is needed. Rebuilt only when their files change.
+compose-images:
+	./deploy/local-images.sh
 
 # deps installs what the integration tests need on Debian (as root), or says
 # exactly what to install.

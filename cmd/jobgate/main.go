@@ -52,18 +52,8 @@ func main() {
 // run is main without the process: an end-to-end test calls it with its own
 // arguments, environment and outputs.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	root := &cobra.Command{
-		Use:           "jobgate",
-		Short:         "A self-hosted job gateway for machine learning",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
+	root := rootCommand(getenv, stdout, stderr)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.AddCommand(devCommand(getenv, stdout, stderr), gatewayCommand(getenv, stderr), workerCommand(getenv, stderr))
-	root.AddCommand(scoringCommand(getenv, stderr))
-	root.AddCommand(cliCommands(getenv, stdout, stderr)...)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -77,6 +67,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintln(stderr, "error:", err)
 	return 1
+}
+
+// rootCommand is the jobgate command with every subcommand, their flags
+// bound to their JOBGATE_* variables (bindEnv).
+func rootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jobgate",
+		Short:         "A self-hosted job gateway for machine learning",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(devCommand(getenv, stdout, stderr), gatewayCommand(getenv, stderr), workerCommand(getenv, stderr))
+	root.AddCommand(scoringCommand(getenv, stderr))
+	root.AddCommand(cliCommands(getenv, stdout, stderr)...)
+	bindEnv(root, getenv)
+	return root
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -457,7 +465,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	// The folders' defaults are explicit: they are the CLI's own (beside
 	// the working directory), not a component's.
 	fl.StringVar(&dataDir, "data-dir", "./.jobgate", "folder for Redis files, logs, artifacts and the token")
-	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis to use instead of starting one (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisURL, "redis-url", "", "Redis to use instead of starting one")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
@@ -628,7 +636,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// Explicit: the CLI's own folder, not a component's default.
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
@@ -705,7 +713,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&wf.id, "id", "", "worker ID, stable across restarts (default: the hostname)")
-	fl.StringVar(&redisURL, "redis-url", getenv("JOBGATE_REDIS_URL"), "Redis URL, redis:// or rediss://, with :password@ if needed (env JOBGATE_REDIS_URL)")
+	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// The folders' defaults are explicit: the CLI's own, beside the working
 	// directory, where worker.Config's are in the temp folder.
@@ -716,8 +724,8 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.BoolVar(&listJSON, "json", false, "with --list-gpus: print JSON")
 	fl.StringVar(&wf.checkpointDir, "checkpoint-dir", "./.jobgate/checkpoints", "per-job folders that survive attempts (JOBGATE_CHECKPOINT_DIR); share it between workers to resume elsewhere")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "the gateways' secrets key, to give jobs their secrets (or env JOBGATE_SECRETS_KEY)")
-	fl.StringVar(&wf.gatewayURL, "gateway-url", getenv("JOBGATE_URL"),
-		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (env JOBGATE_URL; default http://127.0.0.1:8080)")
+	fl.StringVar(&wf.gatewayURL, "gateway-url", "",
+		"the API as jobs reach it: given to them as JOBGATE_URL and MLFLOW_TRACKING_URI (default http://127.0.0.1:8080)")
 	fl.StringVar(&wf.scoringURL, "scoring-url", "", "the scoring router (jobgate scoring) batch jobs send their rows through; without it this worker fails batch jobs")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&metricsAddr, "metrics-addr", "", metricsAddrUsage)
