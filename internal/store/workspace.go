@@ -243,7 +243,12 @@ func (s *Store) Audit(ctx context.Context, e api.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: wsAuditKey(e.Workspace), MaxLen: auditCap, Approx: true, Values: []any{"e", b}}).Err()
+	return s.rdb.XAdd(ctx, auditArgs(e.Workspace, b)).Err()
+}
+
+// auditArgs appends encoded entry b to ws's audit log.
+func auditArgs(ws string, b []byte) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: wsAuditKey(ws), MaxLen: auditCap, Approx: true, Values: []any{"e", b}}
 }
 
 // AuditLog returns up to limit entries of ws, newest first, before the
