@@ -170,9 +170,9 @@ func BenchmarkAsynqEnqueue(b *testing.B) {
 	b.ReportMetric(float64(usedMemory(b, rdb)-before)/float64(b.N), "redis-B/job")
 }
 
-
 // TestSubmitRoundTrips: one POST /v1/jobs with a token the gateway has seen
-// costs this many Redis round trips.
+// costs two Redis round trips: the workspace's rules, and one MULTI that
+// stores the job, audits it, wakes the scheduler and tells its place.
 func TestSubmitRoundTrips(t *testing.T) {
 	r := newSubmitRig(t)
 	r.do(t, "POST", "/v1/jobs", r.token, perfBody, http.StatusCreated, nil) // the token is cached now
@@ -183,8 +183,13 @@ func TestSubmitRoundTrips(t *testing.T) {
 	for i, tr := range trips {
 		t.Logf("trip %d: %s", i+1, tr)
 	}
-	if j.ID == "" || j.Status != api.StatusQueued {
-		t.Fatalf("answer %+v, want a queued job", j.Job)
+	if j.ID == "" || j.Status != api.StatusQueued || j.QueuePosition == nil || *j.QueuePosition != 1 {
+		t.Fatalf("answer %+v, want a queued job second in the queue", j)
+	}
+	// The workspace's rules, then the job with its indexes, audit entry,
+	// wake-up and queue position in one MULTI: nothing read back.
+	if len(trips) > 2 || r.calls.TripsTouching("jobgate:ws:"+DefaultWorkspace+":audit") != 1 || r.calls.TripsTouching("jobgate:wake:scheduler") != 1 {
+		t.Fatalf("a submit took %d round trips, want at most 2 (the workspace's rules, the write)", len(trips))
 	}
 }
 
