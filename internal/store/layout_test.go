@@ -15,7 +15,8 @@ import (
 // TestJobRecordOfEarlierRelease: a job stored as the release before this one
 // stored it (name, experiment and parent_id fields beside the spec, and an
 // index of all of the workspace's jobs) is read as it was, and listed with
-// the jobs stored now, newest first; a job stored now holds neither.
+// the jobs stored now, newest first; a job stored now holds neither, nor
+// fields at their defaults.
 func TestJobRecordOfEarlierRelease(t *testing.T) {
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -41,8 +42,9 @@ func TestJobRecordOfEarlierRelease(t *testing.T) {
 		t.Fatalf("old record read as %+v, %v", j, err)
 	}
 	n := newJob(t, s, func(j *api.Job) { j.Spec.Name, j.Spec.Experiment = j.Name, j.Experiment })
-	if fields, _ := rdb.HKeys(ctx, "jobgate:job:"+n.ID).Result(); len(fields) == 0 || contains(fields, "name") || contains(fields, "parent_id") {
-		t.Errorf("new record has fields %v: want no name, no empty parent_id", fields)
+	if fields, _ := rdb.HKeys(ctx, "jobgate:job:"+n.ID).Result(); len(fields) == 0 || contains(fields, "name") || contains(fields, "parent_id") ||
+		contains(fields, "notify") || contains(fields, "priority") {
+		t.Errorf("new record has fields %v: want no name, no empty parent_id, no notify or priority at their defaults", fields)
 	}
 	if ok, _ := rdb.ZScore(ctx, "jobgate:ws:default:jobs", n.ID).Result(); ok != 0 {
 		t.Errorf("new job in the all-jobs index")

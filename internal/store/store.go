@@ -46,6 +46,10 @@ type Config struct {
 type Store struct {
 	rdb redis.UniversalClient
 	cfg Config
+	// submits commits the jobs of concurrent SubmitJobs together, and
+	// wsReads reads the workspaces of concurrent Workspace calls together.
+	submits groupCommit
+	wsReads batcher[wsRead]
 }
 
 // New returns a Store on rdb. It hooks rdb so that errors of a Redis that
@@ -124,10 +128,11 @@ type Submission struct {
 }
 
 // SubmitJob is CreateJob that also records sub's audit entry and publishes
-// its wake-up, all in one MULTI, one round trip: a submit that gets its
-// answer is stored, audited and announced, or none of it. It returns the
-// job's place in the pending set at that step (0 is next), or -1 when it
-// is not pending (a tracked run).
+// its wake-up, all in one MULTI: a submit that gets its answer is stored,
+// audited and announced, or none of it. Concurrent SubmitJobs share their
+// round trip (group commit: see groupCommit). It returns the job's place in
+// the pending set at that step (0 is next), or -1 when it is not pending (a
+// tracked run).
 func (s *Store) SubmitJob(ctx context.Context, j *api.Job, sub Submission) (int64, error) {
 	spec, err := json.Marshal(j.Spec)
 	if err != nil {
@@ -139,8 +144,7 @@ func (s *Store) SubmitJob(ctx context.Context, j *api.Job, sub Submission) (int6
 			return -1, err
 		}
 	}
-	var rank *redis.IntCmd
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	return s.submits.commit(ctx, s.rdb, func(p redis.Pipeliner) *redis.IntCmd {
 		writeJob(ctx, p, j, spec)
 		if audit != nil {
 			p.XAdd(ctx, auditArgs(sub.Audit.Workspace, audit))
@@ -148,16 +152,8 @@ func (s *Store) SubmitJob(ctx context.Context, j *api.Job, sub Submission) (int6
 		if sub.Wake != "" {
 			p.Publish(ctx, sub.Wake, "")
 		}
-		rank = p.ZRank(ctx, pendingKey, j.ID)
-		return nil
+		return p.ZRank(ctx, pendingKey, j.ID)
 	})
-	if errors.Is(err, redis.Nil) && rank != nil && errors.Is(rank.Err(), redis.Nil) {
-		return -1, nil // stored, and not pending
-	}
-	if err != nil {
-		return -1, err
-	}
-	return rank.Val(), nil
 }
 
 // Idempotency is the Idempotency-Key a job is created under (CreateJobOnce).
@@ -255,8 +251,9 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 		status = api.StatusRunning
 	}
 	// The record holds no field the spec holds already (name, experiment;
-	// records of earlier releases do, and decodeJob reads both), so that
-	// it stays small.
+	// records of earlier releases do, and decodeJob reads both), nor a
+	// field at its default, so that it stays small: each field of a hash
+	// that holds the spec (hashtable encoding) costs some 60 bytes.
 	rec := map[string]any{
 		"id":          j.ID,
 		"workspace":   j.Workspace,
@@ -265,9 +262,14 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 		"reason_code": j.ReasonCode,
 		"attempt":     1,
 		"created_at":  j.CreatedAt.UTC().Format(time.RFC3339Nano),
-		"priority":    string(j.Spec.Priority),
 		"spec":        spec,
-		"notify":      strconv.FormatBool(j.Spec.Notify != nil),
+	}
+	// Scripts read these two; missing, they are normal and false.
+	if j.Spec.Priority != api.PriorityNormal && j.Spec.Priority != "" {
+		rec["priority"] = string(j.Spec.Priority)
+	}
+	if j.Spec.Notify != nil {
+		rec["notify"] = "true"
 	}
 	if j.Name != j.Spec.Name || j.Experiment != j.Spec.Experiment {
 		rec["name"], rec["experiment"] = j.Name, j.Experiment
