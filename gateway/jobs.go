@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -38,7 +39,26 @@ func (g *Gateway) submitJob(c echo.Context) error {
 	if res.Replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
+	if res.Fresh {
+		return c.JSON(http.StatusCreated, freshView(res.Job, res.Position))
+	}
 	return c.JSON(http.StatusCreated, g.view(ctx, res.Job))
+}
+
+// freshView is view of a job just stored, at place pos of the pending set
+// (-1: not pending), from what the submit knows: such a job has no
+// attempt, parameter or notification yet, and its tags are its spec's.
+func freshView(j *api.Job, pos int64) api.JobDetail {
+	redactSpec(&j.Spec)
+	var v api.JobDetail
+	if j.Status == api.StatusQueued && pos >= 0 {
+		v.QueuePosition = &pos
+	}
+	if len(j.Spec.Tags) > 0 {
+		j.Tags = maps.Clone(j.Spec.Tags)
+	}
+	v.Job = *j
+	return v
 }
 
 // readBody reads the whole (size-capped) request body.

@@ -179,9 +179,7 @@ func (s *Service) submitPartitions(ctx context.Context, parent *api.Job, actor s
 		}
 		spec.Tags["jobgate.batch_score.parent"] = parent.ID
 		spec.Tags["jobgate.batch_score.partition"] = strconv.Itoa(p)
-		_, err := s.create(ctx, parent.Workspace, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) {
-			return true, s.store.CreateJob(ctx, j)
-		}, trustBatchScore)
+		_, _, err := s.create(ctx, parent.Workspace, actor, spec, nil, trustBatchScore)
 		if err != nil {
 			s.logger.WarnContext(ctx, "make a batch-score partition: the job scores its files itself", slog.String("job_id", parent.ID),
 				slog.Int("partition", p), slog.Any("error", err))

@@ -86,7 +86,7 @@ func (s *Service) createIdempotent(ctx context.Context, req Request, tr trust) (
 	if prev == nil {
 		// The job is made and the key completed in one step, unless the
 		// key already names a job, whose record comes back instead.
-		job, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, func(ctx context.Context, j *api.Job) (bool, error) {
+		job, _, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, func(ctx context.Context, j *api.Job) (bool, error) {
 			var err error
 			prev, err = s.store.CreateJobOnce(ctx, j, store.Idempotency{KeyHash: keyHash, BodyHash: bodyHash, TTL: idempotencyTTL})
 			return prev == nil, err

@@ -110,6 +110,12 @@ type Result struct {
 	// Replayed says that Job was made by an earlier request with the same
 	// Idempotency-Key.
 	Replayed bool
+	// Fresh says that Job is the record as this request stored it, with
+	// nothing added since (no attempt, parameter or notification), and
+	// Position its place among the pending jobs then (0 is next; -1 when
+	// it is not pending): the caller can show it without reading it back.
+	Fresh    bool
+	Position int64
 }
 
 // Submit checks req and queues its job, on behalf of req.Actor. A refusal is
@@ -168,12 +174,8 @@ func (s *Service) submit(ctx context.Context, req Request, tr trust) (Result, er
 		j, replayed, err := s.createIdempotent(ctx, req, tr)
 		return Result{Job: j, Replayed: replayed}, err
 	}
-	save := req.Save
-	if save == nil {
-		save = func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }
-	}
-	j, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, save, tr)
-	return Result{Job: j}, err
+	j, pos, err := s.create(ctx, req.Workspace, req.Actor, req.Spec, req.Save, tr)
+	return Result{Job: j, Fresh: j != nil && req.Save == nil, Position: pos}, err
 }
 
 // refuseService refuses a client's spec that sets service: only the
@@ -197,7 +199,8 @@ func (s *Service) SubmitService(ctx context.Context, ws, actor string, spec api.
 	if spec.Service == nil {
 		return nil, errors.New("job: SubmitService needs a spec with Service set")
 	}
-	return s.create(ctx, ws, actor, spec, func(ctx context.Context, j *api.Job) (bool, error) { return true, s.store.CreateJob(ctx, j) }, trustService)
+	j, _, err := s.create(ctx, ws, actor, spec, nil, trustService)
+	return j, err
 }
 
 // ValidateService is Validate for a replica's spec (Service set), as
@@ -224,10 +227,12 @@ func (s *Service) checkJobTree(ctx context.Context, byJob, parent string) error 
 }
 
 // create validates spec for workspace ws, stores the job with save and wakes
-// the scheduler.
-func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc, tr trust) (*api.Job, error) {
+// the scheduler. A nil save stores the job, its audit entry and the wake-up
+// in one round trip (store.SubmitJob), and create returns the job's place
+// in the pending set then; -1 otherwise.
+func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec, save SaveFunc, tr trust) (*api.Job, int64, error) {
 	if err := s.validate(ctx, ws, &spec, tr); err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	job := &api.Job{
 		ID:         strings.ToLower(ulid.Make().String()),
@@ -243,16 +248,25 @@ func (s *Service) create(ctx context.Context, ws, actor string, spec api.JobSpec
 	}
 	ctx, span := s.traceSubmit(ctx, job)
 	defer span.End()
-	if made, err := save(ctx, job); err != nil || !made {
-		return nil, err
+	pos := int64(-1)
+	if save == nil {
+		e := s.auditEntry(ws, actor, "job.submit", job.ID)
+		var err error
+		if pos, err = s.store.SubmitJob(ctx, job, store.Submission{Audit: &e, Wake: queue.ChannelScheduler}); err != nil {
+			return nil, -1, err
+		}
+	} else if made, err := save(ctx, job); err != nil || !made {
+		return nil, -1, err
 	}
 	s.cfg.Metrics.JobSubmitted(ws)
 	if b := job.Spec.BatchScore; b != nil && b.Partition == 0 && b.InstanceCount > 1 {
 		s.submitPartitions(ctx, job, actor)
 	}
-	_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
-	s.audit(ctx, ws, actor, "job.submit", job.ID)
-	return job, nil
+	if save != nil {
+		_ = queue.Notify(ctx, s.rdb, queue.ChannelScheduler)
+		s.audit(ctx, ws, actor, "job.submit", job.ID)
+	}
+	return job, pos, nil
 }
 
 // Validate fills spec's defaults and checks everything a job must pass in
@@ -457,10 +471,15 @@ func (s *Service) cancelOne(ctx context.Context, ws, actor, id string) error {
 	return nil
 }
 
+// auditEntry is the audit log's entry of an action of actor in ws, now.
+func (s *Service) auditEntry(ws, actor, action, target string) api.AuditEntry {
+	return api.AuditEntry{Time: s.cfg.Now().UTC(), Workspace: ws, Actor: actor, Action: action, Target: target}
+}
+
 // audit records an action of actor in ws. A failure to record is logged,
 // not returned: the action already happened.
 func (s *Service) audit(ctx context.Context, ws, actor, action, target string) {
-	e := api.AuditEntry{Time: s.cfg.Now().UTC(), Workspace: ws, Actor: actor, Action: action, Target: target}
+	e := s.auditEntry(ws, actor, action, target)
 	if err := s.store.Audit(ctx, e); err != nil {
 		s.logger.ErrorContext(ctx, "audit", "action", action, "error", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,17 @@ type Scheduler struct {
 	// lostAt (local monotonic clock) is when the next live worker seen by
 	// the last pass turns lost unless it heartbeats; see untilLost.
 	lostAt atomic.Pointer[time.Time]
+
+	// mu guards the fields below: what the last pass saw, so that a pass
+	// reads only what changed since (see Pass).
+	mu sync.Mutex
+	// capacity is the registry as the last pass saw it (capacityOf), ""
+	// when that pass placed a job or failed: while it stays the same, a job
+	// that could not be placed then cannot be now.
+	capacity string
+	// waiting are the pending jobs that passes under capacity looked at and
+	// left waiting.
+	waiting map[string]bool
 }
 
 // New returns a Scheduler that places while lead says this process leads;
@@ -104,11 +116,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// inContact is false until Redis answers, at the start and after it
 	// failed to: then a grace begins (see WorkerLostAfter).
 	inContact := false
+	// woken: something was announced (a submit, a slot freed, a worker
+	// joined or left) since the last pass; a tick without it looks at the
+	// pending jobs only when the registry changed.
+	woken := true
 	for ctx.Err() == nil {
 		gen := waker.Gen()
 		select {
 		case leading = <-sub.C():
 		default:
+		}
+		if !leading {
+			s.forget()
 		}
 		// A leader's passes say whether Redis answers; the others (and a
 		// leader out of contact) ask it the time.
@@ -116,14 +135,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			inContact = s.contact(ctx, inContact)
 		}
 		if leading && inContact {
-			if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
+			if err := s.pass(ctx, woken); err != nil && ctx.Err() == nil {
 				if store.Unavailable(err) {
 					inContact = false
 				}
 				s.logger.WarnContext(ctx, "scheduling pass", slog.Any("error", err))
 			}
 		}
-		waker.Wait(ctx, gen, s.untilLost(s.cfg.Tick))
+		woken = waker.Wait(ctx, gen, s.untilLost(s.cfg.Tick))
 	}
 	return nil
 }
@@ -158,6 +177,74 @@ func (s *Scheduler) noteLost(live []store.Worker, now time.Time) {
 	}
 	local := time.Now().Add(first.Sub(now))
 	s.lostAt.Store(&local)
+}
+
+// forget drops what the last pass saw: the next one looks at every pending
+// job again.
+func (s *Scheduler) forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.capacity, s.waiting = "", nil
+}
+
+// capacityOf describes the registry as placement sees it: each worker's
+// state, free slots, what it can run and which of its GPUs are free. Two
+// passes that see the same capacity place the same jobs.
+func (s *Scheduler) capacityOf(workers []store.Worker, now time.Time) string {
+	var b strings.Builder
+	for _, w := range workers {
+		fmt.Fprintf(&b, "%s %t %s %d/%d %s %t %v;", w.ID, s.alive(w, now), w.Status, len(w.Jobs), w.Slots, w.Executor, w.AllowHostProcess, w.Mounts)
+		for _, g := range w.GPUs {
+			fmt.Fprintf(&b, "%d %s %d %s,", g.Index, g.Model, g.MemoryMB, g.JobID)
+		}
+	}
+	return b.String()
+}
+
+// toLook is which pending jobs a pass looks at, and reads them: none on a
+// tick (woken false) when the registry is as the last pass saw it; only
+// those that pass did not leave waiting when it is the same and the pass is
+// woken (a submit); all (up to 1000) when it changed. So a backlog that
+// cannot be placed costs nothing while nothing changes, and a submit
+// costs the reading of the new job, not of the backlog.
+func (s *Scheduler) toLook(ctx context.Context, capacity string, woken bool) ([]string, []*api.Job, error) {
+	s.mu.Lock()
+	same, waiting := capacity == s.capacity, s.waiting
+	s.mu.Unlock()
+	if !same {
+		return s.store.PendingJobs(ctx, 1000)
+	}
+	if !woken {
+		return nil, nil, nil
+	}
+	ids, err := s.store.Pending(ctx, 1000)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return waiting[id] })
+	jobs, err := s.store.JobsByID(ctx, ids)
+	return ids, jobs, err
+}
+
+// saw records what a pass under capacity left waiting (all of it when it
+// looked at every pending job, and else what it looked at besides what
+// earlier passes left), or, when it placed a job, that the next pass looks
+// at all again.
+func (s *Scheduler) saw(capacity string, looked []string, left map[string]bool, placed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if placed {
+		s.capacity, s.waiting = "", nil
+		return
+	}
+	if capacity != s.capacity || s.waiting == nil {
+		s.capacity, s.waiting = capacity, map[string]bool{}
+	}
+	for _, id := range looked {
+		if left[id] {
+			s.waiting[id] = true
+		}
+	}
 }
 
 // contact says whether Redis answers; when it answers again after it did not
@@ -204,9 +291,14 @@ func inService(w store.Worker) bool {
 
 // Pass recovers the jobs of lost workers, then places pending jobs in order
 // (priority, then age) on live workers with free slots. Run makes a pass on
-// each wake-up while this process leads; a test or a tool may make one
-// itself.
-func (s *Scheduler) Pass(ctx context.Context) error {
+// each wake-up and tick while this process leads; a test or a tool may make
+// one itself. A pass reads the registry, and reads pending jobs only when
+// they may be placed now (see toLook): each once while the registry stays
+// as it is and nothing is placed.
+func (s *Scheduler) Pass(ctx context.Context) error { return s.pass(ctx, true) }
+
+// pass is Pass; woken says that something was announced since the last.
+func (s *Scheduler) pass(ctx context.Context, woken bool) error {
 	// Redis's clock, which stamps the heartbeats: no other clock is trusted.
 	now, err := s.store.Time(ctx)
 	if err != nil {
@@ -237,10 +329,14 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 	}
 	s.noteLost(alive, now)
 	// live holds the registry as read; placements below mark GPUs taken in it.
-	ids, jobs, err := s.store.PendingJobs(ctx, 1000)
+	capacity := s.capacityOf(workers, now)
+	ids, jobs, err := s.toLook(ctx, capacity, woken)
 	if err != nil {
+		s.forget()
 		return err
 	}
+	left, placed := map[string]bool{}, false
+	defer func() { s.saw(capacity, ids, left, placed) }()
 	quotas := map[string]*wsQuota{}
 	// waits are the reasons that changed, written together after the loop.
 	waits := map[string]api.Reason{}
@@ -283,8 +379,10 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			if job.Reason != wait.String() || job.ReasonCode != wait.Code {
 				waits[id] = wait
 			}
+			left[id] = wait.Code != api.ReasonPreempting
 			continue
 		}
+		placed = true // or tried: the registry changes, or is not as read
 		placedOn, err := s.place(ctx, job, target, gpus, live)
 		if err != nil {
 			s.logger.WarnContext(ctx, "place job", slog.String("job_id", id), slog.Any("error", err))
@@ -295,7 +393,11 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		q.holding++
 		q.gpus += len(gpus)
 	}
-	return s.store.SetReasons(ctx, waits)
+	if err := s.store.SetReasons(ctx, waits); err != nil {
+		placed = true // the reasons are not written: look at them all again
+		return err
+	}
+	return nil
 }
 
 // takeGPUs marks gpus of worker as held by jobID in this pass's view.

@@ -46,6 +46,10 @@ type Config struct {
 type Store struct {
 	rdb redis.UniversalClient
 	cfg Config
+	// submits commits the jobs of concurrent SubmitJobs together, and
+	// wsReads reads the workspaces of concurrent Workspace calls together.
+	submits groupCommit
+	wsReads batcher[wsRead]
 }
 
 // New returns a Store on rdb. It hooks rdb so that errors of a Redis that
@@ -68,7 +72,6 @@ const prefix = "jobgate:"
 func jobKey(id string) string          { return prefix + "job:" + id }
 func logKey(id string) string          { return prefix + "job:" + id + ":log" }
 func historyKey(id string) string      { return prefix + "job:" + id + ":attempts" }
-func wsJobsKey(ws string) string       { return prefix + "ws:" + ws + ":jobs" }
 func statusIdxPrefix(ws string) string { return prefix + "ws:" + ws + ":jobs:status:" }
 func expIdxKey(ws, exp string) string  { return prefix + "ws:" + ws + ":jobs:exp:" + exp }
 func workerKey(id string) string       { return prefix + "worker:" + id }
@@ -113,6 +116,44 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 		return nil
 	})
 	return err
+}
+
+// Submission is what SubmitJob stores and sends with a new job, in its
+// MULTI.
+type Submission struct {
+	// Audit, when set, is appended to its workspace's audit log.
+	Audit *api.AuditEntry
+	// Wake, when set, is a channel published to (the scheduler's).
+	Wake string
+}
+
+// SubmitJob is CreateJob that also records sub's audit entry and publishes
+// its wake-up, all in one MULTI: a submit that gets its answer is stored,
+// audited and announced, or none of it. Concurrent SubmitJobs share their
+// round trip (group commit: see groupCommit). It returns the job's place in
+// the pending set at that step (0 is next), or -1 when it is not pending (a
+// tracked run).
+func (s *Store) SubmitJob(ctx context.Context, j *api.Job, sub Submission) (int64, error) {
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return -1, fmt.Errorf("encode spec: %w", err)
+	}
+	var audit []byte
+	if sub.Audit != nil {
+		if audit, err = json.Marshal(sub.Audit); err != nil {
+			return -1, err
+		}
+	}
+	return s.submits.commit(ctx, s.rdb, func(p redis.Pipeliner) *redis.IntCmd {
+		writeJob(ctx, p, j, spec)
+		if audit != nil {
+			p.XAdd(ctx, auditArgs(sub.Audit.Workspace, audit))
+		}
+		if sub.Wake != "" {
+			p.Publish(ctx, sub.Wake, "")
+		}
+		return p.ZRank(ctx, pendingKey, j.ID)
+	})
 }
 
 // Idempotency is the Idempotency-Key a job is created under (CreateJobOnce).
@@ -209,26 +250,40 @@ func writeJob(ctx context.Context, p redis.Pipeliner, j *api.Job, spec []byte) {
 	if j.Spec.Mode == api.ModeTracked {
 		status = api.StatusRunning
 	}
-	p.HSet(ctx, jobKey(j.ID), map[string]any{
+	// The record holds no field the spec holds already (name, experiment;
+	// records of earlier releases do, and decodeJob reads both), nor a
+	// field at its default, so that it stays small: each field of a hash
+	// that holds the spec (hashtable encoding) costs some 60 bytes.
+	rec := map[string]any{
 		"id":          j.ID,
 		"workspace":   j.Workspace,
-		"name":        j.Name,
-		"experiment":  j.Experiment,
 		"status":      string(status),
 		"reason":      j.Reason,
 		"reason_code": j.ReasonCode,
 		"attempt":     1,
 		"created_at":  j.CreatedAt.UTC().Format(time.RFC3339Nano),
-		"priority":    string(j.Spec.Priority),
 		"spec":        spec,
-		"notify":      strconv.FormatBool(j.Spec.Notify != nil),
-		// Its own field so job tokens can walk up a job tree cheaply.
-		"parent_id": j.Spec.ParentID,
-	})
-	if tc := traceField(j); tc != "" {
-		p.HSet(ctx, jobKey(j.ID), "trace", tc)
 	}
-	p.ZAdd(ctx, wsJobsKey(j.Workspace), redis.Z{Member: j.ID})
+	// Scripts read these two; missing, they are normal and false.
+	if j.Spec.Priority != api.PriorityNormal && j.Spec.Priority != "" {
+		rec["priority"] = string(j.Spec.Priority)
+	}
+	if j.Spec.Notify != nil {
+		rec["notify"] = "true"
+	}
+	if j.Name != j.Spec.Name || j.Experiment != j.Spec.Experiment {
+		rec["name"], rec["experiment"] = j.Name, j.Experiment
+	}
+	if j.Spec.ParentID != "" {
+		// Its own field so job tokens can walk up a job tree cheaply.
+		rec["parent_id"] = j.Spec.ParentID
+	}
+	if tc := traceField(j); tc != "" {
+		rec["trace"] = tc
+	}
+	p.HSet(ctx, jobKey(j.ID), rec)
+	// No index of all of the workspace's jobs: each is in the index of its
+	// status, and ListJobs reads those together.
 	p.ZAdd(ctx, statusIdxPrefix(j.Workspace)+string(status), redis.Z{Member: j.ID})
 	p.ZAdd(ctx, expIdxKey(j.Workspace, j.Experiment), redis.Z{Member: j.ID})
 	p.HSet(ctx, experimentsKey+j.Workspace, j.Experiment, j.CreatedAt.UTC().Format(time.RFC3339Nano))
@@ -365,6 +420,9 @@ func decodeJob(m map[string]string) (*api.Job, error) {
 	if err := json.Unmarshal([]byte(m["spec"]), &j.Spec); err != nil {
 		return nil, fmt.Errorf("job %s: bad spec: %w", j.ID, err)
 	}
+	if _, ok := m["name"]; !ok {
+		j.Name, j.Experiment = j.Spec.Name, j.Spec.Experiment
+	}
 	return j, nil
 }
 
@@ -394,7 +452,7 @@ type ListFilter struct {
 // order and the indexes are sorted sets with score 0 read by lex range.
 func (s *Store) ListJobs(ctx context.Context, ws string, f ListFilter) ([]api.Job, string, error) {
 	limit := cmp.Or(f.Limit, 50)
-	index := wsJobsKey(ws)
+	var index string // "" = all of ws's jobs: every status index (newestIDs)
 	switch {
 	case f.Status != "":
 		index = statusIdxPrefix(ws) + string(f.Status)
@@ -407,7 +465,7 @@ func (s *Store) ListJobs(ctx context.Context, ws string, f ListFilter) ([]api.Jo
 	}
 	var out []api.Job
 	for len(out) < limit {
-		ids, err := s.rdb.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit + 1 - len(out))}).Result()
+		ids, err := s.newestIDs(ctx, ws, index, max, int64(limit+1-len(out)))
 		if err != nil {
 			return nil, "", err
 		}
@@ -439,6 +497,38 @@ func (s *Store) ListJobs(ctx context.Context, ws string, f ListFilter) ([]api.Jo
 		return out, "", nil
 	}
 	return out, out[len(out)-1].ID, nil
+}
+
+// jobStatuses are the statuses a job is indexed by: each job is in the
+// index of exactly one.
+var jobStatuses = []api.Status{api.StatusQueued, api.StatusRunning, api.StatusSucceeded, api.StatusFailed, api.StatusCanceled}
+
+// newestIDs is up to count job IDs of index below max (a lex range bound),
+// newest first; index "" reads ws's status indexes together, in one MULTI
+// (a job that changes status meanwhile is in one of them), and merges them.
+func (s *Store) newestIDs(ctx context.Context, ws, index, max string, count int64) ([]string, error) {
+	by := &redis.ZRangeBy{Max: max, Min: "-", Count: count}
+	if index != "" {
+		return s.rdb.ZRevRangeByLex(ctx, index, by).Result()
+	}
+	cmds := make([]*redis.StringSliceCmd, len(jobStatuses))
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, st := range jobStatuses {
+			cmds[i] = p.ZRevRangeByLex(ctx, statusIdxPrefix(ws)+string(st), by)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range cmds {
+		ids = append(ids, c.Val()...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	slices.Reverse(ids)
+	return ids[:min(len(ids), int(count))], nil
 }
 
 func (s *Store) getMany(ctx context.Context, ids []string) ([]*api.Job, error) {
@@ -763,25 +853,38 @@ func (s *Store) PendingJobs(ctx context.Context, n int64) ([]string, []*api.Job,
 	if err != nil || len(ids) == 0 {
 		return ids, nil, err
 	}
+	jobs, err := s.JobsByID(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ids, jobs, nil
+}
+
+// JobsByID returns the jobs of ids, whatever their workspace, read in one
+// pipeline and without their metrics; a job that does not exist is nil.
+func (s *Store) JobsByID(ctx context.Context, ids []string) ([]*api.Job, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, jobKey(id))
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	jobs := make([]*api.Job, len(ids))
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 {
 			if jobs[i], err = decodeJob(m); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
-	return ids, jobs, nil
+	return jobs, nil
 }
 
 // PendingPosition is the 0-based place of id in the pending set, or -1.

@@ -52,10 +52,13 @@ func (s *Store) EnsureWorkspace(ctx context.Context, w api.Workspace) error {
 
 // Workspace returns workspace name, or ErrNotFound.
 func (s *Store) Workspace(ctx context.Context, name string) (*api.Workspace, error) {
-	b, err := s.rdb.HGet(ctx, workspacesKey, name).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+	// Concurrent reads share a round trip (one HMGET; see batcher): every
+	// submit reads its workspace's rules.
+	op := &wsRead{name: name, done: make(chan struct{})}
+	if err := s.wsReads.do(ctx, op, op.done, s.readWorkspaces); err != nil {
+		return nil, err
 	}
+	b, err := op.raw, op.err
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +67,35 @@ func (s *Store) Workspace(ctx context.Context, name string) (*api.Workspace, err
 		return nil, fmt.Errorf("workspace %s: %w", name, err)
 	}
 	return &w, nil
+}
+
+// wsRead is one Workspace read: its answer is raw, or err (ErrNotFound).
+type wsRead struct {
+	name string
+	raw  []byte
+	err  error
+	done chan struct{}
+}
+
+// readWorkspaces answers batch with one HMGET.
+func (s *Store) readWorkspaces(ctx context.Context, batch []*wsRead) {
+	names := make([]string, len(batch))
+	for i, op := range batch {
+		names[i] = op.name
+	}
+	vals, err := s.rdb.HMGet(ctx, workspacesKey, names...).Result()
+	for i, op := range batch {
+		switch {
+		case err != nil:
+			op.err = err
+		case i >= len(vals) || vals[i] == nil:
+			op.err = ErrNotFound
+		default:
+			v, _ := vals[i].(string)
+			op.raw = []byte(v)
+		}
+		close(op.done)
+	}
 }
 
 // SetWorkspaceHostProcess sets workspace name's allow_host_process and
@@ -243,7 +275,12 @@ func (s *Store) Audit(ctx context.Context, e api.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: wsAuditKey(e.Workspace), MaxLen: auditCap, Approx: true, Values: []any{"e", b}}).Err()
+	return s.rdb.XAdd(ctx, auditArgs(e.Workspace, b)).Err()
+}
+
+// auditArgs appends encoded entry b to ws's audit log.
+func auditArgs(ws string, b []byte) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: wsAuditKey(ws), MaxLen: auditCap, Approx: true, Values: []any{"e", b}}
 }
 
 // AuditLog returns up to limit entries of ws, newest first, before the

@@ -128,3 +128,49 @@ func (c *Calls) Commands(key string) []string {
 	}
 	return out
 }
+
+// List describes each round trip counted, in order: its commands and the
+// first key of each ("HSET jobgate:job:01h… ZADD jobgate:pending").
+func (c *Calls) List() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.trips))
+	for _, t := range c.trips {
+		var parts []string
+		for _, cl := range t {
+			p := cl.Name
+			if len(cl.Keys) > 0 {
+				p += " " + cl.Keys[0]
+			}
+			parts = append(parts, p)
+		}
+		out = append(out, strings.Join(parts, " | "))
+	}
+	return out
+}
+
+// CommandCount is how many commands were counted, in all round trips.
+func (c *Calls) CommandCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.trips {
+		n += len(t)
+	}
+	return n
+}
+
+// Count is how many commands named name (upper-case) were counted.
+func (c *Calls) Count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.trips {
+		for _, cl := range t {
+			if cl.Name == name {
+				n++
+			}
+		}
+	}
+	return n
+}
