@@ -308,8 +308,12 @@ func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// readyz answers 503 when Redis does not answer a PING within 750 ms: well
+// within the 1 s a worker cut off from Redis gives this answer before it
+// stops its jobs (worker/fence.go), so that a Redis that is away for
+// everyone (a restart, a host down) reads as that, not as "ready".
 func (g *Gateway) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 750*time.Millisecond)
 	defer cancel()
 	if err := g.store.Ping(ctx); err != nil {
 		return api.Errorf(api.CodeUnavailable, "redis is not reachable")

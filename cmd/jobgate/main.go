@@ -254,7 +254,7 @@ func (f *workerFlags) register(cmd *cobra.Command, defaultNetwork string) {
 	fl.StringVar(&f.advertiseHost, "advertise-host", "", "address a deployment's replicas listen on and are reached at, each on a free port of its own (default "+worker.DefaultAdvertiseHost+")")
 	fl.DurationVar(&f.drainDelay, "drain-delay", 0, "how long a stopped replica keeps serving after its endpoint says draining, so every scoring router has dropped it, before it gets SIGTERM (default "+worker.DefaultDrainDelay.String()+")")
 	fl.DurationVar(&f.reapEvery, "reap-every", 0, "how often containers that no worker runs any more (left by a killed worker) are removed; also done at start (default 30s)")
-	fl.DurationVar(&f.lostAfter, "worker-lost-after", 0, "the gateways' --worker-lost-after, or less: cut off from Redis for all but 2s of it, this worker stops its running jobs before they are run elsewhere (default 7s)")
+	fl.DurationVar(&f.lostAfter, "worker-lost-after", 0, "the gateways' --worker-lost-after, or less: cut off from Redis for all but 3s of it, this worker stops its running jobs before they are run elsewhere (default 7s)")
 }
 
 // workerConfig is the worker's Config and its podman executor's as the flags

@@ -35,5 +35,15 @@ func (s *Service) traceSubmit(ctx context.Context, j *api.Job) (context.Context,
 	h := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, h)
 	j.TraceParent, j.TraceState, j.TraceID = h["traceparent"], h["tracestate"], sc.TraceID().String()
+	// A client's tracestate (up to 32 entries of 512 bytes in W3C's
+	// syntax) would be kept with the job, sent in each task and put in
+	// the workload's environment: past maxTraceState it is dropped.
+	if len(j.TraceState) > maxTraceState {
+		j.TraceState = ""
+	}
 	return ctx, span
 }
+
+// maxTraceState bounds the tracestate a job keeps (W3C suggests
+// propagating at least 512 characters).
+const maxTraceState = 512

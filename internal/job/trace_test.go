@@ -2,11 +2,14 @@ package job_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobgate/jobgate/internal/job"
 )
@@ -64,4 +67,48 @@ func TestSubmitSavesTraceContext(t *testing.T) {
 	if stored, err := st2.GetJobByID(context.Background(), res.Job.ID); err != nil || stored.TraceParent != "" || stored.TraceID != "" {
 		t.Errorf("untraced submit stored traceparent %q, trace ID %q (%v); want none", stored.TraceParent, stored.TraceID, err)
 	}
+}
+
+// TestSubmitDropsOversizedTraceState: a client's tracestate is kept with the
+// job, sent in each task and put in the workload's environment, so one past
+// 512 bytes is dropped (the traceparent stays); a small one is kept.
+func TestSubmitDropsOversizedTraceState(t *testing.T) {
+	t.Parallel()
+	svc, st := newService(t, job.Config{})
+	for _, tc := range []struct {
+		state string
+		keep  bool
+	}{
+		{"vendor=abc", true},
+		{longTraceState(31), false},
+	} {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2},
+			TraceFlags: trace.FlagsSampled, Remote: true})
+		ts, err := trace.ParseTraceState(tc.state)
+		if err != nil {
+			t.Fatalf("tracestate %q: %v", tc.state, err)
+		}
+		ctx := trace.ContextWithRemoteSpanContext(context.Background(), sc.WithTraceState(ts))
+		res, err := svc.Submit(ctx, job.Request{Workspace: "ws", Actor: "t", Spec: spec()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := st.GetJobByID(context.Background(), res.Job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.TraceParent == "" || (stored.TraceState != "") != tc.keep {
+			t.Errorf("tracestate of %d bytes: stored traceparent %q, tracestate of %d bytes; want the traceparent and keep=%v",
+				len(tc.state), stored.TraceParent, len(stored.TraceState), tc.keep)
+		}
+	}
+}
+
+// longTraceState is a valid tracestate of n distinct members of 24 bytes.
+func longTraceState(n int) string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("k%02d%s=v", i, strings.Repeat("x", 19))
+	}
+	return strings.Join(members, ",")
 }

@@ -116,10 +116,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// inContact is false until Redis answers, at the start and after it
 	// failed to: then a grace begins (see WorkerLostAfter).
 	inContact := false
-	// woken: something was announced (a submit, a slot freed, a worker
-	// joined or left) since the last pass; a tick without it looks at the
-	// pending jobs only when the registry changed.
-	woken := true
 	for ctx.Err() == nil {
 		gen := waker.Gen()
 		select {
@@ -132,17 +128,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// A leader's passes say whether Redis answers; the others (and a
 		// leader out of contact) ask it the time.
 		if !leading || !inContact {
-			inContact = s.contact(ctx, inContact)
+			was := inContact
+			if inContact = s.contact(ctx, inContact); inContact && !was {
+				// Redis may have come back from its AOF without what it
+				// last said (a placement undone): look at everything.
+				s.forget()
+			}
 		}
 		if leading && inContact {
-			if err := s.pass(ctx, woken); err != nil && ctx.Err() == nil {
+			if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
 				if store.Unavailable(err) {
 					inContact = false
 				}
 				s.logger.WarnContext(ctx, "scheduling pass", slog.Any("error", err))
 			}
 		}
-		woken = waker.Wait(ctx, gen, s.untilLost(s.cfg.Tick))
+		waker.Wait(ctx, gen, s.untilLost(s.cfg.Tick))
 	}
 	return nil
 }
@@ -201,21 +202,19 @@ func (s *Scheduler) capacityOf(workers []store.Worker, now time.Time) string {
 	return b.String()
 }
 
-// toLook is which pending jobs a pass looks at, and reads them: none on a
-// tick (woken false) when the registry is as the last pass saw it; only
-// those that pass did not leave waiting when it is the same and the pass is
-// woken (a submit); all (up to 1000) when it changed. So a backlog that
-// cannot be placed costs nothing while nothing changes, and a submit
-// costs the reading of the new job, not of the backlog.
-func (s *Scheduler) toLook(ctx context.Context, capacity string, woken bool) ([]string, []*api.Job, error) {
+// toLook is which pending jobs a pass looks at, and reads them: all (up to
+// 1000) when the registry changed since the last pass; else only those no
+// pass under this registry left waiting (one ZRANGE of the pending IDs, then
+// the new ones). So a backlog that cannot be placed costs one command a
+// pass while nothing changes, and a submit costs the reading of the new
+// job, not of the backlog. Ticks do the same as wake-ups: a wake-up lost
+// (pub/sub drops messages across a reconnect) costs a tick, not the job.
+func (s *Scheduler) toLook(ctx context.Context, capacity string) ([]string, []*api.Job, error) {
 	s.mu.Lock()
 	same, waiting := capacity == s.capacity, s.waiting
 	s.mu.Unlock()
 	if !same {
 		return s.store.PendingJobs(ctx, 1000)
-	}
-	if !woken {
-		return nil, nil, nil
 	}
 	ids, err := s.store.Pending(ctx, 1000)
 	if err != nil {
@@ -295,10 +294,7 @@ func inService(w store.Worker) bool {
 // one itself. A pass reads the registry, and reads pending jobs only when
 // they may be placed now (see toLook): each once while the registry stays
 // as it is and nothing is placed.
-func (s *Scheduler) Pass(ctx context.Context) error { return s.pass(ctx, true) }
-
-// pass is Pass; woken says that something was announced since the last.
-func (s *Scheduler) pass(ctx context.Context, woken bool) error {
+func (s *Scheduler) Pass(ctx context.Context) error {
 	// Redis's clock, which stamps the heartbeats: no other clock is trusted.
 	now, err := s.store.Time(ctx)
 	if err != nil {
@@ -330,7 +326,7 @@ func (s *Scheduler) pass(ctx context.Context, woken bool) error {
 	s.noteLost(alive, now)
 	// live holds the registry as read; placements below mark GPUs taken in it.
 	capacity := s.capacityOf(workers, now)
-	ids, jobs, err := s.toLook(ctx, capacity, woken)
+	ids, jobs, err := s.toLook(ctx, capacity)
 	if err != nil {
 		s.forget()
 		return err
@@ -379,7 +375,10 @@ func (s *Scheduler) pass(ctx context.Context, woken bool) error {
 			if job.Reason != wait.String() || job.ReasonCode != wait.Code {
 				waits[id] = wait
 			}
-			left[id] = wait.Code != api.ReasonPreempting
+			// A high-priority GPU job is looked at on every pass: a victim
+			// still starting (placed, not yet running, so not preemptible)
+			// becomes one without any change in the registry.
+			left[id] = wait.Code != api.ReasonPreempting && job.Spec.Priority != api.PriorityHigh
 			continue
 		}
 		placed = true // or tried: the registry changes, or is not as read

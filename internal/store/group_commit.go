@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,8 +33,10 @@ type batcher[T any] struct {
 }
 
 // do queues op, has send send it in a batch, and waits until done is
-// closed (send closes it) or ctx ends; then it returns ctx's error, and
-// op may still be sent.
+// closed (send closes it) or ctx ends; then it returns ctx's error, and op
+// is taken out of the queue when no batch has taken it yet (a submit whose
+// caller gave up is then not written behind its back); one already taken
+// may still be sent, as a command already on the wire would be.
 func (b *batcher[T]) do(ctx context.Context, op *T, done <-chan struct{}, send func(ctx context.Context, batch []*T)) error {
 	b.mu.Lock()
 	b.queue = append(b.queue, op)
@@ -49,6 +52,11 @@ func (b *batcher[T]) do(ctx context.Context, op *T, done <-chan struct{}, send f
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		b.mu.Lock()
+		if i := slices.Index(b.queue, op); i >= 0 {
+			b.queue = slices.Delete(b.queue, i, i+1)
+		}
+		b.mu.Unlock()
 		return ctx.Err()
 	}
 }

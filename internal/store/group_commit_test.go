@@ -162,3 +162,59 @@ func TestWorkspaceReadsShareRoundTrips(t *testing.T) {
 	}
 	t.Logf("%d reads in %d round trips", n, hold.trips.Load())
 }
+
+// TestSubmitGivenUpIsNotWritten: a submit whose caller gives up (its
+// context ends) while it still waits for a batch is taken out of the queue
+// and never written, so the caller's error is the truth and a retry makes
+// no duplicate.
+func TestSubmitGivenUpIsNotWritten(t *testing.T) {
+	opts, err := redis.ParseURL(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	hold := &holdHook{release: make(chan struct{})}
+	rdb.AddHook(hold)
+	s := New(rdb, Config{})
+	now := time.Now().UTC()
+	newJob := func(i int) *api.Job {
+		return &api.Job{ID: fmt.Sprintf("job%03d", i), Workspace: "default", Status: api.StatusQueued, Attempt: 1,
+			CreatedAt: now.Add(time.Duration(i) * time.Millisecond),
+			Spec:      api.JobSpec{Command: []string{"x"}, Priority: api.PriorityNormal, Mode: api.ModeContainer}}
+	}
+	// Every committer holds a batch of one on its way to Redis (one at a
+	// time, so that each starts a committer of its own).
+	var wg sync.WaitGroup
+	for i := range maxCommitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.SubmitJob(context.Background(), newJob(i), Submission{}); err != nil {
+				t.Errorf("submit %d: %v", i, err)
+			}
+		}()
+		testenv.Eventually(t, 30*time.Second, func() bool { return hold.pending.Load() == int64(i+1) }, "batch %d held", i+1)
+	}
+	// One more waits in the queue; its caller gives up.
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { _, err := s.SubmitJob(ctx, newJob(99), Submission{}); gaveUp <- err }()
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		s.submits.mu.Lock()
+		defer s.submits.mu.Unlock()
+		return len(s.submits.queue) == 1
+	}, "the fifth submit queued")
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+		t.Fatalf("given-up submit: %v, want context.Canceled", err)
+	}
+	close(hold.release)
+	wg.Wait()
+	if n, _ := rdb.Exists(context.Background(), jobKey(newJob(99).ID)).Result(); n != 0 {
+		t.Fatalf("the submit whose caller gave up was written")
+	}
+	if got, _ := rdb.ZCard(context.Background(), pendingKey).Result(); got != maxCommitters {
+		t.Fatalf("%d jobs pending, want %d", got, maxCommitters)
+	}
+}
