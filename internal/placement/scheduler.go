@@ -375,9 +375,9 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			if job.Reason != wait.String() || job.ReasonCode != wait.Code {
 				waits[id] = wait
 			}
-			// A high-priority GPU job is looked at on every pass: a victim
-			// still starting (placed, not yet running, so not preemptible)
-			// becomes one without any change in the registry.
+			// A high-priority job is looked at on every pass: for a GPU
+			// job, a victim still starting (placed, not yet running, so not
+			// preemptible) becomes one without any change in the registry.
 			left[id] = wait.Code != api.ReasonPreempting && job.Spec.Priority != api.PriorityHigh
 			continue
 		}
