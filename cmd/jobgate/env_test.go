@@ -117,9 +117,9 @@ func TestEnvVariables(t *testing.T) {
 		want    string
 	}{
 		{name: "worker gateway-url from JOBGATE_URL, as documented", command: "worker",
-			env: map[string]string{"JOBGATE_URL": "http://gw:8080"}, flag: "gateway-url", want: "http://gw:8080"},
+			env: map[string]string{"JOBGATE_URL": "http://127.0.0.1:8080"}, flag: "gateway-url", want: "http://127.0.0.1:8080"},
 		{name: "JOBGATE_GATEWAY_URL over JOBGATE_URL", command: "worker",
-			env: map[string]string{"JOBGATE_URL": "http://a", "JOBGATE_GATEWAY_URL": "http://b"}, flag: "gateway-url", want: "http://b"},
+			env: map[string]string{"JOBGATE_URL": "http://127.0.0.2", "JOBGATE_GATEWAY_URL": "http://127.0.0.3"}, flag: "gateway-url", want: "http://127.0.0.3"},
 		{name: "redis url", command: "gateway",
 			env: map[string]string{"JOBGATE_REDIS_URL": "redis://127.0.0.1:1/2"}, flag: "redis-url", want: "redis://127.0.0.1:1/2"},
 		{name: "a list, comma-separated", command: "worker",
@@ -127,7 +127,7 @@ func TestEnvVariables(t *testing.T) {
 		{name: "an empty variable is not set", command: "worker",
 			env: map[string]string{"JOBGATE_SLOTS": ""}, flag: "slots", want: "0"},
 		{name: "CLI url", command: "get",
-			env: map[string]string{"JOBGATE_URL": "http://gw:1"}, args: []string{"x"}, flag: "url", want: "http://gw:1"},
+			env: map[string]string{"JOBGATE_URL": "http://127.0.0.1:1"}, args: []string{"x"}, flag: "url", want: "http://127.0.0.1:1"},
 		{name: "CLI json", command: "list",
 			env: map[string]string{"JOBGATE_JSON": "1"}, flag: "json", want: "true"},
 	}

@@ -54,20 +54,35 @@ func (h *holdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
-// TestSubmitsShareRoundTrips: submits that arrive while others are on
-// their way to Redis go out together, in one MULTI, however many; each is
-// answered with its place in the queue once Redis has it.
-func TestSubmitsShareRoundTrips(t *testing.T) {
-	const n = 40
+// heldStore is a Store on a fresh Redis whose submit batches and
+// workspace reads hold's hook keeps until its release is closed.
+func heldStore(t *testing.T) (*Store, *redis.Client, *holdHook) {
+	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	t.Cleanup(func() { rdb.Close() })
 	hold := &holdHook{release: make(chan struct{})}
 	rdb.AddHook(hold)
-	s := New(rdb, Config{})
+	return New(rdb, Config{}), rdb, hold
+}
+
+// queuedJob is the i-th of a test's queued container jobs, created i ms
+// after now.
+func queuedJob(i int, now time.Time) *api.Job {
+	return &api.Job{ID: fmt.Sprintf("job%03d", i), Workspace: "default", Status: api.StatusQueued, Attempt: 1,
+		CreatedAt: now.Add(time.Duration(i) * time.Millisecond),
+		Spec:      api.JobSpec{Command: []string{"x"}, Priority: api.PriorityNormal, Mode: api.ModeContainer}}
+}
+
+// TestSubmitsShareRoundTrips: submits that arrive while others are on
+// their way to Redis go out together, in one MULTI, however many; each is
+// answered with its place in the queue once Redis has it.
+func TestSubmitsShareRoundTrips(t *testing.T) {
+	const n = 40
+	s, rdb, hold := heldStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	var wg sync.WaitGroup
@@ -77,9 +92,7 @@ func TestSubmitsShareRoundTrips(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j := &api.Job{ID: fmt.Sprintf("job%03d", i), Workspace: "default", Status: api.StatusQueued, Attempt: 1,
-				CreatedAt: now.Add(time.Duration(i) * time.Millisecond),
-				Spec:      api.JobSpec{Command: []string{"x"}, Priority: api.PriorityNormal, Mode: api.ModeContainer}}
+			j := queuedJob(i, now)
 			pos[i], errs[i] = s.SubmitJob(ctx, j, Submission{Audit: &api.AuditEntry{Workspace: "default", Action: "job.submit", Target: j.ID}})
 		}()
 	}
@@ -168,21 +181,9 @@ func TestWorkspaceReadsShareRoundTrips(t *testing.T) {
 // and never written, so the caller's error is the truth and a retry makes
 // no duplicate.
 func TestSubmitGivenUpIsNotWritten(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	hold := &holdHook{release: make(chan struct{})}
-	rdb.AddHook(hold)
-	s := New(rdb, Config{})
+	s, rdb, hold := heldStore(t)
 	now := time.Now().UTC()
-	newJob := func(i int) *api.Job {
-		return &api.Job{ID: fmt.Sprintf("job%03d", i), Workspace: "default", Status: api.StatusQueued, Attempt: 1,
-			CreatedAt: now.Add(time.Duration(i) * time.Millisecond),
-			Spec:      api.JobSpec{Command: []string{"x"}, Priority: api.PriorityNormal, Mode: api.ModeContainer}}
-	}
+	newJob := func(i int) *api.Job { return queuedJob(i, now) }
 	// Every committer holds a batch of one on its way to Redis (one at a
 	// time, so that each starts a committer of its own).
 	var wg sync.WaitGroup
