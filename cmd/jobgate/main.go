@@ -9,7 +9,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,7 @@ import (
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/gpu"
 	"github.com/jobgate/jobgate/internal/metrics"
+	"github.com/jobgate/jobgate/internal/redisconn"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/telemetry"
@@ -97,7 +97,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 // startRedisComponent is the start of `jobgate gateway` and `worker`: a
 // logger, and a checked connection to the Redis they share.
-func startRedisComponent(ctx context.Context, stderr io.Writer, logLevel, redisURL, redisCA string) (*slog.Logger, *redis.Client, error) {
+func startRedisComponent(ctx context.Context, stderr io.Writer, logLevel, redisURL, redisCA string) (*slog.Logger, redis.UniversalClient, error) {
 	logger, err := newLogger(stderr, logLevel)
 	if err != nil {
 		return nil, nil, err
@@ -112,37 +112,13 @@ func startRedisComponent(ctx context.Context, stderr io.Writer, logLevel, redisU
 	return logger, rdb, nil
 }
 
-// connectRedis opens a client for a redis:// or rediss:// URL (password and
-// database included) and checks that it answers. caFile, for rediss://,
-// holds the CA that signed the server's certificate, when it is not one the
-// system trusts.
-func connectRedis(ctx context.Context, url, caFile string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	if caFile != "" {
-		if opts.TLSConfig == nil {
-			return nil, errors.New("--redis-ca-file needs a rediss:// URL")
-		}
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis CA %s: no PEM certificate in it", caFile)
-		}
-		opts.TLSConfig.RootCAs = pool
-	}
-	rdb := redis.NewClient(opts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis at %s does not answer: %w", opts.Addr, err)
-	}
-	return rdb, nil
+// connectRedis opens a client for a Redis URL in any form redisconn takes
+// (one server, Sentinel, Cluster; password and database included) and
+// checks that it answers. caFile, for the TLS forms, holds the CA that
+// signed the servers' certificates, when it is not one the system trusts.
+func connectRedis(ctx context.Context, url, caFile string) (redis.UniversalClient, error) {
+	rdb, _, err := redisconn.Open(ctx, url, caFile)
+	return rdb, err
 }
 
 // Flags default to their zero value, which leaves the default to the

@@ -47,8 +47,18 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 // Redis starts a fresh redis-server for this test on a free loopback port, with
 // its files in a temporary folder, and returns its URL. It is stopped when the
 // test ends.
+//
+// Under JOBGATE_TEST_REDIS=sentinel or cluster (RedisMode) it starts that
+// deployment instead and returns its redis+sentinel:// or redis+cluster://
+// URL: open it with RedisClient, not redis.ParseURL.
 func Redis(t testing.TB) string {
 	t.Helper()
+	switch RedisMode() {
+	case "sentinel":
+		return Sentinel(t).URL
+	case "cluster":
+		return Cluster(t).URL
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		skipOrFail(t, "redis-server not found: apt-get install -y redis-server (or run make test)")
 	}

@@ -1,0 +1,208 @@
+// Package redisconn opens jobgate's Redis connection from one URL, in any of
+// the three forms a deployment grows through: one server, a primary with
+// replicas behind Redis Sentinel (failover), or a Redis Cluster (sharding).
+//
+//	redis://[[user]:pass@]host:port[/db]            one server (rediss:// for TLS)
+//	redis+sentinel://[[user]:pass@]h1:26379,h2:26379/mymaster[/db][?sentinel_password=P&sentinel_username=U]
+//	redis+cluster://[[user]:pass@]h1:7000,h2:7001,...
+//
+// rediss+sentinel:// and rediss+cluster:// are the TLS forms. Gateways,
+// workers and the scoring router all take the same URL, and asynq runs on
+// the client made here, so every part follows a failover the same way.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Mode is the shape of the Redis deployment a URL names.
+type Mode int
+
+const (
+	Single Mode = iota
+	Sentinel
+	Cluster
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Sentinel:
+		return "sentinel"
+	case Cluster:
+		return "cluster"
+	default:
+		return "single"
+	}
+}
+
+// Config is a parsed Redis URL.
+type Config struct {
+	Mode Mode
+	// Addrs are the server (Single), the sentinels (Sentinel) or the
+	// cluster's seed nodes (Cluster), as host:port.
+	Addrs []string
+	// MasterName is the primary's name the sentinels know (Sentinel only).
+	MasterName string
+	DB         int
+	Username   string
+	Password   string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// themselves (Sentinel only).
+	SentinelUsername string
+	SentinelPassword string
+	// TLS is set for the rediss forms.
+	TLS *tls.Config
+
+	// single keeps go-redis's own parse of a plain URL, so its query
+	// options (dial_timeout, pool_size, ...) keep working.
+	single *redis.Options
+}
+
+// Parse reads a Redis URL in one of the forms above.
+func Parse(raw string) (*Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	c := &Config{}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		c.Mode, c.Addrs, c.DB, c.Username, c.Password, c.TLS, c.single = Single, []string{o.Addr}, o.DB, o.Username, o.Password, o.TLSConfig, o
+		return c, nil
+	case "redis+sentinel", "rediss+sentinel":
+		c.Mode = Sentinel
+	case "redis+cluster", "rediss+cluster":
+		c.Mode = Cluster
+	default:
+		return nil, fmt.Errorf("redis url: scheme %q: want redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster", u.Scheme)
+	}
+	if strings.HasPrefix(u.Scheme, "rediss") {
+		c.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if u.User != nil {
+		c.Username = u.User.Username()
+		c.Password, _ = u.User.Password()
+	}
+	for _, a := range strings.Split(u.Host, ",") {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("redis url: address %q: want host:port", a)
+		}
+		c.Addrs = append(c.Addrs, a)
+	}
+	if len(c.Addrs) == 0 {
+		return nil, errors.New("redis url: no host:port given")
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	switch c.Mode {
+	case Sentinel:
+		if len(parts) == 0 || parts[0] == "" {
+			return nil, errors.New("redis url: redis+sentinel needs the primary's name as its path: redis+sentinel://h1:26379,h2:26379/mymaster[/db]")
+		}
+		c.MasterName = parts[0]
+		if len(parts) > 1 {
+			if c.DB, err = strconv.Atoi(parts[1]); err != nil || c.DB < 0 || len(parts) > 2 {
+				return nil, fmt.Errorf("redis url: database %q: want a number", strings.Join(parts[1:], "/"))
+			}
+		}
+		q := u.Query()
+		c.SentinelUsername, c.SentinelPassword = q.Get("sentinel_username"), q.Get("sentinel_password")
+	case Cluster:
+		if len(parts) > 0 && parts[0] != "" && parts[0] != "0" {
+			return nil, errors.New("redis url: a Redis Cluster has only database 0")
+		}
+	}
+	return c, nil
+}
+
+// SetCA makes the TLS forms trust the CA in file (PEM) instead of the
+// system's.
+func (c *Config) SetCA(file string) error {
+	if c.TLS == nil {
+		return errors.New("--redis-ca-file needs a TLS URL (rediss://, rediss+sentinel:// or rediss+cluster://)")
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("redis CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("redis CA %s: no PEM certificate in it", file)
+	}
+	c.TLS.RootCAs = pool
+	return nil
+}
+
+// NewClient makes a new client for c: a *redis.Client for Single and
+// Sentinel (a failover client that follows the sentinels' primary), a
+// *redis.ClusterClient for Cluster. Each call makes a separate pool.
+func (c *Config) NewClient() redis.UniversalClient {
+	switch c.Mode {
+	case Sentinel:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: c.MasterName, SentinelAddrs: c.Addrs,
+			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword,
+			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: c.TLS,
+		})
+	case Cluster:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
+		})
+	default:
+		o := *c.single
+		o.TLSConfig = c.TLS
+		return redis.NewClient(&o)
+	}
+}
+
+// String names the deployment without its passwords, for logs and errors.
+func (c *Config) String() string {
+	switch c.Mode {
+	case Sentinel:
+		return fmt.Sprintf("primary %q of the sentinels at %s", c.MasterName, strings.Join(c.Addrs, ","))
+	case Cluster:
+		return "the Redis Cluster at " + strings.Join(c.Addrs, ",")
+	default:
+		return c.Addrs[0]
+	}
+}
+
+// Open parses url, trusts caFile when it is given, makes a client and checks
+// that it answers within 5 s.
+func Open(ctx context.Context, url, caFile string) (redis.UniversalClient, *Config, error) {
+	c, err := Parse(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	if caFile != "" {
+		if err := c.SetCA(caFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	rdb := c.NewClient()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("redis at %s does not answer: %w", c, err)
+	}
+	return rdb, c, nil
+}
