@@ -72,8 +72,16 @@ type Config struct {
 
 // Parse reads a Redis URL in one of the forms above.
 func Parse(raw string) (*Config, error) {
-	u, err := url.Parse(raw)
+	// A host list (h1:26379,h2:26379) is no valid URL host to net/url, so it
+	// is cut out first and the rest parsed with a placeholder host.
+	hosts, rest := cutHosts(raw)
+	u, err := url.Parse(rest)
 	if err != nil {
+		// url.Error repeats the whole URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
 	c := &Config{}
@@ -81,6 +89,10 @@ func Parse(raw string) (*Config, error) {
 	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
 			return nil, fmt.Errorf("redis url: %w", err)
 		}
 		c.Mode, c.Addrs, c.DB, c.Username, c.Password, c.TLS, c.single = Single, []string{o.Addr}, o.DB, o.Username, o.Password, o.TLSConfig, o
@@ -99,11 +111,11 @@ func Parse(raw string) (*Config, error) {
 		c.Username = u.User.Username()
 		c.Password, _ = u.User.Password()
 	}
-	for _, a := range strings.Split(u.Host, ",") {
+	for _, a := range strings.Split(hosts, ",") {
 		if a == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		if h, port, err := net.SplitHostPort(a); err != nil || h == "" || !validPort(port) {
 			return nil, fmt.Errorf("redis url: address %q: want host:port", a)
 		}
 		c.Addrs = append(c.Addrs, a)
@@ -126,11 +138,35 @@ func Parse(raw string) (*Config, error) {
 		q := u.Query()
 		c.SentinelUsername, c.SentinelPassword = q.Get("sentinel_username"), q.Get("sentinel_password")
 	case Cluster:
-		if len(parts) > 0 && parts[0] != "" && parts[0] != "0" {
+		if len(parts) > 1 || parts[0] != "" && parts[0] != "0" {
 			return nil, errors.New("redis url: a Redis Cluster has only database 0")
 		}
 	}
 	return c, nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
+}
+
+// cutHosts returns the host list of a scheme://[userinfo@]hosts/path?query
+// URL and the URL with the list replaced by one placeholder host.
+func cutHosts(raw string) (hosts, rest string) {
+	scheme, after, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", raw
+	}
+	end := strings.IndexAny(after, "/?#")
+	if end < 0 {
+		end = len(after)
+	}
+	auth, tail := after[:end], after[end:]
+	user := ""
+	if at := strings.LastIndex(auth, "@"); at >= 0 {
+		user, auth = auth[:at+1], auth[at+1:]
+	}
+	return auth, scheme + "://" + user + "hosts" + tail
 }
 
 // SetCA makes the TLS forms trust the CA in file (PEM) instead of the

@@ -1,0 +1,106 @@
+package redisconn
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseForms(t *testing.T) {
+	for _, tc := range []struct {
+		url        string
+		mode       Mode
+		addrs      []string
+		master     string
+		db         int
+		user, pass string
+		sUser      string
+		sPass      string
+		tls        bool
+	}{
+		{url: "redis://127.0.0.1:6379/0", mode: Single, addrs: []string{"127.0.0.1:6379"}},
+		{url: "redis://127.0.0.1", mode: Single, addrs: []string{"127.0.0.1:6379"}},
+		{url: "redis://:pw@127.0.0.1:7000/3", mode: Single, addrs: []string{"127.0.0.1:7000"}, db: 3, pass: "pw"},
+		{url: "redis://u:pw@127.0.0.1:7000/3", mode: Single, addrs: []string{"127.0.0.1:7000"}, db: 3, user: "u", pass: "pw"},
+		{url: "rediss://127.0.0.1:6380", mode: Single, addrs: []string{"127.0.0.1:6380"}, tls: true},
+		{url: "redis+sentinel://:pass@h1:26379,h2:26379/mymaster/0?sentinel_password=x", mode: Sentinel,
+			addrs: []string{"h1:26379", "h2:26379"}, master: "mymaster", pass: "pass", sPass: "x"},
+		{url: "redis+sentinel://h1:26379/mymaster", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster"},
+		{url: "redis+sentinel://h1:26379/mymaster/", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster"},
+		{url: "redis+sentinel://u:p@h1:26379,h2:26379,h3:26379/mymaster/2?sentinel_username=su&sentinel_password=sp", mode: Sentinel,
+			addrs: []string{"h1:26379", "h2:26379", "h3:26379"}, master: "mymaster", db: 2, user: "u", pass: "p", sUser: "su", sPass: "sp"},
+		{url: "redis+sentinel://[::1]:26379,127.0.0.1:26380/m", mode: Sentinel, addrs: []string{"[::1]:26379", "127.0.0.1:26380"}, master: "m"},
+		{url: "rediss+sentinel://:pass@h1:26379/mymaster/1", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster", db: 1, pass: "pass", tls: true},
+		{url: "redis+cluster://h1:7000,h2:7001", mode: Cluster, addrs: []string{"h1:7000", "h2:7001"}},
+		{url: "redis+cluster://:pw@h1:7000,h2:7001/0", mode: Cluster, addrs: []string{"h1:7000", "h2:7001"}, pass: "pw"},
+		{url: "rediss+cluster://h1:7000", mode: Cluster, addrs: []string{"h1:7000"}, tls: true},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			c, err := Parse(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mode != tc.mode || !slices.Equal(c.Addrs, tc.addrs) || c.MasterName != tc.master || c.DB != tc.db ||
+				c.Username != tc.user || c.Password != tc.pass || c.SentinelUsername != tc.sUser || c.SentinelPassword != tc.sPass ||
+				(c.TLS != nil) != tc.tls {
+				t.Fatalf("got mode=%v addrs=%v master=%q db=%d user=%q pass=%q suser=%q spass=%q tls=%v",
+					c.Mode, c.Addrs, c.MasterName, c.DB, c.Username, c.Password, c.SentinelUsername, c.SentinelPassword, c.TLS != nil)
+			}
+			if s := c.String(); strings.Contains(s, "pass") && tc.pass == "pass" {
+				t.Fatalf("String() shows a password: %s", s)
+			}
+			rdb := c.NewClient()
+			rdb.Close()
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"http://h1:6379", `scheme "http"`},
+		{"redis+sentinal://h1:26379/m", `scheme "redis+sentinal"`},
+		{"redis+sentinel://h1:26379", "primary's name"},
+		{"redis+sentinel://h1:26379/", "primary's name"},
+		{"redis+sentinel://h1:26379/mymaster/x", `database "x"`},
+		{"redis+sentinel://h1:26379/mymaster/-1", `database "-1"`},
+		{"redis+sentinel://h1:26379/mymaster/0/1", `database "0/1"`},
+		{"redis+cluster://h1:7000/1", "only database 0"},
+		{"redis+cluster://h1:7000/0/1", "only database 0"},
+		{"redis+sentinel://h1,h2:26379/mymaster", `address "h1"`},
+		{"redis+cluster://h1:7000,h2", `address "h2"`},
+		{"redis+cluster://", "no host:port"},
+		{"redis+sentinel://h1:26379,,h2:x/m", `address "h2:x"`},
+		{"redis+sentinel://:26379/m", `address ":26379"`},
+		{"redis+cluster://h1:0", `address "h1:0"`},
+		{"redis://127.0.0.1:6379/x", "redis url"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Parse(tc.url)
+			if err == nil {
+				t.Fatalf("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSetCANeedsTLS(t *testing.T) {
+	c, err := Parse("redis+sentinel://h1:26379/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetCA("/nonexistent"); err == nil || !strings.Contains(err.Error(), "--redis-ca-file") {
+		t.Fatalf("SetCA on a plain URL: %v", err)
+	}
+}
+
+func TestParseErrorHidesPassword(t *testing.T) {
+	for _, u := range []string{"redis+sentinel://:s3cret@h1:26379,h2:x/m", "redis://:s3cret@h1:bad/0", "redis+cluster://:s3cret@h1:7000/%zz"} {
+		_, err := Parse(u)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Parse(%q) = %v: want an error without the password", u, err)
+		}
+	}
+}
