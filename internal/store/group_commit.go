@@ -99,19 +99,24 @@ type submitOp struct {
 // the command it returns (-1 for none: redis.Nil), or the first error of
 // its commands. When ctx ends first, commit returns ctx's error, and the
 // writes may still be made.
-func (g *groupCommit) commit(ctx context.Context, rdb redis.UniversalClient, write func(p redis.Pipeliner) *redis.IntCmd) (int64, error) {
+func (g *groupCommit) commit(ctx context.Context, tx txFunc, write func(p redis.Pipeliner) *redis.IntCmd) (int64, error) {
 	op := &submitOp{write: write, done: make(chan struct{})}
-	if err := g.do(ctx, op, op.done, func(ctx context.Context, batch []*submitOp) { g.send(ctx, rdb, batch) }); err != nil {
+	if err := g.do(ctx, op, op.done, func(ctx context.Context, batch []*submitOp) { g.send(ctx, tx, batch) }); err != nil {
 		return -1, err
 	}
 	return op.pos, op.err
 }
 
-// send writes batch in one MULTI and answers each of its submits.
-func (g *groupCommit) send(ctx context.Context, rdb redis.UniversalClient, batch []*submitOp) {
+// txFunc runs a MULTI (Store.txReplicated: then WAITs for replicas).
+type txFunc func(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+
+// send writes batch in one MULTI and answers each of its submits. A WAIT
+// that falls short is every submit's error: its writes are not known to be
+// on a replica.
+func (g *groupCommit) send(ctx context.Context, tx txFunc, batch []*submitOp) {
 	ranks := make([]*redis.IntCmd, len(batch))
 	firsts := make([]int, len(batch)+1)
-	cmds, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := tx(ctx, func(p redis.Pipeliner) error {
 		for i, op := range batch {
 			firsts[i] = p.Len()
 			ranks[i] = op.write(p)
@@ -135,6 +140,9 @@ func (g *groupCommit) send(ctx context.Context, rdb redis.UniversalClient, batch
 			}
 		}
 		if op.err == nil && err != nil && !errors.Is(err, redis.Nil) && (!anyCmdErr || len(cmds) < firsts[len(batch)]) {
+			op.err = err
+		}
+		if errors.Is(err, ErrNotReplicated) {
 			op.err = err
 		}
 		if op.err == nil && ranks[i].Err() == nil {

@@ -40,6 +40,13 @@ type Config struct {
 	// EndedStreamTTL is how long a live log stream is kept after its job ended;
 	// the at-rest log remains. Default 7 days.
 	EndedStreamTTL time.Duration
+	// ReplicaAcks, when above 0, is how many replicas must acknowledge a
+	// new job (and a cancel) before the call returns success: WAIT after
+	// the write's EXEC (see txReplicated). Fewer in ReplicaTimeout is an
+	// ErrNotReplicated. Needs a single server or a Sentinel set. Default 0.
+	ReplicaAcks int
+	// ReplicaTimeout bounds that WAIT. Default 1s.
+	ReplicaTimeout time.Duration
 }
 
 // Store is the Redis-backed metadata store. It is safe for concurrent use.
@@ -57,6 +64,7 @@ type Store struct {
 func New(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg.LogStreamCap = cmp.Or(cfg.LogStreamCap, 100_000)
 	cfg.EndedStreamTTL = cmp.Or(cfg.EndedStreamTTL, 7*24*time.Hour)
+	cfg.ReplicaTimeout = cmp.Or(cfg.ReplicaTimeout, time.Second)
 	rdb.AddHook(unavailableHook{})
 	return &Store{rdb: rdb, cfg: cfg}
 }
@@ -111,7 +119,7 @@ func (s *Store) CreateJob(ctx context.Context, j *api.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.txReplicated(ctx, func(p redis.Pipeliner) error {
 		writeJob(ctx, p, j, spec)
 		return nil
 	})
@@ -144,7 +152,7 @@ func (s *Store) SubmitJob(ctx context.Context, j *api.Job, sub Submission) (int6
 			return -1, err
 		}
 	}
-	return s.submits.commit(ctx, s.rdb, func(p redis.Pipeliner) *redis.IntCmd {
+	return s.submits.commit(ctx, s.txReplicated, func(p redis.Pipeliner) *redis.IntCmd {
 		writeJob(ctx, p, j, spec)
 		if audit != nil {
 			p.XAdd(ctx, auditArgs(sub.Audit.Workspace, audit))
@@ -234,7 +242,11 @@ func (s *Store) createJobGuarded(ctx context.Context, j *api.Job, what string, g
 				}
 				return nil
 			})
-			return err
+			if err != nil {
+				return err
+			}
+			// tx is one connection: WAIT covers this EXEC.
+			return s.waitReplicas(ctx, tx)
 		}, keys...)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue // a key changed between WATCH and EXEC: look again

@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotReplicated marks a write that the primary made but that fewer
+// replicas than Config.ReplicaAcks acknowledged in time. It wraps
+// ErrUnavailable (the gateway answers 503): the write may or may not
+// survive a failover, so the caller may not be told it succeeded.
+var ErrNotReplicated = fmt.Errorf("%w: not acknowledged by enough replicas", ErrUnavailable)
+
+// Acknowledged writes are followed by WAIT, not guarded by the primary's
+// min-replicas-to-write. WAIT, sent on the write's own connection after its
+// EXEC, blocks until that many replicas have acknowledged the replication
+// offset of this very write (or the timeout passes): it proves that this
+// write is on a replica, so a failover to that replica keeps it (Sentinel
+// promotes the replica with the largest offset). min-replicas-to-write only
+// makes the primary refuse writes while fewer replicas than N have pinged
+// within min-replicas-max-lag seconds: a write it accepts may still be on
+// no replica when the primary dies a moment later, and that refusal applies
+// to every client of the server, set by whoever runs Redis. WAIT costs one
+// round trip more per acknowledged write; the submit group commit shares it
+// among the submits of a batch.
+
+// txReplicated runs fn's commands in one MULTI and, when cfg.ReplicaAcks
+// is set, waits on the same connection until enough replicas have them.
+// The commands' own results come back as TxPipelined's do; a WAIT that
+// fails or falls short is an ErrNotReplicated, every command's.
+func (s *Store) txReplicated(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	if s.cfg.ReplicaAcks <= 0 {
+		return s.rdb.TxPipelined(ctx, fn)
+	}
+	c, ok := s.rdb.(*redis.Client)
+	if !ok {
+		return nil, fmt.Errorf("store: replica acknowledgements need a single server or a Sentinel set (WAIT on the write's connection), not a %T", s.rdb)
+	}
+	conn := c.Conn()
+	defer conn.Close()
+	cmds, err := conn.TxPipelined(ctx, fn)
+	if err != nil {
+		return cmds, err
+	}
+	return cmds, s.waitReplicas(ctx, conn)
+}
+
+// waitReplicas sends WAIT on c, the connection that made the writes.
+func (s *Store) waitReplicas(ctx context.Context, c interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}) error {
+	if s.cfg.ReplicaAcks <= 0 {
+		return nil
+	}
+	n, err := c.Do(ctx, "WAIT", s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout.Milliseconds()).Int64()
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			err = errors.Unwrap(err) // ErrNotReplicated says it already
+		}
+		return fmt.Errorf("%w: WAIT %d: %w", ErrNotReplicated, s.cfg.ReplicaAcks, err)
+	}
+	if n < int64(s.cfg.ReplicaAcks) {
+		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within %s", ErrNotReplicated, n, s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout)
+	}
+	return nil
+}
