@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobgate/jobgate/internal/redisconn"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -68,15 +69,15 @@ func (h dequeueWaitHook) isDequeue(cmd redis.Cmder) bool {
 	return k == h.pendingKey
 }
 
-// secondClient opens another client to the same Redis as rdb, so a hook on it
-// touches nothing but asynq's server.
-func secondClient(rdb redis.UniversalClient) (*redis.Client, error) {
-	c, ok := rdb.(*redis.Client)
-	if !ok {
-		return nil, fmt.Errorf("worker needs a single-node redis client, got %T", rdb)
+// secondClient opens another client to the same Redis as rdb (one server,
+// a Sentinel set or a Cluster), so a hook on it touches nothing but
+// asynq's server.
+func secondClient(rdb redis.UniversalClient) (redis.UniversalClient, error) {
+	c, err := redisconn.Another(rdb)
+	if err != nil {
+		return nil, fmt.Errorf("worker: a Redis client for the task server: %w", err)
 	}
-	o := *c.Options()
-	return redis.NewClient(&o), nil
+	return c, nil
 }
 
 // asynqLogger adapts slog to asynq's Logger interface.

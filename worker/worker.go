@@ -473,7 +473,7 @@ func (s *subscriptions) close() {
 // taskServer is the asynq server of this worker's queue, on a Redis client
 // of its own whose hook turns asynq's poll of an empty queue into a wait on
 // the wake-up channel (see dequeueWaitHook). The caller closes the client.
-func (w *Worker) taskServer(ctx context.Context, waker *queue.Waker) (*asynq.Server, *redis.Client, error) {
+func (w *Worker) taskServer(ctx context.Context, waker *queue.Waker) (*asynq.Server, redis.UniversalClient, error) {
 	srvRedis, err := secondClient(w.rdb)
 	if err != nil {
 		return nil, nil, err

@@ -318,6 +318,7 @@ func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 		secretsKeyFile, redisCA     string
 		gf                          gatewayFlags
 		wf                          workerFlags
+		ra                          replicaAcks
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -398,7 +399,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
-			st := store.New(rdb, store.Config{})
+			scfg, err := ra.storeConfig(redisURL)
+			if err != nil {
+				return err
+			}
+			st := store.New(rdb, scfg)
 			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
 			// One registry for every part: the API's /metrics and
 			// --metrics-addr serve them all.
@@ -445,6 +450,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
+	ra.register(fl)
 	gf.register(cmd)
 	wf.register(cmd, "host")
 	return cmd
@@ -561,6 +567,7 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile string
 	var gf gatewayFlags
+	var ra replicaAcks
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -590,7 +597,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			}
 			gcfg.TracerProvider = telemetry.Provider()
 			ccfg.TracerProvider = gcfg.TracerProvider
-			st := store.New(rdb, store.Config{})
+			scfg, err := ra.storeConfig(redisURL)
+			if err != nil {
+				return err
+			}
+			st := store.New(rdb, scfg)
 			reg := metrics.NewRegistry()
 			ccfg.Metrics = metrics.NewControl(reg, st)
 			gcfg.Metrics, gcfg.MetricsGatherer = ccfg.Metrics, reg
@@ -612,10 +623,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
+	fl.StringVar(&redisURL, "redis-url", "", redisURLHelp)
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// Explicit: the CLI's own folder, not a component's default.
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
+	ra.register(fl)
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&gf.allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
@@ -632,6 +644,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 		metricsAddr                      string
 		listGPUs, listJSON               bool
 		wf                               workerFlags
+		ra                               replicaAcks
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -679,7 +692,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wcfg.TracerProvider = telemetry.Provider()
-			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
+			scfg, err := ra.storeConfig(redisURL)
+			if err != nil {
+				return err
+			}
+			wk := worker.New(wcfg, rdb, store.New(rdb, scfg), artifact.Dir{Root: artifactsDir}, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {
 				return err
@@ -689,11 +706,12 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&wf.id, "id", "", "worker ID, stable across restarts (default: the hostname)")
-	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
+	fl.StringVar(&redisURL, "redis-url", "", redisURLHelp)
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// The folders' defaults are explicit: the CLI's own, beside the working
 	// directory, where worker.Config's are in the temp folder.
 	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
+	ra.register(fl)
 	fl.StringVar(&wf.spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
 	fl.BoolVar(&wf.allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
 	fl.BoolVar(&listGPUs, "list-gpus", false, "print this machine's GPUs and exit")

@@ -81,7 +81,7 @@ Tracing follows the standard OTEL_* variables.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&listen, "listen", defaultScoringAddr, "address to serve /v2 on")
-	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
+	fl.StringVar(&redisURL, "redis-url", "", redisURLHelp)
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&cfg.ID, "id", "", "this router's name in its load reports (default host name and process ID)")

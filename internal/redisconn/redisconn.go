@@ -20,9 +20,12 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -193,20 +196,76 @@ func (c *Config) SetCA(file string) error {
 func (c *Config) NewClient() redis.UniversalClient {
 	switch c.Mode {
 	case Sentinel:
-		return redis.NewFailoverClient(&redis.FailoverOptions{
+		rdb := redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.MasterName, SentinelAddrs: c.Addrs,
 			SentinelUsername: c.SentinelUsername, SentinelPassword: c.SentinelPassword,
 			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: c.TLS,
 		})
+		remember(rdb, c)
+		return rdb
 	case Cluster:
-		return redis.NewClusterClient(&redis.ClusterOptions{
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: c.TLS,
 		})
+		remember(rdb, c)
+		return rdb
 	default:
 		o := *c.single
 		o.TLSConfig = c.TLS
 		return redis.NewClient(&o)
 	}
+}
+
+// made maps the failover and cluster clients NewClient made (weakly: a
+// client that is gone takes its entry along) to their Config, for Another.
+var made = struct {
+	sync.Mutex
+	m map[any]*Config
+}{m: map[any]*Config{}}
+
+func remember[T any](rdb *T, c *Config) {
+	k := weak.Make(rdb)
+	made.Lock()
+	made.m[k] = c
+	made.Unlock()
+	runtime.AddCleanup(rdb, func(k weak.Pointer[T]) {
+		made.Lock()
+		delete(made.m, k)
+		made.Unlock()
+	}, k)
+}
+
+func configOf[T any](rdb *T) *Config {
+	made.Lock()
+	defer made.Unlock()
+	return made.m[weak.Make(rdb)]
+}
+
+// Another makes a new client, with a pool of its own, to the same Redis as
+// rdb: for a part that hooks its client (the worker's asynq server), so
+// the hook touches nothing else. A failover client gets a failover client
+// of its own (one that also drops its connections to a demoted primary),
+// which needs rdb to come from NewClient; a plain or cluster client is
+// copied from its options.
+func Another(rdb redis.UniversalClient) (redis.UniversalClient, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		if cfg := configOf(c); cfg != nil {
+			return cfg.NewClient(), nil
+		}
+		o := *c.Options()
+		if o.Addr == "FailoverClient" { // go-redis's name for a Sentinel client's address
+			return nil, errors.New("redisconn.Another: a Sentinel client not made by redisconn (make it with NewClient)")
+		}
+		return redis.NewClient(&o), nil
+	case *redis.ClusterClient:
+		if cfg := configOf(c); cfg != nil {
+			return cfg.NewClient(), nil
+		}
+		o := *c.Options()
+		return redis.NewClusterClient(&o), nil
+	}
+	return nil, fmt.Errorf("redisconn.Another: cannot copy a %T", rdb)
 }
 
 // String names the deployment without its passwords, for logs and errors.

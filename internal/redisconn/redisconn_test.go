@@ -1,9 +1,12 @@
 package redisconn
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseForms(t *testing.T) {
@@ -102,5 +105,32 @@ func TestParseErrorHidesPassword(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Parse(%q) = %v: want an error without the password", u, err)
 		}
+	}
+}
+
+func TestAnother(t *testing.T) {
+	for _, u := range []string{"redis://127.0.0.1:1/2", "redis+sentinel://127.0.0.1:1/m/2", "redis+cluster://127.0.0.1:1"} {
+		c, err := Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb := c.NewClient()
+		other, err := Another(rdb)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		if other == rdb || fmt.Sprintf("%T", other) != fmt.Sprintf("%T", rdb) {
+			t.Fatalf("%s: Another gave %T %p for %T %p", u, other, other, rdb, rdb)
+		}
+		if o, ok := other.(*redis.Client); ok && o.Options().DB != 2 {
+			t.Fatalf("%s: db %d", u, o.Options().DB)
+		}
+		other.Close()
+		rdb.Close()
+	}
+	foreign := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}})
+	defer foreign.Close()
+	if _, err := Another(foreign); err == nil {
+		t.Fatal("Another copied a Sentinel client it did not make")
 	}
 }
