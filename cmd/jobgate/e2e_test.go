@@ -61,6 +61,9 @@ type cluster struct {
 	gwFlags []string
 	// scoringURL is the scoring router's base URL.
 	scoringURL string
+	// redisURL, when set (newClusterOn), is the Redis the processes use
+	// instead of redis's.
+	redisURL string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
@@ -72,14 +75,20 @@ func newBenchCluster(b *testing.B) *cluster {
 	return c
 }
 
-func newClusterTB(t testing.TB) *cluster {
+func newClusterTB(t testing.TB) *cluster { return newClusterOn(t, "") }
+
+// newClusterOn is a cluster on the Redis at redisURL (any form
+// redisconn takes), or on a redis-server of its own when it is "".
+func newClusterOn(t testing.TB, redisURL string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}}
+	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}, redisURL: redisURL}
 	c.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
 	if _, err := secretbox.EnsureKeyFile(c.secretsKey); err != nil {
 		t.Fatal(err)
 	}
-	c.redis = testenv.RedisIn(t, c.redisDir)
+	if redisURL == "" {
+		c.redis = testenv.RedisIn(t, c.redisDir)
+	}
 	c.podman = testenv.Podman(t)
 	testenv.BuildExampleImage(t)
 	c.startGateway()
@@ -152,7 +161,7 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"}, c.gwFlags...)...)
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
@@ -166,6 +175,14 @@ func (c *cluster) startGateway() {
 	}, "gateway did not become ready")
 }
 
+// redisAt is the URL of the cluster's Redis.
+func (c *cluster) redisAt() string {
+	if c.redisURL != "" {
+		return c.redisURL
+	}
+	return c.redis.URL
+}
+
 func (c *cluster) stopGateway() {
 	c.gwStop()
 	c.gwStop = nil
@@ -173,7 +190,7 @@ func (c *cluster) stopGateway() {
 
 func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
-	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	args := append([]string{"worker", "--id", id, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
 		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
 		"--gateway-url", c.gwURL}, extra...)
