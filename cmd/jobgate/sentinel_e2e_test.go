@@ -157,3 +157,41 @@ func TestSentinelFailoverLosesNoAcceptedJob(t *testing.T) {
 		t.Logf("note: the blocker job is %s, attempt %d, after the failover", j.Status, j.Attempt)
 	}
 }
+
+// TestSentinelSubmitRefusedWithoutReplica: on a Sentinel URL the gateway
+// waits for a replica (--redis-replica-acks defaults to 1): with the only
+// replica paused, a submit is answered 503 with a message that says why,
+// never 201; once the replica is back, submits are accepted again.
+func TestSentinelSubmitRefusedWithoutReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel set and a gateway")
+	}
+	set := testenv.Sentinel(t)
+	c := newClusterOn(t, set.URL)
+	c.gwFlags = []string{"--redis-replica-timeout", "300ms"}
+	c.stopGateway()
+	c.startGateway()
+	c.startWorker("w1")
+	ctx := context.Background()
+	spec := api.JobSpec{Mode: api.ModeProcess, Command: []string{"true"}}
+	if _, err := c.api.Submit(ctx, spec, ""); err != nil {
+		t.Fatalf("submit with the replica up: %v", err)
+	}
+	reps := set.Replicas()
+	if len(reps) != 1 {
+		t.Fatalf("replicas: %v", reps)
+	}
+	resume := set.Pause(reps[0])
+	defer resume()
+	for range 3 {
+		j, err := c.api.Submit(ctx, spec, "")
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.StatusCode != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "replica") {
+			t.Fatalf("submit with the replica paused: %+v, %v; want a 503 that names the replica", j, err)
+		}
+		t.Logf("refused: %v", err)
+	}
+	resume()
+	testenv.Eventually(t, 30*time.Second, func() bool { _, err := c.api.Submit(ctx, spec, ""); return err == nil },
+		"no submit accepted after the replica resumed")
+}
