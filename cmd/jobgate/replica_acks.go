@@ -34,6 +34,10 @@ func (a *acksValue) String() string {
 }
 
 func (a *acksValue) Set(s string) error {
+	if s == "" { // back to "by the URL"
+		a.n, a.set = 0, false
+		return nil
+	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
 		return errors.New("want a number of replicas, 0 or more")
