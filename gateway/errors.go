@@ -59,7 +59,7 @@ func apiError(err error) *api.Error {
 	case errors.Is(err, store.ErrNotReplicated):
 		// The primary has the write, but not enough replicas said so in
 		// time (--redis-replica-acks): it may be lost in a failover.
-		return api.Errorf(api.CodeUnavailable, "no Redis replica acknowledged the write in time, so it may be lost in a failover; retry in a few seconds (with the same Idempotency-Key, to make no second job)")
+		return api.Errorf(api.CodeUnavailable, "no Redis replica acknowledged the write in time, so a failover may undo it; retry in a few seconds (a submit retried with the same Idempotency-Key makes no second job)")
 	case errors.Is(err, store.ErrUnavailable):
 		// Redis is restarting or out of reach (the store's client says
 		// so; a network error of anything else is ours): the client may retry.

@@ -27,6 +27,17 @@ var ErrNotReplicated = fmt.Errorf("%w: not acknowledged by enough replicas", Err
 // round trip more per acknowledged write; the submit group commit shares it
 // among the submits of a batch.
 
+// What waits, and what not. New jobs (SubmitJob, CreateJob, the guarded
+// creates) and Cancel of a queued job or a tracked run: a caller told
+// "accepted" or "canceled" must not see that undone by a failover (a
+// canceled job that comes back would run). Not the worker's Finish nor the
+// other transitions: a worker retries a Finish that fails and counts the
+// retry's conflict (the job already ended) as recorded, so a WAIT there
+// would not make the end safer, only the worker slower; what a failover
+// may lose of them is the replication lag at the moment the primary died
+// (well under a millisecond on a LAN). A cancel of a running job
+// publishes the request to the worker, which acts on the message itself.
+
 // txReplicated runs fn's commands in one MULTI and, when cfg.ReplicaAcks
 // is set, waits on the same connection until enough replicas have them.
 // The commands' own results come back as TxPipelined's do; a WAIT that
@@ -66,4 +77,23 @@ func (s *Store) waitReplicas(ctx context.Context, c interface {
 		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within %s", ErrNotReplicated, n, s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout)
 	}
 	return nil
+}
+
+// replicatedOn runs fn on one connection of s.rdb and, when
+// cfg.ReplicaAcks is set and fn succeeded, WAITs on that connection for
+// its writes to reach enough replicas (ErrNotReplicated otherwise).
+func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Scripter) error) error {
+	if s.cfg.ReplicaAcks <= 0 {
+		return fn(s.rdb)
+	}
+	c, ok := s.rdb.(*redis.Client)
+	if !ok {
+		return fmt.Errorf("store: replica acknowledgements need a single server or a Sentinel set (WAIT on the write's connection), not a %T", s.rdb)
+	}
+	conn := c.Conn()
+	defer conn.Close()
+	if err := fn(conn); err != nil {
+		return err
+	}
+	return s.waitReplicas(ctx, conn)
 }

@@ -16,8 +16,8 @@ import (
 
 // TestReplicaAcksRefuseUnreplicatedWrites: with ReplicaAcks 1 on a Sentinel
 // set, new jobs are acknowledged while the replica follows, and every way a
-// job is made answers ErrNotReplicated (an ErrUnavailable) while the
-// replica is paused.
+// job is made, and the cancel of a queued job, answer ErrNotReplicated (an
+// ErrUnavailable) while the replica is paused.
 func TestReplicaAcksRefuseUnreplicatedWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Sentinel set")
@@ -44,6 +44,10 @@ func TestReplicaAcksRefuseUnreplicatedWrites(t *testing.T) {
 			t.Fatalf("%s with the replica up: %v", name, err)
 		}
 	}
+	queued := job()
+	if err := s.CreateJob(ctx, queued); err != nil {
+		t.Fatal(err)
+	}
 	reps := set.Replicas()
 	if len(reps) != 1 {
 		t.Fatalf("replicas: %v", reps)
@@ -56,6 +60,9 @@ func TestReplicaAcksRefuseUnreplicatedWrites(t *testing.T) {
 			t.Fatalf("%s with the replica paused: %v, want ErrNotReplicated", name, err)
 		}
 		t.Logf("%s: %v", name, err)
+	}
+	if _, err := s.Cancel(ctx, queued.Workspace, queued.ID, time.Now()); !errors.Is(err, store.ErrNotReplicated) {
+		t.Fatalf("Cancel with the replica paused: %v, want ErrNotReplicated", err)
 	}
 	resume()
 	testenv.Eventually(t, 30*time.Second, func() bool { return s.CreateJob(ctx, job()) == nil },

@@ -588,8 +588,13 @@ func (r jobRef) statusKey(st api.Status) string { return statusIdxPrefix(r.ws) +
 // ref is not what the record says — it runs once more with the record's
 // workspace and worker. It returns the script's answer.
 func (s *Store) runJob(ctx context.Context, sc *redis.Script, ref jobRef, keys func(jobRef) []string, args ...any) ([]string, error) {
+	return s.runJobOn(ctx, s.rdb, sc, ref, keys, args...)
+}
+
+// runJobOn is runJob on rdb (a connection of s.rdb's, see replicatedOn).
+func (s *Store) runJobOn(ctx context.Context, rdb redis.Scripter, sc *redis.Script, ref jobRef, keys func(jobRef) []string, args ...any) ([]string, error) {
 	for try := 0; ; try++ {
-		res, err := sc.Run(ctx, s.rdb, keys(ref), append([]any{ref.ws, ref.worker}, args...)...).StringSlice()
+		res, err := sc.Run(ctx, rdb, keys(ref), append([]any{ref.ws, ref.worker}, args...)...).StringSlice()
 		if err != nil {
 			return nil, err
 		}
@@ -701,10 +706,15 @@ func (s *Store) Finish(ctx context.Context, ws, id string, attempt int, o Outcom
 // status is onlyIf ("" = any that is not terminal). The worker it is placed
 // on is taken to be o.Worker's until the record says otherwise.
 func (s *Store) finish(ctx context.Context, ws, id, attempt, onlyIf string, o Outcome, now time.Time) error {
+	return s.finishOn(ctx, s.rdb, ws, id, attempt, onlyIf, o, now)
+}
+
+// finishOn is finish on rdb (see replicatedOn).
+func (s *Store) finishOn(ctx context.Context, rdb redis.Scripter, ws, id, attempt, onlyIf string, o Outcome, now time.Time) error {
 	if !o.Status.Terminal() {
 		return fmt.Errorf("finish job %s: status %q is not terminal", id, o.Status)
 	}
-	res, err := s.runJob(ctx, finishScript, jobRef{id: id, ws: ws, worker: o.Worker}, func(r jobRef) []string {
+	res, err := s.runJobOn(ctx, rdb, finishScript, jobRef{id: id, ws: ws, worker: o.Worker}, func(r jobRef) []string {
 		return []string{jobKey(id), pendingKey, logKey(id), historyKey(id), endedKey,
 			r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning), r.statusKey(o.Status), wsRunningKey(r.ws),
 			workerJobsKey(r.worker), workerGPUsKey(r.worker)}
@@ -788,8 +798,10 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 		case j.Status.Terminal():
 			return CancelAlreadyEnded, nil
 		case j.Status == api.StatusQueued:
-			err := s.finish(ctx, ws, id, "", string(api.StatusQueued),
-				NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled, Detail: "canceled while queued"}), now)
+			err := s.replicatedOn(ctx, func(rdb redis.Scripter) error {
+				return s.finishOn(ctx, rdb, ws, id, "", string(api.StatusQueued),
+					NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled, Detail: "canceled while queued"}), now)
+			})
 			if errors.Is(err, ErrConflict) {
 				continue // it started meanwhile; look again
 			}
@@ -798,7 +810,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 			// No worker runs it, so nobody else would end it.
 			o := NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled})
 			o.StartedAt = j.StartedAt
-			err := s.finish(ctx, ws, id, "1", "", o, now)
+			err := s.replicatedOn(ctx, func(rdb redis.Scripter) error { return s.finishOn(ctx, rdb, ws, id, "1", "", o, now) })
 			if errors.Is(err, ErrConflict) {
 				continue // it ended meanwhile; look again
 			}
