@@ -323,3 +323,23 @@ func (s *SentinelService) Pause(addr string) (resume func()) {
 	}
 	return func() { _ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGCONT) }
 }
+
+// CutReplicas points every replica at a port where nothing listens
+// (REPLICAOF), so that the primary's writes from now on reach none of them
+// (they keep what they have): the stand-in for a replication stream that has
+// not arrived when the primary dies. The sentinels' failover repoints them.
+func (s *SentinelService) CutReplicas() {
+	s.t.Helper()
+	port, err := devenv.FreePort()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, a := range s.Replicas() {
+		rdb := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
+		err := rdb.Do(context.Background(), "REPLICAOF", "127.0.0.1", strconv.Itoa(port)).Err()
+		rdb.Close()
+		if err != nil {
+			s.t.Fatalf("CutReplicas: REPLICAOF on %s: %v", a, err)
+		}
+	}
+}
