@@ -216,7 +216,7 @@ func TestSentinelFailoverWithCutOffReplicas(t *testing.T) {
 	var (
 		stop                       atomic.Bool
 		accepted, answered, during atomic.Int64
-		cutOff                    atomic.Bool
+		cutOff                     atomic.Bool
 		mu                         sync.Mutex
 		ids                        []string
 		wg                         sync.WaitGroup
