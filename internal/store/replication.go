@@ -28,15 +28,18 @@ var ErrNotReplicated = fmt.Errorf("%w: not acknowledged by enough replicas", Err
 // among the submits of a batch.
 
 // What waits, and what not. New jobs (SubmitJob, CreateJob, the guarded
-// creates) and Cancel of a queued job or a tracked run: a caller told
-// "accepted" or "canceled" must not see that undone by a failover (a
-// canceled job that comes back would run). Not the worker's Finish nor the
-// other transitions: a worker retries a Finish that fails and counts the
-// retry's conflict (the job already ended) as recorded, so a WAIT there
-// would not make the end safer, only the worker slower; what a failover
-// may lose of them is the replication lag at the moment the primary died
-// (well under a millisecond on a LAN). A cancel of a running job
-// publishes the request to the worker, which acts on the message itself.
+// creates), Cancel of a queued job or a tracked run, and the worker's
+// Finish: a caller told "accepted", "canceled" or "recorded" must not see
+// that undone by a failover (a canceled job that comes back would run; an
+// end that is lost leaves the job running on no one). A call that finds
+// its work already done (an Idempotency-Key's job, a job already ended, a
+// Finish retried after an ErrNotReplicated that finds the end recorded)
+// answers from what the primary holds, which may itself not be on a
+// replica yet: it confirms first (confirmReplicated). The scheduler's own
+// transitions (placement, lost-worker requeues) do not wait: the leader
+// finds and does them again from the state the new primary holds. A cancel
+// of a running job publishes the request to the worker, which acts on the
+// message itself.
 
 // txReplicated runs fn's commands in one MULTI and, when cfg.ReplicaAcks
 // is set, waits on the same connection until enough replicas have them.
@@ -82,7 +85,7 @@ func (s *Store) waitReplicas(ctx context.Context, c interface {
 // replicatedOn runs fn on one connection of s.rdb and, when
 // cfg.ReplicaAcks is set and fn succeeded, WAITs on that connection for
 // its writes to reach enough replicas (ErrNotReplicated otherwise).
-func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Scripter) error) error {
+func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Cmdable) error) error {
 	if s.cfg.ReplicaAcks <= 0 {
 		return fn(s.rdb)
 	}
@@ -96,4 +99,20 @@ func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Scripter) er
 		return err
 	}
 	return s.waitReplicas(ctx, conn)
+}
+
+// replicaProbeChannel is published to by confirmReplicated: a PUBLISH is
+// replicated, so it moves the connection's replication offset past every
+// write the primary had made before it, and touches no key.
+const replicaProbeChannel = prefix + "replica-probe"
+
+// confirmReplicated makes sure that what the primary holds now has reached
+// cfg.ReplicaAcks replicas: a PUBLISH, then WAIT, on one connection.
+func (s *Store) confirmReplicated(ctx context.Context) error {
+	if s.cfg.ReplicaAcks <= 0 {
+		return nil
+	}
+	return s.replicatedOn(ctx, func(rdb redis.Cmdable) error {
+		return rdb.Publish(ctx, replicaProbeChannel, "").Err()
+	})
 }

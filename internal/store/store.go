@@ -251,6 +251,10 @@ func (s *Store) createJobGuarded(ctx context.Context, j *api.Job, what string, g
 		if errors.Is(err, redis.TxFailedErr) {
 			continue // a key changed between WATCH and EXEC: look again
 		}
+		if err == nil && found >= 0 {
+			// The job found may be one the primary has on no replica yet.
+			err = s.confirmReplicated(ctx)
+		}
 		return found, prev, err
 	}
 	return -1, "", fmt.Errorf("create job under %s: %w", what, ErrConflict)
@@ -698,8 +702,20 @@ func exitArg(c *int) string {
 // Finish ends attempt of job id with o (a terminal status). It returns
 // ErrConflict when the job already ended or moved on to another attempt: a
 // job ends exactly once.
+//
+// With Config.ReplicaAcks it returns once replicas have the end (else
+// ErrNotReplicated, and the caller tries again): its ErrConflict too,
+// since a Finish tried again after an ErrNotReplicated finds its own end.
 func (s *Store) Finish(ctx context.Context, ws, id string, attempt int, o Outcome, now time.Time) error {
-	return s.finish(ctx, ws, id, strconv.Itoa(attempt), "", o, now)
+	err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error {
+		return s.finishOn(ctx, rdb, ws, id, strconv.Itoa(attempt), "", o, now)
+	})
+	if errors.Is(err, ErrConflict) {
+		if cerr := s.confirmReplicated(ctx); cerr != nil {
+			return cerr
+		}
+	}
+	return err
 }
 
 // finish is Finish of attempt ("" = the current one), only if the job's
@@ -796,9 +812,12 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 		}
 		switch {
 		case j.Status.Terminal():
+			if err := s.confirmReplicated(ctx); err != nil {
+				return 0, err // the end may be one a failover undoes
+			}
 			return CancelAlreadyEnded, nil
 		case j.Status == api.StatusQueued:
-			err := s.replicatedOn(ctx, func(rdb redis.Scripter) error {
+			err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error {
 				return s.finishOn(ctx, rdb, ws, id, "", string(api.StatusQueued),
 					NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled, Detail: "canceled while queued"}), now)
 			})
@@ -810,7 +829,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 			// No worker runs it, so nobody else would end it.
 			o := NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled})
 			o.StartedAt = j.StartedAt
-			err := s.replicatedOn(ctx, func(rdb redis.Scripter) error { return s.finishOn(ctx, rdb, ws, id, "1", "", o, now) })
+			err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error { return s.finishOn(ctx, rdb, ws, id, "1", "", o, now) })
 			if errors.Is(err, ErrConflict) {
 				continue // it ended meanwhile; look again
 			}
