@@ -13,7 +13,8 @@ import (
 )
 
 // replicaAcks are --redis-replica-acks and --redis-replica-timeout: how
-// many replicas must have a new job before a submit is answered 201.
+// many replicas must have a new job before a submit is answered 201 (and a
+// cancel or a job's end before it counts as done).
 type replicaAcks struct {
 	acks    acksValue
 	timeout time.Duration
@@ -49,8 +50,8 @@ func (a *acksValue) Set(s string) error {
 func (a *acksValue) Type() string { return "int" }
 
 func (r *replicaAcks) register(fl *pflag.FlagSet) {
-	fl.Var(&r.acks, "redis-replica-acks", "replicas that must acknowledge a new job (Redis WAIT) before it is accepted; fewer within --redis-replica-timeout is a 503 (default 1 for a redis+sentinel:// URL, else 0)")
-	fl.DurationVar(&r.timeout, "redis-replica-timeout", 0, "how long a submit waits for --redis-replica-acks replicas (default 1s)")
+	fl.Var(&r.acks, "redis-replica-acks", "replicas that must acknowledge (Redis WAIT) a new job, a cancel or a job's end before it counts as done; fewer within --redis-replica-timeout is a 503 (default 1 for a redis+sentinel:// URL, else 0)")
+	fl.DurationVar(&r.timeout, "redis-replica-timeout", 0, "how long such a write waits for --redis-replica-acks replicas (default 1s)")
 }
 
 // storeConfig is the store's Config for a Redis URL and these flags.
