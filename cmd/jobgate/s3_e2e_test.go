@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -108,5 +109,54 @@ echo "wrote the output"`}}).ID)
 	// Nothing went to a folder.
 	if entries, err := os.ReadDir(c.artifacts); err != nil || len(entries) != 0 {
 		t.Errorf("the artifacts folder holds %d entries (%v), want none: the store is the bucket", len(entries), err)
+	}
+}
+
+// TestBatchOnS3: an HTTP batch on the S3 store: the gateway streams the
+// uploaded rows into the bucket, the worker reads them there and writes
+// its answered chunks there, and the gateway serves the results from them;
+// the deployment's replica fetched its model from the bucket.
+func TestBatchOnS3(t *testing.T) {
+	c := newS3Cluster(t)
+	c.startScoringProcess()
+	c.startWorker("w1", "--slots", "8", "--scoring-url", c.scoringURL)
+	c.deployIris()
+	const rows = 200
+	var body strings.Builder
+	for i := range rows {
+		body.WriteString(batchRow(i) + "\n")
+	}
+	code, _, b := c.postBatch("iris", "?max_concurrency=2", "application/x-ndjson", strings.NewReader(body.String()), nil)
+	var acc api.BatchAccepted
+	if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil || acc.ID == "" {
+		t.Fatalf("submit: %d %s, want 202", code, b)
+	}
+	final := c.waitBatch(acc.ID, 120*time.Second, "ended", func(bt api.Batch) bool {
+		return bt.Status == api.BatchSucceeded || bt.Status == api.BatchFailed || bt.FinishedAt != nil
+	})
+	if final.Status != api.BatchSucceeded || final.Done != rows {
+		t.Fatalf("batch ended %+v, want %d rows done", final, rows)
+	}
+	lines := c.batchResults(acc.ID)
+	if len(lines) != rows {
+		t.Fatalf("results: %d lines, want %d", len(lines), rows)
+	}
+	if err := checkAnswers(lines, nil); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for o := range c.s3.Client(t).ListObjects(context.Background(), c.s3.Bucket, minio.ListObjectsOptions{Prefix: c.s3.Prefix + "/", Recursive: true}) {
+		keys = append(keys, strings.TrimPrefix(o.Key, c.s3.Prefix+"/"))
+	}
+	var input, chunks bool
+	for _, k := range keys {
+		input = input || strings.HasPrefix(k, "batches/inputs/")
+		chunks = chunks || strings.HasPrefix(k, "batches/"+acc.ID+"/results/")
+	}
+	if !input || !chunks {
+		t.Errorf("bucket keys %q: want the batch's rows (batches/inputs/...) and its results (batches/%s/results/...)", keys, acc.ID)
+	}
+	if entries, err := os.ReadDir(c.artifacts); err != nil || len(entries) != 0 {
+		t.Errorf("the artifacts folder holds %d entries (%v), want none", len(entries), err)
 	}
 }
