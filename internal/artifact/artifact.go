@@ -113,16 +113,9 @@ func (d Dir) Put(ctx context.Context, key string, r io.Reader) error {
 	return os.Rename(tmp.Name(), dst)
 }
 
-// Open reads key.
+// Open reads key; a folder is not a blob (ErrNotFound).
 func (d Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	k, err := cleanKey(key)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(filepath.Join(d.Root, filepath.FromSlash(k)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNotFound
-	}
+	f, _, err := d.OpenSeeker(ctx, key)
 	return f, err
 }
 
