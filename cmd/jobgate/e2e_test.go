@@ -64,6 +64,9 @@ type cluster struct {
 	// redisURL, when set (newClusterOn), is the Redis the processes use
 	// instead of redis's.
 	redisURL string
+	// s3, when set, is the artifact store instead of the folder
+	// (newS3Cluster).
+	s3 *testenv.S3Service
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
@@ -75,18 +78,34 @@ func newBenchCluster(b *testing.B) *cluster {
 	return c
 }
 
-func newClusterTB(t testing.TB) *cluster { return newClusterOn(t, "") }
+func newClusterTB(t testing.TB) *cluster { return newClusterWith(t, clusterOptions{}) }
 
 // newClusterOn is a cluster on the Redis at redisURL (any form
 // redisconn takes), or on a redis-server of its own when it is "".
 func newClusterOn(t testing.TB, redisURL string) *cluster {
+	return newClusterWith(t, clusterOptions{redisURL: redisURL})
+}
+
+// newS3Cluster is a cluster whose gateway and workers keep artifacts in a
+// real SeaweedFS (testenv.S3) instead of a shared folder.
+func newS3Cluster(t *testing.T) *cluster {
+	return newClusterWith(t, clusterOptions{s3: testenv.S3(t)})
+}
+
+// clusterOptions are what a cluster runs on besides its defaults.
+type clusterOptions struct {
+	redisURL string
+	s3       *testenv.S3Service
+}
+
+func newClusterWith(t testing.TB, o clusterOptions) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}, redisURL: redisURL}
+	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}, redisURL: o.redisURL, s3: o.s3}
 	c.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
 	if _, err := secretbox.EnsureKeyFile(c.secretsKey); err != nil {
 		t.Fatal(err)
 	}
-	if redisURL == "" {
+	if o.redisURL == "" {
 		c.redis = testenv.RedisIn(t, c.redisDir)
 	}
 	c.podman = testenv.Podman(t)
@@ -111,12 +130,14 @@ func (c *cluster) start(args ...string) func() {
 	var out bytes.Buffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	getenv := func(k string) string {
-		if k == "JOBGATE_TOKEN" {
-			return testToken
+	env := map[string]string{"JOBGATE_TOKEN": testToken}
+	if c.s3 != nil {
+		for _, kv := range c.s3.Env() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
 		}
-		return ""
 	}
+	getenv := func(k string) string { return env[k] }
 	go func() { done <- run(ctx, args, getenv, w, w) }()
 	// A failed test shows what its processes said: a worker's warnings
 	// (a port taken, a probe refused) are often the only clue.
@@ -161,8 +182,8 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
-		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"}, c.gwFlags...)...)
+	c.gwStop = c.start(append(append(append([]string{"gateway", "--addr", addr, "--redis-url", c.redisAt()}, c.artifactFlags()...),
+		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"), c.gwFlags...)...)
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
 	testenv.Eventually(c.t, 20*time.Second, func() bool {
@@ -183,6 +204,14 @@ func (c *cluster) redisAt() string {
 	return c.redis.URL
 }
 
+// artifactFlags are the flags of the cluster's artifact store.
+func (c *cluster) artifactFlags() []string {
+	if c.s3 != nil {
+		return c.s3.Flags()
+	}
+	return []string{"--artifacts-dir", c.artifacts}
+}
+
 func (c *cluster) stopGateway() {
 	c.gwStop()
 	c.gwStop = nil
@@ -190,10 +219,10 @@ func (c *cluster) stopGateway() {
 
 func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
-	args := append([]string{"worker", "--id", id, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
+	args := append(append(append([]string{"worker", "--id", id, "--redis-url", c.redisAt()}, c.artifactFlags()...),
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
 		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
-		"--gateway-url", c.gwURL}, extra...)
+		"--gateway-url", c.gwURL), extra...)
 	c.workers[id] = c.start(args...)
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }

@@ -28,7 +28,6 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/gateway"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/gpu"
@@ -319,6 +318,7 @@ func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 		gf                          gatewayFlags
 		wf                          workerFlags
 		ra                          replicaAcks
+		af                          artifactFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -332,6 +332,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := af.check(); err != nil {
+				return err
+			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate", stderr)
 			if err != nil {
 				return err
@@ -404,7 +407,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				return err
 			}
 			st := store.New(rdb, scfg)
-			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
+			af.defaultDir = filepath.Join(dataDir, "artifacts")
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
 			// One registry for every part: the API's /metrics and
 			// --metrics-addr serve them all.
 			reg := metrics.NewRegistry()
@@ -451,6 +458,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
 	ra.register(fl)
+	af.register(cmd, false, "", "")
 	gf.register(cmd)
 	wf.register(cmd, "host")
 	return cmd
@@ -565,15 +573,19 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 }
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
-	var redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile string
+	var redisURL, redisCA, logLevel, secretsKeyFile string
 	var gf gatewayFlags
 	var ra replicaAcks
+	var af artifactFlags
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := af.check(); err != nil {
+				return err
+			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate-gateway", stderr)
 			if err != nil {
 				return err
@@ -609,7 +621,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(gcfg, rdb, st, artifact.Dir{Root: artifactsDir}, box, plane, logger)
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(gcfg, rdb, st, arts, box, plane, logger)
 			if err != nil {
 				return err
 			}
@@ -625,8 +641,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl := cmd.Flags()
 	fl.StringVar(&redisURL, "redis-url", "", redisURLHelp)
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
-	// Explicit: the CLI's own folder, not a component's default.
-	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
+	af.register(cmd, true, "./.jobgate/artifacts", "workers")
 	ra.register(fl)
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
@@ -639,12 +654,13 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 
 func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var (
-		redisURL, artifactsDir, logLevel string
-		secretsKeyFile, redisCA          string
-		metricsAddr                      string
-		listGPUs, listJSON               bool
-		wf                               workerFlags
-		ra                               replicaAcks
+		redisURL, logLevel      string
+		secretsKeyFile, redisCA string
+		metricsAddr             string
+		listGPUs, listJSON      bool
+		wf                      workerFlags
+		ra                      replicaAcks
+		af                      artifactFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -657,6 +673,9 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			}
 			wcfg, pcfg, err := workerConfig(&wf)
 			if err != nil {
+				return err
+			}
+			if err := af.check(); err != nil {
 				return err
 			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate-worker", stderr)
@@ -696,7 +715,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			wk := worker.New(wcfg, rdb, store.New(rdb, scfg), artifact.Dir{Root: artifactsDir}, executors, box, logger)
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
+			wk := worker.New(wcfg, rdb, store.New(rdb, scfg), arts, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {
 				return err
@@ -710,7 +733,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// The folders' defaults are explicit: the CLI's own, beside the working
 	// directory, where worker.Config's are in the temp folder.
-	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
+	af.register(cmd, true, "./.jobgate/artifacts", "gateways")
 	ra.register(fl)
 	fl.StringVar(&wf.spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
 	fl.BoolVar(&wf.allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")

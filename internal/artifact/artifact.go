@@ -1,7 +1,8 @@
 // Package artifact stores what jobs leave behind — logs at rest, and the
 // files a job writes to its outputs folder — under slash-separated keys. Dir
-// keeps them in a folder; an S3-compatible bucket can implement Store for
-// fleets of workers.
+// keeps them in a folder (shared by every gateway and worker); S3 keeps them
+// in an S3-compatible bucket, for fleets of workers that share no folder.
+// Open picks one from a URL.
 package artifact
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -36,6 +38,9 @@ type Store interface {
 type Info struct {
 	Size    int64
 	ModTime time.Time
+	// SHA256 is the hex SHA-256 of the blob's bytes that the store
+	// recorded when it was put; empty where it records none (Dir).
+	SHA256 string
 }
 
 // Seeker is a Store that can open a blob for random access, so that HTTP
@@ -108,16 +113,9 @@ func (d Dir) Put(ctx context.Context, key string, r io.Reader) error {
 	return os.Rename(tmp.Name(), dst)
 }
 
-// Open reads key.
+// Open reads key; a folder is not a blob (ErrNotFound).
 func (d Dir) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	k, err := cleanKey(key)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(filepath.Join(d.Root, filepath.FromSlash(k)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNotFound
-	}
+	f, _, err := d.OpenSeeker(ctx, key)
 	return f, err
 }
 
@@ -219,4 +217,32 @@ func ModelPrefix(ws, name string, v int) string {
 // file, written whole, merged into the job's outputs at the end.
 func BatchScoreKey(jobID string, index int) string {
 	return fmt.Sprintf("jobs/%s/checkpoints/batch-score/%06d.jsonl", jobID, index)
+}
+
+// Open returns the store at u: a folder (a plain path or file:///path) is
+// a Dir; s3://bucket/prefix is an S3 bucket below prefix, reached with o.
+func Open(ctx context.Context, u string, o S3Options) (Store, error) {
+	if u == "" {
+		return nil, errors.New("artifact store: no URL or folder given")
+	}
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return Dir{Root: u}, nil
+	}
+	switch scheme {
+	case "file":
+		p, err := url.PathUnescape(rest)
+		if err != nil || !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("artifact store %q: want file:///absolute/path", u)
+		}
+		return Dir{Root: p}, nil
+	case "s3":
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return nil, fmt.Errorf("artifact store %q: want s3://bucket/prefix", u)
+		}
+		return NewS3(ctx, bucket, prefix, o)
+	default:
+		return nil, fmt.Errorf("artifact store %q: the scheme %q is not one of file:// and s3://", u, scheme)
+	}
 }
