@@ -59,7 +59,10 @@ func TestHosts(t *testing.T) {
 			t.Fatal("the test process reached h1 with h1's link down")
 		}
 		h1.LinkUp()
-		Eventually(t, 10*time.Second, func() bool { out, err := cli(h2, "-h", h1.IP, "-p", "6379", "ping"); return err == nil && out == "PONG" },
+		Eventually(t, 10*time.Second, func() bool {
+			out, err := cli(h2, "-h", h1.IP, "-p", "6379", "ping")
+			return err == nil && out == "PONG"
+		},
 			"h2 does not reach h1 again after its link came back")
 	})
 	if nw == nil {
