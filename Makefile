@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images compose-images test test-unit deps jaeger vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
+.PHONY: build dev images compose-images test test-unit deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -42,9 +42,15 @@ deps:
 jaeger:
 	@./.ci/jaeger.sh >/dev/null
 
+# seaweedfs builds SeaweedFS's weed (tools/seaweedfs) for the S3 artifact
+# store's tests, once, into the same test cache folder (reused after).
+seaweedfs:
+	@./.ci/seaweedfs.sh >/dev/null
+
 # test runs every test against a real redis-server, real podman and a real
-# Jaeger; here an integration test that would skip fails instead.
-test: deps jaeger
+# Jaeger and a real SeaweedFS (S3); here an integration test that would skip
+# fails instead.
+test: deps jaeger seaweedfs
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
 
 test-unit:

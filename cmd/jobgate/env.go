@@ -30,7 +30,15 @@ var cliEnvFlags = map[string]bool{"url": true, "token": true, "json": true, "sco
 
 // envAliases are variables older than the rule, read when the flag's own is
 // not set: the worker's --gateway-url has always read JOBGATE_URL.
-var envAliases = map[string][]string{"gateway-url": {"JOBGATE_URL"}}
+// The S3 flags read the AWS SDKs' standard variables.
+var envAliases = map[string][]string{
+	"gateway-url":      {"JOBGATE_URL"},
+	"s3-access-key":    {"AWS_ACCESS_KEY_ID"},
+	"s3-secret-key":    {"AWS_SECRET_ACCESS_KEY"},
+	"s3-session-token": {"AWS_SESSION_TOKEN"},
+	"s3-region":        {"AWS_REGION", "AWS_DEFAULT_REGION"},
+	"s3-endpoint":      {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
+}
 
 // envName is the variable of a flag.
 func envName(flag string) string {

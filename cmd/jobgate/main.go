@@ -28,7 +28,6 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/gateway"
-	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/gpu"
@@ -318,6 +317,7 @@ func devCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 		secretsKeyFile, redisCA     string
 		gf                          gatewayFlags
 		wf                          workerFlags
+		af                          artifactFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -399,7 +399,11 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				return err
 			}
 			st := store.New(rdb, store.Config{})
-			arts := artifact.Dir{Root: filepath.Join(dataDir, "artifacts")}
+			af.defaultDir = filepath.Join(dataDir, "artifacts")
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
 			// One registry for every part: the API's /metrics and
 			// --metrics-addr serve them all.
 			reg := metrics.NewRegistry()
@@ -445,6 +449,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (default: <data-dir>/secrets.key, created if missing)")
+	af.register(cmd, false, "", "")
 	gf.register(cmd)
 	wf.register(cmd, "host")
 	return cmd
@@ -559,8 +564,9 @@ func devToken(getenv func(string) string, dataDir string, stdout io.Writer) (str
 }
 
 func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
-	var redisURL, redisCA, artifactsDir, logLevel, secretsKeyFile string
+	var redisURL, redisCA, logLevel, secretsKeyFile string
 	var gf gatewayFlags
+	var af artifactFlags
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the REST API and the scheduler (any number, one Redis)",
@@ -598,7 +604,11 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(gcfg, rdb, st, artifact.Dir{Root: artifactsDir}, box, plane, logger)
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(gcfg, rdb, st, arts, box, plane, logger)
 			if err != nil {
 				return err
 			}
@@ -614,8 +624,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 	fl := cmd.Flags()
 	fl.StringVar(&redisURL, "redis-url", "", "Redis URL, redis:// or rediss://, with :password@ if needed")
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
-	// Explicit: the CLI's own folder, not a component's default.
-	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the workers")
+	af.register(cmd, true, "./.jobgate/artifacts", "workers")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&secretsKeyFile, "secrets-key-file", "", "AES-256 key for workspace secrets, base64 (or env JOBGATE_SECRETS_KEY); the workers need the same key")
 	fl.StringSliceVar(&gf.allowCallbacks, "allow-callbacks-to", nil, "let completion callbacks reach loopback and/or private addresses (refused by default)")
@@ -627,11 +636,12 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 
 func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
 	var (
-		redisURL, artifactsDir, logLevel string
-		secretsKeyFile, redisCA          string
-		metricsAddr                      string
-		listGPUs, listJSON               bool
-		wf                               workerFlags
+		redisURL, logLevel      string
+		secretsKeyFile, redisCA string
+		metricsAddr             string
+		listGPUs, listJSON      bool
+		wf                      workerFlags
+		af                      artifactFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -679,7 +689,11 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 				return err
 			}
 			wcfg.TracerProvider = telemetry.Provider()
-			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), artifact.Dir{Root: artifactsDir}, executors, box, logger)
+			arts, err := af.open(ctx)
+			if err != nil {
+				return err
+			}
+			wk := worker.New(wcfg, rdb, store.New(rdb, store.Config{}), arts, executors, box, logger)
 			serveMetrics, err := metricsServer(metricsAddr, reg, logger)
 			if err != nil {
 				return err
@@ -693,7 +707,7 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 	fl.StringVar(&redisCA, "redis-ca-file", "", "CA certificate (PEM) that signed a rediss:// server's certificate")
 	// The folders' defaults are explicit: the CLI's own, beside the working
 	// directory, where worker.Config's are in the temp folder.
-	fl.StringVar(&artifactsDir, "artifacts-dir", "./.jobgate/artifacts", "artifact store folder, shared with the gateways")
+	af.register(cmd, true, "./.jobgate/artifacts", "gateways")
 	fl.StringVar(&wf.spoolDir, "spool-dir", "", "folder for logs of running jobs (default: a temp folder)")
 	fl.BoolVar(&wf.allowHost, "allow-host-process", false, "also run mode=process jobs directly on this machine")
 	fl.BoolVar(&listGPUs, "list-gpus", false, "print this machine's GPUs and exit")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -36,6 +37,9 @@ type Store interface {
 type Info struct {
 	Size    int64
 	ModTime time.Time
+	// SHA256 is the hex SHA-256 of the blob's bytes that the store
+	// recorded when it was put; empty where it records none (Dir).
+	SHA256 string
 }
 
 // Seeker is a Store that can open a blob for random access, so that HTTP
@@ -219,4 +223,32 @@ func ModelPrefix(ws, name string, v int) string {
 // file, written whole, merged into the job's outputs at the end.
 func BatchScoreKey(jobID string, index int) string {
 	return fmt.Sprintf("jobs/%s/checkpoints/batch-score/%06d.jsonl", jobID, index)
+}
+
+// Open returns the store at u: a folder (a plain path or file:///path) is
+// a Dir; s3://bucket/prefix is an S3 bucket below prefix, reached with o.
+func Open(ctx context.Context, u string, o S3Options) (Store, error) {
+	if u == "" {
+		return nil, errors.New("artifact store: no URL or folder given")
+	}
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return Dir{Root: u}, nil
+	}
+	switch scheme {
+	case "file":
+		p, err := url.PathUnescape(rest)
+		if err != nil || !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("artifact store %q: want file:///absolute/path", u)
+		}
+		return Dir{Root: p}, nil
+	case "s3":
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return nil, fmt.Errorf("artifact store %q: want s3://bucket/prefix", u)
+		}
+		return NewS3(ctx, bucket, prefix, o)
+	default:
+		return nil, fmt.Errorf("artifact store %q: the scheme %q is not one of file:// and s3://", u, scheme)
+	}
 }
