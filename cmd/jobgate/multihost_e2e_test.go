@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
+	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/devenv"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -30,13 +32,14 @@ type multiHost struct {
 	tt       *testing.T
 	net      *testenv.Network
 	redisURL string
+	s3       *testenv.S3Service
 	// artifactFlags and artifactEnv point a gateway or worker at the store.
 	artifactFlags, artifactEnv []string
 	secretsKey                 string
 	logDir                     string
-	// workers are the workers' IDs by host name, and their hosts by ID.
-	workers map[string]string
-	hostOf  map[string]*testenv.Host
+	// workerIDs are the workers' IDs by host name, hostOf their hosts by ID.
+	workerIDs map[string]string
+	hostOf    map[string]*testenv.Host
 }
 
 const (
@@ -58,7 +61,7 @@ func newMultiHost(t *testing.T) *multiHost {
 	if err := testenv.EnsureExampleImage(); err != nil {
 		t.Fatalf("build example image: %v", err)
 	}
-	m := &multiHost{tt: t, net: nw, logDir: t.TempDir(), workers: map[string]string{}, hostOf: map[string]*testenv.Host{}}
+	m := &multiHost{tt: t, net: nw, logDir: t.TempDir(), workerIDs: map[string]string{}, hostOf: map[string]*testenv.Host{}}
 	m.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
 	if _, err := secretbox.EnsureKeyFile(m.secretsKey); err != nil {
 		t.Fatal(err)
@@ -77,7 +80,22 @@ func newMultiHost(t *testing.T) *multiHost {
 	testenv.Eventually(t, 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil },
 		"redis-server on %s does not answer PING", h1.Addr(mhRedisPort))
 
-	m.artifactFlags, m.artifactEnv = mhArtifactStore(t, h1)
+	m.s3, m.artifactFlags, m.artifactEnv = mhArtifactStore(t, h1)
+	// SeaweedFS grows its first volumes on the first write, which takes
+	// seconds: done meanwhile, rather than in the first job's upload.
+	warm := make(chan error, 1)
+	s3c := m.s3.Client(t)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_, err := s3c.PutObject(ctx, m.s3.Bucket, "warm-up", strings.NewReader("x"), 1, minio.PutObjectOptions{})
+		warm <- err
+	}()
+	defer func() {
+		if err := <-warm; err != nil {
+			t.Fatalf("first write to S3 on %s: %v", h1.Name, err)
+		}
+	}()
 
 	// The gateway on h2. Its lost-after is the default, 7 s, said out loud:
 	// the recovery below waits for it.
@@ -103,7 +121,7 @@ func newMultiHost(t *testing.T) *multiHost {
 // startOn runs name args... on host h, as the test binary's jobgate when name
 // is the test binary, its output in the log folder (shown when the test fails).
 func (m *multiHost) startOn(h *testenv.Host, label, name string, args ...string) *exec.Cmd {
-	t := m.t()
+	t := m.tt
 	t.Helper()
 	cmd := h.Command(name, args...)
 	env := []string{}
@@ -114,8 +132,10 @@ func (m *multiHost) startOn(h *testenv.Host, label, name string, args ...string)
 		}
 		env = append(env, kv)
 	}
-	cmd.Env = append(env, "JOBGATE_TEST_AS_MAIN=1", "JOBGATE_TOKEN="+testToken)
-	cmd.Env = append(cmd.Env, m.artifactEnv...)
+	if name == os.Args[0] {
+		env = append(append(env, "JOBGATE_TEST_AS_MAIN=1", "JOBGATE_TOKEN="+testToken), m.artifactEnv...)
+	}
+	cmd.Env = env
 	logPath := filepath.Join(m.logDir, h.Name+"-"+label+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -136,13 +156,11 @@ func (m *multiHost) startOn(h *testenv.Host, label, name string, args ...string)
 	return cmd
 }
 
-func (m *multiHost) t() *testing.T { return m.tt }
-
 // startWorker starts a podman service and a worker on h. The podman service
 // runs in h's network namespace so that the containers it starts with host
 // networking are on h too.
 func (m *multiHost) startWorker(h *testenv.Host) {
-	t := m.t()
+	t := m.tt
 	t.Helper()
 	dir := t.TempDir()
 	sock := "unix://" + filepath.Join(dir, "podman.sock")
@@ -153,14 +171,24 @@ func (m *multiHost) startWorker(h *testenv.Host) {
 	// Unique per run (the namespace's suffix), so a rerun never meets an old
 	// registration.
 	id := "mh-" + strings.TrimPrefix(h.NS, "jobgate-")
-	m.workers[h.Name], m.hostOf[id] = id, h
+	m.workerIDs[h.Name], m.hostOf[id] = id, h
+	// After the worker stops (cleanups run last first).
+	t.Cleanup(func() { m.removeContainers(id) })
 	// Its own simulated GPU model pins jobs to it (resources.gpu_model).
 	m.startOn(h, "worker", os.Args[0], append([]string{"worker", "--id", id, "--redis-url", m.redisURL,
 		"--podman-url", sock, "--network", "host", "--stop-grace", "2s", "--simulate-gpus", "1:SIM-" + strings.ToUpper(h.Name),
 		"--spool-dir", filepath.Join(dir, "spool"), "--checkpoint-dir", filepath.Join(dir, "checkpoints"),
 		"--secrets-key-file", m.secretsKey, "--gateway-url", m.gwURL, "--log-level", "warn"}, m.artifactFlags...)...)
-	t.Cleanup(func() { m.removeContainers(id) })
 	testenv.Eventually(t, 30*time.Second, func() bool { return m.workerState(id) == "up" }, "worker %s on %s did not register", id, h.Name)
+}
+
+// runningContainers counts the running containers of the worker id.
+func (m *multiHost) runningContainers(id string) int {
+	out, err := exec.Command("podman", "ps", "-q", "--filter", "label=jobgate.worker="+id, "--filter", "status=running").Output()
+	if err != nil {
+		m.tt.Fatalf("podman ps: %v", err)
+	}
+	return len(strings.Fields(string(out)))
 }
 
 // removeContainers removes what the worker id left in podman (a fenced
@@ -177,7 +205,7 @@ func (m *multiHost) removeContainers(id string) {
 
 // artifact reads one of a job's artifacts through the gateway.
 func (m *multiHost) artifact(id, path string) string {
-	t := m.t()
+	t := m.tt
 	t.Helper()
 	r, err := m.api.Artifact(context.Background(), id, path)
 	if err != nil {
@@ -197,8 +225,14 @@ func (m *multiHost) artifact(id, path string) string {
 // long job's worker is cut off the network, and the job is recovered and
 // run to the end by the other worker.
 func TestMultiHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the multi-host test starts four hosts' services")
+	}
+	start := time.Now()
 	m := newMultiHost(t)
+	t.Logf("four hosts, Redis, S3, a gateway and two workers up in %s", time.Since(start).Round(10*time.Millisecond))
 	h3, h4 := m.net.Hosts[2], m.net.Hosts[3]
+	s3 := m.s3.Client(t)
 
 	// A job on each worker. Its preparation prints the routing table its
 	// container sees: with host networking that is its host's.
@@ -211,8 +245,8 @@ func TestMultiHost(t *testing.T) {
 	for _, h := range []*testenv.Host{h3, h4} {
 		id := ids[h]
 		j := m.waitEnded(id)
-		if j.Status != api.StatusSucceeded || j.Worker != m.workers[h.Name] {
-			t.Fatalf("job for %s: %s (%s) on %q; want succeeded on %s\n%s", h.Name, j.Status, j.Reason, j.Worker, m.workers[h.Name], m.logs(id))
+		if j.Status != api.StatusSucceeded || j.Worker != m.workerIDs[h.Name] {
+			t.Fatalf("job for %s: %s (%s) on %q; want succeeded on %s\n%s", h.Name, j.Status, j.Reason, j.Worker, m.workerIDs[h.Name], m.logs(id))
 		}
 		logs := m.logs(id)
 		other := h3
@@ -228,10 +262,19 @@ func TestMultiHost(t *testing.T) {
 		if got, want := m.artifact(id, "result.txt"), "computed on "+h.Name+"\n"; got != want {
 			t.Fatalf("job on %s: result.txt = %q, want %q", h.Name, got, want)
 		}
+		// What the gateway served is in the bucket: the log at rest and
+		// the output, put there by the worker over the network.
+		for _, key := range []string{artifact.LogKey(id, 1), artifact.OutputPrefix(id) + "result.txt"} {
+			if _, err := s3.StatObject(context.Background(), m.s3.Bucket, m.s3.Prefix+"/"+key, minio.StatObjectOptions{}); err != nil {
+				t.Fatalf("job on %s: %s is not in the bucket: %v", h.Name, key, err)
+			}
+		}
 	}
 
+	t.Logf("a job on each worker, its log and output read back: %s", time.Since(start).Round(10*time.Millisecond))
+
 	// A long job on whichever worker takes it (A); then A's host is cut off.
-	long := m.submit(api.JobSpec{Image: testenv.ExampleImageLatest, Command: toolbox("sleep", "10")})
+	long := m.submit(api.JobSpec{Image: testenv.ExampleImageLatest, Command: toolbox("sleep", "8")})
 	j := m.waitFor(long.ID, 60*time.Second, "started", func(j *api.Job) bool { return j.Status == api.StatusRunning && j.Worker != "" })
 	a := m.hostOf[j.Worker]
 	b := h4
@@ -241,31 +284,39 @@ func TestMultiHost(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() bool { return strings.Contains(m.logs(long.ID), "sleeping") }, "the long job never printed")
 	a.LinkDown()
 	cut := time.Now()
-	j = m.waitFor(long.ID, 60*time.Second, "running on "+m.workers[b.Name], func(j *api.Job) bool {
-		return j.Status == api.StatusRunning && j.Worker == m.workers[b.Name]
+	j = m.waitFor(long.ID, 60*time.Second, "running on "+m.workerIDs[b.Name], func(j *api.Job) bool {
+		return j.Status == api.StatusRunning && j.Worker == m.workerIDs[b.Name]
 	})
 	t.Logf("worker %s on %s cut off: its job ran on %s on %s %s after the link went down (lost-after 7s)",
-		m.workers[a.Name], a.Name, m.workers[b.Name], b.Name, time.Since(cut).Round(10*time.Millisecond))
+		m.workerIDs[a.Name], a.Name, m.workerIDs[b.Name], b.Name, time.Since(cut).Round(10*time.Millisecond))
 	if j.Attempt != 2 {
 		t.Fatalf("the recovered job runs as attempt %d; want 2", j.Attempt)
 	}
+	// Cut off, A stopped its copy on its own (it fences before the
+	// scheduler's lost-after): the job never runs twice at once for long.
+	testenv.Eventually(t, 10*time.Second, func() bool { return m.runningContainers(m.workerIDs[a.Name]) == 0 },
+		"the cut-off worker %s still runs its container of the job", m.workerIDs[a.Name])
 	done := m.waitEnded(long.ID)
-	if done.Status != api.StatusSucceeded || done.Worker != m.workers[b.Name] || done.Attempt != 2 {
-		t.Fatalf("long job: %s (%s) on %q attempt %d; want succeeded on %s attempt 2", done.Status, done.Reason, done.Worker, done.Attempt, m.workers[b.Name])
+	if done.Status != api.StatusSucceeded || done.Worker != m.workerIDs[b.Name] || done.Attempt != 2 {
+		t.Fatalf("long job: %s (%s) on %q attempt %d; want succeeded on %s attempt 2", done.Status, done.Reason, done.Worker, done.Attempt, m.workerIDs[b.Name])
 	}
 	h := m.history(long.ID)
-	if len(h.Attempts) != 2 || h.Attempts[0].Worker != m.workers[a.Name] || !strings.HasPrefix(h.Attempts[0].Reason, api.ReasonWorkerLost) ||
-		h.Attempts[1].Worker != m.workers[b.Name] || h.Attempts[1].Status != api.StatusSucceeded {
-		t.Fatalf("attempts: %+v; want 1 worker_lost on %s, 2 succeeded on %s", h.Attempts, m.workers[a.Name], m.workers[b.Name])
+	if len(h.Attempts) != 2 || h.Attempts[0].Worker != m.workerIDs[a.Name] || !strings.HasPrefix(h.Attempts[0].Reason, api.ReasonWorkerLost) ||
+		h.Attempts[1].Worker != m.workerIDs[b.Name] || h.Attempts[1].Status != api.StatusSucceeded {
+		t.Fatalf("attempts: %+v; want 1 worker_lost on %s, 2 succeeded on %s", h.Attempts, m.workerIDs[a.Name], m.workerIDs[b.Name])
 	}
 
 	// Plugged back in, A is a worker again.
 	a.LinkUp()
-	testenv.Eventually(t, 30*time.Second, func() bool { return m.workerState(m.workers[a.Name]) == "up" }, "worker %s is not up again after its link came back", m.workers[a.Name])
+	testenv.Eventually(t, 30*time.Second, func() bool { return m.workerState(m.workerIDs[a.Name]) == "up" }, "worker %s is not up again after its link came back", m.workerIDs[a.Name])
+	t.Logf("recovery checked, A back: %s", time.Since(start).Round(10*time.Millisecond))
 }
 
-// mhArtifactStore is where the gateway and the workers keep artifacts: the
-// flags and environment that point them at it.
-func mhArtifactStore(t *testing.T, _ *testenv.Host) (flags, env []string) {
-	return []string{"--artifacts-dir", t.TempDir()}, nil
+// mhArtifactStore starts the S3 server (SeaweedFS) on h, on its 198.18
+// address, and returns the flags and environment that point a gateway or a
+// worker at it.
+func mhArtifactStore(t *testing.T, h *testenv.Host) (*testenv.S3Service, []string, []string) {
+	t.Helper()
+	s3 := testenv.StartS3(t, testenv.S3Options{IP: h.IP, Wrap: h.Wrap()})
+	return s3, s3.Flags(), s3.Env()
 }

@@ -264,8 +264,14 @@ func (h *Host) Addr(port int) string { return net.JoinHostPort(h.IP, strconv.Ito
 // (podman on a host fails with "no cgroup mount found"). Start it with
 // Start so that it is stopped when the test ends.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.NS, "--", name}, args...)...)
+	w := h.Wrap()
+	return exec.Command(w[0], append(append(w[1:], name), args...)...)
 }
+
+// Wrap is the command line Command puts before a program's, for a harness
+// that makes its own exec.Cmd (S3Options.Wrap): it execs the program, so
+// the PID is the program's.
+func (h *Host) Wrap() []string { return []string{"nsenter", "--net=/run/netns/" + h.NS, "--"} }
 
 // Start starts cmd (made by Command) in a process group of its own and
 // returns a channel closed when it has exited. When the test ends it gets
