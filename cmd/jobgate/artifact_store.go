@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -42,17 +43,32 @@ func (a *artifactFlags) register(cmd *cobra.Command, withDir bool, defaultDir, s
 	fl.StringVar(&a.token, "s3-session-token", "", "S3 session token, with temporary credentials")
 }
 
-// open opens the store the flags name. Both a folder and a URL is an error.
+// check says what is wrong with the flags, before anything starts: both a
+// folder and a URL, or a URL of no store.
+func (a *artifactFlags) check() error {
+	if a.url == "" {
+		return nil
+	}
+	if a.hasDir && (a.cmd.Flags().Changed("artifacts-dir") || a.dir != a.defaultDir) {
+		return errors.New("--artifacts-dir and --artifacts-url both given: the store is one or the other")
+	}
+	if scheme, _, ok := strings.Cut(a.url, "://"); ok && scheme != "s3" && scheme != "file" {
+		return fmt.Errorf("--artifacts-url %q: want s3://bucket/prefix, file:///path or a folder", a.url)
+	}
+	return nil
+}
+
+// open opens the store the flags name (an S3 bucket is asked whether it
+// exists, so wrong credentials fail here).
 func (a *artifactFlags) open(ctx context.Context) (artifact.Store, error) {
-	dirGiven := a.hasDir && (a.cmd.Flags().Changed("artifacts-dir") || a.dir != a.defaultDir)
+	if err := a.check(); err != nil {
+		return nil, err
+	}
 	if a.url == "" {
 		if a.hasDir {
 			return artifact.Dir{Root: a.dir}, nil
 		}
 		return artifact.Dir{Root: a.defaultDir}, nil
-	}
-	if dirGiven {
-		return nil, errors.New("--artifacts-dir and --artifacts-url both given: the store is one or the other")
 	}
 	st, err := artifact.Open(ctx, a.url, artifact.S3Options{
 		Endpoint: a.endpoint, Region: a.region, PathStyle: a.pathStyle,

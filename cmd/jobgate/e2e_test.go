@@ -61,6 +61,9 @@ type cluster struct {
 	gwFlags []string
 	// scoringURL is the scoring router's base URL.
 	scoringURL string
+	// s3, when set, is the artifact store instead of the folder
+	// (newS3Cluster).
+	s3 *testenv.S3Service
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
@@ -72,9 +75,17 @@ func newBenchCluster(b *testing.B) *cluster {
 	return c
 }
 
-func newClusterTB(t testing.TB) *cluster {
+// newS3Cluster is a cluster whose gateway and workers keep artifacts in a
+// real SeaweedFS (testenv.S3) instead of a shared folder.
+func newS3Cluster(t *testing.T) *cluster {
+	return newClusterOn(t, testenv.S3(t))
+}
+
+func newClusterTB(t testing.TB) *cluster { return newClusterOn(t, nil) }
+
+func newClusterOn(t testing.TB, s3 *testenv.S3Service) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}}
+	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}, s3: s3}
 	c.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
 	if _, err := secretbox.EnsureKeyFile(c.secretsKey); err != nil {
 		t.Fatal(err)
@@ -102,12 +113,14 @@ func (c *cluster) start(args ...string) func() {
 	var out bytes.Buffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
-	getenv := func(k string) string {
-		if k == "JOBGATE_TOKEN" {
-			return testToken
+	env := map[string]string{"JOBGATE_TOKEN": testToken}
+	if c.s3 != nil {
+		for _, kv := range c.s3.Env() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
 		}
-		return ""
 	}
+	getenv := func(k string) string { return env[k] }
 	go func() { done <- run(ctx, args, getenv, w, w) }()
 	// A failed test shows what its processes said: a worker's warnings
 	// (a port taken, a probe refused) are often the only clue.
@@ -152,8 +165,8 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
-		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"}, c.gwFlags...)...)
+	c.gwStop = c.start(append(append(append([]string{"gateway", "--addr", addr, "--redis-url", c.redis.URL}, c.artifactFlags()...),
+		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"), c.gwFlags...)...)
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
 	testenv.Eventually(c.t, 20*time.Second, func() bool {
@@ -166,6 +179,14 @@ func (c *cluster) startGateway() {
 	}, "gateway did not become ready")
 }
 
+// artifactFlags are the flags of the cluster's artifact store.
+func (c *cluster) artifactFlags() []string {
+	if c.s3 != nil {
+		return c.s3.Flags()
+	}
+	return []string{"--artifacts-dir", c.artifacts}
+}
+
 func (c *cluster) stopGateway() {
 	c.gwStop()
 	c.gwStop = nil
@@ -173,10 +194,10 @@ func (c *cluster) stopGateway() {
 
 func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
-	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	args := append(append(append([]string{"worker", "--id", id, "--redis-url", c.redis.URL}, c.artifactFlags()...),
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
 		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
-		"--gateway-url", c.gwURL}, extra...)
+		"--gateway-url", c.gwURL), extra...)
 	c.workers[id] = c.start(args...)
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }

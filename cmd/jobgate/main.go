@@ -331,6 +331,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := af.check(); err != nil {
+				return err
+			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate", stderr)
 			if err != nil {
 				return err
@@ -573,6 +576,9 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := af.check(); err != nil {
+				return err
+			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate-gateway", stderr)
 			if err != nil {
 				return err
@@ -654,6 +660,9 @@ func workerCommand(getenv func(string) string, stderr io.Writer) *cobra.Command 
 			}
 			wcfg, pcfg, err := workerConfig(&wf)
 			if err != nil {
+				return err
+			}
+			if err := af.check(); err != nil {
 				return err
 			}
 			stopTelemetry, err := startTelemetry(ctx, "jobgate-worker", stderr)

@@ -1,7 +1,8 @@
 // Package artifact stores what jobs leave behind — logs at rest, and the
 // files a job writes to its outputs folder — under slash-separated keys. Dir
-// keeps them in a folder; an S3-compatible bucket can implement Store for
-// fleets of workers.
+// keeps them in a folder (shared by every gateway and worker); S3 keeps them
+// in an S3-compatible bucket, for fleets of workers that share no folder.
+// Open picks one from a URL.
 package artifact
 
 import (

@@ -238,74 +238,96 @@ func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	return r, err
 }
 
-// OpenSeeker opens key for random access: each Seek followed by a Read is
-// one ranged GET. Reads are pinned to the object Stat saw (If-Match on its
-// ETag), so a blob overwritten meanwhile fails the read instead of mixing
-// two blobs. A read of the whole blob in order verifies its SHA-256.
+// OpenSeeker opens key for random access. The first GET, made here, says
+// what the blob is (size, time, digest) and streams it from the start; a
+// Read after a Seek elsewhere is a new ranged GET, pinned to the first
+// (If-Match on its ETag), so a blob overwritten under a reader fails the
+// read instead of mixing two blobs. A read of the whole blob in order
+// verifies its SHA-256. The reader makes its requests with ctx.
 func (s *S3) OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Info, error) {
 	k, err := cleanKey(key)
 	if err != nil {
 		return nil, Info{}, err
 	}
-	st, err := s.client.StatObject(ctx, s.bucket, s.object(k), minio.StatObjectOptions{})
+	core := minio.Core{Client: s.client}
+	body, st, _, err := core.GetObject(ctx, s.bucket, s.object(k), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, Info{}, s3Error(key, err)
 	}
 	if strings.HasSuffix(st.Key, "/") || st.ContentType == "application/x-directory" {
+		body.Close()
 		return nil, Info{}, ErrNotFound
 	}
-	opts := minio.GetObjectOptions{}
-	if st.ETag != "" {
-		if err := opts.SetMatchETag(st.ETag); err != nil {
-			return nil, Info{}, err
-		}
-	}
-	obj, err := s.client.GetObject(ctx, s.bucket, s.object(k), opts)
-	if err != nil {
-		return nil, Info{}, s3Error(key, err)
-	}
 	info := Info{Size: st.Size, ModTime: st.LastModified, SHA256: st.UserMetadata[metaSHA256]}
-	return &s3Reader{obj: obj, key: key, size: st.Size, want: info.SHA256, h: sha256.New()}, info, nil
+	r := &s3Reader{
+		ctx: ctx, core: core, bucket: s.bucket, object: s.object(k), key: key, etag: st.ETag,
+		size: st.Size, want: info.SHA256, h: sha256.New(), body: body,
+	}
+	return r, info, nil
 }
 
-// s3Reader hashes what it reads while the reads run in order from the
+// s3Reader streams one version of a blob, one GET per run of reads in
+// order; it hashes what it reads while the reads run in order from the
 // start, and checks the digest on the read that reaches the end.
 type s3Reader struct {
-	obj  *minio.Object
-	key  string
-	size int64
-	want string
-	h    hash.Hash
-	// pos is where the next Read reads, objPos where obj's next read
-	// reads (a Seek only moves pos; the Read after it moves obj, one
-	// ranged GET); hashed is how far the bytes from 0 are hashed (a
-	// Seek elsewhere stops hashing until one comes back).
-	pos, objPos, hashed int64
-	checked             bool
+	// ctx is the opener's, for the GETs after a Seek (as an *os.File
+	// keeps its descriptor, the reader keeps what its reads need).
+	ctx                       context.Context
+	core                      minio.Core
+	bucket, object, key, etag string
+	size                      int64
+	want                      string
+	h                         hash.Hash
+	// body streams the blob from bodyPos; nil after a failed GET.
+	body    io.ReadCloser
+	bodyPos int64
+	// pos is where the next Read reads; hashed is how far the bytes from
+	// 0 are hashed (a Seek elsewhere stops hashing until one comes back).
+	pos, hashed int64
+	checked     bool
 }
 
 func (r *s3Reader) Read(p []byte) (int, error) {
 	if r.pos >= r.size && r.size > 0 {
 		return 0, io.EOF
 	}
-	if r.objPos != r.pos {
-		if _, err := r.obj.Seek(r.pos, io.SeekStart); err != nil {
+	if r.body == nil || r.bodyPos != r.pos {
+		if r.body != nil {
+			r.body.Close()
+			r.body = nil
+		}
+		opts := minio.GetObjectOptions{}
+		if r.etag != "" {
+			if err := opts.SetMatchETag(r.etag); err != nil {
+				return 0, err
+			}
+		}
+		if r.pos > 0 {
+			if err := opts.SetRange(r.pos, 0); err != nil {
+				return 0, err
+			}
+		}
+		body, _, _, err := r.core.GetObject(r.ctx, r.bucket, r.object, opts)
+		if err != nil {
 			return 0, s3Error(r.key, err)
 		}
-		r.objPos = r.pos
+		r.body, r.bodyPos = body, r.pos
 	}
-	n, err := r.obj.Read(p)
+	n, err := r.body.Read(p)
+	r.bodyPos += int64(n)
 	if r.pos == r.hashed {
 		r.h.Write(p[:n])
 		r.hashed += int64(n)
 	}
 	r.pos += int64(n)
-	r.objPos = r.pos
 	if r.want != "" && !r.checked && r.hashed == r.size {
 		r.checked = true
 		if got := hex.EncodeToString(r.h.Sum(nil)); got != r.want {
 			return 0, fmt.Errorf("artifact %s: %w: read %s, recorded %s", r.key, ErrChecksum, got, r.want)
 		}
+	}
+	if errors.Is(err, io.EOF) && r.pos < r.size {
+		return n, fmt.Errorf("artifact %s: %w after %d of %d bytes", r.key, io.ErrUnexpectedEOF, r.pos, r.size)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return n, s3Error(r.key, err)
@@ -333,7 +355,14 @@ func (r *s3Reader) Seek(offset int64, whence int) (int64, error) {
 	return abs, nil
 }
 
-func (r *s3Reader) Close() error { return r.obj.Close() }
+func (r *s3Reader) Close() error {
+	if r.body == nil {
+		return nil
+	}
+	err := r.body.Close()
+	r.body = nil
+	return err
+}
 
 // List returns the keys below prefix (a folder key ending in "/"), sorted.
 func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {

@@ -221,30 +221,36 @@ func startWeed(t testing.TB, bin string, o S3Options, last bool) *S3Service {
 		return string(b)
 	}
 	var stopOnce sync.Once
+	// SIGKILL: weed takes 12 s over a graceful stop, and a test's data
+	// is thrown away with it.
 	s.stop = func() {
 		stopOnce.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
+			_ = cmd.Process.Kill()
+			<-exited
 		})
 	}
 	t.Cleanup(s.stop)
 	// Ready: the bucket is made (the S3 gateway answers before its filer
-	// does; MakeBucket fails until both do).
+	// does; MakeBucket fails until both do), and an object written (the
+	// first write waits for the volume server and makes its volumes: some
+	// seconds, spent here rather than in the test's first Put).
 	client := s.Client(t)
-	deadline := time.Now().Add(60 * time.Second)
+	started := time.Now()
+	deadline := started.Add(60 * time.Second)
 	var lastErr error
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		lastErr = client.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: s.Region})
 		if lastErr != nil {
 			if r := minio.ToErrorResponse(lastErr); r.Code == "BucketAlreadyOwnedByYou" || r.Code == "BucketAlreadyExists" {
 				lastErr = nil
 			}
+		}
+		if lastErr == nil {
+			_, lastErr = client.PutObject(ctx, s.Bucket, ".ready", strings.NewReader("1"), 1, minio.PutObjectOptions{})
+		}
+		if lastErr == nil {
+			lastErr = client.RemoveObject(ctx, s.Bucket, ".ready", minio.RemoveObjectOptions{})
 		}
 		cancel()
 		if lastErr == nil {
@@ -265,6 +271,7 @@ func startWeed(t testing.TB, bin string, o S3Options, last bool) *S3Service {
 			t.Fatalf("seaweedfs made no bucket within 60s (%v):\n%s", lastErr, logTail())
 		}
 	}
+	t.Logf("seaweedfs S3 at %s ready in %v (pid %d, log %s)", s.Endpoint, time.Since(started).Round(time.Millisecond), s.PID, logPath)
 	return s
 }
 
