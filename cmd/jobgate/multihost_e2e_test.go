@@ -81,21 +81,6 @@ func newMultiHost(t *testing.T) *multiHost {
 		"redis-server on %s does not answer PING", h1.Addr(mhRedisPort))
 
 	m.s3, m.artifactFlags, m.artifactEnv = mhArtifactStore(t, h1)
-	// SeaweedFS grows its first volumes on the first write, which takes
-	// seconds: done meanwhile, rather than in the first job's upload.
-	warm := make(chan error, 1)
-	s3c := m.s3.Client(t)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		_, err := s3c.PutObject(ctx, m.s3.Bucket, "warm-up", strings.NewReader("x"), 1, minio.PutObjectOptions{})
-		warm <- err
-	}()
-	defer func() {
-		if err := <-warm; err != nil {
-			t.Fatalf("first write to S3 on %s: %v", h1.Name, err)
-		}
-	}()
 
 	// The gateway on h2. Its lost-after is the default, 7 s, said out loud:
 	// the recovery below waits for it.
