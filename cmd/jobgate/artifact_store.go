@@ -46,6 +46,13 @@ func (a *artifactFlags) register(cmd *cobra.Command, withDir bool, defaultDir, s
 // check says what is wrong with the flags, before anything starts: both a
 // folder and a URL, or a URL of no store.
 func (a *artifactFlags) check() error {
+	if !strings.HasPrefix(a.url, "s3://") {
+		for _, f := range []string{"s3-endpoint", "s3-region", "s3-path-style", "s3-access-key", "s3-secret-key", "s3-session-token"} {
+			if a.cmd.Flags().Changed(f) {
+				return fmt.Errorf("--%s is for an S3 store: give --artifacts-url s3://bucket/prefix", f)
+			}
+		}
+	}
 	if a.url == "" {
 		return nil
 	}

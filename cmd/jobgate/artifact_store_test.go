@@ -20,6 +20,7 @@ func TestArtifactStoreFlags(t *testing.T) {
 		{"both flags", []string{"gateway", "--artifacts-dir", "/tmp/a", "--artifacts-url", "s3://bucket/p"}, nil, "--artifacts-dir and --artifacts-url both given"},
 		{"dir from the environment", []string{"worker", "--artifacts-url", "s3://bucket/p"}, map[string]string{"JOBGATE_ARTIFACTS_DIR": "/tmp/a"}, "--artifacts-dir and --artifacts-url both given"},
 		{"unknown scheme", []string{"gateway", "--artifacts-url", "gs://bucket/p"}, nil, `--artifacts-url "gs://bucket/p": want s3://bucket/prefix`},
+		{"s3 flag without an s3 store", []string{"worker", "--s3-endpoint", "http://127.0.0.1:9"}, nil, "--s3-endpoint is for an S3 store"},
 		{"dev unknown scheme", []string{"dev", "--artifacts-url", "ftp://x"}, nil, `--artifacts-url "ftp://x"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
