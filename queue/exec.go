@@ -58,11 +58,13 @@ type ExecRequest struct {
 // ExecChannel carries the exec requests for one worker.
 func ExecChannel(workerID string) string { return "jobgate:exec:worker:" + workerID }
 
-// ExecStreamKey is the stream of a session's events.
-func ExecStreamKey(session string) string { return "jobgate:exec:" + session + ":events" }
+// ExecStreamKey is the stream of a session's events. A session's two keys
+// share a hash tag of their own, so that one DEL takes both on a Redis
+// Cluster and the sessions spread over its masters.
+func ExecStreamKey(session string) string { return "{jobgate:exec:" + session + "}:events" }
 
 // ExecLeaseKey exists while the session's client listens.
-func ExecLeaseKey(session string) string { return "jobgate:exec:" + session + ":lease" }
+func ExecLeaseKey(session string) string { return "{jobgate:exec:" + session + "}:lease" }
 
 // PublishExec sends r to worker and returns how many subscribers got it:
 // 0 means the worker is not listening (gone, or too old to exec).

@@ -123,7 +123,7 @@ func TestBatchScoreWork(t *testing.T) {
 
 	// Every key of the job expires.
 	rdb := s.Redis()
-	keys, err := rdb.Keys(ctx, "jobgate:bscore:p1:*").Result()
+	keys, err := rdb.Keys(ctx, "{jobgate}:bscore:p1:*").Result()
 	if err != nil || len(keys) != 2 { // the claims are all gone
 		t.Fatalf("keys %v, %v: want the plan and the done marks", keys, err)
 	}
