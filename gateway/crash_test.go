@@ -51,7 +51,7 @@ func (h *dieAfterJob) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			if args := c.Args(); len(args) > 1 && strings.EqualFold(fmt.Sprint(args[0]), "hset") && strings.HasPrefix(fmt.Sprint(args[1]), "jobgate:job:") {
+			if args := c.Args(); len(args) > 1 && strings.EqualFold(fmt.Sprint(args[0]), "hset") && strings.HasPrefix(fmt.Sprint(args[1]), "{jobgate}:job:") {
 				h.dead.Store(true)
 			}
 		}
@@ -126,7 +126,7 @@ func TestTriggerDeliveryGatewayDiesAfterTheJob(t *testing.T) {
 
 	// The gateway is gone: what it left unfinished lapses, as Redis would
 	// expire it after deliveryClaimHold.
-	t.Logf("claims left unfinished by the dead gateway: %d", f.lapse("jobgate:trigger:"+tv.ID+":*", "claim:"))
+	t.Logf("claims left unfinished by the dead gateway: %d", f.lapse("{jobgate}:trigger:"+tv.ID+":*", "claim:"))
 
 	for _, d := range []string{"d-1", "d-2"} {
 		code, answer := f.deliver("", tv.HookURL, githubHeaders(secret, "push", d, body), body)
@@ -168,7 +168,7 @@ func TestScheduleGatewayDiesAfterTheJob(t *testing.T) {
 	if n := f.jobsIn("team-a"); n != 1 {
 		t.Fatalf("run on the dying gateway: %d, %d jobs; want the run's one", resp.StatusCode, n)
 	}
-	t.Logf("firing locks left by the dead gateway: %d", f.lapse("jobgate:ws:team-a:schedule:nightly:lock", ""))
+	t.Logf("firing locks left by the dead gateway: %d", f.lapse("{jobgate}:ws:team-a:schedule:nightly:lock", ""))
 
 	code, body := f.call("POST", "/v1/schedules/nightly/run", tok.Secret, "")
 	if code != http.StatusConflict || !strings.Contains(body, "previous job still running") {

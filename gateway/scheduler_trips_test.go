@@ -23,12 +23,7 @@ import (
 // round trips to Redis are as many for 30 waiting jobs as for 3.
 func TestPassRoundTripsDoNotGrowWithPendingJobs(t *testing.T) {
 	trips := func(n int) (first, again int) {
-		opts, err := redis.ParseURL(testenv.Redis(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
+		rdb := testenv.RedisClient(t, testenv.Redis(t))
 		calls := testenv.CountCalls(rdb)
 		st := store.New(rdb, store.Config{})
 		ctx := context.Background()

@@ -188,7 +188,7 @@ func TestSubmitRoundTrips(t *testing.T) {
 	}
 	// The workspace's rules, then the job with its indexes, audit entry,
 	// wake-up and queue position in one MULTI: nothing read back.
-	if len(trips) > 2 || r.calls.TripsTouching("jobgate:ws:"+DefaultWorkspace+":audit") != 1 || r.calls.TripsTouching("jobgate:wake:scheduler") != 1 {
+	if len(trips) > 2 || r.calls.TripsTouching("{jobgate}:ws:"+DefaultWorkspace+":audit") != 1 || r.calls.TripsTouching("jobgate:wake:scheduler") != 1 {
 		t.Fatalf("a submit took %d round trips, want at most 2 (the workspace's rules, the write)", len(trips))
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -22,16 +20,11 @@ import (
 // start (a cancel or preemption asked for meanwhile), so nothing reads the
 // record again.
 func TestAttemptReadsItsJobOnce(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	url := testenv.Redis(t)
+	rdb := testenv.RedisClient(t, url)
 	st := store.New(rdb, store.Config{})
 	// The worker's own client, counted.
-	wrdb := redis.NewClient(opts)
-	defer wrdb.Close()
+	wrdb := testenv.RedisClient(t, url)
 	calls := testenv.CountCalls(wrdb)
 	wst := store.New(wrdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,7 +41,7 @@ func TestAttemptReadsItsJobOnce(t *testing.T) {
 	if got.Status != api.StatusSucceeded {
 		t.Fatalf("job: %s (%s)", got.Status, got.Reason)
 	}
-	key := "jobgate:job:" + j.ID
+	key := "{jobgate}:job:" + j.ID
 	cmds := calls.Commands(key)
 	reads := slices.DeleteFunc(slices.Clone(cmds), func(c string) bool { return c != "HGETALL" && c != "HGET" && c != "HMGET" })
 	t.Logf("commands on %s: %v (%d round trips)", key, cmds, calls.TripsTouching(key))
@@ -94,12 +87,7 @@ func TestCancelRightAfterStartIsSeen(t *testing.T) {
 			name = "answer lost"
 		}
 		t.Run(name, func(t *testing.T) {
-			opts, err := redis.ParseURL(testenv.Redis(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rdb := redis.NewClient(opts)
-			defer rdb.Close()
+			rdb := testenv.RedisClient(t, testenv.Redis(t))
 			st := store.New(rdb, store.Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
