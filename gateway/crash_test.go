@@ -83,10 +83,7 @@ func (f *fixture) lapse(pattern, claim string) int {
 	f.t.Helper()
 	ctx := context.Background()
 	rc := f.st.Redis()
-	keys, err := rc.Keys(ctx, pattern).Result()
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	keys := testenv.RedisKeys(f.t, rc, pattern)
 	n := 0
 	for _, k := range keys {
 		if v, err := rc.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, claim) {

@@ -217,10 +217,7 @@ func TestTriggerGatewayKilledMidDelivery(t *testing.T) {
 	// Its unfinished claims lapse (the test expires them now, as Redis
 	// would after the claim hold of a minute).
 	rdb := c.redisClient()
-	keys, err := rdb.Keys(context.Background(), "{jobgate}:trigger:"+tv.ID+":*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.RedisKeys(t, rdb, "{jobgate}:trigger:"+tv.ID+":*")
 	lapsed := 0
 	for _, k := range keys {
 		if v, err := rdb.Get(context.Background(), k).Result(); err == nil && strings.HasPrefix(v, "claim:") {

@@ -3,11 +3,14 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
 
 // TestClusterSpreadsSlots starts a Cluster and checks that a ClusterClient
 // made from its URL reaches all three masters, and that keys on different

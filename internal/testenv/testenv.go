@@ -212,6 +212,7 @@ func buildExampleImage(tag string) error {
 // as the body of TestMain.
 func Main(m *testing.M) int {
 	code := m.Run()
+	stopClusterSpares()
 	if podman.svc != nil {
 		podman.svc.Stop()
 	}
