@@ -17,6 +17,7 @@ import (
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // errGatewayDead is what a dying gateway's Redis commands get.

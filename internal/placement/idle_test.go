@@ -27,15 +27,7 @@ import (
 func TestIdleSchedulerIgnoresBacklog(t *testing.T) {
 	const backlog = 1000 // as many as one pass reads
 	url := testenv.Redis(t)
-	client := func() *redis.Client {
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb := redis.NewClient(opts)
-		t.Cleanup(func() { rdb.Close() })
-		return rdb
-	}
+	client := func() redis.UniversalClient { return testenv.RedisClient(t, url) }
 	rdb, other := client(), client()
 	calls := testenv.CountCalls(rdb)
 	st, ost := store.New(rdb, store.Config{}), store.New(other, store.Config{})
