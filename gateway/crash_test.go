@@ -64,8 +64,7 @@ func (h *dieAfterJob) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // whose Redis client dies after it stored a job (dieAfterJob).
 func (f *fixture) dyingGateway() *httptest.Server {
 	f.t.Helper()
-	rdb := redis.NewClient(f.st.Redis().(*redis.Client).Options())
-	f.t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.NewClientLike(f.t, f.st.Redis())
 	rdb.AddHook(&dieAfterJob{})
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
 	if err != nil {

@@ -479,7 +479,7 @@ func TestTokenSecretsAreShownOnceAndStoredHashed(t *testing.T) {
 	if strings.Contains(body, nt.Secret) {
 		t.Fatal("token list shows a secret")
 	}
-	if strings.Contains(testenv.RedisValues(t, f.st.Redis().(*redis.Client)), nt.Secret) {
+	if strings.Contains(testenv.RedisValues(t, f.st.Redis()), nt.Secret) {
 		t.Fatal("redis holds the token in clear")
 	}
 	// It works, and last_used_at is recorded.

@@ -246,3 +246,21 @@ func waitClusterOK(ctx context.Context, addr string) error {
 		}
 	}
 }
+
+// NewClientLike makes another client with rdb's options (a separate pool,
+// for a hook of its own), of rdb's kind: a *redis.Client or a
+// *redis.ClusterClient. It is closed when the test ends.
+func NewClientLike(t testing.TB, rdb redis.UniversalClient) redis.UniversalClient {
+	t.Helper()
+	var c redis.UniversalClient
+	switch r := rdb.(type) {
+	case *redis.Client:
+		c = redis.NewClient(r.Options())
+	case *redis.ClusterClient:
+		c = redis.NewClusterClient(r.Options())
+	default:
+		t.Fatalf("testenv.NewClientLike: a %T", rdb)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
