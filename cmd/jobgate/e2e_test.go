@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
 	"github.com/jobgate/jobgate/internal/devenv"
@@ -61,9 +59,21 @@ type cluster struct {
 	gwFlags []string
 	// scoringURL is the scoring router's base URL.
 	scoringURL string
+	// redisURL, when set (newClusterOn), is the Redis the processes use
+	// instead of redis's.
+	redisURL string
 }
 
-func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
+// newCluster is a cluster on the Redis deployment of JOBGATE_TEST_REDIS
+// (testenv.Redis): a redis-server of its own by default, a Sentinel set or a
+// Cluster in make test-redis-modes. A test that stops or cuts Redis off uses
+// newClusterTB, one server in every mode.
+func newCluster(t *testing.T) *cluster {
+	if testenv.RedisMode() == "single" {
+		return newClusterTB(t)
+	}
+	return newClusterOn(t, testenv.Redis(t))
+}
 
 // newBenchCluster is a cluster with one worker, for benchmarks.
 func newBenchCluster(b *testing.B) *cluster {
@@ -72,14 +82,20 @@ func newBenchCluster(b *testing.B) *cluster {
 	return c
 }
 
-func newClusterTB(t testing.TB) *cluster {
+func newClusterTB(t testing.TB) *cluster { return newClusterOn(t, "") }
+
+// newClusterOn is a cluster on the Redis at redisURL (any form
+// redisconn takes), or on a redis-server of its own when it is "".
+func newClusterOn(t testing.TB, redisURL string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}}
+	c := &cluster{t: t, redisDir: t.TempDir(), artifacts: t.TempDir(), workers: map[string]func(){}, redisURL: redisURL}
 	c.secretsKey = filepath.Join(t.TempDir(), "secrets.key")
 	if _, err := secretbox.EnsureKeyFile(c.secretsKey); err != nil {
 		t.Fatal(err)
 	}
-	c.redis = testenv.RedisIn(t, c.redisDir)
+	if redisURL == "" {
+		c.redis = testenv.RedisIn(t, c.redisDir)
+	}
 	c.podman = testenv.Podman(t)
 	testenv.BuildExampleImage(t)
 	c.startGateway()
@@ -152,7 +168,7 @@ func (c *cluster) startGateway() {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c.gwURL = "http://" + addr
-	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	c.gwStop = c.start(append([]string{"gateway", "--addr", addr, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn"}, c.gwFlags...)...)
 	c.token = cmpOr(c.token, testToken)
 	c.api = client.New(c.gwURL, c.token)
@@ -166,6 +182,14 @@ func (c *cluster) startGateway() {
 	}, "gateway did not become ready")
 }
 
+// redisAt is the URL of the cluster's Redis.
+func (c *cluster) redisAt() string {
+	if c.redisURL != "" {
+		return c.redisURL
+	}
+	return c.redis.URL
+}
+
 func (c *cluster) stopGateway() {
 	c.gwStop()
 	c.gwStop = nil
@@ -173,7 +197,7 @@ func (c *cluster) stopGateway() {
 
 func (c *cluster) startWorker(id string, extra ...string) {
 	c.t.Helper()
-	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	args := append([]string{"worker", "--id", id, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
 		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn",
 		"--gateway-url", c.gwURL}, extra...)
@@ -554,7 +578,7 @@ func TestWorkerRestartRunsWaitingJobs(t *testing.T) {
 }
 
 func TestGatewayAndRedisRestartKeepRecordsAndLogs(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // restarts Redis: one server in every mode
 	c.startWorker("w1")
 	j := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("lines", "300")}).ID)
 	before, logsBefore := c.get(j.ID), c.logs(j.ID)
@@ -690,9 +714,7 @@ func TestSecretReachesTheJobAndNothingElse(t *testing.T) {
 		t.Fatalf("the secret value appears in the API: %s", everything)
 	}
 	// Nor in Redis in clear (live logs, records, the sealed secret).
-	opts, _ := redis.ParseURL(c.redis.URL)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, c.redisAt())
 	if strings.Contains(testenv.RedisValues(t, rdb), value) {
 		t.Fatal("the secret value is stored in Redis in clear")
 	}

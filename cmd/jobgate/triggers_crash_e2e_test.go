@@ -127,7 +127,7 @@ func (p *freezeProxy) handle(c net.Conn) {
 // sent again, and its body under a new delivery id, get the first job back
 // from another gateway: one job, not two.
 func TestTriggerGatewayKilledMidDelivery(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // proxies one Redis address: one server in every mode
 	const secret = "0123456789abcdef-github-secret"
 	var tv struct {
 		ID      string `json:"id"`
