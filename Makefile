@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images compose-images test test-unit deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
+.PHONY: build dev images compose-images test test-unit test-redis-modes deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -55,6 +55,18 @@ test: deps jaeger seaweedfs
 
 test-unit:
 	$(GO) test -tags '$(TAGS)' -short ./...
+
+# test-redis-modes runs the packages that talk to Redis once on a 3-master
+# Redis Cluster and once on a Sentinel set (a primary, a replica, three
+# sentinels), as testenv.Redis starts them under JOBGATE_TEST_REDIS; the
+# tests that restart, proxy or measure one Redis keep a single server.
+# REDIS_MODES and REDIS_MODE_PKGS narrow it.
+REDIS_MODES     ?= cluster sentinel
+REDIS_MODE_PKGS ?= ./internal/store ./internal/placement ./internal/job ./internal/leader ./internal/cron \
+	./internal/deploy ./internal/loghub ./internal/authcache ./queue ./gateway ./scoring ./worker ./cmd/jobgate
+test-redis-modes: deps jaeger seaweedfs
+	@rc=0; for m in $(REDIS_MODES); do echo "== JOBGATE_TEST_REDIS=$$m"; \
+	  JOBGATE_TEST_REDIS=$$m JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -p 1 -timeout 40m $(REDIS_MODE_PKGS) || rc=1; done; exit $$rc
 
 vet:
 	$(GO) vet -tags '$(TAGS)' ./...

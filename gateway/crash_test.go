@@ -17,6 +17,7 @@ import (
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // errGatewayDead is what a dying gateway's Redis commands get.
@@ -51,7 +52,7 @@ func (h *dieAfterJob) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			if args := c.Args(); len(args) > 1 && strings.EqualFold(fmt.Sprint(args[0]), "hset") && strings.HasPrefix(fmt.Sprint(args[1]), "jobgate:job:") {
+			if args := c.Args(); len(args) > 1 && strings.EqualFold(fmt.Sprint(args[0]), "hset") && strings.HasPrefix(fmt.Sprint(args[1]), "{jobgate}:job:") {
 				h.dead.Store(true)
 			}
 		}
@@ -63,8 +64,7 @@ func (h *dieAfterJob) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // whose Redis client dies after it stored a job (dieAfterJob).
 func (f *fixture) dyingGateway() *httptest.Server {
 	f.t.Helper()
-	rdb := redis.NewClient(f.st.Redis().(*redis.Client).Options())
-	f.t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.NewClientLike(f.t, f.st.Redis())
 	rdb.AddHook(&dieAfterJob{})
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
 	if err != nil {
@@ -83,10 +83,7 @@ func (f *fixture) lapse(pattern, claim string) int {
 	f.t.Helper()
 	ctx := context.Background()
 	rc := f.st.Redis()
-	keys, err := rc.Keys(ctx, pattern).Result()
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	keys := testenv.RedisKeys(f.t, rc, pattern)
 	n := 0
 	for _, k := range keys {
 		if v, err := rc.Get(ctx, k).Result(); err == nil && strings.HasPrefix(v, claim) {
@@ -126,7 +123,7 @@ func TestTriggerDeliveryGatewayDiesAfterTheJob(t *testing.T) {
 
 	// The gateway is gone: what it left unfinished lapses, as Redis would
 	// expire it after deliveryClaimHold.
-	t.Logf("claims left unfinished by the dead gateway: %d", f.lapse("jobgate:trigger:"+tv.ID+":*", "claim:"))
+	t.Logf("claims left unfinished by the dead gateway: %d", f.lapse("{jobgate}:trigger:"+tv.ID+":*", "claim:"))
 
 	for _, d := range []string{"d-1", "d-2"} {
 		code, answer := f.deliver("", tv.HookURL, githubHeaders(secret, "push", d, body), body)
@@ -168,7 +165,7 @@ func TestScheduleGatewayDiesAfterTheJob(t *testing.T) {
 	if n := f.jobsIn("team-a"); n != 1 {
 		t.Fatalf("run on the dying gateway: %d, %d jobs; want the run's one", resp.StatusCode, n)
 	}
-	t.Logf("firing locks left by the dead gateway: %d", f.lapse("jobgate:ws:team-a:schedule:nightly:lock", ""))
+	t.Logf("firing locks left by the dead gateway: %d", f.lapse("{jobgate}:ws:team-a:schedule:nightly:lock", ""))
 
 	code, body := f.call("POST", "/v1/schedules/nightly/run", tok.Secret, "")
 	if code != http.StatusConflict || !strings.Contains(body, "previous job still running") {

@@ -102,7 +102,7 @@ func (f *fixture) runningJob(worker string) api.Job {
 func (f *fixture) fakeWorker(id string, answer func(queue.ExecRequest) []queue.ExecEvent) <-chan queue.ExecRequest {
 	f.t.Helper()
 	rdb := f.st.Redis()
-	sub := rdb.Subscribe(context.Background(), queue.ExecChannel(id))
+	sub := queue.SubscribeExec(context.Background(), rdb, id)
 	if _, err := sub.Receive(context.Background()); err != nil {
 		f.t.Fatal(err)
 	}

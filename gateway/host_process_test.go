@@ -104,7 +104,7 @@ func TestHostProcessIsAWorkspacePermission(t *testing.T) {
 func TestGatewayGrantsDefaultHostProcessOnlyWhenTold(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	if err := f.st.Redis().HDel(ctx, "jobgate:workspaces", DefaultWorkspace).Err(); err != nil {
+	if err := f.st.Redis().HDel(ctx, "{jobgate}:workspaces", DefaultWorkspace).Err(); err != nil {
 		t.Fatal(err)
 	}
 	allowed := func() bool {

@@ -64,12 +64,7 @@ func newGateway(t testing.TB, cfg Config, ccfg control.Config, rdb redis.Univers
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
 	if err != nil {
@@ -484,7 +479,7 @@ func TestTokenSecretsAreShownOnceAndStoredHashed(t *testing.T) {
 	if strings.Contains(body, nt.Secret) {
 		t.Fatal("token list shows a secret")
 	}
-	if strings.Contains(testenv.RedisValues(t, f.st.Redis().(*redis.Client)), nt.Secret) {
+	if strings.Contains(testenv.RedisValues(t, f.st.Redis()), nt.Secret) {
 		t.Fatal("redis holds the token in clear")
 	}
 	// It works, and last_used_at is recorded.

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -26,12 +24,7 @@ func (l brokenListener) Accept() (net.Conn, error) { return nil, errors.New("acc
 // parts (here the HTTP server), without waiting for its context to end,
 // and a certificate that does not load fails Run before it listens.
 func TestRunEndsWhenAPartFails(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/leader"
@@ -50,7 +49,7 @@ func TestLostWorkerRecoveredAtItsExpiry(t *testing.T) {
 	go el.Run(ctx)
 	testenv.Eventually(t, 10*time.Second, el.Leading, "the elector did not lead")
 	s := placement.New(placement.Config{ID: "expiry", WorkerLostAfter: 2 * time.Second, Tick: time.Hour}, el, f.st.Redis(), st,
-		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), logger)
+		asynq.NewClientFromRedisClient(f.st.Redis()), logger)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
 	defer func() { cancel(); <-done }()

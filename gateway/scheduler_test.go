@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/placement"
@@ -41,7 +40,7 @@ func TestStoppedWorkerRunningJobIsRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
-		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		asynq.NewClientFromRedisClient(f.st.Redis()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func TestLostWorkerJobsAreRecovered(t *testing.T) {
 	st.Placed(ctx, DefaultWorkspace, placed.ID, 1, "ghost")
 
 	s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), st,
-		asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		asynq.NewClientFromRedisClient(f.st.Redis()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Pass(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/oklog/ulid/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/placement"
@@ -23,12 +22,7 @@ import (
 // round trips to Redis are as many for 30 waiting jobs as for 3.
 func TestPassRoundTripsDoNotGrowWithPendingJobs(t *testing.T) {
 	trips := func(n int) (first, again int) {
-		opts, err := redis.ParseURL(testenv.Redis(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
+		rdb := testenv.RedisClient(t, testenv.Redis(t))
 		calls := testenv.CountCalls(rdb)
 		st := store.New(rdb, store.Config{})
 		ctx := context.Background()
@@ -123,7 +117,7 @@ func TestWaitReasonsHaveCodes(t *testing.T) {
 				f.mustCall("POST", "/v1/jobs", systemToken, tt.body, &j)
 			}
 			s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, f.st.Redis(), f.st,
-				asynq.NewClientFromRedisClient(f.st.Redis().(*redis.Client)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+				asynq.NewClientFromRedisClient(f.st.Redis()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err := s.Pass(ctx); err != nil {
 				t.Fatal(err)
 			}

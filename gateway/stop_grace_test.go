@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/placement"
@@ -39,7 +38,7 @@ func TestPlacedTaskCarriesWorkersStopGrace(t *testing.T) {
 			}
 			var job api.Job
 			f.mustCall("POST", "/v1/jobs", systemToken, `{"image":"localhost/x:1","command":["x"],"timeout_seconds":120}`, &job)
-			rdb := f.st.Redis().(*redis.Client)
+			rdb := f.st.Redis()
 			s := placement.New(placement.Config{ID: "test", WorkerLostAfter: time.Minute}, nil, rdb, f.st,
 				asynq.NewClientFromRedisClient(rdb), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err := s.Pass(ctx); err != nil {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
@@ -19,12 +17,7 @@ import (
 // token reads it from Redis about once a second, not once per request;
 // and a revoked token still stops within 2s.
 func TestIssuedTokenLookupsCached(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
 	if err != nil {
@@ -56,7 +49,7 @@ func TestIssuedTokenLookupsCached(t *testing.T) {
 		}
 	}
 	allowed := int(time.Since(start)/time.Second) + 2
-	if got := calls.TripsTouching("jobgate:token:" + store.HashToken(secret)); got > allowed {
+	if got := calls.TripsTouching("{jobgate}:token:" + store.HashToken(secret)); got > allowed {
 		t.Fatalf("%d requests read the token from Redis %d times; want at most %d (cached for a second)", n, got, allowed)
 	}
 	if err := st.DeleteToken(t.Context(), DefaultWorkspace, "tok-hot"); err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -25,12 +24,7 @@ import (
 // in-memory exporter, served over HTTP.
 func tracedFixture(t *testing.T) (*httptest.Server, *tracetest.InMemoryExporter) {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -157,12 +151,7 @@ func TestNoTracerProviderIsEcho(t *testing.T) {
 // (no provider: echo alone) and on (every span sampled, exported to
 // memory), on a request answered without Redis (401, no token).
 func BenchmarkTracingCost(b *testing.B) {
-	opts, err := redis.ParseURL(testenv.Redis(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	b.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(b, testenv.Redis(b))
 	st := store.New(rdb, store.Config{})
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -159,7 +157,7 @@ func TestJobTokenSubmitsChildrenAndDiesWhenRevoked(t *testing.T) {
 	if code, body := f.call("GET", "/v1/jobs/"+parent.ID, tok, ""); code != http.StatusUnauthorized || !strings.Contains(body, "job token") {
 		t.Fatalf("revoked job token: %d %s, want 401 naming the job token", code, body)
 	}
-	if strings.Contains(testenv.RedisValues(t, f.st.Redis().(*redis.Client)), tok) {
+	if strings.Contains(testenv.RedisValues(t, f.st.Redis()), tok) {
 		t.Fatal("redis holds a job token in clear")
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/control"
@@ -517,7 +516,7 @@ func TestTriggerAPI(t *testing.T) {
 			t.Fatalf("the API shows a trigger secret: %s %s", raw, one)
 		}
 	}
-	if redisText := testenv.RedisValues(t, f.st.Redis().(*redis.Client)); strings.Contains(redisText, ghSecret) {
+	if redisText := testenv.RedisValues(t, f.st.Redis()); strings.Contains(redisText, ghSecret) {
 		t.Fatal("redis holds a trigger's signing secret in clear")
 	}
 	var names []string

@@ -58,20 +58,37 @@ type ExecRequest struct {
 // ExecChannel carries the exec requests for one worker.
 func ExecChannel(workerID string) string { return "jobgate:exec:worker:" + workerID }
 
-// ExecStreamKey is the stream of a session's events.
-func ExecStreamKey(session string) string { return "jobgate:exec:" + session + ":events" }
+// ExecStreamKey is the stream of a session's events. A session's two keys
+// share a hash tag of their own, so that one DEL takes both on a Redis
+// Cluster and the sessions spread over its masters.
+func ExecStreamKey(session string) string { return "{jobgate:exec:" + session + "}:events" }
 
 // ExecLeaseKey exists while the session's client listens.
-func ExecLeaseKey(session string) string { return "jobgate:exec:" + session + ":lease" }
+func ExecLeaseKey(session string) string { return "{jobgate:exec:" + session + "}:lease" }
 
 // PublishExec sends r to worker and returns how many subscribers got it:
-// 0 means the worker is not listening (gone, or too old to exec).
+// 0 means the worker is not listening (gone, or too old to exec). On a
+// Redis Cluster a PUBLISH counts only the subscribers on the node it ran
+// on, so there the request goes by sharded pub/sub (SPUBLISH), whose count
+// is the channel's shard's, where SubscribeExec subscribes.
 func PublishExec(ctx context.Context, rdb redis.UniversalClient, worker string, r ExecRequest) (int64, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return 0, fmt.Errorf("encode exec request: %w", err)
 	}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return rdb.SPublish(ctx, ExecChannel(worker), b).Result()
+	}
 	return rdb.Publish(ctx, ExecChannel(worker), b).Result()
+}
+
+// SubscribeExec subscribes to worker's exec requests, as PublishExec sends
+// them: sharded (SSUBSCRIBE) on a Redis Cluster, plain elsewhere.
+func SubscribeExec(ctx context.Context, rdb redis.UniversalClient, worker string) *redis.PubSub {
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return rdb.SSubscribe(ctx, ExecChannel(worker))
+	}
+	return rdb.Subscribe(ctx, ExecChannel(worker))
 }
 
 // ParseExecRequest decodes a message of ExecChannel.

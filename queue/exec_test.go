@@ -36,12 +36,7 @@ func TestParseExecRequest(t *testing.T) {
 // TestExecEventsRoundTrip: what AppendExec writes, ReadExec reads back the
 // same, after a given entry and waiting for the next.
 func TestExecEventsRoundTrip(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	ctx := context.Background()
 	want := []queue.ExecEvent{
 		{Seq: 1, Kind: queue.ExecStarted},
@@ -79,12 +74,7 @@ func TestExecEventsRoundTrip(t *testing.T) {
 // (ExecLeaseHeld), for ExecLeaseTTL; Release drops it and the session's
 // stream.
 func TestExecLeaseHoldAndRelease(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	ctx := context.Background()
 	l, err := queue.HoldExecLease(ctx, rdb, "s1")
 	if err != nil {

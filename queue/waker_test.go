@@ -14,12 +14,7 @@ import (
 )
 
 func TestWakerSeesANotifySentAfterGen(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	ctx := context.Background()
 	w, err := queue.NewWaker(ctx, rdb, "test:wake")
 	if err != nil {
@@ -58,12 +53,7 @@ func TestRunJobPayloadRoundTrip(t *testing.T) {
 }
 
 func TestCloseReleasesWaiters(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	w, err := queue.NewWaker(context.Background(), rdb, "test:close")
 	if err != nil {
 		t.Fatal(err)

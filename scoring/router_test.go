@@ -40,7 +40,7 @@ const adminToken = "scoring-admin-token-0123456789"
 // controller register them.
 type env struct {
 	t   *testing.T
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	st  *store.Store
 	r   *Router
 	ts  *httptest.Server
@@ -52,12 +52,7 @@ type env struct {
 // queue.ChannelRouting message refreshes it.
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	cfg.AdminToken = adminToken
 	cfg.ID = cmp.Or(cfg.ID, "router-test")
@@ -610,7 +605,7 @@ func TestTokenLookupsCached(t *testing.T) {
 	wg.Wait()
 	// A lookup per TTL (1s) at most, however long the requests took.
 	allowed := int(time.Since(start)/time.Second) + 2
-	if n := calls.TripsTouching("jobgate:token:" + store.HashToken(secret)); n > allowed {
+	if n := calls.TripsTouching("{jobgate}:token:" + store.HashToken(secret)); n > allowed {
 		t.Fatalf("200 requests read the token %d times; want at most %d (one per second)", n, allowed)
 	}
 }

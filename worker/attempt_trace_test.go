@@ -8,7 +8,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/oklog/ulid/v2"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -29,12 +28,7 @@ import (
 // the submit's context stored with the job. A worker without a
 // TracerProvider gives the workload neither.
 func TestAttemptContinuesTraceFromTaskHeaders(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "default", AllowHostProcess: true}); err != nil {

@@ -171,7 +171,7 @@ func TestBatchScoreClaimRenewedThroughPut(t *testing.T) {
 	go func() { done <- run.scoreOne(ctx, scoreTarget{}, 0) }()
 	<-ga.entered
 	claim := func() string {
-		v, err := f.rdb.HGet(ctx, "jobgate:bscore:p:claims", "0").Result()
+		v, err := f.rdb.HGet(ctx, "{jobgate}:bscore:p:claims", "0").Result()
 		if err != nil {
 			t.Fatal(err)
 		}

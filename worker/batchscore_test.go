@@ -98,7 +98,7 @@ func TestListScoreFiles(t *testing.T) {
 type family struct {
 	t     *testing.T
 	st    *store.Store
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	arts  artifact.Dir
 	root  *os.Root
 	files []store.BatchScoreFile
@@ -109,12 +109,7 @@ type family struct {
 
 func newFamily(t *testing.T, dir string, files []store.BatchScoreFile) *family {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -78,7 +78,7 @@ func (s *execSessions) cancel(session string, cause error) {
 // subscribeExec subscribes to the worker's exec requests and returns once
 // the subscription is live, so no request sent after a job started is missed.
 func (w *Worker) subscribeExec(ctx context.Context) (*redis.PubSub, error) {
-	sub := w.rdb.Subscribe(ctx, queue.ExecChannel(w.cfg.ID))
+	sub := queue.SubscribeExec(ctx, w.rdb, w.cfg.ID)
 	if _, err := sub.Receive(ctx); err != nil {
 		sub.Close()
 		return nil, fmt.Errorf("subscribe to exec requests: %w", err)

@@ -23,7 +23,7 @@ import (
 // through the queue contract only.
 type execSession struct {
 	t      *testing.T
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	worker string
 }
 
@@ -97,12 +97,7 @@ func render(events []queue.ExecEvent) string {
 // output and exit code, refusals, the timeout, a cancel, and a client that
 // went away without one (its lease expired).
 func TestExecSessions(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -81,12 +81,7 @@ func readExec(t *testing.T, rdb redis.UniversalClient, session string) []queue.E
 // without gaps, and ends with the final event.
 func TestExecOutput(t *testing.T) {
 	t.Parallel()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	out := newExecOutput(t.Context(), rdb, "s1", slog.New(slog.DiscardHandler))
 	stdout, stderr := out.writer(queue.ExecStdout), out.writer(queue.ExecStderr)
 

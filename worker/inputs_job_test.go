@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
@@ -23,12 +21,7 @@ import (
 // from a datastore and a cluster-level mount on a real worker (real Redis,
 // real podman), and checks what each job saw in its log.
 func TestJobInputsAndMounts(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	image := testenv.BuildExampleImage(t)
 	ctx, cancel := context.WithCancel(context.Background())

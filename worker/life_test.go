@@ -21,14 +21,9 @@ import (
 	"github.com/jobgate/jobgate/internal/testenv"
 )
 
-func lifeStore(t *testing.T) (*redis.Client, *store.Store) {
+func lifeStore(t *testing.T) (redis.UniversalClient, *store.Store) {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	return rdb, store.New(rdb, store.Config{})
 }
 

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -21,12 +20,7 @@ import (
 // of them, the last one without a newline and so only flushed by Close), they
 // stay in the log, and lines on stderr or with a masked secret are not metrics.
 func TestLogShipperRecordsMetrics(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 
@@ -111,12 +105,7 @@ func TestLogShipperRecordsMetrics(t *testing.T) {
 // TestLogShipperMetricNameLimit: past the name limit the job's log says once
 // that new names are not recorded.
 func TestLogShipperMetricNameLimit(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
 	if err != nil {
@@ -153,12 +142,7 @@ func keys[V any](m map[string]V) []string {
 // the writer never holds more than the bound of a line, however it is
 // written. Lines carry their attempt in the live stream.
 func TestLogShipperSplitsLongLines(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 	const max = 10
@@ -230,12 +214,7 @@ func TestLogShipperSplitsLongLines(t *testing.T) {
 // TestLogShipperHugeLineHeldInPieces writes a 64 MiB line in pipe-sized
 // writes: the writer never holds more than the 1 MiB bound of it.
 func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	spool, err := os.Create(filepath.Join(t.TempDir(), "spool.log"))
 	if err != nil {
@@ -267,12 +246,7 @@ func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
 // no more than the live cap in Redis and no more than the file cap on disk,
 // each cut marked with a note, and the file keeps what the stream dropped.
 func TestLogShipperCapsLiveAndAtRest(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	path := filepath.Join(t.TempDir(), "spool.log")
 	spool, err := os.Create(path)
@@ -346,12 +320,7 @@ func TestLogShipperCapHoldsAcrossBatches(t *testing.T) {
 // masked all the same, live and at rest: the pieces, joined, read as the
 // whole line masked, wherever the secret sits and however the job writes.
 func TestLogShipperMasksSecretsAcrossSplits(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 

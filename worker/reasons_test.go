@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -20,12 +18,7 @@ import (
 // which holds what the worker wrote and no error text of Go or of the
 // executor (that is in the job's log).
 func TestEndReasonsHaveCodes(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
@@ -35,12 +33,7 @@ func shipperLoops() int {
 // outputs folder returns early, after its log shipper started; the shipper's
 // goroutine still ends.
 func TestRunAttemptEndsShipperOnEarlyReturn(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	spool := t.TempDir()
 	// The outputs folder cannot be made: a file is where its parent goes.
 	if err := os.WriteFile(filepath.Join(spool, "outputs"), nil, 0o600); err != nil {

@@ -38,7 +38,7 @@ import (
 // networking, host processes allowed) with model iris:1 in its artifact
 // store and registry.
 type serviceFixture struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	st    *store.Store
 	arts  artifact.Store
 	image string
@@ -49,12 +49,7 @@ const serviceWorker = "svc"
 
 func newServiceFixture(t *testing.T, hooks ...func(*worker.Worker)) serviceFixture {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	image := testenv.BuildExampleImage(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -50,12 +50,7 @@ func (e *graceExecutor) of(id string) (time.Duration, bool) {
 // and stops a workload with the grace its task carries (the one the task's
 // deadline was computed with), its own only for a task without one.
 func TestWorkerStopsWithTheTasksGrace(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -103,7 +98,7 @@ func TestWorkerStopsWithTheTasksGrace(t *testing.T) {
 }
 
 // placeWithGrace is place with the task carrying grace.
-func placeWithGrace(t *testing.T, ctx context.Context, rdb *redis.Client, st *store.Store, spec api.JobSpec, workerID string, grace time.Duration) *api.Job {
+func placeWithGrace(t *testing.T, ctx context.Context, rdb redis.UniversalClient, st *store.Store, spec api.JobSpec, workerID string, grace time.Duration) *api.Job {
 	t.Helper()
 	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "default"}); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 )
 
 // place does what the scheduler does, through the queue contract.
-func place(t *testing.T, ctx context.Context, rdb *redis.Client, st *store.Store, spec api.JobSpec, workerID string) *api.Job {
+func place(t *testing.T, ctx context.Context, rdb redis.UniversalClient, st *store.Store, spec api.JobSpec, workerID string) *api.Job {
 	t.Helper()
 	// The workspace record the gateway would have made; mode process needs
 	// its grant (the worker checks it).
@@ -57,12 +57,7 @@ func place(t *testing.T, ctx context.Context, rdb *redis.Client, st *store.Store
 // asynq's own poll would not look again for that long, so a job placed after
 // the worker went idle only runs if the wake-up reaches the dequeue.
 func TestIdleWorkerIsWokenNotPolled(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -97,12 +92,7 @@ func TestIdleWorkerIsWokenNotPolled(t *testing.T) {
 // allow_host_process (taken back after submit, say) with mode_not_allowed,
 // without running it.
 func TestWorkerRefusesHostProcessWithoutWorkspaceGrant(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -145,7 +135,7 @@ func TestWorkerRefusesHostProcessWithoutWorkspaceGrant(t *testing.T) {
 
 // processWorker is a worker over rdb and st that runs host-process jobs
 // (cfg.AllowHostProcess and a spool folder are set for it).
-func processWorker(t *testing.T, cfg worker.Config, rdb *redis.Client, st *store.Store) *worker.Worker {
+func processWorker(t *testing.T, cfg worker.Config, rdb redis.UniversalClient, st *store.Store) *worker.Worker {
 	t.Helper()
 	cfg.AllowHostProcess, cfg.SpoolDir = true, t.TempDir()
 	return worker.New(cfg, rdb, st, artifact.Dir{Root: t.TempDir()},

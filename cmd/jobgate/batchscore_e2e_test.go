@@ -300,7 +300,7 @@ func TestBatchScoreWorkerKilledResumes(t *testing.T) {
 		"inputs": {"data": {"datastore": "scores"}},
 		"batch_score": {"model": "iris:1", "instance_count": 2, "mini_batch_size": 5, "max_concurrency": 1}}`, testenv.ExampleImage), "")
 	rdb := c.redisClient()
-	doneKey := "jobgate:bscore:" + j.ID + ":done"
+	doneKey := "{jobgate}:bscore:" + j.ID + ":done"
 	var atKill int64
 	testenv.Eventually(t, 90*time.Second, func() bool {
 		atKill = rdb.HLen(context.Background(), doneKey).Val()

@@ -205,7 +205,7 @@ func (c *cluster) queuedOf(ids []string) int {
 // jobs is lost, each ends once.
 func TestChaosRedisKilledWithQueuedJobs(t *testing.T) {
 	const queued = 200
-	c := newCluster(t)
+	c := newClusterTB(t) // restarts Redis: one server in every mode
 	c.startWorker("steady", "--slots", "4")
 	ids := make([]string, 0, queued)
 	for range queued {
@@ -266,7 +266,7 @@ func TestChaosRedisKilledWithQueuedJobs(t *testing.T) {
 // have stopped its copy first (the attempts' own timestamps may not
 // overlap). When the link is back the worker rejoins and takes jobs again.
 func TestChaosWorkerCutFromRedis(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // proxies one Redis address: one server in every mode
 	px := newRedisProxy(t, c.redis.URL)
 	dir := t.TempDir()
 	c.startWorkerProcess("cut", t.TempDir(), t.TempDir(), "--redis-url", px.url, "--gateway-url", c.gwURL)

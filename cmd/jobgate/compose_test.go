@@ -19,7 +19,9 @@ import (
 // scheduler lease, so it cannot lead (place jobs, fire schedule ticks) for
 // the moment it takes to fail.
 func TestGatewayThatCannotServeRunsNoController(t *testing.T) {
-	url := testenv.Redis(t)
+	// One server in every mode: keyspace notifications are each Cluster
+	// node's own.
+	url := testenv.RedisIn(t, t.TempDir()).URL
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 // binary re-executed, see TestMain), with extra flags after the usual ones.
 func (c *cluster) startWorkerProcess(id, spool, ckpt string, extra ...string) *exec.Cmd {
 	c.t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	cmd := exec.Command(os.Args[0], append([]string{"worker", "--id", id, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--allow-host-process", "--stop-grace", "2s",
 		"--spool-dir", spool, "--checkpoint-dir", ckpt, "--secrets-key-file", c.secretsKey, "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")
@@ -82,7 +82,7 @@ func TestSameWorkerIDTwiceIsRefused(t *testing.T) {
 	c.waitFor(j.ID, 30*time.Second, "started on twin", func(j *api.Job) bool { return j.Status == api.StatusRunning && j.Worker == "twin" })
 
 	var stderr bytes.Buffer
-	second := exec.Command(os.Args[0], "worker", "--id", "twin", "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	second := exec.Command(os.Args[0], "worker", "--id", "twin", "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--allow-host-process", "--spool-dir", t.TempDir(),
 		"--checkpoint-dir", t.TempDir(), "--secrets-key-file", c.secretsKey, "--log-level", "warn")
 	second.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1")

@@ -97,7 +97,7 @@ func BenchmarkDispatchIdle(b *testing.B) {
 // BenchmarkAsynqDefaultIdle is the peer: a plain asynq server with default
 // settings, enqueue to handler start, one task at a time on an idle server.
 func BenchmarkAsynqDefaultIdle(b *testing.B) {
-	opts, err := redis.ParseURL(testenv.Redis(b))
+	opts, err := redis.ParseURL(testenv.RedisIn(b, b.TempDir()).URL) // one server in every mode
 	if err != nil {
 		b.Fatal(err)
 	}

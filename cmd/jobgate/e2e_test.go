@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
 	"github.com/jobgate/jobgate/internal/devenv"
@@ -69,7 +67,16 @@ type cluster struct {
 	s3 *testenv.S3Service
 }
 
-func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
+// newCluster is a cluster on the Redis deployment of JOBGATE_TEST_REDIS
+// (testenv.Redis): a redis-server of its own by default, a Sentinel set or a
+// Cluster in make test-redis-modes. A test that stops or cuts Redis off uses
+// newClusterTB, one server in every mode.
+func newCluster(t *testing.T) *cluster {
+	if testenv.RedisMode() == "single" {
+		return newClusterTB(t)
+	}
+	return newClusterOn(t, testenv.Redis(t))
+}
 
 // newBenchCluster is a cluster with one worker, for benchmarks.
 func newBenchCluster(b *testing.B) *cluster {
@@ -600,7 +607,7 @@ func TestWorkerRestartRunsWaitingJobs(t *testing.T) {
 }
 
 func TestGatewayAndRedisRestartKeepRecordsAndLogs(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // restarts Redis: one server in every mode
 	c.startWorker("w1")
 	j := c.waitEnded(c.submit(api.JobSpec{Command: toolbox("lines", "300")}).ID)
 	before, logsBefore := c.get(j.ID), c.logs(j.ID)
@@ -736,9 +743,7 @@ func TestSecretReachesTheJobAndNothingElse(t *testing.T) {
 		t.Fatalf("the secret value appears in the API: %s", everything)
 	}
 	// Nor in Redis in clear (live logs, records, the sealed secret).
-	opts, _ := redis.ParseURL(c.redis.URL)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, c.redisAt())
 	if strings.Contains(testenv.RedisValues(t, rdb), value) {
 		t.Fatal("the secret value is stored in Redis in clear")
 	}

@@ -102,7 +102,7 @@ func (c *cluster) cancelAndWait(id string) {
 // Redis is back. (The 200 jobs on 2 workers of 4 slots, scaled down
 // to 24 jobs on 2 workers of 3 slots.)
 func TestRedisRestartNeitherRerunsNorStalls(t *testing.T) {
-	redisRestart(t, newCluster(t), 3*time.Second)
+	redisRestart(t, newClusterTB(t), 3*time.Second) // restarts Redis: one server in every mode
 }
 
 // TestLongRedisOutageRerunsNothing is the same with Redis away for longer
@@ -111,7 +111,7 @@ func TestRedisRestartNeitherRerunsNorStalls(t *testing.T) {
 // heartbeat either, so none is taken for lost when Redis is back, and no
 // attempt runs twice.
 func TestLongRedisOutageRerunsNothing(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // restarts Redis: one server in every mode
 	c.stopGateway()
 	c.gwFlags = []string{"--worker-lost-after", "5s"}
 	c.startGateway()
@@ -206,7 +206,7 @@ func redisRestart(t *testing.T, c *cluster, outage time.Duration) {
 // worker kept how the attempt ended on disk; started again, it records that
 // instead of running the job again.
 func TestWorkerKilledWhileRedisIsDownKeepsTheEnd(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // restarts Redis: one server in every mode
 	spool, ckpt, dir := t.TempDir(), t.TempDir(), t.TempDir()
 	w := c.startWorkerProcess("keeper", spool, ckpt)
 	j := c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c",

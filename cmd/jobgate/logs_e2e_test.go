@@ -140,7 +140,7 @@ func procStatus(t testing.TB, pid int, field string) int64 {
 }
 
 // redisInfo reads one field of INFO.
-func redisInfo(t testing.TB, rdb *redis.Client, section, field string) int64 {
+func redisInfo(t testing.TB, rdb redis.UniversalClient, section, field string) int64 {
 	t.Helper()
 	info, err := rdb.Info(context.Background(), section).Result()
 	if err != nil {
@@ -156,15 +156,9 @@ func redisInfo(t testing.TB, rdb *redis.Client, section, field string) int64 {
 	return 0
 }
 
-func (c *cluster) redisClient() *redis.Client {
+func (c *cluster) redisClient() redis.UniversalClient {
 	c.t.Helper()
-	opts, err := redis.ParseURL(c.redis.URL)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	c.t.Cleanup(func() { rdb.Close() })
-	return rdb
+	return testenv.RedisClient(c.t, c.redisAt())
 }
 
 // TestHugeLogLineIsSplit runs a container job that prints one 50 MiB line
@@ -172,7 +166,7 @@ func (c *cluster) redisClient() *redis.Client {
 // note saying so, and the worker's peak RSS grows by less than the line.
 // Its peak RSS and Redis's peak memory are logged.
 func TestHugeLogLineIsSplit(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // reads one Redis's INFO memory: one server in every mode
 	w := c.startWorkerProcess("big", t.TempDir(), t.TempDir())
 	rdb := c.redisClient()
 	const size = 50 << 20
@@ -257,7 +251,7 @@ func (c *cluster) followers(n int) ([]string, []chan string) {
 // blocked_clients counts those; the gateway's request pool has 20 on this
 // machine). The latency figure is BenchmarkRequestWhileFollowed's.
 func TestLogFollowersLeaveRequestPool(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // reads one Redis's INFO clients: one server in every mode
 	ids, lines := c.followers(200)
 	for i, ch := range lines {
 		select {

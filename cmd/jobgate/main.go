@@ -80,7 +80,7 @@ func rootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Co
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(devCommand(getenv, stdout, stderr), gatewayCommand(getenv, stderr), workerCommand(getenv, stderr))
-	root.AddCommand(scoringCommand(getenv, stderr))
+	root.AddCommand(scoringCommand(getenv, stderr), migrateKeysCommand(stdout))
 	root.AddCommand(cliCommands(getenv, stdout, stderr)...)
 	bindEnv(root, getenv)
 	return root
@@ -106,6 +106,10 @@ func startRedisComponent(ctx context.Context, stderr io.Writer, logLevel, redisU
 	}
 	rdb, err := connectRedis(ctx, redisURL, redisCA)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkKeys(ctx, rdb, false, logger); err != nil {
+		rdb.Close()
 		return nil, nil, err
 	}
 	return logger, rdb, nil
@@ -382,7 +386,8 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			gcfg.Around = func(h http.Handler) http.Handler { return withScoring(router)(h) }
 			gcfg.TracerProvider = telemetry.Provider()
 			ccfg.TracerProvider = gcfg.TracerProvider
-			if redisURL == "" {
+			ownRedis := redisURL == ""
+			if ownRedis {
 				svc, err := startDevRedis(ctx, dataDir, logger)
 				if err != nil {
 					return err
@@ -395,6 +400,9 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 				return err
 			}
 			defer rdb.Close()
+			if err := checkKeys(ctx, rdb, ownRedis, logger); err != nil {
+				return err
+			}
 
 			executors, stopPodman := devExecutors(ctx, wcfg, pcfg, dataDir, logger)
 			defer stopPodman()

@@ -138,7 +138,7 @@ func (c *cluster) workerEntry(id string) (state, problem string) {
 // to come up.
 func (c *cluster) startWorkerAsIs(id string, extra ...string) {
 	c.t.Helper()
-	args := append([]string{"worker", "--id", id, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
+	args := append([]string{"worker", "--id", id, "--redis-url", c.redisAt(), "--artifacts-dir", c.artifacts,
 		"--podman-url", c.podman, "--network", "host", "--stop-grace", "2s", "--allow-host-process",
 		"--spool-dir", c.t.TempDir(), "--checkpoint-dir", c.t.TempDir(), "--log-level", "warn"}, extra...)
 	c.workers[id] = c.start(args...)

@@ -36,7 +36,7 @@ func TestGatewayGivesUpTheLeaseOnShutdown(t *testing.T) {
 	c := newCluster(t)
 	rdb := c.redisClient()
 	ctx := context.Background()
-	const leaderKey = "jobgate:scheduler:leader" // store's lease key
+	const leaderKey = "{jobgate}:scheduler:leader" // store's lease key
 	testenv.Eventually(t, 15*time.Second, func() bool { return rdb.Exists(ctx, leaderKey).Val() == 1 },
 		"the gateway never took the scheduler lease")
 	c.stopGateway()

@@ -185,7 +185,7 @@ func (c *cluster) startScoringProcess(extra ...string) {
 		c.t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(os.Args[0], append([]string{"scoring", "--listen", addr, "--redis-url", c.redis.URL, "--log-level", "warn"}, extra...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"scoring", "--listen", addr, "--redis-url", c.redisAt(), "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1", "JOBGATE_TOKEN="+testToken)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {

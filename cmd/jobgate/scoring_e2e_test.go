@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -43,9 +41,7 @@ func (s *syncBuffer) String() string {
 // prints a replica's answer and which version served it.
 func TestScoringCommandAndScore(t *testing.T) {
 	redisURL := testenv.Redis(t)
-	opts, _ := redis.ParseURL(redisURL)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, redisURL)
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

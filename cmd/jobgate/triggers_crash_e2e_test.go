@@ -27,7 +27,7 @@ import (
 
 // jobWrite matches, in what a client sends Redis, a transaction that stores
 // a job: an HSET of a job's key, and the EXEC that ends it.
-var jobWrite = regexp.MustCompile(`(?s)\r\nhset\r\n\$\d+\r\njobgate:job:[0-9a-z]+\r\n.*?\r\nexec\r\n`)
+var jobWrite = regexp.MustCompile(`(?s)\r\nhset\r\n\$\d+\r\n\{jobgate\}:job:[0-9a-z]+\r\n.*?\r\nexec\r\n`)
 
 // freezeProxy forwards TCP connections to Redis. Once armed, as soon as a
 // transaction that stores a job has gone through, it forwards nothing more
@@ -127,7 +127,7 @@ func (p *freezeProxy) handle(c net.Conn) {
 // sent again, and its body under a new delivery id, get the first job back
 // from another gateway: one job, not two.
 func TestTriggerGatewayKilledMidDelivery(t *testing.T) {
-	c := newCluster(t)
+	c := newClusterTB(t) // proxies one Redis address: one server in every mode
 	const secret = "0123456789abcdef-github-secret"
 	var tv struct {
 		ID      string `json:"id"`
@@ -217,10 +217,7 @@ func TestTriggerGatewayKilledMidDelivery(t *testing.T) {
 	// Its unfinished claims lapse (the test expires them now, as Redis
 	// would after the claim hold of a minute).
 	rdb := c.redisClient()
-	keys, err := rdb.Keys(context.Background(), "jobgate:trigger:"+tv.ID+":*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testenv.RedisKeys(t, rdb, "{jobgate}:trigger:"+tv.ID+":*")
 	lapsed := 0
 	for _, k := range keys {
 		if v, err := rdb.Get(context.Background(), k).Result(); err == nil && strings.HasPrefix(v, "claim:") {

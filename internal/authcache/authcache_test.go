@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/authcache"
 	"github.com/jobgate/jobgate/internal/store"
@@ -32,12 +30,7 @@ func (c *counting) TokenBySecret(ctx context.Context, secret string) (*api.Token
 
 func newStore(t *testing.T) *counting {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	return &counting{Store: store.New(rdb, store.Config{})}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -25,12 +24,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // its trace ID is the tick's (the job service here traces nothing itself:
 // the job keeps its caller's context).
 func TestTickStartsTheJobsTrace(t *testing.T) {
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "ws"}); err != nil {

@@ -39,7 +39,7 @@ func (c *clock) add(d time.Duration) {
 type fixture struct {
 	t    *testing.T
 	ctx  context.Context
-	rdb  *redis.Client
+	rdb  redis.UniversalClient
 	st   *store.Store
 	jobs *job.Service
 	ctl  *deploy.Controller
@@ -49,12 +49,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	st := store.New(rdb, store.Config{})
 	ctx := context.Background()
 	if err := st.EnsureWorkspace(ctx, api.Workspace{Name: "ws"}); err != nil {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
@@ -16,12 +14,7 @@ import (
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	return store.New(rdb, store.Config{})
 }
 

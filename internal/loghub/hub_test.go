@@ -52,14 +52,33 @@ func newSlowRedis(t *testing.T, url string, delay time.Duration) *slowRedis {
 	return r
 }
 
-// numSub is how many subscribers Redis counts on each channel.
-func numSub(t *testing.T, rdb *redis.Client, chans ...string) map[string]int64 {
+// numSub is how many subscribers Redis counts on each channel: on a
+// Cluster, summed over the masters (each counts its own clients only).
+func numSub(t *testing.T, rdb redis.UniversalClient, chans ...string) map[string]int64 {
 	t.Helper()
-	n, err := rdb.PubSubNumSub(context.Background(), chans...).Result()
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		n, err := rdb.PubSubNumSub(context.Background(), chans...).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var mu sync.Mutex
+	sum := map[string]int64{}
+	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		n, err := m.PubSubNumSub(ctx, chans...).Result()
+		mu.Lock()
+		defer mu.Unlock()
+		for k, v := range n {
+			sum[k] += v
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return sum
 }
 
 // TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow: with the hub's Redis
@@ -70,7 +89,9 @@ func numSub(t *testing.T, rdb *redis.Client, chans ...string) map[string]int64 {
 // back the subscription holds none of their channels, and a new follower is
 // woken as before.
 func TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow(t *testing.T) {
-	url := testenv.Redis(t)
+	// One server in every mode: the slow client is a *redis.Client with a
+	// dialer of its own.
+	url := testenv.RedisIn(t, t.TempDir()).URL
 	const delay = 1 * time.Second
 	slow := newSlowRedis(t, url, delay)
 	opts, _ := redis.ParseURL(url)
@@ -148,13 +169,7 @@ func TestLogHubFollowersLeaveAtOnceWhileRedisIsSlow(t *testing.T) {
 // over and over, leave the subscription with exactly the channels that have
 // followers, and each of those wakes its followers.
 func TestLogHubChurn(t *testing.T) {
-	url := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	h := New(rdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 

@@ -27,15 +27,7 @@ import (
 func TestIdleSchedulerIgnoresBacklog(t *testing.T) {
 	const backlog = 1000 // as many as one pass reads
 	url := testenv.Redis(t)
-	client := func() *redis.Client {
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb := redis.NewClient(opts)
-		t.Cleanup(func() { rdb.Close() })
-		return rdb
-	}
+	client := func() redis.UniversalClient { return testenv.RedisClient(t, url) }
 	rdb, other := client(), client()
 	calls := testenv.CountCalls(rdb)
 	st, ost := store.New(rdb, store.Config{}), store.New(other, store.Config{})
@@ -73,7 +65,7 @@ func TestIdleSchedulerIgnoresBacklog(t *testing.T) {
 	// Idle: count the commands of 50 ticks (one TIME each).
 	calls.Reset()
 	testenv.Eventually(t, 60*time.Second, func() bool { return calls.Count("TIME") >= 50 }, "50 ticks")
-	ticks, cmds, reads := calls.Count("TIME"), calls.CommandCount(), len(calls.Commands("jobgate:job:"+newJob(0).ID))
+	ticks, cmds, reads := calls.Count("TIME"), calls.CommandCount(), len(calls.Commands("{jobgate}:job:"+newJob(0).ID))
 	t.Logf("idle with %d pending jobs: %d commands in %d ticks", backlog, cmds, ticks)
 	// A tick: TIME, then the registry (ZRANGE, and HGETALL, SMEMBERS,
 	// HGETALL of its one worker), then the pending IDs (one ZRANGE, so
@@ -106,7 +98,7 @@ func TestIdleSchedulerIgnoresBacklog(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() bool { return waitsForSlot(lost.ID) }, "a job submitted without a wake-up was never looked at")
 	cancel()
 	<-done
-	if n, old := len(calls.Commands("jobgate:job:"+j.ID)), len(calls.Commands("jobgate:job:"+newJob(0).ID)); old > 0 || n == 0 {
+	if n, old := len(calls.Commands("{jobgate}:job:"+j.ID)), len(calls.Commands("{jobgate}:job:"+newJob(0).ID)); old > 0 || n == 0 {
 		t.Fatalf("after a submit the scheduler sent %d commands about the new job and %d about the oldest; want some and none", n, old)
 	}
 }

@@ -25,13 +25,9 @@ func TestUnavailable(t *testing.T) {
 	}
 	gone := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1, DialTimeout: time.Second})
 	defer gone.Close()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	live := redis.NewClient(opts)
-	defer live.Close()
-	closed := redis.NewClient(opts)
+	url := testenv.Redis(t)
+	live := testenv.RedisClient(t, url)
+	closed := testenv.RedisClient(t, url)
 	closed.Close()
 	tests := []struct {
 		name string
@@ -40,11 +36,11 @@ func TestUnavailable(t *testing.T) {
 	}{
 		{name: "nothing listens", err: gone.Ping(ctx).Err(), want: true},
 		{name: "client closed", err: closed.Ping(ctx).Err(), want: true},
-		{name: "wrong type", err: live.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{"jobgate:test:str"}).Err(), want: false},
+		{name: "wrong type", err: live.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{"{jobgate}:test:str"}).Err(), want: false},
 		{name: "conflict", err: fmt.Errorf("finish: %w", store.ErrConflict), want: false},
 		{name: "nil", err: nil, want: false},
 	}
-	live.Set(ctx, "jobgate:test:str", "x", 0)
+	live.Set(ctx, "{jobgate}:test:str", "x", 0)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := store.Unavailable(tt.err); got != tt.want {
@@ -67,16 +63,11 @@ func TestStoreMarksUnreachableRedis(t *testing.T) {
 	gone := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1, DialTimeout: time.Second})
 	defer gone.Close()
 	down := store.New(gone, store.Config{})
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	live := redis.NewClient(opts)
-	defer live.Close()
+	live := testenv.RedisClient(t, testenv.Redis(t))
 	up := store.New(live, store.Config{})
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	live.Set(ctx, "jobgate:job:str", "x", 0)
+	live.Set(ctx, "{jobgate}:job:str", "x", 0)
 	_, getErr := down.GetJobByID(ctx, "j1")
 	_, workersErr := down.Workers(ctx)
 	_, canceledErr := down.GetJobByID(canceled, "j1")

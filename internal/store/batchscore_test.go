@@ -123,9 +123,9 @@ func TestBatchScoreWork(t *testing.T) {
 
 	// Every key of the job expires.
 	rdb := s.Redis()
-	keys, err := rdb.Keys(ctx, "jobgate:bscore:p1:*").Result()
-	if err != nil || len(keys) != 2 { // the claims are all gone
-		t.Fatalf("keys %v, %v: want the plan and the done marks", keys, err)
+	keys := testenv.RedisKeys(t, rdb, "{jobgate}:bscore:p1:*")
+	if len(keys) != 2 { // the claims are all gone
+		t.Fatalf("keys %v: want the plan and the done marks", keys)
 	}
 	for _, k := range keys {
 		if d := rdb.PTTL(ctx, k).Val(); d <= 0 || d > ttl {

@@ -13,7 +13,7 @@ import (
 
 // Datastores live in one hash per workspace, name → Datastore as JSON:
 //
-//	jobgate:ws:{ws}:datastores
+//	{jobgate}:ws:<ws>:datastores
 func wsDatastoresKey(ws string) string { return prefix + "ws:" + ws + ":datastores" }
 
 // Datastore is a datastore as stored: the API's record and the operator's

@@ -17,14 +17,14 @@ import (
 // Deployments and their replicas. Each key has one writer, so no write
 // needs a read-modify-write across components:
 //
-//	jobgate:deployments                        set "{ws}/{name}" of every deployment
-//	jobgate:ws:{ws}:deployment:{name}          hash: spec (DeploymentRecord, the API's),
-//	                                           status (DeploymentState, the controller's)
-//	jobgate:ws:{ws}:deployment:{name}:replicas hash replica ID → ReplicaSlot (the controller's)
-//	jobgate:ws:{ws}:deployment:{name}:load     hash router ID → RouterLoad (each router its field)
-//	jobgate:endpoint:{job}                     hash: Endpoint of a running replica job (its worker's)
-//	jobgate:service-jobs                       zset of every job of kind service by creation (ms),
-//	                                           added with the job, pruned once it ended (ServiceJobs)
+//	{jobgate}:deployments                        set "<ws>/<name>" of every deployment
+//	{jobgate}:ws:<ws>:deployment:<name>          hash: spec (DeploymentRecord, the API's),
+//	                                             status (DeploymentState, the controller's)
+//	{jobgate}:ws:<ws>:deployment:<name>:replicas hash replica ID → ReplicaSlot (the controller's)
+//	{jobgate}:ws:<ws>:deployment:<name>:load     hash router ID → RouterLoad (each router its field)
+//	{jobgate}:endpoint:<job>                     hash: Endpoint of a running replica job (its worker's)
+//	{jobgate}:service-jobs                       zset of every job of kind service by creation (ms),
+//	                                             added with the job, pruned once it ended (ServiceJobs)
 func deploymentsKey() string { return prefix + "deployments" }
 
 const serviceJobsKey = prefix + "service-jobs"

@@ -56,14 +56,9 @@ func (h *holdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 
 // heldStore is a Store on a fresh Redis whose submit batches and
 // workspace reads hold's hook keeps until its release is closed.
-func heldStore(t *testing.T) (*Store, *redis.Client, *holdHook) {
+func heldStore(t *testing.T) (*Store, redis.UniversalClient, *holdHook) {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	hold := &holdHook{release: make(chan struct{})}
 	rdb.AddHook(hold)
 	return New(rdb, Config{}), rdb, hold
@@ -128,12 +123,7 @@ func TestSubmitsShareRoundTrips(t *testing.T) {
 // own workspace, or ErrNotFound.
 func TestWorkspaceReadsShareRoundTrips(t *testing.T) {
 	const n = 40
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	s := New(rdb, Config{})
 	ctx := context.Background()
 	if err := s.CreateWorkspace(ctx, api.Workspace{Name: "a", Quotas: api.Quotas{MaxRunningJobs: 3}}); err != nil {

@@ -48,12 +48,18 @@ type MetricPoint struct {
 	Time time.Time
 }
 
+// metricsTag is the hash tag of a job's metric keys: they are touched only
+// with each other (appendMetricsScript, plain pipelines), never with the
+// store's other keys, so on a Redis Cluster each job's series may live on
+// any master rather than beside the core keys (see prefix).
+func metricsTag(id string) string { return "{jobgate:job:" + id + "}" }
+
 // metricsLastKey is a hash of metric name → its last reported value; its
 // fields are also the job's metric names.
-func metricsLastKey(id string) string { return prefix + "job:" + id + ":metrics" }
+func metricsLastKey(id string) string { return metricsTag(id) + ":metrics" }
 
 // metricKey is one metric's sorted set: score = step, one member per step.
-func metricKey(id, name string) string { return prefix + "job:" + id + ":metric:" + name }
+func metricKey(id, name string) string { return metricsTag(id) + ":metric:" + name }
 
 // ValidMetricName reports whether name may name a metric: a letter or _, then
 // up to 127 letters, digits and _ . - /.

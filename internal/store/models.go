@@ -17,10 +17,10 @@ import (
 
 // The model registry, per workspace:
 //
-//	jobgate:ws:{ws}:models                  hash name → modelRecord
-//	jobgate:ws:{ws}:model:{name}:seq        the last version number given out (INCR)
-//	jobgate:ws:{ws}:model:{name}:versions   hash version → api.ModelVersion (no aliases)
-//	jobgate:ws:{ws}:model:{name}:aliases    hash alias → version
+//	{jobgate}:ws:<ws>:models                  hash name → modelRecord
+//	{jobgate}:ws:<ws>:model:<name>:seq        the last version number given out (INCR)
+//	{jobgate}:ws:<ws>:model:<name>:versions   hash version → api.ModelVersion (no aliases)
+//	{jobgate}:ws:<ws>:model:<name>:aliases    hash alias → version
 //
 // A version's files are in the artifact store (artifact.ModelPrefix); the
 // records here say what they are.

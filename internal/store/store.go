@@ -75,7 +75,15 @@ func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 // Ping reports whether Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-const prefix = "jobgate:"
+// prefix begins every key of the store's. Its hash tag puts them all in
+// one slot of a Redis Cluster: the transitions (Lua scripts, MULTIs) touch
+// a job's record, the indexes, the pending set, the worker registry and the
+// live log stream together, and Redis runs those only within one slot. The
+// per-job metric series are the exception (metricKey): they are touched only
+// with each other, so each job's carry a tag of their own and spread over
+// the masters. Installations from before the tag have their keys under
+// oldPrefix; MigrateKeys renames them.
+const prefix = "{jobgate}:"
 
 func jobKey(id string) string          { return prefix + "job:" + id }
 func logKey(id string) string          { return prefix + "job:" + id + ":log" }

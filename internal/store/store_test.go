@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
@@ -22,12 +21,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
 	return store.New(rdb, store.Config{})
 }
 

@@ -17,11 +17,11 @@ import (
 
 // Webhook triggers live under three kinds of keys:
 //
-//	jobgate:ws:{ws}:triggers              hash name → trigger id
-//	jobgate:trigger:{id}                  the Trigger, JSON
-//	jobgate:trigger:{id}:deliveries       list of Delivery, newest first, capped
-//	jobgate:trigger:{id}:seen:{sha256}    a delivery id's claim, then its job id
-//	jobgate:trigger:{id}:body:{sha256}    a delivery body's claim, then its job id
+//	{jobgate}:ws:<ws>:triggers              hash name → trigger id
+//	{jobgate}:trigger:<id>                  the Trigger, JSON
+//	{jobgate}:trigger:<id>:deliveries       list of Delivery, newest first, capped
+//	{jobgate}:trigger:<id>:seen:<sha256>    a delivery id's claim, then its job id
+//	{jobgate}:trigger:<id>:body:<sha256>    a delivery body's claim, then its job id
 //
 // Deliveries and claims are keyed by the trigger's id, not its name, so a
 // trigger deleted and created again starts with a clean history.

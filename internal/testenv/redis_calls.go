@@ -28,8 +28,10 @@ type Call struct {
 	Keys []string
 }
 
-// CountCalls hooks rdb to count what it sends from now on.
-func CountCalls(rdb *redis.Client) *Calls {
+// CountCalls hooks rdb to count what it sends from now on. On a
+// ClusterClient it counts what the client is asked (a pipeline is one trip),
+// not what it sends to each node.
+func CountCalls(rdb redis.UniversalClient) *Calls {
 	c := &Calls{}
 	rdb.AddHook(c)
 	return c
@@ -130,7 +132,7 @@ func (c *Calls) Commands(key string) []string {
 }
 
 // List describes each round trip counted, in order: its commands and the
-// first key of each ("HSET jobgate:job:01h… ZADD jobgate:pending").
+// first key of each ("HSET {jobgate}:job:01h… ZADD {jobgate}:pending").
 func (c *Calls) List() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,6 +212,7 @@ func buildExampleImage(tag string) error {
 // as the body of TestMain.
 func Main(m *testing.M) int {
 	code := m.Run()
+	stopClusterSpares()
 	if podman.svc != nil {
 		podman.svc.Stop()
 	}
@@ -232,15 +234,12 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, format str
 
 // RedisValues returns every key and value in Redis as text, read by type
 // (DUMP output may be compressed, which would hide a value from a search).
-func RedisValues(t testing.TB, rdb *redis.Client) string {
+// On a Cluster it reads every master.
+func RedisValues(t testing.TB, rdb redis.UniversalClient) string {
 	t.Helper()
 	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, "*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range RedisKeys(t, rdb, "*") {
 		typ, _ := rdb.Type(ctx, k).Result()
 		var v any
 		switch typ {
@@ -260,6 +259,34 @@ func RedisValues(t testing.TB, rdb *redis.Client) string {
 		fmt.Fprintf(&b, "%s (%s) = %v\n", k, typ, v)
 	}
 	return b.String()
+}
+
+// RedisKeys is KEYS pattern, sorted, over every master of a Cluster (a
+// ClusterClient sends KEYS to one node only) or the one server.
+func RedisKeys(t testing.TB, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			ks, err := m.Keys(ctx, pattern).Result()
+			mu.Lock()
+			keys = append(keys, ks...)
+			mu.Unlock()
+			return err
+		})
+	} else {
+		keys, err = rdb.Keys(ctx, pattern).Result()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // TLSFiles writes a self-signed certificate for 127.0.0.1 and localhost (its

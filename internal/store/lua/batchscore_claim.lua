@@ -1,9 +1,9 @@
 -- ClaimBatchScoreFile: claim the first file of a batch-score job's plan
 -- that is not done and that no one else holds a live claim on.
 --
--- KEYS[1] -> jobgate:bscore:<parent>:claims (file index -> "<expiry ms> <owner>")
--- KEYS[2] -> jobgate:bscore:<parent>:done (file index -> done mark, JSON)
--- KEYS[3] -> jobgate:bscore:<parent>:plan
+-- KEYS[1] -> {jobgate}:bscore:<parent>:claims (file index -> "<expiry ms> <owner>")
+-- KEYS[2] -> {jobgate}:bscore:<parent>:done (file index -> done mark, JSON)
+-- KEYS[3] -> {jobgate}:bscore:<parent>:plan
 -- --
 -- ARGV[1] -> how many files the plan holds
 -- ARGV[2] -> owner, "<job id>:<attempt>"

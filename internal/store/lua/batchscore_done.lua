@@ -1,8 +1,8 @@
 -- MarkBatchScoreDone: mark a file of a batch-score job's plan done (once)
 -- and drop the owner's claim on it.
 --
--- KEYS[1] -> jobgate:bscore:<parent>:claims
--- KEYS[2] -> jobgate:bscore:<parent>:done
+-- KEYS[1] -> {jobgate}:bscore:<parent>:claims
+-- KEYS[2] -> {jobgate}:bscore:<parent>:done
 -- --
 -- ARGV[1] -> file index
 -- ARGV[2] -> owner

@@ -1,6 +1,6 @@
 -- RenewBatchScoreClaim: extend the lease of a claim its owner still holds.
 --
--- KEYS[1] -> jobgate:bscore:<parent>:claims
+-- KEYS[1] -> {jobgate}:bscore:<parent>:claims
 -- --
 -- ARGV[1] -> file index
 -- ARGV[2] -> owner

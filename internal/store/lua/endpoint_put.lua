@@ -2,7 +2,7 @@
 -- attempt of the job wrote it (an older attempt, its worker called lost,
 -- may run on for a while).
 --
--- KEYS[1] -> jobgate:endpoint:<job>
+-- KEYS[1] -> {jobgate}:endpoint:<job>
 -- --
 -- ARGV[1] -> the endpoint record (JSON)
 -- ARGV[2] -> its attempt

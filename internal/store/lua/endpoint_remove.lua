@@ -1,7 +1,7 @@
 -- RemoveEndpoint: remove a replica job's endpoint while the given attempt
 -- holds it (checked and removed at once: a newer attempt's stays).
 --
--- KEYS[1] -> jobgate:endpoint:<job>
+-- KEYS[1] -> {jobgate}:endpoint:<job>
 -- --
 -- ARGV[1] -> attempt
 --

@@ -1,16 +1,16 @@
 -- Finish: an attempt ends, and with it the job (a terminal status).
 --
--- KEYS[1]  -> jobgate:job:<id>
--- KEYS[2]  -> jobgate:pending
--- KEYS[3]  -> jobgate:job:<id>:log
--- KEYS[4]  -> jobgate:job:<id>:attempts
--- KEYS[5]  -> jobgate:events:ended
--- KEYS[6]  -> jobgate:ws:<ws>:jobs:status:queued
--- KEYS[7]  -> jobgate:ws:<ws>:jobs:status:running
--- KEYS[8]  -> jobgate:ws:<ws>:jobs:status:<ARGV[4]>
--- KEYS[9]  -> jobgate:ws:<ws>:running
--- KEYS[10] -> jobgate:worker:<worker>:jobs
--- KEYS[11] -> jobgate:worker:<worker>:gpus
+-- KEYS[1]  -> {jobgate}:job:<id>
+-- KEYS[2]  -> {jobgate}:pending
+-- KEYS[3]  -> {jobgate}:job:<id>:log
+-- KEYS[4]  -> {jobgate}:job:<id>:attempts
+-- KEYS[5]  -> {jobgate}:events:ended
+-- KEYS[6]  -> {jobgate}:ws:<ws>:jobs:status:queued
+-- KEYS[7]  -> {jobgate}:ws:<ws>:jobs:status:running
+-- KEYS[8]  -> {jobgate}:ws:<ws>:jobs:status:<ARGV[4]>
+-- KEYS[9]  -> {jobgate}:ws:<ws>:running
+-- KEYS[10] -> {jobgate}:worker:<worker>:jobs
+-- KEYS[11] -> {jobgate}:worker:<worker>:gpus
 -- --
 -- ARGV[1]  -> ws, the job's workspace the keys were made for
 -- ARGV[2]  -> worker, the one it is placed on as far as the caller knows ('' = none)

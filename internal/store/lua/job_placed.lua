@@ -1,10 +1,10 @@
 -- Placed: a reserved attempt's task is on its worker's queue; it leaves the
 -- pending set and holds a slot of the worker and of its workspace.
 --
--- KEYS[1] -> jobgate:job:<id>
--- KEYS[2] -> jobgate:pending
--- KEYS[3] -> jobgate:worker:<worker>:jobs
--- KEYS[4] -> jobgate:ws:<ws>:running
+-- KEYS[1] -> {jobgate}:job:<id>
+-- KEYS[2] -> {jobgate}:pending
+-- KEYS[3] -> {jobgate}:worker:<worker>:jobs
+-- KEYS[4] -> {jobgate}:ws:<ws>:running
 -- --
 -- ARGV[1] -> ws, the job's workspace the keys were made for
 -- ARGV[2] -> worker, the one it must be placed on

@@ -1,6 +1,6 @@
 -- RequestPreemption: a running attempt is marked to be stopped and requeued.
 --
--- KEYS[1] -> jobgate:job:<id>
+-- KEYS[1] -> {jobgate}:job:<id>
 -- --
 -- ARGV[1] -> attempt
 -- ARGV[2] -> the job it gives way to

@@ -1,14 +1,14 @@
 -- Requeue: an attempt ends without ending the job, which goes back to the
 -- pending set as the next attempt.
 --
--- KEYS[1] -> jobgate:job:<id>
--- KEYS[2] -> jobgate:pending
--- KEYS[3] -> jobgate:job:<id>:attempts
--- KEYS[4] -> jobgate:ws:<ws>:jobs:status:queued
--- KEYS[5] -> jobgate:ws:<ws>:jobs:status:running
--- KEYS[6] -> jobgate:ws:<ws>:running
--- KEYS[7] -> jobgate:worker:<worker>:jobs
--- KEYS[8] -> jobgate:worker:<worker>:gpus
+-- KEYS[1] -> {jobgate}:job:<id>
+-- KEYS[2] -> {jobgate}:pending
+-- KEYS[3] -> {jobgate}:job:<id>:attempts
+-- KEYS[4] -> {jobgate}:ws:<ws>:jobs:status:queued
+-- KEYS[5] -> {jobgate}:ws:<ws>:jobs:status:running
+-- KEYS[6] -> {jobgate}:ws:<ws>:running
+-- KEYS[7] -> {jobgate}:worker:<worker>:jobs
+-- KEYS[8] -> {jobgate}:worker:<worker>:gpus
 -- --
 -- ARGV[1] -> ws, the job's workspace the keys were made for
 -- ARGV[2] -> worker, the one it is placed on as far as the caller knows ('' = none)

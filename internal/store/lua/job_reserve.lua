@@ -1,8 +1,8 @@
 -- Reserve: a queued attempt is given to a worker, and GPUs of it, under a
 -- new placement number (see Store.Reserve).
 --
--- KEYS[1] -> jobgate:job:<id>
--- KEYS[2] -> jobgate:worker:<worker>:gpus
+-- KEYS[1] -> {jobgate}:job:<id>
+-- KEYS[2] -> {jobgate}:worker:<worker>:gpus
 -- --
 -- ARGV[1] -> attempt
 -- ARGV[2] -> worker

@@ -1,6 +1,6 @@
 -- SetReason: why a queued job waits, its state unchanged.
 --
--- KEYS[1] -> jobgate:job:<id>
+-- KEYS[1] -> {jobgate}:job:<id>
 -- --
 -- ARGV[1] -> reason
 -- ARGV[2] -> reason code

@@ -1,8 +1,8 @@
 -- Start: a placed, queued attempt runs on its worker.
 --
--- KEYS[1] -> jobgate:job:<id>
--- KEYS[2] -> jobgate:ws:<ws>:jobs:status:queued
--- KEYS[3] -> jobgate:ws:<ws>:jobs:status:running
+-- KEYS[1] -> {jobgate}:job:<id>
+-- KEYS[2] -> {jobgate}:ws:<ws>:jobs:status:queued
+-- KEYS[3] -> {jobgate}:ws:<ws>:jobs:status:running
 -- --
 -- ARGV[1] -> ws, the job's workspace the keys were made for
 -- ARGV[2] -> the worker starting it, which it must be placed on

@@ -1,11 +1,11 @@
 -- Unreserve: a placed attempt that its worker did not start goes back to
 -- the pending set, its attempt number kept.
 --
--- KEYS[1] -> jobgate:job:<id>
--- KEYS[2] -> jobgate:pending
--- KEYS[3] -> jobgate:worker:<worker>:jobs
--- KEYS[4] -> jobgate:worker:<worker>:gpus
--- KEYS[5] -> jobgate:ws:<ws>:running
+-- KEYS[1] -> {jobgate}:job:<id>
+-- KEYS[2] -> {jobgate}:pending
+-- KEYS[3] -> {jobgate}:worker:<worker>:jobs
+-- KEYS[4] -> {jobgate}:worker:<worker>:gpus
+-- KEYS[5] -> {jobgate}:ws:<ws>:running
 -- --
 -- ARGV[1] -> ws, the job's workspace the keys were made for
 -- ARGV[2] -> worker, the one it must be placed on

@@ -1,6 +1,6 @@
 -- AcquireLeadership: take the scheduler lease, or renew it for its holder.
 --
--- KEYS[1] -> jobgate:scheduler:leader
+-- KEYS[1] -> {jobgate}:scheduler:leader
 -- --
 -- ARGV[1] -> holder
 -- ARGV[2] -> TTL, ms

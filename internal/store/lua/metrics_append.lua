@@ -2,8 +2,9 @@
 -- replaces the one at the same step; the last-values hash gets each point's
 -- value in turn, so it ends with the last one reported.
 --
--- KEYS[1] -> jobgate:job:<id>:metrics (last value of each metric)
--- KEYS[2...] -> jobgate:job:<id>:metric:<name>, of each point in turn
+-- (the job's own hash tag: its series spread over a Cluster's masters)
+-- KEYS[1] -> {jobgate:job:<id>}:metrics (last value of each metric)
+-- KEYS[2...] -> {jobgate:job:<id>}:metric:<name>, of each point in turn
 -- --
 -- ARGV[1] -> max names
 -- ARGV[2] -> max points per metric

@@ -1,8 +1,8 @@
 -- SetModelAlias: point an alias of a model at one of its versions, which
 -- must exist (a version deleted meanwhile is not aliased).
 --
--- KEYS[1] -> jobgate:ws:<ws>:model:<name>:versions
--- KEYS[2] -> jobgate:ws:<ws>:model:<name>:aliases
+-- KEYS[1] -> {jobgate}:ws:<ws>:model:<name>:versions
+-- KEYS[2] -> {jobgate}:ws:<ws>:model:<name>:aliases
 -- --
 -- ARGV[1] -> alias
 -- ARGV[2] -> version

@@ -2,8 +2,8 @@
 -- names it, in one step (an alias never names a version that is gone).
 -- The version's number is not given out again: the counter stays.
 --
--- KEYS[1] -> jobgate:ws:<ws>:model:<name>:versions
--- KEYS[2] -> jobgate:ws:<ws>:model:<name>:aliases
+-- KEYS[1] -> {jobgate}:ws:<ws>:model:<name>:versions
+-- KEYS[2] -> {jobgate}:ws:<ws>:model:<name>:aliases
 -- --
 -- ARGV[1] -> version
 --

@@ -1,6 +1,6 @@
 -- SetParams: a job's params, all or none; a param never changes.
 --
--- KEYS[1] -> jobgate:job:<id>:params
+-- KEYS[1] -> {jobgate}:job:<id>:params
 -- --
 -- ARGV[1] -> max params
 -- ARGV[2...] -> key, value pairs

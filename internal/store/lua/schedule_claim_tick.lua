@@ -1,7 +1,7 @@
 -- ClaimScheduleTick: one tick of a schedule is taken, at most once.
 --
--- KEYS[1] -> jobgate:ws:<ws>:schedule:<name>
--- KEYS[2] -> jobgate:ws:<ws>:schedule:<name>:tick:<id>:<tick ms>
+-- KEYS[1] -> {jobgate}:ws:<ws>:schedule:<name>
+-- KEYS[2] -> {jobgate}:ws:<ws>:schedule:<name>:tick:<id>:<tick ms>
 -- --
 -- ARGV[1] -> schedule id
 -- ARGV[2] -> tick, unix ms

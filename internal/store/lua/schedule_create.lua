@@ -1,9 +1,9 @@
 -- CreateSchedule: a new schedule, unless its name is taken or the
 -- workspace has as many as it may.
 --
--- KEYS[1] -> jobgate:ws:<ws>:schedule:<name>
--- KEYS[2] -> jobgate:ws:<ws>:schedules
--- KEYS[3] -> jobgate:schedules
+-- KEYS[1] -> {jobgate}:ws:<ws>:schedule:<name>
+-- KEYS[2] -> {jobgate}:ws:<ws>:schedules
+-- KEYS[3] -> {jobgate}:schedules
 -- --
 -- ARGV[1] -> name
 -- ARGV[2] -> ws/name

@@ -1,10 +1,10 @@
 -- DeleteSchedule: a schedule, its history and its firing lock.
 --
--- KEYS[1] -> jobgate:ws:<ws>:schedule:<name>
--- KEYS[2] -> jobgate:ws:<ws>:schedule:<name>:history
--- KEYS[3] -> jobgate:ws:<ws>:schedule:<name>:lock
--- KEYS[4] -> jobgate:ws:<ws>:schedules
--- KEYS[5] -> jobgate:schedules
+-- KEYS[1] -> {jobgate}:ws:<ws>:schedule:<name>
+-- KEYS[2] -> {jobgate}:ws:<ws>:schedule:<name>:history
+-- KEYS[3] -> {jobgate}:ws:<ws>:schedule:<name>:lock
+-- KEYS[4] -> {jobgate}:ws:<ws>:schedules
+-- KEYS[5] -> {jobgate}:schedules
 -- --
 -- ARGV[1] -> name
 -- ARGV[2] -> ws/name

@@ -1,7 +1,7 @@
 -- SetSchedulePaused: pause or resume a schedule; resuming a paused one
 -- moves since to now, so the ticks it missed never fire.
 --
--- KEYS[1] -> jobgate:ws:<ws>:schedule:<name>
+-- KEYS[1] -> {jobgate}:ws:<ws>:schedule:<name>
 -- --
 -- ARGV[1] -> '1' to pause, '0' to resume
 -- ARGV[2] -> now, unix ms

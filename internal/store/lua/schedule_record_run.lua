@@ -1,8 +1,8 @@
 -- RecordScheduleRun: a run joins a schedule's history, newest first, and
 -- its job becomes the schedule's latest.
 --
--- KEYS[1] -> jobgate:ws:<ws>:schedule:<name>
--- KEYS[2] -> jobgate:ws:<ws>:schedule:<name>:history
+-- KEYS[1] -> {jobgate}:ws:<ws>:schedule:<name>
+-- KEYS[2] -> {jobgate}:ws:<ws>:schedule:<name>:history
 -- --
 -- ARGV[1] -> schedule id (a run of a schedule replaced meanwhile is dropped)
 -- ARGV[2] -> the run (JSON)

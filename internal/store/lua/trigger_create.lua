@@ -1,8 +1,8 @@
 -- CreateTrigger: a trigger and its name in one step, unless the name is
 -- taken.
 --
--- KEYS[1] -> jobgate:ws:<ws>:triggers
--- KEYS[2] -> jobgate:trigger:<id>
+-- KEYS[1] -> {jobgate}:ws:<ws>:triggers
+-- KEYS[2] -> {jobgate}:trigger:<id>
 -- --
 -- ARGV[1] -> name
 -- ARGV[2] -> trigger id

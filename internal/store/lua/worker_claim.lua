@@ -1,8 +1,8 @@
 -- ClaimWorker: a worker process registers under its worker ID, unless
 -- another live process holds the ID.
 --
--- KEYS[1] -> jobgate:worker:<id>
--- KEYS[2] -> jobgate:workers
+-- KEYS[1] -> {jobgate}:worker:<id>
+-- KEYS[2] -> {jobgate}:workers
 -- --
 -- ARGV[1] -> worker id
 -- ARGV[2] -> instance (this process)

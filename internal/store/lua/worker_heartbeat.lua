@@ -1,7 +1,7 @@
 -- Heartbeat: a worker is alive, at Redis's time.
 --
--- KEYS[1] -> jobgate:worker:<id>
--- KEYS[2] -> jobgate:workers
+-- KEYS[1] -> {jobgate}:worker:<id>
+-- KEYS[2] -> {jobgate}:workers
 -- --
 -- ARGV[1] -> worker id
 -- ARGV[2] -> instance ('' = any)
