@@ -2,11 +2,12 @@
 # Installs what jobgate's integration tests need: redis-server, podman and runc,
 # and for the README test (cmd/jobgate TestReadmeShellBlocks, which runs the
 # README's shell blocks) curl, jq, openssl and ip/unshare/nsenter; for the metrics
-# tests Prometheus (prometheus, promtool) and for the compose test podman-compose.
+# tests Prometheus (prometheus, promtool), for the compose test podman-compose, and
+# for the Sentinel and Cluster harnesses redis-sentinel and redis-cli.
 # On Debian as root it installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 missing=()
-for bin in redis-server podman runc curl jq openssl ip unshare nsenter prometheus promtool podman-compose; do
+for bin in redis-server redis-sentinel redis-cli podman runc curl jq openssl ip unshare nsenter prometheus promtool podman-compose; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -14,6 +15,7 @@ pkgs=()
 for bin in "${missing[@]}"; do
   case "$bin" in
     redis-server) pkgs+=(redis-server) ;;
+    redis-cli) pkgs+=(redis-tools) ;;
     ip) pkgs+=(iproute2) ;;
     promtool) pkgs+=(prometheus) ;;
     unshare | nsenter) pkgs+=(util-linux) ;;
