@@ -52,6 +52,7 @@ seaweedfs:
 # fails instead.
 test: deps jaeger seaweedfs
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
+	@$(MAKE) --no-print-directory test-redis-modes REDIS_MODE_PKGS='$(REDIS_CORE_PKGS)'
 
 test-unit:
 	$(GO) test -tags '$(TAGS)' -short ./...
@@ -64,6 +65,11 @@ test-unit:
 REDIS_MODES     ?= cluster sentinel
 REDIS_MODE_PKGS ?= ./internal/store ./internal/placement ./internal/job ./internal/leader ./internal/cron \
 	./internal/deploy ./internal/loghub ./internal/authcache ./queue ./gateway ./scoring ./worker ./cmd/jobgate
+# REDIS_CORE_PKGS are the packages make test also runs on both: the store and
+# the components on it (the gateway, worker and e2e suites take 10 minutes
+# more per mode; run them with make test-redis-modes).
+REDIS_CORE_PKGS ?= ./internal/store ./internal/placement ./internal/job ./internal/leader ./internal/cron \
+	./internal/deploy ./internal/loghub ./internal/authcache ./queue ./scoring
 test-redis-modes: deps jaeger seaweedfs
 	@rc=0; for m in $(REDIS_MODES); do echo "== JOBGATE_TEST_REDIS=$$m"; \
 	  JOBGATE_TEST_REDIS=$$m JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -p 1 -timeout 40m $(REDIS_MODE_PKGS) || rc=1; done; exit $$rc
