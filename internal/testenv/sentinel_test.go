@@ -57,3 +57,30 @@ func TestSentinelFailsOver(t *testing.T) {
 		t.Fatalf("replicas after failover: %v", reps)
 	}
 }
+
+// TestSentinelRedisSpare checks what Redis(t) hands out under
+// JOBGATE_TEST_REDIS=sentinel without waiting for the sentinels to find each
+// other: a set of this test's own, where a write is acknowledged by the
+// replica (WAIT 1) at once.
+func TestSentinelRedisSpare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and redis-sentinel")
+	}
+	t.Setenv("JOBGATE_TEST_REDIS", "sentinel")
+	ctx := context.Background()
+	seen := map[string]bool{}
+	for i := range 2 {
+		url := testenv.Redis(t)
+		if seen[url] {
+			t.Fatalf("Redis handed out %s twice", url)
+		}
+		seen[url] = true
+		rdb := testenv.RedisClient(t, url)
+		if n, err := rdb.DBSize(ctx).Result(); err != nil || n != 0 {
+			t.Fatalf("set %d: DBSIZE %d, %v: not a fresh set", i, n, err)
+		}
+		if n, err := setWait(ctx, rdb, "k", 1, 5*time.Second); err != nil || n != 1 {
+			t.Fatalf("set %d: WAIT 1: %d, %v", i, n, err)
+		}
+	}
+}

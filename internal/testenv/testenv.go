@@ -50,13 +50,14 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 // test ends.
 //
 // Under JOBGATE_TEST_REDIS=sentinel or cluster (RedisMode) it starts that
-// deployment instead and returns its redis+sentinel:// or redis+cluster://
-// URL: open it with RedisClient, not redis.ParseURL.
+// deployment instead (one of a few started ahead, for this test only) and
+// returns its redis+sentinel:// or redis+cluster:// URL: open it with
+// RedisClient, not redis.ParseURL.
 func Redis(t testing.TB) string {
 	t.Helper()
 	switch RedisMode() {
 	case "sentinel":
-		return Sentinel(t).URL
+		return sentinelForRedis(t)
 	case "cluster":
 		return Cluster(t).URL
 	}
@@ -213,6 +214,7 @@ func buildExampleImage(tag string) error {
 func Main(m *testing.M) int {
 	code := m.Run()
 	stopClusterSpares()
+	stopSentinelSpares()
 	if podman.svc != nil {
 		podman.svc.Stop()
 	}
