@@ -155,10 +155,10 @@ if [ -z "$router_url" ]; then
   for _ in $(seq 200); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   rc() { redis-cli -p "$redis_port" "$@" >/dev/null; }
-  rc SADD jobgate:deployments default/iris
-  rc HSET jobgate:ws:default:deployment:iris spec "{\"workspace\":\"default\",\"spec\":{\"name\":\"iris\",\"model\":\"iris:1\",\"image\":\"localhost/jobgate-examples:latest\",\"command\":[\"/bin/modelserver\"]},\"targets\":[{\"ref\":\"iris:1\",\"model\":\"iris\",\"version\":1,\"sha256\":\"\",\"weight\":100}],\"revision\":1,\"created_at\":\"$now\",\"updated_at\":\"$now\"}"
-  rc HSET jobgate:ws:default:deployment:iris:replicas r1 "{\"id\":\"r1\",\"job_id\":\"bench1\",\"revision\":1,\"model\":\"iris\",\"version\":1,\"restarts\":0,\"created_at\":\"$now\"}"
-  rc SET jobgate:endpoint:bench1 "{\"job_id\":\"bench1\",\"attempt\":1,\"workspace\":\"default\",\"deployment\":\"iris\",\"replica\":\"r1\",\"worker\":\"bench\",\"address\":\"127.0.0.1:$ms_port\",\"state\":\"ready\",\"model\":\"iris\",\"version\":1,\"revision\":1,\"updated_at\":\"$now\"}"
+  rc SADD '{jobgate}':deployments default/iris
+  rc HSET '{jobgate}':ws:default:deployment:iris spec "{\"workspace\":\"default\",\"spec\":{\"name\":\"iris\",\"model\":\"iris:1\",\"image\":\"localhost/jobgate-examples:latest\",\"command\":[\"/bin/modelserver\"]},\"targets\":[{\"ref\":\"iris:1\",\"model\":\"iris\",\"version\":1,\"sha256\":\"\",\"weight\":100}],\"revision\":1,\"created_at\":\"$now\",\"updated_at\":\"$now\"}"
+  rc HSET '{jobgate}':ws:default:deployment:iris:replicas r1 "{\"id\":\"r1\",\"job_id\":\"bench1\",\"revision\":1,\"model\":\"iris\",\"version\":1,\"restarts\":0,\"created_at\":\"$now\"}"
+  rc SET '{jobgate}':endpoint:bench1 "{\"job_id\":\"bench1\",\"attempt\":1,\"workspace\":\"default\",\"deployment\":\"iris\",\"replica\":\"r1\",\"worker\":\"bench\",\"address\":\"127.0.0.1:$ms_port\",\"state\":\"ready\",\"model\":\"iris\",\"version\":1,\"revision\":1,\"updated_at\":\"$now\"}"
   router_port=$(free_port)
   token=bench-scoring-admin-token-$RANDOM$RANDOM
   JOBGATE_TOKEN=$token "$work/jobgate" scoring --listen "127.0.0.1:$router_port" --redis-url "redis://127.0.0.1:$redis_port" \
