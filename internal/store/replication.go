@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -71,15 +70,24 @@ func (s *Store) waitReplicas(ctx context.Context, c interface {
 	}
 	n, err := c.Do(ctx, "WAIT", s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout.Milliseconds()).Int64()
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			err = errors.Unwrap(err) // ErrNotReplicated says it already
-		}
-		return fmt.Errorf("%w: WAIT %d: %w", ErrNotReplicated, s.cfg.ReplicaAcks, err)
+		return fmt.Errorf("%w: WAIT %d: %w", ErrNotReplicated, s.cfg.ReplicaAcks, unavailableCause(err))
 	}
 	if n < int64(s.cfg.ReplicaAcks) {
 		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within %s", ErrNotReplicated, n, s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout)
 	}
 	return nil
+}
+
+// unavailableCause is the error that markUnavailable wrapped with
+// ErrUnavailable (ErrNotReplicated says that already), or err itself. Its
+// two %w leave errors.Unwrap nothing, so the cause is taken from the list.
+func unavailableCause(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if es := u.Unwrap(); len(es) == 2 && es[0] == ErrUnavailable {
+			return es[1]
+		}
+	}
+	return err
 }
 
 // replicatedOn runs fn on one connection of s.rdb and, when
