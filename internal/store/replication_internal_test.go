@@ -46,3 +46,55 @@ func TestWaitConnectionErrorKeepsCause(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// TestWaitAfterCommandErrors: EXEC ran when a command of the MULTI answers
+// redis.Nil (a ZRANK miss) or an error of its own, so txReplicated still
+// WAITs and a WAIT that falls short replaces that result; the group commit
+// answers every submit of such a batch ErrNotReplicated, the ones whose
+// own commands succeeded too.
+func TestWaitAfterCommandErrors(t *testing.T) {
+	ctx := context.Background()
+	rdb := aloneClient(t, nil)
+	s := New(rdb, Config{ReplicaAcks: 1, ReplicaTimeout: 50 * time.Millisecond})
+	if err := rdb.Set(ctx, prefix+"str", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for name, cmd := range map[string]func(p redis.Pipeliner){
+		"a ZRANK miss": func(p redis.Pipeliner) { p.ZRank(ctx, prefix+"none", "m") },
+		"WRONGTYPE":    func(p redis.Pipeliner) { p.LPush(ctx, prefix+"str", "x") },
+	} {
+		_, err := s.txReplicated(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, prefix+"w", "v", 0)
+			cmd(p)
+			return nil
+		})
+		if !errors.Is(err, ErrNotReplicated) {
+			t.Errorf("MULTI with %s and no replica: %v, want ErrNotReplicated", name, err)
+		}
+	}
+	err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error {
+		rdb.Set(ctx, prefix+"w", "v", 0)
+		return rdb.LPush(ctx, prefix+"str", "x").Err()
+	})
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Errorf("replicatedOn whose last command answers WRONGTYPE, no replica: %v, want ErrNotReplicated", err)
+	}
+
+	write := func(key string) func(p redis.Pipeliner) *redis.IntCmd {
+		return func(p redis.Pipeliner) *redis.IntCmd {
+			p.ZAdd(ctx, prefix+"z", redis.Z{Score: 1, Member: "a"})
+			return p.ZRank(ctx, key, "a")
+		}
+	}
+	batch := []*submitOp{
+		{write: write(prefix + "z"), done: make(chan struct{})},
+		{write: write(prefix + "none"), done: make(chan struct{})}, // redis.Nil
+	}
+	s.submits.send(ctx, s.txReplicated, batch)
+	for i, op := range batch {
+		<-op.done
+		if !errors.Is(op.err, ErrNotReplicated) {
+			t.Errorf("submit %d of a batch with a ZRANK miss, no replica: pos %d, err %v, want ErrNotReplicated", i, op.pos, op.err)
+		}
+	}
+}
