@@ -187,14 +187,25 @@ func moveKey(ctx context.Context, rdb redis.UniversalClient, node redis.Cmdable,
 		}
 		return moved, nil
 	}
+	return dumpRestore(ctx, rdb, node, old, new)
+}
+
+// dumpRestore moves old (on node) to new (through rdb) by DUMP and
+// RESTORE, its TTL kept. The TTL is read first: read after DUMP, a key
+// that expired between the two would read -2 and be restored with no
+// expiry; read before, such a key is gone at DUMP.
+func dumpRestore(ctx context.Context, rdb, node redis.Cmdable, old, new string) (moveResult, error) {
+	ttl, err := node.PTTL(ctx, old).Result()
+	if err != nil {
+		return taken, err
+	}
+	if ttl == -2 { // no such key (go-redis keeps -2 and -1 unscaled)
+		return gone, nil
+	}
 	dump, err := node.Dump(ctx, old).Result()
 	if errors.Is(err, redis.Nil) {
 		return gone, nil
 	}
-	if err != nil {
-		return taken, err
-	}
-	ttl, err := node.PTTL(ctx, old).Result()
 	if err != nil {
 		return taken, err
 	}
