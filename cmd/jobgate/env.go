@@ -9,21 +9,24 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Every flag of the server commands (dev, gateway, worker, scoring), and the
-// CLI's shared flags, reads a JOBGATE_* variable when it is not given on the
-// command line: JOBGATE_ and the flag's name in upper snake case (--slots is
-// JOBGATE_SLOTS, --redis-url JOBGATE_REDIS_URL). The command line wins. A
-// list flag (--mount, --datastore-root, --allow-callbacks-to) takes its
-// values comma-separated (CSV: quote a value with a comma in it). bindEnv
-// does it for every flag the commands have, so a flag added later has its
-// variable without more code.
+// Every flag of the server commands (dev, gateway, worker, scoring, and
+// migrate-keys), and the CLI's shared flags, reads a JOBGATE_* variable
+// when it is not given on the command line: JOBGATE_ and the flag's name
+// in upper snake case (--slots is JOBGATE_SLOTS, --redis-url
+// JOBGATE_REDIS_URL). The command line wins. A list flag (--mount,
+// --datastore-root, --allow-callbacks-to) takes its values comma-separated
+// (CSV: quote a value with a comma in it). bindEnv does it for every flag
+// the commands have, so a flag added later has its variable without more
+// code.
 
 // envAnnotation is the pflag annotation that names the variables a flag
 // reads, its own first.
 const envAnnotation = "jobgate_env"
 
-// serverCommands are the commands all of whose flags read a variable.
-var serverCommands = map[string]bool{"dev": true, "gateway": true, "worker": true, "scoring": true}
+// serverCommands are the commands all of whose flags read a variable:
+// the servers, and migrate-keys, which takes the servers' --redis-url (so
+// JOBGATE_REDIS_URL, as its error says) and --redis-ca-file.
+var serverCommands = map[string]bool{"dev": true, "gateway": true, "worker": true, "scoring": true, "migrate-keys": true}
 
 // cliEnvFlags are the flags of the other (CLI) commands that read one.
 var cliEnvFlags = map[string]bool{"url": true, "token": true, "json": true, "scoring-url": true}

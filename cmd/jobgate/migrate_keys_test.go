@@ -43,6 +43,12 @@ func TestMigrateKeysCommand(t *testing.T) {
 	if code := run(ctx, []string{"migrate-keys", "--redis-url", url}, env, &out, &out); code != 0 || !strings.Contains(out.String(), "renamed 0 keys") {
 		t.Fatalf("second migrate-keys: exit %d, %q; want nothing renamed", code, out.String())
 	}
+	// The URL from JOBGATE_REDIS_URL alone, as the error below says.
+	out.Reset()
+	urlEnv := func(k string) string { return map[string]string{"JOBGATE_REDIS_URL": url}[k] }
+	if code := run(ctx, []string{"migrate-keys"}, urlEnv, &out, &out); code != 0 || !strings.Contains(out.String(), "renamed 0 keys") {
+		t.Fatalf("migrate-keys with JOBGATE_REDIS_URL only: exit %d, %q; want it run, nothing renamed", code, out.String())
+	}
 	var stderr bytes.Buffer
 	if code := run(ctx, []string{"migrate-keys"}, env, &stderr, &stderr); code == 0 || !strings.Contains(stderr.String(), "--redis-url") {
 		t.Fatalf("migrate-keys without --redis-url: exit %d, %q", code, stderr.String())

@@ -67,8 +67,10 @@ func (r *replicaAcks) storeConfig(redisURL string) (store.Config, error) {
 	if r.acks.set {
 		n = r.acks.n
 	}
-	if r.timeout < 0 {
-		return store.Config{}, fmt.Errorf("--redis-replica-timeout %s: want a positive duration", r.timeout)
+	// WAIT takes whole milliseconds, and WAIT n 0 waits forever: a timeout
+	// under 1ms would become that.
+	if r.timeout < 0 || (r.timeout > 0 && r.timeout < time.Millisecond) {
+		return store.Config{}, fmt.Errorf("--redis-replica-timeout %s: want 0 (the default, 1s) or at least 1ms", r.timeout)
 	}
 	if n > 0 && c.Mode == redisconn.Cluster {
 		return store.Config{}, fmt.Errorf("--redis-replica-acks %d: not supported on a Redis Cluster URL (WAIT would have to go to each shard's primary); use 0", n)

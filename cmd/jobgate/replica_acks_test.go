@@ -41,8 +41,18 @@ func TestReplicaAcksDefaultByURL(t *testing.T) {
 	if err := ra.acks.Set("-1"); err == nil {
 		t.Error("--redis-replica-acks=-1 accepted")
 	}
-	ra.timeout = -time.Second
-	if _, err := ra.storeConfig("redis://127.0.0.1:6379/0"); err == nil || !strings.Contains(err.Error(), "--redis-replica-timeout") {
-		t.Errorf("a negative --redis-replica-timeout: %v", err)
+	// Under 1ms would be WAIT n 0, which waits forever.
+	for _, d := range []time.Duration{-time.Second, time.Nanosecond, 500 * time.Microsecond, time.Millisecond - 1} {
+		ra.timeout = d
+		if _, err := ra.storeConfig("redis://127.0.0.1:6379/0"); err == nil || !strings.Contains(err.Error(), "--redis-replica-timeout") ||
+			!strings.Contains(err.Error(), "0 (the default, 1s) or at least 1ms") {
+			t.Errorf("--redis-replica-timeout %s: %v, want a refusal", d, err)
+		}
+	}
+	for _, d := range []time.Duration{0, time.Millisecond, time.Second} {
+		ra.timeout = d
+		if cfg, err := ra.storeConfig("redis://127.0.0.1:6379/0"); err != nil || cfg.ReplicaTimeout != d {
+			t.Errorf("--redis-replica-timeout %s: %+v, %v", d, cfg, err)
+		}
 	}
 }

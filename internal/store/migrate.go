@@ -13,6 +13,9 @@ import (
 // oldPrefix began every key before the keys got their hash tag (prefix).
 const oldPrefix = "jobgate:"
 
+// oldClusterIDKey is clusterIDKey's old name. MigrateKeys renames it last.
+const oldClusterIDKey = oldPrefix + "cluster_id"
+
 // ErrOldKeys is CheckKeys's answer when Redis holds an installation's keys
 // under the names from before the hash tags.
 var ErrOldKeys = errors.New("redis holds jobgate keys under their old names (jobgate:*); stop every gateway and worker and run `jobgate migrate-keys --redis-url URL` once, then start them again")
@@ -64,13 +67,18 @@ type MigrateResult struct {
 // under, or write under the name just moved away. It is idempotent: a
 // second run finds nothing to move. A key whose new name already exists is
 // not overwritten; it is counted in Conflicts and MigrateKeys returns an
-// error naming the first. asynq's keys (asynq:*) keep their names.
+// error naming the first. The cluster ID moves last, and only when every
+// other key moved: a run that stops part-way leaves CheckKeys refusing
+// (it passes without a scan once the new cluster ID exists). asynq's keys (asynq:*) keep their names.
 func (s *Store) MigrateKeys(ctx context.Context) (MigrateResult, error) {
 	var (
 		mu  sync.Mutex
 		res MigrateResult
 	)
 	err := s.scanOld(ctx, 500, func(ctx context.Context, node redis.Cmdable, old string) error {
+		if old == oldClusterIDKey {
+			return nil // last, below
+		}
 		r, err := moveKey(ctx, s.rdb, node, old, NewKeyName(old))
 		if err != nil {
 			return fmt.Errorf("rename %s: %w", old, err)
@@ -87,6 +95,20 @@ func (s *Store) MigrateKeys(ctx context.Context) (MigrateResult, error) {
 	})
 	if err != nil {
 		return res, fmt.Errorf("migrate keys: %w", err)
+	}
+	if len(res.Conflicts) == 0 {
+		// The cluster ID under its new name lets CheckKeys pass without a
+		// scan, so it moves only once every other key has.
+		r, err := moveKey(ctx, s.rdb, s.rdb, oldClusterIDKey, clusterIDKey)
+		if err != nil {
+			return res, fmt.Errorf("migrate keys: rename %s: %w", oldClusterIDKey, err)
+		}
+		switch r {
+		case moved:
+			res.Renamed++
+		case taken:
+			res.Conflicts = append(res.Conflicts, oldClusterIDKey)
+		}
 	}
 	if len(res.Conflicts) > 0 {
 		return res, fmt.Errorf("migrate keys: %d old keys left in place because their new names exist already, first %s (new name %s): compare and delete one by hand",
@@ -165,14 +187,25 @@ func moveKey(ctx context.Context, rdb redis.UniversalClient, node redis.Cmdable,
 		}
 		return moved, nil
 	}
+	return dumpRestore(ctx, rdb, node, old, new)
+}
+
+// dumpRestore moves old (on node) to new (through rdb) by DUMP and
+// RESTORE, its TTL kept. The TTL is read first: read after DUMP, a key
+// that expired between the two would read -2 and be restored with no
+// expiry; read before, such a key is gone at DUMP.
+func dumpRestore(ctx context.Context, rdb, node redis.Cmdable, old, new string) (moveResult, error) {
+	ttl, err := node.PTTL(ctx, old).Result()
+	if err != nil {
+		return taken, err
+	}
+	if ttl == -2 { // no such key (go-redis keeps -2 and -1 unscaled)
+		return gone, nil
+	}
 	dump, err := node.Dump(ctx, old).Result()
 	if errors.Is(err, redis.Nil) {
 		return gone, nil
 	}
-	if err != nil {
-		return taken, err
-	}
-	ttl, err := node.PTTL(ctx, old).Result()
 	if err != nil {
 		return taken, err
 	}

@@ -118,6 +118,40 @@ func TestMigrateKeys(t *testing.T) {
 	}
 }
 
+// TestMigrateKeysPartLeavesCheckKeysRefusing: a MigrateKeys that leaves a
+// key behind (its new name taken) does not move the cluster ID, so
+// CheckKeys still refuses; once the conflict is resolved a second run moves
+// the rest and the cluster ID last.
+func TestMigrateKeysPartLeavesCheckKeysRefusing(t *testing.T) {
+	ctx := context.Background()
+	rdb := testenv.RedisClient(t, testenv.Redis(t))
+	s := store.New(rdb, store.Config{})
+	for k, v := range map[string]string{"jobgate:cluster_id": "c1", "jobgate:a": "1", "jobgate:b": "old", "{jobgate}:b": "new"} {
+		if err := rdb.Set(ctx, k, v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := s.MigrateKeys(ctx)
+	if err == nil || len(res.Conflicts) != 1 || res.Conflicts[0] != "jobgate:b" {
+		t.Fatalf("MigrateKeys with a taken name: %+v, %v; want one conflict, jobgate:b", res, err)
+	}
+	if err := s.CheckKeys(ctx); !errors.Is(err, store.ErrOldKeys) {
+		t.Fatalf("CheckKeys after a migration that left a key behind: %v, want ErrOldKeys", err)
+	}
+	if err := rdb.Del(ctx, "jobgate:b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.MigrateKeys(ctx); err != nil || res.Renamed != 1 {
+		t.Fatalf("MigrateKeys once resolved: %+v, %v; want the cluster ID renamed", res, err)
+	}
+	if err := s.CheckKeys(ctx); err != nil {
+		t.Fatalf("CheckKeys after the migration finished: %v", err)
+	}
+	if id := rdb.Get(ctx, "{jobgate}:cluster_id").Val(); id != "c1" {
+		t.Fatalf("cluster ID after the migration: %q, want the old one, c1", id)
+	}
+}
+
 func TestNewKeyName(t *testing.T) {
 	for old, want := range map[string]string{
 		"jobgate:job:01abc":                "{jobgate}:job:01abc",

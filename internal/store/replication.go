@@ -44,7 +44,9 @@ var ErrNotReplicated = fmt.Errorf("%w: not acknowledged by enough replicas", Err
 // txReplicated runs fn's commands in one MULTI and, when cfg.ReplicaAcks
 // is set, waits on the same connection until enough replicas have them.
 // The commands' own results come back as TxPipelined's do; a WAIT that
-// fails or falls short is an ErrNotReplicated, every command's.
+// fails or falls short is an ErrNotReplicated, every command's: it also
+// replaces a command's error (redis.Nil, a command's own error), since
+// EXEC ran the other commands.
 func (s *Store) txReplicated(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	if s.cfg.ReplicaAcks <= 0 {
 		return s.rdb.TxPipelined(ctx, fn)
@@ -56,10 +58,24 @@ func (s *Store) txReplicated(ctx context.Context, fn func(redis.Pipeliner) error
 	conn := c.Conn()
 	defer conn.Close()
 	cmds, err := conn.TxPipelined(ctx, fn)
-	if err != nil {
+	if !mayHaveWritten(err) {
 		return cmds, err
 	}
-	return cmds, s.waitReplicas(ctx, conn)
+	if werr := s.waitReplicas(ctx, conn); werr != nil {
+		return cmds, werr
+	}
+	return cmds, err
+}
+
+// mayHaveWritten reports whether a call that returned err may still have
+// made writes that WAIT must cover: it succeeded, or Redis answered it
+// with a reply of its own (redis.Nil, as a ZRANK miss returns, or one
+// command's or a script's error), which comes after EXEC ran or after a
+// script wrote what it wrote before the error. A connection error means
+// WAIT cannot be sent on that connection anyway.
+func mayHaveWritten(err error) bool {
+	var re redis.Error
+	return err == nil || errors.Is(err, redis.Nil) || (errors.As(err, &re) && !errors.Is(err, ErrUnavailable))
 }
 
 // waitReplicas sends WAIT on c, the connection that made the writes.
@@ -71,10 +87,7 @@ func (s *Store) waitReplicas(ctx context.Context, c interface {
 	}
 	n, err := c.Do(ctx, "WAIT", s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout.Milliseconds()).Int64()
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			err = errors.Unwrap(err) // ErrNotReplicated says it already
-		}
-		return fmt.Errorf("%w: WAIT %d: %w", ErrNotReplicated, s.cfg.ReplicaAcks, err)
+		return fmt.Errorf("%w: WAIT %d: %w", ErrNotReplicated, s.cfg.ReplicaAcks, unavailableCause(err))
 	}
 	if n < int64(s.cfg.ReplicaAcks) {
 		return fmt.Errorf("%w: %d of %d replica(s) acknowledged the write within %s", ErrNotReplicated, n, s.cfg.ReplicaAcks, s.cfg.ReplicaTimeout)
@@ -82,8 +95,20 @@ func (s *Store) waitReplicas(ctx context.Context, c interface {
 	return nil
 }
 
+// unavailableCause is the error that markUnavailable wrapped with
+// ErrUnavailable (ErrNotReplicated says that already), or err itself. Its
+// two %w leave errors.Unwrap nothing, so the cause is taken from the list.
+func unavailableCause(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if es := u.Unwrap(); len(es) == 2 && es[0] == ErrUnavailable {
+			return es[1]
+		}
+	}
+	return err
+}
+
 // replicatedOn runs fn on one connection of s.rdb and, when
-// cfg.ReplicaAcks is set and fn succeeded, WAITs on that connection for
+// cfg.ReplicaAcks is set and fn may have written (mayHaveWritten), WAITs on that connection for
 // its writes to reach enough replicas (ErrNotReplicated otherwise).
 func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Cmdable) error) error {
 	if s.cfg.ReplicaAcks <= 0 {
@@ -95,10 +120,14 @@ func (s *Store) replicatedOn(ctx context.Context, fn func(rdb redis.Cmdable) err
 	}
 	conn := c.Conn()
 	defer conn.Close()
-	if err := fn(conn); err != nil {
+	err := fn(conn)
+	if !mayHaveWritten(err) {
 		return err
 	}
-	return s.waitReplicas(ctx, conn)
+	if werr := s.waitReplicas(ctx, conn); werr != nil {
+		return werr
+	}
+	return err
 }
 
 // replicaProbeChannel is published to by confirmReplicated: a PUBLISH is
