@@ -108,6 +108,45 @@ func TestParseErrorHidesPassword(t *testing.T) {
 	}
 }
 
+// A password with an unescaped / ? or # splits where net/url would split
+// the URL; no piece of it may show in the error.
+func TestParseErrorHidesUnescapedPassword(t *testing.T) {
+	// Every piece of user info here (QUSR, QPWA, QPWB) is a string that
+	// no error text has by chance.
+	for _, u := range []string{
+		"redis+sentinel://QUSR:QPWA#QPWB@h:1/m",
+		"redis+sentinel://QUSR:QPWA/QPWB@h:1/m",
+		"redis+sentinel://QUSR:QPWA?QPWB@h:1/m",
+		"redis+cluster://:QPWA/QPWB@h:6379",
+		"redis+cluster://:QPWA#QPWB@h:6379",
+		"redis+cluster://QUSR:QPWA%zzQPWB@h:6379",
+		"redis://:QPWA/QPWB@h:6379",
+		"redis://:QPWA?QPWB@h:6379",
+		"redis://:QPWA#QPWB@h:6379",
+		"redis://QUSR:12/QPWB@h:6379",
+		"redis://QUSR:12#QPWB@h:6379",
+		"redis://QUSR:12?QPWB@h:6379",
+		"redis://:QPWA%zzQPWB@h:6379",
+		"rediss://:QPWA/QPWB@h:6379/0",
+	} {
+		t.Run(u, func(t *testing.T) {
+			_, err := Parse(u)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "percent-encode") {
+				t.Errorf("error %q does not say to percent-encode", msg)
+			}
+			for _, p := range []string{"QUSR", "QPWA", "QPWB"} {
+				if strings.Contains(msg, p) {
+					t.Errorf("error %q contains %q from the user info", msg, p)
+				}
+			}
+		})
+	}
+}
+
 func TestAnother(t *testing.T) {
 	for _, u := range []string{"redis://127.0.0.1:1/2", "redis+sentinel://127.0.0.1:1/m/2", "redis+cluster://127.0.0.1:1"} {
 		c, err := Parse(u)
