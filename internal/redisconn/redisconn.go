@@ -133,10 +133,20 @@ func Parse(raw string) (*Config, error) {
 			}
 		}
 		q := u.Query()
+		for k := range q {
+			if k != "sentinel_username" && k != "sentinel_password" {
+				return nil, fmt.Errorf("redis url: query option %q: redis+sentinel takes only sentinel_username and sentinel_password", k)
+			}
+		}
 		c.SentinelUsername, c.SentinelPassword = q.Get("sentinel_username"), q.Get("sentinel_password")
 	case Cluster:
 		if len(parts) > 1 || parts[0] != "" && parts[0] != "0" {
 			return nil, errors.New("redis url: a Redis Cluster has only database 0")
+		}
+		// Refused rather than ignored: a dial_timeout or pool_size that
+		// silently does nothing is worse than an error.
+		for k := range u.Query() {
+			return nil, fmt.Errorf("redis url: query option %q: redis+cluster takes no query options", k)
 		}
 	}
 	return c, nil

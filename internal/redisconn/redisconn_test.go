@@ -76,6 +76,11 @@ func TestParseErrors(t *testing.T) {
 		{"redis+sentinel://:26379/m", `address ":26379"`},
 		{"redis+cluster://h1:0", `address "h1:0"`},
 		{"redis://127.0.0.1:6379/x", "redis url"},
+		{"redis+sentinel://h1:26379/m?sentinel_pasword=x", `query option "sentinel_pasword"`},
+		{"redis+sentinel://h1:26379/m?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://h1:7000?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://h1:7000/0?pool_size=3", `query option "pool_size"`},
+		{"redis://127.0.0.1:6379?pool_sise=3", "pool_sise"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			_, err := Parse(tc.url)
