@@ -104,7 +104,7 @@ func NewS3(ctx context.Context, bucket, prefix string, o S3Options) (*S3, error)
 		prefix += "/"
 	}
 	if o.AccessKey == "" || o.SecretKey == "" {
-		return nil, errors.New("s3 credentials: both an access key and a secret key are needed (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+		return nil, errors.New("s3 credentials: both an access key and a secret key are needed (--s3-access-key and --s3-secret-key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	}
 	partSize := o.PartSize
 	if partSize == 0 {
