@@ -396,3 +396,15 @@ func TestS3Checksum(t *testing.T) {
 		t.Error("good blob read back wrong")
 	}
 }
+
+func TestS3CredentialsErrorNamesFlags(t *testing.T) {
+	_, err := artifact.NewS3(context.Background(), "bucket", "", artifact.S3Options{Endpoint: "http://127.0.0.1:1", AccessKey: "a"})
+	if err == nil {
+		t.Fatal("NewS3 without a secret key: no error")
+	}
+	for _, want := range []string{"--s3-access-key", "--s3-secret-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
