@@ -278,7 +278,8 @@ type s3Reader struct {
 	size                      int64
 	want                      string
 	h                         hash.Hash
-	// body streams the blob from bodyPos; nil after a failed GET.
+	// body streams the blob from bodyPos; nil after a failed GET and after
+	// a failed read.
 	body    io.ReadCloser
 	bodyPos int64
 	// pos is where the next Read reads; hashed is how far the bytes from
@@ -292,10 +293,7 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if r.body == nil || r.bodyPos != r.pos {
-		if r.body != nil {
-			r.body.Close()
-			r.body = nil
-		}
+		r.dropBody()
 		opts := minio.GetObjectOptions{}
 		if r.etag != "" {
 			if err := opts.SetMatchETag(r.etag); err != nil {
@@ -327,12 +325,23 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		}
 	}
 	if errors.Is(err, io.EOF) && r.pos < r.size {
+		r.dropBody()
 		return n, fmt.Errorf("artifact %s: %w after %d of %d bytes", r.key, io.ErrUnexpectedEOF, r.pos, r.size)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
+		// A broken body is not read again: the next Read starts a new GET
+		// at pos (a resumed read).
+		r.dropBody()
 		return n, s3Error(r.key, err)
 	}
 	return n, err
+}
+
+func (r *s3Reader) dropBody() {
+	if r.body != nil {
+		r.body.Close()
+		r.body = nil
+	}
 }
 
 // Seek moves where the next Read reads; it sends no request.
