@@ -104,7 +104,7 @@ func NewS3(ctx context.Context, bucket, prefix string, o S3Options) (*S3, error)
 		prefix += "/"
 	}
 	if o.AccessKey == "" || o.SecretKey == "" {
-		return nil, errors.New("s3 credentials: both an access key and a secret key are needed (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+		return nil, errors.New("s3 credentials: both an access key and a secret key are needed (--s3-access-key and --s3-secret-key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	}
 	partSize := o.PartSize
 	if partSize == 0 {
@@ -232,38 +232,60 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 }
 
 // Open reads key; the reader verifies the recorded SHA-256 when it reaches
-// the end (ErrChecksum).
+// the end (ErrChecksum). A whole read in order is one GET, made here: it
+// says what the blob is and streams it from the start.
 func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, _, err := s.OpenSeeker(ctx, key)
-	return r, err
+	k, err := cleanKey(key)
+	if err != nil {
+		return nil, err
+	}
+	core := minio.Core{Client: s.client}
+	body, st, _, err := core.GetObject(ctx, s.bucket, s.object(k), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s3Error(key, err)
+	}
+	if isDirMarker(st) {
+		body.Close()
+		return nil, ErrNotFound
+	}
+	r := s.reader(ctx, core, k, key, st)
+	r.body = body
+	return r, nil
 }
 
-// OpenSeeker opens key for random access. The first GET, made here, says
-// what the blob is (size, time, digest) and streams it from the start; a
-// Read after a Seek elsewhere is a new ranged GET, pinned to the first
-// (If-Match on its ETag), so a blob overwritten under a reader fails the
-// read instead of mixing two blobs. A read of the whole blob in order
-// verifies its SHA-256. The reader makes its requests with ctx.
+// OpenSeeker opens key for random access. It asks what the blob is (size,
+// time, digest, ETag) with a HEAD and starts no GET: a ranged download
+// seeks first, and each Read that does not follow on from the last starts
+// a GET at its own position, pinned to the HEAD's ETag (If-Match), so a
+// blob overwritten under a reader fails the read instead of mixing two
+// blobs. A read of the whole blob in order verifies its SHA-256. The
+// reader makes its requests with ctx.
 func (s *S3) OpenSeeker(ctx context.Context, key string) (io.ReadSeekCloser, Info, error) {
 	k, err := cleanKey(key)
 	if err != nil {
 		return nil, Info{}, err
 	}
 	core := minio.Core{Client: s.client}
-	body, st, _, err := core.GetObject(ctx, s.bucket, s.object(k), minio.GetObjectOptions{})
+	st, err := s.client.StatObject(ctx, s.bucket, s.object(k), minio.StatObjectOptions{})
 	if err != nil {
 		return nil, Info{}, s3Error(key, err)
 	}
-	if strings.HasSuffix(st.Key, "/") || st.ContentType == "application/x-directory" {
-		body.Close()
+	if isDirMarker(st) {
 		return nil, Info{}, ErrNotFound
 	}
-	info := Info{Size: st.Size, ModTime: st.LastModified, SHA256: st.UserMetadata[metaSHA256]}
-	r := &s3Reader{
+	r := s.reader(ctx, core, k, key, st)
+	return r, Info{Size: st.Size, ModTime: st.LastModified, SHA256: r.want}, nil
+}
+
+func isDirMarker(st minio.ObjectInfo) bool {
+	return strings.HasSuffix(st.Key, "/") || st.ContentType == "application/x-directory"
+}
+
+func (s *S3) reader(ctx context.Context, core minio.Core, k, key string, st minio.ObjectInfo) *s3Reader {
+	return &s3Reader{
 		ctx: ctx, core: core, bucket: s.bucket, object: s.object(k), key: key, etag: st.ETag,
-		size: st.Size, want: info.SHA256, h: sha256.New(), body: body,
+		size: st.Size, want: st.UserMetadata[metaSHA256], h: sha256.New(),
 	}
-	return r, info, nil
 }
 
 // s3Reader streams one version of a blob, one GET per run of reads in
@@ -278,7 +300,8 @@ type s3Reader struct {
 	size                      int64
 	want                      string
 	h                         hash.Hash
-	// body streams the blob from bodyPos; nil after a failed GET.
+	// body streams the blob from bodyPos; nil before the first Read (for
+	// OpenSeeker), after a failed GET and after a failed read.
 	body    io.ReadCloser
 	bodyPos int64
 	// pos is where the next Read reads; hashed is how far the bytes from
@@ -292,10 +315,7 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if r.body == nil || r.bodyPos != r.pos {
-		if r.body != nil {
-			r.body.Close()
-			r.body = nil
-		}
+		r.dropBody()
 		opts := minio.GetObjectOptions{}
 		if r.etag != "" {
 			if err := opts.SetMatchETag(r.etag); err != nil {
@@ -327,12 +347,23 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		}
 	}
 	if errors.Is(err, io.EOF) && r.pos < r.size {
+		r.dropBody()
 		return n, fmt.Errorf("artifact %s: %w after %d of %d bytes", r.key, io.ErrUnexpectedEOF, r.pos, r.size)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
+		// A broken body is not read again: the next Read starts a new GET
+		// at pos (a resumed read).
+		r.dropBody()
 		return n, s3Error(r.key, err)
 	}
 	return n, err
+}
+
+func (r *s3Reader) dropBody() {
+	if r.body != nil {
+		r.body.Close()
+		r.body = nil
+	}
 }
 
 // Seek moves where the next Read reads; it sends no request.

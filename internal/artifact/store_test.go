@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -394,5 +396,155 @@ func TestS3Checksum(t *testing.T) {
 	put(t, st, "ck/good", body)
 	if got := read(t, st, "ck/good"); !bytes.Equal(got, body) {
 		t.Error("good blob read back wrong")
+	}
+}
+
+func TestS3CredentialsErrorNamesFlags(t *testing.T) {
+	_, err := artifact.NewS3(context.Background(), "bucket", "", artifact.S3Options{Endpoint: "http://127.0.0.1:1", AccessKey: "a"})
+	if err == nil {
+		t.Fatal("NewS3 without a secret key: no error")
+	}
+	for _, want := range []string{"--s3-access-key", "--s3-secret-key", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+// s3Proxy is a reverse proxy in front of a real S3 server that records the
+// requests for one object and can cut a response's body short.
+type s3Proxy struct {
+	mu   sync.Mutex
+	reqs []string // "METHOD range if-match"
+	// cutAfter, when > 0, ends the next GET's body with an error after that
+	// many bytes (the connection drops).
+	cutAfter int64
+}
+
+func startS3Proxy(t *testing.T, endpoint, object string) (*s3Proxy, string) {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &s3Proxy{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		req := resp.Request
+		if !strings.HasSuffix(req.URL.Path, object) {
+			return nil
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.reqs = append(p.reqs, fmt.Sprintf("%s %s %s", req.Method, req.Header.Get("Range"), req.Header.Get("If-Match")))
+		if req.Method == http.MethodGet && p.cutAfter > 0 {
+			resp.Body = &cutBody{rc: resp.Body, left: p.cutAfter}
+			p.cutAfter = 0
+		}
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return p, srv.URL
+}
+
+func (p *s3Proxy) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.reqs
+	p.reqs = nil
+	return out
+}
+
+type cutBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (c *cutBody) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("cut")
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.rc.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cutBody) Close() error { return c.rc.Close() }
+
+// A ranged read through OpenSeeker is a HEAD and one GET from the range's
+// start, pinned to the ETag; no GET from byte 0 is started and dropped.
+// After a body breaks, the next Read resumes with a new GET where the
+// last one stopped instead of reading the broken body again.
+func TestS3RangedReadRequests(t *testing.T) {
+	s3 := testenv.S3(t)
+	ctx := context.Background()
+	body := randomBytes(1<<20, 7)
+	put(t, openS3(t, s3), "rr/blob", body)
+	proxy, endpoint := startS3Proxy(t, s3.Endpoint, "/rr/blob")
+	st, err := artifact.Open(ctx, s3.URL, artifact.S3Options{
+		Endpoint: endpoint, Region: s3.Region, PathStyle: true,
+		AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, PartSize: conformancePartSize,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, info, err := st.(artifact.Seeker).OpenSeeker(ctx, "rr/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if info.Size != int64(len(body)) {
+		t.Fatalf("size %d, want %d", info.Size, len(body))
+	}
+	const off = 1000
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 100)
+	if _, err := io.ReadFull(f, got); err != nil || !bytes.Equal(got, body[off:off+100]) {
+		t.Fatalf("read 100 at %d: %v, right bytes %v", off, err, bytes.Equal(got, body[off:off+100]))
+	}
+	reqs := proxy.requests()
+	if len(reqs) != 2 || !strings.HasPrefix(reqs[0], "HEAD ") || !strings.HasPrefix(reqs[1], fmt.Sprintf("GET bytes=%d- ", off)) || strings.HasSuffix(reqs[1], " ") {
+		t.Errorf("requests for a ranged read: %q; want a HEAD, then one GET from byte %d with If-Match", reqs, off)
+	}
+
+	// A body cut short: the Read fails, and the next one resumes.
+	proxy.mu.Lock()
+	proxy.cutAfter = 5000
+	proxy.mu.Unlock()
+	const off2 = 200_000
+	if _, err := f.Seek(off2, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	var rest []byte
+	buf := make([]byte, 32<<10)
+	failed := false
+	for {
+		n, err := f.Read(buf)
+		rest = append(rest, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if failed {
+				t.Fatalf("second failure after %d bytes: %v", len(rest), err)
+			}
+			failed = true
+		}
+	}
+	if !failed {
+		t.Error("the cut body gave no error")
+	}
+	if !bytes.Equal(rest, body[off2:]) {
+		t.Errorf("resumed read: %d bytes, want the %d from %d", len(rest), len(body)-off2, off2)
+	}
+	reqs = proxy.requests()
+	if len(reqs) != 2 || !strings.HasPrefix(reqs[0], fmt.Sprintf("GET bytes=%d- ", off2)) || !strings.HasPrefix(reqs[1], "GET bytes=") {
+		t.Errorf("requests for a cut and resumed read: %q; want two ranged GETs", reqs)
 	}
 }

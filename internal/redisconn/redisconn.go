@@ -77,26 +77,20 @@ type Config struct {
 func Parse(raw string) (*Config, error) {
 	// A host list (h1:26379,h2:26379) is no valid URL host to net/url, so it
 	// is cut out first and the rest parsed with a placeholder host.
-	hosts, rest := cutHosts(raw)
+	hosts, rest, hasUser, ok := cutHosts(raw)
+	if !ok {
+		return nil, errMalformedAuth
+	}
 	u, err := url.Parse(rest)
 	if err != nil {
-		// url.Error repeats the whole URL, password included.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, parseErr(err, hasUser)
 	}
 	c := &Config{}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return nil, fmt.Errorf("redis url: %w", err)
+			return nil, parseErr(err, hasUser)
 		}
 		c.Mode, c.Addrs, c.DB, c.Username, c.Password, c.TLS, c.single = Single, []string{o.Addr}, o.DB, o.Username, o.Password, o.TLSConfig, o
 		return c, nil
@@ -139,13 +133,42 @@ func Parse(raw string) (*Config, error) {
 			}
 		}
 		q := u.Query()
+		for k := range q {
+			if k != "sentinel_username" && k != "sentinel_password" {
+				return nil, fmt.Errorf("redis url: query option %q: redis+sentinel takes only sentinel_username and sentinel_password", k)
+			}
+		}
 		c.SentinelUsername, c.SentinelPassword = q.Get("sentinel_username"), q.Get("sentinel_password")
 	case Cluster:
 		if len(parts) > 1 || parts[0] != "" && parts[0] != "0" {
 			return nil, errors.New("redis url: a Redis Cluster has only database 0")
 		}
+		// Refused rather than ignored: a dial_timeout or pool_size that
+		// silently does nothing is worse than an error.
+		for k := range u.Query() {
+			return nil, fmt.Errorf("redis url: query option %q: redis+cluster takes no query options", k)
+		}
 	}
 	return c, nil
+}
+
+// errMalformedAuth never repeats the URL: the part that looks wrong may be
+// a piece of the password.
+var errMalformedAuth = errors.New("redis url: the user info or host list is malformed (percent-encode / ? # @ in passwords)")
+
+// parseErr strips the URL from a url.Error (it repeats the whole URL,
+// password included); where the URL has user info, the rest of a url.Error
+// may quote a piece of it too (an invalid escape, a "port" that is half a
+// password), so then only a fixed text is given.
+func parseErr(err error, hasUser bool) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if hasUser {
+			return errMalformedAuth
+		}
+		err = ue.Err
+	}
+	return fmt.Errorf("redis url: %w", err)
 }
 
 func validPort(p string) bool {
@@ -154,22 +177,28 @@ func validPort(p string) bool {
 }
 
 // cutHosts returns the host list of a scheme://[userinfo@]hosts/path?query
-// URL and the URL with the list replaced by one placeholder host.
-func cutHosts(raw string) (hosts, rest string) {
-	scheme, after, ok := strings.Cut(raw, "://")
-	if !ok {
-		return "", raw
+// URL and the URL with the list replaced by one placeholder host, and
+// whether the URL has user info. ok is false where an @ follows the first
+// / ? or #: a password with one of those unescaped, whose pieces would
+// otherwise be taken for hosts, a path or a query and quoted in errors.
+func cutHosts(raw string) (hosts, rest string, hasUser, ok bool) {
+	scheme, after, found := strings.Cut(raw, "://")
+	if !found {
+		return "", raw, strings.Contains(raw, "@"), true
 	}
 	end := strings.IndexAny(after, "/?#")
 	if end < 0 {
 		end = len(after)
 	}
 	auth, tail := after[:end], after[end:]
+	if strings.Contains(tail, "@") {
+		return "", "", true, false
+	}
 	user := ""
 	if at := strings.LastIndex(auth, "@"); at >= 0 {
 		user, auth = auth[:at+1], auth[at+1:]
 	}
-	return auth, scheme + "://" + user + "hosts" + tail
+	return auth, scheme + "://" + user + "hosts" + tail, user != "", true
 }
 
 // SetCA makes the TLS forms trust the CA in file (PEM) instead of the

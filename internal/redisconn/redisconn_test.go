@@ -76,6 +76,11 @@ func TestParseErrors(t *testing.T) {
 		{"redis+sentinel://:26379/m", `address ":26379"`},
 		{"redis+cluster://h1:0", `address "h1:0"`},
 		{"redis://127.0.0.1:6379/x", "redis url"},
+		{"redis+sentinel://h1:26379/m?sentinel_pasword=x", `query option "sentinel_pasword"`},
+		{"redis+sentinel://h1:26379/m?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://h1:7000?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://h1:7000/0?pool_size=3", `query option "pool_size"`},
+		{"redis://127.0.0.1:6379?pool_sise=3", "pool_sise"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			_, err := Parse(tc.url)
@@ -105,6 +110,45 @@ func TestParseErrorHidesPassword(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Parse(%q) = %v: want an error without the password", u, err)
 		}
+	}
+}
+
+// A password with an unescaped / ? or # splits where net/url would split
+// the URL; no piece of it may show in the error.
+func TestParseErrorHidesUnescapedPassword(t *testing.T) {
+	// Every piece of user info here (QUSR, QPWA, QPWB) is a string that
+	// no error text has by chance.
+	for _, u := range []string{
+		"redis+sentinel://QUSR:QPWA#QPWB@h:1/m",
+		"redis+sentinel://QUSR:QPWA/QPWB@h:1/m",
+		"redis+sentinel://QUSR:QPWA?QPWB@h:1/m",
+		"redis+cluster://:QPWA/QPWB@h:6379",
+		"redis+cluster://:QPWA#QPWB@h:6379",
+		"redis+cluster://QUSR:QPWA%zzQPWB@h:6379",
+		"redis://:QPWA/QPWB@h:6379",
+		"redis://:QPWA?QPWB@h:6379",
+		"redis://:QPWA#QPWB@h:6379",
+		"redis://QUSR:12/QPWB@h:6379",
+		"redis://QUSR:12#QPWB@h:6379",
+		"redis://QUSR:12?QPWB@h:6379",
+		"redis://:QPWA%zzQPWB@h:6379",
+		"rediss://:QPWA/QPWB@h:6379/0",
+	} {
+		t.Run(u, func(t *testing.T) {
+			_, err := Parse(u)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "percent-encode") {
+				t.Errorf("error %q does not say to percent-encode", msg)
+			}
+			for _, p := range []string{"QUSR", "QPWA", "QPWB"} {
+				if strings.Contains(msg, p) {
+					t.Errorf("error %q contains %q from the user info", msg, p)
+				}
+			}
+		})
 	}
 }
 

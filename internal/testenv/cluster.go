@@ -46,6 +46,7 @@ func Cluster(t testing.TB) *ClusterService {
 			skipOrFail(t, "%s not found: apt-get install -y redis-server redis-tools (or run make test)", bin)
 		}
 	}
+	needMain(t, "testenv.Cluster")
 	start := time.Now()
 	c := takeCluster()
 	// Started by the pool, not by this test: stopped and removed with it.

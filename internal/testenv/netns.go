@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -223,6 +224,8 @@ func killNetnsPids(t testing.TB, ns string) {
 		}
 		if t != nil {
 			t.Logf("testenv: killing process %d left in network namespace %s", pid, ns)
+		} else {
+			log.Printf("testenv: killing process %d left in network namespace %s", pid, ns)
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -240,14 +243,29 @@ func sweepStaleNetns() {
 		if !ok {
 			continue
 		}
-		pidText, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid == os.Getpid() || processAlive(pid) {
+		pid, ok := netnsOwner(rest)
+		if !ok || pid == os.Getpid() || processAlive(pid) {
 			continue
 		}
+		log.Printf("testenv: deleting network namespace %s: its test process %d is gone", e.Name(), pid)
 		killNetnsPids(nil, e.Name())
 		_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 	}
+}
+
+// netnsOwner reads the test process's PID from the rest of a name Hosts
+// made (netnsPrefix, then "PID-suffix-host"); ok is false for any other
+// shape, which this harness did not make and so leaves alone.
+func netnsOwner(rest string) (pid int, ok bool) {
+	pidText, tail, found := strings.Cut(rest, "-")
+	if !found || tail == "" || pidText == "" || strings.TrimLeft(pidText, "0123456789") != "" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 1 {
+		return 0, false
+	}
+	return pid, true
 }
 
 func processAlive(pid int) bool {
@@ -276,7 +294,9 @@ func (h *Host) Wrap() []string { return []string{"nsenter", "--net=/run/netns/" 
 // Start starts cmd (made by Command) in a process group of its own and
 // returns a channel closed when it has exited. When the test ends it gets
 // SIGTERM, and SIGKILL 10 s later, by PID, before the namespaces go.
-// nsenter execs the command, so the PID is the command's own.
+// nsenter execs the command, so the PID is the command's own. What it
+// leaves running in the namespace (a container's conmon, say) is killed by
+// killNetnsPids before the namespace is deleted.
 func (h *Host) Start(cmd *exec.Cmd) <-chan struct{} {
 	t := h.net.t
 	t.Helper()
@@ -300,19 +320,19 @@ func (h *Host) Start(cmd *exec.Cmd) <-chan struct{} {
 	return done
 }
 
-// stop sends SIGTERM to the process group, then SIGKILL after grace.
+// stop sends SIGTERM to the process (by PID, not its group), then SIGKILL
+// after grace.
 func (p *hostProc) stop(grace time.Duration) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	pid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
 }

@@ -86,3 +86,28 @@ func TestHosts(t *testing.T) {
 		}
 	}
 }
+
+// The sweep touches only names Hosts makes: netnsPrefix, a PID, the rest.
+func TestHostsNetnsOwner(t *testing.T) {
+	for _, tc := range []struct {
+		rest string
+		pid  int
+		ok   bool
+	}{
+		{"1234-ab12-sw", 1234, true},
+		{"99-x-h0", 99, true},
+		{"1234", 0, false},
+		{"1234-", 0, false},
+		{"-ab-sw", 0, false},
+		{"+12-ab-sw", 0, false},
+		{"x12-ab-sw", 0, false},
+		{"1-ab-sw", 0, false},
+		{"0-ab-sw", 0, false},
+		{"mine", 0, false},
+	} {
+		pid, ok := netnsOwner(tc.rest)
+		if pid != tc.pid || ok != tc.ok {
+			t.Errorf("netnsOwner(%q) = %d, %v; want %d, %v", tc.rest, pid, ok, tc.pid, tc.ok)
+		}
+	}
+}

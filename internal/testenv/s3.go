@@ -87,8 +87,9 @@ func (s *S3Service) Client(t testing.TB) *minio.Client {
 	return c
 }
 
-// Stop stops the server (SIGTERM, then SIGKILL after 10 s) and waits for it
-// to exit; the test's cleanup does it too.
+// Stop kills the server (SIGKILL at once: a graceful stop takes weed 12 s,
+// and the test's data is thrown away) and waits for it to exit; the test's
+// cleanup does it too.
 func (s *S3Service) Stop() { s.stop() }
 
 // S3Options place a SeaweedFS server (StartS3).

@@ -115,6 +115,7 @@ func needSentinelBins(t testing.TB) {
 func sentinelForRedis(t testing.TB) string {
 	t.Helper()
 	needSentinelBins(t)
+	needMain(t, "testenv.Redis on Sentinel")
 	start := time.Now()
 	sp := takeSentinel()
 	t.Cleanup(sp.stop)

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,6 +213,7 @@ func buildExampleImage(tag string) error {
 // Main runs the tests and then stops the services this binary started. Use it
 // as the body of TestMain.
 func Main(m *testing.M) int {
+	mainRuns.Store(true)
 	code := m.Run()
 	stopClusterSpares()
 	stopSentinelSpares()
@@ -219,6 +221,19 @@ func Main(m *testing.M) int {
 		podman.svc.Stop()
 	}
 	return code
+}
+
+// mainRuns is set by Main: only then are spares started ahead (Cluster,
+// Redis on a Sentinel set), as only Main stops them and removes their
+// folders when the binary ends.
+var mainRuns atomic.Bool
+
+// needMain fails a test that would start spares in a binary without Main.
+func needMain(t testing.TB, what string) {
+	t.Helper()
+	if !mainRuns.Load() {
+		t.Fatalf("%s keeps spares started ahead, which only testenv.Main stops: give this package func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }", what)
+	}
 }
 
 // Eventually polls cond every few milliseconds until it returns true or the
