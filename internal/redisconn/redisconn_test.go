@@ -26,17 +26,17 @@ func TestParseForms(t *testing.T) {
 		{url: "redis://:pw@127.0.0.1:7000/3", mode: Single, addrs: []string{"127.0.0.1:7000"}, db: 3, pass: "pw"},
 		{url: "redis://u:pw@127.0.0.1:7000/3", mode: Single, addrs: []string{"127.0.0.1:7000"}, db: 3, user: "u", pass: "pw"},
 		{url: "rediss://127.0.0.1:6380", mode: Single, addrs: []string{"127.0.0.1:6380"}, tls: true},
-		{url: "redis+sentinel://:pass@h1:26379,h2:26379/mymaster/0?sentinel_password=x", mode: Sentinel,
-			addrs: []string{"h1:26379", "h2:26379"}, master: "mymaster", pass: "pass", sPass: "x"},
-		{url: "redis+sentinel://h1:26379/mymaster", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster"},
-		{url: "redis+sentinel://h1:26379/mymaster/", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster"},
-		{url: "redis+sentinel://u:p@h1:26379,h2:26379,h3:26379/mymaster/2?sentinel_username=su&sentinel_password=sp", mode: Sentinel,
-			addrs: []string{"h1:26379", "h2:26379", "h3:26379"}, master: "mymaster", db: 2, user: "u", pass: "p", sUser: "su", sPass: "sp"},
+		{url: "redis+sentinel://:pass@127.0.0.1:26379,127.0.0.2:26379/mymaster/0?sentinel_password=x", mode: Sentinel,
+			addrs: []string{"127.0.0.1:26379", "127.0.0.2:26379"}, master: "mymaster", pass: "pass", sPass: "x"},
+		{url: "redis+sentinel://127.0.0.1:26379/mymaster", mode: Sentinel, addrs: []string{"127.0.0.1:26379"}, master: "mymaster"},
+		{url: "redis+sentinel://127.0.0.1:26379/mymaster/", mode: Sentinel, addrs: []string{"127.0.0.1:26379"}, master: "mymaster"},
+		{url: "redis+sentinel://u:p@127.0.0.1:26379,127.0.0.2:26379,127.0.0.3:26379/mymaster/2?sentinel_username=su&sentinel_password=sp", mode: Sentinel,
+			addrs: []string{"127.0.0.1:26379", "127.0.0.2:26379", "127.0.0.3:26379"}, master: "mymaster", db: 2, user: "u", pass: "p", sUser: "su", sPass: "sp"},
 		{url: "redis+sentinel://[::1]:26379,127.0.0.1:26380/m", mode: Sentinel, addrs: []string{"[::1]:26379", "127.0.0.1:26380"}, master: "m"},
-		{url: "rediss+sentinel://:pass@h1:26379/mymaster/1", mode: Sentinel, addrs: []string{"h1:26379"}, master: "mymaster", db: 1, pass: "pass", tls: true},
-		{url: "redis+cluster://h1:7000,h2:7001", mode: Cluster, addrs: []string{"h1:7000", "h2:7001"}},
-		{url: "redis+cluster://:pw@h1:7000,h2:7001/0", mode: Cluster, addrs: []string{"h1:7000", "h2:7001"}, pass: "pw"},
-		{url: "rediss+cluster://h1:7000", mode: Cluster, addrs: []string{"h1:7000"}, tls: true},
+		{url: "rediss+sentinel://:pass@127.0.0.1:26379/mymaster/1", mode: Sentinel, addrs: []string{"127.0.0.1:26379"}, master: "mymaster", db: 1, pass: "pass", tls: true},
+		{url: "redis+cluster://127.0.0.1:7000,127.0.0.2:7001", mode: Cluster, addrs: []string{"127.0.0.1:7000", "127.0.0.2:7001"}},
+		{url: "redis+cluster://:pw@127.0.0.1:7000,127.0.0.2:7001/0", mode: Cluster, addrs: []string{"127.0.0.1:7000", "127.0.0.2:7001"}, pass: "pw"},
+		{url: "rediss+cluster://127.0.0.1:7000", mode: Cluster, addrs: []string{"127.0.0.1:7000"}, tls: true},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			c, err := Parse(tc.url)
@@ -60,26 +60,26 @@ func TestParseForms(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ url, want string }{
-		{"http://h1:6379", `scheme "http"`},
-		{"redis+sentinal://h1:26379/m", `scheme "redis+sentinal"`},
-		{"redis+sentinel://h1:26379", "primary's name"},
-		{"redis+sentinel://h1:26379/", "primary's name"},
-		{"redis+sentinel://h1:26379/mymaster/x", `database "x"`},
-		{"redis+sentinel://h1:26379/mymaster/-1", `database "-1"`},
-		{"redis+sentinel://h1:26379/mymaster/0/1", `database "0/1"`},
-		{"redis+cluster://h1:7000/1", "only database 0"},
-		{"redis+cluster://h1:7000/0/1", "only database 0"},
-		{"redis+sentinel://h1,h2:26379/mymaster", `address "h1"`},
-		{"redis+cluster://h1:7000,h2", `address "h2"`},
+		{"http://127.0.0.1:6379", `scheme "http"`},
+		{"redis+sentinal://127.0.0.1:26379/m", `scheme "redis+sentinal"`},
+		{"redis+sentinel://127.0.0.1:26379", "primary's name"},
+		{"redis+sentinel://127.0.0.1:26379/", "primary's name"},
+		{"redis+sentinel://127.0.0.1:26379/mymaster/x", `database "x"`},
+		{"redis+sentinel://127.0.0.1:26379/mymaster/-1", `database "-1"`},
+		{"redis+sentinel://127.0.0.1:26379/mymaster/0/1", `database "0/1"`},
+		{"redis+cluster://127.0.0.1:7000/1", "only database 0"},
+		{"redis+cluster://127.0.0.1:7000/0/1", "only database 0"},
+		{"redis+sentinel://127.0.0.1,127.0.0.2:26379/mymaster", `address "127.0.0.1"`},
+		{"redis+cluster://127.0.0.1:7000,127.0.0.2", `address "127.0.0.2"`},
 		{"redis+cluster://", "no host:port"},
-		{"redis+sentinel://h1:26379,,h2:x/m", `address "h2:x"`},
+		{"redis+sentinel://127.0.0.1:26379,,127.0.0.2:x/m", `address "127.0.0.2:x"`},
 		{"redis+sentinel://:26379/m", `address ":26379"`},
-		{"redis+cluster://h1:0", `address "h1:0"`},
+		{"redis+cluster://127.0.0.1:0", `address "127.0.0.1:0"`},
 		{"redis://127.0.0.1:6379/x", "redis url"},
-		{"redis+sentinel://h1:26379/m?sentinel_pasword=x", `query option "sentinel_pasword"`},
-		{"redis+sentinel://h1:26379/m?dial_timeout=1s", `query option "dial_timeout"`},
-		{"redis+cluster://h1:7000?dial_timeout=1s", `query option "dial_timeout"`},
-		{"redis+cluster://h1:7000/0?pool_size=3", `query option "pool_size"`},
+		{"redis+sentinel://127.0.0.1:26379/m?sentinel_pasword=x", `query option "sentinel_pasword"`},
+		{"redis+sentinel://127.0.0.1:26379/m?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://127.0.0.1:7000?dial_timeout=1s", `query option "dial_timeout"`},
+		{"redis+cluster://127.0.0.1:7000/0?pool_size=3", `query option "pool_size"`},
 		{"redis://127.0.0.1:6379?pool_sise=3", "pool_sise"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestSetCANeedsTLS(t *testing.T) {
-	c, err := Parse("redis+sentinel://h1:26379/m")
+	c, err := Parse("redis+sentinel://127.0.0.1:26379/m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestSetCANeedsTLS(t *testing.T) {
 }
 
 func TestParseErrorHidesPassword(t *testing.T) {
-	for _, u := range []string{"redis+sentinel://:s3cret@h1:26379,h2:x/m", "redis://:s3cret@h1:bad/0", "redis+cluster://:s3cret@h1:7000/%zz"} {
+	for _, u := range []string{"redis+sentinel://:s3cret@127.0.0.1:26379,127.0.0.2:x/m", "redis://:s3cret@127.0.0.1:bad/0", "redis+cluster://:s3cret@127.0.0.1:7000/%zz"} {
 		_, err := Parse(u)
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Parse(%q) = %v: want an error without the password", u, err)
