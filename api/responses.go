@@ -197,6 +197,11 @@ type Trigger struct {
 	Filter    TriggerFilter `json:"filter"`
 	Job       JobSpec       `json:"job"`
 	CreatedAt time.Time     `json:"created_at"`
+	// UpdatedAt is the last PATCH; nil when never changed.
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// PreviousSecretUntil is when the secret a rotation replaced stops being
+	// accepted; nil when only the current secret is.
+	PreviousSecretUntil *time.Time `json:"previous_secret_until,omitempty"`
 }
 
 // TriggerList is GET /v1/triggers, sorted by name.
