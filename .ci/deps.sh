@@ -2,12 +2,13 @@
 # Installs what jobgate's integration tests need: redis-server, podman and runc,
 # and for the README test (cmd/jobgate TestReadmeShellBlocks, which runs the
 # README's shell blocks) curl, jq, openssl and ip/unshare/nsenter; for the metrics
-# tests Prometheus (prometheus, promtool), for the compose test podman-compose, and
-# for the Sentinel and Cluster harnesses redis-sentinel and redis-cli.
+# tests Prometheus (prometheus, promtool), for the compose test podman-compose,
+# for the Sentinel and Cluster harnesses redis-sentinel and redis-cli, and for the
+# portal's browser tests Debian's chromium.
 # On Debian as root it installs them; elsewhere it says exactly what is missing.
 set -euo pipefail
 missing=()
-for bin in redis-server redis-sentinel redis-cli podman runc curl jq openssl ip unshare nsenter prometheus promtool podman-compose; do
+for bin in redis-server redis-sentinel redis-cli podman runc curl jq openssl ip unshare nsenter prometheus promtool podman-compose chromium; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -135,9 +135,11 @@ type Deployment struct {
 	Replicas        []Replica        `json:"replicas"`
 	// ScoringPath is where to send inference requests, relative to the
 	// scoring router: /v2/models/{name}/infer.
-	ScoringPath string    `json:"scoring_path"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ScoringPath string `json:"scoring_path"`
+	// Traffic is what its scoring router measured in the last minute.
+	Traffic   *DeploymentTraffic `json:"traffic,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	UpdatedAt time.Time          `json:"updated_at"`
 }
 
 // DeploymentList is GET /v1/deployments.
