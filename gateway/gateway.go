@@ -281,6 +281,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/triggers", admin, g.createTrigger)
 	g.route(http.MethodGet, "/v1/triggers", read, g.listTriggers)
 	g.route(http.MethodGet, "/v1/triggers/:name", read, g.getTrigger)
+	g.route(http.MethodPatch, "/v1/triggers/:name", admin, g.patchTrigger)
 	g.route(http.MethodDelete, "/v1/triggers/:name", admin, g.deleteTrigger)
 	g.route(http.MethodGet, "/v1/triggers/:name/deliveries", read, g.triggerDeliveries)
 	g.route(http.MethodPost, "/hooks/:id", public, g.receiveHook) // authenticated by signature
@@ -289,6 +290,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/schedules", submit, g.createSchedule)
 	g.route(http.MethodGet, "/v1/schedules", read, g.listSchedules)
 	g.route(http.MethodGet, "/v1/schedules/:name", read, g.getSchedule)
+	g.route(http.MethodPatch, "/v1/schedules/:name", submit, g.patchSchedule)
 	g.route(http.MethodDelete, "/v1/schedules/:name", submit, g.deleteSchedule)
 	g.route(http.MethodPost, "/v1/schedules/:name/pause", submit, g.pauseSchedule)
 	g.route(http.MethodPost, "/v1/schedules/:name/resume", submit, g.resumeSchedule)

@@ -7,6 +7,7 @@ package gateway
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -81,29 +82,17 @@ func (g *Gateway) createSchedule(c echo.Context) error {
 	if !nameRE.MatchString(req.Name) {
 		return invalid("name %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
 	}
-	if _, err := schedule.Parse(req.Cron); err != nil {
-		return invalid("cron: %v (use 5 fields such as \"0 2 * * *\", 6 with seconds first, or @hourly, @daily, @every 6h)", err)
-	}
 	req.Timezone = cmp.Or(req.Timezone, "UTC")
-	if _, err := cron.LoadZone(req.Timezone); err != nil {
-		return invalid("timezone: %v", err)
-	}
 	req.ConcurrencyPolicy = cmp.Or(req.ConcurrencyPolicy, cron.PolicyAllow)
-	if !slices.Contains([]string{cron.PolicyAllow, cron.PolicyForbid, cron.PolicyReplace}, req.ConcurrencyPolicy) {
-		return invalid("concurrency_policy must be %s, %s or %s, not %q", cron.PolicyAllow, cron.PolicyForbid, cron.PolicyReplace, req.ConcurrencyPolicy)
-	}
-	if req.StartingDeadlineSeconds < 0 || req.StartingDeadlineSeconds > maxStartingDeadlineSeconds {
-		return invalid("starting_deadline_seconds must be 0 (no deadline) or up to %d seconds, not %d", maxStartingDeadlineSeconds, req.StartingDeadlineSeconds)
+	if err := checkScheduleTiming(req.Cron, req.Timezone, req.ConcurrencyPolicy, req.StartingDeadlineSeconds); err != nil {
+		return err
 	}
 	if raw := bytes.TrimSpace(req.Job); len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return invalid("job is required: the job spec each tick submits, as for POST /v1/jobs")
 	}
-	spec, err := decodeSpec(bytes.NewReader(req.Job))
+	spec, err := g.scheduleJob(ctx, p.Workspace, req.Job)
 	if err != nil {
-		return inJob(err)
-	}
-	if err := g.jobs.Validate(ctx, p.Workspace, &spec); err != nil {
-		return inJob(err)
+		return err
 	}
 	now := g.now().UTC()
 	sc := store.Schedule{ID: newID("sch_"), Workspace: p.Workspace, Name: req.Name, Cron: strings.TrimSpace(req.Cron),
@@ -120,6 +109,133 @@ func (g *Gateway) createSchedule(c echo.Context) error {
 	g.audit(c, p.Workspace, "schedule.create", sc.Name)
 	c.Response().Header().Set("Location", "/v1/schedules/"+sc.Name)
 	return c.JSON(http.StatusCreated, g.scheduleView(&sc))
+}
+
+// checkScheduleTiming checks a schedule's cron, time zone, concurrency
+// policy and starting deadline, each as a field of its own.
+func checkScheduleTiming(expr, timezone, policy string, deadline int) error {
+	if _, err := schedule.Parse(expr); err != nil {
+		return invalid("cron: %v (use 5 fields such as \"0 2 * * *\", 6 with seconds first, or @hourly, @daily, @every 6h)", err)
+	}
+	if _, err := cron.LoadZone(timezone); err != nil {
+		return invalid("timezone: %v", err)
+	}
+	if !slices.Contains([]string{cron.PolicyAllow, cron.PolicyForbid, cron.PolicyReplace}, policy) {
+		return invalid("concurrency_policy must be %s, %s or %s, not %q", cron.PolicyAllow, cron.PolicyForbid, cron.PolicyReplace, policy)
+	}
+	if deadline < 0 || deadline > maxStartingDeadlineSeconds {
+		return invalid("starting_deadline_seconds must be 0 (no deadline) or up to %d seconds, not %d", maxStartingDeadlineSeconds, deadline)
+	}
+	return nil
+}
+
+// scheduleJob reads a schedule's job spec, as sent, and checks it as the
+// job service would on each tick.
+func (g *Gateway) scheduleJob(ctx context.Context, ws string, raw json.RawMessage) (api.JobSpec, error) {
+	spec, err := decodeSpec(bytes.NewReader(raw))
+	if err != nil {
+		return spec, inJob(err)
+	}
+	if err := g.jobs.Validate(ctx, ws, &spec); err != nil {
+		return spec, inJob(err)
+	}
+	return spec, nil
+}
+
+// schedulePatchBody is api.SchedulePatch with the job kept as sent, for
+// the spec decoder (decodeSpec), as on create.
+type schedulePatchBody struct {
+	api.SchedulePatch
+	RawJob json.RawMessage `json:"job,omitempty"`
+}
+
+// patchSchedule serves PATCH /v1/schedules/:name (api.SchedulePatch): each
+// field given replaces the schedule's, checked as on create; the name,
+// history and pause state stay. A new cron or time zone counts from now:
+// ticks of the new schedule before the change never fire, however late
+// (the store's Since moves, as on resume). An empty patch ({}) changes
+// nothing and answers the schedule, as PATCH /v1/deployments/:name does.
+func (g *Gateway) patchSchedule(c echo.Context) error {
+	ctx := c.Request().Context()
+	ws := principalOf(c).Workspace
+	var body schedulePatchBody
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	p := body.SchedulePatch
+	if raw := bytes.TrimSpace(body.RawJob); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		spec, err := g.scheduleJob(ctx, ws, raw)
+		if err != nil {
+			return err
+		}
+		p.Job = &spec
+	}
+	cur, err := g.scheduleParam(c)
+	if err != nil {
+		return err
+	}
+	var changed []string
+	for _, f := range []struct {
+		name  string
+		given bool
+	}{{"cron", p.Cron != nil}, {"timezone", p.Timezone != nil}, {"concurrency_policy", p.ConcurrencyPolicy != nil},
+		{"starting_deadline_seconds", p.StartingDeadlineSeconds != nil}, {"job", p.Job != nil}} {
+		if f.given {
+			changed = append(changed, f.name)
+		}
+	}
+	if len(changed) == 0 {
+		return c.JSON(http.StatusOK, g.scheduleView(cur))
+	}
+	// Each field given is checked as on create, with the others as stored;
+	// they cannot change meanwhile in a way that matters, as each field is
+	// valid alone.
+	next := *cur
+	applySchedulePatch(&next, p)
+	if err := checkScheduleTiming(next.Cron, next.Timezone, next.ConcurrencyPolicy, next.StartingDeadlineSeconds); err != nil {
+		return err
+	}
+	now := g.now().UTC()
+	sc, err := g.store.UpdateSchedule(ctx, ws, cur.Name, func(sc *store.Schedule) error {
+		if sc.ID != cur.ID {
+			return api.Errorf(api.CodeConflict, "schedule %q was replaced while it was being changed; retry", cur.Name)
+		}
+		retimed := (p.Cron != nil && strings.TrimSpace(*p.Cron) != sc.Cron) || (p.Timezone != nil && *p.Timezone != sc.Timezone)
+		applySchedulePatch(sc, p)
+		if retimed && now.After(sc.Since) {
+			// Ticks of the new timing up to now were never due under the
+			// old one: none fires late.
+			sc.Since = now
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(api.CodeNotFound, "no schedule %q", cur.Name)
+	}
+	if err != nil {
+		return err
+	}
+	g.audit(c, ws, "schedule.update", sc.Name+" ("+strings.Join(changed, ", ")+")")
+	return c.JSON(http.StatusOK, g.scheduleView(sc))
+}
+
+// applySchedulePatch replaces sc's fields with those p gives.
+func applySchedulePatch(sc *store.Schedule, p api.SchedulePatch) {
+	if p.Cron != nil {
+		sc.Cron = strings.TrimSpace(*p.Cron)
+	}
+	if p.Timezone != nil {
+		sc.Timezone = cmp.Or(*p.Timezone, "UTC")
+	}
+	if p.ConcurrencyPolicy != nil {
+		sc.ConcurrencyPolicy = cmp.Or(*p.ConcurrencyPolicy, cron.PolicyAllow)
+	}
+	if p.StartingDeadlineSeconds != nil {
+		sc.StartingDeadlineSeconds = *p.StartingDeadlineSeconds
+	}
+	if p.Job != nil {
+		sc.Job = *p.Job
+	}
 }
 
 func (g *Gateway) listSchedules(c echo.Context) error {

@@ -56,6 +56,11 @@ const (
 	minTriggerSecretBytes = 16
 	maxTriggerSecretBytes = 1024
 	maxDeliveryIDBytes    = 256
+
+	// defaultSecretGraceSeconds keeps a rotated-out secret for a day: GitHub
+	// redelivers a failed delivery, signed as it first was, for that long.
+	defaultSecretGraceSeconds = 86400
+	maxSecretGraceSeconds     = 30 * 86400
 )
 
 // hookIDRE matches what newHookID makes: the prefix and 128 random bits in
@@ -86,11 +91,16 @@ type triggerRequest struct {
 	Job    *api.JobSpec    `json:"-"`
 }
 
-// viewTrigger is a trigger as the API shows it: no secrets.
-func viewTrigger(t store.Trigger) api.Trigger {
+// viewTrigger is a trigger as the API shows it at now: no secrets, and
+// previous_secret_until only while that secret is still accepted.
+func viewTrigger(t store.Trigger, now time.Time) api.Trigger {
 	redactSpec(&t.Job)
-	return api.Trigger{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
-		Filter: api.TriggerFilter(t.Filter), Job: t.Job, CreatedAt: t.CreatedAt}
+	v := api.Trigger{ID: t.ID, Name: t.Name, Provider: t.Provider, HookURL: "/hooks/" + t.ID,
+		Filter: api.TriggerFilter(t.Filter), Job: t.Job, CreatedAt: t.CreatedAt, UpdatedAt: timePtr(t.UpdatedAt)}
+	if now.Before(t.PreviousSecretUntil) {
+		v.PreviousSecretUntil = timePtr(t.PreviousSecretUntil)
+	}
+	return v
 }
 
 // triggerSecretName binds a trigger's sealed secrets to its workspace and
@@ -138,52 +148,68 @@ func (g *Gateway) createTrigger(c echo.Context) error {
 	}
 	g.audit(c, ws, "trigger.create", t.Name)
 	c.Response().Header().Set("Location", "/v1/triggers/"+t.Name)
-	return c.JSON(http.StatusCreated, viewTrigger(t))
+	return c.JSON(http.StatusCreated, viewTrigger(t, g.now()))
 }
 
 // checkTrigger validates a trigger request. The job template is checked
-// without a payload: env values and command arguments must be templates
-// tmpl.Check accepts, and the spec, with those templates left as they are,
-// must pass the job service's Validate. That catches every fault
-// that does not depend on a payload (a bad image, a bad name, an unknown
-// secret); what a rendering produces is checked again by the job service on each
-// delivery, which answers 422 if it is wrong.
+// without a payload (checkTriggerJob).
 func (g *Gateway) checkTrigger(ctx context.Context, ws string, req triggerRequest) error {
 	if !nameRE.MatchString(req.Name) {
 		return invalid("name %q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
 	}
-	secrets := []struct{ field, value string }{{"secret", req.Secret}, {"previous_secret", req.PreviousSecret}}
-	switch req.Provider {
-	case providerGitHub:
-		for _, s := range secrets {
-			if s.value == "" && s.field == "previous_secret" {
-				continue
-			}
-			if len(s.value) < minTriggerSecretBytes || len(s.value) > maxTriggerSecretBytes {
-				return invalid("%s must be %d to %d characters, the same as in GitHub's webhook settings (e.g. from `openssl rand -hex 32`)",
-					s.field, minTriggerSecretBytes, maxTriggerSecretBytes)
-			}
-		}
-	case providerStandard:
-		for _, s := range secrets {
-			if s.value == "" && s.field == "previous_secret" {
-				continue
-			}
-			key, err := webhook.ParseSecret(s.value)
-			if err != nil || len(key) < minTriggerSecretBytes || len(s.value) > maxTriggerSecretBytes {
-				return invalid("%s must be a Standard Webhooks secret: whsec_ and the base64 of %d or more random bytes", s.field, minTriggerSecretBytes)
-			}
-		}
-	default:
+	if req.Provider != providerGitHub && req.Provider != providerStandard {
 		return invalid("provider must be %q or %q, not %q", providerGitHub, providerStandard, req.Provider)
 	}
-	if f := req.Filter; len(f.Event) > 128 || len(f.Ref) > 1024 || strings.ContainsFunc(f.Event+f.Ref, isControl) {
-		return invalid("filter.event and filter.ref must be short text without control characters")
+	if err := checkTriggerSecret(req.Provider, "secret", req.Secret); err != nil {
+		return err
+	}
+	if req.PreviousSecret != "" {
+		if err := checkTriggerSecret(req.Provider, "previous_secret", req.PreviousSecret); err != nil {
+			return err
+		}
+	}
+	if err := checkTriggerFilter(req.Filter); err != nil {
+		return err
 	}
 	if req.Job == nil {
 		return invalid("job is required: the job spec to submit on each delivery, with templates like {{ .payload.after }} in env values, tag values, command and preparation arguments")
 	}
-	spec := *req.Job
+	return g.checkTriggerJob(ctx, ws, *req.Job)
+}
+
+// checkTriggerSecret checks a signing secret of a trigger of provider, given
+// as field.
+func checkTriggerSecret(provider, field, value string) error {
+	switch provider {
+	case providerGitHub:
+		if len(value) < minTriggerSecretBytes || len(value) > maxTriggerSecretBytes {
+			return invalid("%s must be %d to %d characters, the same as in GitHub's webhook settings (e.g. from `openssl rand -hex 32`)",
+				field, minTriggerSecretBytes, maxTriggerSecretBytes)
+		}
+	case providerStandard:
+		key, err := webhook.ParseSecret(value)
+		if err != nil || len(key) < minTriggerSecretBytes || len(value) > maxTriggerSecretBytes {
+			return invalid("%s must be a Standard Webhooks secret: whsec_ and the base64 of %d or more random bytes", field, minTriggerSecretBytes)
+		}
+	}
+	return nil
+}
+
+func checkTriggerFilter(f store.TriggerFilter) error {
+	if len(f.Event) > 128 || len(f.Ref) > 1024 || strings.ContainsFunc(f.Event+f.Ref, isControl) {
+		return invalid("filter.event and filter.ref must be short text without control characters")
+	}
+	return nil
+}
+
+// checkTriggerJob checks a trigger's job template without a payload: env
+// values and command arguments must be templates tmpl.Check accepts, and
+// the spec, with those templates left as they are, must pass the job
+// service's Validate. That catches every fault that does not depend on a
+// payload (a bad image, a bad name, an unknown secret); what a rendering
+// produces is checked again by the job service on each delivery, which
+// answers 422 if it is wrong.
+func (g *Gateway) checkTriggerJob(ctx context.Context, ws string, spec api.JobSpec) error {
 	for i, a := range spec.Command {
 		if err := tmpl.Check(a); err != nil {
 			return specErr("job.command[%d]: %v", i, err)
@@ -239,7 +265,7 @@ func (g *Gateway) listTriggers(c echo.Context) error {
 	slices.SortFunc(ts, func(a, b store.Trigger) int { return strings.Compare(a.Name, b.Name) })
 	out := api.TriggerList{Triggers: make([]api.Trigger, 0, len(ts))}
 	for _, t := range ts {
-		out.Triggers = append(out.Triggers, viewTrigger(t))
+		out.Triggers = append(out.Triggers, viewTrigger(t, g.now()))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -260,7 +286,7 @@ func (g *Gateway) getTrigger(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewTrigger(*t))
+	return c.JSON(http.StatusOK, viewTrigger(*t, g.now()))
 }
 
 func (g *Gateway) deleteTrigger(c echo.Context) error {
@@ -273,6 +299,153 @@ func (g *Gateway) deleteTrigger(c echo.Context) error {
 	}
 	g.audit(c, ws, "trigger.delete", name)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// triggerPatchBody is api.TriggerPatch with the job kept as sent, for the
+// spec decoder (decodeSpec), as on create.
+type triggerPatchBody struct {
+	api.TriggerPatch
+	RawJob json.RawMessage `json:"job,omitempty"`
+}
+
+// patchTrigger serves PATCH /v1/triggers/:name (api.TriggerPatch): each
+// field given replaces the trigger's, checked as on create; the ID and hook
+// URL stay. A new secret is accepted at once, and the one it replaces for
+// secret_grace_seconds more. An empty patch ({}) changes nothing and
+// answers the trigger, as PATCH /v1/deployments/:name does.
+func (g *Gateway) patchTrigger(c echo.Context) error {
+	var body triggerPatchBody
+	if err := decodeBody(c, &body); err != nil {
+		return err
+	}
+	p := body.TriggerPatch
+	if raw := bytes.TrimSpace(body.RawJob); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		spec, err := decodeSpec(bytes.NewReader(raw))
+		if err != nil {
+			return inJob(err)
+		}
+		p.Job = &spec
+	}
+	if p.SecretGraceSeconds != nil && p.Secret == "" {
+		return invalid("secret_grace_seconds is how long the secret a rotation replaces stays valid: give it with secret")
+	}
+	grace := defaultSecretGraceSeconds
+	if p.SecretGraceSeconds != nil {
+		grace = *p.SecretGraceSeconds
+		if grace < 0 || grace > maxSecretGraceSeconds {
+			return invalid("secret_grace_seconds must be 0 (the replaced secret ends at once) to %d (30 days), not %d", maxSecretGraceSeconds, grace)
+		}
+	}
+	ctx, ws := c.Request().Context(), principalOf(c).Workspace
+	cur, err := g.triggerParam(c)
+	if err != nil {
+		return err
+	}
+	var changed []string
+	if p.Filter != nil {
+		if err := checkTriggerFilter(store.TriggerFilter(*p.Filter)); err != nil {
+			return err
+		}
+		changed = append(changed, "filter")
+	}
+	if p.Job != nil {
+		if err := g.checkTriggerJob(ctx, ws, *p.Job); err != nil {
+			return err
+		}
+		changed = append(changed, "job")
+	}
+	if p.Secret != "" {
+		if err := checkTriggerSecret(cur.Provider, "secret", p.Secret); err != nil {
+			return err
+		}
+		if g.secrets == nil {
+			return api.Errorf(api.CodeUnavailable, "rotating a trigger's secret needs the secrets key (start the gateway with --secrets-key-file)")
+		}
+		changed = append(changed, "secret")
+	}
+	if len(changed) == 0 {
+		return c.JSON(http.StatusOK, viewTrigger(*cur, g.now()))
+	}
+	now := g.now().UTC()
+	t, err := g.store.UpdateTrigger(ctx, ws, cur.Name, func(t *store.Trigger) error {
+		if t.ID != cur.ID {
+			// Deleted and made again meanwhile, maybe for another provider,
+			// which the secret was not checked for.
+			return api.Errorf(api.CodeConflict, "trigger %q was replaced while it was being changed; retry", cur.Name)
+		}
+		if p.Filter != nil {
+			t.Filter = store.TriggerFilter(*p.Filter)
+		}
+		if p.Job != nil {
+			t.Job = *p.Job
+		}
+		if p.Secret != "" {
+			if err := g.rotateTriggerSecret(t, p.Secret, time.Duration(grace)*time.Second, now); err != nil {
+				return err
+			}
+		}
+		t.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(api.CodeNotFound, "no trigger %q", cur.Name)
+	}
+	if err != nil {
+		return err
+	}
+	// The target says what changed, never to what: no secret is logged.
+	g.audit(c, ws, "trigger.update", fmt.Sprintf("%s (%s)", t.Name, strings.Join(changed, ", ")))
+	return c.JSON(http.StatusOK, viewTrigger(*t, g.now()))
+}
+
+// openTriggerSecrets is t's signing secrets in clear: the current one
+// first, then any previous ones.
+func (g *Gateway) openTriggerSecrets(t *store.Trigger) ([]string, error) {
+	plain, err := g.secrets.Open(t.Workspace, triggerSecretName(t.Name), t.SealedSecrets)
+	if err != nil {
+		return nil, fmt.Errorf("open secrets of trigger %s: %w", t.ID, err)
+	}
+	var secrets []string
+	if err := json.Unmarshal(plain, &secrets); err != nil {
+		return nil, fmt.Errorf("decode secrets of trigger %s: %w", t.ID, err)
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("trigger %s has no secrets", t.ID)
+	}
+	return secrets, nil
+}
+
+// acceptedSecrets are those of secrets (t's, opened) that sign deliveries
+// at now: the current one, and the previous ones until their grace ends.
+func acceptedSecrets(t *store.Trigger, secrets []string, now time.Time) []string {
+	if !t.PreviousSecretUntil.IsZero() && !now.Before(t.PreviousSecretUntil) {
+		return secrets[:1]
+	}
+	return secrets
+}
+
+// rotateTriggerSecret makes secret t's current one, keeping the one it
+// replaces for grace after now (none when grace is 0). Earlier previous
+// secrets end at once: only the replaced one has senders still using it.
+func (g *Gateway) rotateTriggerSecret(t *store.Trigger, secret string, grace time.Duration, now time.Time) error {
+	old, err := g.openTriggerSecrets(t)
+	if err != nil {
+		return err
+	}
+	secrets, until := []string{secret}, time.Time{}
+	if grace > 0 && old[0] != secret {
+		secrets, until = append(secrets, old[0]), now.Add(grace)
+	}
+	plain, err := json.Marshal(secrets)
+	if err != nil {
+		return err
+	}
+	sealed, err := g.secrets.Seal(t.Workspace, triggerSecretName(t.Name), plain)
+	if err != nil {
+		return err
+	}
+	t.SealedSecrets, t.PreviousSecretUntil = sealed, until
+	return nil
 }
 
 func (g *Gateway) triggerDeliveries(c echo.Context) error {
@@ -308,14 +481,11 @@ func (g *Gateway) receiveHook(c echo.Context) error {
 	if g.secrets == nil {
 		return api.Errorf(api.CodeUnavailable, "this gateway has no secrets key to check signatures with")
 	}
-	plain, err := g.secrets.Open(t.Workspace, triggerSecretName(t.Name), t.SealedSecrets)
+	secrets, err := g.openTriggerSecrets(t)
 	if err != nil {
-		return fmt.Errorf("open secrets of trigger %s: %w", t.ID, err)
+		return err
 	}
-	var secrets []string
-	if err := json.Unmarshal(plain, &secrets); err != nil {
-		return fmt.Errorf("decode secrets of trigger %s: %w", t.ID, err)
-	}
+	secrets = acceptedSecrets(t, secrets, g.now())
 
 	h := c.Request().Header
 	var event, deliveryID string

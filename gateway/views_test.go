@@ -105,7 +105,7 @@ func TestResponsesKeepTheirBytes(t *testing.T) {
 			api.Schedule{Name: "s", Cron: "@daily", Timezone: "UTC", ConcurrencyPolicy: "Forbid", Job: spec, Paused: true,
 				CreatedAt: at, CreatedBy: "c", Next: []time.Time{at}, LastScheduledAt: &at, LastJobID: "j"}},
 		{"trigger", oldTriggerView{ID: trig.ID, Name: trig.Name, Provider: trig.Provider, HookURL: "/hooks/" + trig.ID, Filter: trig.Filter, Job: spec, CreatedAt: at},
-			viewTrigger(trig)},
+			viewTrigger(trig, at)},
 		{"deliveries", map[string]any{"deliveries": []store.Delivery{delivery, {ID: "e", Outcome: store.OutcomeIgnored}}},
 			api.DeliveryList{Deliveries: []api.Delivery{api.Delivery(delivery), {ID: "e", Outcome: store.OutcomeIgnored}}}},
 		{"hook: pong", map[string]bool{"pong": true}, api.HookResult{Pong: true}},

@@ -48,9 +48,9 @@ func validScheduleName(name string) bool {
 }
 
 // Schedule is a workspace's cron schedule and where its firing stands. The
-// definition is written once; the state (the fields without a JSON name) is
-// kept in fields of its own, so firing, pausing and resuming never overwrite
-// each other.
+// definition is written on create and by UpdateSchedule; the state (the
+// fields without a JSON name) is kept in fields of its own, so firing,
+// pausing and resuming never overwrite each other.
 type Schedule struct {
 	// ID tells this schedule from an earlier one of the same name.
 	ID                      string      `json:"id"`
@@ -221,6 +221,64 @@ func (s *Store) DeleteSchedule(ctx context.Context, ws, name string) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// UpdateSchedule changes the definition of schedule name of ws with
+// change, which gets the schedule as stored and edits it in place, and may
+// move Since (so that the ticks at or before it never fire); its firing
+// state otherwise stays. The result is written only if nobody changed the
+// schedule since it was read (WATCH: a patch, a tick claimed, a run
+// recorded), else change runs again on what is there now, so concurrent
+// updates never undo each other. ID, workspace and name are kept whatever
+// change does. ErrNotFound if there is none; change's error is returned as
+// it is.
+func (s *Store) UpdateSchedule(ctx context.Context, ws, name string, change func(*Schedule) error) (*Schedule, error) {
+	if !validScheduleName(name) {
+		return nil, ErrNotFound
+	}
+	key := scheduleKey(ws, name)
+	var out *Schedule
+	for range casAttempts {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			m, err := tx.HGetAll(ctx, key).Result()
+			if err != nil {
+				return err
+			}
+			if len(m) == 0 || m["def"] == "" {
+				return ErrNotFound
+			}
+			sc, err := decodeSchedule(m)
+			if err != nil {
+				return err
+			}
+			id, since := sc.ID, sc.Since
+			if err := change(sc); err != nil {
+				return err
+			}
+			sc.ID, sc.Workspace, sc.Name = id, ws, name
+			def, err := json.Marshal(sc)
+			if err != nil {
+				return err
+			}
+			fields := []any{"def", def}
+			if !sc.Since.Equal(since) {
+				fields = append(fields, "since", msString(sc.Since))
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, key, fields...)
+				return nil
+			})
+			out = sc
+			return err
+		}, key)
+		if !errors.Is(err, redis.TxFailedErr) {
+			if err != nil {
+				return nil, err
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("schedule %q kept changing: %w", name, ErrConflict)
 }
 
 // SetSchedulePaused pauses or resumes schedule name of ws; ErrNotFound if

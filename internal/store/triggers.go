@@ -68,9 +68,16 @@ type Trigger struct {
 	Filter    TriggerFilter `json:"filter"`
 	Job       api.JobSpec   `json:"job"`
 	CreatedAt time.Time     `json:"created_at"`
+	// UpdatedAt is the last change by UpdateTrigger; zero if none.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 	// SealedSecrets are the signing secrets, encrypted by the gateway's
-	// secretbox; the store never sees them in clear.
+	// secretbox; the store never sees them in clear. The first is the
+	// current one; any after it are previous ones.
 	SealedSecrets []byte `json:"sealed_secrets"`
+	// PreviousSecretUntil is when the previous secrets stop being accepted
+	// (set by a rotation); zero means they do not expire (a previous
+	// secret given on create).
+	PreviousSecretUntil time.Time `json:"previous_secret_until,omitzero"`
 }
 
 // Delivery outcomes.
@@ -189,6 +196,65 @@ func (s *Store) DeleteTrigger(ctx context.Context, ws, name string) error {
 		return nil
 	})
 	return err
+}
+
+// UpdateTrigger changes trigger name of ws with change, which gets the
+// trigger as stored and edits it in place; the result is written only if
+// nobody changed or deleted the trigger since it was read (WATCH), else
+// change runs again on what is there now, so concurrent updates never
+// undo each other. ID, workspace and name are kept whatever change does.
+// ErrNotFound if there is none; change's error is returned as it is.
+func (s *Store) UpdateTrigger(ctx context.Context, ws, name string, change func(*Trigger) error) (*Trigger, error) {
+	var out *Trigger
+	for range casAttempts {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			id, err := tx.HGet(ctx, wsTriggersKey(ws), name).Result()
+			if errors.Is(err, redis.Nil) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.Watch(ctx, triggerKey(id)).Err(); err != nil {
+				return err
+			}
+			b, err := tx.Get(ctx, triggerKey(id)).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			var t Trigger
+			if err := json.Unmarshal(b, &t); err != nil {
+				return fmt.Errorf("trigger %s: %w", id, err)
+			}
+			if t.Workspace != ws {
+				return ErrNotFound
+			}
+			if err := change(&t); err != nil {
+				return err
+			}
+			t.ID, t.Workspace, t.Name = id, ws, name
+			nb, err := json.Marshal(t)
+			if err != nil {
+				return fmt.Errorf("encode trigger: %w", err)
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, triggerKey(id), nb, 0)
+				return nil
+			})
+			out = &t
+			return err
+		}, wsTriggersKey(ws))
+		if !errors.Is(err, redis.TxFailedErr) {
+			if err != nil {
+				return nil, err
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("trigger %q kept changing: %w", name, ErrConflict)
 }
 
 // RecordDelivery adds d to the history of trigger id, dropping the oldest
