@@ -260,6 +260,10 @@ func bodyFor(method, path string, o objects) string {
 		return `{"version":1}`
 	case method == http.MethodPatch && strings.HasPrefix(path, "/v1/deployments/"):
 		return `{"replicas":2}`
+	case method == http.MethodPatch && strings.HasPrefix(path, "/v1/triggers/"):
+		return `{"filter":{"event":"release"}}`
+	case method == http.MethodPatch && strings.HasPrefix(path, "/v1/schedules/"):
+		return `{"cron":"0 0 2 1 *"}`
 	case method != http.MethodPost:
 		return ""
 	case strings.HasSuffix(path, "/:id/metrics"):
@@ -397,8 +401,11 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	if !strings.Contains(body, o.token) {
 		f.t.Fatalf("other workspace's token %s is gone: %s", o.token, body)
 	}
+	var trg api.Trigger
 	if code, body := f.call("GET", "/v1/triggers/"+o.trigger, admin, ""); code != http.StatusOK {
 		f.t.Fatalf("other workspace's trigger %s is gone: %d %s", o.trigger, code, body)
+	} else if json.Unmarshal([]byte(body), &trg) != nil || trg.Filter.Event != "push" || trg.UpdatedAt != nil {
+		f.t.Fatalf("other workspace's trigger %s changed after a refused call: %s", o.trigger, body)
 	}
 	if code, body := f.call("GET", "/v1/datastores/"+o.datastore, admin, ""); code != http.StatusOK {
 		f.t.Fatalf("other workspace's datastore %s is gone: %d %s", o.datastore, code, body)
@@ -416,12 +423,15 @@ func (f *fixture) assertIntact(o objects, admin string) {
 	if dep.Status == api.DeploymentDeleting || dep.Spec.Replicas != nil || dep.Revision != 1 {
 		f.t.Fatalf("other workspace's deployment %s changed after a refused call: %+v", o.deployment, dep)
 	}
-	var sch struct{ Paused bool }
+	var sch struct {
+		Paused bool
+		Cron   string
+	}
 	f.mustCall("GET", "/v1/schedules/"+o.schedule, admin, "", &sch)
 	var hist struct{ History []json.RawMessage }
 	f.mustCall("GET", "/v1/schedules/"+o.schedule+"/history", admin, "", &hist)
-	if sch.Paused || len(hist.History) != 0 {
-		f.t.Fatalf("other workspace's schedule %s changed after a refused call: paused %v, history %d", o.schedule, sch.Paused, len(hist.History))
+	if sch.Paused || sch.Cron != "0 0 1 1 *" || len(hist.History) != 0 {
+		f.t.Fatalf("other workspace's schedule %s changed after a refused call: paused %v, cron %q, history %d", o.schedule, sch.Paused, sch.Cron, len(hist.History))
 	}
 }
 
