@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -70,5 +72,64 @@ func TestCreateJobForDeliveryMakesOneJob(t *testing.T) {
 		if jobID, claimed, err := s.ClaimDelivery(ctx, "trg", k, "other", time.Minute); err != nil || claimed || jobID != created[0] {
 			t.Fatalf("claim %s afterwards: %q, %v, %v; want job %s", k, jobID, claimed, err, created[0])
 		}
+	}
+}
+
+// TestUpdatesUnderRace: UpdateTrigger and UpdateSchedule change what is
+// stored now, however many run at once: each of 8 concurrent updates adds
+// its own mark, and every mark is there afterwards. (Fewer updaters than
+// the store's attempts, so none can lose every round.)
+func TestUpdatesUnderRace(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := s.CreateTrigger(ctx, store.Trigger{ID: "trg_race", Workspace: "default", Name: "t", Provider: "github", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSchedule(ctx, store.Schedule{ID: "sch_race", Workspace: "default", Name: "s", Cron: "@daily", Since: now}, 0); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		mark := fmt.Sprint("m", i)
+		wg.Go(func() {
+			_, err := s.UpdateTrigger(ctx, "default", "t", func(tr *store.Trigger) error {
+				tr.Job.Command = append(tr.Job.Command, mark)
+				return nil
+			})
+			if err != nil {
+				t.Errorf("update trigger: %v", err)
+			}
+		})
+		wg.Go(func() {
+			_, err := s.UpdateSchedule(ctx, "default", "s", func(sc *store.Schedule) error {
+				sc.Job.Command = append(sc.Job.Command, mark)
+				return nil
+			})
+			if err != nil {
+				t.Errorf("update schedule: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	tr, err := s.Trigger(ctx, "default", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := s.Schedule(ctx, "default", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Job.Command) != 8 || len(sc.Job.Command) != 8 {
+		t.Fatalf("marks kept: trigger %d, schedule %d; want 8 each (an update undid another)", len(tr.Job.Command), len(sc.Job.Command))
+	}
+	if tr.ID != "trg_race" || sc.ID != "sch_race" || !sc.Since.Equal(now.Truncate(time.Millisecond)) {
+		t.Fatalf("identity or state moved: trigger %s, schedule %s since %s", tr.ID, sc.ID, sc.Since)
+	}
+	if _, err := s.UpdateTrigger(ctx, "default", "nope", func(*store.Trigger) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update a missing trigger: %v, want ErrNotFound", err)
+	}
+	if _, err := s.UpdateSchedule(ctx, "other", "s", func(*store.Schedule) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update another workspace's schedule: %v, want ErrNotFound", err)
 	}
 }
