@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
@@ -64,6 +65,9 @@ type connFlags struct {
 	token   string
 	profile string
 	json    bool
+	// flags tells a flag given on the command line from one bindEnv set
+	// from the environment.
+	flags *pflag.FlagSet
 }
 
 // cliCommands returns the CLI commands (submit, get, list, logs, cancel,
@@ -93,10 +97,11 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 
 func (c *cli) addConnFlags(cmd *cobra.Command, f *connFlags) {
 	fl := cmd.Flags()
+	f.flags = fl
 	fl.StringVar(&f.url, "url", "", "gateway base URL (default: env JOBGATE_URL, else the profile's, else "+defaultGatewayURL+")")
 	// The token has no visible default: --help must not print a secret.
 	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else JOBGATE_JOB_TOKEN inside a job, else the profile's, else ./"+devTokenFile+")")
-	fl.StringVar(&f.profile, "profile", "", "profile of the config file to use (default: env JOBGATE_PROFILE, else its current_profile)")
+	fl.StringVar(&f.profile, "profile", "", "take URL and token from this profile of the config file, over JOBGATE_URL/JOBGATE_TOKEN (default: env JOBGATE_PROFILE, else current_profile, below them)")
 	fl.BoolVar(&f.json, "json", false, "print the API's JSON instead of text")
 }
 

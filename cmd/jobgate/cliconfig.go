@@ -2,10 +2,11 @@ package main
 
 // The CLI's config file: named profiles, each a gateway URL and a token,
 // so one laptop can talk to several gateways without juggling variables.
-// Where a setting comes from, first found wins: the command's flag, then
-// JOBGATE_URL / JOBGATE_TOKEN (JOBGATE_JOB_TOKEN inside a job), then the
-// profile (--profile, else JOBGATE_PROFILE, else current_profile), then the
-// defaults (127.0.0.1:8080 and the token file `jobgate dev` writes).
+// Where a setting comes from, first found wins: the command's flag (--url,
+// --token, or the profile --profile names), then JOBGATE_URL /
+// JOBGATE_TOKEN (JOBGATE_JOB_TOKEN inside a job), then the profile
+// JOBGATE_PROFILE or else current_profile names, then the defaults
+// (127.0.0.1:8080 and the token file `jobgate dev` writes).
 
 import (
 	"bytes"
@@ -115,18 +116,39 @@ func saveConfig(path string, cfg *cliConfig) error {
 }
 
 // connection is the gateway URL and token a command uses, resolved by the
-// precedence at the top of this file.
+// precedence at the top of this file. A profile named with --profile is a
+// flag, so it ranks with --url and --token, above the environment: a
+// JOBGATE_TOKEN meant for one gateway must not go to the URL of the
+// profile named for another.
 func (c *cli) connection(f *connFlags) (url, token string, err error) {
-	url = cmp.Or(f.url, c.env("JOBGATE_URL"))
+	// bindEnv copies JOBGATE_URL and friends into flags not given; only a
+	// Changed flag was on the command line. Without the flag set (a test,
+	// a caller that built f itself) every value is a flag's.
+	given := func(name, v string) string {
+		if f.flags == nil || f.flags.Changed(name) {
+			return v
+		}
+		return ""
+	}
+	flagURL, flagToken, flagProfile := given("url", f.url), given("token", f.token), given("profile", f.profile)
+	envURL := cmp.Or(c.env("JOBGATE_URL"), f.url)
 	// Inside a job, its own token works too (for its job and children).
-	token = cmp.Or(f.token, c.env("JOBGATE_TOKEN"), c.env("JOBGATE_JOB_TOKEN"))
-	named := cmp.Or(f.profile, c.env("JOBGATE_PROFILE"))
-	if url == "" || token == "" || named != "" {
-		p, err := c.profile(named)
+	envToken := cmp.Or(c.env("JOBGATE_TOKEN"), f.token, c.env("JOBGATE_JOB_TOKEN"))
+	if flagProfile != "" {
+		p, err := c.profile(flagProfile)
 		if err != nil {
 			return "", "", err
 		}
-		url, token = cmp.Or(url, p.URL), cmp.Or(token, p.Token)
+		url, token = cmp.Or(flagURL, p.URL), cmp.Or(flagToken, p.Token)
+	} else {
+		url, token = cmp.Or(flagURL, envURL), cmp.Or(flagToken, envToken)
+		if named := cmp.Or(c.env("JOBGATE_PROFILE"), f.profile); url == "" || token == "" || named != "" {
+			p, err := c.profile(named)
+			if err != nil {
+				return "", "", err
+			}
+			url, token = cmp.Or(url, p.URL), cmp.Or(token, p.Token)
+		}
 	}
 	if token == "" {
 		b, err := os.ReadFile(devTokenFile)
@@ -172,9 +194,10 @@ or the file $JOBGATE_CONFIG names), written readable by you alone:
   profiles:
     prod: {url: "https://jobgate.example.com", token: "jg_..."}
 
-A command takes its URL and token from --url/--token, else JOBGATE_URL/
-JOBGATE_TOKEN, else the profile (--profile, JOBGATE_PROFILE or
-current_profile), else http://127.0.0.1:8080 and ./` + devTokenFile + `.`,
+A command takes its URL and token from --url/--token (or the profile
+--profile names), else JOBGATE_URL/JOBGATE_TOKEN, else the profile
+JOBGATE_PROFILE or current_profile names, else http://127.0.0.1:8080 and
+./` + devTokenFile + `.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(c.configSetProfileCmd(), c.configUseCmd(), c.configListCmd())

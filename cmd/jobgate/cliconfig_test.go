@@ -59,6 +59,11 @@ func TestConnectionPrecedence(t *testing.T) {
 		{name: "JOBGATE_PROFILE", env: map[string]string{"JOBGATE_PROFILE": "b"}, url: "http://127.0.0.1:1002", token: "tb"},
 		{name: "--profile beats JOBGATE_PROFILE", env: map[string]string{"JOBGATE_PROFILE": "b"}, flags: connFlags{profile: "a"},
 			url: "http://127.0.0.1:1001", token: "ta"},
+		{name: "--profile beats env", env: map[string]string{"JOBGATE_URL": "http://127.0.0.1:2001", "JOBGATE_TOKEN": "te"},
+			flags: connFlags{profile: "b"}, url: "http://127.0.0.1:1002", token: "tb"},
+		{name: "--url beats --profile", flags: connFlags{profile: "b", url: "http://127.0.0.1:3001"}, url: "http://127.0.0.1:3001", token: "tb"},
+		{name: "env beats JOBGATE_PROFILE", env: map[string]string{"JOBGATE_PROFILE": "b", "JOBGATE_TOKEN": "te"},
+			url: "http://127.0.0.1:1002", token: "te"},
 		{name: "profile without token falls back to the dev token file", flags: connFlags{profile: "urlonly"},
 			url: "http://127.0.0.1:1003", token: "tdev"},
 		{name: "unknown profile", flags: connFlags{profile: "nope"}, err: `no profile "nope" in ` + cfg},
@@ -217,5 +222,16 @@ func TestProfileThroughMain(t *testing.T) {
 	out.Reset()
 	if code := run(t.Context(), []string{"get", "job-01"}, os.Getenv, &out, &errOut); code != 0 || !strings.Contains(out.String(), "job-01") {
 		t.Fatalf("get with JOBGATE_PROFILE=fake: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	// JOBGATE_TOKEN beats the profile JOBGATE_PROFILE names, but not the
+	// one --profile names.
+	t.Setenv("JOBGATE_TOKEN", "wrong")
+	if code := run(t.Context(), []string{"get", "job-01"}, os.Getenv, &out, &errOut); code == 0 {
+		t.Error("get with JOBGATE_TOKEN=wrong and JOBGATE_PROFILE=fake used the profile's token")
+	}
+	t.Setenv("JOBGATE_PROFILE", "")
+	errOut.Reset()
+	if code := run(t.Context(), []string{"get", "job-01", "--profile", "fake"}, os.Getenv, &out, &errOut); code != 0 {
+		t.Errorf("get --profile fake with JOBGATE_TOKEN=wrong: exit %d: %s", code, errOut.String())
 	}
 }

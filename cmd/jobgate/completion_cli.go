@@ -154,8 +154,8 @@ func (c *cli) completeFlag(l lister) cobra.CompletionFunc {
 // lookup runs l against the gateway the command's flags (already parsed
 // when cobra completes) point at, keeping what starts with prefix.
 func (c *cli) lookup(cmd *cobra.Command, l lister, prefix string) []cobra.Completion {
-	var f connFlags
 	fl := cmd.Flags()
+	f := connFlags{flags: fl}
 	f.url, _ = fl.GetString("url")
 	f.token, _ = fl.GetString("token")
 	f.profile, _ = fl.GetString("profile")
