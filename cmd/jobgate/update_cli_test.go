@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -107,5 +108,36 @@ func TestTriggerSecretRotation(t *testing.T) {
 	}
 	if res := runCLI(t, envFor(url), "", "triggers", "update", "b", "--secret-grace-seconds", "5"); res.err == nil {
 		t.Error("--secret-grace-seconds without --secret-file was accepted")
+	}
+}
+
+// TestQueueCLI: `jobgate queue` prints the waiting jobs in order, and says
+// on stderr when the limit hid some.
+func TestQueueCLI(t *testing.T) {
+	t.Parallel()
+	q := api.Queue{Total: 3, Pending: []api.QueuedJob{
+		{Position: 1, ID: "j1", Name: "train", Workspace: "default", Priority: api.PriorityHigh, GPUs: 2, ReasonCode: "no_capacity", Reason: "no worker has 2 free GPUs"},
+		{Position: 2, ID: "j2", Workspace: "team-a", Priority: api.PriorityNormal, ReasonCode: "quota"},
+	}}
+	g, url := newRecordingGateway(t, map[string]any{"GET /v1/queue": q})
+	res := runCLI(t, envFor(url), "", "queue", "--limit", "2")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	lines := strings.Split(res.stdout, "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "POS  ID  NAME   WORKSPACE  PRIORITY  GPUS") ||
+		!strings.Contains(lines[1], "no worker has 2 free GPUs") || !strings.HasSuffix(lines[2], "quota") {
+		t.Errorf("queue:\n%s", res.stdout)
+	}
+	if res.stderr != "2 of 3 waiting jobs shown (--limit shows more)\n" {
+		t.Errorf("stderr = %q", res.stderr)
+	}
+	if reqs := g.requests(); len(reqs) != 1 || reqs[0] != "GET /v1/queue " {
+		t.Errorf("requests = %q", reqs)
+	}
+	var got api.Queue
+	res = runCLI(t, envFor(url), "", "queue", "--json")
+	if res.err != nil || json.Unmarshal([]byte(res.stdout), &got) != nil || got.Total != 3 || len(got.Pending) != 2 {
+		t.Errorf("queue --json: %v\n%s", res.err, res.stdout)
 	}
 }
