@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/client"
@@ -61,9 +61,13 @@ type cli struct {
 // connFlags are the flags every command takes: where the gateway is, how to
 // authenticate, and whether to print the API's JSON instead of text.
 type connFlags struct {
-	url   string
-	token string
-	json  bool
+	url     string
+	token   string
+	profile string
+	json    bool
+	// flags tells a flag given on the command line from one bindEnv set
+	// from the environment.
+	flags *pflag.FlagSet
 }
 
 // cliCommands returns the CLI commands (submit, get, list, logs, cancel,
@@ -80,6 +84,9 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 	cmds = append(cmds, c.datastoresCmd(), c.modelsCmd(), c.deployCmd(), c.deploymentsCmd(), c.batchCmd())
 	cmds = append(cmds, c.execCmd())
 	cmds = append(cmds, c.scoreCmd())
+	cmds = append(cmds, c.workspacesCmd(), c.tokensCmd(), c.secretsCmd(), c.auditCmd(), c.triggersCmd(), c.schedulesCmd(), c.queueCmd())
+	cmds = append(cmds, c.configCmd(), c.versionCmd())
+	c.addCompletions(cmds)
 	for _, cmd := range cmds {
 		cmd.SetOut(stdout)
 		cmd.SetErr(stderr)
@@ -90,28 +97,23 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 
 func (c *cli) addConnFlags(cmd *cobra.Command, f *connFlags) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.url, "url", cmp.Or(c.env("JOBGATE_URL"), defaultGatewayURL), "gateway base URL (env JOBGATE_URL)")
+	f.flags = fl
+	fl.StringVar(&f.url, "url", "", "gateway base URL (default: env JOBGATE_URL, else the profile's, else "+defaultGatewayURL+")")
 	// The token has no visible default: --help must not print a secret.
-	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else JOBGATE_JOB_TOKEN inside a job, else ./"+devTokenFile+")")
+	fl.StringVar(&f.token, "token", "", "API token (default: env JOBGATE_TOKEN, else JOBGATE_JOB_TOKEN inside a job, else the profile's, else ./"+devTokenFile+")")
+	fl.StringVar(&f.profile, "profile", "", "take URL and token from this profile of the config file, over JOBGATE_URL/JOBGATE_TOKEN (default: env JOBGATE_PROFILE, else current_profile, below them)")
 	fl.BoolVar(&f.json, "json", false, "print the API's JSON instead of text")
 }
 
-// client builds an API client from the flags. The token comes from --token,
-// then JOBGATE_TOKEN, then the file `jobgate dev` writes; with none of them,
-// requests go out without one and the gateway says 401.
+// client builds an API client from the flags, the environment and the
+// config file (connection has the order); with no token anywhere, requests
+// go out without one and the gateway says 401.
 func (c *cli) client(f *connFlags) (*client.Client, error) {
-	// Inside a job, its own token works too (for its job and children).
-	token := cmp.Or(f.token, c.env("JOBGATE_TOKEN"), c.env("JOBGATE_JOB_TOKEN"))
-	if token == "" {
-		b, err := os.ReadFile(devTokenFile)
-		switch {
-		case err == nil:
-			token = strings.TrimSpace(string(b))
-		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("read token: %w", err)
-		}
+	url, token, err := c.connection(f)
+	if err != nil {
+		return nil, err
 	}
-	return client.New(f.url, token), nil
+	return client.New(url, token), nil
 }
 
 // runE wraps a command's work: once cobra has parsed the arguments, a failure

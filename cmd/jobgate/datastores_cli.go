@@ -9,13 +9,20 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// datastoresCmd is `jobgate datastores` (list), `datastores create NAME
-// PATH` and `datastores delete NAME`.
+// datastoresCmd is `jobgate datastores` (list), `datastores list`,
+// `datastores get NAME`, `datastores create NAME PATH` and `datastores
+// delete NAME`.
 func (c *cli) datastoresCmd() *cobra.Command {
+	cmd := c.datastoresListCmd("datastores")
+	cmd.AddCommand(c.datastoresListCmd("list"), c.datastoresGetCmd(), c.datastoresCreateCmd(), c.datastoresDeleteCmd())
+	return cmd
+}
+
+func (c *cli) datastoresListCmd(use string) *cobra.Command {
 	var f connFlags
 	cmd := &cobra.Command{
-		Use:   "datastores",
-		Short: "List the workspace's datastores; create or delete one",
+		Use:   use,
+		Short: "List the workspace's datastores; get, create or delete one",
 		Long: `Datastores are named host folders that jobs read as inputs:
 "inputs": {"data": {"datastore": "NAME", "path": "sub/folder"}} appears
 read-only at /inputs/data, or as a writable copy with "mode": "download".`,
@@ -45,7 +52,31 @@ read-only at /inputs/data, or as a writable copy with "mode": "download".`,
 		return tw.Flush()
 	})
 	c.addConnFlags(cmd, &f)
-	cmd.AddCommand(c.datastoresCreateCmd(), c.datastoresDeleteCmd())
+	return cmd
+}
+
+func (c *cli) datastoresGetCmd() *cobra.Command {
+	var f connFlags
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show datastore NAME: its folder and who registered it",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("datastores get", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		d, err := cl.Datastore(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, d)
+		}
+		return writeFields(c.stdout, [][2]string{{"name", d.Name}, {"path", d.Path}, {"created", formatTime(&d.CreatedAt)}, {"created by", d.CreatedBy}})
+	})
+	c.addConnFlags(cmd, &f)
 	return cmd
 }
 

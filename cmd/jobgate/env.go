@@ -29,7 +29,7 @@ const envAnnotation = "jobgate_env"
 var serverCommands = map[string]bool{"dev": true, "gateway": true, "worker": true, "scoring": true, "migrate-keys": true}
 
 // cliEnvFlags are the flags of the other (CLI) commands that read one.
-var cliEnvFlags = map[string]bool{"url": true, "token": true, "json": true, "scoring-url": true}
+var cliEnvFlags = map[string]bool{"url": true, "token": true, "profile": true, "json": true, "scoring-url": true}
 
 // envAliases are variables older than the rule, read when the flag's own is
 // not set: the worker's --gateway-url has always read JOBGATE_URL.
