@@ -103,6 +103,15 @@ done`
 	b.open("#/jobs")
 	b.until(20*time.Second, fmt.Sprintf(`document.querySelector("[data-test=job-row][data-job-id='%s'][data-status=running]")`, train.ID), "the running job in the list")
 	testenv.Screenshot(t, b.ctx, "portal-jobs")
+	// The text filter: a search that matches nothing empties the list, and
+	// clearing it brings the job back.
+	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=filter-text]`), "no-such-job"))
+	b.until(20*time.Second, `!document.querySelector("[data-test=job-row]") && location.hash.includes("q=no-such-job")`, "an empty list for a search that matches nothing")
+	var set bool
+	b.eval(`(() => { const i = document.querySelector("[data-test=filter-text]"); i.value = "";
+		i.dispatchEvent(new Event("input")); return true; })()`, &set)
+	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=filter-text]`), "train-"))
+	b.until(20*time.Second, fmt.Sprintf(`document.querySelector("[data-job-id='%s']")`, train.ID), "the job again for a search that matches it")
 
 	// Its page: log lines stream in, the loss chart draws.
 	b.open("#/jobs/" + train.ID)
