@@ -60,7 +60,7 @@ func (b *browser) until(within time.Duration, expr, what string) {
 
 func (b *browser) signIn(token string) {
 	b.t.Helper()
-	b.do(chromedp.Navigate(b.url+"/ui/"))
+	b.do(chromedp.Navigate(b.url + "/ui/"))
 	b.until(20*time.Second, `document.querySelector("[data-test=login-form]")`, "the sign-in form")
 	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=login-token]`), token), chromedp.Click(chromedp.CSS(`[data-test=login-submit]`)))
 	b.until(20*time.Second, `document.querySelector("[data-test=whoami]")`, "who is signed in")
@@ -126,7 +126,7 @@ done`
 
 	// Nothing a job printed or tagged became markup.
 	var got struct {
-		Imgs, Scripts int
+		Imgs, Scripts  int
 		LogHas, TagHas bool
 	}
 	b.eval(`({imgs: document.querySelectorAll("main img").length, scripts: document.querySelectorAll("main script").length,
