@@ -87,7 +87,7 @@ func load() (*Checker, error) {
 					segs[i] = regexp.QuoteMeta(seg)
 				}
 			}
-			c.tails = append(c.tails, regexp.MustCompile("^("+strings.Join(segs, "/")+"/)(.+)$"))
+			c.tails = append(c.tails, regexp.MustCompile("^("+strings.Join(segs, "/")+"/)(.*)$"))
 		}
 	}
 	return c, nil
@@ -183,6 +183,12 @@ func (c *Checker) routeRequest(r *http.Request) *http.Request {
 	for _, re := range c.tails {
 		if m := re.FindStringSubmatch(r.URL.Path); m != nil {
 			u := *r.URL
+			if m[2] == "" {
+				// The route takes an empty tail too (and answers it 400);
+				// the router needs a segment.
+				m[2] = "-"
+				u.Path = m[1] + m[2]
+			}
 			u.RawPath = escapePath(m[1]) + url.PathEscape(m[2])
 			rr := r.Clone(r.Context())
 			rr.URL = &u
