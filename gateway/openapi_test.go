@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"io"
 	"net/http"
 	"os"
 	"reflect"
@@ -256,5 +257,40 @@ func TestOpenAPIRoutes(t *testing.T) {
 		if !served[op] && !openAPIPending[op] {
 			t.Errorf("%s is in api/openapi.yaml but the gateway does not serve it", op)
 		}
+	}
+}
+
+// TestOpenAPIServed: /v1/openapi.json and .yaml answer without a token, the
+// JSON is the document, and the ETag answers a revalidation with a 304.
+func TestOpenAPIServed(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct{ path, ctype string }{{"/v1/openapi.json", "application/json"}, {"/v1/openapi.yaml", "application/yaml"}} {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(f.ts.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			etag := resp.Header.Get("ETag")
+			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), tt.ctype) || etag == "" || resp.Header.Get("Cache-Control") == "" {
+				t.Fatalf("%d, Content-Type %q, ETag %q, Cache-Control %q; want 200 %s with an ETag and a Cache-Control",
+					resp.StatusCode, resp.Header.Get("Content-Type"), etag, resp.Header.Get("Cache-Control"), tt.ctype)
+			}
+			doc, err := openapi3.NewLoader().LoadFromData(body)
+			if err != nil || doc.OpenAPI != "3.1.0" || doc.Paths.Find("/v1/jobs/{id}") == nil {
+				t.Fatalf("the document served does not load as the API's: %v", err)
+			}
+			req, _ := http.NewRequest(http.MethodGet, f.ts.URL+tt.path, nil)
+			req.Header.Set("If-None-Match", etag)
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotModified {
+				t.Fatalf("revalidated with its ETag: %d, want 304", resp.StatusCode)
+			}
+		})
 	}
 }
