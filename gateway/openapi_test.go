@@ -120,6 +120,12 @@ func generateOpenAPISchemas(t *testing.T) []byte {
 				s.Type.With(openapi3.TypeNull)
 			}
 		}
+		// The error codes are a closed set: the document lists it.
+		if ty == reflect.TypeFor[api.Code]() {
+			for _, code := range api.Codes() {
+				s.Enum = append(s.Enum, string(code))
+			}
+		}
 		if ty.Kind() == reflect.Struct && s.Properties != nil {
 			no := false
 			s.AdditionalProperties = openapi3.AdditionalProperties{Has: &no}
