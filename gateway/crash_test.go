@@ -71,7 +71,7 @@ func (f *fixture) dyingGateway() *httptest.Server {
 		f.t.Fatal(err)
 	}
 	g, _ := newGateway(f.t, Config{AdminToken: systemToken}, control.Config{}, rdb, store.New(rdb, store.Config{}), box, nil)
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(f.t, g))
 	f.t.Cleanup(ts.Close)
 	return ts
 }

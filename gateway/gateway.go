@@ -214,6 +214,8 @@ func (g *Gateway) routes() {
 	public := access{Public: true}
 	g.route(http.MethodGet, "/healthz", public, func(c echo.Context) error { return c.JSON(http.StatusOK, api.Health{Status: "ok"}) })
 	g.route(http.MethodGet, "/readyz", public, g.readyz)
+	g.route(http.MethodGet, "/v1/openapi.json", public, g.openAPI("json"))
+	g.route(http.MethodGet, "/v1/openapi.yaml", public, g.openAPI("yaml"))
 	if g.cfg.MetricsGatherer != nil {
 		g.route(http.MethodGet, "/metrics", access{System: true}, echo.WrapHandler(metrics.Handler(g.cfg.MetricsGatherer)))
 	}

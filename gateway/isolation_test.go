@@ -78,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: DefaultWorkspace, AllowHostProcess: true}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(t, g))
 	t.Cleanup(ts.Close)
 	return &fixture{t: t, g: g, plane: plane, st: st, ts: ts, clk: clk}
 }

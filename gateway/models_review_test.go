@@ -50,7 +50,7 @@ func TestModelRegisterOutlastsWriteTimeout(t *testing.T) {
 	f := newFixture(t)
 	j := f.endedJob(DefaultWorkspace, systemToken, api.StatusSucceeded, map[string]string{"model.json": `{"w":1}`})
 	f.g.artifacts = slowArtifacts{Store: f.g.artifacts, delay: 400 * time.Millisecond}
-	ts := httptest.NewUnstartedServer(f.g.Handler())
+	ts := httptest.NewUnstartedServer(checked(t, f.g))
 	ts.Config.WriteTimeout = 300 * time.Millisecond
 	ts.Start()
 	t.Cleanup(ts.Close)

@@ -32,7 +32,7 @@ func TestGatewayMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _ := newGateway(t, Config{AdminToken: systemToken, Metrics: m, MetricsGatherer: reg}, control.Config{Metrics: m}, f.st.Redis(), f.st, box, nil)
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(t, g))
 	t.Cleanup(ts.Close)
 	srv := ts.URL
 

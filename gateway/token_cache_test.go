@@ -24,7 +24,7 @@ func TestIssuedTokenLookupsCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _ := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, rdb, st, box, nil)
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(t, g))
 	t.Cleanup(ts.Close)
 	const secret = "jgt_hotlooptoken"
 	if err := st.CreateToken(t.Context(), api.Token{ID: "tok-hot", Workspace: DefaultWorkspace, Name: "hot", Scopes: []api.Scope{api.ScopeRead}}, secret); err != nil {

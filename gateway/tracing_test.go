@@ -33,7 +33,7 @@ func tracedFixture(t *testing.T) (*httptest.Server, *tracetest.InMemoryExporter)
 	if err := st.EnsureWorkspace(t.Context(), api.Workspace{Name: DefaultWorkspace}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(t, g))
 	t.Cleanup(ts.Close)
 	return ts, exp
 }

@@ -137,7 +137,7 @@ func (f *fixture) secondGateway() *httptest.Server {
 		f.t.Fatal(err)
 	}
 	g, _ := newGateway(f.t, Config{AdminToken: systemToken}, control.Config{}, f.st.Redis(), f.st, box, nil)
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(f.t, g))
 	f.t.Cleanup(ts.Close)
 	return ts
 }
@@ -573,7 +573,7 @@ func TestTriggersNeedTheSecretsKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	g, _ := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, f.st.Redis(), f.st, nil, nil)
-	ts := httptest.NewServer(g.Handler())
+	ts := httptest.NewServer(checked(t, g))
 	defer ts.Close()
 	req, _ := http.NewRequest("POST", ts.URL+"/v1/triggers", strings.NewReader(triggerBody("t")))
 	req.Header.Set("Authorization", "Bearer "+systemToken)

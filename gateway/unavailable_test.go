@@ -84,7 +84,7 @@ func TestOnlyAnUnreachableRedisIs503(t *testing.T) {
 		rdb := redis.NewClient(opts)
 		t.Cleanup(func() { rdb.Close() })
 		g, _ := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, rdb, store.New(rdb, store.Config{}), nil, nil)
-		ts := httptest.NewServer(g.Handler())
+		ts := httptest.NewServer(checked(t, g))
 		t.Cleanup(ts.Close)
 		svc.Stop()
 		req, _ := http.NewRequest("POST", ts.URL+"/v1/jobs", strings.NewReader(jobBody))

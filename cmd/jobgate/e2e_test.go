@@ -132,7 +132,7 @@ func newClusterWith(t testing.TB, o clusterOptions) *cluster {
 // start runs `jobgate args...` until the returned stop is called.
 func (c *cluster) start(args ...string) func() {
 	c.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(withOpenAPICheck(context.Background(), c.t))
 	done := make(chan int, 1)
 	var out bytes.Buffer
 	var mu sync.Mutex

@@ -429,6 +429,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			if err != nil {
 				return err
 			}
+			gcfg.Around = aroundForTests(ctx, gcfg.Around)
 			gw, err := gateway.New(gcfg, rdb, st, arts, box, plane, logger)
 			if err != nil {
 				return err
@@ -634,6 +635,7 @@ func gatewayCommand(getenv func(string) string, stderr io.Writer) *cobra.Command
 			if err != nil {
 				return err
 			}
+			gcfg.Around = aroundForTests(ctx, gcfg.Around)
 			gw, err := gateway.New(gcfg, rdb, st, arts, box, plane, logger)
 			if err != nil {
 				return err
@@ -796,4 +798,22 @@ func printGPUs(ctx context.Context, wf *workerFlags, asJSON bool, out io.Writer)
 		return json.NewEncoder(out).Encode(map[string]any{"gpus": rows, "driver": true})
 	}
 	return gpu.FormatTable(out, inv.Devices(), usage)
+}
+
+// wrapGateway, set by the tests, wraps the API of each gateway that run
+// starts in ctx: the end-to-end suite's OpenAPI check
+// (internal/openapicheck). Nil outside tests.
+var wrapGateway func(ctx context.Context, h http.Handler) http.Handler
+
+// aroundForTests puts wrapGateway, when set, outside around.
+func aroundForTests(ctx context.Context, around func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	if wrapGateway == nil {
+		return around
+	}
+	return func(h http.Handler) http.Handler {
+		if around != nil {
+			h = around(h)
+		}
+		return wrapGateway(ctx, h)
+	}
 }
