@@ -21,7 +21,7 @@ async function renderList(root) {
     const list = await api("GET", "/v1/models");
     const models = list.models || [];
     if (!models.length) {
-      body.replaceChildren(h("p", { class: "muted" }, "No model is registered. Register a version from a job's outputs: jobgate model register NAME --job ID --path PATH."));
+      body.replaceChildren(h("p", { class: "muted" }, "No model is registered. Register a version from a job's outputs: jobgate models register NAME --job ID --path PATH."));
       return;
     }
     const t = table(

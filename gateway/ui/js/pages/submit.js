@@ -118,6 +118,14 @@ export function yamlLine(text, path) {
   return 0;
 }
 
+// selectLine selects the 1-based line n of a textarea, to point at an error.
+function selectLine(textarea, n) {
+  const lines = textarea.value.split("\n");
+  const start = lines.slice(0, n - 1).reduce((sum, l) => sum + l.length + 1, 0);
+  textarea.focus();
+  textarea.setSelectionRange(start, start + (lines[n - 1] || "").length);
+}
+
 // parseYAML reads a YAML text as a spec: {spec}, or {problem, line?}
 // saying what is wrong with it.
 function parseYAML(text) {
@@ -127,9 +135,7 @@ function parseYAML(text) {
     // dates, no yes/no booleans.
     spec = jsyaml.load(text, { schema: jsyaml.CORE_SCHEMA });
   } catch (err) {
-    if (err && err.mark) {
-      return { problem: `YAML syntax error at line ${err.mark.line + 1}, column ${err.mark.column + 1}: ${err.reason}`, line: err.mark.line + 1 };
-    }
+    if (err && err.mark) return { problem: err.reason, line: err.mark.line + 1, column: err.mark.column + 1 };
     return { problem: "YAML syntax error: " + (err && err.message) };
   }
   if (spec === null || typeof spec !== "object" || Array.isArray(spec)) {
@@ -238,19 +244,29 @@ function render(root) {
     yamlError,
     h("div", { class: "toolbar" }, h("button", { type: "submit", class: "btn", "data-test": "yaml-submit" }, "Submit YAML")),
   );
-  function yamlFail(test, message, field, line) {
-    const where = line ? h("span", { class: "mono", "data-test": "yaml-error-line" }, "line " + line) : "";
-    const about = field ? h("span", { class: "mono", "data-test": "yaml-error-field" }, field) : "";
+  // yamlFail shows what is wrong, where: the field ("resources.cpus") and
+  // its line when it can be found; the line is selected in the editor.
+  function yamlFail(test, message, { field = "", line = 0, column = 0 } = {}) {
+    const where = line ? "line " + line + (column ? ", column " + column : "") : "";
     yamlError.replaceChildren(
-      h("div", { class: "error field-error", "data-test": test, "data-field": field || "", "data-line": line ? String(line) : "" }, about, about && where ? " " : "", where, about || where ? ": " : "", message),
+      h(
+        "div",
+        { class: "error field-error", "data-test": test, "data-field": field, "data-line": line ? String(line) : "" },
+        test === "yaml-syntax-error" ? "YAML syntax error" : "",
+        field ? h("span", { class: "mono", "data-test": "yaml-error-field" }, field) : "",
+        where ? [field ? " " : " at ", h("span", { class: "mono", "data-test": "yaml-error-line" }, where)] : "",
+        ": ",
+        message,
+      ),
     );
+    if (line) selectLine(editor, line);
   }
   yamlForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     yamlError.replaceChildren();
     const parsed = parseYAML(editor.value);
     if (parsed.problem) {
-      yamlFail("yaml-syntax-error", parsed.problem, "", parsed.line);
+      yamlFail("yaml-syntax-error", parsed.problem, parsed);
       return;
     }
     try {
@@ -261,14 +277,14 @@ function render(root) {
         showError(yamlError, err);
         return;
       }
-      yamlFail("yaml-field-error", err.message, field, yamlLine(editor.value, field));
+      yamlFail("yaml-field-error", err.message, { field, line: yamlLine(editor.value, field) });
     }
   });
 
   form.querySelector('[data-test="form-to-yaml"]').addEventListener("click", () => {
     formError.replaceChildren();
     try {
-      editor.value = jsyaml.dump(specFromForm(form), { schema: jsyaml.CORE_SCHEMA, flowLevel: 2 });
+      editor.value = jsyaml.dump(specFromForm(form), { schema: jsyaml.CORE_SCHEMA });
       editor.focus();
     } catch (err) {
       fieldErrors(form, err);

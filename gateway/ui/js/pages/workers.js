@@ -21,7 +21,7 @@ function gpuHolder(g) {
 function gpuTable(w) {
   const columns = [
     { title: "GPU", render: (g) => String(g.index) },
-    { title: "Model", render: (g) => h("span", {}, g.model, g.simulated ? h("span", { class: "badge muted" }, "simulated") : "") },
+    { title: "Model", render: (g) => h("span", {}, g.model, g.simulated ? h("span", { class: "badge sim" }, "simulated") : "") },
     {
       title: "Memory",
       render: (g) => (g.memory_used_mb != null ? mib(g.memory_used_mb) + " / " + mib(g.memory_mb) : mib(g.memory_mb)),
