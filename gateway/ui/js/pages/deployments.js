@@ -2,7 +2,7 @@
 // traffic split, what the scoring router measured (request rate, latency
 // percentiles) and a "try it" box that sends one KServe V2 inference
 // request through the gateway (POST /v1/deployments/NAME/infer).
-import { api, fmtTime, h, poll, register, showError, table } from "../core.js";
+import { api, can, fmtTime, h, poll, register, showError, table } from "../core.js";
 import { button, card, jobLink, kv, pairsText, pre } from "./pagekit.js";
 
 function deploymentLink(name) {
@@ -23,6 +23,10 @@ function servesText(d) {
       .join(", ");
   }
   return (d.spec && d.spec.model) || "";
+}
+
+function replicasText(n) {
+  return n === 1 ? "1 replica per version" : `${n} replicas per version`;
 }
 
 function ms(x) {
@@ -46,7 +50,7 @@ function renderList(root) {
       }
       const t = table(
         [
-          { title: "Deployment", render: deploymentLink },
+          { title: "Deployment", render: (d) => deploymentLink(d.name) },
           { title: "Status", render: statusOf },
           { title: "Replicas", render: (d) => `${d.ready_replicas}/${d.desired_replicas} ready` },
           { title: "Serves", render: (d) => h("span", { class: "mono" }, servesText(d)) },
@@ -113,9 +117,16 @@ function replicasTable(replicas) {
 
 // exampleRequest is a V2 request for the example model server (iris: one
 // row of four FP32 features); a person edits it for another model.
-const exampleRequest = JSON.stringify({ inputs: [{ name: "input", datatype: "FP32", shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }, null, 2);
+const exampleRequest = `{
+  "inputs": [
+    {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
+  ]
+}`;
 
 function tryIt(name) {
+  // The gateway asks the submit scope for it: a request runs the model
+  // server's code, as a job does.
+  if (!can("submit")) return card("Try it", "try-it", h("p", { class: "muted" }, "Sending a request needs a token with the submit scope."));
   const input = h("textarea", { rows: "8", class: "mono", spellcheck: "false", "data-test": "infer-request" });
   input.value = exampleRequest;
   const out = h("div", { "data-test": "infer-result" });
@@ -176,7 +187,7 @@ function renderDeployment(root, params) {
               "Scaling",
               spec.autoscale
                 ? `autoscale ${spec.autoscale.min}–${spec.autoscale.max}, target ${spec.autoscale.target_concurrency || 8} in flight`
-                : `${spec.replicas == null ? 1 : spec.replicas} replicas per version`,
+                : replicasText(spec.replicas == null ? 1 : spec.replicas),
             ],
             ["Scoring path", h("span", { class: "mono" }, d.scoring_path)],
             ["Updated", fmtTime(d.updated_at)],
