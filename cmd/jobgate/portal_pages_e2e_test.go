@@ -24,7 +24,8 @@ import (
 // fitting worker is down at position 1, with why it waits; the workers page shows the worker
 // and its GPU; a schedule is paused and resumed; a trigger's delivery
 // shows with its outcome; a model's version links to its job, and a
-// deployment shows its replicas and answers a V2 request from "try it".
+// deployment shows its replicas and answers a V2 request from "try it";
+// a token that may only read gets no button that changes anything.
 // Each page is photographed (test-artifacts/portal/).
 func TestPortalPages(t *testing.T) {
 	c := newCluster(t)
@@ -166,6 +167,16 @@ func TestPortalPages(t *testing.T) {
 		if resp.StatusCode != http.StatusAccepted || hook.JobID == "" {
 			t.Fatalf("delivery: %d %+v", resp.StatusCode, hook)
 		}
+		// Text a sender controls is shown as text, never as markup.
+		const markup = `<img src=x onerror=console.error("xss")>`
+		body = fmt.Sprintf(`{"name": "markup", "provider": "github", "secret": %q, "filter": {"ref": %q}, "job": {"image": %q, "command": ["/bin/toolbox", "echo"]}}`, secret, markup, testenv.ExampleImage)
+		if code := c.do("POST", "/v1/triggers", body, nil); code != http.StatusCreated {
+			t.Fatalf("POST /v1/triggers: %d", code)
+		}
+		b.open(t, "#/triggers", `[data-test="trigger-row"][data-name="markup"]`)
+		if got := b.eval(t, `document.querySelector('[data-test="trigger-row"][data-name="markup"]').textContent.includes("ref `+strings.ReplaceAll(markup, `"`, `\"`)+`") && !document.querySelector("#main img")`); got != "true" {
+			t.Errorf("the filter's markup is not shown as text")
+		}
 		b.open(t, "#/triggers", `[data-test="trigger-row"][data-name="on-push"]`)
 		b.click(t, `[data-test="trigger-row"][data-name="on-push"] [data-test="trigger-link"]`)
 		b.wait(t, `document.querySelector('[data-test="delivery-row"] [data-test="delivery-outcome"]')?.textContent === "accepted"`, "the delivery, accepted")
@@ -223,6 +234,30 @@ func TestPortalPages(t *testing.T) {
 			testenv.Screenshot(t, b.ctx, "deployment-try-it")
 		})
 	})
+
+	t.Run("read-only token", func(t *testing.T) { portalPagesReadOnly(t, c.forTest(t), b) })
+}
+
+// The same pages to a token that may only read: nothing that changes.
+func portalPagesReadOnly(t *testing.T, c *cluster, b *pagesBrowser) {
+	var tok api.NewToken
+	if code := c.do("POST", "/v1/workspaces/default/tokens", `{"name": "viewer", "scopes": ["read"]}`, &tok); code != http.StatusCreated {
+		t.Fatalf("create a read token: %d", code)
+	}
+	b.click(t, `[data-test="logout"]`)
+	b.signIn(t, tok.Secret)
+	b.open(t, "#/submit", `[data-test="no-submit-scope"]`)
+	if got := b.eval(t, `document.querySelector('[data-test="submit-button"]').disabled && document.querySelector('[data-test="yaml-submit"]').disabled`); got != "true" {
+		t.Error("the submit buttons work without the submit scope")
+	}
+	b.open(t, "#/schedules", `[data-test="schedule-row"][data-name="nightly"]`)
+	if got := b.eval(t, `document.querySelectorAll('[data-test="schedule-pause"], [data-test="schedule-resume"], [data-test="schedule-run"]').length`); got != "0" {
+		t.Errorf("%s schedule buttons without the submit scope", got)
+	}
+	b.open(t, "#/deployments/iris", `[data-test="try-it"]`)
+	if got := b.eval(t, `document.querySelectorAll('[data-test="infer-send"]').length`); got != "0" {
+		t.Error("try it sends without the submit scope")
+	}
 }
 
 // forTest is c acting for the subtest t: its failures and cleanups are t's.

@@ -3,7 +3,7 @@
 // percentiles) and a "try it" box that sends one KServe V2 inference
 // request through the gateway (POST /v1/deployments/NAME/infer).
 import { api, can, fmtTime, h, poll, register, showError, table } from "../core.js";
-import { button, card, jobLink, kv, pairsText, pre } from "./pagekit.js";
+import { button, card, changeGate, jobLink, kv, pairsText, pre } from "./pagekit.js";
 
 function deploymentLink(name) {
   return h("a", { href: "#/deployments/" + encodeURIComponent(name), "data-test": "deployment-link" }, name);
@@ -40,9 +40,11 @@ function rateText(t) {
 function renderList(root) {
   const body = h("div", { "data-test": "deployments" });
   root.replaceChildren(h("h1", {}, "Deployments"), body);
+  const changed = changeGate();
   async function refresh() {
     try {
       const list = await api("GET", "/v1/deployments");
+      if (!changed(list)) return;
       const ds = list.deployments || [];
       if (!ds.length) {
         body.replaceChildren(h("p", { class: "muted" }, "No deployment."));
@@ -62,6 +64,7 @@ function renderList(root) {
       );
       body.replaceChildren(t);
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(body, err);
     }
   }
@@ -168,9 +171,11 @@ function renderDeployment(root, params) {
     live,
     tryIt(name),
   );
+  const changed = changeGate();
   async function refresh() {
     try {
       const d = await api("GET", "/v1/deployments/" + encodeURIComponent(name));
+      if (!changed(d)) return;
       const spec = d.spec || {};
       live.replaceChildren(
         card(
@@ -199,6 +204,7 @@ function renderDeployment(root, params) {
         card("Replicas", "deployment-replica-list", replicasTable(d.replicas || [])),
       );
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(live, err);
     }
   }

@@ -123,3 +123,16 @@ export function button(label, test, action, onError, cls = "btn btn-small") {
 export function pre(text, test) {
   return h("pre", { class: "mono pre", "data-test": test }, text);
 }
+
+// changeGate makes a gate for a polling page: gate(data) is false while data
+// reads the same as last time, so the page is left as it is (a button
+// about to be clicked, a selection) when nothing moved.
+export function changeGate() {
+  let last = null;
+  return (data) => {
+    const now = JSON.stringify(data);
+    if (now === last) return false;
+    last = now;
+    return true;
+  };
+}

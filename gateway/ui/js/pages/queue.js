@@ -1,7 +1,7 @@
 // #/queue: the jobs that wait (GET /v1/queue), in the order the scheduler
 // considers them, each with why it waits.
 import { api, fmtTime, h, poll, register, session, showError, table } from "../core.js";
-import { isMissingRoute, jobLink } from "./pagekit.js";
+import { changeGate, isMissingRoute, jobLink } from "./pagekit.js";
 
 function gpusText(q) {
   if (!q.gpus) return "—";
@@ -13,6 +13,7 @@ function render(root) {
   const body = h("div", { "data-test": "queue" });
   root.replaceChildren(h("h1", {}, "Queue"), summary, body);
   const everyWorkspace = !!session().system;
+  const changed = changeGate();
 
   async function refresh() {
     let q;
@@ -22,17 +23,20 @@ function render(root) {
       if (isMissingRoute(err)) {
         summary.replaceChildren();
         body.replaceChildren(h("p", { class: "muted", "data-test": "queue-unavailable" }, "This gateway does not serve the queue view (GET /v1/queue) yet."));
-        return false;
+        stop();
+        return;
       }
+      changed(null); // show the queue again once the error is gone
       showError(body, err);
-      return true;
+      return;
     }
+    if (!changed(q)) return;
     const pending = q.pending || [];
-    summary.textContent =
-      q.total === 0 ? "No job waits." : pending.length < q.total ? `${q.total} jobs wait; the first ${pending.length} are shown.` : `${q.total} waiting.`;
+    const waits = q.total === 1 ? "1 job waits" : `${q.total} jobs wait`;
+    summary.textContent = q.total === 0 ? "No job waits." : pending.length < q.total ? `${waits}; the first ${pending.length} are shown.` : waits + ".";
     if (!pending.length) {
       body.replaceChildren();
-      return true;
+      return;
     }
     const columns = [
       { title: "#", render: (r) => h("span", { "data-test": "queue-position" }, String(r.position)) },
@@ -51,14 +55,11 @@ function render(root) {
     ];
     const t = table(columns, pending, { rowAttrs: (r) => ({ "data-test": "queue-row", "data-job-id": r.id }) });
     body.replaceChildren(t);
-    return true;
   }
 
-  let stop = null;
-  refresh().then((served) => {
-    if (served) stop = poll(refresh, 2000);
-  });
-  return () => stop && stop();
+  // poll runs refresh at once; stop is set before its first answer comes.
+  const stop = poll(refresh, 2000);
+  return stop;
 }
 
 register("/queue", render);

@@ -1,7 +1,7 @@
 // #/schedules and #/schedules/:name: cron schedules with their next fire
 // times and history; pause, resume and run now for a token that may submit.
 import { api, can, fmtTime, h, poll, register, showError, table } from "../core.js";
-import { button, card, jobLink, kv } from "./pagekit.js";
+import { button, card, changeGate, jobLink, kv } from "./pagekit.js";
 
 function scheduleLink(name) {
   return h("a", { href: "#/schedules/" + encodeURIComponent(name), "data-test": "schedule-link" }, name);
@@ -36,9 +36,11 @@ function renderList(root) {
   const errorBox = h("div", { "data-test": "schedule-error" });
   const body = h("div", { "data-test": "schedules" });
   root.replaceChildren(h("h1", {}, "Schedules"), errorBox, body);
+  const changed = changeGate();
   async function refresh() {
     try {
       const list = await api("GET", "/v1/schedules");
+      if (!changed(list)) return;
       const all = list.schedules || [];
       if (!all.length) {
         body.replaceChildren(h("p", { class: "muted" }, "No schedule."));
@@ -56,6 +58,7 @@ function renderList(root) {
       const t = table(columns, all, { rowAttrs: (s) => ({ "data-test": "schedule-row", "data-name": s.name }) });
       body.replaceChildren(t);
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(body, err);
     }
   }
@@ -87,9 +90,11 @@ function renderSchedule(root, params) {
     errorBox,
     body,
   );
+  const changed = changeGate();
   async function refresh() {
     try {
       const [s, hist] = await Promise.all([api("GET", path), api("GET", path + "/history")]);
+      if (!changed([s, hist])) return;
       const next = s.next || [];
       body.replaceChildren(
         card(
@@ -115,6 +120,7 @@ function renderSchedule(root, params) {
         card("History", "schedule-history", historyTable((hist && hist.history) || [])),
       );
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(body, err);
     }
   }

@@ -2,7 +2,7 @@
 // and the deliveries it received with what came of them (accepted,
 // ignored, duplicate, rejected).
 import { api, fmtTime, h, poll, register, showError, table } from "../core.js";
-import { card, jobLink, kv } from "./pagekit.js";
+import { card, changeGate, jobLink, kv } from "./pagekit.js";
 
 function triggerLink(name) {
   return h("a", { href: "#/triggers/" + encodeURIComponent(name), "data-test": "trigger-link" }, name);
@@ -18,9 +18,11 @@ function filterText(f) {
 function renderList(root) {
   const body = h("div", { "data-test": "triggers" });
   root.replaceChildren(h("h1", {}, "Triggers"), body);
+  const changed = changeGate();
   async function refresh() {
     try {
       const list = await api("GET", "/v1/triggers");
+      if (!changed(list)) return;
       const all = list.triggers || [];
       if (!all.length) {
         body.replaceChildren(h("p", { class: "muted" }, "No trigger."));
@@ -39,6 +41,7 @@ function renderList(root) {
       );
       body.replaceChildren(t);
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(body, err);
     }
   }
@@ -66,9 +69,11 @@ function renderTrigger(root, params) {
   const path = "/v1/triggers/" + encodeURIComponent(name);
   const body = h("div", { "data-test": "trigger" });
   root.replaceChildren(h("p", {}, h("a", { href: "#/triggers" }, "← Triggers")), h("h1", {}, "Trigger ", h("span", { class: "mono" }, name)), body);
+  const changed = changeGate();
   async function refresh() {
     try {
       const [tr, dl] = await Promise.all([api("GET", path), api("GET", path + "/deliveries")]);
+      if (!changed([tr, dl])) return;
       const job = tr.job || {};
       body.replaceChildren(
         card(
@@ -88,6 +93,7 @@ function renderTrigger(root, params) {
         card("Deliveries", "trigger-deliveries", deliveriesTable((dl && dl.deliveries) || [])),
       );
     } catch (err) {
+      changed(null); // show the page again once the error is gone
       showError(body, err);
     }
   }
