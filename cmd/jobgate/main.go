@@ -446,6 +446,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			defer router.Close()
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
+			fmt.Fprintf(stdout, "jobgate dev: portal on http://%s/ui/ (sign in with the admin token)\n", gf.addr)
 			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
 			if err != nil {
 				return err
