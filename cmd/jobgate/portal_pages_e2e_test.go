@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/client"
 	"github.com/jobgate/jobgate/internal/testenv"
 	"github.com/jobgate/jobgate/internal/webhook"
 )
@@ -203,12 +205,12 @@ func TestPortalPages(t *testing.T) {
 		testenv.Screenshot(t, b.ctx, "model")
 
 		b.open(t, "#/deployments", `[data-test="deployment-row"][data-name="iris"]`)
+		testenv.Screenshot(t, b.ctx, "deployments")
 		b.click(t, `[data-test="deployment-row"][data-name="iris"] [data-test="deployment-link"]`)
 		b.wait(t, `document.querySelector('[data-test="deployment-status"]')?.textContent === "ready" && document.querySelector('[data-test="replica-row"] [data-test="replica-state"]')?.textContent === "ready"`, "the deployment and its replica ready")
 		if split := b.eval(t, `document.querySelector('[data-test="traffic-split"]').textContent`); !strings.Contains(split, "iris:1 100%") {
 			t.Errorf("traffic split = %q, want iris:1 100%%", split)
 		}
-		testenv.Screenshot(t, b.ctx, "deployment")
 		t.Run("try it", func(t *testing.T) {
 			row := `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}`
 			var direct struct {
@@ -231,11 +233,53 @@ func TestPortalPages(t *testing.T) {
 			if !strings.Contains(got, want) {
 				t.Fatalf("try it shows %q, want %q (the API answered %d)", got, want, code)
 			}
-			testenv.Screenshot(t, b.ctx, "deployment-try-it")
+			testenv.Screenshot(t, b.ctx, "deployment-try-it-"+strconv.Itoa(code))
 		})
 	})
 
 	t.Run("read-only token", func(t *testing.T) { portalPagesReadOnly(t, c.forTest(t), b) })
+}
+
+// TestPortalPagesTryIt is the deployment page's "try it" and traffic on
+// `jobgate dev`, whose gateway has the scoring router in process: a V2
+// request sent from the box comes back with the model's outputs, and the
+// request then shows in the deployment's traffic with its latency.
+func TestPortalPagesTryIt(t *testing.T) {
+	addr := freeAddr(t)
+	c := &cluster{t: t, gwURL: "http://" + addr, token: testToken}
+	podman := testenv.Podman(t)
+	testenv.BuildExampleImage(t)
+	stop := c.start("dev", "--redis-url", testenv.Redis(t), "--data-dir", t.TempDir(), "--addr", addr,
+		"--podman-url", podman, "--network", "host", "--log-level", "warn")
+	t.Cleanup(stop)
+	c.api = client.New(c.gwURL, testToken)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		resp, err := http.Get(c.gwURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "jobgate dev did not become ready")
+	var probe api.ErrorBody
+	if code := c.do("POST", "/v1/deployments/none/infer", `{}`, &probe); code == http.StatusNotFound && strings.Contains(probe.Error.Message, "route") {
+		t.Skip("POST /v1/deployments/NAME/infer (portal-data) is not in this build")
+	}
+	c.deployIris()
+
+	b := &pagesBrowser{ctx: testenv.Chromium(t), base: c.gwURL}
+	b.signIn(t, testToken)
+	b.open(t, "#/deployments/iris", `[data-test="infer-send"]`)
+	b.click(t, `[data-test="infer-send"]`)
+	b.wait(t, `document.querySelector('[data-test="infer-answer"], [data-test="infer-error"]')`, "an answer")
+	if got := b.eval(t, `document.querySelector('[data-test="infer-result"]').textContent`); !strings.Contains(got, `"outputs"`) {
+		t.Fatalf("try it shows %q, want the model's outputs", got)
+	}
+	b.wait(t, `Number(document.querySelector('[data-test="traffic-requests"]')?.textContent) >= 1`, "the request in the deployment's traffic")
+	if got := b.eval(t, `document.querySelector('[data-test="latency-p50"]').textContent`); !strings.HasSuffix(got, " ms") {
+		t.Errorf("p50 = %q, want a latency in ms", got)
+	}
+	testenv.Screenshot(t, b.ctx, "deployment")
 }
 
 // The same pages to a token that may only read: nothing that changes.

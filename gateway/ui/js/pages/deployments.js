@@ -3,7 +3,7 @@
 // percentiles) and a "try it" box that sends one KServe V2 inference
 // request through the gateway (POST /v1/deployments/NAME/infer).
 import { api, can, fmtTime, h, poll, register, showError, table } from "../core.js";
-import { button, card, changeGate, jobLink, kv, pairsText, pre } from "./pagekit.js";
+import { button, card, changeGate, jobLink, kv, pre } from "./pagekit.js";
 
 function deploymentLink(name) {
   return h("a", { href: "#/deployments/" + encodeURIComponent(name), "data-test": "deployment-link" }, name);
@@ -82,6 +82,15 @@ function splitBar(targets) {
   return bar;
 }
 
+// byVersion writes the requests per model version: "v1: 90, v2: 10".
+function byVersion(m) {
+  if (!m) return "";
+  return Object.keys(m)
+    .sort((a, b) => Number(a) - Number(b))
+    .map((v) => `v${v}: ${m[v]}`)
+    .join(", ");
+}
+
 function trafficCard(t) {
   if (!t) return card("Traffic", "deployment-traffic", h("p", { class: "muted" }, "No request in the last minute."));
   return card(
@@ -94,7 +103,7 @@ function trafficCard(t) {
       ["Latency p50", h("span", { "data-test": "latency-p50" }, ms(t.p50_ms))],
       ["Latency p95", h("span", { "data-test": "latency-p95" }, ms(t.p95_ms))],
       ["Latency p99", h("span", { "data-test": "latency-p99" }, ms(t.p99_ms))],
-      ["By version", t.by_target ? pairsText(t.by_target) : ""],
+      ["By version", byVersion(t.by_target)],
     ]),
   );
 }
