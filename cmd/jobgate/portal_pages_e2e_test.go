@@ -23,12 +23,13 @@ import (
 // headless Chromium against a real gateway and worker: a job submitted
 // from the form runs; the YAML editor shows a spec's error at its field and
 // a YAML syntax error with its line; the queue shows a job whose only
-// fitting worker is down at position 1, with why it waits; the workers page shows the worker
-// and its GPU; a schedule is paused and resumed; a trigger's delivery
-// shows with its outcome; a model's version links to its job, and a
-// deployment shows its replicas and answers a V2 request from "try it";
-// a token that may only read gets no button that changes anything.
-// Each page is photographed (test-artifacts/portal/).
+// fitting worker is down at position 1, with why it waits; the workers
+// page shows the worker and its GPU with the job holding it; a schedule is
+// paused and resumed; a trigger's delivery shows with its outcome, and
+// markup in a trigger shows as text; a model's version links to its job; a
+// deployment shows its replicas and traffic split, and "try it" shows the
+// gateway's answer; a token that may only read gets no button that
+// changes anything. Each page is photographed (test-artifacts/portal/).
 func TestPortalPages(t *testing.T) {
 	c := newCluster(t)
 	c.startScoringProcess()
@@ -106,9 +107,15 @@ func TestPortalPages(t *testing.T) {
 	})
 
 	t.Run("workers", func(t *testing.T) {
+		c := c.forTest(t)
+		// A job on w1's GPU, to see it as the GPU's holder.
+		j := c.submit(api.JobSpec{Name: "holds-the-gpu", Command: toolbox("sleep", "120"), Resources: api.Resources{GPUs: 1}})
+		t.Cleanup(func() { c.api.Cancel(context.Background(), j.ID) })
+		c.waitFor(j.ID, 30*time.Second, "ran", func(j *api.Job) bool { return j.Status == api.StatusRunning })
 		b.open(t, "#/workers", `[data-test="workers"]`)
 		card := `document.querySelector('[data-test="worker-card"][data-worker-id="w1"]')`
 		b.wait(t, card+`?.querySelector('[data-test="worker-state"]').textContent === "up"`, "worker w1 up")
+		b.wait(t, card+`.querySelector('[data-test="gpu-row"] [data-test="gpu-holder"]').textContent === "`+j.ID+`"`, "the job holding the GPU")
 		got := b.eval(t, card+`.querySelector('[data-test="gpu-row"]').textContent + " | " + `+card+`.querySelector('[data-test="worker-heartbeat"]').textContent`)
 		if !strings.Contains(got, "H100") || !strings.Contains(got, "ago") {
 			t.Errorf("worker card = %q, want its H100 and its last heartbeat", got)
