@@ -74,29 +74,6 @@ export function makeError(field, message) {
   return new ApiError(0, "", message, field);
 }
 
-// errorField is the field an API error is about: its field when the
-// gateway sent one, else the field its message starts with (the job
-// service's messages name it first: "resources.cpus must be ...",
-// "field resources.gpus: got a string ...", "unknown field \"x\" ...").
-export function errorField(err) {
-  if (!err) return "";
-  if (err.field) return err.field;
-  const msg = err.message || "";
-  let m = /^unknown field "([^"]+)"/.exec(msg) || /^field "?([A-Za-z0-9_.[\]-]+)"?/.exec(msg);
-  if (!m) m = /^([a-z_]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*)(?=[ :])/.exec(msg);
-  return m ? m[1] : "";
-}
-
-// fieldIn is the name in names that field is about: itself, or the
-// longest name it is below ("env.FOO" is about "env").
-export function fieldIn(field, names) {
-  let best = "";
-  for (const n of names) {
-    if ((field === n || field.startsWith(n + ".") || field.startsWith(n + "[")) && n.length > best.length) best = n;
-  }
-  return best;
-}
-
 // withField is err about field instead.
 export function withField(err, field) {
   return new ApiError(err.status, err.code, err.message, field);

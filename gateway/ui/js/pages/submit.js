@@ -4,7 +4,7 @@
 // error with its line.
 import { api, can, fieldErrors, h, poll, register, showError, statusBadge } from "../core.js";
 import * as jsyaml from "/ui/vendor/js-yaml.mjs";
-import { errorField, fieldIn, jobLink, makeError, withField } from "./pagekit.js";
+import { jobLink, makeError, withField } from "./pagekit.js";
 
 const exampleYAML = `# A job spec, as \`jobgate submit -f\` reads it.
 name: hello
@@ -41,6 +41,37 @@ const formFields = [
   "priority",
   "mode",
 ];
+
+// specFields are the job spec's own fields (api.JobSpec), which the
+// gateway's messages start with when they are about one.
+const specFields = new Set([
+  "kind", "name", "experiment", "image", "command", "env", "resources", "timeout_seconds", "max_retries", "priority", "mode",
+  "secrets", "user", "read_only_rootfs", "notify", "parent_id", "tags", "inputs", "preparation", "service", "batch", "batch_score",
+]);
+
+// errorField is the spec field an API error is about: its field when the
+// gateway sent one, else the field its message starts with (the job
+// service's messages name it first: "resources.cpus must be ...",
+// "field resources.gpus: got a string ...", "unknown field \"x\" ..."), or "".
+function errorField(err) {
+  if (!err) return "";
+  if (err.field) return err.field;
+  const msg = err.message || "";
+  const unknown = /^unknown field "([^"]+)"/.exec(msg);
+  if (unknown) return unknown[1];
+  const m = /^field "?([A-Za-z0-9_.[\]-]+)"?/.exec(msg) || /^([a-z_]+(?:\.[A-Za-z0-9_-]+|\[\d+\])*)(?=[ :])/.exec(msg);
+  return m && specFields.has(m[1].split(/[.[]/)[0]) ? m[1] : "";
+}
+
+// fieldIn is the name in names that field is about: itself, or the
+// longest name it is below ("env.FOO" is about "env").
+function fieldIn(field, names) {
+  let best = "";
+  for (const n of names) {
+    if ((field === n || field.startsWith(n + ".") || field.startsWith(n + "[")) && n.length > best.length) best = n;
+  }
+  return best;
+}
 
 function labelled(label, input, hint) {
   return h("label", { class: "field" }, h("span", { class: "field-label" }, label), input, hint ? h("span", { class: "muted field-hint" }, hint) : "");
@@ -91,7 +122,7 @@ function specFromForm(form) {
 
 // yamlLine is the 1-based line of the block-style key path ("resources.gpus")
 // in text, or 0 when it cannot be found (flow style, a missing key).
-export function yamlLine(text, path) {
+function yamlLine(text, path) {
   const segs = path.replace(/\[\d+\]/g, "").split(".");
   const lines = text.split("\n");
   let parentIndent = -1;
