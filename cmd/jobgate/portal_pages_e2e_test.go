@@ -198,11 +198,17 @@ func TestPortalPages(t *testing.T) {
 	t.Run("models and deployments", func(t *testing.T) {
 		c := c.forTest(t)
 		c.deployIris()
+		if code := c.do("PUT", "/v1/models/iris/aliases/production", `{"version": 1}`, nil); code != http.StatusOK {
+			t.Fatalf("PUT alias production: %d", code)
+		}
 		var m api.Model
 		if code := c.do("GET", "/v1/models/iris", "", &m); code != http.StatusOK || len(m.Versions) != 1 {
 			t.Fatalf("GET /v1/models/iris: %d %+v", code, m)
 		}
 		b.open(t, "#/models", `[data-test="model-row"][data-name="iris"]`)
+		if got := b.eval(t, `document.querySelector('[data-test="model-row"][data-name="iris"] [data-test="model-alias"]').textContent`); got != "production → v1" {
+			t.Errorf("alias = %q, want production → v1", got)
+		}
 		testenv.Screenshot(t, b.ctx, "models")
 		b.click(t, `[data-test="model-row"][data-name="iris"] [data-test="model-link"]`)
 		b.wait(t, `document.querySelector('[data-test="model-version"][data-version="1"] [data-test="model-source-job"] a')`, "version 1 with its source job")
