@@ -272,6 +272,8 @@ func bodyFor(method, path string, o objects) string {
 		return `{"tags":{"t":"1"}}`
 	case path == "/v1/jobs":
 		return jobBody
+	case path == "/ui/login":
+		return `{"token":"` + systemToken + `"}`
 	case path == "/v1/workspaces":
 		return fmt.Sprintf(`{"name":"ws-%d"}`, time.Now().UnixNano())
 	case strings.HasSuffix(path, "/tokens"):

@@ -76,6 +76,11 @@ register("/jobs/:id", (root, { id }, query) => {
       buttons.push(h("button", {
         class: "btn", type: "button", "data-test": "rerun-button", title: "Submits a new job with this job's spec",
         onclick: async (ev) => {
+          if (job.spec.notify && job.spec.notify.secret === "***") {
+            // The API never shows a callback's secret again: a re-run would sign with "***".
+            showError(err, new Error("This job's callback has a secret the API does not show again: submit it from its spec file instead."));
+            return;
+          }
           ev.target.disabled = true;
           try {
             const nj = await api("POST", "/v1/jobs", job.spec);
