@@ -29,7 +29,7 @@ import (
 // markup in a trigger shows as text; a model's version links to its job; a
 // deployment shows its replicas and traffic split, and "try it" shows the
 // gateway's answer; a token that may only read gets no button that
-// changes anything. Each page is photographed (test-artifacts/portal/).
+// changes anything. Each page is photographed (test-artifacts/portal/portal-*.png).
 func TestPortalPages(t *testing.T) {
 	c := newCluster(t)
 	c.startScoringProcess()
@@ -53,7 +53,7 @@ func TestPortalPages(t *testing.T) {
 		if j := c.get(id); j.Name != "portal-form-job" || j.Status != api.StatusSucceeded || !strings.Contains(c.logs(id), "hello from the form") {
 			t.Fatalf("job %s: %s %s, logs %q", id, j.Name, j.Status, c.logs(id))
 		}
-		testenv.Screenshot(t, b.ctx, "submit")
+		testenv.Screenshot(t, b.ctx, "portal-submit")
 	})
 
 	t.Run("YAML spec error at its field", func(t *testing.T) {
@@ -66,7 +66,7 @@ func TestPortalPages(t *testing.T) {
 		if !strings.HasPrefix(got, "resources.cpus 5 ") || !strings.Contains(got, "5000") {
 			t.Errorf("field error = %q, want resources.cpus at line 5 with the message", got)
 		}
-		testenv.Screenshot(t, b.ctx, "submit-yaml-error")
+		testenv.Screenshot(t, b.ctx, "portal-submit-yaml-error")
 	})
 
 	t.Run("YAML syntax error with its line", func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestPortalPages(t *testing.T) {
 		if why := b.eval(t, row+`.querySelector('[data-test="queue-reason"]').textContent`); !strings.Contains(why, j.Reason) {
 			t.Errorf("reason = %q, want it to hold %q", why, j.Reason)
 		}
-		testenv.Screenshot(t, b.ctx, "queue")
+		testenv.Screenshot(t, b.ctx, "portal-queue")
 	})
 
 	t.Run("workers", func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestPortalPages(t *testing.T) {
 		if !strings.Contains(got, "H100") || !strings.Contains(got, "ago") {
 			t.Errorf("worker card = %q, want its H100 and its last heartbeat", got)
 		}
-		testenv.Screenshot(t, b.ctx, "workers")
+		testenv.Screenshot(t, b.ctx, "portal-workers")
 	})
 
 	t.Run("schedules pause and resume", func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestPortalPages(t *testing.T) {
 		b.wait(t, `document.querySelectorAll('[data-test="schedule-next-times"] [data-test="schedule-next"]').length === 5`, "five next fire times")
 		b.click(t, `[data-test="schedule-run"]`)
 		b.wait(t, `document.querySelector('[data-test="schedule-run-row"] [data-test="job-link"]')`, "the run by hand in the history")
-		testenv.Screenshot(t, b.ctx, "schedules")
+		testenv.Screenshot(t, b.ctx, "portal-schedules")
 	})
 
 	t.Run("trigger delivery", func(t *testing.T) {
@@ -192,7 +192,7 @@ func TestPortalPages(t *testing.T) {
 		if got := b.eval(t, `document.querySelector('[data-test="delivery-row"] [data-test="job-link"]').textContent`); got != hook.JobID {
 			t.Errorf("delivery's job = %q, want %q", got, hook.JobID)
 		}
-		testenv.Screenshot(t, b.ctx, "triggers")
+		testenv.Screenshot(t, b.ctx, "portal-triggers")
 	})
 
 	t.Run("models and deployments", func(t *testing.T) {
@@ -209,16 +209,16 @@ func TestPortalPages(t *testing.T) {
 		if got := b.eval(t, `document.querySelector('[data-test="model-row"][data-name="iris"] [data-test="model-alias"]').textContent`); got != "production → v1" {
 			t.Errorf("alias = %q, want production → v1", got)
 		}
-		testenv.Screenshot(t, b.ctx, "models")
+		testenv.Screenshot(t, b.ctx, "portal-models")
 		b.click(t, `[data-test="model-row"][data-name="iris"] [data-test="model-link"]`)
 		b.wait(t, `document.querySelector('[data-test="model-version"][data-version="1"] [data-test="model-source-job"] a')`, "version 1 with its source job")
 		if href := b.eval(t, `document.querySelector('[data-test="model-source-job"] a').getAttribute("href")`); href != "#/jobs/"+m.Versions[0].SourceJob {
 			t.Errorf("source job link = %q, want #/jobs/%s", href, m.Versions[0].SourceJob)
 		}
-		testenv.Screenshot(t, b.ctx, "model")
+		testenv.Screenshot(t, b.ctx, "portal-model")
 
 		b.open(t, "#/deployments", `[data-test="deployment-row"][data-name="iris"]`)
-		testenv.Screenshot(t, b.ctx, "deployments")
+		testenv.Screenshot(t, b.ctx, "portal-deployments")
 		b.click(t, `[data-test="deployment-row"][data-name="iris"] [data-test="deployment-link"]`)
 		b.wait(t, `document.querySelector('[data-test="deployment-status"]')?.textContent === "ready" && document.querySelector('[data-test="replica-row"] [data-test="replica-state"]')?.textContent === "ready"`, "the deployment and its replica ready")
 		if split := b.eval(t, `document.querySelector('[data-test="traffic-split"]').textContent`); !strings.Contains(split, "iris:1 100%") {
@@ -246,7 +246,7 @@ func TestPortalPages(t *testing.T) {
 			if !strings.Contains(got, want) {
 				t.Fatalf("try it shows %q, want %q (the API answered %d)", got, want, code)
 			}
-			testenv.Screenshot(t, b.ctx, "deployment-try-it-"+strconv.Itoa(code))
+			testenv.Screenshot(t, b.ctx, "portal-deployment-try-it-"+strconv.Itoa(code))
 		})
 	})
 
@@ -292,7 +292,7 @@ func TestPortalPagesTryIt(t *testing.T) {
 	if got := b.eval(t, `document.querySelector('[data-test="latency-p50"]').textContent`); !strings.HasSuffix(got, " ms") {
 		t.Errorf("p50 = %q, want a latency in ms", got)
 	}
-	testenv.Screenshot(t, b.ctx, "deployment")
+	testenv.Screenshot(t, b.ctx, "portal-deployment")
 }
 
 // The same pages to a token that may only read: nothing that changes.
