@@ -292,6 +292,8 @@ func (g *Gateway) portalAPI(c echo.Context) error {
 	if !strings.HasPrefix(p, "/v1/") {
 		return api.Errorf(api.CodeNotFound, "the portal's API mirrors /v1 only")
 	}
+	// A page's API answers are the signed-in token's: no cache keeps them.
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	inner := r.Clone(context.WithValue(r.Context(), portalSessionKey{}, s))
 	inner.URL.Path = p
 	inner.URL.RawPath = strings.TrimPrefix(r.URL.RawPath, "/ui/api")

@@ -200,9 +200,12 @@ func TestPortalAPINeedsSessionAndCSRF(t *testing.T) {
 		t.Fatalf("job made in %s, want the session's workspace team-a", j.Workspace)
 	}
 	// GET needs no CSRF token; the answer is the REST API's.
-	code, _, body = f.portalCall("GET", "/ui/api/v1/jobs/"+j.ID, cookie, "", "")
+	code, h, body := f.portalCall("GET", "/ui/api/v1/jobs/"+j.ID, cookie, "", "")
 	if code != http.StatusOK || !strings.Contains(body, j.ID) {
 		t.Fatalf("GET the job through the portal: %d %s", code, body)
+	}
+	if h.Get("Cache-Control") != "no-store" || h.Get("Content-Security-Policy") != portalCSP {
+		t.Errorf("GET through the portal: Cache-Control %q, CSP %q", h.Get("Cache-Control"), h.Get("Content-Security-Policy"))
 	}
 	code, _, body = f.portalCall("GET", "/ui/api/healthz", cookie, "", "")
 	wantErrorCode(t, "GET /ui/api outside /v1", code, body, http.StatusNotFound, api.CodeNotFound)

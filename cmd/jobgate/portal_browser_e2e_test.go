@@ -60,7 +60,7 @@ func (b *browser) until(within time.Duration, expr, what string) {
 
 func (b *browser) signIn(token string) {
 	b.t.Helper()
-	b.do(chromedp.Navigate(b.url+"/ui/"))
+	b.do(chromedp.Navigate(b.url + "/ui/"))
 	b.until(20*time.Second, `document.querySelector("[data-test=login-form]")`, "the sign-in form")
 	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=login-token]`), token), chromedp.Click(chromedp.CSS(`[data-test=login-submit]`)))
 	b.until(20*time.Second, `document.querySelector("[data-test=whoami]")`, "who is signed in")
@@ -103,6 +103,15 @@ done`
 	b.open("#/jobs")
 	b.until(20*time.Second, fmt.Sprintf(`document.querySelector("[data-test=job-row][data-job-id='%s'][data-status=running]")`, train.ID), "the running job in the list")
 	testenv.Screenshot(t, b.ctx, "portal-jobs")
+	// The text filter: a search that matches nothing empties the list, and
+	// clearing it brings the job back.
+	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=filter-text]`), "no-such-job"))
+	b.until(20*time.Second, `!document.querySelector("[data-test=job-row]") && location.hash.includes("q=no-such-job")`, "an empty list for a search that matches nothing")
+	var set bool
+	b.eval(`(() => { const i = document.querySelector("[data-test=filter-text]"); i.value = "";
+		i.dispatchEvent(new Event("input")); return true; })()`, &set)
+	b.do(chromedp.SendKeys(chromedp.CSS(`[data-test=filter-text]`), "train-"))
+	b.until(20*time.Second, fmt.Sprintf(`document.querySelector("[data-job-id='%s']")`, train.ID), "the job again for a search that matches it")
 
 	// Its page: log lines stream in, the loss chart draws.
 	b.open("#/jobs/" + train.ID)
@@ -117,7 +126,7 @@ done`
 
 	// Nothing a job printed or tagged became markup.
 	var got struct {
-		Imgs, Scripts int
+		Imgs, Scripts  int
 		LogHas, TagHas bool
 	}
 	b.eval(`({imgs: document.querySelectorAll("main img").length, scripts: document.querySelectorAll("main script").length,
