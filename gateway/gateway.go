@@ -234,6 +234,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/jobs/:id/params", jobSubmit, g.postParams)
 	g.route(http.MethodPost, "/v1/jobs/:id/tags", jobSubmit, g.postTags)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
+	g.route(http.MethodGet, "/v1/queue", read, g.getQueue)
 	g.route(http.MethodGet, "/v1/jobs/:id/children", jobRead, g.jobChildren)
 	g.mlflowRoutes(jobRead, jobSubmit)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
