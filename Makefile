@@ -7,13 +7,23 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev images compose-images test test-unit test-redis-modes deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
+.PHONY: build dev ui-vendor images compose-images test test-unit test-redis-modes deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
 
 dev: deps build images
 	./$(BIN) dev
+
+# The portal's vendored libraries (uPlot, js-yaml), built files copied from
+# the npm packages that ui-src/package-lock.json pins; the copies are
+# committed, so building jobgate needs no Node.
+ui-vendor:
+	cd ui-src && npm ci --no-audit --no-fund
+	cp ui-src/node_modules/uplot/dist/uPlot.esm.js ui-src/node_modules/uplot/dist/uPlot.min.css gateway/ui/vendor/
+	cp ui-src/node_modules/js-yaml/dist/js-yaml.mjs gateway/ui/vendor/
+	cp ui-src/node_modules/uplot/LICENSE gateway/ui/vendor/uPlot.LICENSE
+	cp ui-src/node_modules/js-yaml/LICENSE gateway/ui/vendor/js-yaml.LICENSE
 
 # The example image: static Go programs from examples/ (toolbox, train, iris-train, modelserver)
 # on FROM scratch, built offline with podman (no registry is needed).

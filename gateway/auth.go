@@ -148,56 +148,81 @@ func allowHeader(methods []string) string {
 // of their secret (only hashes are stored), through a cache that keeps an
 // answer for at most a second (authcache).
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	want := sha256.Sum256([]byte(g.cfg.AdminToken))
 	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		// A call the web portal's /ui/api mirror passes on carries its
+		// session in the request's context (only the gateway itself can put
+		// it there), not a bearer token.
+		if s, ok := ctx.Value(portalSessionKey{}).(*portalSession); ok {
+			p, err := g.sessionPrincipal(ctx, s)
+			if err != nil {
+				return err
+			}
+			c.Set(principalKey, p)
+			return next(c)
+		}
 		tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 		tok = strings.TrimSpace(tok)
 		if !ok || tok == "" {
 			return api.Errorf(api.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
 		}
-		got := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-			c.Set(principalKey, principal{Workspace: DefaultWorkspace, Actor: "system-admin", System: true})
-			return next(c)
-		}
-		ctx := c.Request().Context()
-		if strings.HasPrefix(tok, store.JobTokenPrefix) {
-			jt, err := g.store.JobTokenBySecret(ctx, tok)
-			if errors.Is(err, store.ErrNotFound) {
-				return api.Errorf(api.CodeUnauthorized, "invalid or expired job token (a job token works only while its attempt runs)")
-			}
-			if err != nil {
-				return err
-			}
-			// The token is its attempt's: once that attempt is over (its
-			// worker lost, say, and the job requeued), it is dead too.
-			j, err := g.store.GetJobByID(ctx, jt.JobID)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			if err != nil || j.Status != api.StatusRunning || j.Attempt != jt.Attempt {
-				return api.Errorf(api.CodeUnauthorized, "job token of an attempt that is no longer running")
-			}
-			c.Set(principalKey, principal{Workspace: jt.Workspace, Actor: "job:" + jt.JobID, JobID: jt.JobID,
-				Scopes: []api.Scope{api.ScopeRead, api.ScopeSubmit}})
-			return next(c)
-		}
-		// From the short-TTL cache: a revoked token stops within 2s.
-		t, err := g.tokens.Token(ctx, tok)
-		if errors.Is(err, store.ErrNotFound) {
-			return api.Errorf(api.CodeUnauthorized, "invalid bearer token")
-		}
-		if err != nil && !errors.Is(err, authcache.ErrExpired) {
+		p, err := g.principalFor(ctx, tok)
+		if err != nil {
 			return err
 		}
-		now := g.now()
-		if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
-			return api.Errorf(api.CodeUnauthorized, "token %s expired at %s", t.Name, t.ExpiresAt.Format(time.RFC3339))
-		}
-		g.touch(ctx, t.ID, now)
-		c.Set(principalKey, principal{Workspace: t.Workspace, Actor: t.Name, TokenID: t.ID, Scopes: t.Scopes})
+		c.Set(principalKey, p)
 		return next(c)
 	}
+}
+
+// principalFor resolves a token secret to the principal it acts as: the
+// system token, compared by hash in constant time; a job token, while its
+// attempt runs; an issued token, looked up by the hash of its secret.
+func (g *Gateway) principalFor(ctx context.Context, tok string) (principal, error) {
+	want := sha256.Sum256([]byte(g.cfg.AdminToken))
+	got := sha256.Sum256([]byte(tok))
+	if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+		return principal{Workspace: DefaultWorkspace, Actor: "system-admin", System: true}, nil
+	}
+	if strings.HasPrefix(tok, store.JobTokenPrefix) {
+		jt, err := g.store.JobTokenBySecret(ctx, tok)
+		if errors.Is(err, store.ErrNotFound) {
+			return principal{}, api.Errorf(api.CodeUnauthorized, "invalid or expired job token (a job token works only while its attempt runs)")
+		}
+		if err != nil {
+			return principal{}, err
+		}
+		// The token is its attempt's: once that attempt is over (its
+		// worker lost, say, and the job requeued), it is dead too.
+		j, err := g.store.GetJobByID(ctx, jt.JobID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return principal{}, err
+		}
+		if err != nil || j.Status != api.StatusRunning || j.Attempt != jt.Attempt {
+			return principal{}, api.Errorf(api.CodeUnauthorized, "job token of an attempt that is no longer running")
+		}
+		return principal{Workspace: jt.Workspace, Actor: "job:" + jt.JobID, JobID: jt.JobID,
+			Scopes: []api.Scope{api.ScopeRead, api.ScopeSubmit}}, nil
+	}
+	// From the short-TTL cache: a revoked token stops within 2s.
+	t, err := g.tokens.Token(ctx, tok)
+	if errors.Is(err, store.ErrNotFound) {
+		return principal{}, api.Errorf(api.CodeUnauthorized, "invalid bearer token")
+	}
+	if err != nil && !errors.Is(err, authcache.ErrExpired) {
+		return principal{}, err
+	}
+	return g.issuedPrincipal(ctx, t)
+}
+
+// issuedPrincipal is the principal of issued token t, unless it expired.
+func (g *Gateway) issuedPrincipal(ctx context.Context, t *api.Token) (principal, error) {
+	now := g.now()
+	if t.ExpiresAt != nil && !now.Before(*t.ExpiresAt) {
+		return principal{}, api.Errorf(api.CodeUnauthorized, "token %s expired at %s", t.Name, t.ExpiresAt.Format(time.RFC3339))
+	}
+	g.touch(ctx, t.ID, now)
+	return principal{Workspace: t.Workspace, Actor: t.Name, TokenID: t.ID, Scopes: t.Scopes}, nil
 }
 
 // touch records a token's last use at most once a minute per gateway, so

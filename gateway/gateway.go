@@ -300,6 +300,9 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/schedules/:name/resume", submit, g.resumeSchedule)
 	g.route(http.MethodPost, "/v1/schedules/:name/run", submit, g.runSchedule)
 	g.route(http.MethodGet, "/v1/schedules/:name/history", read, g.scheduleHistory)
+
+	// -- the web portal (issue 16) --
+	g.portalRoutes()
 }
 
 // limitBody caps every request body; reading past the cap yields a 413.

@@ -174,7 +174,13 @@ func (s *Store) CreateToken(ctx context.Context, t api.Token, secret string) err
 
 // TokenBySecret returns the token whose secret this is, or ErrNotFound.
 func (s *Store) TokenBySecret(ctx context.Context, secret string) (*api.Token, error) {
-	b, err := s.rdb.Get(ctx, tokenKey(HashToken(secret))).Bytes()
+	return s.TokenByHash(ctx, HashToken(secret))
+}
+
+// TokenByHash returns the token whose secret hashes (HashToken) to hash, or
+// ErrNotFound: the web portal's sessions keep only the hash.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (*api.Token, error) {
+	b, err := s.rdb.Get(ctx, tokenKey(hash)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
