@@ -3,11 +3,13 @@
 // counts in memory and writes once a second; Read sums the last minute.
 //
 // Layout: one hash per deployment per second,
-// jobgate:traffic:{<workspace>/<deployment>}:<unix second>, expiring after
+// {jobgate:traffic:<workspace>/<deployment>}:<unix second>, expiring after
 // Retention, with the fields n (requests), e (errors: answers of 500 and
 // up), t:<version> (requests a model version served) and b<i> (requests
 // whose latency fell in latency bucket i, Buckets). The hash tag keeps a
-// deployment's seconds on one Redis Cluster slot.
+// deployment's seconds on one Redis Cluster slot and spreads deployments
+// over the masters; the name is outside jobgate:*, which migrate-keys
+// takes for an old installation's.
 package traffic
 
 import (
@@ -38,7 +40,7 @@ var Buckets = []float64{0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 
 	1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000}
 
 func key(ws, name string, sec int64) string {
-	return "jobgate:traffic:{" + ws + "/" + name + "}:" + strconv.FormatInt(sec, 10)
+	return "{jobgate:traffic:" + ws + "/" + name + "}:" + strconv.FormatInt(sec, 10)
 }
 
 // bucketOf is the index of the bucket of a latency of ms milliseconds.
@@ -100,7 +102,9 @@ func (r *Recorder) Record(dep Deployment, version int, status int, latency time.
 	}
 }
 
-// Flush writes what was recorded since the last Flush in one pipeline.
+// Flush writes what was recorded since the last Flush in one pipeline. A
+// write that fails loses those counts (they are a view, not a record), so
+// memory stays bounded while Redis is away.
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	batch := r.pending
