@@ -39,6 +39,8 @@ type fixture struct {
 	ts    *httptest.Server
 	// clk is the clock of g and its plane: the real one until a test sets it.
 	clk *schedClock
+	// sessions are the portal sessions signed in so far, by token.
+	sessions map[string]portalLoginResult
 }
 
 // newGateway makes a gateway and its control plane as cmd/jobgate does
@@ -270,6 +272,8 @@ func bodyFor(method, path string, o objects) string {
 		return `{"tags":{"t":"1"}}`
 	case path == "/v1/jobs":
 		return jobBody
+	case path == "/ui/login":
+		return `{"token":"` + systemToken + `"}`
 	case path == "/v1/workspaces":
 		return fmt.Sprintf(`{"name":"ws-%d"}`, time.Now().UnixNano())
 	case strings.HasSuffix(path, "/tokens"):
@@ -322,20 +326,35 @@ func TestIsolationMatrix(t *testing.T) {
 		if rule.Public {
 			continue
 		}
+		// Every /v1 route is walked twice: with a bearer token, and through
+		// the portal's /ui/api mirror with a session of the same token, which
+		// must answer the same.
+		vias := []string{"bearer"}
+		if strings.HasPrefix(path, "/v1/") {
+			vias = append(vias, "portal")
+		}
 		for _, p := range principals {
 			tok := f.token("team-a", p.scopes...)
 			allowed := !rule.System && (slices_contains(p.scopes, rule.Scope) || slices_contains(p.scopes, api.ScopeAdmin))
-			for _, target := range []string{"own", "other"} {
-				t.Run(fmt.Sprintf("%s %s/%s/%s", method, path, p.name, target), func(t *testing.T) {
-					o, admin := f.objectsIn("team-a", adminA.Secret), adminA.Secret
+			for _, combo := range crossVias(vias) {
+				via, target := combo[0], combo[1]
+				name := fmt.Sprintf("%s %s/%s/%s", method, path, p.name, target)
+				if via == "portal" {
+					name = fmt.Sprintf("%s /ui/api%s/%s/%s", method, path, p.name, target)
+				}
+				t.Run(name, func(t *testing.T) {
+					// Only the target's objects: each subtest's schedule
+					// goes when it ends, and a workspace holds at most 500.
+					ws, admin := "team-a", adminA.Secret
 					if target == "other" {
-						o, admin = f.objectsIn("team-b", adminB.Secret), adminB.Secret
+						ws, admin = "team-b", adminB.Secret
 					}
+					o := f.objectsIn(ws, admin)
 					// A workspace holds at most 500 schedules: each
 					// subtest's goes when it ends.
 					defer f.call("DELETE", "/v1/schedules/"+o.schedule, admin, "")
 					names := namesObject(method, path)
-					code, body := f.call(method, fill(path, o), tok.Secret, bodyFor(method, path, o))
+					code, body := f.callVia(via, method, fill(path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
 					case !allowed:
 						if code != http.StatusForbidden {
@@ -383,6 +402,78 @@ func TestIsolationMatrix(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// crossVias is every (via, target) pair: each way of calling, on the
+// caller's own workspace and another.
+func crossVias(vias []string) [][2]string {
+	var out [][2]string
+	for _, v := range vias {
+		for _, target := range []string{"own", "other"} {
+			out = append(out, [2]string{v, target})
+		}
+	}
+	return out
+}
+
+// callVia is call with a bearer token ("bearer"), or through the portal's
+// /ui/api mirror with a session signed in with the same token and its CSRF
+// token ("portal").
+func (f *fixture) callVia(via, method, path, token, body string) (int, string) {
+	f.t.Helper()
+	if via == "bearer" {
+		return f.call(method, path, token, body)
+	}
+	cookie, s := f.portalSession(token)
+	code, _, b := f.portalCall(method, "/ui/api"+path, cookie, s.CSRFToken, body)
+	return code, b
+}
+
+// portalSession signs in to the portal with token, once per token.
+func (f *fixture) portalSession(token string) (*http.Cookie, api.PortalSession) {
+	f.t.Helper()
+	if f.sessions == nil {
+		f.sessions = map[string]portalLoginResult{}
+	}
+	if ps, ok := f.sessions[token]; ok {
+		return ps.cookie, ps.session
+	}
+	cookie, s := portalLogin(f.t, http.DefaultClient, f.ts.URL, token)
+	f.sessions[token] = portalLoginResult{cookie, s}
+	return cookie, s
+}
+
+type portalLoginResult struct {
+	cookie  *http.Cookie
+	session api.PortalSession
+}
+
+// TestPortalMirrorNeedsSessionAndCSRFEverywhere: every REST route through
+// /ui/api answers 401 without a session cookie, and every one that is not a
+// GET answers 403 without the session's CSRF token, even for the system
+// admin's session.
+func TestPortalMirrorNeedsSessionAndCSRFEverywhere(t *testing.T) {
+	f := newFixture(t)
+	cookie, _ := f.portalSession(systemToken)
+	for key, rule := range f.g.rules {
+		method, path, _ := strings.Cut(key, " ")
+		if rule.Public || !strings.HasPrefix(path, "/v1/") {
+			continue
+		}
+		p := "/ui/api" + strings.NewReplacer(":ws", "default", ":id", "x", ":name", "x", ":v", "1", ":alias", "a", "*", "x").Replace(path)
+		code, _, body := f.portalCall(method, p, nil, "", bodyFor(method, path, objects{job: "x"}))
+		var e api.ErrorBody
+		if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != api.CodeUnauthorized {
+			t.Errorf("%s %s without a session: %d %s, want 401 unauthorized", method, p, code, body)
+		}
+		if method == http.MethodGet {
+			continue
+		}
+		code, _, body = f.portalCall(method, p, cookie, "", bodyFor(method, path, objects{job: "x"}))
+		if code != http.StatusForbidden || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != api.CodeForbidden || !strings.Contains(body, csrfHeader) {
+			t.Errorf("%s %s without X-CSRF-Token: %d %s, want 403 naming %s", method, p, code, body, csrfHeader)
 		}
 	}
 }

@@ -176,13 +176,14 @@ func (g *Gateway) portalLogin(c echo.Context) error {
 	}
 	r := c.Request()
 	var tok string
-	form := !strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationJSON)
+	ct := r.Header.Get(echo.HeaderContentType)
+	form := strings.HasPrefix(ct, echo.MIMEApplicationForm) || strings.HasPrefix(ct, echo.MIMEMultipartForm)
 	if form {
 		tok = c.FormValue("token")
 	} else {
 		var in api.PortalLogin
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-			return api.Errorf(api.CodeBadRequest, "body must be JSON {\"token\": \"...\"}")
+		if err := decodeBody(c, &in); err != nil {
+			return err
 		}
 		tok = in.Token
 	}

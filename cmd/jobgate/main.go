@@ -448,6 +448,7 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
+			fmt.Fprintf(stdout, "jobgate dev: portal on http://%s/ui/ (sign in with the admin token)\n", gf.addr)
 			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)
 			if err != nil {
 				return err

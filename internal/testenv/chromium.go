@@ -156,7 +156,7 @@ func Screenshot(t testing.TB, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	root := repoRoot(t)
+	root := RepoRoot()
 	dirs := []string{filepath.Join(root, "test-artifacts", "portal")}
 	if os.Getenv("JOBGATE_WRITE_DOCS") == "1" {
 		dirs = append(dirs, filepath.Join(root, "docs"))
@@ -167,22 +167,6 @@ func Screenshot(t testing.TB, ctx context.Context, name string) {
 		}
 		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
-		}
-	}
-}
-
-// repoRoot is the folder of go.mod above the test's working directory.
-func repoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
 		}
 	}
 }

@@ -31,7 +31,7 @@ function renderNav() {
   if (!s) { nav.replaceChildren(h("span", { class: "brand" }, "jobgate")); return; }
   nav.replaceChildren(
     h("a", { class: "brand", href: "#/jobs" }, "jobgate"),
-    NAV.map(([href, label]) => h("a", { href, "data-test": "nav-" + href.slice(2), "data-nav": href.slice(1) }, label)),
+    ...NAV.map(([href, label]) => h("a", { href, "data-test": "nav-" + href.slice(2), "data-nav": href.slice(1) }, label)),
     h("span", { class: "who" },
       h("span", { "data-test": "whoami" }, s.token_name, " · ", s.workspace),
       h("button", { class: "btn btn-small", type: "button", "data-test": "logout", onclick: signOut }, "Sign out")),
