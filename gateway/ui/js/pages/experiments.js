@@ -93,6 +93,7 @@ register("/experiments/:name", async (root, { name }) => {
           "aria-label": "compare " + (r.name || r.id),
           onchange: (ev) => {
             if (ev.target.checked) state.selected.add(r.id); else state.selected.delete(r.id);
+            ev.target.closest("tr").classList.toggle("selected", ev.target.checked);
             drawCurves();
             drawScatter();
           },
