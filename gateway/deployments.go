@@ -18,6 +18,7 @@ import (
 	"github.com/jobgate/jobgate/internal/deploy"
 	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/traffic"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -433,6 +434,12 @@ func (g *Gateway) deploymentView(ctx context.Context, d *store.DeploymentRecord,
 	if err != nil {
 		return v, err
 	}
+	dep := traffic.Deployment{Workspace: d.Workspace, Name: d.Spec.Name}
+	measured, err := traffic.Read(ctx, g.rdb, g.now(), dep)
+	if err != nil {
+		return v, err
+	}
+	v.Traffic = measured[dep]
 	eps, err := g.store.Endpoints(ctx, ids...)
 	if err != nil {
 		return v, err

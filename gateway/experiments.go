@@ -140,8 +140,18 @@ func (g *Gateway) experimentJobs(c echo.Context) error {
 		})
 	}
 	jobs = jobs[:min(limit, len(jobs))]
+	// Params too, so that runs compare side by side (the portal's table).
+	ids := make([]string, len(jobs))
+	for i := range jobs {
+		ids[i] = jobs[i].ID
+	}
+	params, err := g.store.ParamsOf(ctx, ids)
+	if err != nil {
+		return err
+	}
 	for i := range jobs {
 		redactSpec(&jobs[i].Spec)
+		jobs[i].Params = params[jobs[i].ID]
 	}
 	return c.JSON(http.StatusOK, api.ExperimentJobs{Experiment: name, Jobs: jobs})
 }

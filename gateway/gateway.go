@@ -72,6 +72,10 @@ type Config struct {
 	// Around, when set, wraps the handler Run serves: `jobgate dev` serves
 	// the scoring router's /v2 on the API's address with it.
 	Around func(http.Handler) http.Handler
+	// Scoring, when set, serves POST /v1/deployments/:name/infer in
+	// process (`jobgate dev` gives its scoring router); nil: that route
+	// answers 503.
+	Scoring Inferer
 	// TracerProvider, when set, gives every request but the health and
 	// readiness probes a server span named by route (telemetry.Provider()
 	// in cmd/jobgate). Nil: no tracing at all, at no cost.
@@ -236,6 +240,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/jobs/:id/params", jobSubmit, g.postParams)
 	g.route(http.MethodPost, "/v1/jobs/:id/tags", jobSubmit, g.postTags)
 	g.route(http.MethodGet, "/v1/workers", read, g.listWorkers)
+	g.route(http.MethodGet, "/v1/queue", read, g.getQueue)
 	g.route(http.MethodGet, "/v1/jobs/:id/children", jobRead, g.jobChildren)
 	g.mlflowRoutes(jobRead, jobSubmit)
 	g.route(http.MethodGet, "/v1/experiments", read, g.listExperiments)
@@ -257,6 +262,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/deployments/:name", read, g.getDeployment)
 	g.route(http.MethodPatch, "/v1/deployments/:name", submit, g.patchDeployment)
 	g.route(http.MethodDelete, "/v1/deployments/:name", submit, g.deleteDeployment)
+	g.route(http.MethodPost, "/v1/deployments/:name/infer", submit, g.inferDeployment)
 
 	// -- batches (issue 13) --
 	g.route(http.MethodPost, "/v1/deployments/:name/batch", access{Scope: api.ScopeSubmit, Stream: true}, g.submitBatch)

@@ -375,6 +375,12 @@ func TestIsolationMatrix(t *testing.T) {
 						if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no model version") {
 							t.Fatalf("got %d %s, want 422 (no such model version in this workspace)", code, body)
 						}
+					case strings.HasSuffix(path, "/infer"):
+						// The fixture has no scoring router: past access
+						// and isolation, "try it" can only say so.
+						if code != http.StatusServiceUnavailable || !strings.Contains(body, "no scoring router configured") {
+							t.Fatalf("got %d %s, want 503 (no scoring router)", code, body)
+						}
 					case strings.HasSuffix(path, "/exec"):
 						// The fixture's jobs never run: past access and
 						// isolation, exec can only say so.

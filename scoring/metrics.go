@@ -9,6 +9,7 @@ import (
 	"github.com/felixge/httpsnoop"
 
 	"github.com/jobgate/jobgate/internal/metrics"
+	"github.com/jobgate/jobgate/internal/traffic"
 )
 
 // serveMetrics serves GET /metrics (Config.MetricsGatherer) to the system
@@ -33,7 +34,8 @@ func (r *Router) serveMetrics(w http.ResponseWriter, req *http.Request) {
 	metrics.Handler(r.cfg.MetricsGatherer).ServeHTTP(w, req)
 }
 
-// serveMeasured serves an inference request and observes it: its status
+// serveMeasured serves an inference request and observes it (Prometheus
+// metrics, and the traffic the gateway shows): its status
 // code and latency, by the deployment it found (a name no deployment has is
 // not a label: anyone can make one up) and the version that served it.
 func (r *Router) serveMeasured(w http.ResponseWriter, req *http.Request, rc *reqCtx) {
@@ -45,5 +47,10 @@ func (r *Router) serveMeasured(w http.ResponseWriter, req *http.Request, rc *req
 	if rc.rep != nil {
 		version = rc.rep.version
 	}
-	r.cfg.Metrics.Request(rc.dep.key.ws, rc.dep.key.name, version, m.Code, m.Duration)
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Request(rc.dep.key.ws, rc.dep.key.name, version, m.Code, m.Duration)
+	}
+	if r.traffic != nil {
+		r.traffic.Record(traffic.Deployment{Workspace: rc.dep.key.ws, Name: rc.dep.key.name}, version, m.Code, m.Duration)
+	}
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/jobgate/jobgate/internal/authcache"
 	"github.com/jobgate/jobgate/internal/metrics"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/traffic"
 	"github.com/jobgate/jobgate/queue"
 )
 
@@ -169,6 +170,9 @@ type Router struct {
 	retried atomic.Int64
 	// buffered is the memory the request bodies held now take.
 	buffered atomic.Int64
+	// traffic counts each deployment's inference requests for the
+	// gateway's deployment view; nil without Redis (benchmarks).
+	traffic *traffic.Recorder
 	// reportNow asks the reporter for a report at once (a request found no
 	// ready replica).
 	reportNow chan struct{}
@@ -219,6 +223,9 @@ func newRouter(cfg Config, rdb redis.UniversalClient, st routeStore, tokens toke
 	r := &Router{cfg: cfg, rdb: rdb, store: st, tokens: tokens, logger: logger,
 		tracer:    cfg.TracerProvider.Tracer("github.com/jobgate/jobgate/scoring"),
 		reportNow: make(chan struct{}, 1), stats: map[depKey]*depStats{}, replicas: map[string]*replica{}}
+	if rdb != nil {
+		r.traffic = traffic.NewRecorder(rdb, logger)
+	}
 	if cfg.AdminToken != "" {
 		r.adminHash = sha256.Sum256([]byte(cfg.AdminToken))
 	}
@@ -295,6 +302,9 @@ func (r *Router) Run(ctx context.Context) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { r.loadLoop(ctx, waker); return nil })
 	eg.Go(func() error { r.reportLoop(ctx); return nil })
+	if r.traffic != nil {
+		eg.Go(func() error { r.traffic.Run(ctx, time.Second); return nil })
+	}
 	return eg.Wait()
 }
 
@@ -347,12 +357,27 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", req.Method, req.URL.Path, rt.allow)
 		return
 	}
-	rc := &reqCtx{route: rt.pattern, rt: rt}
-	if r.cfg.Metrics != nil && rt.kind == routeInfer {
+	r.serveRoute(w, req, &reqCtx{route: rt.pattern, rt: rt})
+}
+
+func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request, rc *reqCtx) {
+	if (r.cfg.Metrics != nil || r.traffic != nil) && rc.rt.kind == routeInfer {
 		r.serveMeasured(w, req.WithContext(withReqCtx(req.Context(), rc)), rc)
 		return
 	}
 	r.served.ServeHTTP(w, req.WithContext(withReqCtx(req.Context(), rc)))
+}
+
+// ServeInfer serves req, a POST /v2/models/{name}[/versions/{v}]/infer, for
+// a caller the gateway has already authenticated in workspace ws (its
+// "try it" route): no bearer token is read. Any other path is a 404.
+func (r *Router) ServeInfer(w http.ResponseWriter, req *http.Request, ws string) {
+	rt, ok := parseRoute(req.Method, req.URL.Path)
+	if !ok || rt.kind != routeInfer {
+		writeError(w, http.StatusNotFound, "no such inference endpoint: %s %s", req.Method, req.URL.Path)
+		return
+	}
+	r.serveRoute(w, req, &reqCtx{route: rt.pattern, rt: rt, trusted: &principal{workspace: ws}})
 }
 
 // principal is who a request acts as.

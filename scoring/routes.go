@@ -87,7 +87,9 @@ func parseRoute(method, path string) (route, bool) {
 type reqCtx struct {
 	route string
 	rt    route
-	dep   *deployment
+	// trusted is the caller when the gateway authenticated it (ServeInfer).
+	trusted *principal
+	dep     *deployment
 	// rep is the replica the request is sent to; tried are those it was.
 	rep   *replica
 	tried int

@@ -425,6 +425,12 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			reg := metrics.NewRegistry()
 			ccfg.Metrics = metrics.NewControl(reg, st)
 			gcfg.Metrics, gcfg.MetricsGatherer, wcfg.Metrics = ccfg.Metrics, reg, metrics.NewWorker(reg)
+			if router, err = scoring.New(scoring.Config{AdminToken: token, Metrics: metrics.NewScoring(reg)}, rdb, st, nil, logger); err != nil {
+				return err
+			}
+			defer router.Close()
+			// The API's "try it" (POST /v1/deployments/:name/infer) goes through it too.
+			gcfg.Scoring = router
 			plane, err := control.New(ccfg, rdb, st, box, logger)
 			if err != nil {
 				return err
@@ -442,10 +448,6 @@ processes. The admin token is $JOBGATE_TOKEN, else the one saved in
 			}
 			wcfg.TracerProvider = telemetry.Provider()
 			wk := worker.New(wcfg, rdb, st, arts, executors, box, logger)
-			if router, err = scoring.New(scoring.Config{AdminToken: token, Metrics: metrics.NewScoring(reg)}, rdb, st, nil, logger); err != nil {
-				return err
-			}
-			defer router.Close()
 			fmt.Fprintf(stdout, "jobgate dev: API on http://%s, scoring on http://%s/v2 (data in %s)\n", gf.addr, gf.addr, dataDir)
 			fmt.Fprintf(stdout, "jobgate dev: portal on http://%s/ui/ (sign in with the admin token)\n", gf.addr)
 			serveMetrics, err := metricsServer(gf.metricsAddr, reg, logger)

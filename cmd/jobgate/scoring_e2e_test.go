@@ -16,6 +16,7 @@ import (
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
+	"github.com/jobgate/jobgate/internal/traffic"
 )
 
 // syncBuffer is a strings.Builder safe for a writer and a reader.
@@ -107,6 +108,13 @@ func TestScoringCommandAndScore(t *testing.T) {
 			t.Fatalf("jobgate %v: %v\nstdout %s\nstderr %s", args, r.err, r.stdout, r.stderr)
 		}
 	}
+	// The router records each deployment's traffic in Redis, once a
+	// second, for the gateway to show.
+	iris := traffic.Deployment{Workspace: "default", Name: "iris"}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		got, err := traffic.Read(ctx, rdb, time.Now(), iris)
+		return err == nil && got[iris] != nil && got[iris].Requests == 3 && got[iris].ByTarget["1"] == 3
+	}, "jobgate scoring never recorded the 3 requests to iris")
 	// --max-body-mb 1: a 2 MiB body is refused, with V2's error shape.
 	big, err := http.NewRequest("POST", "http://"+addr+"/v2/models/iris/infer", strings.NewReader(`{"inputs":"`+strings.Repeat("x", 2<<20)+`"}`))
 	if err != nil {

@@ -161,6 +161,30 @@ func (s *Store) ParamsAndTags(ctx context.Context, id string) (params, tags map[
 	return pc.Val(), tc.Val(), nil
 }
 
+// ParamsOf returns the params of each of ids, read in one pipeline (a job
+// without params has none in the map).
+func (s *Store) ParamsOf(ctx context.Context, ids []string) (map[string]map[string]string, error) {
+	cmds := make(map[string]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			if validID(id) {
+				cmds[id] = p.HGetAll(ctx, paramsKey(id))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]string, len(cmds))
+	for id, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			out[id] = m
+		}
+	}
+	return out, nil
+}
+
 func keys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
