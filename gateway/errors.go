@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -126,4 +127,11 @@ func (g *Gateway) renderErrors(r errorRenderer) echo.MiddlewareFunc {
 // errorHandler is echo's HTTPErrorHandler: what no route group answered
 // (the router's 404 and 405 outside every group, a panic past them) gets the
 // REST API's shape.
-func (g *Gateway) errorHandler(err error, c echo.Context) { g.writeError(c, err, restErrors{}) }
+func (g *Gateway) errorHandler(err error, c echo.Context) {
+	// The router's 404s and 405s under /ui come here, not through a /ui
+	// route's uiHeaders: they get the portal's headers all the same.
+	if p := c.Request().URL.Path; p == "/ui" || strings.HasPrefix(p, "/ui/") {
+		setUIHeaders(c.Response().Header())
+	}
+	g.writeError(c, err, restErrors{})
+}

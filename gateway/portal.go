@@ -131,13 +131,16 @@ func (g *Gateway) portalRoutes() {
 // uiHeaders sets the portal's security headers on every answer of h.
 func uiHeaders(h echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		hd := c.Response().Header()
-		hd.Set("Content-Security-Policy", portalCSP)
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("X-Frame-Options", "DENY")
+		setUIHeaders(c.Response().Header())
 		return h(c)
 	}
+}
+
+func setUIHeaders(hd http.Header) {
+	hd.Set("Content-Security-Policy", portalCSP)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("X-Frame-Options", "DENY")
 }
 
 // serveUIAsset answers an embedded file with its ETag. no-cache: a browser

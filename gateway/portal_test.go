@@ -105,6 +105,17 @@ func TestPortalServesPagesWithHeaders(t *testing.T) {
 	if h.Get("Content-Security-Policy") != portalCSP {
 		t.Errorf("a 404 of /ui has no CSP: %v", h)
 	}
+	// The router's own answers (a method no /ui route has) carry them too.
+	for _, m := range []string{"PUT", "DELETE", "TRACE"} {
+		code, h, _ := f.portalCall(m, "/ui/", nil, "", "")
+		if code != http.StatusMethodNotAllowed || h.Get("Content-Security-Policy") != portalCSP || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s /ui/: %d, headers %v; want 405 with the portal's headers", m, code, h)
+		}
+	}
+	code, h, _ = f.portalCall("TRACE", "/ui/api/v1/jobs", nil, "", "")
+	if code != http.StatusMethodNotAllowed || h.Get("Content-Security-Policy") != portalCSP {
+		t.Errorf("TRACE /ui/api/v1/jobs: %d, headers %v; want 405 with the portal's headers", code, h)
+	}
 	// The page itself: no inline script or style for the CSP to refuse.
 	_, _, index := f.portalCall("GET", "/ui/", nil, "", "")
 	if strings.Contains(index, "<script>") || strings.Contains(index, "style=") || strings.Contains(index, "<style") {
