@@ -39,6 +39,8 @@ var entityAliases = map[string]searchEntity{
 type searchKey struct {
 	Entity searchEntity
 	Name   string
+	// Numeric: a metric, or an attribute that is a time.
+	Numeric bool
 }
 
 func (k searchKey) String() string { return string(k.Entity) + "s." + k.Name }
@@ -132,7 +134,7 @@ func tokenizeSearch(s string) ([]searchToken, error) {
 			}
 			word := s[i:j]
 			if j >= len(s) || s[j] != '.' {
-				out = append(out, searchToken{kind: 'w', text: strings.ToUpper(word)})
+				out = append(out, searchToken{kind: 'w', text: strings.ToUpper(word), key: searchKey{Entity: entityAttribute, Name: word}})
 				i = j
 				continue
 			}
@@ -170,14 +172,46 @@ func tokenizeSearch(s string) ([]searchToken, error) {
 	return out, nil
 }
 
-// The attributes a run filter and order_by know, by kind.
+// searchKeywords are the words of the grammar, which name no attribute.
+var searchKeywords = map[string]bool{"AND": true, "OR": true, "NOT": true, "IN": true, "LIKE": true, "ILIKE": true}
+
+// searchDialect is what one search's keys may name: its attributes (true
+// for a number, a time) and whether metrics and params are keys.
+type searchDialect struct {
+	attributes    map[string]bool
+	metricsParams bool
+}
+
+// The dialects of runs/search and experiments/search.
 var (
-	stringAttributes  = map[string]bool{"status": true, "run_name": true, "run_id": true, "user_id": true, "lifecycle_stage": true, "artifact_uri": true, "experiment_id": true}
-	numericAttributes = map[string]bool{"start_time": true, "end_time": true, "created": true}
+	runSearch = searchDialect{metricsParams: true, attributes: map[string]bool{"status": false, "run_name": false, "run_id": false,
+		"user_id": false, "lifecycle_stage": false, "artifact_uri": false, "experiment_id": false, "start_time": true, "end_time": true}}
+	experimentSearch = searchDialect{attributes: map[string]bool{"name": false, "experiment_id": false, "lifecycle_stage": false,
+		"creation_time": true, "last_update_time": true}}
 )
 
-// parseSearchFilter reads a runs/search filter_string ("" is no filter).
-func parseSearchFilter(s string) ([]searchCond, error) {
+// resolve checks key k against the dialect and marks whether it is numeric.
+func (d searchDialect) resolve(k *searchKey) error {
+	switch k.Entity {
+	case entityAttribute:
+		numeric, ok := d.attributes[k.Name]
+		if !ok {
+			return searchErrorf("invalid attribute key '%s'", k.Name)
+		}
+		k.Numeric = numeric
+	case entityMetric:
+		k.Numeric = true
+		fallthrough
+	case entityParam:
+		if !d.metricsParams {
+			return searchErrorf("'%s': this search knows attributes and tags only", k)
+		}
+	}
+	return nil
+}
+
+// parseSearchFilter reads a filter ("" is no filter).
+func (d searchDialect) parseFilter(s string) ([]searchCond, error) {
 	toks, err := tokenizeSearch(s)
 	if err != nil {
 		return nil, err
@@ -192,6 +226,10 @@ func parseSearchFilter(s string) ([]searchCond, error) {
 				return nil, searchErrorf("expected AND, got '%s'", toks[i].text)
 			}
 			i++
+		}
+		// A bare name is an attribute (name = 'x'), as in MLflow.
+		if i < len(toks) && toks[i].kind == 'w' && !searchKeywords[toks[i].text] {
+			toks[i].kind = 'k'
 		}
 		if i >= len(toks) || toks[i].kind != 'k' {
 			got := "the end of the filter"
@@ -245,6 +283,9 @@ func parseSearchFilter(s string) ([]searchCond, error) {
 			c.Str, c.Num, c.IsNum = toks[i].text, toks[i].num, toks[i].kind == 'n'
 			i++
 		}
+		if err := d.resolve(&c.Key); err != nil {
+			return nil, err
+		}
 		if err := checkCond(&c); err != nil {
 			return nil, err
 		}
@@ -256,11 +297,7 @@ func parseSearchFilter(s string) ([]searchCond, error) {
 // checkCond checks that a condition's comparator and value fit its key,
 // as MLflow's SearchUtils does.
 func checkCond(c *searchCond) error {
-	numeric := c.Key.Entity == entityMetric || (c.Key.Entity == entityAttribute && numericAttributes[c.Key.Name])
-	if c.Key.Entity == entityAttribute && !numeric && !stringAttributes[c.Key.Name] {
-		return searchErrorf("invalid attribute key '%s'", c.Key.Name)
-	}
-	if numeric {
+	if c.Key.Numeric {
 		if !c.IsNum || c.List != nil || c.Op == "LIKE" || c.Op == "ILIKE" {
 			return searchErrorf("'%s' compares with = != > >= < <= and a number, not %s %s", c.Key, c.Op, quoteValue(c))
 		}
@@ -311,7 +348,7 @@ func likeRegexp(p string, fold bool) *regexp.Regexp {
 
 // parseOrderBy reads order_by clauses: "metrics.acc DESC", "start_time".
 // A bare name is an attribute, as in MLflow.
-func parseOrderBy(clauses []string) ([]searchOrder, error) {
+func (d searchDialect) parseOrderBy(clauses []string) ([]searchOrder, error) {
 	var out []searchOrder
 	for _, cl := range clauses {
 		toks, err := tokenizeSearch(cl)
@@ -326,12 +363,12 @@ func parseOrderBy(clauses []string) ([]searchOrder, error) {
 		case 'k':
 			o.Key = t.key
 		case 'w':
-			o.Key = searchKey{Entity: entityAttribute, Name: strings.ToLower(t.text)}
+			o.Key = t.key
 		default:
 			return nil, searchErrorf("order_by %q: want a key, then ASC or DESC", cl)
 		}
-		if o.Key.Entity == entityAttribute && !stringAttributes[o.Key.Name] && !numericAttributes[o.Key.Name] {
-			return nil, searchErrorf("order_by %q: invalid attribute key '%s'", cl, o.Key.Name)
+		if err := d.resolve(&o.Key); err != nil {
+			return nil, searchErrorf("order_by %q: %s", cl, strings.TrimPrefix(err.Error(), "Invalid search expression: "))
 		}
 		if len(toks) == 2 {
 			switch {
@@ -347,7 +384,7 @@ func parseOrderBy(clauses []string) ([]searchOrder, error) {
 	return out, nil
 }
 
-// searchRun is what a filter and order_by see of a run.
+// searchRun is what a filter and order_by see of a run (or experiment).
 type searchRun struct {
 	Params, Tags map[string]string
 	MetricValues map[string]float64
@@ -365,8 +402,8 @@ func (r *searchRun) value(k searchKey) (s string, n float64, ok bool) {
 	case entityTag:
 		s, ok = r.Tags[k.Name]
 	default:
-		if numericAttributes[k.Name] {
-			n, ok = r.Times[cmp.Or(map[string]string{"created": "start_time"}[k.Name], k.Name)]
+		if k.Numeric {
+			n, ok = r.Times[k.Name]
 		} else {
 			s, ok = r.Attrs[k.Name]
 		}
@@ -441,7 +478,7 @@ func compareRuns(a, b *searchRun, orders []searchOrder) int {
 			return 1
 		case !bok:
 			return -1
-		case o.Key.Entity == entityMetric || numericAttributes[o.Key.Name]:
+		case o.Key.Numeric:
 			c = cmp.Compare(an, bn)
 		default:
 			c = strings.Compare(as, bs)

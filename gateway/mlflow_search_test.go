@@ -37,9 +37,10 @@ func TestMLflowSearchFilterParser(t *testing.T) {
 		{"attr.run_name <> 'other'", true},
 		{"params.lr == '0.01'", true},
 		{"metrics.acc > 9e-1", true},
+		{"status = 'FINISHED' and run_name LIKE 'base%'", true},
 	}
 	for _, tc := range valid {
-		conds, err := parseSearchFilter(tc.filter)
+		conds, err := runSearch.parseFilter(tc.filter)
 		if err != nil {
 			t.Errorf("%q: %v", tc.filter, err)
 			continue
@@ -54,7 +55,8 @@ func TestMLflowSearchFilterParser(t *testing.T) {
 		{"params.lr > '0.1'", "params.lr"},
 		{"params.lr = 0.01", "must be quoted"},
 		{"foo.bar = 'x'", "invalid entity type 'foo'"},
-		{"acc > 1", "expected a key"},
+		{"acc > 1", "invalid attribute key 'acc'"},
+		{"AND acc > 1", "expected a key"},
 		{"attributes.colour = 'red'", "invalid attribute key 'colour'"},
 		{"params.lr = '0.01", "unterminated string"},
 		{"metrics.acc >", "needs a string or number"},
@@ -68,9 +70,10 @@ func TestMLflowSearchFilterParser(t *testing.T) {
 		{"params.lr ! '1'", "use !="},
 		{"params.lr = '1' ; drop", "unexpected character"},
 		{"metrics. > 1", "names no key"},
+		{"attributes.start_time > '1'", "attributes.start_time"},
 	}
 	for _, tc := range invalid {
-		_, err := parseSearchFilter(tc.filter)
+		_, err := runSearch.parseFilter(tc.filter)
 		if err == nil || !strings.Contains(err.Error(), tc.names) {
 			t.Errorf("%q: error %v, want one naming %q", tc.filter, err, tc.names)
 		}
@@ -91,7 +94,7 @@ func TestMLflowSearchOrderBy(t *testing.T) {
 		{"attributes.run_name", 1},
 		{"start_time DESC", -1},
 	} {
-		o, err := parseOrderBy([]string{tc.clause})
+		o, err := runSearch.parseOrderBy([]string{tc.clause})
 		if err != nil {
 			t.Fatalf("%q: %v", tc.clause, err)
 		}
@@ -103,7 +106,7 @@ func TestMLflowSearchOrderBy(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"metrics.acc UP", "attributes.colour", "metrics.acc DESC x", ""} {
-		if _, err := parseOrderBy([]string{bad}); err == nil {
+		if _, err := runSearch.parseOrderBy([]string{bad}); err == nil {
 			t.Errorf("order_by %q was accepted", bad)
 		}
 	}
