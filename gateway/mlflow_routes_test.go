@@ -327,3 +327,22 @@ func TestMLflowUnknownEndpoints(t *testing.T) {
 		t.Errorf("GET runs/delete: %d", code)
 	}
 }
+
+// TestMLflowSearchWithAJobToken: a job's own token finds the runs of its
+// job tree only.
+func TestMLflowSearchWithAJobToken(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(DefaultWorkspace, api.ScopeRead, api.ScopeSubmit).Secret
+	var j api.Job
+	f.mustCall("POST", "/v1/jobs", tok, jobBody, &j)
+	jobTok := f.jobToken(DefaultWorkspace, j.ID)
+	mine := f.mlflowRunIn(jobTok, "0", "nested", 1764200000000)
+	other := f.mlflowRunIn(tok, "0", "notebook", 1764200001000)
+	// Newest first: the job (created now), then the runs by start_time.
+	if got := runIDs(f.mlflowOK("POST", "runs/search", jobTok, `{"experiment_ids":["0"]}`)); strings.Join(got, ",") != j.ID+","+mine {
+		t.Fatalf("the job token's search = %v, want its job and %s", got, mine)
+	}
+	if got := runIDs(f.mlflowOK("POST", "runs/search", tok, `{"experiment_ids":["0"]}`)); strings.Join(got, ",") != j.ID+","+other+","+mine {
+		t.Fatalf("the workspace token's search = %v", got)
+	}
+}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"cmp"
-	"context"
 	"net/http"
 	"path"
 	"slices"
@@ -16,10 +15,12 @@ import (
 // MLflow's run searches and lifecycle, metric histories and artifact
 // listings, over jobgate's jobs.
 
-// Bounds of runs/search: how many experiments one search names and how many
-// of their runs it reads (as the experiment view does, experimentsScanCap).
+// Bounds of runs/search: how many experiments one search names, how many
+// of their runs it reads (the newest, as the experiment view does) and
+// MLflow's bounds on max_results.
 const (
 	mlflowMaxSearchExperiments = 100
+	mlflowSearchScanCap        = experimentsScanCap
 	mlflowMaxSearchRuns        = 50_000
 	mlflowDefaultSearchRuns    = 1000
 )
@@ -79,7 +80,7 @@ func (g *Gateway) mlflowSearchRuns(c echo.Context) error {
 			return err
 		}
 		var err error
-		if jobs, err = g.experimentJobsUpTo(ctx, p.Workspace, name, jobs, mlflowMaxSearchRuns); err != nil {
+		if jobs, err = g.experimentJobsUpTo(ctx, p.Workspace, name, jobs, mlflowSearchScanCap); err != nil {
 			return err
 		}
 	}
@@ -109,7 +110,7 @@ func (g *Gateway) mlflowSearchRuns(c echo.Context) error {
 		if !view.shows(deleted[j.ID]) {
 			continue
 		}
-		if v := g.runSearchView(ctx, j, params[j.ID], tags[j.ID], deleted[j.ID]); v.matches(conds) {
+		if v := runSearchView(j, params[j.ID], tags[j.ID], deleted[j.ID]); v.matches(conds) {
 			rows = append(rows, row{j, v})
 		}
 	}
@@ -131,9 +132,14 @@ func (g *Gateway) mlflowSearchRuns(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// runSearchView is job j as runs/search's filter and order_by see it.
-func (g *Gateway) runSearchView(ctx context.Context, j *api.Job, params, tags map[string]string, deleted bool) *searchRun {
-	info := g.runInfo(ctx, j)
+// runSearchView is job j as runs/search's filter and order_by see it:
+// what its record and the reads of the whole search hold (no read of its
+// own, so a search reads a bounded number of keys a run).
+func runSearchView(j *api.Job, params, tags map[string]string, deleted bool) *searchRun {
+	start := j.CreatedAt
+	if j.StartedAt != nil {
+		start = *j.StartedAt
+	}
 	if tags == nil {
 		tags = map[string]string{}
 	}
@@ -141,11 +147,11 @@ func (g *Gateway) runSearchView(ctx context.Context, j *api.Job, params, tags ma
 		tags["mlflow.runName"] = j.Name
 	}
 	v := &searchRun{MetricValues: j.Metrics, Params: params, Tags: tags,
-		Attrs: map[string]string{"status": info.Status, "run_name": info.RunName, "run_id": info.RunID, "user_id": info.UserID,
-			"lifecycle_stage": lifecycle(deleted), "artifact_uri": info.ArtifactURI, "experiment_id": info.ExperimentID},
-		Times: map[string]float64{"start_time": float64(info.StartTime)}}
-	if info.EndTime != 0 {
-		v.Times["end_time"] = float64(info.EndTime)
+		Attrs: map[string]string{"status": mlflowStatus(j.Status), "run_name": j.Name, "run_id": j.ID, "user_id": j.Workspace,
+			"lifecycle_stage": lifecycle(deleted), "experiment_id": experimentID(j.Experiment)},
+		Times: map[string]float64{"start_time": float64(start.UnixMilli())}}
+	if j.FinishedAt != nil {
+		v.Times["end_time"] = float64(j.FinishedAt.UnixMilli())
 	}
 	return v
 }

@@ -185,7 +185,7 @@ type searchDialect struct {
 // The dialects of runs/search and experiments/search.
 var (
 	runSearch = searchDialect{metricsParams: true, attributes: map[string]bool{"status": false, "run_name": false, "run_id": false,
-		"user_id": false, "lifecycle_stage": false, "artifact_uri": false, "experiment_id": false, "start_time": true, "end_time": true}}
+		"user_id": false, "lifecycle_stage": false, "experiment_id": false, "start_time": true, "end_time": true}}
 	experimentSearch = searchDialect{attributes: map[string]bool{"name": false, "experiment_id": false, "lifecycle_stage": false,
 		"creation_time": true, "last_update_time": true}}
 )
