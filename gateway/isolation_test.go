@@ -158,6 +158,8 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.t.Helper()
 	var j api.Job
 	f.mustCall("POST", "/v1/jobs", admin, jobBody, &j)
+	// A tag for MLflow's runs/delete-tag to delete.
+	f.mustCall("POST", "/v1/jobs/"+j.ID+"/tags", admin, `{"tags":{"t":"1"}}`, nil)
 	name := fmt.Sprintf("s%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/secrets", admin, `{"name":"`+name+`","value":"v-`+ws+`"}`, nil)
 	tok := f.token(ws, api.ScopeRead)
@@ -221,6 +223,10 @@ func fill(path string, o objects) string {
 		return path + "?experiment_name=" + o.experiment
 	case mlflowPrefix + "experiments/get":
 		return path + "?experiment_id=" + o.experiment
+	case mlflowPrefix + "metrics/get-history":
+		return path + "?metric_key=m&run_id=" + o.job
+	case mlflowPrefix + "artifacts/list":
+		return path + "?run_id=" + o.job
 	}
 	return r.Replace(path)
 }
@@ -233,7 +239,13 @@ func namesObject(method, path string) bool {
 		return true
 	}
 	if strings.HasPrefix(path, mlflowPrefix) {
-		return path != mlflowPrefix+"runs/create" && path != mlflowPrefix+"experiments/create"
+		// Searches and lists name no one object: another workspace's
+		// experiment is none of the caller's, and finds no runs.
+		switch strings.TrimPrefix(path, mlflowPrefix) {
+		case "runs/create", "experiments/create", "experiments/search", "experiments/list", "runs/search":
+			return false
+		}
+		return true
 	}
 	return strings.Contains(path, ":")
 }
@@ -255,6 +267,20 @@ func bodyFor(method, path string, o objects) string {
 			return `{"run_id":"` + o.job + `","key":"p","value":"1"}`
 		case "runs/set-tag":
 			return `{"run_id":"` + o.job + `","key":"t","value":"1"}`
+		case "runs/delete", "runs/restore":
+			return `{"run_id":"` + o.job + `"}`
+		case "runs/delete-tag":
+			return `{"run_id":"` + o.job + `","key":"t"}`
+		case "runs/search":
+			return `{"experiment_ids":["` + o.experiment + `"]}`
+		case "experiments/search":
+			return `{}`
+		case "experiments/delete", "experiments/restore":
+			return `{"experiment_id":"` + o.experiment + `"}`
+		case "experiments/update":
+			return `{"experiment_id":"` + o.experiment + `","new_name":"` + o.experiment + `"}`
+		case "experiments/set-experiment-tag":
+			return `{"experiment_id":"` + o.experiment + `","key":"k","value":"v"}`
 		}
 	}
 	switch {

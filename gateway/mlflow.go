@@ -43,6 +43,7 @@ const (
 	mlflowLimitExceeded    mlflowCode = "REQUEST_LIMIT_EXCEEDED"
 	mlflowUnavailable      mlflowCode = "TEMPORARILY_UNAVAILABLE"
 	mlflowInternal         mlflowCode = "INTERNAL_ERROR"
+	mlflowNoEndpoint       mlflowCode = "ENDPOINT_NOT_FOUND"
 )
 
 // mlflowCodes is the MLflow code of each api.Code: how the errors of the
@@ -89,7 +90,7 @@ func (e *mlflowErr) Error() string { return string(e.Code) + ": " + e.Message }
 
 // status is what MLflow's server answers with the code.
 func (e *mlflowErr) status() int {
-	if e.Code == mlflowNotFound {
+	if e.Code == mlflowNotFound || e.Code == mlflowNoEndpoint {
 		return http.StatusNotFound
 	}
 	return http.StatusBadRequest
@@ -119,6 +120,10 @@ func (mlflowErrors) render(err error, e *api.Error) (int, any) {
 	if me := (*mlflowErr)(nil); errors.As(err, &me) {
 		return me.status(), mlflowError{ErrorCode: string(me.Code), Message: me.Message}
 	}
+	// The group's own 404 (notFound): a route jobgate does not serve.
+	if he := (*echo.HTTPError)(nil); errors.As(err, &he) && he.Code == http.StatusNotFound {
+		return http.StatusNotFound, mlflowError{ErrorCode: string(mlflowNoEndpoint), Message: "jobgate does not serve this MLflow endpoint; README.md lists those it serves"}
+	}
 	return e.Code.Status(), mlflowError{ErrorCode: string(cmp.Or(mlflowCodes[e.Code], mlflowInternal)), Message: e.Message}
 }
 
@@ -137,17 +142,36 @@ func (g *Gateway) mlflowRoutes(read, submit access) {
 	p := mlflowPrefix
 	mg := g.newGroup(mlflowErrors{})
 	mg.notFound(p)
+	// MLflow's server serves its preview paths too; jobgate serves none of
+	// them, and answers them in MLflow's words.
+	mg.notFound(mlflowPreviewPrefix)
 	mg.route(http.MethodPost, p+"experiments/create", submit, g.mlflowCreateExperiment)
 	mg.route(http.MethodGet, p+"experiments/get-by-name", read, g.mlflowExperimentByName)
 	mg.route(http.MethodGet, p+"experiments/get", read, g.mlflowGetExperiment)
+	mg.route(http.MethodGet, p+"experiments/list", read, g.mlflowListExperiments)
+	mg.route(http.MethodGet, p+"experiments/search", read, g.mlflowSearchExperiments)
+	mg.route(http.MethodPost, p+"experiments/search", read, g.mlflowSearchExperiments)
+	mg.route(http.MethodPost, p+"experiments/update", submit, g.mlflowUpdateExperiment)
+	mg.route(http.MethodPost, p+"experiments/delete", submit, g.mlflowDeleteExperiment)
+	mg.route(http.MethodPost, p+"experiments/restore", submit, g.mlflowRestoreExperiment)
+	mg.route(http.MethodPost, p+"experiments/set-experiment-tag", submit, g.mlflowSetExperimentTag)
 	mg.route(http.MethodPost, p+"runs/create", submit, g.mlflowCreateRun)
 	mg.route(http.MethodGet, p+"runs/get", read, g.mlflowGetRun)
+	mg.route(http.MethodPost, p+"runs/search", read, g.mlflowSearchRuns)
 	mg.route(http.MethodPost, p+"runs/update", submit, g.mlflowUpdateRun)
+	mg.route(http.MethodPost, p+"runs/delete", submit, g.mlflowDeleteRun)
+	mg.route(http.MethodPost, p+"runs/restore", submit, g.mlflowRestoreRun)
 	mg.route(http.MethodPost, p+"runs/log-metric", submit, g.mlflowLogMetric)
 	mg.route(http.MethodPost, p+"runs/log-batch", submit, g.mlflowLogBatch)
 	mg.route(http.MethodPost, p+"runs/log-parameter", submit, g.mlflowLogParam)
 	mg.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
+	mg.route(http.MethodPost, p+"runs/delete-tag", submit, g.mlflowDeleteTag)
+	mg.route(http.MethodGet, p+"metrics/get-history", read, g.mlflowMetricHistory)
+	mg.route(http.MethodGet, p+"artifacts/list", read, g.mlflowListArtifacts)
 }
+
+// mlflowPreviewPrefix is where MLflow's server serves its preview routes.
+const mlflowPreviewPrefix = "/api/2.0/preview/mlflow/"
 
 // mlflowError is MLflow's error body.
 type mlflowError struct {
@@ -360,7 +384,7 @@ func (g *Gateway) mlflowExperimentByName(c echo.Context) error {
 	if name == "" {
 		return mlflowInvalid("Missing value for required parameter 'experiment_name'")
 	}
-	e, err := g.mlflowExperiment(c.Request().Context(), principalOf(c).Workspace, experimentName(name))
+	e, err := g.mlflowExperimentOf(c.Request().Context(), principalOf(c).Workspace, experimentName(name), nil)
 	if err != nil {
 		return err
 	}
@@ -372,7 +396,7 @@ func (g *Gateway) mlflowGetExperiment(c echo.Context) error {
 	if id == "" {
 		return mlflowInvalid("Missing value for required parameter 'experiment_id'")
 	}
-	e, err := g.mlflowExperiment(c.Request().Context(), principalOf(c).Workspace, experimentName(id))
+	e, err := g.mlflowExperimentOf(c.Request().Context(), principalOf(c).Workspace, experimentName(id), nil)
 	if err != nil {
 		return err
 	}
@@ -451,6 +475,11 @@ func (g *Gateway) mlflowRunOf(ctx context.Context, j *api.Job) (mlflowRun, error
 	if err != nil {
 		return run, err
 	}
+	deleted, err := g.deletedRuns(ctx, []string{j.ID})
+	if err != nil {
+		return run, err
+	}
+	run.Info.LifecycleStage = lifecycle(deleted[j.ID])
 	for name, p := range latest {
 		run.Data.Metrics = append(run.Data.Metrics, mlflowMetricOut{Key: name, Value: p.Value, Timestamp: p.Time.UnixMilli(), Step: p.Step})
 	}
@@ -500,6 +529,11 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if deleted, err := g.experimentDeleted(ctx, p.Workspace, exp); err != nil {
+		return err
+	} else if deleted {
+		return mlflowErrorf(mlflowInvalidState, "The experiment %s must be in the 'active' state. Current state is deleted.", cmp.Or(in.ExperimentID, "0"))
+	}
 	tags := map[string]string{}
 	for _, t := range in.Tags {
 		tags[t.Key] = t.Value
@@ -507,11 +541,8 @@ func (g *Gateway) mlflowCreateRun(c echo.Context) error {
 	if in.RunName == "" {
 		in.RunName = tags["mlflow.runName"]
 	}
-	if len(in.RunName) > 200 {
-		return mlflowInvalid("run_name is longer than 200 characters")
-	}
-	if strings.ContainsFunc(in.RunName, unicode.IsControl) {
-		return mlflowInvalid("run_name must not hold control characters")
+	if err := checkRunName(in.RunName); err != nil {
+		return err
 	}
 	if err := store.CheckKV("tag", tags, store.MaxTagValueLen); err != nil {
 		return mlflowInvalid("%v", err)
@@ -545,6 +576,7 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 		RunUUID string    `json:"run_uuid"`
 		Status  string    `json:"status"`
 		EndTime flexInt64 `json:"end_time"`
+		RunName string    `json:"run_name"`
 	}
 	if err := decodeMLflow(c, &in); err != nil {
 		return err
@@ -566,6 +598,19 @@ func (g *Gateway) mlflowUpdateRun(c echo.Context) error {
 		return mlflowInvalid("Invalid value %q for parameter 'status': want RUNNING, SCHEDULED, FINISHED, FAILED or KILLED", in.Status)
 	}
 	ctx := c.Request().Context()
+	if in.RunName != "" && in.RunName != j.Name {
+		if err := checkRunName(in.RunName); err != nil {
+			return err
+		}
+		if err := g.renameRun(ctx, j, in.RunName); err != nil {
+			return mlflowRunErr(err, j.ID)
+		}
+		// MLflow keeps the name in the mlflow.runName tag too.
+		if err := g.setTags(ctx, j.ID, map[string]string{"mlflow.runName": in.RunName}); err != nil {
+			return mlflowInvalidFrom(err)
+		}
+		j.Name = in.RunName
+	}
 	if end != "" {
 		reason := api.Reason{Code: api.ReasonEndedByClient, Detail: "ended through the tracking API"}
 		if end == api.StatusCanceled {
@@ -717,4 +762,15 @@ func (g *Gateway) mlflowKeyValue(c echo.Context, set func(context.Context, strin
 		return mlflowInvalidFrom(err)
 	}
 	return c.JSON(http.StatusOK, struct{}{})
+}
+
+// checkRunName checks an MLflow run_name.
+func checkRunName(name string) error {
+	if len(name) > 200 {
+		return mlflowInvalid("run_name is longer than 200 characters")
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return mlflowInvalid("run_name must not hold control characters")
+	}
+	return nil
 }

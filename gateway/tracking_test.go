@@ -59,6 +59,7 @@ func TestJobTokenRoutes(t *testing.T) {
 					var grandkid api.Job
 					f.mustCall("POST", "/v1/jobs", adminA.Secret, `{"image":"localhost/x:1","command":["x"],"parent_id":"`+kid.ID+`"}`, &grandkid)
 					owner, o.job = parent.ID, grandkid.ID
+					f.mustCall("POST", "/v1/jobs/"+grandkid.ID+"/tags", adminA.Secret, `{"tags":{"t":"1"}}`, nil)
 					_ = f.g.artifacts.Put(context.Background(), "jobs/"+grandkid.ID+"/outputs/out.txt", strings.NewReader("out"))
 				case "sibling":
 					var other api.Job

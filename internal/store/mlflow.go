@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// What MLflow's lifecycle calls keep beyond jobgate's own records: which
+// experiments and runs are deleted (MLflow deletes softly: a deleted one
+// is hidden from searches and can be restored) and experiments' tags.
+
+// MaxExperimentTags bounds one experiment's tags.
+const MaxExperimentTags = 100
+
+func deletedExperimentsKey(ws string) string { return prefix + "ws:" + ws + ":experiments:deleted" }
+func experimentTagsKey(ws, exp string) string {
+	return prefix + "ws:" + ws + ":experiment-tags:" + exp
+}
+
+// lifecycleField is the job-record field that marks a deleted run.
+const lifecycleField = "lifecycle_stage"
+
+// SetExperimentDeleted marks experiment exp of ws deleted, or active again.
+func (s *Store) SetExperimentDeleted(ctx context.Context, ws, exp string, deleted bool) error {
+	if deleted {
+		return s.rdb.SAdd(ctx, deletedExperimentsKey(ws), exp).Err()
+	}
+	return s.rdb.SRem(ctx, deletedExperimentsKey(ws), exp).Err()
+}
+
+// DeletedExperiments is the set of ws's deleted experiments.
+func (s *Store) DeletedExperiments(ctx context.Context, ws string) (map[string]bool, error) {
+	names, err := s.rdb.SMembers(ctx, deletedExperimentsKey(ws)).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
+}
+
+var (
+	setBoundedScript = script("hash_set_bounded.lua")
+	setJobFields     = script("job_fields_set.lua")
+)
+
+// SetExperimentTag sets tag key of experiment exp of ws; ErrTooMany past
+// MaxExperimentTags.
+func (s *Store) SetExperimentTag(ctx context.Context, ws, exp, key, value string) error {
+	if err := CheckKV("tag", map[string]string{key: value}, MaxTagValueLen); err != nil {
+		return err
+	}
+	ok, err := setBoundedScript.Run(ctx, s.rdb, []string{experimentTagsKey(ws, exp)}, key, value, MaxExperimentTags).Int()
+	if err != nil {
+		return err
+	}
+	if ok == 0 {
+		return fmt.Errorf("experiment %s may have at most %d tags: %w", exp, MaxExperimentTags, ErrTooMany)
+	}
+	return nil
+}
+
+// ExperimentTags is experiment exp of ws's tags.
+func (s *Store) ExperimentTags(ctx context.Context, ws, exp string) (map[string]string, error) {
+	return s.rdb.HGetAll(ctx, experimentTagsKey(ws, exp)).Result()
+}
+
+// SetRunDeleted marks job id's MLflow run deleted, or active again;
+// ErrNotFound for no such job.
+func (s *Store) SetRunDeleted(ctx context.Context, id string, deleted bool) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
+	stage := "active"
+	if deleted {
+		stage = "deleted"
+	}
+	ok, err := setJobFields.Run(ctx, s.rdb, []string{jobKey(id)}, lifecycleField, stage).Int()
+	if err == nil && ok == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+// DeletedRuns says which of ids are deleted MLflow runs, read in one
+// pipeline.
+func (s *Store) DeletedRuns(ctx context.Context, ids []string) (map[string]bool, error) {
+	cmds := make(map[string]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			if validID(id) {
+				cmds[id] = p.HGet(ctx, jobKey(id), lifecycleField)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for id, c := range cmds {
+		if c.Val() == "deleted" {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
+
+// SetJobName renames job id of experiment exp (MLflow's runs/update
+// run_name): the record's name field, and its experiment beside it, which
+// the record holds together (writeJob).
+func (s *Store) SetJobName(ctx context.Context, id, exp, name string) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
+	ok, err := setJobFields.Run(ctx, s.rdb, []string{jobKey(id)}, "name", name, "experiment", exp).Int()
+	if err == nil && ok == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+// TagsOf returns the tags of each of ids, read in one pipeline.
+func (s *Store) TagsOf(ctx context.Context, ids []string) (map[string]map[string]string, error) {
+	cmds := make(map[string]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			if validID(id) {
+				cmds[id] = p.HGetAll(ctx, tagsKey(id))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]string, len(cmds))
+	for id, c := range cmds {
+		out[id] = c.Val()
+	}
+	return out, nil
+}
