@@ -57,10 +57,15 @@ jaeger:
 seaweedfs:
 	@./.ci/seaweedfs.sh >/dev/null
 
+# mlflow-js installs the npm mlflow client TestMLflowJSClient runs, once per
+# lock file, into the same test cache folder (reused after).
+mlflow-js:
+	@./.ci/mlflow-js.sh >/dev/null
+
 # test runs every test against a real redis-server, real podman and a real
 # Jaeger and a real SeaweedFS (S3); here an integration test that would skip
 # fails instead.
-test: deps jaeger seaweedfs
+test: deps jaeger seaweedfs mlflow-js
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
 	@$(MAKE) --no-print-directory test-redis-modes REDIS_MODE_PKGS='$(REDIS_CORE_PKGS)'
 
