@@ -270,6 +270,12 @@ func (g *Gateway) routes() {
 	g.route(http.MethodPost, "/v1/batches/:id/cancel", submit, g.cancelBatch)
 	g.route(http.MethodGet, "/v1/batches/:id/results", read, g.batchResults)
 
+	// -- sweeps (issue 17) --
+	g.route(http.MethodPost, "/v1/sweeps", submit, g.createSweep)
+	g.route(http.MethodGet, "/v1/sweeps/:id", read, g.getSweep)
+	g.route(http.MethodGet, "/v1/sweeps/:id/trials", read, g.sweepTrials)
+	g.route(http.MethodPost, "/v1/sweeps/:id/cancel", submit, g.cancelSweep)
+
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)
 	g.route(http.MethodPatch, "/v1/workspaces/:ws", access{System: true}, g.updateWorkspace)
