@@ -357,13 +357,13 @@ func (g *Gateway) sweepTrials(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	SortTrials(v.Trials, v.Spec.Objective.Goal)
+	sortTrials(v.Trials, v.Spec.Objective.Goal)
 	return c.JSON(http.StatusOK, api.SweepTrials{Trials: v.Trials})
 }
 
-// SortTrials orders trials by their best objective, best first; those that
+// sortTrials orders trials by their best objective, best first; those that
 // reported none go last, in index order.
-func SortTrials(trials []api.SweepTrial, goal api.Goal) {
+func sortTrials(trials []api.SweepTrial, goal api.Goal) {
 	slices.SortStableFunc(trials, func(a, b api.SweepTrial) int {
 		switch {
 		case a.BestMetric == nil || b.BestMetric == nil:
