@@ -42,6 +42,14 @@ func (f *fixture) endTrial(id string, status api.Status) {
 	}
 }
 
+// pass is one pass of the leader's sweep loop.
+func (f *fixture) pass() {
+	f.t.Helper()
+	if err := f.plane.Sweeps.Pass(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 func TestSweepGridMakesTheGrid(t *testing.T) {
 	f := newFixture(t)
 	var sw api.Sweep
@@ -69,7 +77,8 @@ func TestSweepGridMakesTheGrid(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("grid %v, want %v", got, want)
 	}
-	// Read again: no trial more.
+	// A pass of the controller makes no trial more.
+	f.pass()
 	f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
 	if len(sw.Trials) != 4 {
 		t.Errorf("%d trials after a read, want 4", len(sw.Trials))
@@ -108,6 +117,7 @@ func TestSweepLimits(t *testing.T) {
 				break
 			}
 		}
+		f.pass()
 		f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
 	}
 	if sw.Status != api.SweepSucceeded || len(sw.Trials) != 5 {
@@ -179,6 +189,7 @@ func TestSweepCancelCascades(t *testing.T) {
 		}
 	}
 	// A canceled sweep makes no more trials.
+	f.pass()
 	f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
 	if len(sw.Trials) != 3 {
 		t.Errorf("%d trials after the cancel, want 3", len(sw.Trials))
@@ -205,5 +216,35 @@ func TestSweepRefusals(t *testing.T) {
 	}
 	if code, _ := f.call("GET", "/v1/sweeps/nope", systemToken, ""); code != http.StatusNotFound {
 		t.Errorf("GET an unknown sweep: %d, want 404", code)
+	}
+}
+
+// TestSweepLoopJudgesLogMetrics: points a worker records from a job's log
+// reach no API handler; the leader's pass judges them, once per interval.
+func TestSweepLoopJudgesLogMetrics(t *testing.T) {
+	f := newFixture(t)
+	var sw api.Sweep
+	f.mustCall("POST", "/v1/sweeps", systemToken, sweepBody(`{"type": "grid"}`, twoByTwo,
+		`, "limits": {"max_concurrent_trials": 2}, "early_termination": {"type": "bandit", "slack_amount": 0.1}`), &sw)
+	record := func(index int, v float64) {
+		if err := f.st.AppendMetrics(context.Background(), sw.Trials[index].JobID,
+			[]store.MetricPoint{{Name: "val_loss", Step: store.NextStep, Value: v, Time: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Bandit at interval 1: trial 1's 0.75 is past trial 0's 0.5 + 0.1.
+	record(0, 0.5)
+	record(1, 0.75)
+	f.pass()
+	f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
+	if tr := sw.Trials[1]; tr.State != api.StatusCanceled || tr.Reason == nil || tr.Reason.Code != api.ReasonEarlyTerminated {
+		t.Fatalf("trial 1: %s %+v, want early_terminated", tr.State, tr.Reason)
+	}
+	if tr := sw.Trials[0]; tr.State.Terminal() {
+		t.Fatalf("trial 0 is %s, the better one", tr.State)
+	}
+	// Its place is taken by the next trial.
+	if len(sw.Trials) != 3 {
+		t.Fatalf("%d trials after the stop, want 3", len(sw.Trials))
 	}
 }

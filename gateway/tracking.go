@@ -144,12 +144,8 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 	if err := g.logMetrics(ctx, j.ID, pts); err != nil {
 		return err
 	}
-	names := make([]string, len(pts))
-	for i, p := range pts {
-		names[i] = p.Name
-	}
 	// A sweep's trial is judged as its point arrives.
-	if err := g.observeTrial(ctx, j, names); err != nil {
+	if err := g.observeTrial(ctx, j); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, api.MetricsRecorded{Recorded: len(pts)})

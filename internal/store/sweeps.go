@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,9 +42,31 @@ type SweepTrialState struct {
 	// Stop is why the sweep stopped the trial (an early termination), or
 	// why its job could not be made.
 	Stop *api.Reason `json:"stop,omitempty"`
+	// Judged is how many of its objective's points the early termination
+	// rule has seen: each interval is judged once, as its point arrives.
+	Judged int `json:"judged,omitempty"`
 }
 
 func sweepKey(ws, id string) string { return prefix + "ws:" + ws + ":sweep:" + id }
+
+// runningSweepsKey is the set of the sweeps still running, as "ws/id":
+// what the controller's loop passes over.
+var runningSweepsKey = prefix + "sweeps:running"
+
+// RunningSweeps are the running sweeps, each as [workspace, id].
+func (s *Store) RunningSweeps(ctx context.Context) ([][2]string, error) {
+	members, err := s.rdb.SMembers(ctx, runningSweepsKey).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][2]string, 0, len(members))
+	for _, m := range members {
+		if ws, id, ok := strings.Cut(m, "/"); ok {
+			out = append(out, [2]string{ws, id})
+		}
+	}
+	return out, nil
+}
 
 // CreateSweep stores a new sweep; ErrConflict if one has its ID.
 func (s *Store) CreateSweep(ctx context.Context, rec SweepRecord) error {
@@ -58,7 +81,7 @@ func (s *Store) CreateSweep(ctx context.Context, rec SweepRecord) error {
 	if !ok {
 		return fmt.Errorf("sweep %s: %w", rec.ID, ErrConflict)
 	}
-	return nil
+	return s.rdb.SAdd(ctx, runningSweepsKey, rec.Workspace+"/"+rec.ID).Err()
 }
 
 // GetSweep is sweep id of ws; ErrNotFound if there is none.
@@ -110,6 +133,9 @@ func (s *Store) UpdateSweep(ctx context.Context, ws, id string, change func(*Swe
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, b, 0)
+				if rec.Status != api.SweepRunning {
+					p.SRem(ctx, runningSweepsKey, ws+"/"+id)
+				}
 				return nil
 			})
 			return err

@@ -1,8 +1,8 @@
-// Package sweep is a sweep's arithmetic: the samplers that pick each
-// trial's parameters and the early termination rules that stop a trial,
-// pure functions of the spec, a seed and the metric points recorded. The
-// controller keeps their inputs in Redis, so a restarted gateway asks the
-// same questions and gets the same answers.
+// Package sweep runs hyperparameter sweeps. Its arithmetic is pure: the
+// samplers that pick each trial's parameters and the early termination
+// rules that stop a trial are functions of the spec, a seed and the metric
+// points recorded. The Controller keeps their inputs in Redis, so a
+// restarted gateway asks the same questions and gets the same answers.
 package sweep
 
 import (
