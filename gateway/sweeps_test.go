@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/control"
+	"github.com/jobgate/jobgate/internal/job"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/sweep"
 )
 
 func sweepBody(sampling, space, extra string) string {
@@ -246,5 +249,66 @@ func TestSweepLoopJudgesLogMetrics(t *testing.T) {
 	// Its place is taken by the next trial.
 	if len(sw.Trials) != 3 {
 		t.Fatalf("%d trials after the stop, want 3", len(sw.Trials))
+	}
+}
+
+// TestSweepSurvivesARestart: another gateway's controller, over the same
+// Redis, goes on with a sweep; a trial the first one made but did not
+// record (it died in between) is found under its Idempotency-Key, not made
+// twice.
+func TestSweepSurvivesARestart(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var sw api.Sweep
+	f.mustCall("POST", "/v1/sweeps", systemToken, sweepBody(`{"type": "grid"}`, twoByTwo, `, "limits": {"max_concurrent_trials": 1}`), &sw)
+	// The first gateway makes trial 1's job, then dies before it records it.
+	rec, err := f.st.GetSweep(ctx, DefaultWorkspace, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := map[string]string{"lr": "0.1", "opt": "sgd"}
+	js, err := sweep.RenderTrial(rec.Spec, sw.ID, 1, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := f.plane.Jobs.Submit(ctx, job.Request{Workspace: DefaultWorkspace, Actor: "sweep:" + sw.ID, Spec: js,
+		IdempotencyKey: "sweep-" + sw.ID + "-trial-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.endTrial(sw.Trials[0].JobID, api.StatusSucceeded)
+	// A new gateway process: its own control plane over the same Redis.
+	_, plane := newGateway(t, Config{AdminToken: systemToken}, control.Config{}, f.g.rdb, f.st, nil, nil)
+	seen := map[string]bool{}
+	for round := 0; ; round++ {
+		if err := plane.Sweeps.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
+		if sw.Status != api.SweepRunning || round > 6 {
+			break
+		}
+		for _, tr := range sw.Trials {
+			if !tr.State.Terminal() {
+				f.endTrial(tr.JobID, api.StatusSucceeded)
+			}
+		}
+	}
+	if sw.Status != api.SweepSucceeded || len(sw.Trials) != 4 {
+		t.Fatalf("sweep %s with %d trials, want succeeded with 4", sw.Status, len(sw.Trials))
+	}
+	if sw.Trials[1].JobID != orphan.Job.ID {
+		t.Errorf("trial 1 is job %s; the first gateway made it as %s", sw.Trials[1].JobID, orphan.Job.ID)
+	}
+	for _, tr := range sw.Trials {
+		if seen[tr.JobID] {
+			t.Errorf("job %s is two trials", tr.JobID)
+		}
+		seen[tr.JobID] = true
+	}
+	var kids struct{ Jobs []api.Job }
+	f.mustCall("GET", "/v1/jobs/"+sw.ID+"/children", systemToken, "", &kids)
+	if len(kids.Jobs) != 4 {
+		t.Errorf("the sweep's job has %d children, want 4 (no trial made twice)", len(kids.Jobs))
 	}
 }
