@@ -68,6 +68,9 @@ const (
 	ReasonRunAbandoned = "run_abandoned"
 	// ReasonEndedByClient: a tracked run was ended through the tracking API.
 	ReasonEndedByClient = "ended_by_client"
+	// ReasonEarlyTerminated: a sweep's early termination rule stopped the
+	// trial; the detail names the rule and the numbers it compared.
+	ReasonEarlyTerminated = "early_terminated"
 )
 
 // Why a queued job waits.

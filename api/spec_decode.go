@@ -61,42 +61,62 @@ func DecodeJobSpecJSON(data []byte) (JobSpec, error) {
 }
 
 func decodeYAMLSpec(data []byte) (JobSpec, error) {
+	var spec JobSpec
+	if err := decodeYAMLStrict(data, &spec, "job spec"); err != nil {
+		return JobSpec{}, err
+	}
+	return spec, nil
+}
+
+// decodeYAMLStrict reads YAML 1.2 into out (a pointer) through
+// decodeStrict; noun names the document in the errors ("job spec").
+func decodeYAMLStrict(data []byte, out any, noun string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return JobSpec{}, syntaxErr("job spec is empty")
+		return syntaxErr("%s is empty", noun)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var tree any
 	if err := dec.Decode(&tree); err != nil {
 		if errors.Is(err, io.EOF) {
-			return JobSpec{}, syntaxErr("job spec is empty")
+			return syntaxErr("%s is empty", noun)
 		}
-		return JobSpec{}, syntaxErr("yaml: %s", yaml.FormatError(err, false, true))
+		return syntaxErr("yaml: %s", yaml.FormatError(err, false, true))
 	}
 	var next any
 	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
-		return JobSpec{}, syntaxErr("job spec holds more than one YAML document (a second one after ---); submit one spec per file")
+		return syntaxErr("%s holds more than one YAML document (a second one after ---); submit one spec per file", noun)
 	}
 	if tree == nil {
-		return JobSpec{}, syntaxErr("job spec is empty")
+		return syntaxErr("%s is empty", noun)
 	}
 	js, err := json.Marshal(tree)
 	if err != nil {
 		// .inf and .nan, which no field takes.
-		return JobSpec{}, fieldErr("job spec holds a value JSON cannot carry: %v", err)
+		return fieldErr("%s holds a value JSON cannot carry: %v", noun, err)
 	}
-	return decodeJSONSpec(js, true)
+	return decodeStrict(js, out, noun, true)
 }
 
-// decodeJSONSpec is the one strict decoder both formats end in; yamlWords
-// says which words the errors use for kinds of values.
+// decodeJSONSpec is the job spec's strict decoder; yamlWords says which
+// words the errors use for kinds of values.
 func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 	var spec JobSpec
+	if err := decodeStrict(data, &spec, "job spec", yamlWords); err != nil {
+		return JobSpec{}, err
+	}
+	return spec, nil
+}
+
+// decodeStrict is the one strict decoder every spec (a job's, a sweep's)
+// and both formats end in: it decodes data into out, a pointer to a
+// struct; noun names the document in the errors.
+func decodeStrict(data []byte, out any, noun string, yamlWords bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return spec, syntaxErr("job spec is empty")
+		return syntaxErr("%s is empty", noun)
 	}
 	if !utf8.Valid(data) {
 		// encoding/json would turn the bad bytes into U+FFFD without a word.
-		return spec, syntaxErr("job spec is not valid UTF-8")
+		return syntaxErr("%s is not valid UTF-8", noun)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -105,34 +125,37 @@ func decodeJSONSpec(data []byte, yamlWords bool) (JobSpec, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return spec, syntaxErr("job spec is not valid JSON: %v", err)
+		return syntaxErr("%s is not valid JSON: %v", noun, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return spec, syntaxErr("job spec is followed by more data; send one JSON object")
+		return syntaxErr("%s is followed by more data; send one JSON object", noun)
 	}
 	if tree == nil {
-		return spec, syntaxErr("job spec is empty (null)")
+		return syntaxErr("%s is empty (null)", noun)
 	}
 	if err := checkKeys(data); err != nil {
-		return spec, err
+		return err
 	}
-	t := reflect.TypeFor[JobSpec]()
+	if _, isObj := tree.(map[string]any); !isObj {
+		return rootKindErr(tree, noun, yamlWords)
+	}
+	t := reflect.TypeOf(out).Elem()
 	if err := checkValue(tree, t, "", yamlWords, false); err != nil {
 		// Again in key order, so the same spec always names the same field.
-		return spec, checkValue(tree, t, "", yamlWords, true)
+		return checkValue(tree, t, "", yamlWords, true)
 	}
 	// checkValue has seen every field and kind; what is left for the
 	// decoder is a number out of its field's range.
 	sd := json.NewDecoder(bytes.NewReader(data))
 	sd.DisallowUnknownFields()
-	if err := sd.Decode(&spec); err != nil {
+	if err := sd.Decode(out); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return JobSpec{}, fieldErr("field %s: %s does not fit %s", cmp.Or(te.Field, "job spec"), te.Value, kindWords(te.Type, yamlWords))
+			return fieldErr("field %s: %s does not fit %s", cmp.Or(te.Field, noun), te.Value, kindWords(te.Type, yamlWords))
 		}
-		return JobSpec{}, fieldErr("decode job spec: %v", err)
+		return fieldErr("decode %s: %v", noun, err)
 	}
-	return spec, nil
+	return nil
 }
 
 // checkKeys refuses a key given twice in one object of data (one valid
@@ -286,14 +309,11 @@ func keysOf(obj map[string]any, sorted bool) []string {
 func kindErr(v any, t reflect.Type, path string, yamlWords bool) error {
 	got := valueKind(v, yamlWords)
 	want := kindWords(t, yamlWords)
-	if !yamlWords {
-		if path == "" {
-			return syntaxErr("job spec must be a JSON object, not %s", got)
-		}
-		return fieldErr("%s must be %s, not %s", path, want, got)
-	}
 	if path == "" {
-		return syntaxErr("job spec must be a mapping of fields, got %s", strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "))
+		return rootKindErr(v, "job spec", yamlWords)
+	}
+	if !yamlWords {
+		return fieldErr("%s must be %s, not %s", path, want, got)
 	}
 	msg := fmt.Sprintf("field %s: got %s, want %s", path, strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "), want)
 	switch v.(type) {
@@ -304,6 +324,15 @@ func kindErr(v any, t reflect.Type, path string, yamlWords bool) error {
 		}
 	}
 	return fieldErr("%s", msg)
+}
+
+// rootKindErr says that the document is not an object (a mapping).
+func rootKindErr(v any, noun string, yamlWords bool) error {
+	got := valueKind(v, yamlWords)
+	if !yamlWords {
+		return syntaxErr("%s must be a JSON object, not %s", noun, got)
+	}
+	return syntaxErr("%s must be a mapping of fields, got %s", noun, strings.TrimPrefix(strings.TrimPrefix(got, "a "), "an "))
 }
 
 // valueKind names a tree value's kind: "a JSON array", or in YAML's words

@@ -16,6 +16,7 @@ import (
 var noBodyRoutes = map[string]bool{
 	"POST /v1/jobs/:id/cancel":        true,
 	"POST /v1/batches/:id/cancel":     true,
+	"POST /v1/sweeps/:id/cancel":      true,
 	"POST /v1/schedules/:name/pause":  true,
 	"POST /v1/schedules/:name/resume": true,
 	"POST /v1/schedules/:name/run":    true,

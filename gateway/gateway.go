@@ -40,6 +40,7 @@ import (
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/sweep"
 )
 
 // DefaultAddr is where a Gateway listens unless Config.Addr says otherwise.
@@ -146,6 +147,8 @@ type Gateway struct {
 	handler http.Handler
 	// jobs submits and cancels every job the API, triggers and schedules make.
 	jobs *job.Service
+	// sweeps runs the sweeps the API makes (internal/sweep).
+	sweeps *sweep.Controller
 	// workers says what state the workers view shows a worker in.
 	workers workerStates
 	// cron fires a schedule by hand (POST /v1/schedules/:name/run).
@@ -191,7 +194,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
 		limiter: redis_rate.NewLimiter(rdb), rules: map[string]access{}, touched: map[string]time.Time{},
 		wsCache: workspaceCache{entries: map[string]cachedWorkspace{}},
-		jobs:    plane.Jobs, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: deployedModels{st},
+		jobs:    plane.Jobs, sweeps: plane.Sweeps, workers: plane.Placement, cron: plane.Cron, logs: plane.Logs, modelUsers: deployedModels{st},
 		tokens: authcache.New(authcache.Config{}, st)}
 	g.routes()
 	return g, nil
@@ -269,6 +272,12 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/batches/:id", read, g.getBatch)
 	g.route(http.MethodPost, "/v1/batches/:id/cancel", submit, g.cancelBatch)
 	g.route(http.MethodGet, "/v1/batches/:id/results", read, g.batchResults)
+
+	// -- sweeps (issue 17) --
+	g.route(http.MethodPost, "/v1/sweeps", submit, g.createSweep)
+	g.route(http.MethodGet, "/v1/sweeps/:id", read, g.getSweep)
+	g.route(http.MethodGet, "/v1/sweeps/:id/trials", read, g.sweepTrials)
+	g.route(http.MethodPost, "/v1/sweeps/:id/cancel", submit, g.cancelSweep)
 
 	g.route(http.MethodPost, "/v1/workspaces", access{System: true}, g.createWorkspace)
 	g.route(http.MethodGet, "/v1/workspaces", read, g.listWorkspaces)

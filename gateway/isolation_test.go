@@ -152,6 +152,7 @@ type objects struct {
 	deployment      string
 	// batch scores one row through deployment.
 	batch string
+	sweep string
 }
 
 func (f *fixture) objectsIn(ws string, admin string) objects {
@@ -183,9 +184,15 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/deployments", admin, deploymentBody(dep, model+":2"), nil)
 	var b api.BatchAccepted
 	f.mustCall("POST", "/v1/deployments/"+dep+"/batch", admin, batchBody, &b)
+	var sw api.Sweep
+	f.mustCall("POST", "/v1/sweeps", admin, isolationSweepBody, &sw)
 	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds,
-		model: model, modelJob: mj.ID, deployment: dep, batch: b.ID}
+		model: model, modelJob: mj.ID, deployment: dep, batch: b.ID, sweep: sw.ID}
 }
+
+// isolationSweepBody is a sweep of one trial.
+const isolationSweepBody = `{"trial":{"image":"localhost/x:1","command":["x","{{ .params.n }}"]},"sampling":{"type":"grid"},` +
+	`"search_space":{"n":{"type":"randint","upper":1}},"objective":{"metric":"m","goal":"minimize"}}`
 
 // batchBody is a batch of one row.
 const batchBody = `{"requests":[{"inputs":[]}]}`
@@ -215,6 +222,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/batches") {
 		r = strings.NewReplacer(":id", o.batch)
+	}
+	if strings.HasPrefix(path, "/v1/sweeps") {
+		r = strings.NewReplacer(":id", o.sweep)
 	}
 	switch path {
 	case mlflowPrefix + "runs/get":
@@ -302,6 +312,8 @@ func bodyFor(method, path string, o objects) string {
 		return `{"tags":{"t":"1"}}`
 	case path == "/v1/jobs":
 		return jobBody
+	case path == "/v1/sweeps":
+		return isolationSweepBody
 	case path == "/ui/login":
 		return `{"token":"` + systemToken + `"}`
 	case path == "/v1/workspaces":

@@ -52,6 +52,7 @@ var openAPISchemaTypes = map[string]any{
 	"DeploymentSpec":   api.DeploymentSpec{},
 	"DeploymentPatch":  api.DeploymentPatch{},
 	"BatchRequest":     api.BatchRequest{},
+	"SweepSpec":        api.SweepSpec{},
 	"WorkspacePatch":   workspacePatch{},
 	"TokenRequest":     tokenRequest{},
 	"SecretRequest":    secretRequest{},
@@ -98,6 +99,8 @@ var openAPISchemaTypes = map[string]any{
 	"ScheduleList":    api.ScheduleList{},
 	"ScheduleHistory": api.ScheduleHistory{},
 	"Queue":           api.Queue{},
+	"Sweep":           api.Sweep{},
+	"SweepTrials":     api.SweepTrials{},
 }
 
 // openAPIRawJob names the fields that hold a job spec as raw JSON (the

@@ -144,6 +144,10 @@ func (g *Gateway) postMetrics(c echo.Context) error {
 	if err := g.logMetrics(ctx, j.ID, pts); err != nil {
 		return err
 	}
+	// A sweep's trial is judged as its point arrives.
+	if err := g.observeTrial(ctx, j); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, api.MetricsRecorded{Recorded: len(pts)})
 }
 

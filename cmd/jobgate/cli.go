@@ -81,7 +81,7 @@ func cliCommands(env func(string) string, stdout, stderr io.Writer) []*cobra.Com
 	}
 	c := &cli{env: env, stdout: stdout, stderr: stderr}
 	cmds := []*cobra.Command{c.submitCmd(), c.getCmd(), c.listCmd(), c.logsCmd(), c.cancelCmd(), c.metricsCmd(), c.artifactsCmd(), c.experimentsCmd()}
-	cmds = append(cmds, c.datastoresCmd(), c.modelsCmd(), c.deployCmd(), c.deploymentsCmd(), c.batchCmd())
+	cmds = append(cmds, c.datastoresCmd(), c.modelsCmd(), c.deployCmd(), c.deploymentsCmd(), c.batchCmd(), c.sweepCmd())
 	cmds = append(cmds, c.execCmd())
 	cmds = append(cmds, c.scoreCmd())
 	cmds = append(cmds, c.workspacesCmd(), c.tokensCmd(), c.secretsCmd(), c.auditCmd(), c.triggersCmd(), c.schedulesCmd(), c.queueCmd())

@@ -57,7 +57,7 @@ func runGateway(ctx context.Context, gw *gateway.Gateway, plane *control.Plane, 
 		intake.Add(1)
 		eg.Go(func() error { defer intake.Done(); return run(gctx) })
 	}
-	for _, run := range []func(context.Context) error{plane.Placement.Run, plane.Cron.Run, plane.Deploy.Run, plane.Notifier.Run, plane.Logs.Run} {
+	for _, run := range []func(context.Context) error{plane.Placement.Run, plane.Cron.Run, plane.Deploy.Run, plane.Sweeps.Run, plane.Notifier.Run, plane.Logs.Run} {
 		controllers.Add(1)
 		eg.Go(func() error { defer controllers.Done(); return run(controllersCtx) })
 	}

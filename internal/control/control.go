@@ -28,6 +28,7 @@ import (
 	"github.com/jobgate/jobgate/internal/placement"
 	"github.com/jobgate/jobgate/internal/secretbox"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/sweep"
 	"github.com/jobgate/jobgate/internal/webhook"
 )
 
@@ -77,6 +78,9 @@ type Plane struct {
 	// Deploy keeps the deployments' replicas running while this process
 	// leads.
 	Deploy *deploy.Controller
+	// Sweeps makes the sweeps' trials and stops them early; its loop runs
+	// while this process leads.
+	Sweeps *sweep.Controller
 	// Notifier delivers completion callbacks.
 	Notifier *notify.Notifier
 	// Logs wakes the API's log followers.
@@ -97,6 +101,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, secrets *secret
 		rdb, st, asynq.NewClientFromRedisClient(rdb), logger)
 	p.Cron = cron.New(cron.Config{ID: cfg.ID, Now: cfg.Now, TracerProvider: cfg.TracerProvider}, p.Elector, st, p.Jobs, logger)
 	p.Deploy = deploy.New(deploy.Config{}, p.Elector, rdb, st, p.Jobs, logger)
+	p.Sweeps = sweep.NewController(p.Elector, st, p.Jobs, cfg.Now, logger)
 	var err error
 	if p.Notifier, err = notify.New(notify.Config{Consumer: cfg.ID, Sender: webhook.SenderConfig{Policy: cfg.CallbackPolicy}, Metrics: cfg.Metrics}, st, logger); err != nil {
 		return nil, err

@@ -1,0 +1,365 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/job"
+	"github.com/jobgate/jobgate/internal/leader"
+	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/tmpl"
+)
+
+// Controller runs sweeps: it makes their trials (child jobs of the sweep's
+// tracked parent job) up to the limits, applies the early termination rule
+// to each new metric point, and ends a sweep when its last trial ends. It
+// keeps nothing in memory: each step reads the sweep's record in Redis, so
+// any gateway may take one (the API's, as a request or a metric point
+// arrives) and the leader's loop (Run) takes them all, which catches the
+// trials that end, and the points that workers record from a job's log,
+// without a request.
+type Controller struct {
+	leader *leader.Elector
+	st     *store.Store
+	jobs   *job.Service
+	now    func() time.Time
+	logger *slog.Logger
+	// Tick is how often the leader passes over the running sweeps.
+	Tick time.Duration
+}
+
+// NewController makes the sweep controller; l nil makes Run pass as if it
+// led.
+func NewController(l *leader.Elector, st *store.Store, jobs *job.Service, now func() time.Time, logger *slog.Logger) *Controller {
+	if now == nil {
+		now = time.Now
+	}
+	return &Controller{leader: l, st: st, jobs: jobs, now: now, logger: logger, Tick: 2 * time.Second}
+}
+
+// Run passes over every running sweep each Tick while this process leads.
+func (c *Controller) Run(ctx context.Context) error {
+	leading := c.leader == nil
+	var sub *leader.Subscription
+	if c.leader != nil {
+		sub = c.leader.Listen()
+		defer sub.Unlisten()
+	}
+	t := time.NewTicker(c.Tick)
+	defer t.Stop()
+	for {
+		if leading {
+			if err := c.Pass(ctx); err != nil && ctx.Err() == nil {
+				c.logger.WarnContext(ctx, "sweeps pass", slog.Any("error", err))
+			}
+		}
+		var subC <-chan bool
+		if sub != nil {
+			subC = sub.C()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-subC:
+			leading = l
+		case <-t.C:
+		}
+	}
+}
+
+// Pass judges and reconciles every running sweep once.
+func (c *Controller) Pass(ctx context.Context) error {
+	running, err := c.st.RunningSweeps(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range running {
+		if err := c.Judge(ctx, r[0], r[1]); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("sweep %s/%s: %w", r[0], r[1], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Judge applies sweep id's early termination rule to each of its running
+// trials that reported a point of the objective since it was last judged
+// (at that point's interval), cancels those the rule stops, and reconciles
+// the sweep.
+func (c *Controller) Judge(ctx context.Context, ws, id string) error {
+	var stop []string
+	_, err := c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
+		stop = stop[:0]
+		if rec.Status != api.SweepRunning || rec.Spec.EarlyTermination == nil {
+			return false, nil
+		}
+		series, err := c.Series(ctx, rec)
+		if err != nil {
+			return false, err
+		}
+		changed := false
+		for i := range rec.Trials {
+			t := &rec.Trials[i]
+			n := len(series[t.Index])
+			if t.JobID == "" || t.Stop != nil || n <= t.Judged {
+				continue
+			}
+			j, err := c.st.GetJob(ctx, ws, t.JobID)
+			if err != nil {
+				return false, err
+			}
+			t.Judged, changed = n, true
+			if j.Status.Terminal() {
+				continue
+			}
+			if d := Decide(rec.Spec.EarlyTermination, rec.Spec.Objective.Goal, t.Index, series); d.Stop {
+				t.Stop = &api.Reason{Code: api.ReasonEarlyTerminated, Detail: d.Detail}
+				stop = append(stop, t.JobID)
+			}
+		}
+		return changed, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, jobID := range stop {
+		if err := c.jobs.Cancel(ctx, ws, "sweep:"+id, jobID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	_, err = c.Reconcile(ctx, ws, id)
+	return err
+}
+
+// TrialOf is the sweep j is a trial of; "" when it is none.
+func (c *Controller) TrialOf(ctx context.Context, j *api.Job) (string, error) {
+	if j.Spec.ParentID == "" {
+		return "", nil
+	}
+	if _, err := c.st.GetSweep(ctx, j.Workspace, j.Spec.ParentID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", nil
+		}
+		return "", err
+	}
+	return j.Spec.ParentID, nil
+}
+
+// Series are the objective's points of every trial of rec, by index.
+func (c *Controller) Series(ctx context.Context, rec *store.SweepRecord) (Series, error) {
+	series := Series{}
+	for _, t := range rec.Trials {
+		if t.JobID == "" {
+			continue
+		}
+		m, err := c.st.Metrics(ctx, t.JobID, rec.Spec.Objective.Metric)
+		if err != nil {
+			return nil, err
+		}
+		pts := m[rec.Spec.Objective.Metric]
+		if len(pts) == 0 {
+			continue
+		}
+		vals := make([]float64, len(pts))
+		for i, p := range pts {
+			vals[i] = p.Value
+		}
+		series[t.Index] = vals
+	}
+	return series, nil
+}
+
+// RenderTrial is trial index's job: the template with its parameters in
+// {{ .params.NAME }} of the command and env, a child of the sweep. A
+// refusal is a *job.Error naming the trial's field.
+func RenderTrial(spec api.SweepSpec, sweepID string, index int, params map[string]string) (api.JobSpec, error) {
+	js := spec.Trial
+	data := map[string]any{"params": toAny(params)}
+	var err error
+	if js.Command, err = tmpl.RenderArgs(js.Command, data); err != nil {
+		return js, job.Errorf(api.CodeInvalidSpec, "trial.command", "trial.command: %v", err)
+	}
+	if js.Env != nil {
+		if js.Env, err = tmpl.RenderMap(js.Env, data); err != nil {
+			return js, job.Errorf(api.CodeInvalidSpec, "trial.env", "trial.env: %v", err)
+		}
+	}
+	js.ParentID = sweepID
+	js.Experiment = cmpOr(js.Experiment, spec.Experiment)
+	js.Name = fmt.Sprintf("%s-trial-%d", cmpOr(js.Name, spec.Name, "sweep"), index)
+	return js, nil
+}
+
+func cmpOr(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// InTrial says that a refused job spec is the sweep's trial template.
+func InTrial(err error) error {
+	var je *job.Error
+	if errors.As(err, &je) {
+		if strings.HasPrefix(je.Field, "trial.") {
+			return err
+		}
+		return &job.Error{Code: je.Code, Field: strings.TrimSuffix("trial."+je.Field, "."), Message: "trial: " + je.Message}
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return api.Errorf(ae.Code, "trial: %s", ae.Message)
+	}
+	return err
+}
+
+// trialKey is the Idempotency-Key trial index of a sweep is made under: a
+// gateway that goes on with a sweep another one left finds its trials
+// rather than making them twice.
+func trialKey(sweepID string, index int) string {
+	return "sweep-" + sweepID + "-trial-" + strconv.Itoa(index)
+}
+
+// Reconcile brings sweep id to where it should be: trials made up to
+// max_concurrent_trials running and max_total_trials in all, the running
+// ones canceled once timeout_seconds passed, and the sweep (and its parent
+// job) ended when no trial runs and none is left to make.
+func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.SweepRecord, error) {
+	return c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
+		if rec.Status != api.SweepRunning {
+			return false, nil
+		}
+		smp, err := NewSampler(rec.Spec, rec.Seed)
+		if err != nil {
+			return false, err
+		}
+		actor := "sweep:" + rec.ID
+		now := c.now().UTC()
+		timedOut := rec.Spec.Limits.TimeoutSeconds > 0 &&
+			now.Sub(rec.CreatedAt).Seconds() >= float64(rec.Spec.Limits.TimeoutSeconds)
+		changed := false
+		active, won := 0, false
+		for i := range rec.Trials {
+			t := &rec.Trials[i]
+			if t.JobID == "" {
+				continue
+			}
+			j, err := c.st.GetJob(ctx, ws, t.JobID)
+			if err != nil {
+				return false, err
+			}
+			switch {
+			case !j.Status.Terminal() && timedOut:
+				if t.Stop == nil {
+					t.Stop = &api.Reason{Code: api.ReasonTimeout, Detail: fmt.Sprintf("the sweep's timeout_seconds %d passed", rec.Spec.Limits.TimeoutSeconds)}
+					changed = true
+				}
+				if err := c.jobs.Cancel(ctx, ws, actor, t.JobID); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return false, err
+				}
+				active++
+			case !j.Status.Terminal():
+				active++
+			case j.Status == api.StatusSucceeded || t.Stop != nil && t.Stop.Code == api.ReasonEarlyTerminated:
+				won = true
+			}
+		}
+		for !timedOut && active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
+			i := rec.Next
+			params, err := smp.Trial(i)
+			if err != nil {
+				return false, err
+			}
+			t := store.SweepTrialState{Index: i, Params: params}
+			js, err := RenderTrial(rec.Spec, rec.ID, i, params)
+			if err == nil {
+				var res job.Result
+				res, err = c.jobs.Submit(ctx, job.Request{Workspace: ws, Actor: actor, Spec: js, IdempotencyKey: trialKey(rec.ID, i)})
+				if err == nil {
+					t.JobID = res.Job.ID
+					if err := c.st.SetParams(ctx, t.JobID, params); err != nil {
+						return false, err
+					}
+					active++
+				}
+			}
+			var je *job.Error
+			var ae *api.Error
+			switch {
+			case errors.As(err, &je), errors.As(err, &ae):
+				// A refused trial counts as failed; the sweep goes on.
+				t.Stop = &api.Reason{Code: api.ReasonStartFailed, Detail: InTrial(err).Error()}
+			case err != nil:
+				return false, err
+			}
+			rec.Trials = append(rec.Trials, t)
+			rec.Next++
+			changed = true
+		}
+		if active == 0 && (timedOut || rec.Next >= smp.Size()) {
+			rec.Status = api.SweepFailed
+			status := api.StatusFailed
+			if won {
+				rec.Status, status = api.SweepSucceeded, api.StatusSucceeded
+			}
+			rec.EndedAt = &now
+			if err := c.endParent(ctx, ws, rec.ID, status); err != nil {
+				return false, err
+			}
+			changed = true
+		}
+		return changed, nil
+	})
+}
+
+// endParent ends the sweep's tracked parent job with status.
+func (c *Controller) endParent(ctx context.Context, ws, id string, status api.Status) error {
+	parent, err := c.st.GetJob(ctx, ws, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil || parent.Status.Terminal() {
+		return err
+	}
+	o := store.NewOutcome(status, api.Reason{})
+	o.StartedAt = parent.StartedAt
+	if err := c.st.Finish(ctx, ws, id, 1, o, c.now()); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	return nil
+}
+
+// SortTrials orders trials by their best objective, best first; those that
+// reported none go last, in index order.
+func SortTrials(trials []api.SweepTrial, goal api.Goal) {
+	slices.SortStableFunc(trials, func(a, b api.SweepTrial) int {
+		switch {
+		case a.BestMetric == nil && b.BestMetric != nil:
+			return 1
+		case a.BestMetric != nil && b.BestMetric == nil:
+			return -1
+		case a.BestMetric != nil && goal.Better(*a.BestMetric, *b.BestMetric):
+			return -1
+		case a.BestMetric != nil && goal.Better(*b.BestMetric, *a.BestMetric):
+			return 1
+		}
+		return a.Index - b.Index
+	})
+}
