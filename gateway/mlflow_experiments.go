@@ -116,7 +116,10 @@ func (g *Gateway) mlflowAllExperiments(ctx context.Context, ws string, view mlfl
 	}
 	names := make([]string, 0, len(exps)+1)
 	for name := range exps {
-		names = append(names, name)
+		// Jobs submitted without an experiment are in none MLflow could name.
+		if name != "" {
+			names = append(names, name)
+		}
 	}
 	if _, ok := exps[defaultExperiment]; !ok {
 		names = append(names, defaultExperiment)

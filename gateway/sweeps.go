@@ -72,7 +72,10 @@ func (g *Gateway) createSweep(c echo.Context) error {
 	}
 	now := g.now().UTC()
 	name := cmp.Or(spec.Name, "sweep")
-	parent, err := g.startRun(ctx, p, api.JobSpec{Name: name, Experiment: cmp.Or(spec.Experiment, spec.Trial.Experiment),
+	// A sweep and its trials are one experiment (its own name when none is
+	// given), so they are compared side by side like any experiment's runs.
+	spec.Experiment = cmp.Or(spec.Experiment, spec.Trial.Experiment, name)
+	parent, err := g.startRun(ctx, p, api.JobSpec{Name: name, Experiment: spec.Experiment,
 		Mode: api.ModeTracked, Command: []string{}}, now)
 	if err != nil {
 		return err
