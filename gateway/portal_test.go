@@ -134,7 +134,7 @@ func TestPortalLoginSetsStrictCookie(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", f.ts.URL+"/ui/login", strings.NewReader(`{"token":"`+reader.Secret+`"}`))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Origin", "http://127.0.0.1:1") // another origin: another port
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
