@@ -236,6 +236,22 @@ func (c *cluster) startWorker(id string, extra ...string) {
 	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState(id) == "up" }, "worker %s did not register", id)
 }
 
+// waitDevReady waits for `jobgate dev` to answer /readyz and for its
+// in-process worker ("dev") to register: until then a submit that needs a
+// worker (host-process jobs) is refused with a 422, by design.
+func (c *cluster) waitDevReady() {
+	c.t.Helper()
+	testenv.Eventually(c.t, 60*time.Second, func() bool {
+		resp, err := http.Get(c.gwURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "jobgate dev did not become ready")
+	testenv.Eventually(c.t, 20*time.Second, func() bool { return c.workerState("dev") == "up" }, "jobgate dev's worker did not register")
+}
+
 func (c *cluster) stopWorker(id string) {
 	if stop := c.workers[id]; stop != nil {
 		stop()

@@ -266,14 +266,7 @@ func TestPortalPagesTryIt(t *testing.T) {
 		"--podman-url", podman, "--network", "host", "--log-level", "warn")
 	t.Cleanup(stop)
 	c.api = client.New(c.gwURL, testToken)
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		resp, err := http.Get(c.gwURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "jobgate dev did not become ready")
+	c.waitDevReady()
 	var probe api.ErrorBody
 	if code := c.do("POST", "/v1/deployments/none/infer", `{}`, &probe); code == http.StatusNotFound && strings.Contains(probe.Error.Message, "route") {
 		t.Skip("POST /v1/deployments/NAME/infer (portal-data) is not in this build")

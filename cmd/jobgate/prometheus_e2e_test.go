@@ -163,14 +163,7 @@ func TestDevMetricsOnOneRegistry(t *testing.T) {
 		"--podman-url", "unix://"+filepath.Join(t.TempDir(), "podman.sock"), "--network", "host", "--log-level", "warn")
 	defer stop()
 	c.api = client.New(c.gwURL, testToken)
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		resp, err := http.Get(c.gwURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "jobgate dev did not become ready")
+	c.waitDevReady()
 	j := c.waitEnded(c.submit(api.JobSpec{Mode: api.ModeProcess, Command: []string{"/bin/sh", "-c", "echo hi"}}).ID)
 	if j.Status != api.StatusSucceeded {
 		t.Fatalf("job: %s (%s)", j.Status, j.Reason)
