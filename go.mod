@@ -7,6 +7,7 @@ require (
 	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/Shopify/toxiproxy/v2 v2.9.0
 	github.com/alicebob/miniredis/v2 v2.40.0
+	github.com/c-bata/goptuna v0.9.0
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/containers/common v0.57.5
@@ -38,7 +39,10 @@ require (
 	golang.org/x/term v0.46.0
 )
 
-require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+require (
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	gonum.org/v1/gonum v0.17.0 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.0 // indirect

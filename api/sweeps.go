@@ -94,15 +94,17 @@ const (
 	// SamplingRandom draws each trial's parameters at random, from a seed:
 	// the same seed gives the same trials.
 	SamplingRandom SamplingType = "random"
-	// SamplingBayesian (TPE) is named so that a spec using it is told it is
-	// not served yet rather than that the word is unknown.
+	// SamplingBayesian draws each trial's parameters with TPE (the tree of
+	// Parzen estimators, goptuna's) from the objective of the trials that
+	// ended before it was made; the first few are random, and those are
+	// reproducible from the seed.
 	SamplingBayesian SamplingType = "bayesian"
 )
 
 // Sampling picks the trials' parameters.
 type Sampling struct {
 	Type SamplingType `json:"type"`
-	// Seed makes random sampling reproducible; when unset the gateway picks
+	// Seed makes random and bayesian sampling reproducible; when unset the gateway picks
 	// one and the sweep shows it.
 	Seed *int64 `json:"seed,omitempty"`
 }
@@ -321,9 +323,16 @@ func (s *SweepSpec) Validate() error {
 			return fieldErr("limits.max_total_trials is required with random sampling")
 		}
 	case SamplingBayesian:
-		return fieldErr("sampling.type bayesian is not served yet; use grid or random")
+		if s.Limits.MaxTotalTrials == 0 {
+			return fieldErr("limits.max_total_trials is required with bayesian sampling")
+		}
+		for _, name := range names {
+			if p := s.SearchSpace[name]; p.Type == ParamNormal || p.Type == ParamLognormal {
+				return fieldErr("search_space.%s.type %s is unbounded: bayesian sampling (TPE) takes choice, randint, uniform, quniform, loguniform and qloguniform", name, p.Type)
+			}
+		}
 	case "":
-		return fieldErr("sampling.type is required: grid or random")
+		return fieldErr("sampling.type is required: grid, random or bayesian")
 	default:
 		return fieldErr("sampling.type %q is not one of grid, random, bayesian", s.Sampling.Type)
 	}

@@ -242,6 +242,9 @@ func trialKey(sweepID string, index int) string {
 // ones canceled once timeout_seconds passed, and the sweep (and its parent
 // job) ended when no trial runs and none is left to make.
 func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.SweepRecord, error) {
+	if err := c.decide(ctx, ws, id); err != nil {
+		return nil, err
+	}
 	return c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
 		if rec.Status != api.SweepRunning {
 			return false, nil
@@ -252,8 +255,7 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 		}
 		actor := "sweep:" + rec.ID
 		now := c.now().UTC()
-		timedOut := rec.Spec.Limits.TimeoutSeconds > 0 &&
-			now.Sub(rec.CreatedAt).Seconds() >= float64(rec.Spec.Limits.TimeoutSeconds)
+		timedOut := c.timedOut(rec)
 		changed := false
 		active, won := 0, false
 		for i := range rec.Trials {
@@ -281,33 +283,35 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 				won = true
 			}
 		}
-		for !timedOut && active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
-			i := rec.Next
-			params, err := smp.Trial(i)
+		// Trials decided before their job was made (bayesian sampling's,
+		// see decide): made now with the parameters the record keeps, so
+		// that a retry or another gateway makes the same job.
+		for i := range rec.Trials {
+			t := &rec.Trials[i]
+			if t.JobID != "" || t.Stop != nil {
+				continue
+			}
+			if timedOut {
+				t.Stop = &api.Reason{Code: api.ReasonTimeout, Detail: fmt.Sprintf("the sweep's timeout_seconds %d passed before the trial was made", rec.Spec.Limits.TimeoutSeconds)}
+			} else if made, err := c.makeTrial(ctx, rec, t); err != nil {
+				return false, err
+			} else if made {
+				active++
+			}
+			changed = true
+		}
+		for !smp.Learns() && !timedOut && active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
+			params, err := smp.Trial(rec.Next)
 			if err != nil {
 				return false, err
 			}
-			t := store.SweepTrialState{Index: i, Params: params}
-			js, err := RenderTrial(rec.Spec, rec.ID, i, params)
-			if err == nil {
-				var res job.Result
-				res, err = c.jobs.Submit(ctx, job.Request{Workspace: ws, Actor: actor, Spec: js, IdempotencyKey: trialKey(rec.ID, i)})
-				if err == nil {
-					t.JobID = res.Job.ID
-					if err := c.st.SetParams(ctx, t.JobID, params); err != nil {
-						return false, err
-					}
-					active++
-				}
-			}
-			var je *job.Error
-			var ae *api.Error
-			switch {
-			case errors.As(err, &je), errors.As(err, &ae):
-				// A refused trial counts as failed; the sweep goes on.
-				t.Stop = &api.Reason{Code: api.ReasonStartFailed, Detail: InTrial(err).Error()}
-			case err != nil:
+			t := store.SweepTrialState{Index: rec.Next, Params: params}
+			made, err := c.makeTrial(ctx, rec, &t)
+			if err != nil {
 				return false, err
+			}
+			if made {
+				active++
 			}
 			rec.Trials = append(rec.Trials, t)
 			rec.Next++
@@ -327,6 +331,110 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 		}
 		return changed, nil
 	})
+}
+
+func (c *Controller) timedOut(rec *store.SweepRecord) bool {
+	return rec.Spec.Limits.TimeoutSeconds > 0 &&
+		c.now().UTC().Sub(rec.CreatedAt).Seconds() >= float64(rec.Spec.Limits.TimeoutSeconds)
+}
+
+// makeTrial makes trial t's job with its parameters; false, with t.Stop
+// set, when the job service refused it (the trial counts as failed and the
+// sweep goes on).
+func (c *Controller) makeTrial(ctx context.Context, rec *store.SweepRecord, t *store.SweepTrialState) (bool, error) {
+	js, err := RenderTrial(rec.Spec, rec.ID, t.Index, t.Params)
+	if err == nil {
+		var res job.Result
+		res, err = c.jobs.Submit(ctx, job.Request{Workspace: rec.Workspace, Actor: "sweep:" + rec.ID, Spec: js, IdempotencyKey: trialKey(rec.ID, t.Index)})
+		if err == nil {
+			t.JobID = res.Job.ID
+			return true, c.st.SetParams(ctx, t.JobID, t.Params)
+		}
+	}
+	var je *job.Error
+	var ae *api.Error
+	if errors.As(err, &je) || errors.As(err, &ae) {
+		t.Stop = &api.Reason{Code: api.ReasonStartFailed, Detail: InTrial(err).Error()}
+		return false, nil
+	}
+	return false, err
+}
+
+// decide picks the parameters of the trials a sampler that learns
+// (bayesian) may start now, from the trials ended so far, and keeps them
+// in the record before any job is made: deciding touches nothing outside
+// Redis, so an update that runs twice decides twice harmlessly, and the
+// job made after (Reconcile) is the one the record names.
+func (c *Controller) decide(ctx context.Context, ws, id string) error {
+	_, err := c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
+		if rec.Status != api.SweepRunning || c.timedOut(rec) {
+			return false, nil
+		}
+		smp, err := NewSampler(rec.Spec, rec.Seed)
+		if err != nil || !smp.Learns() {
+			return false, err
+		}
+		active := 0
+		var ended []*store.SweepTrialState
+		for i := range rec.Trials {
+			t := &rec.Trials[i]
+			switch {
+			case t.JobID == "" && t.Stop == nil:
+				active++ // decided, its job not made yet
+			case t.JobID != "":
+				j, err := c.st.GetJob(ctx, ws, t.JobID)
+				if err != nil {
+					return false, err
+				}
+				if !j.Status.Terminal() {
+					active++
+				} else if j.Status == api.StatusSucceeded || t.Stop != nil && t.Stop.Code == api.ReasonEarlyTerminated {
+					ended = append(ended, t)
+				}
+			}
+		}
+		if active >= rec.Spec.Limits.MaxConcurrentTrials || rec.Next >= smp.Size() {
+			return false, nil
+		}
+		history, err := c.history(ctx, rec, ended)
+		if err != nil {
+			return false, err
+		}
+		for active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
+			params, err := smp.TrialAfter(rec.Next, history)
+			if err != nil {
+				return false, err
+			}
+			rec.Trials = append(rec.Trials, store.SweepTrialState{Index: rec.Next, Params: params})
+			rec.Next++
+			active++
+		}
+		return true, nil
+	})
+	return err
+}
+
+// history is what bayesian sampling learns from the ended trials: the best
+// objective of each that ran to its end, the points of each the sweep
+// stopped early; a trial that reported no objective teaches nothing.
+func (c *Controller) history(ctx context.Context, rec *store.SweepRecord, ended []*store.SweepTrialState) ([]Observation, error) {
+	series, err := c.Series(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	var out []Observation
+	for _, t := range ended {
+		pts := series[t.Index]
+		if len(pts) == 0 {
+			continue
+		}
+		o := Observation{Params: t.Params, Value: best(rec.Spec.Objective.Goal, pts, len(pts))}
+		if t.Stop != nil {
+			o.Stopped, o.Points = true, pts
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // endParent ends the sweep's tracked parent job with status.

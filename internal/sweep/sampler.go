@@ -45,7 +45,7 @@ func NewSampler(spec api.SweepSpec, seed int64) (*Sampler, error) {
 			s.size *= len(vals)
 		}
 		s.size = min(s.size, spec.Limits.MaxTotalTrials)
-	case api.SamplingRandom:
+	case api.SamplingRandom, api.SamplingBayesian:
 		s.size = spec.Limits.MaxTotalTrials
 	default:
 		return nil, fmt.Errorf("sampling.type %q has no sampler", spec.Sampling.Type)
@@ -57,11 +57,23 @@ func NewSampler(spec api.SweepSpec, seed int64) (*Sampler, error) {
 // max_total_trials), or max_total_trials.
 func (s *Sampler) Size() int { return s.size }
 
+// Learns says whether a trial's parameters depend on how the trials made
+// before it did (bayesian sampling): then they are decided, and kept in
+// the sweep's record, before the trial's job is made.
+func (s *Sampler) Learns() bool { return s.spec.Sampling.Type == api.SamplingBayesian }
+
 // Trial is trial i's parameters, each as the trial sees it
-// (api.FormatParam).
-func (s *Sampler) Trial(i int) (map[string]string, error) {
+// (api.FormatParam), without a history: bayesian sampling's first trials.
+func (s *Sampler) Trial(i int) (map[string]string, error) { return s.TrialAfter(i, nil) }
+
+// TrialAfter is trial i's parameters given the trials that ended before
+// it; grid and random sampling ignore them.
+func (s *Sampler) TrialAfter(i int, history []Observation) (map[string]string, error) {
 	if i < 0 || i >= s.size {
 		return nil, fmt.Errorf("trial %d is outside the sweep's %d", i, s.size)
+	}
+	if s.Learns() {
+		return s.bayesianTrial(i, history)
 	}
 	out := make(map[string]string, len(s.names))
 	if s.grid != nil {
@@ -74,13 +86,19 @@ func (s *Sampler) Trial(i int) (map[string]string, error) {
 		}
 		return out, nil
 	}
+	return s.randomTrial(i), nil
+}
+
+// randomTrial is random sampling's trial i.
+func (s *Sampler) randomTrial(i int) map[string]string {
+	out := make(map[string]string, len(s.names))
 	// One stream per trial, so that trial i does not depend on how many
 	// draws the earlier ones took.
 	r := rand.New(rand.NewPCG(uint64(s.seed), uint64(i)))
 	for _, name := range s.names {
 		out[name] = draw(s.spec.SearchSpace[name], r)
 	}
-	return out, nil
+	return out
 }
 
 func gridValues(p api.SearchParam) ([]string, error) {
