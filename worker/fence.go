@@ -101,6 +101,29 @@ func (w *Worker) beatOK(sent time.Time) {
 	}
 }
 
+// beatIfSilent heartbeats now when no beat has reached Redis for two
+// intervals, before an attempt starts. Right after an outage, a task can
+// be dequeued before the heartbeat loop gets through again: started then,
+// the attempt would be fenced at once (watchSilence still sees the old
+// silence) and run a second time. An error hands the task back to its
+// queue unstarted.
+func (w *Worker) beatIfSilent(ctx context.Context) error {
+	w.mu.Lock()
+	last := w.lastBeat
+	w.mu.Unlock()
+	if time.Since(last) < 2*w.cfg.HeartbeatInterval {
+		return nil
+	}
+	sent := time.Now()
+	bctx, cancel := context.WithTimeout(ctx, max(w.cfg.HeartbeatInterval, time.Second))
+	defer cancel()
+	if err := w.store.Heartbeat(bctx, w.cfg.ID, w.instance); err != nil {
+		return err
+	}
+	w.beatOK(sent)
+	return nil
+}
+
 // watchSilence fences this worker (see above) whenever no heartbeat has
 // reached Redis for fenceAfter, until ctx is done. It keeps doing so while
 // the silence lasts, so that nothing started meanwhile runs on.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
+	"github.com/jobgate/jobgate/internal/testenv"
 )
 
 // TestFence: with the default 7s lost-after a worker cut off from Redis
@@ -50,5 +51,48 @@ func TestFence(t *testing.T) {
 		if requeue != tt.wantRequeue || o.Status != tt.wantStatus || o.ReasonCode != tt.wantCode {
 			t.Errorf("%s: requeue %v, %s %q (%s); want requeue %v, %s %q", tt.name, requeue, o.Status, o.ReasonCode, o.Reason, tt.wantRequeue, tt.wantStatus, tt.wantCode)
 		}
+	}
+}
+
+// TestBeatIfSilent: an attempt dequeued after a silence longer than two
+// beats first heartbeats, so that watchSilence does not fence it at once
+// for the silence that just ended; when Redis does not answer it is not
+// started.
+func TestBeatIfSilent(t *testing.T) {
+	addr := testenv.Redis(t)
+	rdb := testenv.RedisClient(t, addr)
+	st := store.New(rdb, store.Config{})
+	w := New(Config{ID: "b", HeartbeatInterval: time.Second}, rdb, st, nil, nil, nil, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	if _, err := st.ClaimWorker(ctx, store.Worker{ID: "b", Instance: w.instance}, time.Minute, ""); err != nil {
+		t.Fatal(err)
+	}
+	w.beatOK(time.Now())
+	if err := w.beatIfSilent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	w.lastBeat = time.Now().Add(-time.Minute)
+	w.mu.Unlock()
+	before := time.Now()
+	if err := w.beatIfSilent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	last := w.lastBeat
+	w.mu.Unlock()
+	if last.Before(before) {
+		t.Errorf("the last beat is %s old after beatIfSilent; want one sent now", time.Since(last))
+	}
+	// Another instance holds the ID now: the beat is refused, and so is
+	// the attempt.
+	w.mu.Lock()
+	w.lastBeat = time.Now().Add(-time.Minute)
+	w.mu.Unlock()
+	if _, err := st.ClaimWorker(ctx, store.Worker{ID: "b", Instance: "other"}, 0, w.instance); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.beatIfSilent(ctx); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("beatIfSilent for a superseded instance: %v, want ErrConflict", err)
 	}
 }

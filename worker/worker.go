@@ -643,6 +643,11 @@ func (w *Worker) handleRunJob(ctx context.Context, t *asynq.Task) error {
 	if !resumed && w.isStopping() {
 		return nil // handed back by the stopping worker (handBack)
 	}
+	if !resumed {
+		if err := w.beatIfSilent(ctx); err != nil {
+			return fmt.Errorf("heartbeat before the attempt: %w", err)
+		}
+	}
 	if !w.hold(job.ID, p.Attempt) {
 		return nil // this process runs it already
 	}
