@@ -164,6 +164,12 @@ func TestSweepMedianStopping(t *testing.T) {
 	if tr := sw.Trials[2]; tr.State != api.StatusCanceled || !strings.Contains(tr.Reason.Detail, "median_stopping at interval 1") {
 		t.Errorf("trial 2: %s, %+v", tr.State, tr.Reason)
 	}
+	// The trial's job record says the same.
+	var stopped api.JobDetail
+	f.mustCall("GET", "/v1/jobs/"+sw.Trials[2].JobID, systemToken, "", &stopped)
+	if stopped.Status != api.StatusCanceled || stopped.ReasonCode != api.ReasonEarlyTerminated || !strings.Contains(stopped.Reason, "median_stopping at interval 1") {
+		t.Errorf("trial 2's job: %s %q (%s), want canceled, early_terminated and the rule", stopped.Status, stopped.ReasonCode, stopped.Reason)
+	}
 	if sw.Best == nil || sw.Best.Index != 1 || *sw.Best.BestMetric != 0.9 {
 		t.Errorf("best %+v, want trial 1 at 0.9", sw.Best)
 	}
@@ -310,5 +316,33 @@ func TestSweepSurvivesARestart(t *testing.T) {
 	f.mustCall("GET", "/v1/jobs/"+sw.ID+"/children", systemToken, "", &kids)
 	if len(kids.Jobs) != 4 {
 		t.Errorf("the sweep's job has %d children, want 4 (no trial made twice)", len(kids.Jobs))
+	}
+}
+
+// TestSweepJudgesEveryInterval: points that arrive together (a batch from
+// a job's log, or one request) are judged one interval at a time, so a
+// rule that fires at interval 2 fires even when interval 3's point came
+// with it and would pass.
+func TestSweepJudgesEveryInterval(t *testing.T) {
+	f := newFixture(t)
+	var sw api.Sweep
+	f.mustCall("POST", "/v1/sweeps", systemToken, sweepBody(`{"type": "grid"}`,
+		`{"lr": {"type": "choice", "values": [0.1, 0.01]}, "opt": {"type": "choice", "values": ["adam"]}}`,
+		`, "limits": {"max_concurrent_trials": 2}, "early_termination": {"type": "bandit", "slack_amount": 0.1}`), &sw)
+	post := func(index int, vs ...float64) {
+		var pts []string
+		for _, v := range vs {
+			pts = append(pts, fmt.Sprintf(`{"name": "val_loss", "value": %v}`, v))
+		}
+		f.mustCall("POST", "/v1/jobs/"+sw.Trials[index].JobID+"/metrics", systemToken, `{"metrics": [`+strings.Join(pts, ",")+`]}`, nil)
+	}
+	post(0, 1, 1, 1)
+	post(1, 1.0, 5, 1.0) // 5 at interval 2 is outside 1+0.1
+	f.mustCall("GET", "/v1/sweeps/"+sw.ID, systemToken, "", &sw)
+	if tr := sw.Trials[1]; tr.Reason == nil || tr.Reason.Code != api.ReasonEarlyTerminated || !strings.Contains(tr.Reason.Detail, "at interval 2:") {
+		t.Errorf("trial 1: %s %+v; want stopped at interval 2", tr.State, tr.Reason)
+	}
+	if tr := sw.Trials[0]; tr.Reason != nil {
+		t.Errorf("trial 0 was stopped: %+v", tr.Reason)
 	}
 }

@@ -112,6 +112,10 @@ const (
 	// ChannelRouting wakes the scoring routers: a replica became ready,
 	// started draining or went away; they reload their routing table.
 	ChannelRouting = "jobgate:wake:routing"
+	// ChannelSweeps wakes the sweep controller: a child job recorded
+	// metric points from its log, which a sweep's early termination rule
+	// judges as they arrive.
+	ChannelSweeps = "jobgate:wake:sweeps"
 )
 
 // WorkerChannel wakes one worker: a task was put on its queue.

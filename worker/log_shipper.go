@@ -53,6 +53,9 @@ type logShipper struct {
 	// warnedLimit is set once the log says that metric points were dropped;
 	// only the loop goroutine uses it.
 	warnedLimit bool
+	// onMetrics, when set, is called after metric points were recorded (a
+	// child job's, which a sweep judges as they arrive).
+	onMetrics func(context.Context)
 	closeOnce   sync.Once
 	// closeErr is what Close returns; set once, in closeOnce.
 	closeErr error
@@ -96,13 +99,13 @@ type logLimits struct {
 
 // newLogShipper ships the log of one attempt of job jobID within limits.
 // Close must be called.
-func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact *redaction, limits logLimits) *logShipper {
+func newLogShipper(jobID string, attempt int, st *store.Store, file *os.File, redact *redaction, limits logLimits, onMetrics func(context.Context)) *logShipper {
 	// A piece of a long line holds a secret whole, with room to spare.
 	limits.line = max(cmp.Or(limits.line, defaultMaxLogLine), 2*redact.longest())
 	limits.live = cmp.Or(limits.live, defaultMaxLiveLog)
 	limits.file = cmp.Or(limits.file, defaultMaxLog)
 	s := &logShipper{jobID: jobID, attempt: attempt, store: st, fileW: bufio.NewWriterSize(file, 256<<10), done: make(chan struct{}),
-		redact: redact, limits: limits, seen: map[string]int64{}}
+		redact: redact, limits: limits, onMetrics: onMetrics, seen: map[string]int64{}}
 	s.cond = sync.NewCond(&s.mu)
 	s.stdout = &lineWriter{ship: s, stream: store.Stdout, max: limits.line}
 	s.stderr = &lineWriter{ship: s, stream: store.Stderr, max: limits.line}
@@ -186,6 +189,9 @@ func (s *logShipper) ship(batch []store.LogLine, metrics []store.MetricPoint) {
 		return
 	}
 	err := s.store.AppendMetrics(ctx, s.jobID, metrics)
+	if err == nil && s.onMetrics != nil {
+		s.onMetrics(ctx)
+	}
 	switch {
 	case errors.Is(err, store.ErrMetricLimit):
 		// The job's fault, not Redis's: say so in its log, once.

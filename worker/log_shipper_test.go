@@ -30,7 +30,7 @@ func TestLogShipperRecordsMetrics(t *testing.T) {
 	}
 	defer spool.Close()
 	const secret = "hunter2"
-	ship := newLogShipper("job1", 1, st, spool, redactor(map[string]string{"PASS": secret}), logLimits{})
+	ship := newLogShipper("job1", 1, st, spool, redactor(map[string]string{"PASS": secret}), logLimits{}, nil)
 
 	const n = 20_000
 	var out bytes.Buffer
@@ -112,7 +112,7 @@ func TestLogShipperMetricNameLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	ship := newLogShipper("job2", 1, st, spool, nil, logLimits{})
+	ship := newLogShipper("job2", 1, st, spool, nil, logLimits{}, nil)
 	for i := range store.MaxMetricNames + 50 {
 		fmt.Fprintf(ship.stdout, "::metric name=m%d value=1\n", i)
 	}
@@ -173,7 +173,7 @@ func TestLogShipperSplitsLongLines(t *testing.T) {
 			}
 			defer spool.Close()
 			id := fmt.Sprintf("split%d", i)
-			ship := newLogShipper(id, 3, st, spool, nil, logLimits{line: max})
+			ship := newLogShipper(id, 3, st, spool, nil, logLimits{line: max}, nil)
 			w := ship.stdout
 			if tt.stderr {
 				w = ship.stderr
@@ -221,7 +221,7 @@ func TestLogShipperHugeLineHeldInPieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	ship := newLogShipper("huge", 1, st, spool, nil, logLimits{live: 128 << 20}) // above the 64 MiB default: this is about splitting
+	ship := newLogShipper("huge", 1, st, spool, nil, logLimits{live: 128 << 20}, nil) // above the 64 MiB default: this is about splitting
 	chunk := bytes.Repeat([]byte{'x'}, 64<<10)
 	for range 1024 {
 		ship.stdout.Write(chunk)
@@ -255,7 +255,7 @@ func TestLogShipperCapsLiveAndAtRest(t *testing.T) {
 	}
 	defer spool.Close()
 	// 100-byte lines with their newline: 10 fit the live cap, 30 the file's.
-	ship := newLogShipper("capped", 1, st, spool, nil, logLimits{live: 1000, file: 3000})
+	ship := newLogShipper("capped", 1, st, spool, nil, logLimits{live: 1000, file: 3000}, nil)
 	line := strings.Repeat("y", 99)
 	for i := range 100 {
 		fmt.Fprintf(ship.stdout, "%02d%s\n", i, line[2:])
@@ -341,7 +341,7 @@ func TestLogShipperMasksSecretsAcrossSplits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer spool.Close()
-		ship := newLogShipper("reviewed", 1, st, spool, redactor(map[string]string{"PASS": pass}), logLimits{line: max})
+		ship := newLogShipper("reviewed", 1, st, spool, redactor(map[string]string{"PASS": pass}), logLimits{line: max}, nil)
 		ship.stdout.Write([]byte(strings.Repeat("x", max-len(pass)/2) + pass + "\n"))
 		ship.Close()
 		var live strings.Builder
@@ -366,7 +366,7 @@ func TestLogShipperMasksSecretsAcrossSplits(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ship := newLogShipper(id, 1, st, spool, redact, logLimits{line: max})
+				ship := newLogShipper(id, 1, st, spool, redact, logLimits{line: max}, nil)
 				for b := []byte(line + "\n"); len(b) > 0; {
 					k := min(len(b), chunk)
 					ship.stdout.Write(b[:k])
@@ -455,7 +455,7 @@ func TestLogShipperLineBoundHoldsASecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spool.Close()
-	s := newLogShipper("bound", 1, nil, spool, redactor(map[string]string{"K": secret}), logLimits{line: 16})
+	s := newLogShipper("bound", 1, nil, spool, redactor(map[string]string{"K": secret}), logLimits{line: 16}, nil)
 	defer s.Close() // nothing written: nothing to ship
 	if s.stdout.max != 80 || s.stderr.max != 80 {
 		t.Fatalf("the line bound is %d/%d, want 80", s.stdout.max, s.stderr.max)

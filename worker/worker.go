@@ -785,7 +785,12 @@ func (w *Worker) judge(ctx context.Context, log *slog.Logger, job *api.Job, atte
 		return false
 	case errors.Is(cause, errCancelRequested):
 		outcome.Status = api.StatusCanceled
-		outcome.SetReason(api.Reason{Code: api.ReasonCanceled})
+		why := api.Reason{Code: api.ReasonCanceled}
+		// A sweep that stops a trial says why (early_terminated, timeout).
+		if asked, err := w.store.CancelReason(ctx, job.ID); err == nil && asked.Code != "" {
+			why = asked
+		}
+		outcome.SetReason(why)
 		return false
 	case errors.Is(cause, errPreempted):
 		// Not the job's failure: back to the queue, retries untouched.
@@ -911,8 +916,13 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 	for k, v := range secretEnv {
 		hidden[k] = v
 	}
+	var onMetrics func(context.Context)
+	if job.Spec.ParentID != "" {
+		// Perhaps a sweep's trial: its controller judges each point.
+		onMetrics = func(ctx context.Context) { _ = queue.Notify(ctx, w.rdb, queue.ChannelSweeps) }
+	}
 	ship := newLogShipper(job.ID, attempt, w.store, spool, redactor(hidden),
-		logLimits{line: w.cfg.MaxLogLineBytes, live: w.cfg.MaxLiveLogBytes, file: w.cfg.MaxLogBytes})
+		logLimits{line: w.cfg.MaxLogLineBytes, live: w.cfg.MaxLiveLogBytes, file: w.cfg.MaxLogBytes}, onMetrics)
 	// Every way out ends the shipper's goroutine; the normal one closes it
 	// below, before the log is stored at rest (Close is idempotent).
 	defer ship.Close()

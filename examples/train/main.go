@@ -13,7 +13,7 @@
 //   - It writes the model to JOBGATE_OUTPUTS, which jobgate collects as the
 //     job's artifacts.
 //
-// Usage: train [-epochs N] [-lr RATE] [-data DIR] [-file NAME] [-hold-until FILE]
+// Usage: train [-epochs N] [-lr RATE] [-epoch-seconds S] [-data DIR] [-file NAME] [-hold-until FILE]
 package main
 
 import (
@@ -35,6 +35,7 @@ func main() {
 	epochs := flag.Int("epochs", 30, "passes over the data")
 	lr := flag.Float64("lr", 0.5, "learning rate")
 	file := flag.String("file", "blobs.csv", "CSV file in the data folder: x1,x2,label")
+	epochSeconds := flag.Float64("epoch-seconds", 0, "sleep this long after each epoch (to stand in for real training in tests and benchmarks)")
 	holdUntil := flag.String("hold-until", "", "after writing the model, wait until this file exists (to look around with jobgate exec)")
 	data := flag.String("data", cmpOr(os.Getenv("JOBGATE_INPUT_DATA"), "/inputs/data"), "data folder (default: the job's input named data)")
 	flag.Parse()
@@ -56,6 +57,9 @@ func main() {
 	for epoch := 0; epoch < *epochs; epoch++ {
 		loss := step(w, xs, ys, *lr)
 		fmt.Printf("::metric name=loss value=%.6f step=%d\n", loss, epoch)
+		if *epochSeconds > 0 {
+			time.Sleep(time.Duration(*epochSeconds * float64(time.Second)))
+		}
 	}
 	acc := accuracy(w, xs, ys)
 	fmt.Printf("accuracy %.4f\n", acc)

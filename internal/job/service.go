@@ -430,7 +430,14 @@ const maxCancelTree = 10_000
 // The API and schedules (Replace) cancel through here. A job that does not
 // exist is store.ErrNotFound.
 func (s *Service) Cancel(ctx context.Context, ws, actor, id string) error {
-	if err := s.cancelOne(ctx, ws, actor, id); err != nil {
+	return s.CancelFor(ctx, ws, actor, id, api.Reason{})
+}
+
+// CancelFor is Cancel with the reason the job's end carries, instead of
+// canceled (a sweep's early termination or timeout); its children, if any,
+// end with a plain cancel.
+func (s *Service) CancelFor(ctx context.Context, ws, actor, id string, why api.Reason) error {
+	if err := s.cancelOne(ctx, ws, actor, id, why); err != nil {
 		return err
 	}
 	todo := []string{id}
@@ -443,7 +450,7 @@ func (s *Service) Cancel(ctx context.Context, ws, actor, id string) error {
 		for _, k := range kids {
 			seen++
 			if !k.Status.Terminal() {
-				if err := s.cancelOne(ctx, ws, actor, k.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err := s.cancelOne(ctx, ws, actor, k.ID, api.Reason{}); err != nil && !errors.Is(err, store.ErrNotFound) {
 					return err
 				}
 			}
@@ -453,8 +460,8 @@ func (s *Service) Cancel(ctx context.Context, ws, actor, id string) error {
 	return nil
 }
 
-func (s *Service) cancelOne(ctx context.Context, ws, actor, id string) error {
-	res, err := s.store.Cancel(ctx, ws, id, s.cfg.Now())
+func (s *Service) cancelOne(ctx context.Context, ws, actor, id string, why api.Reason) error {
+	res, err := s.store.CancelFor(ctx, ws, id, why, s.cfg.Now())
 	if err != nil {
 		return err
 	}

@@ -813,6 +813,19 @@ const (
 // Cancel cancels a queued job or a tracked run at once, or marks a running
 // job so its worker stops it (the caller publishes queue.ChannelCancel).
 func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (CancelResult, error) {
+	return s.CancelFor(ctx, ws, id, api.Reason{}, now)
+}
+
+// CancelFor is Cancel with the reason the job's end carries (its status
+// is canceled all the same): a sweep's early termination, say. A zero why
+// is a plain cancel's.
+func (s *Store) CancelFor(ctx context.Context, ws, id string, why api.Reason, now time.Time) (CancelResult, error) {
+	reason := func(detail string) api.Reason {
+		if why.Code != "" {
+			return why
+		}
+		return api.Reason{Code: api.ReasonCanceled, Detail: detail}
+	}
 	for range 5 {
 		j, err := s.GetJob(ctx, ws, id)
 		if err != nil {
@@ -827,7 +840,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 		case j.Status == api.StatusQueued:
 			err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error {
 				return s.finishOn(ctx, rdb, ws, id, "", string(api.StatusQueued),
-					NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled, Detail: "canceled while queued"}), now)
+					NewOutcome(api.StatusCanceled, reason("canceled while queued")), now)
 			})
 			if errors.Is(err, ErrConflict) {
 				continue // it started meanwhile; look again
@@ -835,7 +848,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 			return CancelDone, err
 		case j.Spec.Mode == api.ModeTracked:
 			// No worker runs it, so nobody else would end it.
-			o := NewOutcome(api.StatusCanceled, api.Reason{Code: api.ReasonCanceled})
+			o := NewOutcome(api.StatusCanceled, reason(""))
 			o.StartedAt = j.StartedAt
 			err := s.replicatedOn(ctx, func(rdb redis.Cmdable) error { return s.finishOn(ctx, rdb, ws, id, "1", "", o, now) })
 			if errors.Is(err, ErrConflict) {
@@ -843,7 +856,7 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 			}
 			return CancelDone, err
 		default:
-			ok, err := requestCancelScript.Run(ctx, s.rdb, []string{jobKey(id)}).Int()
+			ok, err := requestCancelScript.Run(ctx, s.rdb, []string{jobKey(id)}, why.Code, why.Detail).Int()
 			if err != nil {
 				return 0, err
 			}
@@ -853,6 +866,18 @@ func (s *Store) Cancel(ctx context.Context, ws, id string, now time.Time) (Cance
 		}
 	}
 	return 0, fmt.Errorf("cancel job %s: status kept changing: %w", id, ErrConflict)
+}
+
+// CancelReason is the reason a cancel of running job id asked its end to
+// carry (CancelFor); zero for a plain cancel.
+func (s *Store) CancelReason(ctx context.Context, id string) (api.Reason, error) {
+	vals, err := s.rdb.HMGet(ctx, jobKey(id), "cancel_reason_code", "cancel_reason_detail").Result()
+	if err != nil {
+		return api.Reason{}, err
+	}
+	code, _ := vals[0].(string)
+	detail, _ := vals[1].(string)
+	return api.Reason{Code: code, Detail: detail}, nil
 }
 
 // RequestPreemption marks a running attempt to be stopped and requeued; true

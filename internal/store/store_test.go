@@ -177,6 +177,46 @@ func TestCancelQueuedNeverStarts(t *testing.T) {
 	}
 }
 
+// TestCancelForCarriesTheReason: a cancel with a reason (a sweep's early
+// termination) ends a queued job with it, and leaves it with a running
+// job's request for its worker to end the attempt with; a plain cancel
+// keeps canceled.
+func TestCancelForCarriesTheReason(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	why := api.Reason{Code: api.ReasonEarlyTerminated, Detail: "median_stopping at interval 3: ..."}
+	q := newJob(t, s)
+	if res, err := s.CancelFor(ctx, q.Workspace, q.ID, why, time.Now()); err != nil || res != store.CancelDone {
+		t.Fatalf("cancel queued: %v %v", res, err)
+	}
+	if got, _ := s.GetJobByID(ctx, q.ID); got.Status != api.StatusCanceled || got.ReasonCode != api.ReasonEarlyTerminated || got.Reason != why.String() {
+		t.Errorf("queued job canceled for a reason: %s %q (%s), want canceled %q", got.Status, got.ReasonCode, got.Reason, why.String())
+	}
+	r := newJob(t, s)
+	start(t, s, r, 1, "w1")
+	if res, err := s.CancelFor(ctx, r.Workspace, r.ID, why, time.Now()); err != nil || res != store.CancelRequested {
+		t.Fatalf("cancel running: %v %v", res, err)
+	}
+	if got, err := s.CancelReason(ctx, r.ID); err != nil || got != why {
+		t.Errorf("the running job's cancel reason: %+v %v, want %+v", got, err, why)
+	}
+	plain := newJob(t, s)
+	start(t, s, plain, 1, "w1")
+	if _, err := s.Cancel(ctx, plain.Workspace, plain.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CancelReason(ctx, plain.ID); err != nil || got != (api.Reason{}) {
+		t.Errorf("a plain cancel's reason: %+v %v, want none", got, err)
+	}
+	p := newJob(t, s)
+	if _, err := s.Cancel(ctx, p.Workspace, p.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetJobByID(ctx, p.ID); got.ReasonCode != api.ReasonCanceled {
+		t.Errorf("a plain cancel of a queued job: %q, want canceled", got.ReasonCode)
+	}
+}
+
 func TestPendingOrderIsPriorityThenAge(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()

@@ -15,6 +15,7 @@ import (
 	"github.com/jobgate/jobgate/internal/leader"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/tmpl"
+	"github.com/jobgate/jobgate/queue"
 )
 
 // Controller runs sweeps: it makes their trials (child jobs of the sweep's
@@ -44,34 +45,41 @@ func NewController(l *leader.Elector, st *store.Store, jobs *job.Service, now fu
 	return &Controller{leader: l, st: st, jobs: jobs, now: now, logger: logger, Tick: 2 * time.Second}
 }
 
-// Run passes over every running sweep each Tick while this process leads.
+// Run passes over every running sweep while this process leads: when a
+// worker says a child job recorded metric points from its log
+// (queue.ChannelSweeps), so that a rule judges them as they arrive, and
+// each Tick, which catches trials that ended.
 func (c *Controller) Run(ctx context.Context) error {
+	waker, err := queue.NewWaker(ctx, c.st.Redis(), queue.ChannelSweeps)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("sweeps: subscribe: %w", err)
+	}
+	defer waker.Close()
 	leading := c.leader == nil
 	var sub *leader.Subscription
 	if c.leader != nil {
 		sub = c.leader.Listen()
 		defer sub.Unlisten()
 	}
-	t := time.NewTicker(c.Tick)
-	defer t.Stop()
-	for {
+	for ctx.Err() == nil {
+		gen := waker.Gen()
+		if sub != nil {
+			select {
+			case leading = <-sub.C():
+			default:
+			}
+		}
 		if leading {
 			if err := c.Pass(ctx); err != nil && ctx.Err() == nil {
 				c.logger.WarnContext(ctx, "sweeps pass", slog.Any("error", err))
 			}
 		}
-		var subC <-chan bool
-		if sub != nil {
-			subC = sub.C()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case l := <-subC:
-			leading = l
-		case <-t.C:
-		}
+		waker.Wait(ctx, gen, c.Tick)
 	}
+	return nil
 }
 
 // Pass judges and reconciles every running sweep once.
@@ -94,7 +102,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 // (at that point's interval), cancels those the rule stops, and reconciles
 // the sweep.
 func (c *Controller) Judge(ctx context.Context, ws, id string) error {
-	var stop []string
+	var stop []store.SweepTrialState
 	_, err := c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
 		stop = stop[:0]
 		if rec.Status != api.SweepRunning || rec.Spec.EarlyTermination == nil {
@@ -115,22 +123,32 @@ func (c *Controller) Judge(ctx context.Context, ws, id string) error {
 			if err != nil {
 				return false, err
 			}
+			from := t.Judged
 			t.Judged, changed = n, true
 			if j.Status.Terminal() {
 				continue
 			}
-			if d := Decide(rec.Spec.EarlyTermination, rec.Spec.Objective.Goal, t.Index, series); d.Stop {
-				t.Stop = &api.Reason{Code: api.ReasonEarlyTerminated, Detail: d.Detail}
-				stop = append(stop, t.JobID)
+			// Each interval since the last judged, in order, as if its
+			// point had just arrived: several may come between two
+			// passes.
+			own := series[t.Index]
+			for k := from + 1; k <= n; k++ {
+				series[t.Index] = own[:k]
+				if d := Decide(rec.Spec.EarlyTermination, rec.Spec.Objective.Goal, t.Index, series); d.Stop {
+					t.Stop = &api.Reason{Code: api.ReasonEarlyTerminated, Detail: d.Detail}
+					stop = append(stop, *t)
+					break
+				}
 			}
+			series[t.Index] = own
 		}
 		return changed, nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, jobID := range stop {
-		if err := c.jobs.Cancel(ctx, ws, "sweep:"+id, jobID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	for _, t := range stop {
+		if err := c.jobs.CancelFor(ctx, ws, "sweep:"+id, t.JobID, *t.Stop); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
@@ -273,7 +291,7 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 					t.Stop = &api.Reason{Code: api.ReasonTimeout, Detail: fmt.Sprintf("the sweep's timeout_seconds %d passed", rec.Spec.Limits.TimeoutSeconds)}
 					changed = true
 				}
-				if err := c.jobs.Cancel(ctx, ws, actor, t.JobID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err := c.jobs.CancelFor(ctx, ws, actor, t.JobID, *t.Stop); err != nil && !errors.Is(err, store.ErrNotFound) {
 					return false, err
 				}
 				active++
