@@ -56,7 +56,7 @@ type logShipper struct {
 	// onMetrics, when set, is called after metric points were recorded (a
 	// child job's, which a sweep judges as they arrive).
 	onMetrics func(context.Context)
-	closeOnce   sync.Once
+	closeOnce sync.Once
 	// closeErr is what Close returns; set once, in closeOnce.
 	closeErr error
 
