@@ -98,6 +98,13 @@ type JobSpec struct {
 	// ParentID makes this job a child of another job of the same workspace
 	// (sweeps, pipelines); canceling the parent cancels its children.
 	ParentID string `json:"parent_id,omitempty"`
+	// CheckpointFrom names an ended job of the same workspace whose
+	// checkpoint folder (JOBGATE_CHECKPOINT_DIR) this job starts from
+	// instead of an empty one: a promoted sweep trial, a run resumed by
+	// hand. A chain resolves to its first job's folder. A job's own token
+	// may not set it. The folder is on the worker's disk: workers that share
+	// --checkpoint-dir resume each other's.
+	CheckpointFrom string `json:"checkpoint_from,omitempty"`
 	// Tags label the job (key → value); the job and the API may add more
 	// while it runs (POST /v1/jobs/{id}/tags, MLflow set-tag).
 	Tags map[string]string `json:"tags,omitempty"`

@@ -136,8 +136,10 @@ func (g Goal) Better(a, b float64) bool {
 // PolicyType is an early termination rule.
 type PolicyType string
 
-// The early termination rules (Azure ML's three, and ASHA, which is named
-// so that it is refused as not served yet).
+// The early termination rules: Azure ML's three, and ASHA (asynchronous
+// successive halving with promotion: each trial runs to a rung's budget and
+// pauses; one in the best 1/reduction_factor of its rung resumes from its
+// checkpoint with the next rung's budget).
 const (
 	PolicyMedianStopping PolicyType = "median_stopping"
 	PolicyBandit         PolicyType = "bandit"
@@ -165,6 +167,24 @@ type EarlyTermination struct {
 	// TruncationPercentage (truncation): the share of the trials, the
 	// worst ones, stopped at each evaluation; 1 to 99.
 	TruncationPercentage int `json:"truncation_percentage,omitempty"`
+	// ReductionFactor (asha) is eta: a trial goes on to the next rung
+	// when it is in the best 1/eta of the trials that reached its rung;
+	// default 3.
+	ReductionFactor int `json:"reduction_factor,omitempty"`
+	// MaxResource (asha) is a trial's whole budget, in intervals: the last
+	// rung.
+	MaxResource int `json:"max_resource,omitempty"`
+}
+
+// Rungs are asha's budgets, in intervals, ascending: delay_evaluation (at
+// least 1) times reduction_factor to the k, below max_resource, then
+// max_resource.
+func (p *EarlyTermination) Rungs() []int {
+	var out []int
+	for r := max(p.DelayEvaluation, 1); r < p.MaxResource; r *= max(p.ReductionFactor, 2) {
+		out = append(out, r)
+	}
+	return append(out, p.MaxResource)
 }
 
 // Interval says whether the rule applies at interval n (1 for a trial's
@@ -231,6 +251,10 @@ type SweepTrial struct {
 	// Reason is why the trial ended: for an early termination Code
 	// ReasonEarlyTerminated and the rule that fired in Detail.
 	Reason *Reason `json:"reason,omitempty"`
+	// Rung (asha) is the rung JobID runs to, from 0; Segments are the jobs
+	// of the rungs before it, in order: JobID went on from their checkpoint.
+	Rung     int      `json:"rung,omitempty"`
+	Segments []string `json:"segments,omitempty"`
 }
 
 // SweepTrials is GET /v1/sweeps/{id}/trials: the trials sorted by the
@@ -349,6 +373,9 @@ func (s *SweepSpec) Validate() error {
 	if p := s.EarlyTermination; p != nil {
 		if err := p.validate(); err != nil {
 			return err
+		}
+		if p.Type == PolicyASHA && !s.Trial.mentions(".budget") {
+			return fieldErr("trial.command: with asha a trial runs to its rung's budget and stops, resuming from its checkpoint when promoted: take {{ .budget }} (the intervals to reach) in trial.command or trial.env")
 		}
 	}
 	l := &s.Limits
@@ -530,6 +557,8 @@ func (p *EarlyTermination) validate() error {
 		only("slack_factor", p.SlackFactor != nil, PolicyBandit),
 		only("slack_amount", p.SlackAmount != nil, PolicyBandit),
 		only("truncation_percentage", p.TruncationPercentage != 0, PolicyTruncation),
+		only("reduction_factor", p.ReductionFactor != 0, PolicyASHA),
+		only("max_resource", p.MaxResource != 0, PolicyASHA),
 	} {
 		if err != nil {
 			return err
@@ -551,9 +580,21 @@ func (p *EarlyTermination) validate() error {
 			return fieldErr("early_termination.truncation_percentage must be 1 to 99, not %d", p.TruncationPercentage)
 		}
 	case PolicyASHA:
-		return fieldErr("early_termination.type asha is not served yet; use median_stopping, bandit or truncation")
+		if p.ReductionFactor == 0 {
+			p.ReductionFactor = 3
+		}
+		switch {
+		case p.ReductionFactor < 2:
+			return fieldErr("early_termination.reduction_factor must be at least 2, not %d", p.ReductionFactor)
+		case p.MaxResource == 0:
+			return fieldErr("early_termination.max_resource is required by asha: a trial's whole budget, in intervals (points of the objective)")
+		case p.MaxResource <= max(p.DelayEvaluation, 1) || p.MaxResource > 1<<20:
+			return fieldErr("early_termination.max_resource %d must be above the first rung %d (delay_evaluation, at least 1), and at most %d", p.MaxResource, max(p.DelayEvaluation, 1), 1<<20)
+		case p.EvaluationInterval > 1:
+			return fieldErr("early_termination.evaluation_interval is not asha's: its rungs are delay_evaluation times reduction_factor to the k")
+		}
 	case "":
-		return fieldErr("early_termination.type is required: median_stopping, bandit or truncation")
+		return fieldErr("early_termination.type is required: median_stopping, bandit, truncation or asha")
 	default:
 		return fieldErr("early_termination.type %q is not one of median_stopping, bandit, truncation, asha", p.Type)
 	}
@@ -572,4 +613,19 @@ func (p *EarlyTermination) String() string {
 		return fmt.Sprintf("truncation (%d%%)", p.TruncationPercentage)
 	}
 	return string(p.Type)
+}
+
+// mentions says whether the template's command or env holds s.
+func (j JobSpec) mentions(s string) bool {
+	for _, a := range j.Command {
+		if strings.Contains(a, s) {
+			return true
+		}
+	}
+	for _, v := range j.Env {
+		if strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -109,7 +110,11 @@ func (g *Gateway) sweepView(ctx context.Context, rec *store.SweepRecord) (api.Sw
 	}
 	goal := rec.Spec.Objective.Goal
 	for _, t := range rec.Trials {
-		st := api.SweepTrial{Index: t.Index, JobID: t.JobID, Params: maps.Clone(t.Params), State: api.StatusFailed, Reason: t.Stop}
+		st := api.SweepTrial{Index: t.Index, JobID: t.JobID, Params: maps.Clone(t.Params), State: api.StatusFailed, Reason: t.Stop,
+			Rung: t.Rung, Segments: slices.Clone(t.Segments)}
+		if t.JobID == "" && t.Stop == nil {
+			st.State = api.StatusQueued // decided; its job is being made
+		}
 		if t.JobID != "" {
 			j, err := g.store.GetJob(ctx, rec.Workspace, t.JobID)
 			if err != nil {

@@ -932,7 +932,7 @@ func (w *Worker) runAttempt(ctx context.Context, exec Executor, job *api.Job, at
 		Worker: w.cfg.ID, Cluster: w.cluster, StopGrace: stopGrace}
 	// The checkpoint folder outlives the attempt: a preempted or retried job
 	// resumes from what it saved there.
-	ckpt := filepath.Join(w.cfg.CheckpointDir, job.ID)
+	ckpt := filepath.Join(w.cfg.CheckpointDir, cmp.Or(job.Spec.CheckpointFrom, job.ID))
 	if err := os.MkdirAll(ckpt, 0o777); err == nil {
 		_ = os.Chmod(ckpt, 0o777) // the job may run as any user
 		giveFolder(&a, "JOBGATE_CHECKPOINT_DIR", ckpt, "/checkpoint")

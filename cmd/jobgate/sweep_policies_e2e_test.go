@@ -27,9 +27,14 @@ func sweepOfTrainer(epochs int, epochSeconds float64, space, sampling, extra str
 
 func (c *cluster) startSweep(body string) api.Sweep {
 	c.t.Helper()
+	var raw json.RawMessage
+	code := c.do("POST", "/v1/sweeps", body, &raw)
+	if code != http.StatusCreated {
+		c.t.Fatalf("POST /v1/sweeps: %d %s", code, raw)
+	}
 	var sw api.Sweep
-	if code := c.do("POST", "/v1/sweeps", body, &sw); code != http.StatusCreated {
-		c.t.Fatalf("POST /v1/sweeps: %d %+v", code, sw)
+	if err := json.Unmarshal(raw, &sw); err != nil {
+		c.t.Fatal(err)
 	}
 	return sw
 }
@@ -134,6 +139,56 @@ func TestSweepsOfTheExampleTrainer(t *testing.T) {
 				t.Errorf("trial %d: %s with lr %s (seen before: %v)", tr.Index, tr.State, tr.Params["lr"], seen[tr.Params["lr"]])
 			}
 			seen[tr.Params["lr"]] = true
+		}
+	})
+
+	t.Run("asha", func(t *testing.T) {
+		c := c.on(t)
+		// Rungs 2, 6, 18: each trial first runs 2 epochs; the best third of
+		// those that reached a rung go on from their checkpoint.
+		body := strings.Replace(sweepOfTrainer(0, 0, `{"lr": {"type": "choice", "values": [2, 0.5, 0.05, 0.001, 8, 0.01]}}`,
+			`{"type": "grid"}`, `, "limits": {"max_concurrent_trials": 2},
+			"early_termination": {"type": "asha", "reduction_factor": 3, "delay_evaluation": 2, "max_resource": 18}`),
+			`"-epochs", "0"`, `"-epochs", "{{ .budget }}"`, 1)
+		sw := c.waitSweep(c.startSweep(body).ID)
+		if sw.Status != api.SweepSucceeded || len(sw.Trials) != 6 {
+			t.Fatalf("sweep %s with %d trials, want succeeded with 6", sw.Status, len(sw.Trials))
+		}
+		rungs := []int{2, 6, 18}
+		promoted := 0
+		for _, tr := range sw.Trials {
+			if len(tr.Segments) != tr.Rung {
+				t.Errorf("trial %d at rung %d has %d earlier segments", tr.Index, tr.Rung, len(tr.Segments))
+			}
+			if tr.Rung == 0 {
+				if tr.Reason == nil || tr.Reason.Code != api.ReasonEarlyTerminated || !strings.Contains(tr.Reason.Detail, "not promoted past rung 0 (interval 2)") {
+					t.Errorf("trial %d stayed at rung 0: %+v, want early_terminated at rung 0", tr.Index, tr.Reason)
+				}
+				continue
+			}
+			promoted++
+			// The promoted segment went on from the first one's checkpoint.
+			j := c.get(tr.JobID)
+			if j.Spec.CheckpointFrom != tr.Segments[0] || j.Status != api.StatusSucceeded {
+				t.Errorf("trial %d's rung %d job: %s, checkpoint_from %q; want succeeded from %s", tr.Index, tr.Rung, j.Status, j.Spec.CheckpointFrom, tr.Segments[0])
+			}
+			if log := c.logs(tr.JobID); !strings.Contains(log, fmt.Sprintf("resumed from checkpoint at epoch %d", rungs[tr.Rung-1])) {
+				t.Errorf("trial %d's rung %d log does not say it resumed at epoch %d:\n%s", tr.Index, tr.Rung, rungs[tr.Rung-1], log)
+			}
+			m, err := c.api.Metrics(context.Background(), tr.JobID, "loss")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pts := m.Metrics["loss"]; len(pts) == 0 || pts[0].Step != int64(rungs[tr.Rung-1]) || len(pts) != rungs[tr.Rung]-rungs[tr.Rung-1] {
+				t.Errorf("trial %d's rung %d job reported %d points from step %v; want %d from step %d", tr.Index, tr.Rung, len(pts), pts, rungs[tr.Rung]-rungs[tr.Rung-1], rungs[tr.Rung-1])
+			}
+			if tr.Step != rungs[tr.Rung] {
+				t.Errorf("trial %d's series has %d points, want %d (its segments')", tr.Index, tr.Step, rungs[tr.Rung])
+			}
+		}
+		// Six reached rung 0, so the best two of them went on (not more).
+		if promoted != 2 {
+			t.Errorf("%d trials were promoted, want 2 (a third of 6)", promoted)
 		}
 	})
 

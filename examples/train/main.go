@@ -54,9 +54,21 @@ func main() {
 	ml.setTag("mlflow.source.name", "examples/train")
 
 	w := make([]float64, len(xs[0])+1) // weights, bias last
-	for epoch := 0; epoch < *epochs; epoch++ {
+	// A retried, preempted or promoted run goes on from the epochs its
+	// checkpoint holds, and reports only the epochs it runs.
+	ckpt := ""
+	if dir := os.Getenv("JOBGATE_CHECKPOINT_DIR"); dir != "" {
+		ckpt = filepath.Join(dir, "train.json")
+	}
+	first := 0
+	if saved, ok := loadCheckpoint(ckpt, len(w)); ok {
+		first, w = saved.Epochs, saved.Weights
+		fmt.Printf("resumed from checkpoint at epoch %d\n", first)
+	}
+	for epoch := first; epoch < *epochs; epoch++ {
 		loss := step(w, xs, ys, *lr)
 		fmt.Printf("::metric name=loss value=%.6f step=%d\n", loss, epoch)
+		saveCheckpoint(ckpt, checkpoint{Epochs: epoch + 1, Weights: w})
 		if *epochSeconds > 0 {
 			time.Sleep(time.Duration(*epochSeconds * float64(time.Second)))
 		}
@@ -215,6 +227,42 @@ func (m *mlflow) logMetric(key string, value float64, step int) {
 
 func (m *mlflow) endRun() {
 	m.call("POST", "runs/update", map[string]any{"run_uuid": m.runID, "run_id": m.runID, "status": "FINISHED", "end_time": time.Now().UnixMilli()})
+}
+
+// checkpoint is what train keeps in JOBGATE_CHECKPOINT_DIR after each
+// epoch.
+type checkpoint struct {
+	Epochs  int       `json:"epochs"`
+	Weights []float64 `json:"weights"`
+}
+
+func loadCheckpoint(path string, n int) (checkpoint, bool) {
+	var c checkpoint
+	if path == "" {
+		return c, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &c) != nil || len(c.Weights) != n || c.Epochs < 1 {
+		return c, false
+	}
+	return c, true
+}
+
+// saveCheckpoint writes c whole or not at all (a rename), so that a run
+// killed mid-write resumes from the epoch before.
+func saveCheckpoint(path string, c checkpoint) {
+	if path == "" {
+		return
+	}
+	b, _ := json.Marshal(c)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "checkpoint:", err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		fmt.Fprintln(os.Stderr, "checkpoint:", err)
+	}
 }
 
 func cmpOr(a, b string) string {

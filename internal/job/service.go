@@ -161,6 +161,10 @@ func (s *Service) submit(ctx context.Context, req Request, tr trust) (Result, er
 		return Result{}, errors.New("job: a request with an Idempotency-Key stores its job itself; it takes no Save")
 	}
 	if req.ByJob != "" {
+		if req.Spec.CheckpointFrom != "" {
+			// The code inside a job must not reach another job's files.
+			return Result{}, Errorf(api.CodeForbidden, "checkpoint_from", "checkpoint_from: a job's own token may not start a job from another job's checkpoint")
+		}
 		if req.Spec.ParentID == "" {
 			req.Spec.ParentID = req.ByJob
 		} else if err := s.checkJobTree(ctx, req.ByJob, req.Spec.ParentID); err != nil {
@@ -310,6 +314,20 @@ func (s *Service) validate(ctx context.Context, ws string, spec *api.JobSpec, tr
 		if err := webhook.ValidateURL(spec.Notify.URL, s.cfg.CallbackPolicy); err != nil {
 			return specErr("notify.url", "notify.url: %v", err)
 		}
+	}
+	if spec.CheckpointFrom != "" {
+		from, err := s.store.GetJob(ctx, ws, spec.CheckpointFrom)
+		if errors.Is(err, store.ErrNotFound) {
+			return specErr("checkpoint_from", "checkpoint_from: no job %q in this workspace", spec.CheckpointFrom)
+		}
+		if err != nil {
+			return err
+		}
+		if !from.Status.Terminal() {
+			return specErr("checkpoint_from", "checkpoint_from: job %s is %s; a checkpoint folder is taken over once its job has ended", from.ID, from.Status)
+		}
+		// A chain shares its first job's folder.
+		spec.CheckpointFrom = cmp.Or(from.Spec.CheckpointFrom, from.ID)
 	}
 	if spec.ParentID != "" {
 		parent, err := s.store.GetJob(ctx, ws, spec.ParentID)

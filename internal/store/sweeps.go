@@ -45,6 +45,10 @@ type SweepTrialState struct {
 	// Judged is how many of its objective's points the early termination
 	// rule has seen: each interval is judged once, as its point arrives.
 	Judged int `json:"judged,omitempty"`
+	// Rung is the asha rung JobID runs to; Segments are the jobs of the
+	// rungs before, in order (JobID went on from their checkpoint).
+	Rung     int      `json:"rung,omitempty"`
+	Segments []string `json:"segments,omitempty"`
 }
 
 func sweepKey(ws, id string) string { return prefix + "ws:" + ws + ":sweep:" + id }

@@ -105,8 +105,8 @@ func (c *Controller) Judge(ctx context.Context, ws, id string) error {
 	var stop []store.SweepTrialState
 	_, err := c.st.UpdateSweep(ctx, ws, id, func(rec *store.SweepRecord) (bool, error) {
 		stop = stop[:0]
-		if rec.Status != api.SweepRunning || rec.Spec.EarlyTermination == nil {
-			return false, nil
+		if rec.Status != api.SweepRunning || rec.Spec.EarlyTermination == nil || isASHA(rec.Spec) {
+			return false, nil // asha acts as a segment ends (decide)
 		}
 		series, err := c.Series(ctx, rec)
 		if err != nil {
@@ -174,32 +174,47 @@ func (c *Controller) TrialOf(ctx context.Context, j *api.Job) (string, error) {
 func (c *Controller) Series(ctx context.Context, rec *store.SweepRecord) (Series, error) {
 	series := Series{}
 	for _, t := range rec.Trials {
-		if t.JobID == "" {
-			continue
+		var vals []float64
+		// An asha trial's points are its segments', in order: each went on
+		// from the one before's checkpoint.
+		for _, id := range append(slices.Clone(t.Segments), t.JobID) {
+			if id == "" {
+				continue
+			}
+			m, err := c.st.Metrics(ctx, id, rec.Spec.Objective.Metric)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range m[rec.Spec.Objective.Metric] {
+				vals = append(vals, p.Value)
+			}
 		}
-		m, err := c.st.Metrics(ctx, t.JobID, rec.Spec.Objective.Metric)
-		if err != nil {
-			return nil, err
+		if len(vals) > 0 {
+			series[t.Index] = vals
 		}
-		pts := m[rec.Spec.Objective.Metric]
-		if len(pts) == 0 {
-			continue
-		}
-		vals := make([]float64, len(pts))
-		for i, p := range pts {
-			vals[i] = p.Value
-		}
-		series[t.Index] = vals
 	}
 	return series, nil
 }
 
 // RenderTrial is trial index's job: the template with its parameters in
-// {{ .params.NAME }} of the command and env, a child of the sweep. A
-// refusal is a *job.Error naming the trial's field.
+// {{ .params.NAME }} of the command and env, a child of the sweep. With
+// asha it is the trial's first segment (RenderSegment). A refusal is a
+// *job.Error naming the trial's field.
 func RenderTrial(spec api.SweepSpec, sweepID string, index int, params map[string]string) (api.JobSpec, error) {
+	return RenderSegment(spec, sweepID, index, 0, params, "")
+}
+
+// RenderSegment is the job of rung rung of trial index under asha: told
+// its budget as {{ .budget }} (in its command or env), and started from
+// the trial's checkpoint (its first segment's, checkpointFrom) past rung 0.
+func RenderSegment(spec api.SweepSpec, sweepID string, index, rung int, params map[string]string, checkpointFrom string) (api.JobSpec, error) {
 	js := spec.Trial
 	data := map[string]any{"params": toAny(params)}
+	asha := isASHA(spec)
+	if asha {
+		data["budget"] = strconv.Itoa(spec.EarlyTermination.Rungs()[rung])
+		js.CheckpointFrom = checkpointFrom
+	}
 	var err error
 	if js.Command, err = tmpl.RenderArgs(js.Command, data); err != nil {
 		return js, job.Errorf(api.CodeInvalidSpec, "trial.command", "trial.command: %v", err)
@@ -212,7 +227,14 @@ func RenderTrial(spec api.SweepSpec, sweepID string, index int, params map[strin
 	js.ParentID = sweepID
 	js.Experiment = cmpOr(js.Experiment, spec.Experiment)
 	js.Name = fmt.Sprintf("%s-trial-%d", cmpOr(js.Name, spec.Name, "sweep"), index)
+	if asha && rung > 0 {
+		js.Name += fmt.Sprintf("-rung-%d", rung)
+	}
 	return js, nil
+}
+
+func isASHA(spec api.SweepSpec) bool {
+	return spec.EarlyTermination != nil && spec.EarlyTermination.Type == api.PolicyASHA
 }
 
 func cmpOr(vs ...string) string {
@@ -251,8 +273,12 @@ func InTrial(err error) error {
 // trialKey is the Idempotency-Key trial index of a sweep is made under: a
 // gateway that goes on with a sweep another one left finds its trials
 // rather than making them twice.
-func trialKey(sweepID string, index int) string {
-	return "sweep-" + sweepID + "-trial-" + strconv.Itoa(index)
+func trialKey(sweepID string, index, rung int) string {
+	key := "sweep-" + sweepID + "-trial-" + strconv.Itoa(index)
+	if rung > 0 {
+		key += "-rung-" + strconv.Itoa(rung) // asha's later segments
+	}
+	return key
 }
 
 // Reconcile brings sweep id to where it should be: trials made up to
@@ -318,7 +344,7 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 			}
 			changed = true
 		}
-		for !smp.Learns() && !timedOut && active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
+		for !smp.Learns() && !isASHA(rec.Spec) && !timedOut && active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
 			params, err := smp.Trial(rec.Next)
 			if err != nil {
 				return false, err
@@ -336,6 +362,11 @@ func (c *Controller) Reconcile(ctx context.Context, ws, id string) (*store.Sweep
 			changed = true
 		}
 		if active == 0 && (timedOut || rec.Next >= smp.Size()) {
+			if isASHA(rec.Spec) {
+				if err := c.endPaused(ctx, rec); err != nil {
+					return false, err
+				}
+			}
 			rec.Status = api.SweepFailed
 			status := api.StatusFailed
 			if won {
@@ -360,10 +391,14 @@ func (c *Controller) timedOut(rec *store.SweepRecord) bool {
 // set, when the job service refused it (the trial counts as failed and the
 // sweep goes on).
 func (c *Controller) makeTrial(ctx context.Context, rec *store.SweepRecord, t *store.SweepTrialState) (bool, error) {
-	js, err := RenderTrial(rec.Spec, rec.ID, t.Index, t.Params)
+	from := ""
+	if len(t.Segments) > 0 {
+		from = t.Segments[0]
+	}
+	js, err := RenderSegment(rec.Spec, rec.ID, t.Index, t.Rung, t.Params, from)
 	if err == nil {
 		var res job.Result
-		res, err = c.jobs.Submit(ctx, job.Request{Workspace: rec.Workspace, Actor: "sweep:" + rec.ID, Spec: js, IdempotencyKey: trialKey(rec.ID, t.Index)})
+		res, err = c.jobs.Submit(ctx, job.Request{Workspace: rec.Workspace, Actor: "sweep:" + rec.ID, Spec: js, IdempotencyKey: trialKey(rec.ID, t.Index, t.Rung)})
 		if err == nil {
 			t.JobID = res.Job.ID
 			return true, c.st.SetParams(ctx, t.JobID, t.Params)
@@ -389,11 +424,13 @@ func (c *Controller) decide(ctx context.Context, ws, id string) error {
 			return false, nil
 		}
 		smp, err := NewSampler(rec.Spec, rec.Seed)
-		if err != nil || !smp.Learns() {
+		asha := isASHA(rec.Spec)
+		if err != nil || !smp.Learns() && !asha {
 			return false, err
 		}
 		active := 0
 		var ended []*store.SweepTrialState
+		paused := map[int]bool{} // asha: trials whose segment ran to its rung
 		for i := range rec.Trials {
 			t := &rec.Trials[i]
 			switch {
@@ -408,26 +445,44 @@ func (c *Controller) decide(ctx context.Context, ws, id string) error {
 					active++
 				} else if j.Status == api.StatusSucceeded || t.Stop != nil && t.Stop.Code == api.ReasonEarlyTerminated {
 					ended = append(ended, t)
+					paused[t.Index] = asha && j.Status == api.StatusSucceeded && t.Stop == nil &&
+						t.Rung < len(rec.Spec.EarlyTermination.Rungs())-1
 				}
 			}
 		}
-		if active >= rec.Spec.Limits.MaxConcurrentTrials || rec.Next >= smp.Size() {
+		if active >= rec.Spec.Limits.MaxConcurrentTrials {
 			return false, nil
 		}
-		history, err := c.history(ctx, rec, ended)
+		series, err := c.Series(ctx, rec)
 		if err != nil {
 			return false, err
 		}
-		for active < rec.Spec.Limits.MaxConcurrentTrials && rec.Next < smp.Size() {
-			params, err := smp.TrialAfter(rec.Next, history)
+		changed := false
+		for active < rec.Spec.Limits.MaxConcurrentTrials {
+			if asha {
+				// A free slot goes to a promotion first (ASHA): the trial
+				// goes on from its checkpoint with the next rung's budget.
+				if i := Promotion(rec.Spec.EarlyTermination, rec.Spec.Objective.Goal, ashaTrials(rec, series, paused)); i >= 0 {
+					t := &rec.Trials[i]
+					t.Segments, t.JobID = append(t.Segments, t.JobID), ""
+					t.Rung++
+					paused[t.Index] = false
+					active, changed = active+1, true
+					continue
+				}
+			}
+			if rec.Next >= smp.Size() {
+				break
+			}
+			params, err := smp.TrialAfter(rec.Next, c.history(rec, series, ended))
 			if err != nil {
 				return false, err
 			}
 			rec.Trials = append(rec.Trials, store.SweepTrialState{Index: rec.Next, Params: params})
 			rec.Next++
-			active++
+			active, changed = active+1, true
 		}
-		return true, nil
+		return changed, nil
 	})
 	return err
 }
@@ -435,11 +490,7 @@ func (c *Controller) decide(ctx context.Context, ws, id string) error {
 // history is what bayesian sampling learns from the ended trials: the best
 // objective of each that ran to its end, the points of each the sweep
 // stopped early; a trial that reported no objective teaches nothing.
-func (c *Controller) history(ctx context.Context, rec *store.SweepRecord, ended []*store.SweepTrialState) ([]Observation, error) {
-	series, err := c.Series(ctx, rec)
-	if err != nil {
-		return nil, err
-	}
+func (c *Controller) history(rec *store.SweepRecord, series Series, ended []*store.SweepTrialState) []Observation {
 	var out []Observation
 	for _, t := range ended {
 		pts := series[t.Index]
@@ -452,7 +503,36 @@ func (c *Controller) history(ctx context.Context, rec *store.SweepRecord, ended 
 		}
 		out = append(out, o)
 	}
-	return out, nil
+	return out
+}
+
+// endPaused gives each trial asha left paused at a rung below the last
+// its reason, once the sweep ends: it was stopped early, at that rung.
+func (c *Controller) endPaused(ctx context.Context, rec *store.SweepRecord) error {
+	series, err := c.Series(ctx, rec)
+	if err != nil {
+		return err
+	}
+	last := len(rec.Spec.EarlyTermination.Rungs()) - 1
+	paused := map[int]bool{}
+	for _, t := range rec.Trials {
+		if t.JobID == "" || t.Stop != nil || t.Rung >= last {
+			continue
+		}
+		j, err := c.st.GetJob(ctx, rec.Workspace, t.JobID)
+		if err != nil {
+			return err
+		}
+		paused[t.Index] = j.Status == api.StatusSucceeded
+	}
+	view := ashaTrials(rec, series, paused)
+	for i := range rec.Trials {
+		if paused[rec.Trials[i].Index] {
+			why := NotPromoted(rec.Spec.EarlyTermination, rec.Spec.Objective.Goal, view, i)
+			rec.Trials[i].Stop = &why
+		}
+	}
+	return nil
 }
 
 // endParent ends the sweep's tracked parent job with status.
