@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 IMAGE   ?= localhost/jobgate-examples:latest
 BIN     := bin/jobgate
 
-.PHONY: build dev ui-vendor images compose-images test test-unit test-redis-modes deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart gpu-check fuzz loadtest
+.PHONY: build dev ui-vendor images compose-images test test-unit test-redis-modes deps jaeger seaweedfs vet clean bench-dispatch bench-exec bench-scoring bench-batch bench-coldstart bench-sweeps gpu-check fuzz loadtest
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/jobgate
@@ -113,6 +113,10 @@ bench-scoring:
 # (BATCH_ROWS, BATCH_CONCURRENCY to change the defaults).
 bench-batch:
 	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'BatchIris' -benchtime 1x -timeout 60m -v ./cmd/jobgate
+
+# BENCHMARKS.md "Sweeps": 64 trials over 4 workers, asha against random without early termination.
+bench-sweeps:
+	JOBGATE_INTEGRATION=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench 'SweepASHAvsRandom' -benchtime 1x -timeout 20m -v ./cmd/jobgate
 
 # Cold start from zero: the first request to a deployment scaled to zero, held and answered.
 bench-coldstart:
