@@ -32,8 +32,9 @@ type Controller struct {
 	jobs   *job.Service
 	now    func() time.Time
 	logger *slog.Logger
-	// Tick is how often the leader passes over the running sweeps.
-	Tick time.Duration
+	// Tick is how often the leader passes over the running sweeps;
+	// MinGap is the least time between two passes (metric wake-ups).
+	Tick, MinGap time.Duration
 }
 
 // NewController makes the sweep controller; l nil makes Run pass as if it
@@ -42,7 +43,7 @@ func NewController(l *leader.Elector, st *store.Store, jobs *job.Service, now fu
 	if now == nil {
 		now = time.Now
 	}
-	return &Controller{leader: l, st: st, jobs: jobs, now: now, logger: logger, Tick: 2 * time.Second}
+	return &Controller{leader: l, st: st, jobs: jobs, now: now, logger: logger, Tick: 2 * time.Second, MinGap: 200 * time.Millisecond}
 }
 
 // Run passes over every running sweep while this process leads: when a
@@ -76,6 +77,16 @@ func (c *Controller) Run(ctx context.Context) error {
 			if err := c.Pass(ctx); err != nil && ctx.Err() == nil {
 				c.logger.WarnContext(ctx, "sweeps pass", slog.Any("error", err))
 			}
+		}
+		// At most one pass per MinGap however often child jobs print
+		// metrics: a chatty job must not turn the leader into a busy loop
+		// over every sweep's trials.
+		gap := time.NewTimer(c.MinGap)
+		select {
+		case <-ctx.Done():
+			gap.Stop()
+			return nil
+		case <-gap.C:
 		}
 		waker.Wait(ctx, gen, c.Tick)
 	}
