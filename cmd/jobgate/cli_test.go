@@ -320,7 +320,7 @@ func TestSubmitSpecErrorsAreLocal(t *testing.T) {
 		{
 			name: "nothing close",
 			spec: "command: [a]\nwhatever: 1\n",
-			want: []string{`unknown field "whatever"`, "known fields: batch_score, command, env, experiment"},
+			want: []string{`unknown field "whatever"`, "known fields: batch_score, checkpoint_from, command, env, experiment"},
 		},
 		{
 			name: "wrong type",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,31 +47,56 @@ func TestGPUsAreNeverShared(t *testing.T) {
 	// A container job sees its GPU too (simulated: variables, no device).
 	ctr := c.submit(api.JobSpec{Resources: api.Resources{GPUs: 1, GPUModel: "h100"}, Command: toolbox("env", "CUDA_VISIBLE_DEVICES")})
 	ids = append(ids, ctr.ID)
-	maxTogether := 0
 	testenv.Eventually(t, 60*time.Second, func() bool {
-		held := map[int]string{}
-		running, ended := 0, 0
+		ended := 0
 		for _, id := range ids {
-			j := c.get(id)
-			if j.Status == api.StatusRunning {
-				running++
-				for _, g := range j.GPUs {
-					if other, taken := held[g]; taken {
-						t.Fatalf("GPU %d given to %s and %s at once", g, other, id)
-					}
-					held[g] = id
-				}
-			}
-			if j.Status.Terminal() {
+			if c.get(id).Status.Terminal() {
 				ended++
 			}
 		}
-		maxTogether = max(maxTogether, running)
-		if running > 2 {
-			t.Fatalf("%d one-GPU jobs run at once on 2 GPUs", running)
-		}
 		return ended == len(ids)
 	}, "GPU jobs did not all end")
+	// Who held which GPU when, from each job's recorded attempt: jobs read
+	// one after the other are no snapshot (one may end and the next start
+	// on its GPU between two reads).
+	type span struct {
+		id         string
+		gpu        int
+		start, end time.Time
+	}
+	var spans []span
+	for _, id := range ids {
+		h := c.history(id)
+		if len(h.Attempts) != 1 || h.Attempts[0].StartedAt == nil || len(h.GPUs) != 1 {
+			t.Fatalf("job %s: %d attempts, gpus %v; want one attempt on one GPU", id, len(h.Attempts), h.GPUs)
+		}
+		spans = append(spans, span{id, h.GPUs[0], *h.Attempts[0].StartedAt, h.Attempts[0].FinishedAt})
+	}
+	for _, a := range spans {
+		for _, b := range spans {
+			if a.id < b.id && a.gpu == b.gpu && a.start.Before(b.end) && b.start.Before(a.end) {
+				t.Fatalf("GPU %d given to %s and %s at once", a.gpu, a.id, b.id)
+			}
+		}
+	}
+	// How many ran at once: an end sorts before a start at the same instant.
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, sp := range spans {
+		edges = append(edges, edge{sp.start, 1}, edge{sp.end, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(a.at.Compare(b.at), a.delta-b.delta) })
+	running, maxTogether := 0, 0
+	for _, e := range edges {
+		running += e.delta
+		maxTogether = max(maxTogether, running)
+	}
+	if maxTogether > 2 {
+		t.Fatalf("%d one-GPU jobs ran at once on 2 GPUs", maxTogether)
+	}
 	for _, id := range ids {
 		j := c.get(id)
 		if j.Status != api.StatusSucceeded || len(j.GPUs) != 1 {

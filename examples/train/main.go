@@ -183,27 +183,41 @@ func (m *mlflow) call(method, endpoint string, body any) {
 	if m.uri == "" {
 		return
 	}
-	var r io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+		b, _ = json.Marshal(body)
 	}
-	req, err := http.NewRequest(method, m.uri+"/api/2.0/mlflow/"+endpoint, r)
-	if err != nil {
-		fail("mlflow %s: %v", endpoint, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if m.token != "" {
-		req.Header.Set("Authorization", "Bearer "+m.token)
-	}
-	resp, err := m.http.Do(req)
-	if err != nil {
-		fail("mlflow %s: %v", endpoint, err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		fail("mlflow %s: %s: %s", endpoint, resp.Status, answer)
+	// As MLflow's own client does: a refused connection, a 429 or a 5xx is
+	// tried again with backoff (7 retries here, about 30 s in all), so a
+	// tracking server that restarts does not fail the run.
+	wait := 500 * time.Millisecond
+	for try := 0; ; try++ {
+		req, err := http.NewRequest(method, m.uri+"/api/2.0/mlflow/"+endpoint, bytes.NewReader(b))
+		if err != nil {
+			fail("mlflow %s: %v", endpoint, err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if m.token != "" {
+			req.Header.Set("Authorization", "Bearer "+m.token)
+		}
+		resp, err := m.http.Do(req)
+		var answer []byte
+		if err == nil {
+			answer, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		retry := err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+		if !retry || try == 7 {
+			if err != nil {
+				fail("mlflow %s: %v", endpoint, err)
+			}
+			fail("mlflow %s: %s: %s", endpoint, resp.Status, answer)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 8*time.Second)
 	}
 }
 
