@@ -168,6 +168,7 @@ func (g *Gateway) mlflowRoutes(read, submit access) {
 	mg.route(http.MethodPost, p+"runs/delete-tag", submit, g.mlflowDeleteTag)
 	mg.route(http.MethodGet, p+"metrics/get-history", read, g.mlflowMetricHistory)
 	mg.route(http.MethodGet, p+"artifacts/list", read, g.mlflowListArtifacts)
+	g.mlflowModelRoutes(mg, read, submit)
 }
 
 // mlflowPreviewPrefix is where MLflow's server serves its preview routes.

@@ -315,7 +315,7 @@ func TestMLflowWorkspaceIsolation(t *testing.T) {
 func TestMLflowUnknownEndpoints(t *testing.T) {
 	f := newFixture(t)
 	tok := f.token(DefaultWorkspace, api.ScopeRead).Secret
-	for _, p := range []string{mlflowPrefix + "metrics/get-history-bulk-interval", mlflowPrefix + "registered-models/search",
+	for _, p := range []string{mlflowPrefix + "metrics/get-history-bulk-interval", mlflowPrefix + "model-versions/transition-stage",
 		mlflowPreviewPrefix + "experiments/list", mlflowPrefix + "experimentsset-experiment-tag"} {
 		code, body := f.call("GET", p, tok, "")
 		if code != http.StatusNotFound || !strings.Contains(body, `"error_code":"ENDPOINT_NOT_FOUND"`) {

@@ -64,50 +64,17 @@ func (g *Gateway) registerModel(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := principalOf(c)
-	j, err := g.store.GetJob(ctx, p.Workspace, req.JobID)
-	if errors.Is(err, store.ErrNotFound) {
-		return api.Errorf(api.CodeNotFound, "job_id: no job %q", req.JobID)
-	}
-	if err != nil {
-		return err
-	}
-	if j.Status != api.StatusSucceeded {
-		return api.Errorf(api.CodeConflict, "job_id: job %s is %s; a model is registered from a succeeded job's outputs", j.ID, j.Status)
-	}
 	// The copy of a large model may take longer than the server's
 	// WriteTimeout: it is lifted while the files are copied, and the
 	// answer, once they are, gets modelAnswerTimeout of its own.
 	rc := http.NewResponseController(c.Response().Writer)
 	_ = rc.SetWriteDeadline(time.Time{})
 	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(modelAnswerTimeout)) }()
-	src := artifact.OutputPrefix(j.ID) + rel
-	kind, files, err := g.modelSources(ctx, src)
+	mv, err := g.newModelVersion(ctx, p, req.Name, req.JobID, rel)
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return invalid("path: job %s has no output file or folder %q (GET /v1/jobs/%s/artifacts lists them)", j.ID, rel, j.ID)
-	}
-	v, err := g.store.NextModelVersion(ctx, p.Workspace, req.Name)
-	if err != nil {
-		return err
-	}
-	mv := api.ModelVersion{Name: req.Name, Version: v, Kind: kind, SourceJob: j.ID, SourcePath: rel,
-		Experiment: j.Experiment, CreatedAt: g.now().UTC(), CreatedBy: p.Actor}
-	dst := artifact.ModelPrefix(p.Workspace, req.Name, v)
-	if err := g.copyModel(ctx, &mv, src, dst, files); err != nil {
-		g.deleteModelFiles(ctx, dst)
-		return err
-	}
-	if err := g.lineage(ctx, &mv, j.ID); err != nil {
-		g.deleteModelFiles(ctx, dst)
-		return err
-	}
-	if err := g.store.AddModelVersion(ctx, p.Workspace, mv); err != nil {
-		g.deleteModelFiles(ctx, dst)
-		return err
-	}
-	g.audit(c, p.Workspace, "model.register", fmt.Sprintf("%s:%d (job %s, %s)", mv.Name, mv.Version, j.ID, rel))
+	g.audit(c, p.Workspace, "model.register", fmt.Sprintf("%s:%d (job %s, %s)", mv.Name, mv.Version, mv.SourceJob, rel))
 	c.Response().Header().Set("Location", fmt.Sprintf("/v1/models/%s/versions/%d", mv.Name, mv.Version))
 	return c.JSON(http.StatusCreated, mv)
 }
@@ -115,6 +82,50 @@ func (g *Gateway) registerModel(c echo.Context) error {
 // modelAnswerTimeout bounds writing the answer of a registration, whose
 // copy ran without the server's WriteTimeout.
 const modelAnswerTimeout = 30 * time.Second
+
+// newModelVersion registers the next version of model name of p's
+// workspace from path rel of job jobID's outputs: what POST /v1/models and
+// MLflow's model-versions/create do. name and rel are checked.
+func (g *Gateway) newModelVersion(ctx context.Context, p principal, name, jobID, rel string) (*api.ModelVersion, error) {
+	j, err := g.store.GetJob(ctx, p.Workspace, jobID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, api.Errorf(api.CodeNotFound, "job_id: no job %q", jobID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if j.Status != api.StatusSucceeded {
+		return nil, api.Errorf(api.CodeConflict, "job_id: job %s is %s; a model is registered from a succeeded job's outputs", j.ID, j.Status)
+	}
+	src := artifact.OutputPrefix(j.ID) + rel
+	kind, files, err := g.modelSources(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, invalid("path: job %s has no output file or folder %q (GET /v1/jobs/%s/artifacts lists them)", j.ID, rel, j.ID)
+	}
+	v, err := g.store.NextModelVersion(ctx, p.Workspace, name)
+	if err != nil {
+		return nil, err
+	}
+	mv := api.ModelVersion{Name: name, Version: v, Kind: kind, SourceJob: j.ID, SourcePath: rel,
+		Experiment: j.Experiment, CreatedAt: g.now().UTC(), CreatedBy: p.Actor}
+	dst := artifact.ModelPrefix(p.Workspace, name, v)
+	if err := g.copyModel(ctx, &mv, src, dst, files); err != nil {
+		g.deleteModelFiles(ctx, dst)
+		return nil, err
+	}
+	if err := g.lineage(ctx, &mv, j.ID); err != nil {
+		g.deleteModelFiles(ctx, dst)
+		return nil, err
+	}
+	if err := g.store.AddModelVersion(ctx, p.Workspace, mv); err != nil {
+		g.deleteModelFiles(ctx, dst)
+		return nil, err
+	}
+	return &mv, nil
+}
 
 // modelSources is what the key src of a job's outputs holds: one file
 // (the key itself) or the files of a folder (relative paths, sorted).

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -144,4 +146,32 @@ func (s *Store) TagsOf(ctx context.Context, ids []string) (map[string]map[string
 		out[id] = c.Val()
 	}
 	return out, nil
+}
+
+// MLflow's registered models are jobgate's models; what MLflow keeps of
+// one beyond them is its description. MLflow creates a model before its
+// first version, so a model record may have no versions.
+func modelDescriptionsKey(ws string) string { return prefix + "ws:" + ws + ":model-descriptions" }
+
+// CreateModel records model name of ws without versions; false if it
+// exists.
+func (s *Store) CreateModel(ctx context.Context, ws, name string, at time.Time) (bool, error) {
+	m, err := json.Marshal(modelRecord{Name: name, CreatedAt: at})
+	if err != nil {
+		return false, fmt.Errorf("encode model: %w", err)
+	}
+	return s.rdb.HSetNX(ctx, wsModelsKey(ws), name, m).Result()
+}
+
+// SetModelDescription sets model name of ws's description ("" removes it).
+func (s *Store) SetModelDescription(ctx context.Context, ws, name, desc string) error {
+	if desc == "" {
+		return s.rdb.HDel(ctx, modelDescriptionsKey(ws), name).Err()
+	}
+	return s.rdb.HSet(ctx, modelDescriptionsKey(ws), name, desc).Err()
+}
+
+// ModelDescriptions is the description of each of ws's models that has one.
+func (s *Store) ModelDescriptions(ctx context.Context, ws string) (map[string]string, error) {
+	return s.rdb.HGetAll(ctx, modelDescriptionsKey(ws)).Result()
 }

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/jobgate/jobgate/api"
+)
+
+// TestMLflowModelRegistry: register_model's flow (create the registered
+// model, then a version from a run's artifacts) lands a version in
+// jobgate's registry, seen through /v1/models too; aliases, search, latest
+// versions and the refusals answer in MLflow's words.
+func TestMLflowModelRegistry(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(DefaultWorkspace, api.ScopeRead, api.ScopeSubmit).Secret
+	j := f.endedJob(DefaultWorkspace, tok, api.StatusSucceeded, map[string]string{"model/MLmodel": "flavors: {}", "model/w.bin": "123"})
+
+	rm := f.mlflowOK("POST", "registered-models/create", tok, `{"name":"iris","description":"a flower"}`)["registered_model"].(map[string]any)
+	if rm["name"] != "iris" || rm["description"] != "a flower" {
+		t.Fatalf("create = %v", rm)
+	}
+	mv := f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)["model_version"].(map[string]any)
+	if mv["version"] != "1" || mv["run_id"] != j.ID || mv["status"] != "READY" {
+		t.Fatalf("model-versions/create = %v", mv)
+	}
+	// The source may be a path below the run's artifact_uri.
+	run := f.mlflowOK("GET", "runs/get?run_id="+j.ID, tok, "")["run"].(map[string]any)
+	uri := run["info"].(map[string]any)["artifact_uri"].(string)
+	mv = f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"`+uri+`/model/w.bin","run_id":"`+j.ID+`"}`)["model_version"].(map[string]any)
+	if mv["version"] != "2" {
+		t.Fatalf("second version = %v", mv)
+	}
+	var m api.Model
+	f.mustCall("GET", "/v1/models/iris", tok, "", &m)
+	if len(m.Versions) != 2 || m.Versions[0].Kind != api.ModelFolderKind || len(m.Versions[0].Files) != 2 || m.Versions[1].SourcePath != "model/w.bin" {
+		t.Fatalf("/v1/models/iris = %+v", m)
+	}
+
+	f.mlflowOK("POST", "registered-models/alias", tok, `{"name":"iris","alias":"champion","version":"1"}`)
+	if got := f.mlflowOK("GET", "registered-models/alias?name=iris&alias=champion", tok, "")["model_version"].(map[string]any); got["version"] != "1" {
+		t.Fatalf("get by alias = %v", got)
+	}
+	if got := f.mlflowOK("GET", "model-versions/get?name=iris&version=2", tok, "")["model_version"].(map[string]any); got["source"] != "runs:/"+j.ID+"/model/w.bin" {
+		t.Fatalf("model-versions/get = %v", got)
+	}
+	latest := f.mlflowOK("POST", "registered-models/get-latest-versions", tok, `{"name":"iris"}`)["model_versions"].([]any)
+	if len(latest) != 1 || latest[0].(map[string]any)["version"] != "2" {
+		t.Fatalf("latest = %v", latest)
+	}
+	f.mlflowOK("PATCH", "registered-models/update", tok, `{"name":"iris","description":"petals"}`)
+	f.mlflowOK("POST", "registered-models/create", tok, `{"name":"mnist"}`)
+	search := func(q string) []string {
+		t.Helper()
+		var names []string
+		for _, r := range f.mlflowOK("GET", "registered-models/search?"+q, tok, "")["registered_models"].([]any) {
+			d, _ := r.(map[string]any)["description"].(string)
+			names = append(names, r.(map[string]any)["name"].(string)+":"+d)
+		}
+		return names
+	}
+	for q, want := range map[string]string{
+		"":                             "iris:petals,mnist:",
+		"filter=name+LIKE+%27ir%25%27": "iris:petals",
+		"filter=name+%3D+%27mnist%27":  "mnist:",
+		"order_by=name+DESC":           "mnist:,iris:petals",
+		"max_results=1&page_token=1":   "mnist:",
+	} {
+		if got := strings.Join(search(q), ","); got != want {
+			t.Errorf("search %q = %s, want %s", q, got, want)
+		}
+	}
+	vs := f.mlflowOK("GET", "model-versions/search?filter=name%3D%27iris%27", tok, "")["model_versions"].([]any)
+	if len(vs) != 2 {
+		t.Fatalf("model-versions/search = %v", vs)
+	}
+	if u := f.mlflowOK("GET", "model-versions/get-download-uri?name=iris&version=1", tok, "")["artifact_uri"].(string); !strings.HasSuffix(u, "/v1/models/iris/versions/1/download") {
+		t.Fatalf("download uri = %s", u)
+	}
+	f.mlflowOK("DELETE", "registered-models/alias", tok, `{"name":"iris","alias":"champion"}`)
+
+	for _, bad := range []struct{ method, endpoint, body, code, names string }{
+		{"POST", "registered-models/create", `{"name":"iris"}`, "RESOURCE_ALREADY_EXISTS", "iris"},
+		{"POST", "registered-models/create", `{}`, "INVALID_PARAMETER_VALUE", "'name'"},
+		{"GET", "registered-models/get?name=nope", "", "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"GET", "registered-models/search?filter=tags.x+%3D+%271%27", "", "INVALID_PARAMETER_VALUE", "'filter'"},
+		{"GET", "registered-models/search?order_by=version", "", "INVALID_PARAMETER_VALUE", "'order_by'"},
+		{"PATCH", "registered-models/update", `{"name":"nope","description":"x"}`, "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"POST", "registered-models/get-latest-versions", `{"name":"nope"}`, "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"POST", "registered-models/alias", `{"name":"iris","alias":"a","version":"9"}`, "RESOURCE_DOES_NOT_EXIST", "version=9"},
+		{"POST", "registered-models/alias", `{"name":"iris","alias":"","version":"1"}`, "INVALID_PARAMETER_VALUE", "'alias'"},
+		{"DELETE", "registered-models/alias", `{"name":"iris","alias":"champion"}`, "RESOURCE_DOES_NOT_EXIST", "champion"},
+		{"GET", "registered-models/alias?name=iris&alias=gone", "", "RESOURCE_DOES_NOT_EXIST", "gone"},
+		{"POST", "model-versions/create", `{"name":"iris","run_id":"` + j.ID + `"}`, "INVALID_PARAMETER_VALUE", "'source'"},
+		{"POST", "model-versions/create", `{"name":"iris","source":"s3://b/x","run_id":"` + j.ID + `"}`, "INVALID_PARAMETER_VALUE", "'source'"},
+		{"POST", "model-versions/create", `{"name":"iris","source":"runs:/` + j.ID + `/nothing"}`, "INVALID_PARAMETER_VALUE", "nothing"},
+		{"POST", "model-versions/create", `{"name":"nope","source":"runs:/` + j.ID + `/model"}`, "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"GET", "model-versions/get?name=iris&version=x", "", "INVALID_PARAMETER_VALUE", "'version'"},
+		{"GET", "model-versions/get?name=iris&version=7", "", "RESOURCE_DOES_NOT_EXIST", "version=7"},
+		{"GET", "model-versions/get-download-uri?name=nope&version=1", "", "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"PATCH", "model-versions/update", `{"name":"iris","version":"1","description":"d"}`, "INVALID_PARAMETER_VALUE", "description"},
+		{"DELETE", "registered-models/delete", `{"name":"iris"}`, "ENDPOINT_NOT_FOUND", "does not serve"},
+		{"POST", "model-versions/transition-stage", `{"name":"iris","version":"1","stage":"Production"}`, "ENDPOINT_NOT_FOUND", "does not serve"},
+	} {
+		code, out := f.mlflowCall(bad.method, bad.endpoint, tok, bad.body)
+		msg, _ := out["message"].(string)
+		if out["error_code"] != bad.code || (code != http.StatusBadRequest && code != http.StatusNotFound) || !strings.Contains(msg, bad.names) {
+			t.Errorf("%s %s %s: %d %v, want %s naming %s", bad.method, bad.endpoint, bad.body, code, out, bad.code, bad.names)
+		}
+	}
+
+	// Another workspace sees none of it.
+	f.workspace("team-b", api.Quotas{})
+	b := f.token("team-b", api.ScopeRead, api.ScopeSubmit).Secret
+	if got := f.mlflowOK("GET", "registered-models/search", b, "")["registered_models"].([]any); len(got) != 0 {
+		t.Fatalf("B's search = %v", got)
+	}
+	for _, c := range []struct{ method, endpoint, body string }{
+		{"GET", "registered-models/get?name=iris", ""},
+		{"GET", "model-versions/get?name=iris&version=1", ""},
+		{"POST", "model-versions/create", `{"name":"iris","source":"runs:/` + j.ID + `/model"}`},
+	} {
+		if code, out := f.mlflowCall(c.method, c.endpoint, b, c.body); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+			t.Errorf("B: %s %s: %d %v", c.method, c.endpoint, code, out)
+		}
+	}
+	// B's own model of the same name cannot take A's run's artifacts.
+	f.mlflowOK("POST", "registered-models/create", b, `{"name":"iris"}`)
+	if code, out := f.mlflowCall("POST", "model-versions/create", b, `{"name":"iris","source":"runs:/`+j.ID+`/model"}`); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+		t.Errorf("B registers A's run: %d %v", code, out)
+	}
+}
