@@ -167,6 +167,7 @@ func (g *Gateway) mlflowRoutes(read, submit access) {
 	mg.route(http.MethodPost, p+"runs/set-tag", submit, g.mlflowSetTag)
 	mg.route(http.MethodPost, p+"runs/delete-tag", submit, g.mlflowDeleteTag)
 	mg.route(http.MethodGet, p+"metrics/get-history", read, g.mlflowMetricHistory)
+	mg.route(http.MethodGet, p+"metrics/get-history-bulk-interval", read, g.mlflowBulkHistory)
 	mg.route(http.MethodGet, p+"artifacts/list", read, g.mlflowListArtifacts)
 	g.mlflowModelRoutes(mg, read, submit)
 }

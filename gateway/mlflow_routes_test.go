@@ -315,7 +315,7 @@ func TestMLflowWorkspaceIsolation(t *testing.T) {
 func TestMLflowUnknownEndpoints(t *testing.T) {
 	f := newFixture(t)
 	tok := f.token(DefaultWorkspace, api.ScopeRead).Secret
-	for _, p := range []string{mlflowPrefix + "metrics/get-history-bulk-interval", mlflowPrefix + "model-versions/transition-stage",
+	for _, p := range []string{mlflowPrefix + "runs/log-inputs", mlflowPrefix + "model-versions/transition-stage",
 		mlflowPreviewPrefix + "experiments/list", mlflowPrefix + "experimentsset-experiment-tag"} {
 		code, body := f.call("GET", p, tok, "")
 		if code != http.StatusNotFound || !strings.Contains(body, `"error_code":"ENDPOINT_NOT_FOUND"`) {
@@ -344,5 +344,56 @@ func TestMLflowSearchWithAJobToken(t *testing.T) {
 	}
 	if got := runIDs(f.mlflowOK("POST", "runs/search", tok, `{"experiment_ids":["0"]}`)); strings.Join(got, ",") != j.ID+","+other+","+mine {
 		t.Fatalf("the workspace token's search = %v", got)
+	}
+}
+
+// TestMLflowBulkHistory: metrics/get-history-bulk-interval answers each
+// run's points of one metric, sampled down to max_results with the first
+// and last kept, and refuses what it cannot read.
+func TestMLflowBulkHistory(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(DefaultWorkspace, api.ScopeRead, api.ScopeSubmit).Secret
+	a := f.mlflowRunIn(tok, "0", "a", 1764200000000)
+	b := f.mlflowRunIn(tok, "0", "b", 1764200000000)
+	for step := 1; step <= 9; step++ {
+		for _, id := range []string{a, b} {
+			f.mlflowOK("POST", "runs/log-metric", tok, fmt.Sprintf(`{"run_id":%q,"key":"loss","value":%d,"timestamp":1764200000000,"step":%d}`, id, step, step))
+		}
+	}
+	got := func(q string) []string {
+		t.Helper()
+		var pts []string
+		for _, m := range f.mlflowOK("GET", "metrics/get-history-bulk-interval?metric_key=loss&"+q, tok, "")["metrics"].([]any) {
+			m := m.(map[string]any)
+			who := "a"
+			if m["run_id"] == b {
+				who = "b"
+			}
+			pts = append(pts, fmt.Sprintf("%s%v", who, m["step"]))
+		}
+		return pts
+	}
+	for q, want := range map[string]string{
+		"run_ids=" + a + "&run_ids=" + b + "&max_results=3": "a1,a5,a9,b1,b5,b9",
+		"run_ids=" + a + "&start_step=2&end_step=4":         "a2,a3,a4",
+		"run_ids=" + b + "&max_results=1":                   "b9",
+	} {
+		if g := strings.Join(got(q), ","); g != want {
+			t.Errorf("%s = %s, want %s", q, g, want)
+		}
+	}
+	for q, names := range map[string]string{
+		"metric_key=loss": "'run_ids'",
+		"run_ids=" + a:    "'metric_key'",
+		"metric_key=loss&run_ids=" + a + "&max_results=0": "'max_results'",
+		"metric_key=loss&run_ids=" + a + "&start_step=3":  "'start_step'",
+	} {
+		code, out := f.mlflowCall("GET", "metrics/get-history-bulk-interval?"+q, tok, "")
+		if code != http.StatusBadRequest || out["error_code"] != "INVALID_PARAMETER_VALUE" || !strings.Contains(out["message"].(string), names) {
+			t.Errorf("%s: %d %v", q, code, out)
+		}
+	}
+	if code, out := f.mlflowCall("GET", "metrics/get-history-bulk-interval?metric_key=loss&run_ids=nope", tok, ""); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+		t.Errorf("unknown run: %d %v", code, out)
 	}
 }

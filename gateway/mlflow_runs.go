@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -299,4 +300,103 @@ func (g *Gateway) mlflowListArtifacts(c echo.Context) error {
 	}
 	slices.SortFunc(out.Files, func(a, b mlflowFileInfo) int { return strings.Compare(a.Path, b.Path) })
 	return c.JSON(http.StatusOK, out)
+}
+
+// mlflowMetricOfRun is MLflow's MetricWithRunId.
+type mlflowMetricOfRun struct {
+	mlflowMetricOut
+	RunID string `json:"run_id"`
+}
+
+// mlflowBulkHistory serves metrics/get-history-bulk-interval: one metric
+// of up to 100 runs, each run's points between start_step and end_step
+// sampled evenly down to max_results (default 320, at most 1000), its
+// first and last point kept, as MLflow's server does.
+func (g *Gateway) mlflowBulkHistory(c echo.Context) error {
+	key := c.QueryParam("metric_key")
+	if key == "" {
+		return mlflowInvalid("Missing value for required parameter 'metric_key'")
+	}
+	ids := c.QueryParams()["run_ids"]
+	if len(ids) == 0 {
+		return mlflowInvalid("Missing value for required parameter 'run_ids'")
+	}
+	if len(ids) > 100 {
+		return mlflowInvalid("Invalid value for parameter 'run_ids': at most 100 runs, got %d", len(ids))
+	}
+	step := func(name string) (int64, bool, error) {
+		s := c.QueryParam(name)
+		if s == "" {
+			return 0, false, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, false, mlflowInvalid("Invalid value %q for parameter '%s': want an integer", s, name)
+		}
+		return n, true, nil
+	}
+	start, hasStart, err := step("start_step")
+	if err != nil {
+		return err
+	}
+	end, hasEnd, err := step("end_step")
+	if err != nil {
+		return err
+	}
+	if hasStart != hasEnd || (hasStart && start > end) {
+		return mlflowInvalid("Invalid value for parameters 'start_step' and 'end_step': give both, start_step <= end_step")
+	}
+	limit := int64(320)
+	if s := c.QueryParam("max_results"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 || n > 1000 {
+			return mlflowInvalid("Invalid value %q for parameter 'max_results': from 1 to 1000", s)
+		}
+		limit = n
+	}
+	out := struct {
+		Metrics []mlflowMetricOfRun `json:"metrics"`
+	}{Metrics: []mlflowMetricOfRun{}}
+	ctx := c.Request().Context()
+	for _, id := range ids {
+		j, err := g.mlflowJob(c, id, "")
+		if err != nil {
+			return err
+		}
+		pts, err := g.metricSeries(ctx, j.ID, key)
+		if err != nil {
+			return err
+		}
+		in := pts[:0:0]
+		for _, p := range pts {
+			if !hasStart || (p.Step >= start && p.Step <= end) {
+				in = append(in, p)
+			}
+		}
+		for _, i := range sampleIndexes(len(in), int(limit)) {
+			p := in[i]
+			out.Metrics = append(out.Metrics, mlflowMetricOfRun{mlflowMetricOut{Key: key, Value: p.Value, Timestamp: p.Time.UnixMilli(), Step: p.Step}, j.ID})
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// sampleIndexes is at most k indexes of n, evenly spread, the first and
+// last among them.
+func sampleIndexes(n, k int) []int {
+	if n <= k {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	if k == 1 {
+		return []int{n - 1}
+	}
+	idx := make([]int, 0, k)
+	for i := range k {
+		idx = append(idx, i*(n-1)/(k-1))
+	}
+	return idx
 }
