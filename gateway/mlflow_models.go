@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -37,6 +38,17 @@ func (g *Gateway) mlflowModelRoutes(mg *routeGroup, read, submit access) {
 	mg.route(http.MethodGet, p+"model-versions/search", read, g.mlflowSearchVersions)
 	mg.route(http.MethodPatch, p+"model-versions/update", submit, g.mlflowUpdateVersion)
 	mg.route(http.MethodGet, p+"model-versions/get-download-uri", read, g.mlflowVersionDownloadURI)
+}
+
+// mlflowMaxDescription bounds a registered model's description (MLflow
+// sets no limit; the request body's cap would be the only one).
+const mlflowMaxDescription = 64 << 10
+
+func checkDescription(d string) error {
+	if len(d) > mlflowMaxDescription {
+		return mlflowInvalid("Invalid value for parameter 'description': at most %d bytes, got %d", mlflowMaxDescription, len(d))
+	}
+	return nil
 }
 
 type mlflowRegisteredModel struct {
@@ -123,6 +135,9 @@ func (g *Gateway) mlflowCreateModel(c echo.Context) error {
 	if req.Name == "" {
 		return mlflowInvalid("Missing value for required parameter 'name'")
 	}
+	if err := checkDescription(req.Description); err != nil {
+		return err
+	}
 	if !nameRE.MatchString(req.Name) {
 		return mlflowInvalid("Invalid value %q for parameter 'name': 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
 	}
@@ -166,6 +181,9 @@ func (g *Gateway) mlflowUpdateModel(c echo.Context) error {
 		return err
 	}
 	if req.Description != nil {
+		if err := checkDescription(*req.Description); err != nil {
+			return err
+		}
 		if err := g.setModelDescription(c.Request().Context(), principalOf(c).Workspace, req.Name, *req.Description); err != nil {
 			return err
 		}
@@ -508,6 +526,10 @@ func (g *Gateway) mlflowCreateVersion(c echo.Context) error {
 		return err
 	}
 	p := principalOf(c)
+	// As POST /v1/models: the copy may outlast the server's WriteTimeout.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
+	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(modelAnswerTimeout)) }()
 	mv, err := g.newModelVersion(ctx, p, req.Name, j.ID, rel)
 	if isCode(err, api.CodeConflict) || isCode(err, api.CodeInvalid) {
 		return mlflowInvalid("%s", apiMessage(err))

@@ -87,6 +87,8 @@ func TestMLflowModelRegistry(t *testing.T) {
 		{"GET", "registered-models/search?filter=tags.x+%3D+%271%27", "", "INVALID_PARAMETER_VALUE", "'filter'"},
 		{"GET", "registered-models/search?order_by=version", "", "INVALID_PARAMETER_VALUE", "'order_by'"},
 		{"PATCH", "registered-models/update", `{"name":"nope","description":"x"}`, "RESOURCE_DOES_NOT_EXIST", "nope"},
+		{"PATCH", "registered-models/update", `{"name":"iris","description":"` + strings.Repeat("d", mlflowMaxDescription+1) + `"}`, "INVALID_PARAMETER_VALUE", "'description'"},
+		{"POST", "registered-models/create", `{"name":"big","description":"` + strings.Repeat("d", mlflowMaxDescription+1) + `"}`, "INVALID_PARAMETER_VALUE", "'description'"},
 		{"POST", "registered-models/get-latest-versions", `{"name":"nope"}`, "RESOURCE_DOES_NOT_EXIST", "nope"},
 		{"POST", "registered-models/alias", `{"name":"iris","alias":"a","version":"9"}`, "RESOURCE_DOES_NOT_EXIST", "version=9"},
 		{"POST", "registered-models/alias", `{"name":"iris","alias":"","version":"1"}`, "INVALID_PARAMETER_VALUE", "'alias'"},
