@@ -61,6 +61,14 @@ func (g *Gateway) getArtifact(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return g.serveOutput(c, j, rel)
+}
+
+// serveOutput answers with output file rel of job j: what getArtifact and
+// MLflow's artifact proxy serve.
+func (g *Gateway) serveOutput(c echo.Context, j *api.Job, rel string) error {
+	r := c.Request()
+	ctx := r.Context()
 	key := artifact.OutputPrefix(j.ID) + rel
 	notFound := api.Errorf(api.CodeNotFound, "job %s has no artifact %q", j.ID, rel)
 	w := c.Response()

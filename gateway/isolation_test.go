@@ -237,6 +237,18 @@ func fill(path string, o objects) string {
 		return path + "?metric_key=m&run_id=" + o.job
 	case mlflowPrefix + "artifacts/list":
 		return path + "?run_id=" + o.job
+	case mlflowPrefix + "metrics/get-history-bulk-interval":
+		return path + "?metric_key=m&run_ids=" + o.job
+	case mlflowPrefix + "registered-models/get", mlflowPrefix + "registered-models/get-latest-versions":
+		return path + "?name=" + o.model
+	case mlflowPrefix + "registered-models/alias":
+		return path + "?name=" + o.model + "&alias=prod"
+	case mlflowPrefix + "model-versions/get", mlflowPrefix + "model-versions/get-download-uri":
+		return path + "?name=" + o.model + "&version=1"
+	case mlflowArtifactsPrefix + "artifacts":
+		return path + "?path=" + o.job
+	case mlflowArtifactsPrefix + "artifacts/*":
+		return mlflowArtifactsPrefix + "artifacts/" + o.job + "/out.txt"
 	}
 	return r.Replace(path)
 }
@@ -252,17 +264,40 @@ func namesObject(method, path string) bool {
 		// Searches and lists name no one object: another workspace's
 		// experiment is none of the caller's, and finds no runs.
 		switch strings.TrimPrefix(path, mlflowPrefix) {
-		case "runs/create", "experiments/create", "experiments/search", "experiments/list", "runs/search":
+		case "runs/create", "experiments/create", "experiments/search", "experiments/list", "runs/search",
+			"registered-models/create", "registered-models/search", "model-versions/search":
 			return false
 		}
 		return true
+	}
+	if strings.HasPrefix(path, mlflowArtifactsPrefix) {
+		return true // a run, by its path
 	}
 	return strings.Contains(path, ":")
 }
 
 func bodyFor(method, path string, o objects) string {
+	if strings.HasPrefix(path, mlflowPrefix) && method == http.MethodPatch {
+		switch strings.TrimPrefix(path, mlflowPrefix) {
+		case "registered-models/update":
+			return `{"name":"` + o.model + `","description":"d"}`
+		case "model-versions/update":
+			return `{"name":"` + o.model + `","version":"1"}`
+		}
+	}
+	if method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix) {
+		return "x"
+	}
 	if strings.HasPrefix(path, mlflowPrefix) && method == http.MethodPost {
 		switch strings.TrimPrefix(path, mlflowPrefix) {
+		case "registered-models/create":
+			return fmt.Sprintf(`{"name":"rm-%d"}`, time.Now().UnixNano())
+		case "registered-models/get-latest-versions":
+			return `{"name":"` + o.model + `"}`
+		case "registered-models/alias":
+			return `{"name":"` + o.model + `","alias":"champ","version":"1"}`
+		case "model-versions/create":
+			return `{"name":"` + o.model + `","source":"runs:/` + o.modelJob + `/model.json","run_id":"` + o.modelJob + `"}`
 		case "experiments/create":
 			return fmt.Sprintf(`{"name":"made-%d"}`, time.Now().UnixNano())
 		case "runs/create":
@@ -412,6 +447,12 @@ func TestIsolationMatrix(t *testing.T) {
 						// there is none.
 						if code != http.StatusUnprocessableEntity || !strings.Contains(body, "no model version") {
 							t.Fatalf("got %d %s, want 422 (no such model version in this workspace)", code, body)
+						}
+					case method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix):
+						// The fixture's job is no running tracked run:
+						// past access and isolation, the proxy says so.
+						if code != http.StatusBadRequest || !strings.Contains(body, "INVALID_STATE") {
+							t.Fatalf("got %d %s, want 400 INVALID_STATE (not a running tracked run)", code, body)
 						}
 					case strings.HasSuffix(path, "/infer"):
 						// The fixture has no scoring router: past access

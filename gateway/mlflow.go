@@ -170,6 +170,7 @@ func (g *Gateway) mlflowRoutes(read, submit access) {
 	mg.route(http.MethodGet, p+"metrics/get-history-bulk-interval", read, g.mlflowBulkHistory)
 	mg.route(http.MethodGet, p+"artifacts/list", read, g.mlflowListArtifacts)
 	g.mlflowModelRoutes(mg, read, submit)
+	g.mlflowArtifactRoutes(mg, read, submit)
 }
 
 // mlflowPreviewPrefix is where MLflow's server serves its preview routes.
@@ -443,16 +444,15 @@ func mlflowStatus(s api.Status) string {
 // artifactURI is where MLflow's client puts a run's artifacts: the job's
 // own outputs folder, as the job sees it, so log_artifact and log_model
 // write there and the files come back as the job's artifacts. A tracked
-// run has no such folder: its URI names a scheme MLflow's client does not
-// know, so log_artifact fails with a clear error instead of writing
-// somewhere nobody collects.
+// run has no such folder: its URI is MLflow's artifact proxy
+// (mlflow_artifacts.go), which stores the files as the run's outputs.
 func (g *Gateway) artifactURI(ctx context.Context, j *api.Job) string {
 	if j.Spec.Mode != api.ModeTracked {
 		if p := g.outputsFolder(ctx, j); p != "" {
 			return "file://" + p
 		}
 	}
-	return "jobgate-no-artifact-store:/" + j.ID
+	return "mlflow-artifacts:/" + j.ID
 }
 
 func (g *Gateway) runInfo(ctx context.Context, j *api.Job) mlflowRunInfo {

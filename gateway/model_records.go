@@ -3,14 +3,17 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/artifact"
 	"github.com/jobgate/jobgate/internal/store"
 )
 
-// The model registry's reads and writes that the MLflow dialect
-// (mlflow_models.go) makes beside the REST handlers of models.go: MLflow
-// creates a model before its first version and keeps a description of it.
+// The store reads and writes that the MLflow dialect makes beside those of
+// the REST handlers: MLflow creates a model before its first version and
+// keeps a description of it (mlflow_models.go), and its artifact proxy
+// writes a tracked run's outputs (mlflow_artifacts.go).
 
 // createModel records model name of ws without versions; false if it
 // exists.
@@ -50,4 +53,10 @@ func (g *Gateway) setAlias(ctx context.Context, ws, name, alias string, v int) e
 // deleteAlias removes alias of model name; store.ErrNotFound for none.
 func (g *Gateway) deleteAlias(ctx context.Context, ws, name, alias string) error {
 	return g.store.DeleteModelAlias(ctx, ws, name, alias)
+}
+
+// putOutput stores r as output file rel of job id, streamed (the request
+// body's cap bounds it).
+func (g *Gateway) putOutput(ctx context.Context, id, rel string, r io.Reader) error {
+	return g.artifacts.Put(ctx, artifact.OutputPrefix(id)+rel, r)
 }

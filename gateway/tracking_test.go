@@ -347,7 +347,7 @@ func TestMLflowExperimentsAndTrackedRuns(t *testing.T) {
 	info := run["info"].(map[string]any)
 	id := info["run_id"].(string)
 	if info["status"] != "RUNNING" || info["run_name"] != "baseline" || info["experiment_id"] != "cifar" || info["start_time"] != float64(1764200000000) ||
-		!strings.HasPrefix(info["artifact_uri"].(string), "jobgate-no-artifact-store:") {
+		info["artifact_uri"] != "mlflow-artifacts:/"+info["run_id"].(string) {
 		t.Fatalf("runs/create info = %v", info)
 	}
 	nested := f.mlflowOK("POST", "runs/create", tok, `{"experiment_id": "cifar", "start_time": 1764200001000, "tags": [{"key": "mlflow.parentRunId", "value": "`+id+`"}], "run_name": "fold-1"}`)["run"].(map[string]any)
