@@ -197,28 +197,10 @@ func (c *cluster) startGatewayProcess() *exec.Cmd {
 		c.t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(os.Args[0], "gateway", "--addr", addr, "--redis-url", c.redis.URL, "--artifacts-dir", c.artifacts,
-		"--secrets-key-file", c.secretsKey, "--allow-callbacks-to", "loopback", "--allow-host-process-default", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "JOBGATE_TEST_AS_MAIN=1", "JOBGATE_TOKEN="+testToken)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
+	cmd := c.gatewayProcessAt(addr)
 	c.gwURL = "http://" + addr
 	c.token = testToken
 	c.api = client.New(c.gwURL, c.token)
-	testenv.Eventually(c.t, 20*time.Second, func() bool {
-		resp, err := http.Get(c.gwURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "gateway process did not become ready")
 	return cmd
 }
 
