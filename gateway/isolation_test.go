@@ -641,7 +641,7 @@ func TestBadTokensAreUnauthorizedEverywhere(t *testing.T) {
 			code, body := f.call(method, strings.NewReplacer(":ws", "team-a", ":id", "x", ":name", "x").Replace(path), tok, bodyFor(method, path, objects{job: "x"}))
 			var e api.ErrorBody
 			var me mlflowError
-			if strings.HasPrefix(path, mlflowPrefix) {
+			if strings.HasPrefix(path, mlflowPrefix) || strings.HasPrefix(path, mlflowArtifactsPrefix) {
 				if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &me) != nil || me.ErrorCode != "UNAUTHENTICATED" {
 					t.Errorf("%s %s with %s token: %d %s, want 401 UNAUTHENTICATED", method, path, name, code, body)
 				}

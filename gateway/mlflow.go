@@ -169,7 +169,9 @@ func (g *Gateway) mlflowRoutes(read, submit access) {
 	mg.route(http.MethodGet, p+"metrics/get-history", read, g.mlflowMetricHistory)
 	mg.route(http.MethodGet, p+"metrics/get-history-bulk-interval", read, g.mlflowBulkHistory)
 	mg.route(http.MethodGet, p+"artifacts/list", read, g.mlflowListArtifacts)
-	g.mlflowModelRoutes(mg, read, submit)
+	// The registry is the workspace's, in no job tree: as on /v1/models, a
+	// job token may not read or change it.
+	g.mlflowModelRoutes(mg, access{Scope: api.ScopeRead}, access{Scope: api.ScopeSubmit})
 	g.mlflowArtifactRoutes(mg, read, submit)
 }
 

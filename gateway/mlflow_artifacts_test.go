@@ -113,3 +113,31 @@ func TestMLflowArtifactProxy(t *testing.T) {
 		t.Fatalf("/v1/models/nb = %+v", m)
 	}
 }
+
+// TestMLflowJobTokenReach: a job's own token logs a tracked run's files
+// through the proxy (the run is its child), and is refused the registry,
+// which is the workspace's and in no job tree, as /v1/models refuses it.
+func TestMLflowJobTokenReach(t *testing.T) {
+	f := newFixture(t)
+	var j api.Job
+	f.mustCall("POST", "/v1/jobs", systemToken, jobBody, &j)
+	jobTok := f.jobToken(DefaultWorkspace, j.ID)
+	run := f.mlflowRunIn(jobTok, "0", "in-a-job", 1764200000000)
+	if code, out := f.call("PUT", mlflowArtifactsPrefix+"artifacts/"+run+"/notes.txt", jobTok, "hi"); code != http.StatusOK {
+		t.Fatalf("job token uploads to its own tracked run: %d %s", code, out)
+	}
+	if code, out := f.call("GET", mlflowArtifactsPrefix+"artifacts/"+run+"/notes.txt", jobTok, ""); code != http.StatusOK || out != "hi" {
+		t.Fatalf("job token downloads its own run's file: %d %q", code, out)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "registered-models/search", ""},
+		{"POST", "registered-models/create", `{"name":"from-a-job"}`},
+		{"POST", "model-versions/create", `{"name":"from-a-job","source":"runs:/` + run + `/notes.txt","run_id":"` + run + `"}`},
+	} {
+		code, out := f.call(c.method, mlflowPrefix+c.path, jobTok, c.body)
+		var e mlflowError
+		if code != http.StatusForbidden || json.Unmarshal([]byte(out), &e) != nil || e.ErrorCode != "PERMISSION_DENIED" {
+			t.Errorf("%s %s with a job token: %d %s, want 403 PERMISSION_DENIED", c.method, c.path, code, out)
+		}
+	}
+}

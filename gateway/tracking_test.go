@@ -78,6 +78,12 @@ func TestJobTokenRoutes(t *testing.T) {
 					if code != http.StatusForbidden {
 						t.Fatalf("got %d %s, want 403 (not the token's job tree)", code, body)
 					}
+				case method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix):
+					// The job tree's job is no running tracked run: past
+					// the token's reach, the proxy says so.
+					if code != http.StatusBadRequest || !strings.Contains(body, "INVALID_STATE") {
+						t.Fatalf("got %d %s, want 400 INVALID_STATE (not a running tracked run)", code, body)
+					}
 				default:
 					if code/100 != 2 {
 						t.Fatalf("got %d %s, want 2xx", code, body)
