@@ -67,7 +67,7 @@ var mlflowCodes = map[api.Code]mlflowCode{
 	api.CodeUnavailable:       mlflowUnavailable,
 	api.CodeWorkerUnavailable: mlflowUnavailable,
 	api.CodeWorkerStopped:     mlflowUnavailable,
-	api.CodeMethodNotAllowed:  mlflowInternal,
+	api.CodeMethodNotAllowed:  mlflowNoEndpoint, // no endpoint has this method and path
 	api.CodeInternal:          mlflowInternal,
 	api.CodeWorkerTimeout:     mlflowInternal,
 	api.CodeTimeout:           mlflowInternal,

@@ -322,9 +322,9 @@ func TestMLflowUnknownEndpoints(t *testing.T) {
 			t.Errorf("%s: %d %s", p, code, body)
 		}
 	}
-	// A served path with another method is still a 405.
-	if code, _ := f.call("GET", mlflowPrefix+"runs/delete", tok, ""); code != http.StatusMethodNotAllowed {
-		t.Errorf("GET runs/delete: %d", code)
+	// A served path with another method is still a 405, in MLflow's words.
+	if code, body := f.call("GET", mlflowPrefix+"runs/delete", tok, ""); code != http.StatusMethodNotAllowed || !strings.Contains(body, `"error_code":"ENDPOINT_NOT_FOUND"`) {
+		t.Errorf("GET runs/delete: %d %s", code, body)
 	}
 }
 
