@@ -257,6 +257,31 @@ type SweepTrial struct {
 	Segments []string `json:"segments,omitempty"`
 }
 
+// SweepList is GET /v1/sweeps: a page of the workspace's sweeps, newest
+// first.
+type SweepList struct {
+	Sweeps []SweepSummary `json:"sweeps"`
+	// NextCursor fetches the next page; empty on the last one.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// SweepSummary is a sweep in a list: what it searches and how far it is,
+// without its trials (GET /v1/sweeps/{id} has them, and the best one).
+type SweepSummary struct {
+	ID         string      `json:"id"`
+	Name       string      `json:"name,omitempty"`
+	Experiment string      `json:"experiment,omitempty"`
+	Status     SweepStatus `json:"status"`
+	Sampling   Sampling    `json:"sampling"`
+	Objective  Objective   `json:"objective"`
+	// Trials is how many trials the sweep has made so far, of
+	// MaxTotalTrials.
+	Trials         int        `json:"trials"`
+	MaxTotalTrials int        `json:"max_total_trials"`
+	CreatedAt      time.Time  `json:"created_at"`
+	EndedAt        *time.Time `json:"ended_at,omitempty"`
+}
+
 // SweepTrials is GET /v1/sweeps/{id}/trials: the trials sorted by the
 // objective, best first, those without a metric last.
 type SweepTrials struct {

@@ -47,6 +47,17 @@ func TestResourceRoutes(t *testing.T) {
 			`POST /v1/secrets {"name":"db","value":"v"}`, api.SecretName{Name: "db"}},
 		{"audit", func(c *client.Client) error { _, err := c.Audit(ctx, 5, "1-2"); return err },
 			`GET /v1/audit?cursor=1-2&limit=5 `, api.AuditPage{}},
+		{"list sweeps", func(c *client.Client) error {
+			l, err := c.ListSweeps(ctx, 2, "01kcursor")
+			if err == nil && (len(l.Sweeps) != 1 || l.NextCursor != "n") {
+				return fmt.Errorf("list = %+v, want the answer's one sweep and cursor", l)
+			}
+			return err
+		}, `GET /v1/sweeps?cursor=01kcursor&limit=2 `, api.SweepList{Sweeps: []api.SweepSummary{{ID: "s"}}, NextCursor: "n"}},
+		{"sweep trials", func(c *client.Client) error { _, err := c.SweepTrials(ctx, "s/1"); return err },
+			`GET /v1/sweeps/s%2F1/trials `, api.SweepTrials{}},
+		{"cancel sweep", func(c *client.Client) error { _, err := c.CancelSweep(ctx, "s"); return err },
+			`POST /v1/sweeps/s/cancel `, api.Sweep{ID: "s"}},
 		{"trigger deliveries", func(c *client.Client) error { _, err := c.TriggerDeliveries(ctx, "a b"); return err },
 			`GET /v1/triggers/a%20b/deliveries `, api.DeliveryList{}},
 		{"update trigger", func(c *client.Client) error {

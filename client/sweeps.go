@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/jobgate/jobgate/api"
 )
@@ -18,6 +19,24 @@ func (c *Client) CreateSweep(ctx context.Context, spec api.SweepSpec) (*api.Swee
 		return nil, err
 	}
 	return &s, nil
+}
+
+// ListSweeps returns one page of the workspace's sweeps, newest first,
+// without their trials (GET /v1/sweeps): at most limit (0: the gateway's
+// default, 50), from cursor, a previous page's NextCursor ("" for the first).
+func (c *Client) ListSweeps(ctx context.Context, limit int, cursor string) (*api.SweepList, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var l api.SweepList
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/sweeps", q, nil, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
 }
 
 // Sweep returns sweep id: its status, best trial so far and every trial

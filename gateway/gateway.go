@@ -275,6 +275,7 @@ func (g *Gateway) routes() {
 
 	// -- sweeps (issue 17) --
 	g.route(http.MethodPost, "/v1/sweeps", submit, g.createSweep)
+	g.route(http.MethodGet, "/v1/sweeps", read, g.listSweeps)
 	g.route(http.MethodGet, "/v1/sweeps/:id", read, g.getSweep)
 	g.route(http.MethodGet, "/v1/sweeps/:id/trials", read, g.sweepTrials)
 	g.route(http.MethodPost, "/v1/sweeps/:id/cancel", submit, g.cancelSweep)

@@ -101,6 +101,7 @@ var openAPISchemaTypes = map[string]any{
 	"Queue":           api.Queue{},
 	"Sweep":           api.Sweep{},
 	"SweepTrials":     api.SweepTrials{},
+	"SweepList":       api.SweepList{},
 }
 
 // openAPIRawJob names the fields that hold a job spec as raw JSON (the

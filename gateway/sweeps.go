@@ -9,8 +9,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/jobgate/jobgate/api"
 	"github.com/jobgate/jobgate/internal/store"
@@ -141,6 +144,46 @@ func (g *Gateway) sweepView(ctx context.Context, rec *store.SweepRecord) (api.Sw
 		v.Trials = append(v.Trials, st)
 	}
 	return v, nil
+}
+
+// listSweeps serves GET /v1/sweeps: a page of the workspace's sweeps,
+// newest first, each without its trials (a list reads no trial's job).
+func (g *Gateway) listSweeps(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if k != "limit" && k != "cursor" {
+			return api.Errorf(api.CodeBadRequest, "unknown query parameter %q (use limit, cursor)", k)
+		}
+	}
+	cursor, limit := q.Get("cursor"), 50
+	if cursor != "" {
+		if _, err := ulid.ParseStrict(strings.ToUpper(cursor)); err != nil {
+			return api.Errorf(api.CodeBadRequest, "cursor is not one this API returned")
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return api.Errorf(api.CodeBadRequest, "limit must be an integer between 1 and 500")
+		}
+		limit = n
+	}
+	recs, next, err := g.store.ListSweeps(c.Request().Context(), principalOf(c).Workspace, cursor, limit)
+	if err != nil {
+		return err
+	}
+	out := api.SweepList{Sweeps: make([]api.SweepSummary, 0, len(recs)), NextCursor: next}
+	for _, r := range recs {
+		sampling := r.Spec.Sampling
+		if sampling.Seed == nil {
+			seed := r.Seed
+			sampling.Seed = &seed
+		}
+		out.Sweeps = append(out.Sweeps, api.SweepSummary{ID: r.ID, Name: r.Spec.Name, Experiment: r.Spec.Experiment,
+			Status: r.Status, Sampling: sampling, Objective: r.Spec.Objective, Trials: len(r.Trials),
+			MaxTotalTrials: r.Spec.Limits.MaxTotalTrials, CreatedAt: r.CreatedAt, EndedAt: r.EndedAt})
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // getSweep serves GET /v1/sweeps/{id}.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -344,5 +345,50 @@ func TestSweepJudgesEveryInterval(t *testing.T) {
 	}
 	if tr := sw.Trials[0]; tr.Reason != nil {
 		t.Errorf("trial 0 was stopped: %+v", tr.Reason)
+	}
+}
+
+// TestSweepList: GET /v1/sweeps pages the workspace's sweeps newest first,
+// each with its status and how many trials it has made, and refuses a bad
+// limit, cursor or parameter naming it.
+func TestSweepList(t *testing.T) {
+	f := newFixture(t)
+	var made []api.Sweep
+	for range 3 {
+		var sw api.Sweep
+		f.mustCall("POST", "/v1/sweeps", systemToken, sweepBody(`{"type": "grid"}`, twoByTwo, `, "limits": {"max_concurrent_trials": 2}`), &sw)
+		made = append(made, sw)
+	}
+	f.mustCall("POST", "/v1/sweeps/"+made[0].ID+"/cancel", systemToken, "", nil)
+
+	var page1, page2 api.SweepList
+	f.mustCall("GET", "/v1/sweeps?limit=2", systemToken, "", &page1)
+	if len(page1.Sweeps) != 2 || page1.Sweeps[0].ID != made[2].ID || page1.Sweeps[1].ID != made[1].ID || page1.NextCursor == "" {
+		t.Fatalf("first page = %+v, want sweeps %s, %s and a cursor", page1, made[2].ID, made[1].ID)
+	}
+	s := page1.Sweeps[0]
+	if s.Name != "tune" || s.Status != api.SweepRunning || s.Trials != 2 || s.MaxTotalTrials != 4 ||
+		s.Sampling.Type != api.SamplingGrid || s.Objective.Metric != "val_loss" || s.Sampling.Seed == nil {
+		t.Errorf("summary = %+v", s)
+	}
+	f.mustCall("GET", "/v1/sweeps?limit=2&cursor="+page1.NextCursor, systemToken, "", &page2)
+	if len(page2.Sweeps) != 1 || page2.Sweeps[0].ID != made[0].ID || page2.Sweeps[0].Status != api.SweepCanceled ||
+		page2.Sweeps[0].EndedAt == nil || page2.NextCursor != "" {
+		t.Fatalf("second page = %+v, want the canceled sweep %s and no cursor", page2, made[0].ID)
+	}
+
+	for q, names := range map[string]string{"limit=0": "limit", "limit=x": "limit", "cursor=((": "cursor", "status=running": "status"} {
+		code, body := f.call("GET", "/v1/sweeps?"+q, systemToken, "")
+		var e api.ErrorBody
+		if code != http.StatusBadRequest || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error.Message, names) {
+			t.Errorf("GET /v1/sweeps?%s: %d %s, want 400 naming %s", q, code, body, names)
+		}
+	}
+
+	f.workspace("team-b", api.Quotas{})
+	var other api.SweepList
+	f.mustCall("GET", "/v1/sweeps", f.token("team-b", api.ScopeRead).Secret, "", &other)
+	if len(other.Sweeps) != 0 {
+		t.Fatalf("another workspace lists %+v", other.Sweeps)
 	}
 }

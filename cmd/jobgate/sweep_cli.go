@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,16 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/jobgate/jobgate/api"
 )
 
-// sweepCmd is `jobgate sweep` with submit, get, trials and cancel.
+// sweepCmd is `jobgate sweep` with submit, list, get, trials and cancel.
 func (c *cli) sweepCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "sweep", Short: "Run a hyperparameter sweep; show its trials, or cancel it", Args: cobra.NoArgs}
-	cmd.AddCommand(c.sweepSubmitCmd(), c.sweepGetCmd(), c.sweepTrialsCmd(), c.sweepCancelCmd())
+	cmd.AddCommand(c.sweepSubmitCmd(), c.sweepListCmd(), c.sweepGetCmd(), c.sweepTrialsCmd(), c.sweepCancelCmd())
 	return cmd
 }
 
@@ -56,6 +58,43 @@ the trials in all and at once.`}
 		return nil
 	})
 	cmd.Flags().StringVarP(&file, "file", "f", "", "sweep spec file, YAML or JSON; - for stdin")
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+func (c *cli) sweepListCmd() *cobra.Command {
+	var f connFlags
+	var limit int
+	var cursor string
+	cmd := &cobra.Command{Use: "list", Short: "List the workspace's sweeps, newest first", Args: cobra.NoArgs}
+	cmd.RunE = runE("sweep list", func(ctx context.Context, _ []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		l, err := cl.ListSweeps(ctx, limit, cursor)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, l)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SWEEP\tNAME\tSTATUS\tSAMPLING\tOBJECTIVE\tTRIALS\tCREATED")
+		for _, s := range l.Sweeps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%d/%d\t%s\n", s.ID, cmp.Or(s.Name, "-"), s.Status, s.Sampling.Type,
+				s.Objective.Goal, s.Objective.Metric, s.Trials, s.MaxTotalTrials, s.CreatedAt.Format(time.RFC3339))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if l.NextCursor != "" {
+			fmt.Fprintf(c.stderr, "more sweeps: run again with --cursor %s\n", l.NextCursor)
+		}
+		return nil
+	})
+	cmd.Flags().IntVar(&limit, "limit", 0, "most sweeps to show (0: the gateway's default, 50)")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "start at this page (a previous list's next cursor)")
 	c.addConnFlags(cmd, &f)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobgate/jobgate/api"
 )
@@ -38,6 +39,13 @@ func TestSweepCLI(t *testing.T) {
 			}
 			posted = append(posted, s)
 			writeResp(w, http.StatusCreated, api.Sweep{ID: "sw1", Status: api.SweepRunning, Spec: s, Trials: trials[:1]})
+		case "GET /v1/sweeps":
+			if r.URL.Query().Get("limit") != "1" || r.URL.Query().Get("cursor") != "c0" {
+				t.Errorf("sweep list asked %s", r.URL.RawQuery)
+			}
+			writeResp(w, http.StatusOK, api.SweepList{NextCursor: "c1", Sweeps: []api.SweepSummary{{ID: "sw1", Name: "tune", Status: api.SweepRunning,
+				Sampling: api.Sampling{Type: api.SamplingRandom}, Objective: api.Objective{Metric: "val_loss", Goal: api.GoalMinimize},
+				Trials: 1, MaxTotalTrials: 2, CreatedAt: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}}})
 		case "GET /v1/sweeps/sw1/trials":
 			writeResp(w, http.StatusOK, api.SweepTrials{Trials: trials})
 		case "POST /v1/sweeps/sw1/cancel":
@@ -57,6 +65,16 @@ func TestSweepCLI(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "sweep sw1: running, 1 of 2 trials made") {
 		t.Errorf("submit printed %q", r.stdout)
+	}
+
+	r = runCLI(t, envFor(srv.URL), "", "sweep", "list", "--limit", "1", "--cursor", "c0")
+	if r.err != nil {
+		t.Fatalf("sweep list: %v\n%s", r.err, r.stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 2 ||
+		strings.Join(strings.Fields(lines[1]), " ") != "sw1 tune running random minimize val_loss 1/2 2026-12-03T08:00:00Z" ||
+		!strings.Contains(r.stderr, "--cursor c1") {
+		t.Errorf("sweep list printed %q, %q", r.stdout, r.stderr)
 	}
 
 	r = runCLI(t, envFor(srv.URL), "", "sweep", "trials", "sw1")

@@ -72,6 +72,10 @@ func (s *Store) RunningSweeps(ctx context.Context) ([][2]string, error) {
 	return out, nil
 }
 
+// wsSweepsKey orders a workspace's sweeps by ID, which is their parent
+// job's ULID: newest last, all at score 0 so that they sort by ID alone.
+func wsSweepsKey(ws string) string { return prefix + "ws:" + ws + ":sweeps" }
+
 // CreateSweep stores a new sweep; ErrConflict if one has its ID.
 func (s *Store) CreateSweep(ctx context.Context, rec SweepRecord) error {
 	b, err := json.Marshal(rec)
@@ -85,7 +89,51 @@ func (s *Store) CreateSweep(ctx context.Context, rec SweepRecord) error {
 	if !ok {
 		return fmt.Errorf("sweep %s: %w", rec.ID, ErrConflict)
 	}
-	return s.rdb.SAdd(ctx, runningSweepsKey, rec.Workspace+"/"+rec.ID).Err()
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, runningSweepsKey, rec.Workspace+"/"+rec.ID)
+		p.ZAdd(ctx, wsSweepsKey(rec.Workspace), redis.Z{Member: rec.ID})
+		return nil
+	})
+	return err
+}
+
+// ListSweeps is a page of ws's sweeps, newest first: at most limit of
+// them with IDs below before (all when before is ""), and the cursor of
+// the next page ("" on the last).
+func (s *Store) ListSweeps(ctx context.Context, ws, before string, limit int) ([]SweepRecord, string, error) {
+	bound := "+"
+	if before != "" {
+		bound = "(" + before
+	}
+	ids, err := s.rdb.ZRevRangeByLex(ctx, wsSweepsKey(ws), &redis.ZRangeBy{Max: bound, Min: "-", Count: int64(limit) + 1}).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, "", err
+	}
+	next := ""
+	if len(ids) > limit {
+		ids, next = ids[:limit], ids[limit-1]
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = sweepKey(ws, id)
+	}
+	raws, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]SweepRecord, 0, len(raws))
+	for i, raw := range raws {
+		str, ok := raw.(string)
+		if !ok {
+			continue // indexed, not yet (or no longer) stored
+		}
+		var rec SweepRecord
+		if err := json.Unmarshal([]byte(str), &rec); err != nil {
+			return nil, "", fmt.Errorf("decode sweep %s: %w", ids[i], err)
+		}
+		out = append(out, rec)
+	}
+	return out, next, nil
 }
 
 // GetSweep is sweep id of ws; ErrNotFound if there is none.
