@@ -54,7 +54,9 @@ func (g *Gateway) createSweep(c echo.Context) error {
 		}
 		return specErr("%v", err)
 	}
-	seed := rand.Int64()
+	// A picked seed stays below 2^53, so that a client reading JSON numbers
+	// as doubles (a browser, jq) shows the seed that reproduces the sweep.
+	seed := rand.Int64N(1 << 53)
 	if spec.Sampling.Seed != nil {
 		seed = *spec.Sampling.Seed
 	}

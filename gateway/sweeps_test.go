@@ -371,6 +371,11 @@ func TestSweepList(t *testing.T) {
 		s.Sampling.Type != api.SamplingGrid || s.Objective.Metric != "val_loss" || s.Sampling.Seed == nil {
 		t.Errorf("summary = %+v", s)
 	}
+	for _, sw := range made {
+		if sw.Seed < 0 || sw.Seed >= 1<<53 {
+			t.Errorf("picked seed %d is not below 2^53: a JSON reader of doubles would show another", sw.Seed)
+		}
+	}
 	f.mustCall("GET", "/v1/sweeps?limit=2&cursor="+page1.NextCursor, systemToken, "", &page2)
 	if len(page2.Sweeps) != 1 || page2.Sweeps[0].ID != made[0].ID || page2.Sweeps[0].Status != api.SweepCanceled ||
 		page2.Sweeps[0].EndedAt == nil || page2.NextCursor != "" {

@@ -5,10 +5,10 @@ import {
 
 // Every page module, by the contract's file names. A page that is not in
 // this build yet (another branch) just leaves its routes "not found".
-const PAGES = ["jobs", "job", "experiments", "submit", "queue", "workers", "models", "deployments", "schedules", "triggers"];
+const PAGES = ["jobs", "job", "experiments", "sweeps", "submit", "queue", "workers", "models", "deployments", "schedules", "triggers"];
 
 const NAV = [
-  ["#/jobs", "Jobs"], ["#/submit", "Submit"], ["#/experiments", "Experiments"], ["#/queue", "Queue"],
+  ["#/jobs", "Jobs"], ["#/submit", "Submit"], ["#/experiments", "Experiments"], ["#/sweeps", "Sweeps"], ["#/queue", "Queue"],
   ["#/workers", "Workers"], ["#/models", "Models"], ["#/deployments", "Deployments"],
   ["#/schedules", "Schedules"], ["#/triggers", "Triggers"],
 ];
