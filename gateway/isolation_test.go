@@ -285,6 +285,9 @@ func bodyFor(method, path string, o objects) string {
 			return `{"name":"` + o.model + `","version":"1"}`
 		}
 	}
+	if method == http.MethodDelete && path == mlflowPrefix+"model-versions/delete" {
+		return `{"name":"` + o.model + `","version":"1"}`
+	}
 	if method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix) {
 		return "x"
 	}

@@ -37,6 +37,7 @@ func (g *Gateway) mlflowModelRoutes(mg *routeGroup, read, submit access) {
 	mg.route(http.MethodGet, p+"model-versions/get", read, g.mlflowGetVersion)
 	mg.route(http.MethodGet, p+"model-versions/search", read, g.mlflowSearchVersions)
 	mg.route(http.MethodPatch, p+"model-versions/update", submit, g.mlflowUpdateVersion)
+	mg.route(http.MethodDelete, p+"model-versions/delete", submit, g.mlflowDeleteVersion)
 	mg.route(http.MethodGet, p+"model-versions/get-download-uri", read, g.mlflowVersionDownloadURI)
 }
 
@@ -568,6 +569,38 @@ func (g *Gateway) mlflowUpdateVersion(c echo.Context) error {
 		return mlflowInvalid("Invalid value for parameter 'description': jobgate's model versions have no description")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"model_version": toMLflowVersion(mv)})
+}
+
+// mlflowDeleteVersion is DeleteModelVersion: DELETE /v1/models/{name}/
+// versions/{v}, with its refusal of a version a deployment or batch uses.
+// The name and version come as the query (MLflow's GET-style clients) or
+// as a JSON body (its Python client).
+func (g *Gateway) mlflowDeleteVersion(c echo.Context) error {
+	name, version := c.QueryParam("name"), c.QueryParam("version")
+	if name == "" && version == "" && c.Request().ContentLength != 0 {
+		var req struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		}
+		if err := decodeMLflow(c, &req); err != nil {
+			return err
+		}
+		name, version = req.Name, req.Version
+	}
+	mv, err := g.mlflowVersion(c, name, version)
+	if err != nil {
+		return err
+	}
+	if err := g.removeModelVersion(c, principalOf(c).Workspace, name, mv.Version); err != nil {
+		if isCode(err, api.CodeNotFound) {
+			return mlflowErrorf(mlflowNotFound, "Model Version (name=%s, version=%d) not found", name, mv.Version)
+		}
+		if isCode(err, api.CodeConflict) {
+			return mlflowErrorf(mlflowInvalidState, "%s", apiError(err).Message) // MLflow's 400
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{})
 }
 
 func (g *Gateway) mlflowSearchVersions(c echo.Context) error {

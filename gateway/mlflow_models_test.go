@@ -122,6 +122,7 @@ func TestMLflowModelRegistry(t *testing.T) {
 		{"GET", "registered-models/get?name=iris", ""},
 		{"GET", "model-versions/get?name=iris&version=1", ""},
 		{"POST", "model-versions/create", `{"name":"iris","source":"runs:/` + j.ID + `/model"}`},
+		{"DELETE", "model-versions/delete", `{"name":"iris","version":"1"}`},
 	} {
 		if code, out := f.mlflowCall(c.method, c.endpoint, b, c.body); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
 			t.Errorf("B: %s %s: %d %v", c.method, c.endpoint, code, out)
@@ -132,4 +133,34 @@ func TestMLflowModelRegistry(t *testing.T) {
 	if code, out := f.mlflowCall("POST", "model-versions/create", b, `{"name":"iris","source":"runs:/`+j.ID+`/model"}`); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
 		t.Errorf("B registers A's run: %d %v", code, out)
 	}
+
+	// DeleteModelVersion, with a JSON body (MLflow's Python client) or the
+	// query: the version is gone from both APIs, and a second delete is
+	// MLflow's not-found.
+	f.mlflowOK("DELETE", "model-versions/delete", tok, `{"name":"iris","version":"1"}`)
+	if code, out := f.mlflowCall("GET", "model-versions/get?name=iris&version=1", tok, ""); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+		t.Errorf("get after delete: %d %v", code, out)
+	}
+	if code, out := f.mlflowCall("DELETE", "model-versions/delete", tok, `{"name":"iris","version":"1"}`); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+		t.Errorf("second delete: %d %v", code, out)
+	}
+	f.mlflowOK("DELETE", "model-versions/delete?name=iris&version=2", tok, "")
+	f.mustCall("GET", "/v1/models/iris", tok, "", &m)
+	if len(m.Versions) != 0 {
+		t.Fatalf("/v1/models/iris after both deletes = %+v", m.Versions)
+	}
+}
+
+// TestMLflowDeleteVersionInUse: a version a deployment serves is not
+// deleted through MLflow either, and stays.
+func TestMLflowDeleteVersionInUse(t *testing.T) {
+	f := newFixture(t)
+	f.workspace("team-a", api.Quotas{})
+	admin := f.token("team-a", api.ScopeAdmin).Secret
+	o := f.objectsIn("team-a", admin) // its deployment serves o.model version 2
+	code, out := f.mlflowCall("DELETE", "model-versions/delete", admin, `{"name":"`+o.model+`","version":"2"}`)
+	if msg, _ := out["message"].(string); code != http.StatusBadRequest || out["error_code"] != "INVALID_STATE" || !strings.Contains(msg, o.deployment) {
+		t.Fatalf("delete of a served version: %d %v, want 400 INVALID_STATE naming deployment %s", code, out, o.deployment)
+	}
+	f.mlflowOK("GET", "model-versions/get?name="+o.model+"&version=2", admin, "")
 }

@@ -451,10 +451,20 @@ func (g *Gateway) deleteModelVersion(c echo.Context) error {
 	if err != nil || v < 1 || strconv.Itoa(v) != c.Param("v") {
 		return invalid("version %q: delete a version by its number, from 1", c.Param("v"))
 	}
-	ctx := c.Request().Context()
-	if _, err := g.model(ctx, ws, name); err != nil {
+	if _, err := g.model(c.Request().Context(), ws, name); err != nil {
 		return err
 	}
+	if err := g.removeModelVersion(c, ws, name, v); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// removeModelVersion deletes version v of model name, which exists, with
+// its files and its aliases, unless a deployment or a batch uses it (a
+// conflict); both the REST and the MLflow routes delete through it.
+func (g *Gateway) removeModelVersion(c echo.Context, ws, name string, v int) error {
+	ctx := c.Request().Context()
 	by, err := g.modelUsers.ModelVersionInUse(ctx, ws, name, v)
 	if err != nil {
 		return err
@@ -480,5 +490,5 @@ func (g *Gateway) deleteModelVersion(c echo.Context) error {
 		target += " (aliases " + strings.Join(aliases, ", ") + ")"
 	}
 	g.audit(c, ws, "model.delete", target)
-	return c.NoContent(http.StatusNoContent)
+	return nil
 }
