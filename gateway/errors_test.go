@@ -109,7 +109,7 @@ func TestErrorsAreRenderedByRouteGroup(t *testing.T) {
 		{name: "REST: handler", method: "GET", path: "/v1/jobs/01nosuchjob", token: systemToken, status: 404, rest: api.CodeNotFound},
 		{name: "REST: bad query", method: "GET", path: "/v1/jobs?limit=0", token: systemToken, status: 400, rest: api.CodeBadRequest},
 		{name: "MLflow: no such route", method: "POST", path: mlflowPrefix + "runs/nosuchroute", token: systemToken, body: "{}", status: 404, mlflow: mlflowNoEndpoint},
-		{name: "MLflow: another method", method: "GET", path: mlflowPrefix + "runs/create", token: systemToken, status: 405, mlflow: mlflowInternal},
+		{name: "MLflow: another method", method: "GET", path: mlflowPrefix + "runs/create", token: systemToken, status: 405, mlflow: mlflowNoEndpoint},
 		{name: "MLflow: body over the cap", method: "POST", path: mlflowPrefix + "runs/create", token: systemToken, body: big, status: 413, mlflow: mlflowInvalidParameter},
 		{name: "MLflow: no token", method: "GET", path: mlflowPrefix + "runs/get?run_id=x", status: 401, mlflow: mlflowUnauthenticated},
 		{name: "MLflow: handler", method: "GET", path: mlflowPrefix + "runs/get?run_id=01nosuchrun", token: systemToken, status: 404, mlflow: mlflowNotFound},
