@@ -644,7 +644,8 @@ func (s *Store) Start(ctx context.Context, ws, id string, attempt int, workerID 
 // know of the record then, so that it need not read it again.
 func (s *Store) StartBy(ctx context.Context, ws, id string, attempt int, workerID, instance string, placement int64, now time.Time) (Started, error) {
 	res, err := s.runJob(ctx, startScript, jobRef{id: id, ws: ws, worker: workerID}, func(r jobRef) []string {
-		return []string{jobKey(id), r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning)}
+		return []string{jobKey(id), r.statusKey(api.StatusQueued), r.statusKey(api.StatusRunning),
+			pendingKey, workerJobsKey(r.worker), wsRunningKey(r.ws)}
 	}, attempt, now.UTC().Format(time.RFC3339Nano), placement, instance)
 	if err != nil {
 		return Started{}, err
@@ -1023,7 +1024,8 @@ func (s *Store) Unreserve(ctx context.Context, job *api.Job, workerID, detail st
 // Placed takes a reserved job of workspace ws out of the pending set once
 // its task is on the worker's queue, and counts it against the worker's
 // slots and the workspace's max_running_jobs. Nothing changes when the job
-// is no longer that attempt placed on workerID.
+// is no longer that attempt placed on workerID, nor when its worker started
+// it first (Start does the same).
 func (s *Store) Placed(ctx context.Context, ws, id string, attempt int, workerID string) error {
 	_, err := s.runJob(ctx, placedScript, jobRef{id: id, ws: ws, worker: workerID}, func(r jobRef) []string {
 		return []string{jobKey(id), pendingKey, workerJobsKey(workerID), wsRunningKey(r.ws)}

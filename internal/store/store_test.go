@@ -152,6 +152,55 @@ func TestStalePlacementsAndAttemptsAreRefused(t *testing.T) {
 	}
 }
 
+// TestStartBeforePlacedKeepsTheJobOnItsWorker: the worker may take a task
+// off its queue before the scheduler's Placed runs. The started job must
+// still be on the worker's list (what recovery walks when the worker is
+// lost), out of the pending set and counted against its workspace; the
+// late Placed then changes nothing. Before the fix such a job was on no
+// worker's list, and a worker killed under it left it running for ever.
+func TestStartBeforePlacedKeepsTheJobOnItsWorker(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.RegisterWorker(ctx, store.Worker{ID: "w1", Slots: 2}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	j := newJob(t, s)
+	_, n, err := s.Reserve(ctx, j.ID, 1, "w1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, j.Workspace, j.ID, 1, "w1", n, time.Now()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if err := s.Placed(ctx, j.Workspace, j.ID, 1, "w1"); err != nil {
+		t.Fatalf("placed after start: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		workers, err := s.Workers(ctx)
+		if err != nil || len(workers) != 1 {
+			t.Fatalf("%s: workers %+v, %v", when, workers, err)
+		}
+		if got := workers[0].Jobs; len(got) != 1 || got[0] != j.ID {
+			t.Errorf("%s: w1's jobs %v, want [%s]", when, got, j.ID)
+		}
+		if ids, _ := s.Pending(ctx, 10); len(ids) != 0 {
+			t.Errorf("%s: pending %v, want none", when, ids)
+		}
+		if jobs, _, _ := s.RunningUse(ctx, j.Workspace); jobs != 1 {
+			t.Errorf("%s: workspace running %d, want 1", when, jobs)
+		}
+	}
+	check("started before placed")
+	// The usual order counts it once too.
+	k := newJob(t, s)
+	start(t, s, k, 1, "w1")
+	if err := s.Finish(ctx, k.Workspace, k.ID, 1, store.Outcome{Status: api.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check("after another job came and went")
+}
+
 func TestCancelQueuedNeverStarts(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
