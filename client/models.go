@@ -115,6 +115,17 @@ func (c *Client) DeleteModelVersion(ctx context.Context, name string, version in
 	return c.delete(ctx, p+"/versions/"+strconv.Itoa(version))
 }
 
+// DeleteModel deletes model name with all its versions, their files and
+// its aliases (DELETE /v1/models/{name}; submit scope). A version in use
+// is a 409, and then nothing is deleted.
+func (c *Client) DeleteModel(ctx context.Context, name string) error {
+	p, err := modelPath(name)
+	if err != nil {
+		return err
+	}
+	return c.delete(ctx, p)
+}
+
 func (c *Client) delete(ctx context.Context, p string) error {
 	resp, err := c.send(ctx, http.MethodDelete, p, nil, http.Header{"Accept": {"application/json"}}, nil)
 	if err != nil {

@@ -43,6 +43,8 @@ func TestResourceRoutes(t *testing.T) {
 		}, `POST /v1/workspaces/w/tokens {"name":"ci","scopes":["read"]}`, api.NewToken{Secret: "jgt_x"}},
 		{"delete token", func(c *client.Client) error { return c.DeleteToken(ctx, "w", "tok/1") },
 			`DELETE /v1/workspaces/w/tokens/tok%2F1 `, nil},
+		{"delete model", func(c *client.Client) error { return c.DeleteModel(ctx, "iris") },
+			`DELETE /v1/models/iris `, nil},
 		{"put secret", func(c *client.Client) error { return c.PutSecret(ctx, "db", "v") },
 			`POST /v1/secrets {"name":"db","value":"v"}`, api.SecretName{Name: "db"}},
 		{"audit", func(c *client.Client) error { _, err := c.Audit(ctx, 5, "1-2"); return err },

@@ -66,7 +66,7 @@ func TestEveryJSONRouteIsStrict(t *testing.T) {
 			{"invalid UTF-8", strings.TrimSuffix(good, "}") + ",\"zz\":\"\xff\"}"},
 		} {
 			t.Run(key+"/"+bad.name, func(t *testing.T) {
-				code, resp := f.call(method, fill(path, o), systemToken, bad.body)
+				code, resp := f.call(method, fill(method, path, o), systemToken, bad.body)
 				if code != http.StatusBadRequest {
 					t.Fatalf("got %d %s, want 400", code, resp)
 				}

@@ -56,6 +56,11 @@ type Config struct {
 	AdminToken string
 	// MaxBodyBytes caps request bodies; default 1 MiB.
 	MaxBodyBytes int64
+	// MaxRunArtifactBytes caps what MLflow's artifact proxy stores for one
+	// run, its files together; default 10 GiB, as a worker's
+	// --max-output-mb. An upload is streamed, so only the artifact store's
+	// disk is at stake, not the gateway's memory.
+	MaxRunArtifactBytes int64
 	// ShutdownTimeout for in-flight requests (log followers are cut); default 10s.
 	ShutdownTimeout time.Duration
 	// TLSCertFile and TLSKeyFile, when both set, make the API serve HTTPS.
@@ -96,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.AdminToken) < 16 {
 		return errors.New("gateway: the admin token must be at least 16 characters")
+	}
+	if c.MaxRunArtifactBytes < 0 {
+		return errors.New("gateway: --max-run-artifacts-mb must not be negative")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("gateway: --tls-cert and --tls-key go together")
@@ -189,6 +197,7 @@ func New(cfg Config, rdb redis.UniversalClient, st *store.Store, arts artifact.S
 	}
 	cfg.Addr = cmp.Or(cfg.Addr, DefaultAddr)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 1<<20)
+	cfg.MaxRunArtifactBytes = cmp.Or(cfg.MaxRunArtifactBytes, 10<<30)
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 10*time.Second)
 	cfg.DatastoreRoots = cleanRoots(cfg.DatastoreRoots)
 	g := &Gateway{cfg: cfg, rdb: rdb, store: st, artifacts: arts, secrets: secrets, logger: logger, now: time.Now,
@@ -255,6 +264,7 @@ func (g *Gateway) routes() {
 	g.route(http.MethodGet, "/v1/models/:name", read, g.getModel)
 	g.route(http.MethodGet, "/v1/models/:name/versions/:v", read, g.getModelVersion)
 	g.route(http.MethodGet, "/v1/models/:name/versions/:v/download", read, g.downloadModelVersion)
+	g.route(http.MethodDelete, "/v1/models/:name", submit, g.deleteModel)
 	g.route(http.MethodDelete, "/v1/models/:name/versions/:v", submit, g.deleteModelVersion)
 	g.route(http.MethodPut, "/v1/models/:name/aliases/:alias", submit, g.setModelAlias)
 	g.route(http.MethodDelete, "/v1/models/:name/aliases/:alias", submit, g.deleteModelAlias)

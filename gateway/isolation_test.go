@@ -149,7 +149,10 @@ type objects struct {
 	// model has version 1, aliased prod, registered from modelJob, and
 	// version 2, which deployment serves.
 	model, modelJob string
-	deployment      string
+	// spareModel has one version that nothing uses: a delete of the whole
+	// model succeeds.
+	spareModel string
+	deployment string
 	// batch scores one row through deployment.
 	batch string
 	sweep string
@@ -186,8 +189,10 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.mustCall("POST", "/v1/deployments/"+dep+"/batch", admin, batchBody, &b)
 	var sw api.Sweep
 	f.mustCall("POST", "/v1/sweeps", admin, isolationSweepBody, &sw)
+	spare := fmt.Sprintf("spare-%d", time.Now().UnixNano())
+	f.register(admin, spare, mj.ID, "model.json")
 	return objects{ws: ws, job: j.ID, token: tok.ID, secret: name, trigger: trg, schedule: sch, experiment: exp, datastore: ds,
-		model: model, modelJob: mj.ID, deployment: dep, batch: b.ID, sweep: sw.ID}
+		model: model, modelJob: mj.ID, spareModel: spare, deployment: dep, batch: b.ID, sweep: sw.ID}
 }
 
 // isolationSweepBody is a sweep of one trial.
@@ -197,7 +202,7 @@ const isolationSweepBody = `{"trial":{"image":"localhost/x:1","command":["x","{{
 // batchBody is a batch of one row.
 const batchBody = `{"requests":[{"inputs":[]}]}`
 
-func fill(path string, o objects) string {
+func fill(method, path string, o objects) string {
 	r := strings.NewReplacer(":ws", o.ws, ":id", o.job, ":name", o.secret, "/artifacts/*", "/artifacts/out.txt")
 	if strings.Contains(path, "/tokens/:id") {
 		r = strings.NewReplacer(":ws", o.ws, ":id", o.token)
@@ -216,6 +221,9 @@ func fill(path string, o objects) string {
 	}
 	if strings.HasPrefix(path, "/v1/models") {
 		r = strings.NewReplacer(":name", o.model, ":v", "1", ":alias", "prod")
+	}
+	if path == "/v1/models/:name" && method == http.MethodDelete {
+		r = strings.NewReplacer(":name", o.spareModel)
 	}
 	if strings.HasPrefix(path, "/v1/deployments") {
 		r = strings.NewReplacer(":name", o.deployment)
@@ -287,6 +295,9 @@ func bodyFor(method, path string, o objects) string {
 	}
 	if method == http.MethodDelete && path == mlflowPrefix+"model-versions/delete" {
 		return `{"name":"` + o.model + `","version":"1"}`
+	}
+	if method == http.MethodDelete && path == mlflowPrefix+"registered-models/delete" {
+		return `{"name":"` + o.spareModel + `"}`
 	}
 	if method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix) {
 		return "x"
@@ -434,7 +445,7 @@ func TestIsolationMatrix(t *testing.T) {
 					// subtest's goes when it ends.
 					defer f.call("DELETE", "/v1/schedules/"+o.schedule, admin, "")
 					names := namesObject(method, path)
-					code, body := f.callVia(via, method, fill(path, o), tok.Secret, bodyFor(method, path, o))
+					code, body := f.callVia(via, method, fill(method, path, o), tok.Secret, bodyFor(method, path, o))
 					switch {
 					case !allowed:
 						if code != http.StatusForbidden {

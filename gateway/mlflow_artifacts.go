@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,9 +20,10 @@ import (
 // artifact_uri mlflow-artifacts:/<run_id> makes MLflow's client upload,
 // list and download through here. Uploads go to a running tracked run
 // only: a job's own outputs are what its worker collects when it ends.
-// A file is at most the gateway's request body cap (MaxBodyBytes), read
-// as it arrives; the caller reaches the runs of its workspace (and a job
-// token its job tree's) only.
+// An upload is streamed to the artifact store, not bounded by the request
+// body cap: a run's files together are at most MaxRunArtifactBytes. The
+// caller reaches the runs of its workspace (and a job token its job
+// tree's) only.
 const mlflowArtifactsPrefix = "/api/2.0/mlflow-artifacts/"
 
 func (g *Gateway) mlflowArtifactRoutes(mg *routeGroup, read, submit access) {
@@ -27,7 +31,9 @@ func (g *Gateway) mlflowArtifactRoutes(mg *routeGroup, read, submit access) {
 	p := mlflowArtifactsPrefix + "artifacts"
 	mg.route(http.MethodGet, p, read, g.mlflowProxyList)
 	mg.route(http.MethodGet, p+"/*", read, g.mlflowProxyDownload)
-	mg.route(http.MethodPut, p+"/*", submit, g.mlflowProxyUpload)
+	upload := submit
+	upload.Stream = true // mlflowProxyUpload caps the body itself
+	mg.route(http.MethodPut, p+"/*", upload, g.mlflowProxyUpload)
 }
 
 // mlflowProxyPath splits a proxy path into the run (job) it names, in the
@@ -101,11 +107,66 @@ func (g *Gateway) mlflowProxyUpload(c echo.Context) error {
 	if j.Spec.Mode != api.ModeTracked || j.Status != api.StatusRunning {
 		return mlflowErrorf(mlflowInvalidState, "Run %s is not a running tracked run: a job writes its artifacts into its own outputs folder (artifact_uri)", j.ID)
 	}
-	if err := g.putOutput(c.Request().Context(), j.ID, rel, c.Request().Body); err != nil {
+	ctx, r := c.Request().Context(), c.Request()
+	left, err := g.runArtifactRoom(ctx, j.ID, rel)
+	if err != nil {
+		return err
+	}
+	tooLarge := func() error {
+		return api.Errorf(api.CodeTooLarge, "artifact %q does not fit: run %s may store %d bytes of artifacts in all (--max-run-artifacts-mb), and %d are left",
+			rel, j.ID, g.cfg.MaxRunArtifactBytes, left)
+	}
+	if r.ContentLength > left {
+		return tooLarge()
+	}
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, left)
+	// A large file takes longer than the server's ReadTimeout: the
+	// deadline moves on with each read instead, so a client that stops
+	// sending is still cut off, and the answer gets its own WriteTimeout.
+	rc := http.NewResponseController(c.Response().Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
+	body := &progressReader{r: r.Body, rc: rc, idle: uploadIdleTimeout}
+	err = g.putOutput(ctx, j.ID, rel, body)
+	_ = rc.SetWriteDeadline(time.Now().Add(uploadIdleTimeout))
+	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return api.Errorf(api.CodeTooLarge, "artifact %q is larger than %d bytes, the gateway's request body cap", rel, mbe.Limit)
+			return tooLarge()
 		}
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{})
+}
+
+// uploadIdleTimeout is how long an upload may go without a byte from its
+// client.
+const uploadIdleTimeout = 60 * time.Second
+
+// progressReader moves the connection's read deadline idle past each read.
+type progressReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(time.Now().Add(p.idle))
+	return p.r.Read(b)
+}
+
+// runArtifactRoom is how many bytes run id may still store through the
+// proxy when rel is written: the cap less its files, rel's present size
+// not counted since the upload replaces it. Two uploads at once may each
+// take what is left; the overshoot is one file's worth.
+func (g *Gateway) runArtifactRoom(ctx context.Context, id, rel string) (int64, error) {
+	files, err := g.outputFiles(ctx, id, "")
+	if err != nil {
+		return 0, err
+	}
+	left := g.cfg.MaxRunArtifactBytes
+	for _, f := range files {
+		if f.Path != rel {
+			left -= f.Size
+		}
+	}
+	return max(left, 0), nil
 }

@@ -28,6 +28,7 @@ func (g *Gateway) mlflowModelRoutes(mg *routeGroup, read, submit access) {
 	mg.route(http.MethodGet, p+"registered-models/get", read, g.mlflowGetModel)
 	mg.route(http.MethodGet, p+"registered-models/search", read, g.mlflowSearchModels)
 	mg.route(http.MethodPatch, p+"registered-models/update", submit, g.mlflowUpdateModel)
+	mg.route(http.MethodDelete, p+"registered-models/delete", submit, g.mlflowDeleteModel)
 	mg.route(http.MethodPost, p+"registered-models/get-latest-versions", read, g.mlflowLatestVersions)
 	mg.route(http.MethodGet, p+"registered-models/get-latest-versions", read, g.mlflowLatestVersions)
 	mg.route(http.MethodPost, p+"registered-models/alias", submit, g.mlflowSetAlias)
@@ -168,6 +169,34 @@ func (g *Gateway) mlflowGetModel(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"registered_model": toMLflowModel(m, desc)})
+}
+
+// mlflowDeleteModel is DeleteRegisteredModel: the model and all its
+// versions, as MLflow's server does; a version in use refuses it.
+func (g *Gateway) mlflowDeleteModel(c echo.Context) error {
+	name := c.QueryParam("name")
+	if name == "" && c.Request().ContentLength != 0 {
+		var req struct {
+			Name string `json:"name"`
+		}
+		if err := decodeMLflow(c, &req); err != nil {
+			return err
+		}
+		name = req.Name
+	}
+	if _, _, err := g.mlflowModel(c, name); err != nil {
+		return err
+	}
+	if err := g.removeModel(c, principalOf(c).Workspace, name); err != nil {
+		if isCode(err, api.CodeNotFound) {
+			return mlflowModelNotFound(name)
+		}
+		if isCode(err, api.CodeConflict) {
+			return mlflowErrorf(mlflowInvalidState, "%s", apiError(err).Message) // MLflow's 400
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{})
 }
 
 func (g *Gateway) mlflowUpdateModel(c echo.Context) error {

@@ -102,7 +102,7 @@ func TestMLflowModelRegistry(t *testing.T) {
 		{"GET", "model-versions/get?name=iris&version=7", "", "RESOURCE_DOES_NOT_EXIST", "version=7"},
 		{"GET", "model-versions/get-download-uri?name=nope&version=1", "", "RESOURCE_DOES_NOT_EXIST", "nope"},
 		{"PATCH", "model-versions/update", `{"name":"iris","version":"1","description":"d"}`, "INVALID_PARAMETER_VALUE", "description"},
-		{"DELETE", "registered-models/delete", `{"name":"iris"}`, "ENDPOINT_NOT_FOUND", "does not serve"},
+		{"POST", "registered-models/rename", `{"name":"iris","new_name":"lily"}`, "ENDPOINT_NOT_FOUND", "does not serve"},
 		{"POST", "model-versions/transition-stage", `{"name":"iris","version":"1","stage":"Production"}`, "ENDPOINT_NOT_FOUND", "does not serve"},
 	} {
 		code, out := f.mlflowCall(bad.method, bad.endpoint, tok, bad.body)
@@ -123,6 +123,7 @@ func TestMLflowModelRegistry(t *testing.T) {
 		{"GET", "model-versions/get?name=iris&version=1", ""},
 		{"POST", "model-versions/create", `{"name":"iris","source":"runs:/` + j.ID + `/model"}`},
 		{"DELETE", "model-versions/delete", `{"name":"iris","version":"1"}`},
+		{"DELETE", "registered-models/delete", `{"name":"iris"}`},
 	} {
 		if code, out := f.mlflowCall(c.method, c.endpoint, b, c.body); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
 			t.Errorf("B: %s %s: %d %v", c.method, c.endpoint, code, out)
@@ -163,4 +164,62 @@ func TestMLflowDeleteVersionInUse(t *testing.T) {
 		t.Fatalf("delete of a served version: %d %v, want 400 INVALID_STATE naming deployment %s", code, out, o.deployment)
 	}
 	f.mlflowOK("GET", "model-versions/get?name="+o.model+"&version=2", admin, "")
+}
+
+// TestMLflowDeleteRegisteredModel: registered-models/delete removes the
+// model with its versions and description (DELETE, the name in the body
+// or the query, as MLflow's clients send it); a version in use refuses it
+// with INVALID_STATE and leaves the whole model; the errors are MLflow's.
+func TestMLflowDeleteRegisteredModel(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(DefaultWorkspace, api.ScopeRead, api.ScopeSubmit).Secret
+	j := f.endedJob(DefaultWorkspace, tok, api.StatusSucceeded, map[string]string{"model/w.bin": "123"})
+	f.mlflowOK("POST", "registered-models/create", tok, `{"name":"iris","description":"a flower"}`)
+	f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)
+	f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)
+	f.mlflowOK("POST", "registered-models/create", tok, `{"name":"empty"}`)
+
+	f.g.modelUsers = usedModels{name: "iris"} // iris:1 is in use
+	code, out := f.mlflowCall("DELETE", "registered-models/delete", tok, `{"name":"iris"}`)
+	if msg, _ := out["message"].(string); code != http.StatusBadRequest || out["error_code"] != "INVALID_STATE" || !strings.Contains(msg, "iris:1") {
+		t.Fatalf("delete of a model with a version in use: %d %v, want 400 INVALID_STATE naming iris:1", code, out)
+	}
+	f.mlflowOK("GET", "model-versions/get?name=iris&version=2", tok, "")
+	f.g.modelUsers = usedModels{}
+
+	f.mlflowOK("DELETE", "registered-models/delete", tok, `{"name":"iris"}`)
+	f.mlflowOK("DELETE", "registered-models/delete?name=empty", tok, "")
+	for _, name := range []string{"iris", "empty"} {
+		if code, out := f.mlflowCall("GET", "registered-models/get?name="+name, tok, ""); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+			t.Errorf("get %s after delete: %d %v, want 404 RESOURCE_DOES_NOT_EXIST", name, code, out)
+		}
+	}
+	if got := f.mlflowOK("GET", "registered-models/search", tok, "")["registered_models"]; got != nil && len(got.([]any)) != 0 {
+		t.Errorf("search after the deletes = %v", got)
+	}
+	for _, bad := range []struct {
+		body, query string
+		status      int
+		code        string
+	}{
+		{`{"name":"iris"}`, "", 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"", "", 400, "INVALID_PARAMETER_VALUE"},
+		{`{"name":`, "", 400, "INVALID_PARAMETER_VALUE"},
+	} {
+		code, out := f.mlflowCall("DELETE", "registered-models/delete"+bad.query, tok, bad.body)
+		if code != bad.status || out["error_code"] != bad.code {
+			t.Errorf("delete %q: %d %v, want %d %s", bad.body, code, out, bad.status, bad.code)
+		}
+	}
+	// Made again, the model has no old description and goes on from the
+	// last version number.
+	f.mlflowOK("POST", "registered-models/create", tok, `{"name":"iris"}`)
+	rm := f.mlflowOK("GET", "registered-models/get?name=iris", tok, "")["registered_model"].(map[string]any)
+	if d, _ := rm["description"].(string); d != "" {
+		t.Errorf("description of the model made again = %q", d)
+	}
+	mv := f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)["model_version"].(map[string]any)
+	if mv["version"] != "3" {
+		t.Errorf("version of the model made again = %v, want 3", mv["version"])
+	}
 }

@@ -442,6 +442,53 @@ func (g *Gateway) deleteModelAlias(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// deleteModel serves DELETE /v1/models/:name: the model with all its
+// versions, their files and its aliases.
+func (g *Gateway) deleteModel(c echo.Context) error {
+	if err := g.removeModel(c, principalOf(c).Workspace, c.Param("name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// removeModel deletes model name with every version, unless one of them
+// is in use (a conflict naming it, and nothing is deleted); both the REST
+// and the MLflow routes delete through it. The version numbers are not
+// given out again (store.DeleteModel).
+func (g *Gateway) removeModel(c echo.Context, ws, name string) error {
+	ctx := c.Request().Context()
+	m, err := g.model(ctx, ws, name)
+	if err != nil {
+		return err
+	}
+	// Every version is checked before any is deleted, so that a refusal
+	// leaves the model whole; removeModelVersion checks each again.
+	for _, v := range m.Versions {
+		by, err := g.modelUsers.ModelVersionInUse(ctx, ws, name, v.Version)
+		if err != nil {
+			return err
+		}
+		if by != "" {
+			return api.Errorf(api.CodeConflict, "model %s:%d is in use by %s; the model cannot be deleted", name, v.Version, by)
+		}
+	}
+	for _, v := range m.Versions {
+		if err := g.removeModelVersion(c, ws, name, v.Version); err != nil && !isCode(err, api.CodeNotFound) {
+			return err
+		}
+	}
+	switch err := g.store.DeleteModel(ctx, ws, name); {
+	case errors.Is(err, store.ErrConflict):
+		return api.Errorf(api.CodeConflict, "model %s: a version was registered while it was being deleted; delete it again", name)
+	case errors.Is(err, store.ErrNotFound):
+		return nil // another delete finished first: it is gone all the same
+	case err != nil:
+		return err
+	}
+	g.audit(c, ws, "model.delete", name)
+	return nil
+}
+
 // deleteModelVersion serves DELETE /v1/models/:name/versions/:v (a number:
 // an alias moves, so it does not name what to delete). A version in use
 // (modelUsers) is a 409; the aliases naming it go with it.

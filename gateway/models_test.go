@@ -451,3 +451,60 @@ func TestModelInUseIsNotDeleted(t *testing.T) {
 	f.mustCall("GET", "/v1/models/iris/versions/1", systemToken, "", nil)
 	f.mustCall("DELETE", "/v1/models/iris/versions/2", systemToken, "", nil)
 }
+
+// TestDeleteModel: DELETE /v1/models/{name} removes every version, its
+// files and aliases; one version in use refuses it and leaves all of it;
+// the name may be registered again and goes on from the last number.
+func TestDeleteModel(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.modelUsers = usedModels{name: "iris"} // iris:1 is in use
+	j := f.endedJob(DefaultWorkspace, systemToken, api.StatusSucceeded, map[string]string{"model.json": "m"})
+	f.register(systemToken, "iris", j.ID, "model.json")
+	f.register(systemToken, "iris", j.ID, "model.json")
+	f.mustCall("PUT", "/v1/models/iris/aliases/prod", systemToken, `{"version":2}`, nil)
+
+	code, body := f.call("DELETE", "/v1/models/iris", systemToken, "")
+	if code != http.StatusConflict || !strings.Contains(body, "iris:1") || !strings.Contains(body, "deployment iris-prod") {
+		t.Fatalf("DELETE of a model with a version in use: %d %s, want 409 naming iris:1 and its user", code, body)
+	}
+	var m api.Model
+	f.mustCall("GET", "/v1/models/iris", systemToken, "", &m)
+	if len(m.Versions) != 2 || m.Aliases["prod"] != 2 {
+		t.Fatalf("after the refused delete: %+v, want both versions and the alias", m)
+	}
+
+	f.g.modelUsers = usedModels{}
+	if code, body := f.call("DELETE", "/v1/models/iris", f.token(DefaultWorkspace, api.ScopeRead).Secret, ""); code != http.StatusForbidden {
+		t.Fatalf("DELETE with a read token: %d %s, want 403", code, body)
+	}
+	f.workspace("team-b", api.Quotas{})
+	if code, body := f.call("DELETE", "/v1/models/iris", f.token("team-b", api.ScopeSubmit).Secret, ""); code != http.StatusNotFound {
+		t.Fatalf("DELETE from another workspace: %d %s, want 404", code, body)
+	}
+	f.mustCall("DELETE", "/v1/models/iris", systemToken, "", nil)
+	if code, body := f.call("GET", "/v1/models/iris", systemToken, ""); code != http.StatusNotFound {
+		t.Fatalf("GET after delete: %d %s, want 404", code, body)
+	}
+	var list api.ModelList
+	f.mustCall("GET", "/v1/models", systemToken, "", &list)
+	if len(list.Models) != 0 {
+		t.Fatalf("models after delete: %+v", list.Models)
+	}
+	for _, v := range []int{1, 2} {
+		if keys, err := f.g.artifacts.List(ctx, artifact.ModelPrefix(DefaultWorkspace, "iris", v)); err != nil || len(keys) != 0 {
+			t.Errorf("files of iris:%d after delete: %v, %v", v, keys, err)
+		}
+	}
+	if code, body := f.call("DELETE", "/v1/models/iris", systemToken, ""); code != http.StatusNotFound || !strings.Contains(body, "iris") {
+		t.Fatalf("DELETE again: %d %s, want 404 naming the model", code, body)
+	}
+	if mv := f.register(systemToken, "iris", j.ID, "model.json"); mv.Version != 3 {
+		t.Fatalf("registered again as version %d, want 3: a number never names two sets of files", mv.Version)
+	}
+	var again api.Model // not m: decoding into its map would keep the old keys
+	f.mustCall("GET", "/v1/models/iris", systemToken, "", &again)
+	if len(again.Aliases) != 0 || len(again.Versions) != 1 {
+		t.Fatalf("the model made again: %+v, want one version and no old alias", again)
+	}
+}

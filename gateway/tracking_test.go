@@ -67,7 +67,7 @@ func TestJobTokenRoutes(t *testing.T) {
 					owner = other.ID
 				}
 				tok := f.jobToken("team-a", owner)
-				code, body := f.call(method, fill(path, o), tok, bodyFor(method, path, o))
+				code, body := f.call(method, fill(method, path, o), tok, bodyFor(method, path, o))
 				names := namesObject(method, path) && !strings.Contains(path, "experiment")
 				switch {
 				case !rule.Job:

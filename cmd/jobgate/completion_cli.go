@@ -103,7 +103,7 @@ var argCompletions = map[string]lister{
 	"schedules resume": listSchedules, "schedules run": listSchedules, "schedules history": listSchedules,
 	"deployments get": listDeployments, "deployments scale": listDeployments, "deployments delete": listDeployments,
 	"batch submit": listDeployments, "score": listDeployments,
-	"models get": listModels, "models alias": listModels, "models download": listModels,
+	"models get": listModels, "models alias": listModels, "models download": listModels, "models delete": listModels,
 	"datastores get": listDatastores, "datastores delete": listDatastores,
 	"secrets delete": listSecrets,
 	"workspaces get": listWorkspaces, "workspaces update": listWorkspaces,

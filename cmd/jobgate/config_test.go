@@ -130,6 +130,8 @@ func TestGatewayConfig(t *testing.T) {
 			f:           gatewayFlags{allowCallbacks: []string{"loopback", "private"}, workerLostAfter: 5 * time.Second, addr: "127.0.0.1:0"},
 			want:        gateway.Config{AdminToken: "tok", Addr: "127.0.0.1:0"},
 			wantControl: control.Config{WorkerLostAfter: 5 * time.Second, CallbackPolicy: webhook.AddressPolicy{AllowLoopback: true, AllowPrivate: true}}},
+		{name: "run artifacts cap in MiB", f: gatewayFlags{maxRunArtifactsMB: 3},
+			want: gateway.Config{AdminToken: "tok", MaxRunArtifactBytes: 3 << 20}},
 		{name: "unknown callback target", f: gatewayFlags{allowCallbacks: []string{"public"}}, wantErr: `--allow-callbacks-to "public"`},
 	}
 	for _, tt := range tests {

@@ -136,6 +136,7 @@ type gatewayFlags struct {
 	addr, tlsCert, tlsKey string
 	datastoreRoots        []string
 	metricsAddr           string
+	maxRunArtifactsMB     int64
 	// allowCallbacks, hostProcessDefault and workerLostAfter are flags of
 	// `jobgate gateway` only; dev sets the first two itself.
 	allowCallbacks     []string
@@ -150,6 +151,7 @@ func (f *gatewayFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file for --tls-cert (PEM)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", metricsAddrUsage)
+	fl.Int64Var(&f.maxRunArtifactsMB, "max-run-artifacts-mb", 0, "cap on what MLflow's artifact proxy stores for one run, its files together, in MiB; an upload past it is a 413 (default 10240)")
 	fl.StringArrayVar(&f.datastoreRoots, "datastore-root", nil, "folder below which workspace admins may register datastores: /path for every workspace, WORKSPACE=/path for one (repeatable; the system admin token may register any path)")
 }
 
@@ -169,7 +171,7 @@ func gatewayConfig(f *gatewayFlags, adminToken string) (gateway.Config, control.
 		}
 	}
 	return gateway.Config{Addr: f.addr, AdminToken: adminToken, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
-			DatastoreRoots: f.datastoreRoots, HostProcessDefault: f.hostProcessDefault},
+			DatastoreRoots: f.datastoreRoots, HostProcessDefault: f.hostProcessDefault, MaxRunArtifactBytes: f.maxRunArtifactsMB << 20},
 		control.Config{CallbackPolicy: policy, WorkerLostAfter: f.workerLostAfter}, nil
 }
 

@@ -17,14 +17,14 @@ import (
 )
 
 // modelsCmd is `jobgate models` (list) with `models register`, `list`,
-// `get`, `alias` and `download`.
+// `get`, `alias`, `download` and `delete`.
 func (c *cli) modelsCmd() *cobra.Command {
 	cmd := c.modelsListCmd("models")
-	cmd.Short = "List the workspace's models; register, get, alias or download one"
+	cmd.Short = "List the workspace's models; register, get, alias, download or delete one"
 	cmd.Long = `The model registry: a version of a model is a file or folder of a
 succeeded job's outputs, copied and checksummed when it is registered.
 A version is named NAME:VERSION (iris:2) or NAME@ALIAS (iris@production).`
-	cmd.AddCommand(c.modelsRegisterCmd(), c.modelsListCmd("list"), c.modelsGetCmd(), c.modelsAliasCmd(), c.modelsDownloadCmd())
+	cmd.AddCommand(c.modelsRegisterCmd(), c.modelsListCmd("list"), c.modelsGetCmd(), c.modelsAliasCmd(), c.modelsDownloadCmd(), c.modelsDeleteCmd())
 	return cmd
 }
 
@@ -196,6 +196,49 @@ func (c *cli) modelsAliasCmd() *cobra.Command {
 			return writeJSON(c.stdout, a)
 		}
 		_, err = fmt.Fprintf(c.stdout, "%s@%s -> %s:%d\n", a.Name, a.Alias, a.Name, a.Version)
+		return err
+	})
+	c.addConnFlags(cmd, &f)
+	return cmd
+}
+
+func (c *cli) modelsDeleteCmd() *cobra.Command {
+	var f connFlags
+	cmd := &cobra.Command{
+		Use:   "delete NAME | NAME:VERSION",
+		Short: "Delete a version, or a model with all its versions (refused while a deployment or batch uses one)",
+		Long: `Delete version NAME:VERSION with its files and the aliases naming it, or
+model NAME with every version. A version in use by a deployment or a
+batch is refused, and then nothing is deleted. A version number is never
+given out again, not even to a model made again under the same name.`,
+		Args: cobra.ExactArgs(1),
+	}
+	cmd.RunE = runE("models delete", func(ctx context.Context, args []string) error {
+		cl, err := c.client(&f)
+		if err != nil {
+			return err
+		}
+		what := "model " + args[0]
+		if strings.ContainsAny(args[0], ":@") {
+			ref, perr := api.ParseModelRef(args[0])
+			if perr != nil {
+				return perr
+			}
+			if ref.Alias != "" {
+				return fmt.Errorf("model %q: delete a version by its number (an alias moves): NAME:VERSION", args[0])
+			}
+			what = "model version " + ref.String()
+			err = cl.DeleteModelVersion(ctx, ref.Name, ref.Version)
+		} else {
+			err = cl.DeleteModel(ctx, args[0])
+		}
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return writeJSON(c.stdout, map[string]any{"deleted": args[0]})
+		}
+		_, err = fmt.Fprintf(c.stdout, "deleted %s\n", what)
 		return err
 	})
 	c.addConnFlags(cmd, &f)

@@ -143,4 +143,22 @@ echo "::metric name=accuracy value=0.96"`}}).ID)
 	if m, err := c.api.Model(ctx, "iris"); err != nil || m.LatestVersion != 2 || len(m.Aliases) != 1 {
 		t.Fatalf("client Model after delete = %+v, %v", m, err)
 	}
+
+	// The CLI deletes a version by number (not by alias, which moves), then
+	// the whole model.
+	if res := runCLI(t, env, "", "models", "delete", "iris@production"); res.err == nil || !strings.Contains(res.err.Error(), "by its number") {
+		t.Fatalf("models delete iris@production: %v %s, want a refusal", res.err, res.stdout)
+	}
+	if out := cli("models", "delete", "iris:1"); out != "deleted model version iris:1\n" {
+		t.Fatalf("models delete iris:1: %q", out)
+	}
+	if out := cli("models", "delete", "iris"); out != "deleted model iris\n" {
+		t.Fatalf("models delete iris: %q", out)
+	}
+	if ms, err := c.api.Models(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("models after the CLI's delete = %+v, %v", ms, err)
+	}
+	if res := runCLI(t, env, "", "models", "delete", "iris"); res.err == nil || !strings.Contains(res.err.Error(), "404") && !strings.Contains(res.err.Error(), "no model") {
+		t.Fatalf("models delete of a deleted model: %v, want a 404", res.err)
+	}
 }

@@ -232,3 +232,42 @@ func (s *Store) DeleteModelVersion(ctx context.Context, ws, name string, v int) 
 	slices.Sort(aliases)
 	return aliases, nil
 }
+
+// DeleteModel removes model name of ws once it has no versions: its record,
+// aliases and description. ErrNotFound when there is no such model;
+// ErrConflict when it has a version (one registered since the caller
+// deleted the others). Its version counter stays, so a model made again
+// under the name goes on from the last number: a number never names two
+// different sets of files.
+func (s *Store) DeleteModel(ctx context.Context, ws, name string) error {
+	versions := modelKey(ws, name, "versions")
+	for range casAttempts {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			n, err := tx.HLen(ctx, versions).Result()
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("model %s has %d versions: %w", name, n, ErrConflict)
+			}
+			ok, err := tx.HExists(ctx, wsModelsKey(ws), name).Result()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("model %q: %w", name, ErrNotFound)
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HDel(ctx, wsModelsKey(ws), name)
+				p.Del(ctx, modelKey(ws, name, "aliases"))
+				p.HDel(ctx, modelDescriptionsKey(ws), name)
+				return nil
+			})
+			return err
+		}, versions, wsModelsKey(ws))
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+	}
+	return fmt.Errorf("model %q kept changing: %w", name, ErrConflict)
+}
