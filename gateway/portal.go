@@ -275,7 +275,7 @@ func sessionAnswer(p principal, csrf string) api.PortalSession {
 	if p.System {
 		scopes = api.Scopes
 	}
-	return api.PortalSession{TokenName: p.Actor, Workspace: p.Workspace, Scopes: append([]api.Scope{}, scopes...), System: p.System, CSRFToken: csrf}
+	return api.PortalSession{TokenName: p.Actor, TokenID: p.TokenID, Workspace: p.Workspace, Scopes: append([]api.Scope{}, scopes...), System: p.System, CSRFToken: csrf}
 }
 
 // portalAPI is /ui/api/<path>: with the session's cookie (and, but for GET

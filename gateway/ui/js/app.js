@@ -5,12 +5,12 @@ import {
 
 // Every page module, by the contract's file names. A page that is not in
 // this build yet (another branch) just leaves its routes "not found".
-const PAGES = ["jobs", "job", "experiments", "sweeps", "submit", "queue", "workers", "models", "deployments", "schedules", "triggers"];
+const PAGES = ["jobs", "job", "experiments", "sweeps", "submit", "queue", "workers", "models", "deployments", "schedules", "triggers", "workspace"];
 
 const NAV = [
   ["#/jobs", "Jobs"], ["#/submit", "Submit"], ["#/experiments", "Experiments"], ["#/sweeps", "Sweeps"], ["#/queue", "Queue"],
   ["#/workers", "Workers"], ["#/models", "Models"], ["#/deployments", "Deployments"],
-  ["#/schedules", "Schedules"], ["#/triggers", "Triggers"],
+  ["#/schedules", "Schedules"], ["#/triggers", "Triggers"], ["#/workspace", "Workspace"],
 ];
 
 async function loadPages() {
