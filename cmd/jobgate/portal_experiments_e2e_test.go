@@ -1,25 +1,14 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/gateway"
-	"github.com/jobgate/jobgate/internal/artifact"
-	"github.com/jobgate/jobgate/internal/control"
-	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
 
@@ -29,43 +18,9 @@ import (
 // curves of the two runs ticked, and plots a param against a metric.
 // JOBGATE_WRITE_DOCS=1 writes the picture as docs/portal-experiment.png.
 func TestPortalExperimentCompare(t *testing.T) {
-	ctx := testenv.Chromium(t)
-	rdb := testenv.RedisClient(t, testenv.Redis(t))
-	st := store.New(rdb, store.Config{})
-	logger := slog.New(slog.DiscardHandler)
 	const token = "portal-experiments-admin-token"
-	plane, err := control.New(control.Config{}, rdb, st, nil, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Config{AdminToken: token}, rdb, st, artifact.Dir{Root: t.TempDir()}, nil, plane, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: "default"}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	defer srv.Close()
-	call := func(method, path, body string, out any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		if out != nil {
-			if err := json.Unmarshal(b, out); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	p := newPortalHarness(t, token, nil)
+	ctx, call, step, waitFor := p.ctx, p.call, p.step, p.waitFor
 
 	// Three tracked runs of a learning-rate sweep, each logging a loss
 	// curve and a final accuracy.
@@ -105,22 +60,6 @@ func TestPortalExperimentCompare(t *testing.T) {
 		call("POST", "/api/2.0/mlflow/runs/update", `{"run_id":"`+j.ID+`","status":"FINISHED"}`, nil)
 	}
 
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			main, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").innerText`))
-			t.Fatalf("%s: %v (browser: %v)\npage:\n%s", what, err, testenv.ConsoleErrors(ctx), main)
-		}
-	}
-	waitFor := func(what, expr string) {
-		t.Helper()
-		step(what, chromedp.Steps(func(c context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			_, err := chromedp.Poll[bool](expr)(c, tg)
-			return chromedp.Void{}, err
-		}))
-	}
 	rowOrder := func() []string {
 		t.Helper()
 		ids, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('[data-test="run-row"]')].map(r => r.dataset.id)`))
@@ -131,13 +70,9 @@ func TestPortalExperimentCompare(t *testing.T) {
 	}
 
 	// Sign in with a session (the token travels once, in the form).
-	step("sign in",
-		chromedp.Navigate(srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-test="login-token"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-test="login-token"]`), token),
-		chromedp.Click(chromedp.CSS(`[data-test="login-submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-test="whoami"]`)),
-		chromedp.Navigate(srv.URL+"/ui/#/experiments"),
+	p.signIn(token)
+	step("open the experiment",
+		chromedp.Navigate(p.srv.URL+"/ui/#/experiments"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-test="experiment-row"][data-name="lr-sweep"]`)),
 		chromedp.Click(chromedp.CSS(`[data-test="experiment-row"][data-name="lr-sweep"] [data-test="experiment-link"]`)),
 	)

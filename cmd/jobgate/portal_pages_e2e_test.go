@@ -217,6 +217,26 @@ func TestPortalPages(t *testing.T) {
 		}
 		testenv.Screenshot(t, b.ctx, "portal-model")
 
+		// The page asks before a delete; the test says yes. A version the
+		// deployment serves is refused, and the page says why.
+		b.eval(t, `(window.confirm = () => true, "")`)
+		b.click(t, `[data-test="model-version"][data-version="1"] [data-test="model-version-delete"]`)
+		b.wait(t, `document.querySelector('[data-test="model-error"] [data-test="error"]')?.textContent.includes("in use by deployment iris")`, "the refusal of a served version")
+		if code := c.do("GET", "/v1/models/iris/versions/1", "", nil); code != http.StatusOK {
+			t.Fatalf("iris:1 after the refused delete: %d", code)
+		}
+		// A model nothing uses goes, versions and all.
+		if _, err := c.api.RegisterModel(context.Background(), "scratch", m.Versions[0].SourceJob, m.Versions[0].SourcePath); err != nil {
+			t.Fatal(err)
+		}
+		b.open(t, "#/models/scratch", `[data-test="model-version"][data-version="1"]`)
+		b.eval(t, `(window.confirm = () => true, "")`)
+		b.click(t, `[data-test="model-delete"]`)
+		b.wait(t, `location.hash === "#/models" && document.querySelector('[data-test="model-row"][data-name="iris"]') && !document.querySelector('[data-test="model-row"][data-name="scratch"]')`, "the models list without scratch")
+		if code := c.do("GET", "/v1/models/scratch", "", nil); code != http.StatusNotFound {
+			t.Fatalf("GET /v1/models/scratch after the page's delete: %d, want 404", code)
+		}
+
 		b.open(t, "#/deployments", `[data-test="deployment-row"][data-name="iris"]`)
 		testenv.Screenshot(t, b.ctx, "portal-deployments")
 		b.click(t, `[data-test="deployment-row"][data-name="iris"] [data-test="deployment-link"]`)

@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +10,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/gateway"
-	"github.com/jobgate/jobgate/internal/artifact"
-	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
@@ -27,44 +19,10 @@ import (
 // first with links to their jobs, and cancels the sweep.
 // JOBGATE_WRITE_DOCS=1 writes the picture as docs/portal-sweep.png.
 func TestPortalSweepPages(t *testing.T) {
-	ctx := testenv.Chromium(t)
-	rdb := testenv.RedisClient(t, testenv.Redis(t))
-	st := store.New(rdb, store.Config{})
-	logger := slog.New(slog.DiscardHandler)
 	const token = "portal-sweeps-admin-token"
-	plane, err := control.New(control.Config{}, rdb, st, nil, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Config{AdminToken: token}, rdb, st, artifact.Dir{Root: t.TempDir()}, nil, plane, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPortalHarness(t, token, nil)
+	ctx, st, call, step, waitFor := p.ctx, p.st, p.call, p.step, p.waitFor
 	bg := context.Background()
-	if err := st.EnsureWorkspace(bg, api.Workspace{Name: "default"}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	defer srv.Close()
-	call := func(method, path, body string, out any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		if out != nil {
-			if err := json.Unmarshal(b, out); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 
 	var sw api.Sweep
 	call("POST", "/v1/sweeps", `{"name": "lr-grid", "trial": {"image": "localhost/x:1", "command": ["train", "--lr={{ .params.lr }}"]},
@@ -91,29 +49,8 @@ func TestPortalSweepPages(t *testing.T) {
 		}
 	}
 
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			main, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").innerText`))
-			t.Fatalf("%s: %v (browser: %v)\npage:\n%s", what, err, testenv.ConsoleErrors(ctx), main)
-		}
-	}
-	waitFor := func(what, expr string) {
-		t.Helper()
-		step(what, chromedp.Steps(func(c context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			_, err := chromedp.Poll[bool](expr)(c, tg)
-			return chromedp.Void{}, err
-		}))
-	}
-
-	step("sign in and open the sweeps",
-		chromedp.Navigate(srv.URL+"/ui/"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-test="login-token"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-test="login-token"]`), token),
-		chromedp.Click(chromedp.CSS(`[data-test="login-submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-test="whoami"]`)),
+	p.signIn(token)
+	step("open the sweeps",
 		chromedp.Click(chromedp.CSS(`[data-test="nav-sweeps"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-test="sweep-row"][data-id="`+sw.ID+`"]`)),
 	)

@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jobgate/jobgate/api"
-	"github.com/jobgate/jobgate/gateway"
-	"github.com/jobgate/jobgate/internal/artifact"
-	"github.com/jobgate/jobgate/internal/control"
 	"github.com/jobgate/jobgate/internal/secretbox"
-	"github.com/jobgate/jobgate/internal/store"
 	"github.com/jobgate/jobgate/internal/testenv"
 )
 
@@ -30,45 +23,13 @@ import (
 // the workspace but no tokens, secrets or audit log.
 // JOBGATE_WRITE_DOCS=1 writes the picture as docs/portal-workspace.png.
 func TestPortalWorkspacePage(t *testing.T) {
-	ctx := testenv.Chromium(t)
-	rdb := testenv.RedisClient(t, testenv.Redis(t))
-	st := store.New(rdb, store.Config{})
-	logger := slog.New(slog.DiscardHandler)
 	const system = "portal-workspace-system-token"
 	box, err := secretbox.New(make([]byte, secretbox.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	plane, err := control.New(control.Config{}, rdb, st, box, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Config{AdminToken: system}, rdb, st, artifact.Dir{Root: t.TempDir()}, box, plane, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureWorkspace(context.Background(), api.Workspace{Name: "default"}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	defer srv.Close()
-	status := func(method, path, token, body string, out any) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if out != nil && resp.StatusCode/100 == 2 {
-			if err := json.Unmarshal(b, out); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return resp.StatusCode
-	}
+	p := newPortalHarness(t, system, box)
+	ctx, status, step, waitFor := p.ctx, p.status, p.step, p.waitFor
 	newToken := func(name string, scopes ...string) api.NewToken {
 		t.Helper()
 		var nt api.NewToken
@@ -81,22 +42,6 @@ func TestPortalWorkspacePage(t *testing.T) {
 	admin := newToken("portal-admin", "admin")
 	reader := newToken("portal-reader", "read")
 
-	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			main, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").innerText`))
-			t.Fatalf("%s: %v (browser: %v)\npage:\n%s", what, err, testenv.ConsoleErrors(ctx), main)
-		}
-	}
-	waitFor := func(what, expr string) {
-		t.Helper()
-		step(what, chromedp.Steps(func(c context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			_, err := chromedp.Poll[bool](expr)(c, tg)
-			return chromedp.Void{}, err
-		}))
-	}
 	evaluate := func(expr string) string {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
@@ -107,12 +52,8 @@ func TestPortalWorkspacePage(t *testing.T) {
 	}
 	signIn := func(token string) {
 		t.Helper()
-		step("sign in and open the workspace",
-			chromedp.Navigate(srv.URL+"/ui/"),
-			chromedp.WaitVisible(chromedp.CSS(`[data-test="login-token"]`)),
-			chromedp.SendKeys(chromedp.CSS(`[data-test="login-token"]`), token),
-			chromedp.Click(chromedp.CSS(`[data-test="login-submit"]`)),
-			chromedp.WaitVisible(chromedp.CSS(`[data-test="whoami"]`)),
+		p.signIn(token)
+		step("open the workspace",
 			chromedp.Click(chromedp.CSS(`[data-test="nav-workspace"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-test="workspace-name"]`)),
 		)

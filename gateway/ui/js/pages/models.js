@@ -1,8 +1,10 @@
 // #/models and #/models/:name: the model registry. Versions with their
 // lineage (the job and path each was registered from, its experiment,
-// params and final metrics) and the aliases naming them.
-import { api, fmtTime, h, register, showError, table } from "../core.js";
-import { bytes, card, jobLink, kv, pairsText } from "./pagekit.js";
+// params and final metrics) and the aliases naming them; for a token that
+// may submit, deleting a version or the whole model (the gateway refuses
+// one a deployment or batch uses, and the page shows why).
+import { api, can, fmtTime, h, navigate, register, showError, table } from "../core.js";
+import { button, bytes, card, jobLink, kv, pairsText } from "./pagekit.js";
 
 function modelLink(name) {
   return h("a", { href: "#/models/" + encodeURIComponent(name), "data-test": "model-link" }, name);
@@ -41,10 +43,11 @@ async function renderList(root) {
   }
 }
 
-function versionCard(v) {
+function versionCard(v, remove) {
   const c = card(
     "Version " + v.version,
     "model-version",
+    remove ? h("div", { class: "toolbar" }, remove) : "",
     (v.aliases || []).length ? h("p", {}, ...v.aliases.map((a) => h("span", { class: "chip", "data-test": "model-alias" }, a))) : "",
     kv([
       ["Source job", h("span", { "data-test": "model-source-job" }, jobLink(v.source_job))],
@@ -78,18 +81,39 @@ function versionCard(v) {
 
 async function renderModel(root, params) {
   const name = params.name;
+  const path = "/v1/models/" + encodeURIComponent(name);
   const body = h("div", { "data-test": "model" });
-  root.replaceChildren(h("p", {}, h("a", { href: "#/models" }, "← Models")), h("h1", {}, "Model ", h("span", { class: "mono" }, name)), body);
+  const errorBox = h("div", { "data-test": "model-error" });
+  root.replaceChildren(h("p", {}, h("a", { href: "#/models" }, "← Models")), h("h1", {}, "Model ", h("span", { class: "mono" }, name)), errorBox, body);
+  const onError = (err) => showError(errorBox, err);
+  // Each delete asks first: a deleted version's number is never given out again.
+  const removeVersion = (v) => can("submit")
+    ? button("Delete version " + v.version, "model-version-delete", async () => {
+      errorBox.replaceChildren();
+      if (!window.confirm(`Delete ${name}:${v.version}, its files and the aliases naming it?`)) return;
+      await api("DELETE", path + "/versions/" + v.version);
+      await renderModel(root, params);
+    }, onError)
+    : "";
+  const removeModel = can("submit")
+    ? button("Delete model", "model-delete", async () => {
+      errorBox.replaceChildren();
+      if (!window.confirm(`Delete model ${name} with every version?`)) return;
+      await api("DELETE", path);
+      navigate("#/models");
+    }, onError)
+    : "";
   try {
-    const m = await api("GET", "/v1/models/" + encodeURIComponent(name));
+    const m = await api("GET", path);
     const versions = (m.versions || []).slice().reverse(); // newest first
     body.replaceChildren(
+      h("div", { class: "toolbar" }, removeModel),
       kv([
         ["Latest version", m.latest_version ? "v" + m.latest_version : "none (every version was deleted)"],
         ["Aliases", aliasChips(m.aliases)],
         ["Created", fmtTime(m.created_at)],
       ]),
-      ...(versions.length ? versions.map(versionCard) : [h("p", { class: "muted" }, "No versions.")]),
+      ...(versions.length ? versions.map((v) => versionCard(v, removeVersion(v))) : [h("p", { class: "muted" }, "No versions.")]),
     );
   } catch (err) {
     showError(body, err);
