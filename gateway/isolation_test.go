@@ -183,6 +183,9 @@ func (f *fixture) objectsIn(ws string, admin string) objects {
 	f.register(admin, model, mj.ID, "model.json")
 	f.mustCall("PUT", "/v1/models/"+model+"/aliases/prod", admin, `{"version":1}`, nil)
 	f.register(admin, model, mj.ID, "model.json")
+	// Tags for MLflow's registered-models/delete-tag and model-versions/delete-tag.
+	f.mlflowOK("POST", "registered-models/set-tag", admin, `{"name":"`+model+`","key":"t","value":"1"}`)
+	f.mlflowOK("POST", "model-versions/set-tag", admin, `{"name":"`+model+`","version":"1","key":"t","value":"1"}`)
 	dep := fmt.Sprintf("dep-%d", time.Now().UnixNano())
 	f.mustCall("POST", "/v1/deployments", admin, deploymentBody(dep, model+":2"), nil)
 	var b api.BatchAccepted
@@ -299,6 +302,12 @@ func bodyFor(method, path string, o objects) string {
 	if method == http.MethodDelete && path == mlflowPrefix+"registered-models/delete" {
 		return `{"name":"` + o.spareModel + `"}`
 	}
+	if method == http.MethodDelete && path == mlflowPrefix+"registered-models/delete-tag" {
+		return `{"name":"` + o.model + `","key":"t"}`
+	}
+	if method == http.MethodDelete && path == mlflowPrefix+"model-versions/delete-tag" {
+		return `{"name":"` + o.model + `","version":"1","key":"t"}`
+	}
 	if method == http.MethodPut && strings.HasPrefix(path, mlflowArtifactsPrefix) {
 		return "x"
 	}
@@ -308,6 +317,10 @@ func bodyFor(method, path string, o objects) string {
 			return fmt.Sprintf(`{"name":"rm-%d"}`, time.Now().UnixNano())
 		case "registered-models/get-latest-versions":
 			return `{"name":"` + o.model + `"}`
+		case "registered-models/set-tag":
+			return `{"name":"` + o.model + `","key":"k","value":"v"}`
+		case "model-versions/set-tag":
+			return `{"name":"` + o.model + `","version":"1","key":"k","value":"v"}`
 		case "registered-models/alias":
 			return `{"name":"` + o.model + `","alias":"champ","version":"1"}`
 		case "model-versions/create":

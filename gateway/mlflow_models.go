@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,10 @@ func (g *Gateway) mlflowModelRoutes(mg *routeGroup, read, submit access) {
 	mg.route(http.MethodGet, p+"registered-models/search", read, g.mlflowSearchModels)
 	mg.route(http.MethodPatch, p+"registered-models/update", submit, g.mlflowUpdateModel)
 	mg.route(http.MethodDelete, p+"registered-models/delete", submit, g.mlflowDeleteModel)
+	mg.route(http.MethodPost, p+"registered-models/set-tag", submit, g.mlflowSetModelTag(false))
+	mg.route(http.MethodDelete, p+"registered-models/delete-tag", submit, g.mlflowDeleteModelTag(false))
+	mg.route(http.MethodPost, p+"model-versions/set-tag", submit, g.mlflowSetModelTag(true))
+	mg.route(http.MethodDelete, p+"model-versions/delete-tag", submit, g.mlflowDeleteModelTag(true))
 	mg.route(http.MethodPost, p+"registered-models/get-latest-versions", read, g.mlflowLatestVersions)
 	mg.route(http.MethodGet, p+"registered-models/get-latest-versions", read, g.mlflowLatestVersions)
 	mg.route(http.MethodPost, p+"registered-models/alias", submit, g.mlflowSetAlias)
@@ -69,16 +74,17 @@ type mlflowModelAliasOut struct {
 }
 
 type mlflowModelVersion struct {
-	Name                 string   `json:"name"`
-	Version              string   `json:"version"`
-	CreationTimestamp    int64    `json:"creation_timestamp"`
-	LastUpdatedTimestamp int64    `json:"last_updated_timestamp"`
-	UserID               string   `json:"user_id,omitempty"`
-	CurrentStage         string   `json:"current_stage"`
-	Source               string   `json:"source"`
-	RunID                string   `json:"run_id"`
-	Status               string   `json:"status"`
-	Aliases              []string `json:"aliases,omitempty"`
+	Name                 string     `json:"name"`
+	Version              string     `json:"version"`
+	CreationTimestamp    int64      `json:"creation_timestamp"`
+	LastUpdatedTimestamp int64      `json:"last_updated_timestamp"`
+	UserID               string     `json:"user_id,omitempty"`
+	CurrentStage         string     `json:"current_stage"`
+	Source               string     `json:"source"`
+	RunID                string     `json:"run_id"`
+	Status               string     `json:"status"`
+	Aliases              []string   `json:"aliases,omitempty"`
+	Tags                 []mlflowKV `json:"tags,omitempty"`
 }
 
 func toMLflowVersion(mv *api.ModelVersion) mlflowModelVersion {
@@ -102,6 +108,149 @@ func toMLflowModel(m *api.Model, desc string) mlflowRegisteredModel {
 	}
 	slices.SortFunc(out.Aliases, func(a, b mlflowModelAliasOut) int { return strings.Compare(a.Alias, b.Alias) })
 	return out
+}
+
+// mlflowModelAnswer answers model m, with its tags and its latest version's.
+func (g *Gateway) mlflowModelAnswer(c echo.Context, m *api.Model, desc string) error {
+	out := []mlflowRegisteredModel{toMLflowModel(m, desc)}
+	if err := g.withTags(c, out, nil); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"registered_model": out[0]})
+}
+
+// mlflowVersionAnswer answers version mv, with its tags.
+func (g *Gateway) mlflowVersionAnswer(c echo.Context, mv *api.ModelVersion) error {
+	out := []mlflowModelVersion{toMLflowVersion(mv)}
+	if err := g.withTags(c, nil, out); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"model_version": out[0]})
+}
+
+// withTags sets the MLflow tags of the models and versions of an answer
+// (and of each model's latest version), read in one round trip.
+func (g *Gateway) withTags(c echo.Context, models []mlflowRegisteredModel, versions []mlflowModelVersion) error {
+	ref := func(name, v string) modelTagRef {
+		n, _ := strconv.Atoi(v)
+		return modelTagRef{Name: name, Version: n}
+	}
+	var refs []modelTagRef
+	for _, m := range models {
+		refs = append(refs, modelTagRef{Name: m.Name})
+		for _, lv := range m.LatestVersions {
+			refs = append(refs, ref(lv.Name, lv.Version))
+		}
+	}
+	for _, v := range versions {
+		refs = append(refs, ref(v.Name, v.Version))
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	tags, err := g.modelTags(c.Request().Context(), principalOf(c).Workspace, refs)
+	if err != nil {
+		return err
+	}
+	for i := range models {
+		models[i].Tags = mlflowKVs(tags[modelTagRef{Name: models[i].Name}])
+		for j := range models[i].LatestVersions {
+			lv := &models[i].LatestVersions[j]
+			lv.Tags = mlflowKVs(tags[ref(lv.Name, lv.Version)])
+		}
+	}
+	for i := range versions {
+		versions[i].Tags = mlflowKVs(tags[ref(versions[i].Name, versions[i].Version)])
+	}
+	return nil
+}
+
+// mlflowKVs is m as MLflow's key-value list, in key order.
+func mlflowKVs(m map[string]string) []mlflowKV {
+	out := make([]mlflowKV, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, mlflowKV{Key: k, Value: m[k]})
+	}
+	return out
+}
+
+// mlflowTagArgs reads the body of a set-tag or delete-tag (or, for a
+// DELETE, its query): the model, the version ("" for the model's own
+// tags), the key and the value.
+func mlflowTagArgs(c echo.Context, withVersion bool) (name, version, key, value string, err error) {
+	var req struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Key     string `json:"key"`
+		Value   string `json:"value"`
+	}
+	q := c.QueryParams()
+	if c.Request().Method == http.MethodDelete && q.Get("name") != "" {
+		req.Name, req.Version, req.Key = q.Get("name"), q.Get("version"), q.Get("key")
+	} else if err := decodeMLflow(c, &req); err != nil {
+		return "", "", "", "", err
+	}
+	if req.Key == "" {
+		return "", "", "", "", mlflowInvalid("Missing value for required parameter 'key'")
+	}
+	if !withVersion {
+		req.Version = ""
+	}
+	return req.Name, req.Version, req.Key, req.Value, nil
+}
+
+// mlflowTagRef is the model or version a tag call names, once it exists.
+func (g *Gateway) mlflowTagRef(c echo.Context, name, version string, withVersion bool) (modelTagRef, error) {
+	if !withVersion {
+		_, _, err := g.mlflowModel(c, name)
+		return modelTagRef{Name: name}, err
+	}
+	mv, err := g.mlflowVersion(c, name, version)
+	if err != nil {
+		return modelTagRef{}, err
+	}
+	return modelTagRef{Name: name, Version: mv.Version}, nil
+}
+
+// mlflowSetModelTag serves registered-models/set-tag and (withVersion)
+// model-versions/set-tag.
+func (g *Gateway) mlflowSetModelTag(withVersion bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name, version, key, value, err := mlflowTagArgs(c, withVersion)
+		if err != nil {
+			return err
+		}
+		ref, err := g.mlflowTagRef(c, name, version, withVersion)
+		if err != nil {
+			return err
+		}
+		if err := g.setModelTag(c.Request().Context(), principalOf(c).Workspace, ref, key, value); err != nil {
+			return mlflowInvalidFrom(err)
+		}
+		return c.JSON(http.StatusOK, map[string]any{})
+	}
+}
+
+// mlflowDeleteModelTag serves registered-models/delete-tag and
+// (withVersion) model-versions/delete-tag.
+func (g *Gateway) mlflowDeleteModelTag(withVersion bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name, version, key, _, err := mlflowTagArgs(c, withVersion)
+		if err != nil {
+			return err
+		}
+		ref, err := g.mlflowTagRef(c, name, version, withVersion)
+		if err != nil {
+			return err
+		}
+		if err := g.deleteModelTag(c.Request().Context(), principalOf(c).Workspace, ref, key); err != nil {
+			if isCode(err, api.CodeNotFound) {
+				return mlflowErrorf(mlflowNotFound, "No tag with name: %s", key)
+			}
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{})
+	}
 }
 
 func mlflowModelNotFound(name string) error {
@@ -160,7 +309,7 @@ func (g *Gateway) mlflowCreateModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"registered_model": toMLflowModel(m, desc)})
+	return g.mlflowModelAnswer(c, m, desc)
 }
 
 func (g *Gateway) mlflowGetModel(c echo.Context) error {
@@ -168,7 +317,7 @@ func (g *Gateway) mlflowGetModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"registered_model": toMLflowModel(m, desc)})
+	return g.mlflowModelAnswer(c, m, desc)
 }
 
 // mlflowDeleteModel is DeleteRegisteredModel: the model and all its
@@ -222,7 +371,7 @@ func (g *Gateway) mlflowUpdateModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"registered_model": toMLflowModel(m, desc)})
+	return g.mlflowModelAnswer(c, m, desc)
 }
 
 // mlflowNameFilter reads the filter of a registry search: empty, or
@@ -355,6 +504,9 @@ func (g *Gateway) mlflowSearchModels(c echo.Context) error {
 		slices.Reverse(all)
 	}
 	page, next := pageOf(all, n, off)
+	if err := g.withTags(c, page, nil); err != nil {
+		return err
+	}
 	out := map[string]any{"registered_models": page}
 	if next != "" {
 		out["next_page_token"] = next
@@ -383,6 +535,9 @@ func (g *Gateway) mlflowLatestVersions(c echo.Context) error {
 	wantNone := len(req.Stages) == 0 || slices.ContainsFunc(req.Stages, func(s string) bool { return strings.EqualFold(s, "None") })
 	if n := len(m.Versions); n > 0 && wantNone {
 		out = append(out, toMLflowVersion(&m.Versions[n-1]))
+	}
+	if err := g.withTags(c, nil, out); err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"model_versions": out})
 }
@@ -497,7 +652,7 @@ func (g *Gateway) mlflowVersionByAlias(c echo.Context) error {
 	if mv == nil {
 		return mlflowErrorf(mlflowNotFound, "Registered model alias %s not found.", alias)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"model_version": toMLflowVersion(mv)})
+	return g.mlflowVersionAnswer(c, mv)
 }
 
 // mlflowSourcePath is the path of run j's outputs that source names:
@@ -568,7 +723,7 @@ func (g *Gateway) mlflowCreateVersion(c echo.Context) error {
 		return err
 	}
 	g.audit(c, p.Workspace, "model.register", mv.Name+":"+strconv.Itoa(mv.Version)+" (job "+j.ID+", "+rel+")")
-	return c.JSON(http.StatusOK, map[string]any{"model_version": toMLflowVersion(mv)})
+	return g.mlflowVersionAnswer(c, mv)
 }
 
 func (g *Gateway) mlflowGetVersion(c echo.Context) error {
@@ -576,7 +731,7 @@ func (g *Gateway) mlflowGetVersion(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"model_version": toMLflowVersion(mv)})
+	return g.mlflowVersionAnswer(c, mv)
 }
 
 // mlflowUpdateVersion serves model-versions/update: jobgate's versions
@@ -597,7 +752,7 @@ func (g *Gateway) mlflowUpdateVersion(c echo.Context) error {
 	if req.Description != nil && *req.Description != "" {
 		return mlflowInvalid("Invalid value for parameter 'description': jobgate's model versions have no description")
 	}
-	return c.JSON(http.StatusOK, map[string]any{"model_version": toMLflowVersion(mv)})
+	return g.mlflowVersionAnswer(c, mv)
 }
 
 // mlflowDeleteVersion is DeleteModelVersion: DELETE /v1/models/{name}/
@@ -657,6 +812,9 @@ func (g *Gateway) mlflowSearchVersions(c echo.Context) error {
 		}
 	}
 	page, next := pageOf(all, n, off)
+	if err := g.withTags(c, nil, page); err != nil {
+		return err
+	}
 	out := map[string]any{"model_versions": page}
 	if next != "" {
 		out["next_page_token"] = next

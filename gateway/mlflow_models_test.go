@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/jobgate/jobgate/api"
+	"github.com/jobgate/jobgate/internal/store"
 )
 
 // TestMLflowModelRegistry: register_model's flow (create the registered
@@ -221,5 +224,108 @@ func TestMLflowDeleteRegisteredModel(t *testing.T) {
 	mv := f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)["model_version"].(map[string]any)
 	if mv["version"] != "3" {
 		t.Errorf("version of the model made again = %v, want 3", mv["version"])
+	}
+}
+
+// TestMLflowModelTags: set-tag and delete-tag on a registered model and on
+// a version show in every answer that shows them (get, search, latest,
+// by alias), are bounded in number, are another workspace's 404, and go
+// with the version or model they tag.
+func TestMLflowModelTags(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tok := f.token(DefaultWorkspace, api.ScopeRead, api.ScopeSubmit).Secret
+	j := f.endedJob(DefaultWorkspace, tok, api.StatusSucceeded, map[string]string{"model/w.bin": "123"})
+	f.mlflowOK("POST", "registered-models/create", tok, `{"name":"iris"}`)
+	f.mlflowOK("POST", "model-versions/create", tok, `{"name":"iris","source":"runs:/`+j.ID+`/model","run_id":"`+j.ID+`"}`)
+	f.mlflowOK("POST", "registered-models/alias", tok, `{"name":"iris","alias":"champion","version":"1"}`)
+
+	f.mlflowOK("POST", "registered-models/set-tag", tok, `{"name":"iris","key":"team","value":"vision"}`)
+	f.mlflowOK("POST", "registered-models/set-tag", tok, `{"name":"iris","key":"owner","value":"ana"}`)
+	f.mlflowOK("POST", "model-versions/set-tag", tok, `{"name":"iris","version":"1","key":"validated","value":"yes"}`)
+	tagsOf := func(v any) string {
+		t.Helper()
+		var parts []string
+		list, _ := v.(map[string]any)["tags"].([]any)
+		for _, kv := range list {
+			parts = append(parts, kv.(map[string]any)["key"].(string)+"="+kv.(map[string]any)["value"].(string))
+		}
+		return strings.Join(parts, ",")
+	}
+	rm := f.mlflowOK("GET", "registered-models/get?name=iris", tok, "")["registered_model"]
+	if got := tagsOf(rm); got != "owner=ana,team=vision" {
+		t.Errorf("the model's tags = %q", got)
+	}
+	if got := tagsOf(rm.(map[string]any)["latest_versions"].([]any)[0]); got != "validated=yes" {
+		t.Errorf("its latest version's tags = %q", got)
+	}
+	for what, v := range map[string]any{
+		"model-versions/get":                    f.mlflowOK("GET", "model-versions/get?name=iris&version=1", tok, "")["model_version"],
+		"registered-models/alias":               f.mlflowOK("GET", "registered-models/alias?name=iris&alias=champion", tok, "")["model_version"],
+		"model-versions/search":                 f.mlflowOK("GET", "model-versions/search", tok, "")["model_versions"].([]any)[0],
+		"registered-models/get-latest-versions": f.mlflowOK("POST", "registered-models/get-latest-versions", tok, `{"name":"iris"}`)["model_versions"].([]any)[0],
+	} {
+		if got := tagsOf(v); got != "validated=yes" {
+			t.Errorf("%s: the version's tags = %q", what, got)
+		}
+	}
+	if got := tagsOf(f.mlflowOK("GET", "registered-models/search", tok, "")["registered_models"].([]any)[0]); got != "owner=ana,team=vision" {
+		t.Errorf("registered-models/search: the model's tags = %q", got)
+	}
+
+	// delete-tag takes a JSON body or the query, as MLflow's clients send it.
+	f.mlflowOK("DELETE", "registered-models/delete-tag", tok, `{"name":"iris","key":"owner"}`)
+	f.mlflowOK("DELETE", "model-versions/delete-tag?name=iris&version=1&key=validated", tok, "")
+	if got := tagsOf(f.mlflowOK("GET", "registered-models/get?name=iris", tok, "")["registered_model"]); got != "team=vision" {
+		t.Errorf("the model's tags after delete-tag = %q", got)
+	}
+	if got := tagsOf(f.mlflowOK("GET", "model-versions/get?name=iris&version=1", tok, "")["model_version"]); got != "" {
+		t.Errorf("the version's tags after delete-tag = %q", got)
+	}
+	for _, bad := range []struct {
+		method, endpoint, body string
+		status                 int
+		code                   string
+	}{
+		{"DELETE", "registered-models/delete-tag", `{"name":"iris","key":"owner"}`, 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"POST", "registered-models/set-tag", `{"name":"iris","key":"","value":"v"}`, 400, "INVALID_PARAMETER_VALUE"},
+		{"POST", "registered-models/set-tag", `{"name":"nope","key":"k","value":"v"}`, 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"POST", "model-versions/set-tag", `{"name":"iris","version":"9","key":"k","value":"v"}`, 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"POST", "model-versions/set-tag", `{"name":"iris","version":"x","key":"k","value":"v"}`, 400, "INVALID_PARAMETER_VALUE"},
+		{"POST", "registered-models/set-tag", `{"name":"iris","key":"k","value":"` + strings.Repeat("v", 8001) + `"}`, 400, "INVALID_PARAMETER_VALUE"},
+	} {
+		if code, out := f.mlflowCall(bad.method, bad.endpoint, tok, bad.body); code != bad.status || out["error_code"] != bad.code {
+			t.Errorf("%s %s %.80s: %d %v, want %d %s", bad.method, bad.endpoint, bad.body, code, out, bad.status, bad.code)
+		}
+	}
+	// Bounded, so that a client cannot grow one model's record without end.
+	for i := range store.MaxExperimentTags - 1 {
+		f.mlflowOK("POST", "registered-models/set-tag", tok, fmt.Sprintf(`{"name":"iris","key":"k%d","value":"v"}`, i))
+	}
+	if code, out := f.mlflowCall("POST", "registered-models/set-tag", tok, `{"name":"iris","key":"one-too-many","value":"v"}`); code != http.StatusBadRequest || out["error_code"] != "INVALID_PARAMETER_VALUE" {
+		t.Errorf("tag %d: %d %v, want 400 INVALID_PARAMETER_VALUE", store.MaxExperimentTags+1, code, out)
+	}
+	f.mlflowOK("POST", "registered-models/set-tag", tok, `{"name":"iris","key":"team","value":"changed"}`) // a present key may change
+
+	// Another workspace reaches none of it.
+	f.workspace("team-b", api.Quotas{})
+	b := f.token("team-b", api.ScopeRead, api.ScopeSubmit).Secret
+	for _, c := range []struct{ method, endpoint, body string }{
+		{"POST", "registered-models/set-tag", `{"name":"iris","key":"k","value":"v"}`},
+		{"DELETE", "registered-models/delete-tag", `{"name":"iris","key":"team"}`},
+		{"POST", "model-versions/set-tag", `{"name":"iris","version":"1","key":"k","value":"v"}`},
+	} {
+		if code, out := f.mlflowCall(c.method, c.endpoint, b, c.body); code != http.StatusNotFound || out["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+			t.Errorf("B: %s %s: %d %v", c.method, c.endpoint, code, out)
+		}
+	}
+
+	// The tags go with what they tag.
+	f.mlflowOK("POST", "model-versions/set-tag", tok, `{"name":"iris","version":"1","key":"validated","value":"yes"}`)
+	f.mlflowOK("DELETE", "model-versions/delete", tok, `{"name":"iris","version":"1"}`)
+	f.mlflowOK("DELETE", "registered-models/delete", tok, `{"name":"iris"}`)
+	left, err := f.st.ModelTags(ctx, DefaultWorkspace, []store.ModelTagRef{{Name: "iris"}, {Name: "iris", Version: 1}})
+	if err != nil || len(left) != 0 {
+		t.Fatalf("tags after the version and the model were deleted: %v, %v", left, err)
 	}
 }

@@ -55,6 +55,34 @@ func (g *Gateway) deleteAlias(ctx context.Context, ws, name, alias string) error
 	return g.store.DeleteModelAlias(ctx, ws, name, alias)
 }
 
+// modelTagRef names what an MLflow tag is on: model Name (Version 0) or
+// one of its versions.
+type modelTagRef = store.ModelTagRef
+
+// modelTags is the MLflow tags of each of refs.
+func (g *Gateway) modelTags(ctx context.Context, ws string, refs []modelTagRef) (map[modelTagRef]map[string]string, error) {
+	return g.store.ModelTags(ctx, ws, refs)
+}
+
+// setModelTag sets an MLflow tag of ref, which exists; a bad key or value,
+// or one tag too many, is a refusal.
+func (g *Gateway) setModelTag(ctx context.Context, ws string, ref modelTagRef, key, value string) error {
+	err := g.store.SetModelTag(ctx, ws, ref, key, value)
+	if err != nil && (errors.Is(err, store.ErrTooMany) || isKVError(err)) {
+		return refuse(invalid("tags: %v", err), err.Error())
+	}
+	return err
+}
+
+// deleteModelTag removes an MLflow tag of ref; a 404 when it has none.
+func (g *Gateway) deleteModelTag(ctx context.Context, ws string, ref modelTagRef, key string) error {
+	err := g.store.DeleteModelTag(ctx, ws, ref, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(api.CodeNotFound, "no tag %q", key)
+	}
+	return err
+}
+
 // putOutput stores r as output file rel of job id, streamed (the request
 // body's cap bounds it).
 func (g *Gateway) putOutput(ctx context.Context, id, rel string, r io.Reader) error {

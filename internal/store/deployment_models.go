@@ -125,6 +125,7 @@ func (s *Store) DeleteUnusedModelVersion(ctx context.Context, ws, name string, v
 			var res *redis.Cmd
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				res = deleteModelVersion.Eval(ctx, p, []string{versions, aliasKey}, v)
+				p.Del(ctx, modelTagsKey(ws, name, v))
 				return nil
 			})
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -174,4 +175,70 @@ func (s *Store) SetModelDescription(ctx context.Context, ws, name, desc string) 
 // ModelDescriptions is the description of each of ws's models that has one.
 func (s *Store) ModelDescriptions(ctx context.Context, ws string) (map[string]string, error) {
 	return s.rdb.HGetAll(ctx, modelDescriptionsKey(ws)).Result()
+}
+
+// MLflow's registered models and their versions carry tags, which
+// jobgate's registry itself never reads: a hash per model and one per
+// version, at most MaxExperimentTags fields each, gone with what they tag.
+func modelTagsKey(ws, name string, v int) string {
+	if v == 0 {
+		return modelKey(ws, name, "tags")
+	}
+	return modelKey(ws, name, "tags:"+strconv.Itoa(v))
+}
+
+// ModelTagRef names what a tag is on: model Name (Version 0) or one of its
+// versions.
+type ModelTagRef struct {
+	Name    string
+	Version int
+}
+
+// SetModelTag sets tag key of ref in ws; ErrTooMany past MaxExperimentTags.
+// The caller checks that ref exists.
+func (s *Store) SetModelTag(ctx context.Context, ws string, ref ModelTagRef, key, value string) error {
+	if err := CheckKV("tag", map[string]string{key: value}, MaxTagValueLen); err != nil {
+		return err
+	}
+	ok, err := setBoundedScript.Run(ctx, s.rdb, []string{modelTagsKey(ws, ref.Name, ref.Version)}, key, value, MaxExperimentTags).Int()
+	if err != nil {
+		return err
+	}
+	if ok == 0 {
+		return fmt.Errorf("a registered model or version may have at most %d tags: %w", MaxExperimentTags, ErrTooMany)
+	}
+	return nil
+}
+
+// DeleteModelTag removes tag key of ref in ws; ErrNotFound if it has none.
+func (s *Store) DeleteModelTag(ctx context.Context, ws string, ref ModelTagRef, key string) error {
+	n, err := s.rdb.HDel(ctx, modelTagsKey(ws, ref.Name, ref.Version), key).Result()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("tag %q: %w", key, ErrNotFound)
+	}
+	return nil
+}
+
+// ModelTags is the tags of each of refs in ws, in one round trip.
+func (s *Store) ModelTags(ctx context.Context, ws string, refs []ModelTagRef) (map[ModelTagRef]map[string]string, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(refs))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range refs {
+			cmds[i] = p.HGetAll(ctx, modelTagsKey(ws, r.Name, r.Version))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[ModelTagRef]map[string]string, len(refs))
+	for i, r := range refs {
+		if tags := cmds[i].Val(); len(tags) > 0 {
+			out[r] = tags
+		}
+	}
+	return out, nil
 }

@@ -225,6 +225,9 @@ func (s *Store) DeleteModelVersion(ctx context.Context, ws, name string, v int) 
 	if len(res) == 0 || res[0] != int64(1) {
 		return nil, fmt.Errorf("model %s:%d: %w", name, v, ErrNotFound)
 	}
+	if err := s.rdb.Del(ctx, modelTagsKey(ws, name, v)).Err(); err != nil {
+		return nil, err
+	}
 	aliases := []string{}
 	for _, a := range res[1:] {
 		aliases = append(aliases, fmt.Sprint(a))
@@ -234,7 +237,7 @@ func (s *Store) DeleteModelVersion(ctx context.Context, ws, name string, v int) 
 }
 
 // DeleteModel removes model name of ws once it has no versions: its record,
-// aliases and description. ErrNotFound when there is no such model;
+// aliases, description and tags. ErrNotFound when there is no such model;
 // ErrConflict when it has a version (one registered since the caller
 // deleted the others). Its version counter stays, so a model made again
 // under the name goes on from the last number: a number never names two
@@ -259,7 +262,7 @@ func (s *Store) DeleteModel(ctx context.Context, ws, name string) error {
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HDel(ctx, wsModelsKey(ws), name)
-				p.Del(ctx, modelKey(ws, name, "aliases"))
+				p.Del(ctx, modelKey(ws, name, "aliases"), modelTagsKey(ws, name, 0))
 				p.HDel(ctx, modelDescriptionsKey(ws), name)
 				return nil
 			})
