@@ -225,6 +225,9 @@ func (g *Gateway) mlflowSetModelTag(withVersion bool) echo.HandlerFunc {
 			return err
 		}
 		if err := g.setModelTag(c.Request().Context(), principalOf(c).Workspace, ref, key, value); err != nil {
+			if isCode(err, api.CodeNotFound) {
+				return mlflowModelNotFound(name) // deleted since mlflowTagRef found it
+			}
 			return mlflowInvalidFrom(err)
 		}
 		return c.JSON(http.StatusOK, map[string]any{})

@@ -64,12 +64,15 @@ func (g *Gateway) modelTags(ctx context.Context, ws string, refs []modelTagRef) 
 	return g.store.ModelTags(ctx, ws, refs)
 }
 
-// setModelTag sets an MLflow tag of ref, which exists; a bad key or value,
-// or one tag too many, is a refusal.
+// setModelTag sets an MLflow tag of ref; a bad key or value, or one tag
+// too many, is a refusal, and ref deleted meanwhile a 404.
 func (g *Gateway) setModelTag(ctx context.Context, ws string, ref modelTagRef, key, value string) error {
 	err := g.store.SetModelTag(ctx, ws, ref, key, value)
-	if err != nil && (errors.Is(err, store.ErrTooMany) || isKVError(err)) {
+	switch {
+	case err != nil && (errors.Is(err, store.ErrTooMany) || isKVError(err)):
 		return refuse(invalid("tags: %v", err), err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return api.Errorf(api.CodeNotFound, "model %s was deleted", ref.Name)
 	}
 	return err
 }

@@ -194,17 +194,26 @@ type ModelTagRef struct {
 	Version int
 }
 
-// SetModelTag sets tag key of ref in ws; ErrTooMany past MaxExperimentTags.
-// The caller checks that ref exists.
+var setModelTagScript = script("model_tag_set.lua")
+
+// SetModelTag sets tag key of ref in ws, in one step with the check that
+// ref exists (else ErrNotFound); ErrTooMany past MaxExperimentTags.
 func (s *Store) SetModelTag(ctx context.Context, ws string, ref ModelTagRef, key, value string) error {
 	if err := CheckKV("tag", map[string]string{key: value}, MaxTagValueLen); err != nil {
 		return err
 	}
-	ok, err := setBoundedScript.Run(ctx, s.rdb, []string{modelTagsKey(ws, ref.Name, ref.Version)}, key, value, MaxExperimentTags).Int()
+	holder, field := wsModelsKey(ws), ref.Name
+	if ref.Version != 0 {
+		holder, field = modelKey(ws, ref.Name, "versions"), strconv.Itoa(ref.Version)
+	}
+	ok, err := setModelTagScript.Run(ctx, s.rdb, []string{modelTagsKey(ws, ref.Name, ref.Version), holder}, key, value, MaxExperimentTags, field).Int()
 	if err != nil {
 		return err
 	}
-	if ok == 0 {
+	switch ok {
+	case -1:
+		return fmt.Errorf("model %s version %d: %w", ref.Name, ref.Version, ErrNotFound)
+	case 0:
 		return fmt.Errorf("a registered model or version may have at most %d tags: %w", MaxExperimentTags, ErrTooMany)
 	}
 	return nil

@@ -62,3 +62,35 @@ func TestDeleteModel(t *testing.T) {
 		t.Errorf("next version after delete = %d, want %d", next, v+1)
 	}
 }
+
+// TestModelTagsNeedWhatTheyTag: a tag is set only on a model or version
+// that exists, in one step with the check, so a tag set as its model is
+// deleted is not left to show on a model made again under the name.
+func TestModelTagsNeedWhatTheyTag(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	model, version := store.ModelTagRef{Name: "iris"}, store.ModelTagRef{Name: "iris", Version: 1}
+	for _, ref := range []store.ModelTagRef{model, version} {
+		if err := s.SetModelTag(ctx, "default", ref, "k", "v"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("tag on %+v, which does not exist: %v, want ErrNotFound", ref, err)
+		}
+	}
+	if _, err := s.CreateModel(ctx, "default", "iris", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetModelTag(ctx, "default", model, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetModelTag(ctx, "default", version, "k", "v"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("tag on a version not registered: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteModel(ctx, "default", "iris"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetModelTag(ctx, "default", model, "late", "v"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("tag after the model was deleted: %v, want ErrNotFound", err)
+	}
+	if tags, err := s.ModelTags(ctx, "default", []store.ModelTagRef{model}); err != nil || len(tags) != 0 {
+		t.Fatalf("tags left after the delete: %v, %v", tags, err)
+	}
+}
