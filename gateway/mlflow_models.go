@@ -336,9 +336,10 @@ func (g *Gateway) mlflowDeleteModel(c echo.Context) error {
 		}
 		name = req.Name
 	}
-	if _, _, err := g.mlflowModel(c, name); err != nil {
-		return err
+	if name == "" {
+		return mlflowInvalid("Missing value for required parameter 'name'")
 	}
+	// removeModel reads the model itself: an unknown one is its 404.
 	if err := g.removeModel(c, principalOf(c).Workspace, name); err != nil {
 		if isCode(err, api.CodeNotFound) {
 			return mlflowModelNotFound(name)
